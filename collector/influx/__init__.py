@@ -1,0 +1,1 @@
+"""InfluxDB: line-protocol schema, writers for the v1 and v2 write APIs, and an InfluxQL reader."""

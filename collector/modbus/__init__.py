@@ -1,0 +1,1 @@
+"""Modbus collection: gateways, register profiles, request planning and polling."""

@@ -1,0 +1,51 @@
+"""Typed configuration of Modbus gateways (one `gateways:` entry each)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from collector.duration import Duration
+from collector.model import Slug
+
+__all__ = ["Gateway", "Transport"]
+
+
+class Transport(StrEnum):
+    TCP = "tcp"
+    RTU_OVER_TCP = "rtu-over-tcp"
+    SERIAL = "serial"
+
+
+class Gateway(BaseModel):
+    """A Modbus peer: a TCP meter, a serial-to-Ethernet gateway, or a local RS-485 port."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Slug
+    transport: Transport = Transport.TCP
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    device: str | None = None  # serial port, e.g. /dev/ttyUSB0
+    baudrate: int = 9600
+    parity: str = Field(default="N", pattern="^[NEO]$")
+    stopbits: int = Field(default=1, ge=1, le=2)
+    interval: Duration = timedelta(seconds=10)
+    timeout: Duration = timedelta(seconds=1)
+    retries: int = Field(default=1, ge=0, le=10)
+    pause_between_requests: Duration = timedelta(0)
+    pause_after_connect: Duration = timedelta(0)
+    offline_after: int = Field(default=3, ge=1, description="consecutive failures before a meter is offline")
+
+    @model_validator(mode="after")
+    def _addressing(self) -> Gateway:
+        if self.transport is Transport.SERIAL:
+            if not self.device:
+                raise ValueError("a serial gateway needs `device:` (e.g. /dev/ttyUSB0)")
+        elif not self.host or self.port is None:
+            raise ValueError(f"a {self.transport.value} gateway needs `host:` and `port:`")
+        if self.timeout >= self.interval:
+            raise ValueError("`timeout` must be shorter than `interval`")
+        return self

@@ -1,0 +1,172 @@
+"""Domain model: sites, meters and the readings they produce.
+
+`Site` and `Meter` are frozen pydantic models: the configuration file is validated by building them, so a
+bad value is rejected with the exact field path. `Reading` is a frozen slotted dataclass: it is created
+hundreds of thousands of times per second on the ingest path and validates itself cheaply.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Meter",
+    "ModbusSource",
+    "ModelError",
+    "MqttSource",
+    "Reading",
+    "Role",
+    "Site",
+    "Slug",
+    "TagText",
+]
+
+
+class ModelError(ValueError):
+    """A value object was given a value it cannot hold."""
+
+
+class Role(StrEnum):
+    EXTRACTION = "extraction"
+    REINJECTION = "reinjection"
+    DISCHARGE = "discharge"
+
+
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _slug(value: str) -> str:
+    if not _SLUG.match(value):
+        raise ValueError(
+            "must be 1-64 characters of letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def _tag_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (newline, tab, …): it becomes a database tag")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+"""An identifier safe in a URL, a topic level and a database tag."""
+
+TagText = Annotated[str, AfterValidator(_tag_text)]
+"""Free text (any Unicode) that is stored as a database tag: no control characters."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class ModbusSource(_Frozen):
+    """Where a meter is read over Modbus: a gateway (see `gateways:`), a unit id and a register profile."""
+
+    gateway: Slug
+    unit: int = Field(ge=0, le=247)
+    profile: str = "tuf2000m"
+
+
+class MqttSource(_Frozen):
+    """A meter whose DTU publishes on an MQTT topic, decoded by a payload profile."""
+
+    topic: str = Field(min_length=1)
+    profile: str = "dtu-json"
+
+
+class Meter(_Frozen):
+    id: Slug
+    role: Role
+    accuracy_pct: float = Field(default=1.0, gt=0, le=20)
+    modbus: ModbusSource | None = None
+    mqtt: MqttSource | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Meter:
+        if self.modbus is not None and self.mqtt is not None:
+            raise ValueError("a meter has one source: give either `modbus:` or `mqtt:`, not both")
+        return self
+
+    @property
+    def source(self) -> Literal["modbus", "mqtt"] | None:
+        if self.modbus is not None:
+            return "modbus"
+        if self.mqtt is not None:
+            return "mqtt"
+        return None
+
+
+class Site(_Frozen):
+    id: Slug
+    name: str = Field(min_length=1, max_length=200)
+    district: TagText
+    operator: str | None = None
+    location: str | None = None
+    meters: tuple[Meter, ...]
+
+    @model_validator(mode="after")
+    def _meters_make_a_site(self) -> Site:
+        problems: list[str] = []
+        seen: set[str] = set()
+        for m in self.meters:
+            if m.id in seen:
+                problems.append(f"meter id {m.id!r} appears twice (ids are unique within a site)")
+            seen.add(m.id)
+        roles = {m.role for m in self.meters}
+        for needed in (Role.EXTRACTION, Role.REINJECTION):
+            if needed not in roles:
+                problems.append(f"needs at least one {needed.value!r} meter")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def meter(self, meter_id: str) -> Meter:
+        for m in self.meters:
+            if m.id == meter_id:
+                return m
+        raise KeyError(meter_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One sample of one meter.
+
+    `total_m3` is the forward totalizer, the basis of every volume; `rate_m3h` the instantaneous flow.
+    Either may be None when the meter did not deliver it (a rate-only meter, a failed field), never both.
+    """
+
+    site: str
+    meter: str
+    role: Role
+    ts: datetime
+    rate_m3h: float | None
+    total_m3: float | None
+    signal_pct: float | None = None
+    error_code: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.ts.tzinfo is None or self.ts.utcoffset() is None:
+            raise ModelError(f"reading {self.site}/{self.meter}: ts must be timezone-aware, got {self.ts!r}")
+        if self.ts.utcoffset() != UTC.utcoffset(None):
+            object.__setattr__(self, "ts", self.ts.astimezone(UTC))
+        if self.rate_m3h is None and self.total_m3 is None:
+            raise ModelError(f"reading {self.site}/{self.meter}: neither rate nor total")
+        for name in ("rate_m3h", "total_m3", "signal_pct"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise ModelError(f"reading {self.site}/{self.meter}: {name} is not a finite number ({v!r})")
+        if self.total_m3 is not None and self.total_m3 < 0:
+            raise ModelError(f"reading {self.site}/{self.meter}: total_m3 is negative ({self.total_m3})")
+        if self.signal_pct is not None and not 0 <= self.signal_pct <= 100:
+            raise ModelError(f"reading {self.site}/{self.meter}: signal_pct {self.signal_pct} not in 0..100")

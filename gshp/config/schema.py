@@ -1,0 +1,107 @@
+"""The configuration file's schema: one frozen model per section, defaults that work untuned."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from collector.model import Site, TagText
+from collector.modbus.settings import Gateway
+from collector.mqtt.settings import MqttSettings
+from collector.influx.settings import InfluxSettings
+from collector.outbox import OutboxSettings
+
+__all__ = ["SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check"]
+
+SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens"})
+"""Keys whose values are never echoed in errors or logs."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ApiToken(_Frozen):
+    token: SecretStr = Field(min_length=16)
+    role: Literal["viewer", "enforcement", "admin"]
+    name: str | None = None  # who holds it, for the audit log
+    districts: tuple[TagText, ...] | None = None
+
+
+class ApiTls(_Frozen):
+    cert: Path
+    key: Path
+
+
+class ApiSettings(_Frozen):
+    listen: str = Field(default="127.0.0.1:8080", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
+    tokens: tuple[ApiToken, ...] = ()
+    tls: ApiTls | None = None
+    public_url: str | None = None  # used in links sent to enforcement
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+class Config(_Frozen):
+    timezone: str = "Asia/Shanghai"
+    state_dir: Path = Path("/var/lib/gshp")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    influx: InfluxSettings = InfluxSettings(api="v1")  # type: ignore[arg-type]
+    mqtt: MqttSettings | None = None
+    outbox: OutboxSettings = OutboxSettings()
+    gateways: tuple[Gateway, ...] = ()
+    sites: tuple[Site, ...] = ()
+    rules: dict[str, Any] = Field(default_factory=dict)
+    notify: tuple[dict[str, Any], ...] = ()
+    api: ApiSettings = ApiSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not an IANA time zone name (e.g. Asia/Shanghai, UTC)") from None
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def site(self, site_id: str) -> Site:
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise KeyError(site_id)
+
+
+def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Checks that span sections; yields (data path, message)."""
+    gateways: set[str] = set()
+    for i, g in enumerate(config.gateways):
+        if g.id in gateways:
+            yield ("gateways", i, "id"), f"gateway id {g.id!r} appears twice"
+        gateways.add(g.id)
+    sites: set[str] = set()
+    for i, s in enumerate(config.sites):
+        if s.id in sites:
+            yield ("sites", i, "id"), f"site id {s.id!r} appears twice"
+        sites.add(s.id)
+        for j, m in enumerate(s.meters):
+            if m.modbus is not None and m.modbus.gateway not in gateways:
+                known = ", ".join(sorted(gateways)) or "none are defined"
+                yield (("sites", i, "meters", j, "modbus", "gateway"),
+                       f"names no gateway under `gateways:` (known: {known})")
+            if m.mqtt is not None and config.mqtt is None:
+                yield (("sites", i, "meters", j, "mqtt"),
+                       "an MQTT meter needs the `mqtt:` broker section")
