@@ -1,0 +1,32 @@
+"""`gshp check-config FILE`: validate a configuration file, print every problem, exit 2 if any."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from gshp.config import ConfigError, load_config
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "check-config", help="validate a configuration file",
+        description="Validate a configuration file. Prints every problem with file:line, field, the bad "
+                    "value and what is allowed, and exits 2; exits 0 with a summary when the file is valid.")
+    p.add_argument("file", help="the YAML configuration file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(err.problems)} problem(s) in {args.file}", file=sys.stderr)
+        return 2
+    meters = sum(len(s.meters) for s in config.sites)
+    print(f"{args.file}: OK — {len(config.sites)} sites, {meters} meters, {len(config.gateways)} gateways, "
+          f"timezone {config.timezone}")
+    return 0
