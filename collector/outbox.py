@@ -149,6 +149,11 @@ class Outbox:
         with self._new:
             self._new.wait_for(lambda: self._rows >= rows or self._closed, timeout)
 
+    def wake(self) -> None:
+        """Wake threads blocked in `wait_for` (used when stopping)."""
+        with self._new:
+            self._new.notify_all()
+
     def oldest_age(self) -> float:
         """Seconds since the oldest waiting line was committed (0 when empty)."""
         with self._lock:

@@ -1,0 +1,120 @@
+"""The drainer: moves lines from the outbox to InfluxDB, deleting them only once acknowledged.
+
+Batches are sent when `batch_size` lines wait or the oldest has waited `max_batch_age`. Retryable
+failures back off exponentially with jitter (honouring Retry-After); a batch InfluxDB rejects as data is
+split in halves until the bad lines are isolated, and only those single lines are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from collector import metrics
+from collector.backoff import Backoff
+from collector.influx.writer import RejectedWrite, RetryableWriteError, WriteError, Writer
+from collector.outbox import Batch, Outbox
+
+__all__ = ["Drainer"]
+
+log = logging.getLogger(__name__)
+
+
+class Drainer:
+    def __init__(self, outbox: Outbox, writer: Writer, backoff: Backoff | None = None,
+                 sleep: Callable[[float], bool] | None = None) -> None:
+        self.outbox = outbox
+        self.writer = writer
+        self.backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait  # returns True when stopping
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+        self._last_error_class: str | None = None
+        self.written = 0
+        self.dropped = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> Drainer:
+        self._thread = threading.Thread(target=self.run, name="outbox-drainer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, flush_timeout: float = 5.0) -> None:
+        """Stop after a best-effort flush; whatever is not sent stays in the outbox for next time."""
+        deadline = time.monotonic() + flush_timeout
+        while self.outbox.depth and self._failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        self.outbox.wake()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def run(self) -> None:
+        size = self.outbox.settings.batch_size
+        max_age = self.outbox.settings.max_batch_age.total_seconds()
+        while not self._stop.is_set():
+            if self.outbox.depth < size:
+                age = self.outbox.oldest_age()
+                if self.outbox.depth == 0 or age < max_age:
+                    self.outbox.wait_for(size, max(0.01, max_age - age) if self.outbox.depth else max_age)
+                    continue
+            try:
+                self.drain_once()
+            except Exception:  # never let the thread die: log and keep going with backoff
+                log.exception("unexpected error in the outbox drainer")
+                if self._sleep(self.backoff.delay(self._failures + 1)):
+                    return
+
+    # -- one batch -----------------------------------------------------------------------------------
+
+    def drain_once(self) -> int:
+        """Send one batch; returns lines removed from the outbox (written or dropped)."""
+        batch = self.outbox.peek(self.outbox.settings.batch_size)
+        if not batch:
+            return 0
+        try:
+            removed = self._send(batch)
+        except RetryableWriteError as exc:
+            self._failed(exc)
+            delay = exc.retry_after if exc.retry_after is not None else self.backoff.delay(self._failures)
+            self._sleep(min(delay, 300.0))
+            return 0
+        if self._failures:
+            log.info("InfluxDB accepts writes again after %d failed attempts; %d lines waiting",
+                     self._failures, self.outbox.depth)
+        self._failures, self._last_error_class = 0, None
+        return removed
+
+    def _send(self, batch: Batch) -> int:
+        """Write a batch; on rejection bisect it so only the offending single lines are dropped."""
+        try:
+            self.writer.write([line for _, line in batch])
+        except RejectedWrite as exc:
+            metrics.WRITE_ERRORS.labels(exc.error_class).inc()
+            if len(batch) == 1:
+                self._drop(batch[0], exc)
+                return 1
+            mid = len(batch) // 2
+            return self._send(batch[:mid]) + self._send(batch[mid:])
+        self.outbox.ack([i for i, _ in batch])
+        metrics.POINTS_WRITTEN.inc(len(batch))
+        self.written += len(batch)
+        return len(batch)
+
+    def _drop(self, item: tuple[int, str], exc: RejectedWrite) -> None:
+        self.outbox.ack([item[0]])
+        self.dropped += 1
+        metrics.POINTS_DROPPED.labels(exc.error_class).inc()
+        log.error("dropped one line InfluxDB refuses as data (%s): %.300s", exc, item[1])
+
+    def _failed(self, exc: WriteError) -> None:
+        self._failures += 1
+        metrics.WRITE_ERRORS.labels(exc.error_class).inc()
+        if exc.error_class != self._last_error_class:  # log once per change of state, not per retry
+            log.warning("%s — keeping %d lines in the outbox and retrying with backoff", exc,
+                        self.outbox.depth)
+            self._last_error_class = exc.error_class

@@ -1,0 +1,198 @@
+"""Writers for InfluxDB's two write APIs, with one error vocabulary for the drainer.
+
+- `api: v1` posts line protocol to ``/write?db=&rp=&precision=ms`` (InfluxDB 1.x, optional user/password).
+- `api: v2` writes through influxdb-client's synchronous WriteApi (InfluxDB 2.x, 3.x, 1.8+).
+
+Both raise `RejectedWrite` when InfluxDB refuses the data itself (the drainer splits the batch to find
+the bad line) and `RetryableWriteError` for everything that may pass later (outage, overload, auth,
+missing database). Neither retries on its own: the outbox owns durability and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Protocol
+
+import requests
+
+from collector.influx.settings import InfluxApi, InfluxSettings
+
+__all__ = [
+    "WRITERS",
+    "InfluxTargetMissing",
+    "RejectedWrite",
+    "RetryableWriteError",
+    "V1Writer",
+    "V2Writer",
+    "WriteError",
+    "Writer",
+    "make_writer",
+]
+
+log = logging.getLogger(__name__)
+
+PRECISION = "ms"
+
+
+class WriteError(Exception):
+    """A write to InfluxDB did not succeed."""
+
+    error_class = "other"
+
+
+class RejectedWrite(WriteError):
+    """InfluxDB refused the data (bad line, type conflict, too large): retrying the same bytes won't help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"InfluxDB rejected the write ({status}): {message}")
+        self.status = status
+        self.error_class = f"rejected_{status}"
+
+
+class RetryableWriteError(WriteError):
+    """The write may succeed later: InfluxDB is down, overloaded, or not set up yet."""
+
+    def __init__(self, error_class: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.retry_after = retry_after
+
+
+class InfluxTargetMissing(WriteError):
+    """The bucket (v2) does not exist and the service may not create it."""
+
+
+class Writer(Protocol):
+    def ensure_target(self) -> None: ...
+
+    def write(self, lines: Sequence[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import UTC, datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def classify(status: int, body: str, retry_after: str | None) -> WriteError:
+    """Map an HTTP answer from InfluxDB to the error the drainer acts on."""
+    text = body.strip()[:500]
+    if status in (400, 413, 422):
+        return RejectedWrite(status, text)
+    if status in (401, 403):
+        return RetryableWriteError("auth", f"InfluxDB refused the credentials ({status}): check influx.token "
+                                           f"or influx.username/password — {text}")
+    if status == 404:
+        return RetryableWriteError("not_found", f"InfluxDB has no such database/bucket (404): {text}")
+    if status in (429, 503):
+        return RetryableWriteError("overloaded", f"InfluxDB is overloaded ({status})", _retry_after(retry_after))
+    return RetryableWriteError("server", f"InfluxDB answered {status}: {text}", _retry_after(retry_after))
+
+
+class V1Writer:
+    """POST /write for InfluxDB 1.x."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        self.settings = settings
+        self._session = requests.Session()
+        self._session.verify = settings.verify_ssl
+        self._session.headers["Content-Type"] = "text/plain; charset=utf-8"
+        if settings.username and settings.password:
+            self._session.auth = (settings.username, settings.password.get_secret_value())
+        self._params = {"db": settings.bucket, "precision": PRECISION}
+        if settings.retention_policy:
+            self._params["rp"] = settings.retention_policy
+
+    def ensure_target(self) -> None:
+        """Create the database if it is missing (CREATE DATABASE is idempotent)."""
+        name = self.settings.bucket.replace("\\", "\\\\").replace('"', '\\"')
+        self._post("/query", {"q": f'CREATE DATABASE "{name}"'}, b"")
+
+    def write(self, lines: Sequence[str]) -> None:
+        self._post("/write", self._params, "\n".join(lines).encode())
+
+    def _post(self, path: str, params: dict[str, str], body: bytes) -> None:
+        try:
+            r = self._session.post(self.settings.url.rstrip("/") + path, params=params, data=body,
+                                   timeout=self.settings.timeout.total_seconds())
+        except requests.Timeout as exc:
+            raise RetryableWriteError("timeout", f"InfluxDB did not answer in time: {exc}") from exc
+        except requests.RequestException as exc:
+            raise RetryableWriteError("connection", f"cannot reach InfluxDB at {self.settings.url}: "
+                                                    f"{type(exc).__name__}") from exc
+        if r.status_code >= 300:
+            raise classify(r.status_code, r.text, r.headers.get("Retry-After"))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class V2Writer:
+    """influxdb-client's synchronous write API (its own retries disabled: the outbox retries)."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self.settings = settings
+        assert settings.token is not None and settings.org is not None  # validated in settings
+        self._client = InfluxDBClient(url=settings.url, token=settings.token.get_secret_value(),
+                                      org=settings.org, timeout=int(settings.timeout.total_seconds() * 1000),
+                                      verify_ssl=settings.verify_ssl, retries=False,
+                                      enable_gzip=False)
+        self._write = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def ensure_target(self) -> None:
+        call = self._client.buckets_api().find_bucket_by_name
+        bucket = self._call(lambda: call(self.settings.bucket))
+        if bucket is None:
+            raise InfluxTargetMissing(
+                f"InfluxDB has no bucket {self.settings.bucket!r} in org {self.settings.org!r}: create it with "
+                f"`influx bucket create -n {self.settings.bucket} -o {self.settings.org} -r 400d` "
+                "(see deploy/influxdb.md)")
+
+    def write(self, lines: Sequence[str]) -> None:
+        body = "\n".join(lines)
+        self._call(lambda: self._write.write(bucket=self.settings.bucket, org=self.settings.org,
+                                             record=body, write_precision=PRECISION))
+
+    def _call(self, fn: Callable[[], object]) -> object:
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        try:
+            return fn()
+        except ApiException as exc:
+            headers = exc.headers or {}
+            raise classify(int(exc.status or 0), str(exc.body or exc.reason or ""),
+                           headers.get("Retry-After")) from exc
+        except Urllib3Error as exc:
+            raise RetryableWriteError("connection", f"cannot reach InfluxDB at {self.settings.url}: "
+                                                    f"{type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        self._write.close()
+        self._client.close()
+
+
+WRITERS: dict[InfluxApi, Callable[[InfluxSettings], Writer]] = {
+    InfluxApi.V1: V1Writer,
+    InfluxApi.V2: V2Writer,
+}
+
+
+def make_writer(settings: InfluxSettings) -> Writer:
+    return WRITERS[settings.api](settings)
