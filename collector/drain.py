@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from collector import metrics
 from collector.backoff import Backoff
-from collector.influx.writer import RejectedWrite, RetryableWriteError, WriteError, Writer
+from collector.influx.writer import InfluxTargetMissing, RejectedWrite, RetryableWriteError, WriteError, Writer
 from collector.outbox import Batch, Outbox
 
 __all__ = ["Drainer"]
@@ -33,8 +33,14 @@ class Drainer:
         self._thread: threading.Thread | None = None
         self._failures = 0
         self._last_error_class: str | None = None
+        self._need_target = True
         self.written = 0
         self.dropped = 0
+
+    @property
+    def failing(self) -> str | None:
+        """The class of the current write failure, or None while writes succeed."""
+        return self._last_error_class
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -77,10 +83,16 @@ class Drainer:
         if not batch:
             return 0
         try:
+            if self._need_target:
+                self.writer.ensure_target()
+                self._need_target = False
             removed = self._send(batch)
-        except RetryableWriteError as exc:
+        except (RetryableWriteError, InfluxTargetMissing) as exc:
+            if isinstance(exc, InfluxTargetMissing) or exc.error_class == "not_found":
+                self._need_target = True
+            retry_after = getattr(exc, "retry_after", None)
             self._failed(exc)
-            delay = exc.retry_after if exc.retry_after is not None else self.backoff.delay(self._failures)
+            delay = retry_after if retry_after is not None else self.backoff.delay(self._failures)
             self._sleep(min(delay, 300.0))
             return 0
         if self._failures:

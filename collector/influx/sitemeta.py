@@ -1,0 +1,24 @@
+"""The `site` measurement: each site's display name and metadata, so stored history explains itself.
+
+Site names are free text (Chinese, punctuation, even line breaks), so they are string *fields*, which
+line protocol carries exactly; only the slug id and the district are tags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from collector.influx.lineproto import format_line, to_ms
+from collector.model import Site
+
+__all__ = ["site_lines"]
+
+
+def site_lines(sites: Iterable[Site], ts: datetime) -> list[str]:
+    return [
+        format_line("site", {"site": s.id, "district": s.district},
+                    {"name": s.name, "operator": s.operator, "location": s.location,
+                     "meters": ",".join(f"{m.id}:{m.role.value}" for m in s.meters)}, to_ms(ts))
+        for s in sites
+    ]

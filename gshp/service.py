@@ -1,0 +1,134 @@
+"""Wiring: one process that collects, stores and serves, built from a validated `Config`.
+
+Readings from every source go through `Service.accept`: committed to the outbox first (so the source may
+be acknowledged), then handed to the listeners (the rule engine, the live board). The drainer thread moves
+the outbox into InfluxDB; the HTTP server and the sources run on one asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import uvicorn
+
+from collector import metrics
+from collector.drain import Drainer
+from collector.influx.lineproto import FlowSchema
+from collector.influx.sitemeta import site_lines
+from collector.influx.writer import make_writer
+from collector.model import Reading
+from collector.outbox import Outbox, OutboxFull
+from gshp.api.app import create_app
+from gshp.config import Config
+
+__all__ = ["Service", "Source"]
+
+log = logging.getLogger(__name__)
+
+ReadingListener = Callable[[Sequence[Reading]], None]
+
+
+class Source(Protocol):
+    """A producer of readings (Modbus poller, MQTT ingester, simulator feed) run by the service."""
+
+    name: str
+
+    async def run(self, accept: Callable[[Sequence[Reading], str], None]) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Service:
+    def __init__(self, config: Config, sources: Sequence[Source] = ()) -> None:
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(config.state_dir / "outbox.sqlite", config.outbox)
+        self.schema = FlowSchema(config.sites)
+        self.writer = make_writer(config.influx)
+        self.drainer = Drainer(self.outbox, self.writer)
+        self.sources = list(sources)
+        self.listeners: list[ReadingListener] = []
+        self.started = time.time()
+        self._stopping = asyncio.Event()
+        self.http: uvicorn.Server | None = None
+
+    # -- the sink every source feeds -----------------------------------------------------------------
+
+    def accept(self, readings: Sequence[Reading], source: str) -> None:
+        """Commit readings durably (raises `OutboxFull`), then pass them on. Returns once committed."""
+        if not readings:
+            return
+        self.outbox.put(self.schema.lines(readings))
+        metrics.READINGS_ACCEPTED.labels(source).inc(len(readings))
+        for listener in self.listeners:
+            try:
+                listener(readings)
+            except Exception:  # a consumer's fault must not make the source re-send committed data
+                log.exception("a reading listener failed; the readings are stored and will be replayed")
+
+    def health(self) -> dict[str, Any]:
+        full = self.outbox.depth >= self.config.outbox.max_rows
+        return {
+            "status": "full" if full else ("degraded" if self.drainer.failing else "ok"),
+            "uptime_s": round(time.time() - self.started, 1),
+            "outbox_depth": self.outbox.depth,
+            "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),
+            "influx": self.drainer.failing or "ok",
+            "sources": [s.name for s in self.sources],
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def serve(self, extra: Sequence[Awaitable[Any]] = ()) -> None:
+        """Run until SIGINT/SIGTERM (or `stop()`), then shut down cleanly."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stopping.set)
+        try:
+            self.outbox.put(site_lines(self.config.sites, datetime.now(UTC)))
+        except OutboxFull:
+            log.warning("outbox full at start-up: site metadata not queued")
+        self.drainer.start()
+        api = self.config.api
+        tls = {"ssl_certfile": str(api.tls.cert), "ssl_keyfile": str(api.tls.key)} if api.tls else {}
+        self.http = uvicorn.Server(uvicorn.Config(create_app(self), host=api.host, port=api.port,
+                                                  log_level="warning", access_log=False, lifespan="off",
+                                                  **tls))  # type: ignore[arg-type]
+        tasks = [asyncio.create_task(self.http.serve(), name="http")]
+        tasks += [asyncio.create_task(s.run(self.accept), name=s.name) for s in self.sources]
+        tasks += [asyncio.ensure_future(a) for a in extra]
+        log.info("gshp running: %d sites, %d sources, HTTP on %s", len(self.config.sites), len(self.sources),
+                 api.listen)
+        stop = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not stop and t.exception() is not None:
+                log.error("%s stopped with an error: %s", t.get_name(), t.exception())
+        await self.shutdown(tasks)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def shutdown(self, tasks: Sequence[asyncio.Task[Any]] = ()) -> None:
+        log.info("stopping: sources first, then flushing the outbox")
+        for s in self.sources:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(s.stop(), 10)
+        if self.http is not None:
+            self.http.should_exit = True
+        for t in tasks:
+            if not t.done() and t.get_name() != "http":
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(self.drainer.stop)
+        self.writer.close()
+        self.outbox.close()
+        log.info("stopped; %d lines wait in the outbox for the next start", self.outbox.depth)

@@ -1,0 +1,40 @@
+"""Small helpers shared by tests: readings factories and InfluxDB counting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+from collector.model import Reading, Role, Site
+from gshp.devstack import Influxd
+
+T0 = datetime(2026, 7, 1, tzinfo=UTC)
+
+
+def make_site(site_id: str = "s1", name: str = "向阳荷花广场", district: str = "宛城区") -> Site:
+    return Site(id=site_id, name=name, district=district,
+                meters=({"id": "E1", "role": "extraction"}, {"id": "R1", "role": "reinjection"}))  # type: ignore[arg-type]
+
+
+def readings(n: int, site: str = "s1", start: datetime = T0, step_s: float = 1.0) -> Iterator[Reading]:
+    """n readings alternating over meters E1/R1 with unique timestamps per meter and a known total."""
+    for i in range(n):
+        meter, role = ("E1", Role.EXTRACTION) if i % 2 == 0 else ("R1", Role.REINJECTION)
+        yield Reading(site, meter, role, start + timedelta(seconds=(i // 2) * step_s), rate_m3h=50.0 + i % 7,
+                      total_m3=1000.0 + i * 0.5)
+
+
+def count(influxd: Influxd, db: str, measurement: str = "flow", field: str = "total_m3",
+          where: str = "") -> int:
+    res = influxd.query(f"SELECT count({field}) FROM {measurement} {where}", db)
+    series = res[0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
