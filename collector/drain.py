@@ -14,8 +14,14 @@ from collections.abc import Callable
 
 from collector import metrics
 from collector.backoff import Backoff
-from collector.influx.writer import InfluxTargetMissing, RejectedWrite, RetryableWriteError, WriteError, Writer
-from collector.outbox import Batch, Outbox
+from collector.influx.writer import (
+    InfluxTargetMissing,
+    RejectedWrite,
+    RetryableWriteError,
+    WriteError,
+    Writer,
+)
+from collector.outbox import Outbox
 
 __all__ = ["Drainer"]
 
@@ -79,14 +85,15 @@ class Drainer:
 
     def drain_once(self) -> int:
         """Send one batch; returns lines removed from the outbox (written or dropped)."""
-        batch = self.outbox.peek(self.outbox.settings.batch_size)
-        if not batch:
+        chunks = self.outbox.peek(self.outbox.settings.batch_size)
+        if not chunks:
             return 0
+        lines = [line for c in chunks for line in c.lines]
         try:
             if self._need_target:
                 self.writer.ensure_target()
                 self._need_target = False
-            removed = self._send(batch)
+            self._send(lines)
         except (RetryableWriteError, InfluxTargetMissing) as exc:
             if isinstance(exc, InfluxTargetMissing) or exc.error_class == "not_found":
                 self._need_target = True
@@ -99,29 +106,34 @@ class Drainer:
             log.info("InfluxDB accepts writes again after %d failed attempts; %d lines waiting",
                      self._failures, self.outbox.depth)
         self._failures, self._last_error_class = 0, None
-        return removed
+        # every line is now in InfluxDB or dropped as invalid: only now do the chunks leave the outbox
+        self.outbox.ack(chunks)
+        return len(lines)
 
-    def _send(self, batch: Batch) -> int:
-        """Write a batch; on rejection bisect it so only the offending single lines are dropped."""
+    def _send(self, lines: list[str]) -> None:
+        """Write lines; on rejection bisect them so only the offending single lines are dropped.
+
+        A retryable error part-way through leaves every chunk in the outbox: re-sending lines InfluxDB
+        already has overwrites the same points, so at-least-once is safe.
+        """
         try:
-            self.writer.write([line for _, line in batch])
+            self.writer.write(lines)
         except RejectedWrite as exc:
             metrics.WRITE_ERRORS.labels(exc.error_class).inc()
-            if len(batch) == 1:
-                self._drop(batch[0], exc)
-                return 1
-            mid = len(batch) // 2
-            return self._send(batch[:mid]) + self._send(batch[mid:])
-        self.outbox.ack([i for i, _ in batch])
-        metrics.POINTS_WRITTEN.inc(len(batch))
-        self.written += len(batch)
-        return len(batch)
+            if len(lines) == 1:
+                self._drop(lines[0], exc)
+                return
+            mid = len(lines) // 2
+            self._send(lines[:mid])
+            self._send(lines[mid:])
+            return
+        metrics.POINTS_WRITTEN.inc(len(lines))
+        self.written += len(lines)
 
-    def _drop(self, item: tuple[int, str], exc: RejectedWrite) -> None:
-        self.outbox.ack([item[0]])
+    def _drop(self, line: str, exc: RejectedWrite) -> None:
         self.dropped += 1
         metrics.POINTS_DROPPED.labels(exc.error_class).inc()
-        log.error("dropped one line InfluxDB refuses as data (%s): %.300s", exc, item[1])
+        log.error("dropping one line InfluxDB refuses as data (%s): %.300s", exc, line)
 
     def _failed(self, exc: WriteError) -> None:
         self._failures += 1

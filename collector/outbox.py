@@ -8,11 +8,14 @@ totalizer keeps counting, so the volume is recovered from the next reading).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from collector import metrics
 from collector.duration import Duration
 
-__all__ = ["Batch", "Outbox", "OutboxError", "OutboxFull", "OutboxSettings"]
+__all__ = ["Chunk", "Outbox", "OutboxError", "OutboxFull", "OutboxSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +50,26 @@ class OutboxFull(OutboxError):
     """The outbox is at its configured bound; the caller must not acknowledge its source."""
 
 
-Batch = list[tuple[int, str]]
+@dataclass(frozen=True)
+class Chunk:
+    """Lines committed together by one `put` (at most `batch_size` of them), stored as one row."""
 
+    id: int
+    lines: list[str]
+
+    @property
+    def body(self) -> str:
+        return "\n".join(self.lines)
+
+
+# One row per committed chunk rather than per line: a put is one INSERT and one fsync whatever its size,
+# and the drainer reads and deletes whole chunks. `n` keeps the bound and the depth in lines.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,
-    line TEXT NOT NULL
+    n INTEGER NOT NULL,
+    body TEXT NOT NULL
 );
 """
 
@@ -61,8 +77,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 class Outbox:
     """A bounded, durable FIFO of line-protocol lines.
 
-    Thread-safe: `put` may be called from any thread (each call is one transaction); the drainer uses
-    `peek`/`ack` from its own thread. `clock` returns Unix seconds and is injected for tests.
+    Thread-safe: `put` may be called from any thread (each call is one transaction, fsynced with
+    ``synchronous: full``); the drainer uses `peek`/`ack` from its own thread over a second connection
+    whose deletes are not fsynced — a delete lost to a power cut only re-sends lines InfluxDB already
+    has, which overwrites the same points. `clock` returns Unix seconds and is injected for tests.
     """
 
     def __init__(self, path: str | Path, settings: OutboxSettings | None = None,
@@ -70,15 +88,16 @@ class Outbox:
         self.path = Path(path)
         self.settings = settings or OutboxSettings()
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the line count and the closed flag
         self._new = threading.Condition(self._lock)
+        self._put_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={self.settings.synchronous.upper()}")
+            self._db = self._connect(self.settings.synchronous)
             self._db.executescript(_SCHEMA)
-            self._rows = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            self._drain_db = self._connect("normal")
+            self._rows = int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM outbox").fetchone()[0])
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
         self._warned = False
@@ -88,6 +107,12 @@ class Outbox:
             log.info("outbox %s holds %d unsent lines from before; they will be sent first", self.path,
                      self._rows)
 
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        return db
+
     # -- producer side -------------------------------------------------------------------------------
 
     def put(self, lines: Iterable[str]) -> int:
@@ -95,53 +120,51 @@ class Outbox:
         batch = list(lines)
         if not batch:
             return 0
-        now = self._clock()
-        with self._lock:
-            if self._closed:
-                raise OutboxError("the outbox is closed")
-            if self._rows + len(batch) > self.settings.max_rows:
-                metrics.OUTBOX_REFUSED.inc(len(batch))
-                raise OutboxFull(
-                    f"outbox {self.path} is full ({self._rows} of {self.settings.max_rows} lines): InfluxDB "
-                    "has not accepted writes for a long time; fix the database connection or raise "
-                    "outbox.max_rows"
-                )
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("INSERT INTO outbox (created, line) VALUES (?, ?)",
-                                     [(now, line) for line in batch])
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise OutboxError(f"cannot commit to the outbox {self.path}: {exc}") from exc
-            self._rows += len(batch)
-            self._check_bound()
-            self._new.notify_all()
+        now, size = self._clock(), self.settings.batch_size
+        # JSON keeps each line intact: a string field may legally hold a raw newline
+        rows = [(now, len(batch[i:i + size]), json.dumps(batch[i:i + size], ensure_ascii=False))
+                for i in range(0, len(batch), size)]
+        with self._put_lock:
+            with self._lock:
+                if self._closed:
+                    raise OutboxError("the outbox is closed")
+                if self._rows + len(batch) > self.settings.max_rows:
+                    metrics.OUTBOX_REFUSED.inc(len(batch))
+                    raise OutboxFull(
+                        f"outbox {self.path} is full ({self._rows} of {self.settings.max_rows} lines): "
+                        "InfluxDB has not accepted writes for a long time; fix the database connection or "
+                        "raise outbox.max_rows")
+            self._transaction(self._db, "commit to", "INSERT INTO outbox (created, n, body) VALUES (?, ?, ?)",
+                              rows)
+            with self._lock:
+                self._rows += len(batch)
+                self._check_bound()
+                self._new.notify_all()
         return len(batch)
 
     # -- consumer side -------------------------------------------------------------------------------
 
-    def peek(self, limit: int) -> Batch:
-        """The oldest `limit` lines, still in the outbox."""
-        with self._lock:
-            return list(self._db.execute("SELECT id, line FROM outbox ORDER BY id LIMIT ?", (limit,)))
+    def peek(self, limit: int) -> list[Chunk]:
+        """The oldest chunks, still in the outbox: as many as fit in `limit` lines, and at least one."""
+        out: list[Chunk] = []
+        total = 0
+        with self._drain_lock:
+            for row_id, n, body in self._drain_db.execute("SELECT id, n, body FROM outbox ORDER BY id"):
+                if out and total + n > limit:
+                    break
+                out.append(Chunk(row_id, json.loads(body)))
+                total += n
+        return out
 
-    def ack(self, ids: Sequence[int]) -> None:
-        """Remove lines InfluxDB has acknowledged (or that were dropped as invalid)."""
-        if not ids:
+    def ack(self, chunks: Sequence[Chunk]) -> None:
+        """Remove chunks whose every line InfluxDB acknowledged (or refused as invalid and was dropped)."""
+        if not chunks:
             return
+        with self._drain_lock:
+            self._transaction(self._drain_db, "delete from", "DELETE FROM outbox WHERE id = ?",
+                              [(c.id,) for c in chunks])
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                if len(ids) == ids[-1] - ids[0] + 1:  # a contiguous run: one range delete
-                    cur = self._db.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
-                else:
-                    cur = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise OutboxError(f"cannot delete from the outbox {self.path}: {exc}") from exc
-            self._rows = max(0, self._rows - cur.rowcount)
+            self._rows = max(0, self._rows - sum(len(c.lines) for c in chunks))
             self._check_bound()
 
     def wait_for(self, rows: int, timeout: float) -> None:
@@ -156,8 +179,8 @@ class Outbox:
 
     def oldest_age(self) -> float:
         """Seconds since the oldest waiting line was committed (0 when empty)."""
-        with self._lock:
-            row = self._db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+        with self._drain_lock:
+            row = self._drain_db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
         age = max(0.0, self._clock() - row[0]) if row else 0.0
         metrics.OUTBOX_OLDEST_AGE.set(age)
         return age
@@ -167,19 +190,24 @@ class Outbox:
         return self._rows
 
     def close(self) -> None:
-        with self._lock:
+        with self._put_lock, self._drain_lock, self._lock:
             if not self._closed:
                 self._closed = True
                 self._new.notify_all()
                 self._db.close()
+                self._drain_db.close()
 
     # -- internals -----------------------------------------------------------------------------------
 
-    def _rollback(self) -> None:
+    def _transaction(self, db: sqlite3.Connection, verb: str, sql: str, params: Sequence[tuple[object, ...]]) -> None:
         try:
-            self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(sql, params)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise OutboxError(f"cannot {verb} the outbox {self.path}: {exc}") from exc
 
     def _check_bound(self) -> None:
         self._update_gauges()

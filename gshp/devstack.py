@@ -18,10 +18,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
-__all__ = ["Mosquitto", "Influxd", "Server", "free_port", "wait_port"]
+__all__ = ["Influxd", "Mosquitto", "Server", "free_port", "wait_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -215,17 +216,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _state(root: Path) -> dict[str, object]:
+def _state(root: Path) -> dict[str, Any]:
     f = root / "stack.json"
-    return json.loads(f.read_text()) if f.exists() else {}
+    return dict(json.loads(f.read_text())) if f.exists() else {}
 
 
-def stack_start(root: Path) -> dict[str, object]:
+def stack_start(root: Path) -> dict[str, Any]:
     st = _state(root)
-    if st and all(_pid_alive(int(str(p))) for p in dict(st["pids"]).values()):  # type: ignore[arg-type]
+    if st and all(_pid_alive(int(p)) for p in st["pids"].values()):
         return st
-    mq = Mosquitto(root / "mosquitto").start()
-    ix = Influxd(root / "influxd").start()
+    mq = Mosquitto(root / "mosquitto")
+    mq.start()
+    ix = Influxd(root / "influxd")
+    ix.start()
     assert mq.proc and ix.proc
     st = {"mqtt": {"host": mq.host, "port": mq.port}, "influx": {"url": ix.url},
           "pids": {"mosquitto": mq.proc.pid, "influxd": ix.proc.pid}}
@@ -236,8 +239,8 @@ def stack_start(root: Path) -> dict[str, object]:
 
 def stack_stop(root: Path) -> None:
     st = _state(root)
-    for name, pid in dict(st.get("pids", {})).items():  # type: ignore[call-overload]
-        pid = int(pid)
+    for name, value in st.get("pids", {}).items():
+        pid = int(value)
         if _pid_alive(pid):
             os.killpg(pid, signal.SIGTERM)
             for _ in range(100):
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         stack_stop(root)
     else:
         st = _state(root)
-        alive = {k: _pid_alive(int(v)) for k, v in dict(st.get("pids", {})).items()}  # type: ignore[call-overload]
+        alive = {k: _pid_alive(int(v)) for k, v in st.get("pids", {}).items()}
         print(json.dumps({**st, "alive": alive}, indent=2))
     return 0
 

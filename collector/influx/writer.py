@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import requests
+from influxdb_client.domain.write_precision import WritePrecision
 
 from collector.influx.settings import InfluxApi, InfluxSettings
 
@@ -144,7 +145,7 @@ class V2Writer:
     """influxdb-client's synchronous write API (its own retries disabled: the outbox retries)."""
 
     def __init__(self, settings: InfluxSettings) -> None:
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self.settings = settings
@@ -156,8 +157,8 @@ class V2Writer:
         self._write = self._client.write_api(write_options=SYNCHRONOUS)
 
     def ensure_target(self) -> None:
-        call = self._client.buckets_api().find_bucket_by_name
-        bucket = self._call(lambda: call(self.settings.bucket))
+        api = self._client.buckets_api()
+        bucket = self._call(lambda: api.find_bucket_by_name(self.settings.bucket))  # type: ignore[no-untyped-call]
         if bucket is None:
             raise InfluxTargetMissing(
                 f"InfluxDB has no bucket {self.settings.bucket!r} in org {self.settings.org!r}: create it with "
@@ -166,8 +167,9 @@ class V2Writer:
 
     def write(self, lines: Sequence[str]) -> None:
         body = "\n".join(lines)
-        self._call(lambda: self._write.write(bucket=self.settings.bucket, org=self.settings.org,
-                                             record=body, write_precision=PRECISION))
+        org = self.settings.org or ""
+        self._call(lambda: self._write.write(bucket=self.settings.bucket, org=org, record=body,
+                                             write_precision=WritePrecision.MS))  # type: ignore[arg-type]
 
     def _call(self, fn: Callable[[], object]) -> object:
         from influxdb_client.rest import ApiException
@@ -176,7 +178,7 @@ class V2Writer:
         try:
             return fn()
         except ApiException as exc:
-            headers = exc.headers or {}
+            headers: dict[str, str] = dict(exc.headers or {})
             raise classify(int(exc.status or 0), str(exc.body or exc.reason or ""),
                            headers.get("Retry-After")) from exc
         except Urllib3Error as exc:
@@ -184,8 +186,8 @@ class V2Writer:
                                                     f"{type(exc).__name__}") from exc
 
     def close(self) -> None:
-        self._write.close()
-        self._client.close()
+        self._write.close()  # type: ignore[no-untyped-call]
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 WRITERS: dict[InfluxApi, Callable[[InfluxSettings], Writer]] = {

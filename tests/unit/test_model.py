@@ -1,0 +1,65 @@
+"""Value objects reject what they cannot hold, with a message that names the reading."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from collector.model import Meter, ModelError, Reading, Role, Site
+from tests.helpers import make_site
+
+CST = timezone(timedelta(hours=8))
+
+
+def test_reading_normalises_timestamps_to_utc() -> None:
+    r = Reading("s1", "E1", Role.EXTRACTION, datetime(2026, 7, 1, 8, tzinfo=CST), 10.0, 5.0)
+    assert r.ts == datetime(2026, 7, 1, 0, tzinfo=UTC) and r.ts.tzinfo is UTC
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"ts": datetime(2026, 7, 1)}, "ts must be timezone-aware"),
+    ({"rate_m3h": None, "total_m3": None}, "neither rate nor total"),
+    ({"total_m3": float("nan")}, "total_m3 is not a finite number"),
+    ({"rate_m3h": float("inf")}, "rate_m3h is not a finite number"),
+    ({"total_m3": -1.0}, "total_m3 is negative"),
+    ({"signal_pct": 120.0}, "signal_pct 120.0 not in 0..100"),
+])
+def test_reading_rejects_impossible_values(kwargs: dict[str, object], message: str) -> None:
+    base: dict[str, object] = {"site": "s1", "meter": "E1", "role": Role.EXTRACTION,
+                               "ts": datetime(2026, 7, 1, tzinfo=UTC), "rate_m3h": 1.0, "total_m3": 1.0}
+    with pytest.raises(ModelError, match=message) as info:
+        Reading(**{**base, **kwargs})  # type: ignore[arg-type]
+    assert "s1/E1" in str(info.value)
+
+
+def test_reading_is_frozen_and_negative_rate_is_allowed_as_reverse_flow() -> None:
+    r = Reading("s1", "E1", Role.EXTRACTION, datetime(2026, 7, 1, tzinfo=UTC), -3.0, None)
+    with pytest.raises(AttributeError):
+        r.total_m3 = 2.0  # type: ignore[misc]
+
+
+def test_site_accepts_any_unicode_name_and_finds_meters() -> None:
+    s = make_site(name="向阳荷花广场 (北区), \"A=B\"")
+    assert s.meter("R1").role is Role.REINJECTION
+    with pytest.raises(KeyError):
+        s.meter("X")
+
+
+@pytest.mark.parametrize("bad_id", ["", "has space", "中文", "a/b", "-lead", "x" * 65])
+def test_ids_are_slugs(bad_id: str) -> None:
+    with pytest.raises(ValidationError, match="letters, digits"):
+        Meter(id=bad_id, role=Role.EXTRACTION)
+
+
+def test_meter_has_at_most_one_source() -> None:
+    with pytest.raises(ValidationError, match="either `modbus:` or `mqtt:`"):
+        Meter.model_validate({"id": "E1", "role": "extraction", "modbus": {"gateway": "g", "unit": 1},
+                              "mqtt": {"topic": "t"}})
+    assert Meter(id="E1", role=Role.EXTRACTION).source is None
+
+
+def test_site_without_reinjection_is_refused() -> None:
+    with pytest.raises(ValidationError, match="needs at least one 'reinjection' meter"):
+        Site.model_validate({"id": "s", "name": "n", "district": "d", "meters": [{"id": "E1", "role": "extraction"}]})
