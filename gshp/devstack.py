@@ -43,6 +43,16 @@ def wait_port(host: str, port: int, timeout: float = 20.0) -> None:
             time.sleep(0.05)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGTERM when the parent process dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _binary(name: str, package: str) -> str:
     path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}")
                                        if os.path.exists(p)), None)
@@ -58,6 +68,7 @@ class Server:
     root: Path
     host: str = "127.0.0.1"
     port: int = 0
+    tied: bool = True  # the server dies with this process (no orphans after a crash of the parent)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     name = "server"
@@ -82,7 +93,8 @@ class Server:
         self.prepare()
         log = open(self.root / f"{self.name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent if self.tied else None)
         log.close()
         self.pidfile.write_text(str(self.proc.pid))
         try:
@@ -225,9 +237,9 @@ def stack_start(root: Path) -> dict[str, Any]:
     st = _state(root)
     if st and all(_pid_alive(int(p)) for p in st["pids"].values()):
         return st
-    mq = Mosquitto(root / "mosquitto")
+    mq = Mosquitto(root / "mosquitto", tied=False)
     mq.start()
-    ix = Influxd(root / "influxd")
+    ix = Influxd(root / "influxd", tied=False)
     ix.start()
     assert mq.proc and ix.proc
     st = {"mqtt": {"host": mq.host, "port": mq.port}, "influx": {"url": ix.url},

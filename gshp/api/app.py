@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 __all__ = ["Health", "create_app"]
 
@@ -24,5 +24,8 @@ def create_app(service: Health) -> FastAPI:
         body = service.health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
-    app.mount("/metrics", make_asgi_app())
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app
