@@ -8,6 +8,7 @@ receive the extracted flow minus the site's discharge fraction; totalizers integ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -76,10 +77,8 @@ class SimulatedFeed:
         wall = self.clock.wall_seconds(self.interval_s)
         while not self._stop.is_set():
             accept(self.step(self.interval_s), self.name)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), wall)
-            except TimeoutError:
-                pass
 
     async def stop(self) -> None:
         self._stop.set()

@@ -47,8 +47,8 @@ def test_demo_writes_readings_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
     pids = [int((tmp_path / "demo" / name / f"{name}.pid").read_text()) for name in ("influxd", "mosquitto")]
 
     def stored() -> int:
-        r = requests.post(f"{influx_url.group(1)}/query", params={"db": "gshp", "q": "SELECT count(total_m3) FROM flow"},
-                          timeout=5).json()
+        q = {"db": "gshp", "q": "SELECT count(total_m3) FROM flow"}
+        r = requests.post(f"{influx_url.group(1)}/query", params=q, timeout=5).json()
         series = r["results"][0].get("series")
         return int(series[0]["values"][0][1]) if series else 0
 
