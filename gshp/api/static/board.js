@@ -1,0 +1,379 @@
+/* gshp-monitor live board: overview of every site and a page per site. No external libraries. */
+"use strict";
+
+const I18N = {
+  zh: {
+    title: "地温空调回灌监管", allDistricts: "全部区县", loading: "加载中…", logout: "退出",
+    loginTitle: "请输入访问令牌", login: "登录", badToken: "令牌无效",
+    district: "区县", sites: "站点数", online: "在线", discharge: "疑似外排", fault: "数据故障", offline: "离线",
+    site: "站点", status: "状态", extraction: "抽水 m³/h", reinjection: "回灌 m³/h", bal1h: "1小时差额",
+    bal24h: "24小时差额", lastReading: "最近数据", alerts: "告警", meters: "流量计", meter: "表号", role: "类型",
+    rate: "瞬时流量 m³/h", total: "累计 m³", signal: "信号 %", errorCode: "错误码", time: "时间",
+    normal: "正常", unknown: "无数据", deficit: "差额 m³/h", liveChart: "实时流量",
+    noAlerts: "暂无告警", ack: "确认", note: "备注", addNote: "添加备注", close: "结案", outcome: "现场核查结果",
+    acked: "已确认", firing: "告警中", pending: "待定", resolved: "已恢复", since: "开始于", ended: "结束于",
+    evidence: "证据", window: "窗口", extracted: "抽水", reinjected: "回灌", threshold: "阈值",
+    role_extraction: "抽水", role_reinjection: "回灌", role_discharge: "排水", ago: "前", s: "秒", m: "分", h: "小时",
+    report: "日报下载", date: "日期", maintenance: "申报维护（回扬）", back: "← 返回总览", overview: "区县汇总",
+    allSites: "全部站点", incomplete: "数据不全", kind_discharge: "外排", kind_data_quality: "数据质量",
+    severity_critical: "严重", severity_high: "高", severity_warning: "警告", severity_info: "提示",
+  },
+  en: {
+    title: "Groundwater reinjection monitor", allDistricts: "All districts", loading: "Loading…", logout: "Log out",
+    loginTitle: "Enter your access token", login: "Log in", badToken: "Invalid token",
+    district: "District", sites: "Sites", online: "Online", discharge: "Suspected discharge", fault: "Data fault",
+    offline: "Offline", site: "Site", status: "Status", extraction: "Extraction m³/h", reinjection: "Reinjection m³/h",
+    bal1h: "1 h deficit", bal24h: "24 h deficit", lastReading: "Last reading", alerts: "Alerts", meters: "Meters",
+    meter: "Meter", role: "Role", rate: "Rate m³/h", total: "Total m³", signal: "Signal %", errorCode: "Error",
+    time: "Time", normal: "Normal", unknown: "No data", deficit: "Deficit m³/h", liveChart: "Live flow",
+    noAlerts: "No alerts", ack: "Acknowledge", note: "Note", addNote: "Add note", close: "Close", outcome: "On-site check result",
+    acked: "Acknowledged", firing: "Firing", pending: "Pending", resolved: "Resolved", since: "Since", ended: "Ended",
+    evidence: "Evidence", window: "Window", extracted: "Extracted", reinjected: "Reinjected", threshold: "Threshold",
+    role_extraction: "Extraction", role_reinjection: "Reinjection", role_discharge: "Drain", ago: "ago", s: "s", m: "min", h: "h",
+    report: "Daily report", date: "Date", maintenance: "Declared maintenance (backwash)", back: "← Overview",
+    overview: "Districts", allSites: "All sites", incomplete: "incomplete", kind_discharge: "Discharge",
+    kind_data_quality: "Data quality", severity_critical: "Critical", severity_high: "High", severity_warning: "Warning",
+    severity_info: "Info",
+  },
+};
+
+const state = {
+  lang: localStorage.getItem("gshp.lang") || "zh",
+  token: localStorage.getItem("gshp.token") || "",
+  tz: "Asia/Shanghai",
+  me: null,
+  district: localStorage.getItem("gshp.district") || "",
+  streamAbort: null,
+  timer: null,
+};
+
+const t = (key) => (I18N[state.lang] && I18N[state.lang][key]) || I18N.zh[key] || key;
+const $ = (sel) => document.querySelector(sel);
+
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+}
+
+function num(value, digits = 1) {
+  return value === null || value === undefined || Number.isNaN(value) ? "—" : Number(value).toFixed(digits);
+}
+
+function fmtTime(iso) {
+  if (!iso) return "—";
+  return new Intl.DateTimeFormat(state.lang === "zh" ? "zh-CN" : "en-GB", {
+    timeZone: state.tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", hour12: false,
+  }).format(new Date(iso));
+}
+
+function fmtAge(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 90) return `${Math.round(seconds)}${t("s")}${state.lang === "zh" ? "" : " "}${t("ago")}`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)}${t("m")}${state.lang === "zh" ? "" : " "}${t("ago")}`;
+  return `${(seconds / 3600).toFixed(1)}${t("h")}${state.lang === "zh" ? "" : " "}${t("ago")}`;
+}
+
+function pct(balance) {
+  if (!balance) return "—";
+  const text = `${num(balance.deficit_pct, 1)}%`;
+  return balance.complete === false ? `<span class="muted" title="${t("incomplete")}">${text}*</span>` : text;
+}
+
+function badge(status) {
+  return `<span class="badge status-${esc(status)}">${esc(t(status))}</span>`;
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({"Accept": "application/json"}, options.headers || {});
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(path, Object.assign({}, options, {headers}));
+  if (response.status === 401) {
+    askToken();
+    throw new Error("unauthorized");
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(body.detail || `${response.status}`);
+  }
+  return response.json();
+}
+
+function askToken(message) {
+  const dialog = $("#login");
+  $("#loginError").textContent = message || "";
+  if (!dialog.open) dialog.showModal();
+}
+
+$("#login").addEventListener("close", () => {
+  state.token = $("#token").value.trim();
+  localStorage.setItem("gshp.token", state.token);
+  start();
+});
+
+$("#logout").addEventListener("click", () => {
+  localStorage.removeItem("gshp.token");
+  state.token = "";
+  location.reload();
+});
+
+$("#lang").addEventListener("click", () => {
+  state.lang = state.lang === "zh" ? "en" : "zh";
+  localStorage.setItem("gshp.lang", state.lang);
+  applyLang();
+  route();
+});
+
+$("#district").addEventListener("change", (e) => {
+  state.district = e.target.value;
+  localStorage.setItem("gshp.district", state.district);
+  route();
+});
+
+function applyLang() {
+  document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
+  document.title = t("title");
+  $("#lang").textContent = state.lang === "zh" ? "English" : "中文";
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+}
+
+function tick() {
+  $("#clock").textContent = fmtTime(new Date().toISOString());
+}
+
+/* ---------------------------------------------------------------- overview */
+
+async function renderOverview() {
+  const query = state.district ? `?district=${encodeURIComponent(state.district)}` : "";
+  const data = await api(`/api/sites${query}`);
+  const select = $("#district");
+  const known = new Set([...select.options].map((o) => o.value));
+  for (const d of data.districts) {
+    if (!known.has(d.district)) select.add(new Option(d.district, d.district));
+  }
+  select.value = state.district;
+  const today = new Date(Date.now() - 86400000).toISOString().slice(0, 10);
+  const rows = data.sites.map((s) => `
+    <tr class="site status-${esc(s.status)}" data-site="${esc(s.id)}" data-status="${esc(s.status)}">
+      <td><a href="#/sites/${encodeURIComponent(s.id)}">${esc(s.name)}</a></td>
+      <td class="hide-narrow">${esc(s.district)}</td>
+      <td>${badge(s.status)}</td>
+      <td class="num">${num(s.extraction_m3h)}</td>
+      <td class="num">${num(s.reinjection_m3h)}</td>
+      <td class="num">${pct(s.balance && s.balance["1h"])}</td>
+      <td class="num hide-narrow">${pct(s.balance && s.balance["24h"])}</td>
+      <td class="num hide-narrow">${fmtAge(s.age_s)}</td>
+      <td class="num">${s.alerts_firing || ""}</td>
+    </tr>`).join("");
+  const districts = data.districts.map((d) => `
+    <tr><td>${esc(d.district)}</td><td class="num">${d.sites}</td><td class="num">${d.online}</td>
+    <td class="num">${d.discharge}</td><td class="num">${d.fault}</td><td class="num">${d.offline}</td></tr>`).join("");
+  $("#app").innerHTML = `
+    <h2>${t("overview")}</h2>
+    <div class="tablewrap"><table id="districts">
+      <thead><tr><th>${t("district")}</th><th class="num">${t("sites")}</th><th class="num">${t("online")}</th>
+      <th class="num">${t("discharge")}</th><th class="num">${t("fault")}</th><th class="num">${t("offline")}</th></tr></thead>
+      <tbody>${districts}</tbody></table></div>
+    <h2>${t("allSites")}</h2>
+    <div class="tablewrap"><table id="sites">
+      <thead><tr><th>${t("site")}</th><th class="hide-narrow">${t("district")}</th><th>${t("status")}</th>
+      <th class="num">${t("extraction")}</th><th class="num">${t("reinjection")}</th><th class="num">${t("bal1h")}</th>
+      <th class="num hide-narrow">${t("bal24h")}</th><th class="num hide-narrow">${t("lastReading")}</th>
+      <th class="num">${t("alerts")}</th></tr></thead>
+      <tbody>${rows}</tbody></table></div>
+    <p><a id="report" href="#" data-date="${today}">${t("report")} (${today})</a></p>`;
+  document.querySelectorAll("tr.site").forEach((tr) => tr.addEventListener("click", (e) => {
+    if (e.target.tagName !== "A") location.hash = `#/sites/${encodeURIComponent(tr.dataset.site)}`;
+  }));
+  $("#report").addEventListener("click", (e) => { e.preventDefault(); downloadReport(e.target.dataset.date); });
+}
+
+async function downloadReport(date) {
+  const q = new URLSearchParams({date, format: "csv"});
+  if (state.district) q.set("district", state.district);
+  const headers = state.token ? {Authorization: `Bearer ${state.token}`} : {};
+  const response = await fetch(`/api/reports/daily?${q}`, {headers});
+  if (!response.ok) return;
+  const blob = await response.blob();
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `gshp-report-${date}.csv`;
+  a.click();
+}
+
+/* ---------------------------------------------------------------- site page */
+
+function chart(points) {
+  const width = 900, height = 260, pad = 36;
+  if (points.length < 2) return `<p class="muted">${t("unknown")}</p>`;
+  const xs = points.map((p) => Date.parse(p.ts));
+  const series = [["extraction_m3h", "#1565c0"], ["reinjection_m3h", "#2e7d32"], ["deficit_m3h", "#c62828"]];
+  const values = points.flatMap((p) => series.map(([k]) => p[k]));
+  const lo = Math.min(0, ...values), hi = Math.max(1, ...values);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs);
+  const sx = (x) => pad + (x - x0) / Math.max(1, x1 - x0) * (width - 2 * pad);
+  const sy = (y) => height - pad - (y - lo) / (hi - lo) * (height - 2 * pad);
+  const lines = series.map(([k, color]) =>
+    `<polyline fill="none" stroke="${color}" stroke-width="2" points="${points.map((p, i) => `${sx(xs[i]).toFixed(1)},${sy(p[k]).toFixed(1)}`).join(" ")}"/>`).join("");
+  const ticks = [lo, (lo + hi) / 2, hi].map((v) =>
+    `<text x="2" y="${sy(v) + 4}" font-size="11" fill="#69737f">${num(v, 0)}</text>
+     <line x1="${pad}" x2="${width - pad}" y1="${sy(v)}" y2="${sy(v)}" stroke="#eee"/>`).join("");
+  const fmt = (x) => new Intl.DateTimeFormat("zh-CN", {timeZone: state.tz, hour: "2-digit", minute: "2-digit", hour12: false}).format(new Date(x));
+  return `<svg viewBox="0 0 ${width} ${height}" preserveAspectRatio="none" role="img">${ticks}${lines}
+    <text x="${pad}" y="${height - 8}" font-size="11" fill="#69737f">${fmt(x0)}</text>
+    <text x="${width - pad}" y="${height - 8}" font-size="11" fill="#69737f" text-anchor="end">${fmt(x1)}</text></svg>
+    <div class="legend"><span><i style="background:#1565c0"></i>${t("extraction")}</span>
+    <span><i style="background:#2e7d32"></i>${t("reinjection")}</span><span><i style="background:#c62828"></i>${t("deficit")}</span></div>`;
+}
+
+function alertCard(a) {
+  const ev = a.evidence || {};
+  const canWrite = state.me && (state.me.role === "enforcement" || state.me.role === "admin");
+  const notes = (a.notes || []).map((n) => `<li>${esc(fmtTime(n.at))} ${esc(n.who)}: ${esc(n.text)}</li>`).join("");
+  const actions = canWrite ? `
+    <form data-alert="${esc(a.id)}">
+      <input type="text" name="text" placeholder="${t("note")}">
+      ${a.acknowledged ? "" : `<button class="primary" data-action="ack" type="submit">${t("ack")}</button>`}
+      <button data-action="notes" type="submit">${t("addNote")}</button>
+      <button data-action="close" type="submit">${t("close")}</button>
+    </form>` : "";
+  return `<div class="alert kind-${esc(a.kind)} state-${esc(a.state)}" data-alert-id="${esc(a.id)}">
+    <strong>${esc(t("kind_" + a.kind))} · ${esc(t("severity_" + a.severity))} · ${esc(t(a.state))}</strong>
+    ${a.acknowledged ? ` · <span class="acked">${t("acked")}</span>` : ""}
+    <div>${esc(a.summary)}</div>
+    <div class="muted">${t("since")} ${esc(fmtTime(a.starts_at))}${a.ends_at ? ` · ${t("ended")} ${esc(fmtTime(a.ends_at))}` : ""}
+    ${ev.window ? ` · ${t("window")} ${esc(ev.window)}` : ""}${ev.extracted_m3 !== undefined ? ` · ${t("extracted")} ${num(ev.extracted_m3)} m³ · ${t("reinjected")} ${num(ev.reinjected_m3)} m³` : ""}
+    ${ev.threshold_pct !== undefined ? ` · ${t("threshold")} ${num(ev.threshold_pct)}%` : ""}</div>
+    ${notes ? `<ul class="notes">${notes}</ul>` : ""}${actions}</div>`;
+}
+
+async function renderSite(id) {
+  const s = await api(`/api/sites/${encodeURIComponent(id)}`);
+  const meters = s.meters.map((m) => {
+    const r = m.latest || {};
+    return `<tr data-meter="${esc(m.id)}"><td>${esc(m.id)}</td><td>${esc(t("role_" + m.role))}</td>
+      <td>${badge(m.status)}</td><td class="num">${num(r.rate_m3h, 2)}</td><td class="num">${num(r.total_m3, 1)}</td>
+      <td class="num hide-narrow">${num(r.signal_pct, 0)}</td><td class="num hide-narrow">${r.error_code ?? "—"}</td>
+      <td class="num hide-narrow">${esc(fmtTime(r.ts))}</td></tr>`;
+  }).join("");
+  const maintenance = (s.maintenance || []).map((w) =>
+    `<li>${esc(fmtTime(w.start))} – ${esc(fmtTime(w.end))} · ${esc(w.reason || "")}${w.volume_cap_m3 ? ` · ≤ ${num(w.volume_cap_m3, 0)} m³` : ""}</li>`).join("");
+  $("#app").innerHTML = `
+    <p><a href="#/">${t("back")}</a></p>
+    <h2>${esc(s.name)} <span class="muted">· ${esc(s.district)}</span> ${badge(s.status)}</h2>
+    <div class="cards">
+      <div class="card"><div class="muted">${t("extraction")}</div><div class="big" id="ext">${num(s.extraction_m3h)}</div></div>
+      <div class="card"><div class="muted">${t("reinjection")}</div><div class="big" id="rei">${num(s.reinjection_m3h)}</div></div>
+      <div class="card"><div class="muted">${t("bal1h")}</div><div class="big">${pct(s.balance && s.balance["1h"])}</div></div>
+      <div class="card"><div class="muted">${t("bal24h")}</div><div class="big">${pct(s.balance && s.balance["24h"])}</div></div>
+    </div>
+    <h2>${t("liveChart")}</h2><div class="chart" id="chart">${chart(s.history)}</div>
+    <h2>${t("meters")}</h2>
+    <div class="tablewrap"><table><thead><tr><th>${t("meter")}</th><th>${t("role")}</th><th>${t("status")}</th>
+      <th class="num">${t("rate")}</th><th class="num">${t("total")}</th><th class="num hide-narrow">${t("signal")}</th>
+      <th class="num hide-narrow">${t("errorCode")}</th><th class="num hide-narrow">${t("time")}</th></tr></thead>
+      <tbody>${meters}</tbody></table></div>
+    ${maintenance ? `<h2>${t("maintenance")}</h2><ul>${maintenance}</ul>` : ""}
+    <h2>${t("alerts")}</h2><div id="alerts">${s.alerts.length ? s.alerts.map(alertCard).join("") : `<p class="muted">${t("noAlerts")}</p>`}</div>`;
+  bindAlertForms(() => renderSite(id));
+  const history = s.history.slice();
+  openStream(`site=${encodeURIComponent(id)}`, (kind, data) => {
+    if (kind === "flow" && data.site === id) {
+      history.push(data);
+      if (history.length > 2000) history.shift();
+      $("#chart").innerHTML = chart(history);
+      $("#ext").textContent = num(data.extraction_m3h);
+      $("#rei").textContent = num(data.reinjection_m3h);
+    } else if (kind === "alert" && data.site === id) {
+      renderSite(id);
+    }
+  });
+}
+
+function bindAlertForms(refresh) {
+  document.querySelectorAll("form[data-alert]").forEach((form) => {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const action = e.submitter ? e.submitter.dataset.action : "notes";
+      const text = form.elements.text.value;
+      const body = action === "ack" ? {comment: text} : action === "close" ? {outcome: text || "closed"} : {text};
+      if (action === "notes" && !text) return;
+      try {
+        await api(`/api/alerts/${encodeURIComponent(form.dataset.alert)}/${action}`, {
+          method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+        refresh();
+      } catch (err) {
+        alert(err.message);
+      }
+    });
+  });
+}
+
+/* ---------------------------------------------------------------- live stream (fetch, so the token can be sent) */
+
+async function openStream(query, onEvent) {
+  if (state.streamAbort) state.streamAbort.abort();
+  const controller = new AbortController();
+  state.streamAbort = controller;
+  const headers = state.token ? {Authorization: `Bearer ${state.token}`} : {};
+  try {
+    const response = await fetch(`/api/stream?${query}`, {headers, signal: controller.signal});
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, {stream: true});
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const kind = (block.match(/^event: (.*)$/m) || [])[1] || "message";
+        const data = (block.match(/^data: (.*)$/m) || [])[1];
+        if (data) onEvent(kind, JSON.parse(data));
+      }
+    }
+  } catch (err) {
+    if (err.name !== "AbortError") setTimeout(() => { if (state.streamAbort === controller) openStream(query, onEvent); }, 3000);
+  }
+}
+
+/* ---------------------------------------------------------------- routing */
+
+async function route() {
+  clearInterval(state.timer);
+  if (state.streamAbort) { state.streamAbort.abort(); state.streamAbort = null; }
+  const match = location.hash.match(/^#\/sites\/(.+)$/);
+  try {
+    if (match) {
+      await renderSite(decodeURIComponent(match[1]));
+    } else {
+      await renderOverview();
+      state.timer = setInterval(() => renderOverview().catch(() => {}), 5000);
+    }
+  } catch (err) {
+    if (err.message !== "unauthorized") $("#app").innerHTML = `<p class="error">${esc(err.message)}</p>`;
+  }
+}
+
+async function start() {
+  try {
+    state.me = await api("/api/me");
+  } catch (err) {
+    if (err.message === "unauthorized") {
+      askToken(state.token ? t("badToken") : "");
+      return;
+    }
+    throw err;
+  }
+  state.tz = state.me.timezone || state.tz;
+  $("#logout").hidden = !state.token;
+  applyLang();
+  tick();
+  route();
+}
+
+window.addEventListener("hashchange", route);
+setInterval(tick, 1000);
+applyLang();
+start();

@@ -1,0 +1,142 @@
+"""Live state for the board: the latest reading of every meter, a short history per site, and a fan-out
+of events to server-sent-event subscribers.
+
+Fed by `Service.accept` (after the outbox commit) and by the rule engine's alert transitions. Every
+buffer is bounded: a slow browser loses old events, never slows the collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from collector.model import Reading, Role, Site
+
+__all__ = ["LiveState", "SitePoint", "Subscriber"]
+
+
+@dataclass(frozen=True)
+class SitePoint:
+    """Summed flows of one site at one moment, for the live chart."""
+
+    ts: datetime
+    extraction_m3h: float
+    reinjection_m3h: float
+    discharge_m3h: float
+
+    @property
+    def deficit_m3h(self) -> float:
+        return self.extraction_m3h - self.reinjection_m3h
+
+
+class Subscriber:
+    """One SSE client: a bounded queue; when full, the oldest event is dropped and counted."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int = 1000, sites: set[str] | None = None) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
+        self.sites = sites
+        self.dropped = 0
+
+    def offer(self, event: str) -> None:
+        """Called on the event loop thread."""
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(event)
+
+
+class LiveState:
+    def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000) -> None:
+        self.sites = {s.id: s for s in sites}
+        self._lock = threading.Lock()
+        self._latest: dict[tuple[str, str], Reading] = {}
+        self._history: dict[str, deque[SitePoint]] = {s.id: deque(maxlen=max_points) for s in sites}
+        self._history_span = history
+        self._subscribers: set[Subscriber] = set()
+        self._sub_lock = threading.Lock()
+
+    # -- feeding -------------------------------------------------------------------------------------
+
+    def on_readings(self, readings: Sequence[Reading]) -> None:
+        touched: set[str] = set()
+        with self._lock:
+            for r in readings:
+                key = (r.site, r.meter)
+                prev = self._latest.get(key)
+                if prev is None or r.ts >= prev.ts:
+                    self._latest[key] = r
+                    touched.add(r.site)
+            points = {site: self._site_point(site) for site in touched if site in self.sites}
+            for site, point in points.items():
+                if point is not None:
+                    hist = self._history[site]
+                    if not hist or point.ts > hist[-1].ts:
+                        hist.append(point)
+                    while hist and hist[0].ts < point.ts - self._history_span:
+                        hist.popleft()
+        for site, point in points.items():
+            if point is not None:
+                self.publish("flow", {"site": site, "ts": point.ts.isoformat(),
+                                      "extraction_m3h": round(point.extraction_m3h, 3),
+                                      "reinjection_m3h": round(point.reinjection_m3h, 3),
+                                      "deficit_m3h": round(point.deficit_m3h, 3)}, site)
+
+    def _site_point(self, site: str) -> SitePoint | None:
+        sums = {Role.EXTRACTION: 0.0, Role.REINJECTION: 0.0, Role.DISCHARGE: 0.0}
+        newest: datetime | None = None
+        for m in self.sites[site].meters:
+            r = self._latest.get((site, m.id))
+            if r is None:
+                continue
+            sums[r.role] += r.rate_m3h or 0.0
+            newest = r.ts if newest is None or r.ts > newest else newest
+        if newest is None:
+            return None
+        return SitePoint(newest, sums[Role.EXTRACTION], sums[Role.REINJECTION], sums[Role.DISCHARGE])
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def latest(self, site: str) -> dict[str, Reading]:
+        with self._lock:
+            return {m: r for (s, m), r in self._latest.items() if s == site}
+
+    def history(self, site: str) -> list[SitePoint]:
+        with self._lock:
+            return list(self._history.get(site, ()))
+
+    def last_seen(self, site: str) -> datetime | None:
+        with self._lock:
+            times = [r.ts for (s, _), r in self._latest.items() if s == site]
+        return max(times) if times else None
+
+    # -- server-sent events --------------------------------------------------------------------------
+
+    def subscribe(self, sites: Iterable[str] | None = None, maxsize: int = 1000) -> Subscriber:
+        sub = Subscriber(asyncio.get_running_loop(), maxsize, set(sites) if sites is not None else None)
+        with self._sub_lock:
+            self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        with self._sub_lock:
+            self._subscribers.discard(sub)
+
+    def publish(self, kind: str, data: dict[str, Any], site: str | None = None) -> None:
+        """Send an event to every subscriber allowed to see `site` (thread-safe)."""
+        text = f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+        with self._sub_lock:
+            subs = list(self._subscribers)
+        for sub in subs:
+            if site is not None and sub.sites is not None and site not in sub.sites:
+                continue
+            try:
+                sub.loop.call_soon_threadsafe(sub.offer, text)
+            except RuntimeError:  # its loop is closed: the client is gone
+                self.unsubscribe(sub)
