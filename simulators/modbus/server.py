@@ -52,7 +52,7 @@ async def _silent(function_code: int, start_address: int, address: int, count: i
 
 
 def _devices(units: Mapping[int, UnitHandler], size: int) -> list[SimDevice]:
-    devices = [SimDevice(0, simdata=[SimData(0, count=1, values=0, datatype=DataType.REGISTERS)],
+    devices = [SimDevice(0, simdata=[SimData(0, count=size, values=0, datatype=DataType.REGISTERS)],
                          action=_silent)]
     for unit, handler in sorted(units.items()):
         block = [SimData(0, count=size, values=0, datatype=DataType.REGISTERS)]
@@ -86,7 +86,11 @@ class ModbusSimServer:
             framer = FramerType.RTU if self.framer is Framer.RTU_OVER_TCP else FramerType.SOCKET
             self._server = ModbusTcpServer(self._devices, framer=framer, address=(self.host, self.port),
                                            ignore_missing_devices=True)
-        await asyncio.wait_for(self._server.serve_forever(background=True), 10)
+        try:
+            await asyncio.wait_for(self._server.serve_forever(background=True), 10)
+        except RuntimeError:
+            where = self.device if self.framer is Framer.RTU else f"{self.host}:{self.port}"
+            raise OSError(f"cannot serve on {where} (in use, or not a local address?)") from None
         transport = self._server.transport
         if self.framer is not Framer.RTU and transport is not None:
             self.port = int(transport.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
