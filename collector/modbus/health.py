@@ -19,7 +19,7 @@ class MeterState(StrEnum):
 class UnitHealth:
     """Times are in seconds on any monotonic clock; `interval` is the gateway's poll interval.
 
-    After the k-th consecutive failure a unit sits out ``interval × (2**(k-1) − 1)`` (capped at
+    After the k-th consecutive failure the next attempt is ``interval × 2**(k-1)`` later (capped at
     `backoff_max`): the 1st failure retries on the next cycle, the 2nd skips one cycle, the 3rd three…
     """
 
@@ -44,6 +44,6 @@ class UnitHealth:
         old = self.state
         self.failures += 1
         if cool_down:
-            self.next_attempt = now + min(self.interval * (2 ** (self.failures - 1) - 1), self.backoff_max)
+            self.next_attempt = now + min(self.interval * 2 ** (self.failures - 1), self.backoff_max)
         self.state = MeterState.OFFLINE if self.failures >= self.offline_after else MeterState.FAILING
         return self.state if old is not self.state else None
