@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 __all__ = [
     "ByteOrder",
     "DataType",
     "DecodeError",
+    "Decoder",
     "Order",
     "WordOrder",
+    "compile_decoder",
     "decode",
     "encode",
     "register_count",
@@ -152,3 +154,30 @@ def encode(value: int | float, dtype: DataType, byte_order: ByteOrder = ByteOrde
         except struct.error:
             raise DecodeError(f"{value!r} is out of range for {dtype.value}") from None
     return _from_big_endian(data, byte_order, word_order)
+
+
+Decoder = Callable[[Sequence[int], int], int | float]
+"""Decode one value from ``registers[offset:offset + count]``."""
+
+
+def compile_decoder(dtype: DataType, byte_order: ByteOrder = ByteOrder.AB,
+                    word_order: WordOrder = WordOrder.HIGH_FIRST) -> Decoder:
+    """A fast decoder for the hot path (same results as `decode`, without per-call setup)."""
+    n = _COUNT[dtype]
+    if dtype in _BCD:
+        def bcd(registers: Sequence[int], offset: int) -> int | float:
+            return decode(registers[offset:offset + n], dtype, byte_order, word_order)
+        return bcd
+    words = struct.Struct((">" if byte_order is ByteOrder.AB else "<") + "H" * n)
+    unpack = struct.Struct(">" + _STRUCT[dtype]).unpack
+    pack = words.pack
+    if n == 1 or word_order is WordOrder.HIGH_FIRST:
+        def forward(registers: Sequence[int], offset: int) -> int | float:
+            value: int | float = unpack(pack(*registers[offset:offset + n]))[0]
+            return value
+        return forward
+
+    def backward(registers: Sequence[int], offset: int) -> int | float:
+        value: int | float = unpack(pack(*reversed(registers[offset:offset + n])))[0]
+        return value
+    return backward

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,7 +21,8 @@ from collector.modbus.collection import GatewayPlan, MeterPlan
 from collector.modbus.errors import ErrorClass, ReadError
 from collector.modbus.events import MeterEvent
 from collector.modbus.health import MeterState, UnitHealth
-from collector.modbus.profile import FieldSpec, Function, combine, decode_fields
+from collector.modbus.plan import ReadRequest
+from collector.modbus.profile import FieldSpec, Function, combine
 from collector.modbus.transport import Link
 from collector.model import ModelError, Reading
 
@@ -95,14 +96,31 @@ class MeterPoll:
         return out
 
 
+Slots = list[tuple[str, int, int, Callable[[Sequence[int], int], Value]]]
+
+
+def _slots(reads: tuple[ReadRequest, ...], fields: Mapping[str, FieldSpec]) -> Slots:
+    """Where each field sits: (name, index of its read, offset in that read, compiled decoder)."""
+    out: Slots = []
+    for i, req in enumerate(reads):
+        for name in req.fields:
+            spec = fields[name]
+            out.append((name, i, spec.address - req.address, spec.compiled()))
+    return out
+
+
+def _decode(slots: Slots, blocks: list[list[int]]) -> dict[str, Value]:
+    return {name: fn(blocks[i], offset) for name, i, offset, fn in slots}
+
+
 @dataclass(slots=True)
 class _Run:
     """Runtime state of one meter."""
 
     plan: MeterPlan
     health: UnitHealth
-    poll_fields: dict[str, FieldSpec]
-    identity_fields: dict[str, FieldSpec]
+    poll_slots: Slots
+    identity_slots: Slots
     identity: dict[str, Value] | None = None
     identity_at: float = 0.0
     failures: dict[ErrorClass, object] = field(default_factory=dict)
@@ -127,7 +145,7 @@ class GatewayPoller:
         self._identity_every = gw.identity_interval.total_seconds()
         self._runs = [
             _Run(m, UnitHealth(self._interval, gw.offline_after, gw.backoff_max.total_seconds()),
-                 m.profile.poll_fields, m.profile.identity_fields)
+                 _slots(m.reads, m.profile.fields), _slots(m.identity_reads, m.profile.fields))
             for m in plan.meters
         ]
         self._polls_ok = MODBUS_POLLS.labels(gw.id)
@@ -135,6 +153,9 @@ class GatewayPoller:
         self._cycle_seconds = MODBUS_CYCLE_SECONDS.labels(gw.id)
         self._offline = MODBUS_OFFLINE.labels(gw.id)
         self._overrunning = False
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.cycles = 0
         self.overruns = 0
 
@@ -146,6 +167,24 @@ class GatewayPoller:
 
     async def cycle(self) -> list[MeterPoll]:
         """Poll every unit that is due; units in cool-down wait, and are probed last."""
+        if self._closing:
+            return []
+        self._idle.clear()
+        try:
+            return await self._cycle()
+        finally:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Stop starting cycles and wait (bounded) for a running one to finish; False if it did not."""
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _cycle(self) -> list[MeterPoll]:
         loop = asyncio.get_running_loop()
         start = loop.time()
         due = [r for r in self._runs if r.health.due(start)]
@@ -179,19 +218,19 @@ class GatewayPoller:
         values: dict[str, Value | None] = {}
         reading: Reading | None = None
         error: ReadError | None = None
-        ts = self._clock()
+        ts: datetime | None = None
         async with self.link.lock:
             try:
                 now = asyncio.get_running_loop().time()
                 if run.identity is None or now - run.identity_at >= self._identity_every:
                     await self._refresh_identity(run, raw, events)
-                blocks: dict[tuple[Function, int], list[int]] = {}
+                blocks: list[list[int]] = []
                 for req in plan.reads:
                     regs = await self.link.read(req.function, req.address, req.count, plan.unit)
-                    blocks[(req.function, req.address)] = regs
+                    blocks.append(regs)
                     raw.append(RawBlock(req.function, req.address, tuple(regs)))
                 ts = self._clock()
-                fields: dict[str, Value] = decode_fields(run.poll_fields, blocks)
+                fields = _decode(run.poll_slots, blocks)
                 fields.update(run.identity or {})
                 values = combine(plan.profile, fields)
                 check = plan.profile.check
@@ -213,8 +252,8 @@ class GatewayPoller:
                     self._on_event(ev)
                 except Exception:
                     log.exception("meter event sink failed")
-        poll = MeterPoll(plan.site.id, plan.meter.id, self.gateway.id, plan.unit, plan.profile.name, ts,
-                         reading, values, dict(run.identity or {}), tuple(raw), error)
+        poll = MeterPoll(plan.site.id, plan.meter.id, self.gateway.id, plan.unit, plan.profile.name,
+                         ts or self._clock(), reading, values, run.identity or {}, tuple(raw), error)
         self._record(run, poll, cycle_start)
         return poll
 
@@ -223,12 +262,12 @@ class GatewayPoller:
         if not plan.identity_reads:
             run.identity = {}
             return
-        blocks: dict[tuple[Function, int], list[int]] = {}
+        blocks: list[list[int]] = []
         for req in plan.identity_reads:
             regs = await self.link.read(req.function, req.address, req.count, plan.unit)
-            blocks[(req.function, req.address)] = regs
+            blocks.append(regs)
             raw.append(RawBlock(req.function, req.address, tuple(regs)))
-        new = decode_fields(run.identity_fields, blocks)
+        new = _decode(run.identity_slots, blocks)
         old = run.identity
         if old is not None:
             ts = self._clock()

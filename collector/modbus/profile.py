@@ -19,12 +19,21 @@ profile decodes in the collector (`decode_values`) and encodes in the simulator 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from collector.modbus.codec import ByteOrder, DataType, DecodeError, Order, WordOrder, decode, encode
+from collector.modbus.codec import (
+    ByteOrder,
+    DataType,
+    DecodeError,
+    Order,
+    WordOrder,
+    compile_decoder,
+    decode,
+    encode,
+)
 from collector.modbus.codec import register_count as _register_count
 
 __all__ = [
@@ -111,6 +120,24 @@ class FieldSpec(_Frozen):
         if self.scale == 1.0 and self.offset == 0.0:
             return raw
         return raw * self.scale + self.offset
+
+    def compiled(self) -> Callable[[Sequence[int], int], int | float]:
+        """A fast decoder of this field from ``registers[offset:]`` (shift, mask, scale, offset applied)."""
+        raw = compile_decoder(self.type, self.byte_order, self.word_order)
+        shift, mask, scale, offset = self.shift, self.mask, self.scale, self.offset
+        bits = bool(shift or mask is not None)
+        linear = not (scale == 1.0 and offset == 0.0)
+        if not bits and not linear:
+            return raw
+
+        def field(registers: Sequence[int], at: int) -> int | float:
+            v = raw(registers, at)
+            if bits:
+                v = int(v) >> shift
+                if mask is not None:
+                    v &= mask
+            return v * scale + offset if linear else v
+        return field
 
     def encode_into(self, value: int | float, registers: list[int]) -> None:
         """Write `value` into `registers` (this field's slice, in place), keeping bits outside the mask."""

@@ -70,7 +70,16 @@ class ModbusCollector:
         polls.sort(key=lambda p: order[(p.site, p.meter)])
         return polls
 
-    def close(self) -> None:
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Unschedule, let running cycles finish (bounded by `timeout`), then close every link."""
+        self._unschedule()
+        waits = await asyncio.gather(*(p.wait_idle(timeout) for p in self.pollers.values()))
+        if not all(waits):
+            log.warning("modbus: %d gateway cycle(s) still running after %gs at shutdown",
+                        waits.count(False), timeout)
+        self.close()
+
+    def _unschedule(self) -> None:
         if self._scheduler is not None:
             for gid in self.pollers:
                 job = self._scheduler.get_job(_JOB_PREFIX + gid)
@@ -78,5 +87,9 @@ class ModbusCollector:
                     job.remove()
             self._scheduler.remove_listener(self._on_skipped)
             self._scheduler = None
+
+    def close(self) -> None:
+        """Unschedule and close every link now (a running cycle fails its current request)."""
+        self._unschedule()
         for p in self.pollers.values():
             p.close()

@@ -138,7 +138,8 @@ class Link:
         call = (self._client.read_holding_registers if function is Function.HOLDING
                 else self._client.read_input_registers)
         try:
-            response = await asyncio.wait_for(call(address, count=count, device_id=unit), self._deadline)
+            async with asyncio.timeout(self._deadline):
+                response = await call(address, count=count, device_id=unit)
         except TimeoutError:
             raise ReadError(ErrorClass.TIMEOUT, f"no answer within {self._deadline:g}s") from None
         except ConnectionException as exc:

@@ -34,13 +34,27 @@ def image_size(profile: Profile) -> int:
 
 
 class SimulatedMeter:
-    def __init__(self, profile: Profile, model: MeterModel, clock: Callable[[], float]) -> None:
+    def __init__(self, profile: Profile, model: MeterModel, clock: Callable[[], float],
+                 refresh_s: float = 0.0) -> None:
+        """`refresh_s` > 0 re-encodes the register image at most that often (wall clock), like a meter
+        whose display updates once a second; 0 encodes on every request."""
         self.profile = profile
         self.model = model
         self.clock = clock
+        self.refresh_s = refresh_s
         self.requests = 0
+        self._cached: dict[tuple[Function, int], int] | None = None
+        self._cached_at = 0.0
 
     def image(self) -> dict[tuple[Function, int], int]:
+        if self.refresh_s > 0:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached_at >= self.refresh_s:
+                self._cached, self._cached_at = self._encode(), now
+            return self._cached
+        return self._encode()
+
+    def _encode(self) -> dict[tuple[Function, int], int]:
         values = self.model.sample(self.clock())
         fields: dict[str, float] = dict(self.profile.simulator)
         if "serial_number" in self.profile.fields:

@@ -41,7 +41,7 @@ def parse_units(text: str) -> list[int]:
 
 def range_units(profile: Profile, units: list[int], scenario: Scenario, clock: Callable[[], float], *,
                 nominal_m3h: float = 40.0, per_unit: Mapping[int, Scenario] | None = None,
-                seed: int = 1) -> dict[int, SimulatedMeter]:
+                seed: int = 1, refresh_s: float = 0.0) -> dict[int, SimulatedMeter]:
     """Units for `gshp sim modbus`: odd units are extraction meters, each even unit the reinjection meter
     of the odd unit before it (carrying its flow × (1 − discharge)). Non-physics scenarios apply to every
     unit unless `per_unit` overrides one."""
@@ -57,7 +57,7 @@ def range_units(profile: Profile, units: list[int], scenario: Scenario, clock: C
             flows[u] = flow
         meter_scenario = sc if sc.kind not in _PHYSICS else Scenario()
         model = MeterModel(flow, scenario=meter_scenario, seed=seed * 1000 + u, serial_number=20240000 + u)
-        out[u] = SimulatedMeter(profile, model, clock)
+        out[u] = SimulatedMeter(profile, model, clock, refresh_s)
     return out
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from collector.modbus import ModbusCollector, MeterPoll, plan_collection
+from collector.modbus import MeterPoll, ModbusCollector, plan_collection
 from gshp.config import load_config
 from simulators.modbus import ModbusSimServer
 from tests.modbus.conftest import free_port, run

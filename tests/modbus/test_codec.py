@@ -100,3 +100,14 @@ def test_bad_registers_raise_decode_error(registers: list[int], dtype: DataType)
 def test_values_out_of_range_do_not_encode(value: float, dtype: DataType) -> None:
     with pytest.raises(DecodeError):
         encode(value, dtype)
+
+
+@pytest.mark.parametrize(("dtype", "order", "registers", "value"), VECTORS,
+                         ids=[f"{t.value}-{o}-{i}" for i, (t, o, _, _) in enumerate(VECTORS)])
+def test_compiled_decoder_agrees_at_any_offset(dtype: DataType, order: str, registers: list[int],
+                                               value: float) -> None:
+    from collector.modbus.codec import compile_decoder
+
+    fn = compile_decoder(dtype, *ORDERS[order])
+    assert fn(registers, 0) == decode(registers, dtype, *ORDERS[order])
+    assert fn([7, 7, *registers, 9], 2) == decode(registers, dtype, *ORDERS[order])

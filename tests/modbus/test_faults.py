@@ -50,8 +50,8 @@ async def _scheduled(sims: dict[int, SimulatedMeter], seconds: float, **gw: obje
         try:
             await asyncio.sleep(seconds)
         finally:
+            await collector.aclose(5)
             scheduler.shutdown(wait=False)
-            collector.close()
     return seen, collector
 
 
