@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import socket
 import statistics
 import subprocess
@@ -131,7 +132,7 @@ async def collector_loop(ports: list[int], seconds: float) -> float:
     return readings / elapsed
 
 
-async def scale(ports: list[int], seconds: float) -> tuple[int, int, int, float]:
+async def scale(ports: list[int], seconds: float) -> tuple[int, int, int, float, float]:
     gateways, sites = config(ports, interval="1s", jitter="200ms")
     readings = 0
 
@@ -145,13 +146,14 @@ async def scale(ports: list[int], seconds: float) -> tuple[int, int, int, float]
     scheduler.start()
     await asyncio.sleep(2.0)  # warm-up: connections and identity reads
     readings, skipped0, overruns0 = 0, collector.skipped, collector.overruns
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     await asyncio.sleep(seconds)
     elapsed = time.perf_counter() - t0
     rate = readings / elapsed
+    cpu = (time.process_time() - c0) / elapsed
     await collector.aclose(5)
     scheduler.shutdown(wait=False)
-    return collector.plan.meter_count, collector.overruns - overruns0, collector.skipped - skipped0, rate
+    return collector.plan.meter_count, collector.overruns - overruns0, collector.skipped - skipped0, rate, cpu
 
 
 def main() -> int:
@@ -191,14 +193,20 @@ def main() -> int:
     print(f"  ratio              : {coll / bare:8.2f}x  (goal >= 0.6)")
 
     ports = free_ports(125)
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w0 = time.perf_counter()
     sims = start_sims(ports, args.scale_seconds + 15)
     try:
-        meters, overruns, skipped, rate = asyncio.run(scale(ports, args.scale_seconds))
+        meters, overruns, skipped, rate, cpu = asyncio.run(scale(ports, args.scale_seconds))
     finally:
         sims.terminate()
         sims.wait(10)
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sim_cpu = (child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime) / (
+        time.perf_counter() - w0)
     print(f"scale: {meters} meters on 125 gateways at 1s interval for {args.scale_seconds:g}s:")
-    print(f"  readings/s {rate:.0f}, overruns {overruns}, skipped cycles {skipped}")
+    print(f"  readings/s {rate:.0f}, overruns {overruns}, skipped cycles {skipped}, "
+          f"collector CPU {cpu:.0%} of one core (simulator process {sim_cpu:.0%} over its lifetime)")
     return 0
 
 

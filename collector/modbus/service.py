@@ -1,7 +1,8 @@
 """Modbus collection for a whole configuration: one poller per gateway, scheduled by APScheduler.
 
 Lifecycle: `plan_collection` (validate, plan; no I/O) → `ModbusCollector(plan, on_readings, …)` →
-`schedule(scheduler)` (one interval job per gateway: `max_instances=1`, `coalesce=True`, jitter) →
+`schedule(scheduler)` (one interval job per gateway: `max_instances=1`, `coalesce=True`, a random
+start phase within `jitter`) →
 `close()`. Different gateways poll concurrently on the event loop; within a gateway requests go one at a
 time. A cycle that outlasts its interval is counted and logged by the poller, and the scheduler skips
 (never stacks) the next start, which is counted as `gshp_modbus_cycles_skipped_total`.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
@@ -39,14 +41,17 @@ class ModbusCollector:
     def schedule(self, scheduler: AsyncIOScheduler, start_in: timedelta = timedelta(0)) -> None:
         """Add one job per gateway to a (running or not yet started) AsyncIOScheduler."""
         self._scheduler = scheduler
-        first = datetime.now(UTC) + start_in
+        now = datetime.now(UTC) + start_in
         for gid, poller in self.pollers.items():
             gw = poller.gateway
             interval = gw.interval.total_seconds()
+            # jitter is a random phase per gateway, not APScheduler's per-run jitter: IntervalTrigger
+            # adds that to the previous *jittered* fire time, stretching the mean interval by jitter/2
+            phase = timedelta(seconds=random.uniform(0, gw.jitter.total_seconds()))
             scheduler.add_job(
                 poller.cycle, "interval", seconds=interval, id=_JOB_PREFIX + gid, name=f"modbus {gid}",
                 max_instances=1, coalesce=True, misfire_grace_time=max(1, int(interval)),
-                jitter=gw.jitter.total_seconds() or None, next_run_time=first, replace_existing=True)
+                next_run_time=now + phase, replace_existing=True)
         scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
 
     def _on_skipped(self, event: JobExecutionEvent) -> None:
