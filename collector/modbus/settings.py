@@ -42,7 +42,8 @@ class Gateway(BaseModel):
                                   description="longest cool-down of a failing meter / reconnect wait")
     reconnect_delay: Duration = Field(default=timedelta(seconds=1),
                                       description="first wait before reconnecting; doubles up to backoff_max")
-    jitter: Duration = Field(default=timedelta(0), description="random start phase of the gateway's cycles (spreads many gateways)")
+    jitter: Duration = Field(default=timedelta(0),
+                             description="random start phase of the gateway's cycles (spreads many gateways)")
     identity_interval: Duration = Field(
         default=timedelta(minutes=5),
         description="how often identity registers (serial number, totalizer unit/multiplier) are re-read")
