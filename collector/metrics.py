@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "INGEST_REJECTED",
+    "MODBUS_CYCLE_SECONDS",
+    "MODBUS_EVENTS",
+    "MODBUS_FAILURES",
+    "MODBUS_OFFLINE",
+    "MODBUS_OVERRUNS",
+    "MODBUS_POLLS",
+    "MODBUS_RECONNECTS",
+    "MODBUS_SKIPPED",
     "OUTBOX_DEPTH",
     "OUTBOX_OLDEST_AGE",
     "OUTBOX_REFUSED",
@@ -15,7 +23,8 @@ __all__ = [
     "WRITE_ERRORS",
 ]
 
-OUTBOX_DEPTH = Gauge("gshp_outbox_depth", "Lines committed to the outbox and not yet acknowledged by InfluxDB")
+OUTBOX_DEPTH = Gauge("gshp_outbox_depth",
+                     "Lines committed to the outbox and not yet acknowledged by InfluxDB")
 OUTBOX_OLDEST_AGE = Gauge("gshp_outbox_oldest_age_seconds", "Age of the oldest unsent line in the outbox")
 OUTBOX_FILL = Gauge("gshp_outbox_fill_ratio", "Outbox depth as a fraction of its configured bound")
 OUTBOX_REFUSED = Counter("gshp_outbox_refused_total", "Lines refused because the outbox was at its bound")
@@ -29,3 +38,23 @@ INGEST_REJECTED = Counter(
     "gshp_ingest_rejected_total", "Inputs rejected before the outbox (bad payload, Modbus error…)",
     ["source", "reason"],
 )
+
+MODBUS_POLLS = Counter("gshp_modbus_polls_total", "Meter polls that produced a reading", ["gateway"])
+MODBUS_FAILURES = Counter(
+    "gshp_modbus_failures_total", "Failed meter polls by meter and error class",
+    ["site", "meter", "error_class"],
+)
+MODBUS_OVERRUNS = Counter(
+    "gshp_modbus_overruns_total", "Gateway poll cycles that took longer than the interval", ["gateway"]
+)
+MODBUS_SKIPPED = Counter(
+    "gshp_modbus_cycles_skipped_total", "Cycles not started because the previous one still ran", ["gateway"]
+)
+MODBUS_RECONNECTS = Counter("gshp_modbus_connects_total", "Connection attempts to a gateway",
+                            ["gateway", "outcome"])
+MODBUS_OFFLINE = Gauge("gshp_modbus_meters_offline", "Meters marked offline", ["gateway"])
+MODBUS_CYCLE_SECONDS = Histogram(
+    "gshp_modbus_cycle_seconds", "Duration of one gateway poll cycle", ["gateway"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+MODBUS_EVENTS = Counter("gshp_modbus_meter_events_total", "Meter identity changes", ["kind"])

@@ -38,6 +38,17 @@ class Gateway(BaseModel):
     pause_between_requests: Duration = timedelta(0)
     pause_after_connect: Duration = timedelta(0)
     offline_after: int = Field(default=3, ge=1, description="consecutive failures before a meter is offline")
+    backoff_max: Duration = Field(default=timedelta(minutes=5),
+                                  description="longest cool-down of a failing meter / reconnect wait")
+    reconnect_delay: Duration = Field(default=timedelta(seconds=1),
+                                      description="first wait before reconnecting; doubles up to backoff_max")
+    jitter: Duration = Field(default=timedelta(0),
+                             description="random start phase of the gateway's cycles (spreads many gateways)")
+    identity_interval: Duration = Field(
+        default=timedelta(minutes=5),
+        description="how often identity registers (serial number, totalizer unit/multiplier) are re-read")
+    max_fill: int = Field(default=50, ge=0, le=124,
+                          description="unused registers a read may span to cover two fields in one request")
 
     @model_validator(mode="after")
     def _addressing(self) -> Gateway:
@@ -48,4 +59,15 @@ class Gateway(BaseModel):
             raise ValueError(f"a {self.transport.value} gateway needs `host:` and `port:`")
         if self.timeout >= self.interval:
             raise ValueError("`timeout` must be shorter than `interval`")
+        if self.timeout <= timedelta(0):
+            raise ValueError("`timeout` must be positive")
+        if self.jitter >= self.interval:
+            raise ValueError("`jitter` must be shorter than `interval`")
         return self
+
+    @property
+    def address(self) -> str:
+        """Where the gateway is, for messages: ``host:port`` or the serial device."""
+        if self.transport is Transport.SERIAL:
+            return str(self.device)
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,211 @@
+"""`gshp sim …`: simulators for commissioning and tests. Each sub-subcommand is one `register_X(sub)`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from collector.modbus import PROFILES, ProfileError, Transport
+from gshp.config import ConfigError, load_config
+from simulators.modbus import (
+    Framer,
+    ModbusSimServer,
+    ModelClock,
+    PtyPair,
+    Scenario,
+    image_size,
+    parse_units,
+    range_units,
+    site_units,
+)
+
+__all__ = ["register", "register_modbus", "register_site"]
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "sim", help="run flowmeter simulators", description="Run flowmeter simulators.")
+    simsub = p.add_subparsers(dest="sim_command", metavar="SIMULATOR", required=True)
+    register_modbus(simsub)
+    register_site(simsub)
+
+
+def _scenario(text: str) -> Scenario:
+    try:
+        return Scenario.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _unit_scenario(text: str) -> tuple[int, Scenario]:
+    unit, sep, name = text.partition("=")
+    if not sep or not unit.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: write UNIT=SCENARIO, e.g. 3=offline")
+    return int(unit), _scenario(name)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speed", type=float, default=1.0, help="model time runs this many times faster")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="stop after this many seconds (default: run until interrupted)")
+
+
+def register_modbus(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "modbus", help="serve simulated meters of one register profile",
+        description="Serve simulated flowmeters whose registers are encoded from a register profile. "
+                    "Odd units are extraction meters; each even unit is the reinjection meter of the "
+                    "odd unit before it (so discharge:<pct> shows as an imbalance between the pair).")
+    p.add_argument("--profile", default="tuf2000m", help="register profile (default tuf2000m)")
+    p.add_argument("--profiles", metavar="DIR", help="a directory of extra register profiles (*.yaml)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5020)
+    p.add_argument("--units", default="1", help="unit ids, e.g. 1-16 or 1,3,5-8 (default 1)")
+    p.add_argument("--framer", choices=[Framer.TCP.value, Framer.RTU_OVER_TCP.value, "serial"],
+                   default="tcp", help="tcp, rtu-over-tcp, or serial (RTU on a new pseudo-terminal pair)")
+    p.add_argument("--scenario", type=_scenario, default=Scenario(),
+                   help="balanced, discharge:<pct>, offline, exception, slow:<ms>, frozen, reset, reverse")
+    p.add_argument("--unit-scenario", type=_unit_scenario, action="append", default=[],
+                   metavar="UNIT=SCENARIO", help="a scenario for one unit (repeatable)")
+    p.add_argument("--flow", type=float, default=40.0, help="nominal extraction flow per meter, m3/h")
+    _common(p)
+    p.set_defaults(func=run_modbus)
+
+
+def register_site(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "site", help="serve every Modbus meter of a configured site",
+        description="Serve a site's Modbus meters on its gateways' hosts and ports, with consistent "
+                    "physics: reinjection = extraction × (1 − discharge). Fault scenarios apply to the "
+                    "reinjection meters. Serial gateways get a pseudo-terminal whose path is printed.")
+    p.add_argument("--config", required=True)
+    p.add_argument("--site", required=True)
+    p.add_argument("--scenario", type=_scenario, default=Scenario())
+    p.add_argument("--flow", type=float, default=40.0, help="nominal flow per extraction meter, m3/h")
+    _common(p)
+    p.set_defaults(func=run_site)
+
+
+def _quiet(args: argparse.Namespace) -> None:
+    if not args.verbose:
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+async def _serve(servers: list[ModbusSimServer], ptys: list[PtyPair], duration: float,
+                 lines: list[str]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    for pty in ptys:
+        pty.start()
+    started: list[ModbusSimServer] = []
+    try:
+        for s in servers:
+            await s.start()
+            started.append(s)
+        for line in lines:
+            print(line.format(*(s.port for s in servers)), flush=True)
+        if duration > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+        else:
+            await stop.wait()
+    finally:
+        for s in started:
+            await s.stop()
+        for pty in ptys:
+            pty.close()
+
+
+def run_modbus(args: argparse.Namespace) -> int:
+    _quiet(args)
+    try:
+        profiles = PROFILES
+        if args.profiles:
+            profiles = PROFILES.copy()
+            profiles.load_dir(args.profiles)
+        profile = profiles.get(args.profile)
+        units = parse_units(args.units)
+    except (ProfileError, ValueError) as exc:
+        print(f"gshp sim modbus: {exc}", file=sys.stderr)
+        return 2
+    clock = ModelClock(args.speed)
+    meters = range_units(profile, units, args.scenario, clock, nominal_m3h=args.flow,
+                         per_unit=dict(args.unit_scenario))
+    ptys: list[PtyPair] = []
+    if args.framer == "serial":
+        pty = PtyPair()
+        ptys.append(pty)
+        server = ModbusSimServer(meters, size=image_size(profile), framer=Framer.RTU, device=pty.server_path)
+        where = f"serial RTU; connect the collector to {pty.client_path}"
+    else:
+        server = ModbusSimServer(meters, size=image_size(profile), framer=Framer(args.framer),
+                                 host=args.host, port=args.port)
+        where = f"{args.host}:{{0}} ({args.framer})"
+    line = (f"serving {profile.name} units {args.units} on {where}, scenario {args.scenario}, "
+            f"speed {args.speed:g}x")
+    return _run_servers([server], ptys, args.duration, [line])
+
+
+def _run_servers(servers: list[ModbusSimServer], ptys: list[PtyPair], duration: float,
+                 lines: list[str]) -> int:
+    try:
+        asyncio.run(_serve(servers, ptys, duration, lines))
+    except OSError as exc:
+        print(f"gshp sim: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+_FRAMERS = {Transport.TCP: Framer.TCP, Transport.RTU_OVER_TCP: Framer.RTU_OVER_TCP}
+
+
+def run_site(args: argparse.Namespace) -> int:
+    _quiet(args)
+    try:
+        config = load_config(args.config)
+        site = config.site(args.site)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except KeyError:
+        print(f"gshp sim site: no site {args.site!r} in {args.config}", file=sys.stderr)
+        return 2
+    gateways = {g.id: g for g in config.gateways}
+    clock = ModelClock(args.speed)
+    try:
+        by_gateway = site_units(site, gateways, args.scenario, clock, nominal_m3h=args.flow)
+    except (ProfileError, ValueError) as exc:
+        print(f"gshp sim site: {exc}", file=sys.stderr)
+        return 2
+    servers: list[ModbusSimServer] = []
+    ptys: list[PtyPair] = []
+    lines: list[str] = []
+    for gid, meters in by_gateway.items():
+        gw = gateways[gid]
+        size = max(image_size(m.profile) for m in meters.values())
+        units = ",".join(str(u) for u in sorted(meters))
+        if gw.transport is Transport.SERIAL:
+            pty = PtyPair()
+            ptys.append(pty)
+            servers.append(ModbusSimServer(meters, size=size, framer=Framer.RTU, device=pty.server_path,
+                                           baudrate=gw.baudrate))
+            lines.append(f"gateway {gid}: units {units} on serial RTU; point `device:` at {pty.client_path}")
+        else:
+            assert gw.host is not None and gw.port is not None
+            servers.append(ModbusSimServer(meters, size=size, framer=_FRAMERS[gw.transport], host=gw.host,
+                                           port=gw.port))
+            lines.append(f"gateway {gid}: units {units} on {gw.host}:{gw.port} ({gw.transport.value})")
+    if not servers:
+        print(f"gshp sim site: site {site.id} has no Modbus meters", file=sys.stderr)
+        return 2
+    lines.append(f"site {site.id}: scenario {args.scenario}, speed {args.speed:g}x")
+    return _run_servers(servers, ptys, args.duration, lines)
