@@ -360,7 +360,8 @@ class Engine:
                 continue
             e, e_ok, _ = self._sum(ext, ka, kb)
             r, r_ok, _ = self._sum(rei, ka, kb)
-            transit = transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0])
+            # water in transit changes with the load (either way): such intervals say little about bias
+            transit = abs(self._sum(ext, kb - lag_k, kb)[0] - self._sum(ext, ka - lag_k, ka)[0])
             a_s, b_s = ka * self.step_s, kb * self.step_s
             in_maintenance = any(mw.start.timestamp() < b_s and mw.end.timestamp() > a_s
                                  for mw in st.maintenance)
