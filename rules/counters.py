@@ -3,7 +3,8 @@
 Semantics (not Prometheus' nor Flux'): a drop within the noise deadband is 0 volume; a larger drop is a
 reset, replacement or rollover — never a negative volume, and an event; a forward step above the highest
 plausible flow × Δt × margin is rejected and flagged; a gap longer than the tolerance is *unknown* volume,
-not zero. Window edges are interpolated linearly between the readings around them; nothing is
+not zero. After a noise dip the counter keeps its higher reference, so the dip is not counted again on the
+way back up. Window edges are interpolated linearly between the readings around them; nothing is
 extrapolated past the last reading.
 """
 
@@ -92,11 +93,14 @@ def increase(ts: Sequence[float], totals: Sequence[float], start: float, end: fl
         return Increase(None, Coverage.INCOMPLETE)
     volume = 0.0
     known = True
+    ref = totals[0]  # the counter's reference: a noise dip does not lower it
     for i in range(1, n):
         t0, t1 = ts[i - 1], ts[i]
+        step = classify_step(ref, totals[i], t1 - t0, gap_tolerance_s, settings)
+        if step.kind is not StepKind.NOISE:
+            ref = totals[i]
         if t1 <= start or t0 >= end:
             continue
-        step = classify_step(totals[i - 1], totals[i], t1 - t0, gap_tolerance_s, settings)
         if step.is_event or step.kind is StepKind.GAP:
             events.append((t1, step.kind))
         if step.volume_m3 is None:

@@ -57,6 +57,7 @@ class _MeterState:
     track: MeterTrack
     ledger: Ledger
     total_ts: float | None = None  # ts of the last reading that carried a total
+    ref_total: float | None = None  # counter reference: the last total, except that noise dips keep it
     unknown_until: float | None = None  # ledger already marked unknown up to here (frozen totalizer)
 
 
@@ -174,14 +175,16 @@ class Engine:
         rs = st.rules
         step_kind: StepKind | None = None
         if total is not None:
-            if ms.total_ts is not None and tr.last_total is not None:
-                step = classify_step(tr.last_total, total, ts - ms.total_ts, rs.gap_tolerance.total_seconds(),
+            if ms.total_ts is not None and ms.ref_total is not None:
+                step = classify_step(ms.ref_total, total, ts - ms.total_ts, rs.gap_tolerance.total_seconds(),
                                      rs.counters)
                 step_kind = step.kind
                 volume = step.volume_m3
                 if rate is not None and rate < -rs.quality.reverse_m3h:
                     volume = None  # reverse flow runs on the other accumulator: forward volume unknown
                 ms.ledger.add(ms.total_ts, ts, volume)
+            if step_kind is not StepKind.NOISE:
+                ms.ref_total = total
             ms.total_ts = ts
         elif tr.last_ts is not None:
             ms.ledger.mark_unknown(tr.last_ts, ts)  # no totalizer: volume unknown (no rate integration)
