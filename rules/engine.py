@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from functools import partial
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -24,7 +25,7 @@ from rules.balance import Balance, Condition, balance_threshold_pct, judge_balan
 from rules.counters import StepKind, classify_step
 from rules.events import AlertEvent, AlertKind, iso, summarize
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
-from rules.quality import QUALITY_RULES, MeterTrack, observe
+from rules.quality import QUALITY_RULES, Finding, MeterTrack, observe
 from rules.roles import role_at, roles_constant
 from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_update
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
@@ -244,10 +245,10 @@ class Engine:
             finding = rule.detect(tracks, t, q)
             if grace and name == "meter_offline":
                 continue
-            evidence: dict[str, Any] = {"meters": list(finding.meters), **finding.evidence}
             info = _RuleInfo(AlertKind(rule.kind), rule.severity, name)
             out.extend(self._advance(st, name, info, finding.condition, t, rule.hold(q),
-                                     q.clear_for.total_seconds(), evidence))
+                                     q.clear_for.total_seconds(),
+                                     partial(_finding_evidence, finding)))
         return out
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
@@ -264,24 +265,25 @@ class Engine:
             return None
         return interval_of(min(x for x in last if x is not None), self.step_s)
 
-    def _sum(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[float, bool, dict[str, float]]:
-        total, complete, per = 0.0, True, {}
+    def _sum(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[float, bool]:
+        total, complete = 0.0, True
+        a = ka * self.step_s
         for ms in meters:
             w = ms.ledger.window(ka, kb)
             total += w.volume_m3
-            complete = complete and w.complete and ms.track.first_ts is not None \
-                and ms.track.first_ts <= ka * self.step_s
-            per[ms.meter.id] = round(w.volume_m3, 3)
-        return total, complete, per
+            first = ms.track.first_ts
+            complete = complete and w.complete and first is not None and first <= a
+        return total, complete
+
+    def _transit(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int) -> float:
+        lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
+        return transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0])
 
     def _window_balance(self, st: _SiteState, ka: int, kb: int, threshold: float, clear_ratio: float,
-                        min_m3: float) -> tuple[Balance, dict[str, Any]]:
+                        min_m3: float) -> tuple[Balance, Callable[[], dict[str, Any]]]:
         ext, rei = self._sides(st)
-        e, e_ok, e_per = self._sum(ext, ka, kb)
-        r, r_ok, r_per = self._sum(rei, ka, kb)
-        lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
-        e_end = self._sum(ext, kb - lag_k, kb)[0]
-        e_start = self._sum(ext, ka - lag_k, ka)[0]
+        e, e_ok = self._sum(ext, ka, kb)
+        r, r_ok = self._sum(rei, ka, kb)
         a, b = ka * self.step_s, kb * self.step_s
         a_dt, b_dt = datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
         stable = all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in st.meters.values())
@@ -289,27 +291,35 @@ class Engine:
         frozen = any(ms.track.frozen_candidate(q.frozen_min_m3) or ms.track.reverse_since is not None
                      for ms in ext + rei)
         overlapping = [m for m in st.maintenance if m.start.timestamp() < b and m.end.timestamp() > a]
+        cap = sum(m.volume_cap_m3 for m in overlapping)
+        # the transit allowance can only lower the deficit: skip it when the window is clear without it
+        clear_anyway = e > 0 and 100.0 * (e - r - cap) / e <= threshold * clear_ratio
+        transit = 0.0 if clear_anyway else self._transit(st, ext, ka, kb)
         bal = judge_balance(e, r, complete=e_ok and r_ok and stable and not frozen, threshold_pct=threshold,
-                            clear_ratio=clear_ratio, min_extracted_m3=min_m3,
-                            transit_allowance_m3=transit_allowance(e_end, e_start),
-                            maintenance_allowance_m3=sum(m.volume_cap_m3 for m in overlapping))
-        ev: dict[str, Any] = {
-            "window_start": iso(datetime.fromtimestamp(a, self.tz)),
-            "window_end": iso(datetime.fromtimestamp(b, self.tz)),
-            "extracted_m3": round(bal.extracted_m3, 3), "reinjected_m3": round(bal.reinjected_m3, 3),
-            "deficit_m3": round(bal.deficit_m3, 3),
-            "deficit_pct": None if bal.deficit_pct is None else round(bal.deficit_pct, 2),
-            "threshold_pct": round(bal.threshold_pct, 2),
-            "excess_pct": None if bal.excess_pct is None else round(bal.excess_pct, 2),
-            "transit_allowance_m3": round(bal.transit_allowance_m3, 3),
-            "maintenance_allowance_m3": round(bal.maintenance_allowance_m3, 3),
-            "maintenance": [{"from": iso(m.start), "to": iso(m.end), "reason": m.reason,
-                             "volume_cap_m3": m.volume_cap_m3} for m in overlapping],
-            "meters": {**e_per, **r_per},
-        }
-        if bal.condition is Condition.UNKNOWN:
-            ev["unknown_reason"] = bal.reason
-        return bal, ev
+                            clear_ratio=clear_ratio, min_extracted_m3=min_m3, transit_allowance_m3=transit,
+                            maintenance_allowance_m3=cap)
+
+        def evidence() -> dict[str, Any]:
+            shown_transit = self._transit(st, ext, ka, kb) if clear_anyway else bal.transit_allowance_m3
+            ev: dict[str, Any] = {
+                "window_start": iso(datetime.fromtimestamp(a, self.tz)),
+                "window_end": iso(datetime.fromtimestamp(b, self.tz)),
+                "extracted_m3": round(bal.extracted_m3, 3), "reinjected_m3": round(bal.reinjected_m3, 3),
+                "deficit_m3": round(bal.deficit_m3, 3),
+                "deficit_pct": None if bal.deficit_pct is None else round(bal.deficit_pct, 2),
+                "threshold_pct": round(bal.threshold_pct, 2),
+                "excess_pct": None if bal.excess_pct is None else round(bal.excess_pct, 2),
+                "transit_allowance_m3": round(shown_transit, 3),
+                "maintenance_allowance_m3": round(bal.maintenance_allowance_m3, 3),
+                "maintenance": [{"from": iso(m.start), "to": iso(m.end), "reason": m.reason,
+                                 "volume_cap_m3": m.volume_cap_m3} for m in overlapping],
+                "meters": {ms.meter.id: round(ms.ledger.window(ka, kb).volume_m3, 3) for ms in ext + rei},
+            }
+            if bal.condition is Condition.UNKNOWN:
+                ev["unknown_reason"] = bal.reason
+            return ev
+
+        return bal, evidence
 
     def _accuracy(self, st: _SiteState) -> tuple[float, float]:
         ext, rei = self._sides(st)
@@ -328,11 +338,11 @@ class Engine:
             n = max(1, math.ceil(w.window.total_seconds() / self.step_s))
             threshold = balance_threshold_pct(w.threshold_pct, w.accuracy_factor, acc_e, acc_r)
             bal, ev = self._window_balance(st, kb - n, kb, threshold, bs.clear_ratio, w.min_extracted_m3)
-            evidence = {"window": format_duration(w.window), **ev}
             info = _RuleInfo(AlertKind.DISCHARGE, w.severity, "balance")
             out.extend(self._advance(st, _window_rule(w), info,
                                      bal.condition, kb * self.step_s, w.hold.total_seconds(),
-                                     w.clear_for.total_seconds(), evidence))
+                                     w.clear_for.total_seconds(),
+                                     partial(_window_evidence, format_duration(w.window), ev)))
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[AlertEvent]:
@@ -361,9 +371,11 @@ class Engine:
             if not all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in st.meters.values()):
                 st.cusum = CusumState()
                 continue
-            e, e_ok, _ = self._sum(ext, ka, kb)
-            r, r_ok, _ = self._sum(rei, ka, kb)
+            e, e_ok = self._sum(ext, ka, kb)
+            r, r_ok = self._sum(rei, ka, kb)
             # water in transit changes with the load (either way): such intervals say little about bias
+            if not (e_ok and r_ok) or e < max(seq.min_extracted_m3, 1e-9):
+                continue
             transit = abs(self._sum(ext, kb - lag_k, kb)[0] - self._sum(ext, ka - lag_k, ka)[0])
             a_s, b_s = ka * self.step_s, kb * self.step_s
             in_maintenance = any(mw.start.timestamp() < b_s and mw.end.timestamp() > a_s
@@ -374,7 +386,7 @@ class Engine:
             d_pct = 100.0 * (e - r) / e
             st.cusum = cusum_update(st.cusum, d_pct, p)
             cond = cusum_condition(st.cusum, p)
-            ev = {"window": format_duration(seq.interval),
+            ev: dict[str, Any] = {"window": format_duration(seq.interval),
                   "window_start": iso(datetime.fromtimestamp(ka * self.step_s, self.tz)),
                   "window_end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz)),
                   "extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "deficit_m3": round(e - r, 3),
@@ -383,12 +395,12 @@ class Engine:
                   "cusum_pct_h": round(st.cusum.s, 2), "cusum_threshold_pct_h": p.threshold_pct_h}
             info = _RuleInfo(AlertKind.DISCHARGE, seq.severity, "sequential")
             out.extend(self._advance(st, SEQUENTIAL_RULE, info,
-                                     cond, kb * self.step_s, 0.0, 0.0, ev))
+                                     cond, kb * self.step_s, 0.0, 0.0, partial(dict, ev)))
         return out
 
     # ---------------------------------------------------------------- lifecycle
     def _advance(self, st: _SiteState, rule: str, info: _RuleInfo, cond: Condition, at: float, hold_s: float,
-                 clear_for_s: float, evidence: dict[str, Any]) -> list[AlertEvent]:
+                 clear_for_s: float, evidence: Callable[[], dict[str, Any]]) -> list[AlertEvent]:
         before = st.alerts.get(rule, AlertTrack())
         if before.state is AlertState.INACTIVE and cond is not Condition.ACTIVE:
             return []
@@ -398,7 +410,7 @@ class Engine:
             if after.clear_since != before.clear_since and after.alert_id is not None:
                 self.store.set_clear_since(after.alert_id, after.clear_since)
             return []
-        event = self._event(st, rule, info, tr, evidence)
+        event = self._event(st, rule, info, tr, evidence())
         self.store.record(event, tr.starts_at, after.clear_since)
         return [event]
 
@@ -418,6 +430,14 @@ class Engine:
         with self._lock:
             return {rule: tr.state for rule, tr in self._site(site_id).alerts.items()
                     if tr.state is not AlertState.INACTIVE}
+
+
+def _finding_evidence(f: Finding) -> dict[str, Any]:
+    return {"meters": list(f.meters), **f.evidence}
+
+
+def _window_evidence(window: str, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return {"window": window, **ev()}
 
 
 def _window_rule(w: WindowRule) -> str:
