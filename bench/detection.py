@@ -122,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = run_all(names, args.jobs)
     print(table(outcomes))
     rows = sum(o.rows for o in outcomes)
-    print(f"{len(outcomes)} scenarios, {rows} readings in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    took = time.perf_counter() - started
+    print(f"{len(outcomes)} scenarios, {rows} readings in {took:.1f}s", file=sys.stderr)
     return 0 if all(o.ok for o in outcomes) else 1
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from functools import partial
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -25,7 +25,7 @@ from rules.balance import Balance, Condition, balance_threshold_pct, judge_balan
 from rules.counters import StepKind, classify_step
 from rules.events import AlertEvent, AlertKind, iso, summarize
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
-from rules.quality import QUALITY_RULES, Finding, MeterTrack, observe
+from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, observe
 from rules.roles import role_at, roles_constant
 from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_update
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
@@ -75,6 +75,8 @@ class _SiteState:
     last_balance_k: int | None = None
     watch_since: float | None = None
     maintenance: list[MaintenanceWindow] = field(default_factory=list)
+    quality: QualityPlan | None = None
+    gap_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,8 @@ class Engine:
             retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
             meters = {m.id: _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, retention))
                       for m in site.meters}
-            st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance))
+            st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance),
+                            quality=QualityPlan.of(rs.quality), gap_s=rs.gap_tolerance.total_seconds())
             seq = rs.sequential
             st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h,
                                              seq.warmup.total_seconds() / 3600,
@@ -134,6 +137,16 @@ class Engine:
         """One reading as plain values (epoch seconds): the path of backfill and replay."""
         with self._lock:
             self._ingest_one(site, meter, ts, rate_m3h, total_m3, signal_pct, error_code)
+
+    def ingest_columns(self, site: Sequence[str], meter: Sequence[str], ts: Sequence[float],
+                       rate: Sequence[float | None], total: Sequence[float | None],
+                       signal: Sequence[float | None], error: Sequence[int | None], start: int,
+                       stop: int) -> None:
+        """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill."""
+        one = self._ingest_one
+        with self._lock:
+            for i in range(start, stop):
+                one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
 
     def backfill(self, rows: Iterable[Reading] | pd.DataFrame) -> int:
         """Fill windows from history: Readings, or a DataFrame with ts, site, meter, rate_m3h, total_m3
@@ -177,8 +190,7 @@ class Engine:
         step_kind: StepKind | None = None
         if total is not None:
             if ms.total_ts is not None and ms.ref_total is not None:
-                step = classify_step(ms.ref_total, total, ts - ms.total_ts, rs.gap_tolerance.total_seconds(),
-                                     rs.counters)
+                step = classify_step(ms.ref_total, total, ts - ms.total_ts, st.gap_s, rs.counters)
                 step_kind = step.kind
                 volume = step.volume_m3
                 if rate is not None and rate < -rs.quality.reverse_m3h:
@@ -237,18 +249,20 @@ class Engine:
         return events
 
     def _evaluate_quality(self, st: _SiteState, t: float) -> list[AlertEvent]:
-        q = st.rules.quality
+        q = st.quality
+        assert q is not None
         tracks = [ms.track for ms in st.meters.values()]
-        out = []
-        grace = st.watch_since is not None and t - st.watch_since <= q.offline_after.total_seconds()
+        out: list[AlertEvent] = []
+        grace = st.watch_since is not None and t - st.watch_since <= q.offline_after
+        alerts = st.alerts
         for name, rule in QUALITY_RULES.items():
-            finding = rule.detect(tracks, t, q)
             if grace and name == "meter_offline":
                 continue
-            info = _RuleInfo(AlertKind(rule.kind), rule.severity, name)
-            out.extend(self._advance(st, name, info, finding.condition, t, rule.hold(q),
-                                     q.clear_for.total_seconds(),
-                                     partial(_finding_evidence, finding)))
+            finding = rule.detect(tracks, t, q)
+            if finding.condition is not Condition.ACTIVE and name not in alerts:
+                continue  # nothing pending or firing, nothing to start
+            out.extend(self._advance(st, name, _QUALITY_INFO[name], finding.condition, t, rule.hold(q),
+                                     q.clear_for, partial(_finding_evidence, finding)))
         return out
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
@@ -401,11 +415,14 @@ class Engine:
     # ---------------------------------------------------------------- lifecycle
     def _advance(self, st: _SiteState, rule: str, info: _RuleInfo, cond: Condition, at: float, hold_s: float,
                  clear_for_s: float, evidence: Callable[[], dict[str, Any]]) -> list[AlertEvent]:
-        before = st.alerts.get(rule, AlertTrack())
+        before = st.alerts.get(rule, _INACTIVE)
         if before.state is AlertState.INACTIVE and cond is not Condition.ACTIVE:
             return []
         after, tr = advance(before, cond, at, hold_s, clear_for_s, st.site.id, rule)
-        st.alerts[rule] = after
+        if after.state is AlertState.INACTIVE:
+            st.alerts.pop(rule, None)
+        else:
+            st.alerts[rule] = after
         if tr is None:
             if after.clear_since != before.clear_since and after.alert_id is not None:
                 self.store.set_clear_since(after.alert_id, after.clear_since)
@@ -428,8 +445,11 @@ class Engine:
 
     def alert_states(self, site_id: str) -> dict[str, AlertState]:
         with self._lock:
-            return {rule: tr.state for rule, tr in self._site(site_id).alerts.items()
-                    if tr.state is not AlertState.INACTIVE}
+            return {rule: tr.state for rule, tr in self._site(site_id).alerts.items()}
+
+
+_INACTIVE = AlertTrack()
+_QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
 
 
 def _finding_evidence(f: Finding) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from collector.model import Role
@@ -16,7 +17,7 @@ from rules.balance import Condition
 from rules.counters import StepKind
 from rules.settings import QualitySettings, Severity
 
-__all__ = ["QUALITY_RULES", "Finding", "MeterTrack", "QualityRule", "observe"]
+__all__ = ["QUALITY_RULES", "Finding", "MeterTrack", "QualityPlan", "QualityRule", "observe"]
 
 
 @dataclass(slots=True)
@@ -74,13 +75,41 @@ def observe(track: MeterTrack, ts: float, rate: float | None, total: float | Non
 
 
 @dataclass(frozen=True, slots=True)
+class QualityPlan:
+    """`QualitySettings` planned for the hot path: durations as seconds."""
+
+    offline_after: float
+    silent_after: float
+    silent_hold: float
+    running_m3h: float
+    frozen_after: float
+    frozen_min_m3: float
+    frozen_hold: float
+    reverse_m3h: float
+    reverse_hold: float
+    min_signal_pct: float
+    signal_hold: float
+    reset_hold: float
+    discharge_m3h: float
+    discharge_hold: float
+    clear_for: float
+
+    @classmethod
+    def of(cls, q: QualitySettings) -> QualityPlan:
+        raw = {name: getattr(q, name) for name in type(q).model_fields}
+        values = {name: (v.total_seconds() if isinstance(v, timedelta) else float(v))
+                  for name, v in raw.items()}
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     condition: Condition
     meters: tuple[str, ...] = ()
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-Detector = Callable[[Sequence[MeterTrack], float, QualitySettings], Finding]
+Detector = Callable[[Sequence[MeterTrack], float, QualityPlan], Finding]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +117,7 @@ class QualityRule:
     name: str
     kind: str  # "data_quality" | "discharge"
     severity: Severity
-    hold: Callable[[QualitySettings], float]  # seconds the condition must last before firing
+    hold: Callable[[QualityPlan], float]  # seconds the condition must last before firing
     detect: Detector
 
 
@@ -96,7 +125,7 @@ QUALITY_RULES: dict[str, QualityRule] = {}
 
 
 def register(name: str, kind: str, severity: Severity,
-             hold: Callable[[QualitySettings], float]) -> Callable[[Detector], Detector]:
+             hold: Callable[[QualityPlan], float]) -> Callable[[Detector], Detector]:
     def deco(fn: Detector) -> Detector:
         if name in QUALITY_RULES:
             raise ValueError(f"quality rule {name!r} registered twice: give it another name")
@@ -105,23 +134,26 @@ def register(name: str, kind: str, severity: Severity,
     return deco
 
 
+_CLEAR = Finding(Condition.CLEAR)
+
+
 def _any(hits: list[str], evidence: dict[str, Any] | None = None) -> Finding:
     if hits:
         return Finding(Condition.ACTIVE, tuple(hits), evidence or {})
-    return Finding(Condition.CLEAR)
+    return _CLEAR
 
 
 @register("meter_offline", "data_quality", Severity.WARNING, lambda q: 0.0)
-def meter_offline(tracks: Sequence[MeterTrack], now: float, q: QualitySettings) -> Finding:
-    limit = q.offline_after.total_seconds()
+def meter_offline(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
+    limit = q.offline_after
     hits = [t.meter for t in tracks if t.last_ts is None or now - t.last_ts > limit]
     last = {t.meter: t.last_ts for t in tracks if t.meter in hits}
     return _any(hits, {"last_seen": last})
 
 
-@register("reinjection_silent", "data_quality", Severity.HIGH, lambda q: q.silent_hold.total_seconds())
-def reinjection_silent(tracks: Sequence[MeterTrack], now: float, q: QualitySettings) -> Finding:
-    limit = q.silent_after.total_seconds()
+@register("reinjection_silent", "data_quality", Severity.HIGH, lambda q: q.silent_hold)
+def reinjection_silent(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
+    limit = q.silent_after
     running = [t for t in tracks if t.role is Role.EXTRACTION and t.last_ts is not None
                and now - t.last_ts <= limit and (t.last_rate or 0.0) > q.running_m3h]
     reinjection = [t for t in tracks if t.role is Role.REINJECTION]
@@ -132,9 +164,9 @@ def reinjection_silent(tracks: Sequence[MeterTrack], now: float, q: QualitySetti
     return _any(silent, {"extraction_rate_m3h": round(rate, 3)})
 
 
-@register("totalizer_frozen", "data_quality", Severity.HIGH, lambda q: q.frozen_hold.total_seconds())
-def totalizer_frozen(tracks: Sequence[MeterTrack], now: float, q: QualitySettings) -> Finding:
-    after = q.frozen_after.total_seconds()
+@register("totalizer_frozen", "data_quality", Severity.HIGH, lambda q: q.frozen_hold)
+def totalizer_frozen(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
+    after = q.frozen_after
     hits = [t.meter for t in tracks
             if t.flat_since is not None and t.last_ts is not None and t.flat_expected_m3 >= q.frozen_min_m3
             and t.last_ts - t.flat_since >= after]
@@ -143,23 +175,23 @@ def totalizer_frozen(tracks: Sequence[MeterTrack], now: float, q: QualitySetting
 
 
 @register("totalizer_reset", "data_quality", Severity.WARNING, lambda q: 0.0)
-def totalizer_reset(tracks: Sequence[MeterTrack], now: float, q: QualitySettings) -> Finding:
-    hold = q.reset_hold.total_seconds()
+def totalizer_reset(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
+    hold = q.reset_hold
     hits = [t.meter for t in tracks if t.last_event_ts is not None and now - t.last_event_ts <= hold]
     kinds = {t.meter: str(t.last_event) for t in tracks if t.meter in hits}
     return _any(hits, {"events": kinds})
 
 
-@register("reverse_flow", "data_quality", Severity.HIGH, lambda q: q.reverse_hold.total_seconds())
-def reverse_flow(tracks: Sequence[MeterTrack], now: float, q: QualitySettings) -> Finding:
+@register("reverse_flow", "data_quality", Severity.HIGH, lambda q: q.reverse_hold)
+def reverse_flow(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
     hits = [t.meter for t in tracks if t.reverse_since is not None and t.last_rate is not None
             and t.last_rate < -q.reverse_m3h]
     rates = {t.meter: t.last_rate for t in tracks if t.meter in hits}
     return _any(hits, {"rate_m3h": rates})
 
 
-@register("signal_quality", "data_quality", Severity.WARNING, lambda q: q.signal_hold.total_seconds())
-def signal_quality(tracks: Sequence[MeterTrack], now: float, q: QualitySettings) -> Finding:
+@register("signal_quality", "data_quality", Severity.WARNING, lambda q: q.signal_hold)
+def signal_quality(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
     hits = [t.meter for t in tracks
             if (t.last_signal is not None and t.last_signal < q.min_signal_pct) or (t.last_error or 0) != 0]
     info = {t.meter: {"signal_pct": t.last_signal, "error_code": t.last_error} for t in tracks
@@ -167,8 +199,8 @@ def signal_quality(tracks: Sequence[MeterTrack], now: float, q: QualitySettings)
     return _any(hits, {"meters": info})
 
 
-@register("discharge_flow", "discharge", Severity.HIGH, lambda q: q.discharge_hold.total_seconds())
-def discharge_flow(tracks: Sequence[MeterTrack], now: float, q: QualitySettings) -> Finding:
+@register("discharge_flow", "discharge", Severity.HIGH, lambda q: q.discharge_hold)
+def discharge_flow(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
     hits = [t.meter for t in tracks if t.role is Role.DISCHARGE and t.last_rate is not None
             and t.last_rate > q.discharge_m3h]
     rates = {t.meter: t.last_rate for t in tracks if t.meter in hits}

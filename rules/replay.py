@@ -59,14 +59,16 @@ def _opt(values: np.ndarray[Any, Any]) -> list[float | None]:
 def parse_readings(stream: IO[str]) -> Readings:
     """Parse CSV readings; bad rows are skipped and listed (line numbers count the header as line 1)."""
     try:
-        df = pd.read_csv(stream, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # numbers parse natively; a column with any bad value stays text and is checked row by row
+        df = pd.read_csv(stream, dtype={"site": str, "meter": str}, keep_default_na=False, na_values=[""],
+                         skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ReplayError(f"readings are not CSV ({exc}); expected the header {','.join(REQUIRED)}") from None
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ReplayError(f"readings lack column(s) {', '.join(missing)}; the header must be "
                           f"{','.join(REQUIRED)} (signal_pct,error_code optional)")
-    return readings_from_frame(df, strings=True)
+    return readings_from_frame(df)
 
 
 def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
@@ -80,39 +82,41 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
         reasons[m] = reason
 
     ts_raw = df["ts"]
-    if strings or ts_raw.dtype == object:
-        text = ts_raw.astype(str).str.strip()
+    if pd.api.types.is_datetime64_any_dtype(ts_raw):
+        secs = ts_raw.astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9
+    elif pd.api.types.is_numeric_dtype(ts_raw) and not strings:
+        secs = np.asarray(ts_raw.to_numpy(dtype=float, na_value=np.nan), dtype=np.float64)
+        flag(np.isnan(secs), "ts is not a number of Unix seconds")
+    else:
+        text = ts_raw.fillna("").astype(str).str.strip()
         num = pd.to_numeric(text, errors="coerce")
         is_num = num.notna().to_numpy()
-        secs = num.to_numpy(dtype=float, na_value=np.nan)
+        secs = np.array(num.to_numpy(dtype=float, na_value=np.nan), dtype=np.float64)
         iso_part = text[~is_num]
         if len(iso_part):
             has_offset = iso_part.str.contains(_OFFSET, regex=True)
             parsed = pd.to_datetime(iso_part.where(has_offset), utc=True, errors="coerce", format="ISO8601")
-            ok = parsed.notna()
+            ok = parsed.notna().to_numpy()
             vals = np.full(len(iso_part), np.nan)
-            vals[ok.to_numpy()] = parsed[ok].astype("int64").to_numpy() / 1e9 if ok.any() else []
+            if ok.any():
+                vals[ok] = parsed[ok].astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9
             secs[~is_num] = vals
+            naive = pd.to_datetime(iso_part.where(~has_offset), errors="coerce", format="ISO8601")
             no_offset = np.zeros(n, dtype=bool)
-            no_offset[np.flatnonzero(~is_num)[~has_offset.to_numpy()]] = True
+            no_offset[np.flatnonzero(~is_num)[naive.notna().to_numpy()]] = True
             flag(no_offset, "ts has no UTC offset: write e.g. 2026-05-01T08:00:00+08:00 or Unix seconds")
         flag(np.isnan(secs), "ts is neither ISO-8601 with offset nor Unix seconds")
-    elif pd.api.types.is_datetime64_any_dtype(ts_raw):
-        secs = ts_raw.astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9
-    else:
-        secs = pd.to_numeric(ts_raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        flag(np.isnan(secs), "ts is not a number of Unix seconds")
 
-    site = df["site"].astype(str).str.strip().to_numpy()
-    meter = df["meter"].astype(str).str.strip().to_numpy()
+    site = df["site"].fillna("").astype(str).str.strip().to_numpy()
+    meter = df["meter"].fillna("").astype(str).str.strip().to_numpy()
     flag((site == "") | (meter == ""), "site and meter must not be empty")
 
     def number(col: str) -> np.ndarray[Any, np.dtype[np.float64]]:
         if col not in df.columns:
             return np.full(n, np.nan)
         s = df[col]
-        if strings or s.dtype == object:
-            s = s.astype(str).str.strip()
+        if strings or not pd.api.types.is_numeric_dtype(s):
+            s = s.fillna("").astype(str).str.strip()
             empty = (s == "") | (s.str.lower() == "nan")
             v = pd.to_numeric(s.where(~empty), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             flag(~empty.to_numpy() & np.isnan(v), f"{col} is not a number")
@@ -147,16 +151,15 @@ def replay(engine: Engine, readings: Readings,
     k_first = int(np.ceil(ts[0] / step))
     k_last = int(np.ceil(ts[-1] / step))
     bounds = np.searchsorted(ts, np.arange(k_first, k_last + 1) * step, side="right")
-    ingest = engine.ingest_values
-    site, meter, rate, total, signal, error = (readings.site, readings.meter, readings.rate, readings.total,
-                                               readings.signal, readings.error)
-    tsl = ts.tolist()
+    ingest = engine.ingest_columns
+    columns = (readings.site, readings.meter, ts.tolist(), readings.rate, readings.total, readings.signal,
+               readings.error)
     i = 0
     for n, k in enumerate(range(k_first, k_last + 1)):
         j = int(bounds[n])
-        while i < j:
-            ingest(site[i], meter[i], tsl[i], rate[i], total[i], signal[i], error[i])
-            i += 1
+        if j > i:
+            ingest(*columns, i, j)
+            i = j
         yield from engine.evaluate(datetime.fromtimestamp(k * step, UTC))
         if progress is not None and n % 2000 == 0:
             progress(k * step, i)

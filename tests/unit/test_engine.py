@@ -85,12 +85,14 @@ def test_restart_neither_renotifies_nor_forgets(site, tmp_path):
     path = tmp_path / "alerts.sqlite"
     readings = list(flow(180, r_m3h=80.0))
     first = Engine([site], RulesSettings(), UTC, AlertStore(path))
-    before = run(first, [r for r in readings if r.ts <= T0 + timedelta(minutes=90)], T0 + timedelta(minutes=90))
+    cut = T0 + timedelta(minutes=90)
+    before = run(first, [r for r in readings if r.ts <= cut], cut)
     assert "balance_gross" in _rules(before)
     first.store.close()
     second = Engine([site], RulesSettings(), UTC, AlertStore(path))
     assert second.alert_states("hehua")["balance_gross"].value == "firing"
-    after = run(second, [r for r in readings if r.ts > T0 + timedelta(minutes=60)], T0 + timedelta(minutes=180))
+    later = [r for r in readings if r.ts > T0 + timedelta(minutes=60)]
+    after = run(second, later, T0 + timedelta(minutes=180))
     assert "balance_gross" not in _rules(after)
 
 
@@ -126,7 +128,8 @@ def test_seasonal_swap_inside_a_window_gives_no_balance_verdict():
     from collector.model import Site
     swap_site = Site.model_validate({"id": "hehua", "name": "站", "district": "宛城区", "meters": [
         {"id": "E1", "role": "extraction"}, {"id": "R1", "role": "reinjection"},
-        {"id": "W3", "role": "reinjection", "roles": [{"role": "extraction", "from": "05-06", "to": "09-30"}]}]})
+        {"id": "W3", "role": "reinjection",
+         "roles": [{"role": "extraction", "from": "05-06", "to": "09-30"}]}]})
     engine = Engine([swap_site], RulesSettings(), UTC)
     start = T0 + timedelta(hours=23)  # the swap happens at 00:00 UTC on 05-06
     readings = list(flow(120, start=start))

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 from rules.events import AlertEvent, AlertKind, summarize, window_words
 from rules.settings import Language, Severity
 
-EV = {"window": "1h", "extracted_m3": 120.0, "reinjected_m3": 100.0, "deficit_m3": 20.0, "deficit_pct": 16.6667,
+EV = {"window": "1h", "extracted_m3": 120.0, "reinjected_m3": 100.0, "deficit_m3": 20.0,
+      "deficit_pct": 16.6667,
       "threshold_pct": 6.0}
 
 
@@ -25,7 +26,8 @@ def test_resolved_summary_says_so():
 
 
 def test_data_quality_summary_names_the_meters():
-    s = summarize("reinjection_silent", "reinjection_silent", "站", {"meters": ["R1", "R2"]}, Language.ZH, "firing")
+    ev = {"meters": ["R1", "R2"]}
+    s = summarize("reinjection_silent", "reinjection_silent", "站", ev, Language.ZH, "firing")
     assert "回灌流量计无数据" in s and "R1、R2" in s
 
 
@@ -38,8 +40,8 @@ def test_window_words():
 def test_event_json_has_the_one_shape_with_offset_times():
     tz = ZoneInfo("Asia/Shanghai")
     at = datetime(2026, 5, 5, 0, 0, tzinfo=UTC).astimezone(tz)
-    e = AlertEvent("abc", "hehua", "向阳荷花广场", "宛城区", "balance_hour", AlertKind.DISCHARGE, Severity.HIGH,
-                   "firing", at, at, None, "s", EV)
+    e = AlertEvent("abc", "hehua", "向阳荷花广场", "宛城区", "balance_hour", AlertKind.DISCHARGE,
+                   Severity.HIGH, "firing", at, at, None, "s", EV)
     d = json.loads(e.to_json())
     assert list(d) == ["id", "site", "site_name", "district", "rule", "kind", "severity", "state", "at",
                        "starts_at", "ends_at", "summary", "evidence"]

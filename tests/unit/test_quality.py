@@ -1,10 +1,10 @@
 from collector.model import Role
 from rules.balance import Condition
 from rules.counters import StepKind
-from rules.quality import QUALITY_RULES, MeterTrack, observe
+from rules.quality import QUALITY_RULES, MeterTrack, QualityPlan, observe
 from rules.settings import QualitySettings
 
-Q = QualitySettings()
+Q = QualityPlan.of(QualitySettings())
 
 
 def _track(meter="R1", role=Role.REINJECTION, readings=(), step=None):
@@ -19,8 +19,8 @@ def _detect(name, tracks, now):
 
 
 def test_every_rule_is_registered_once_with_a_kind():
-    assert set(QUALITY_RULES) == {"meter_offline", "reinjection_silent", "totalizer_frozen", "totalizer_reset",
-                                  "reverse_flow", "signal_quality", "discharge_flow"}
+    assert set(QUALITY_RULES) == {"meter_offline", "reinjection_silent", "totalizer_frozen",
+                                  "totalizer_reset", "reverse_flow", "signal_quality", "discharge_flow"}
     assert {r.kind for r in QUALITY_RULES.values()} <= {"data_quality", "discharge"}
 
 

@@ -30,12 +30,12 @@ def test_role_at_uses_the_local_date():
 
 
 def test_roles_constant_detects_a_swap_inside_a_window():
-    assert not roles_constant(WELL, datetime(2026, 3, 15, 12, tzinfo=UTC), datetime(2026, 3, 16, 12, tzinfo=UTC),
-                              SH)
+    across = (datetime(2026, 3, 15, 12, tzinfo=UTC), datetime(2026, 3, 16, 12, tzinfo=UTC))
+    assert not roles_constant(WELL, *across, SH)
     assert roles_constant(WELL, datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC), SH)
 
 
 def test_a_bad_month_day_is_rejected_with_the_expected_format():
     with pytest.raises(ValidationError, match="MM-DD"):
-        Meter.model_validate({"id": "W", "role": "extraction", "roles": [{"role": "reinjection", "from": "5-1",
-                                                                          "to": "09-30"}]})
+        Meter.model_validate({"id": "W", "role": "extraction",
+                              "roles": [{"role": "reinjection", "from": "5-1", "to": "09-30"}]})
