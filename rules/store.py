@@ -114,6 +114,9 @@ class AlertStore:
                 self._db.execute("ROLLBACK")
                 raise StoreError(f"alert store {self.path}: {exc}; check free disk space and permissions") \
                     from None
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def record(self, event: AlertEvent, starts_ts: float, clear_since: float | None = None) -> None:
         """Store one transition and the alert's current state."""
