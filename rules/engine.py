@@ -366,11 +366,16 @@ class Engine:
             return []
         m = max(1, round(seq.interval.total_seconds() / self.step_s))
         last_j = st.last_balance_k // m  # intervals j with (j+1)·m ≤ horizon are complete
-        if st.seq_next is None:
-            st.seq_next = last_j
-            return []
-        out: list[AlertEvent] = []
         ext, rei = self._sides(st)
+        if st.seq_next is None:
+            # start at the first whole interval every meter covers: history back-filled before the first
+            # evaluation (as far as the ledger keeps it) teaches the baseline at once
+            firsts = [ms.track.first_ts for ms in ext + rei if ms.track.first_ts is not None]
+            first_k = math.ceil(max(firsts) / self.step_s) if firsts else st.last_balance_k
+            oldest_kept = st.last_balance_k - min(ms.ledger.retention for ms in ext + rei) + 1
+            st.seq_next = -(-max(first_k, oldest_kept) // m)
+            st.events_seen = sum(ms.track.events for ms in st.meters.values())
+        out: list[AlertEvent] = []
         events_now = sum(ms.track.events for ms in st.meters.values())
         lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
         while st.seq_next < last_j:

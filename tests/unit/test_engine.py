@@ -140,3 +140,12 @@ def test_seasonal_swap_inside_a_window_gives_no_balance_verdict():
     assert engine._sites["hehua"].meters["W3"].track.role is Role.REINJECTION
     engine.evaluate(start + timedelta(minutes=65))
     assert engine._sites["hehua"].meters["W3"].track.role is Role.EXTRACTION
+
+
+def test_backfilled_history_teaches_the_sequential_baseline_at_the_first_evaluation(site):
+    engine = Engine([site], RulesSettings(), UTC)
+    engine.backfill(list(flow(20 * 60, r_m3h=119.0)))  # 20 h, reinjection meter reads 0.83 % low
+    engine.evaluate(T0 + timedelta(hours=20))
+    cusum = engine._sites["hehua"].cusum
+    assert cusum.n >= 12
+    assert abs(cusum.baseline_pct - 100 / 120) < 0.05
