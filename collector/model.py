@@ -23,6 +23,7 @@ __all__ = [
     "MqttSource",
     "Reading",
     "Role",
+    "RolePeriod",
     "Site",
     "Slug",
     "TagText",
@@ -85,9 +86,34 @@ class MqttSource(_Frozen):
     profile: str = "dtu-json"
 
 
+_MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+
+
+def _month_day(value: str) -> str:
+    if not _MONTH_DAY.match(value):
+        raise ValueError("must be a month-day like 05-01 (MM-DD)")
+    return value
+
+
+MonthDay = Annotated[str, AfterValidator(_month_day)]
+"""A day of the year as MM-DD, for seasonal ranges."""
+
+
+class RolePeriod(_Frozen):
+    """A seasonal role: from `from` (inclusive) to `to` (inclusive), month-days in the site's time zone;
+    a range may cross the new year (11-15 → 03-15)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+
+    role: Role
+    start: MonthDay = Field(alias="from")
+    end: MonthDay = Field(alias="to")
+
+
 class Meter(_Frozen):
     id: Slug
-    role: Role
+    role: Role  # the role outside every `roles:` period
+    roles: tuple[RolePeriod, ...] = ()
     accuracy_pct: float = Field(default=1.0, gt=0, le=20)
     modbus: ModbusSource | None = None
     mqtt: MqttSource | None = None

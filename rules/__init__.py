@@ -1,0 +1,24 @@
+"""Rules: volume balance, data-quality and evasion detection, alert lifecycle and store, replay.
+
+The public surface is small: build an `Engine` from the sites and `RulesSettings`, feed it readings,
+call `evaluate(now)` and act on the `AlertEvent`s it returns.
+"""
+
+from rules.engine import Engine, EngineError, EngineStats
+from rules.events import AlertEvent, AlertKind
+from rules.settings import MaintenanceWindow, RuleSet, RulesSettings, Severity
+from rules.store import AlertStore, StoreError
+
+__all__ = [
+    "AlertEvent",
+    "AlertKind",
+    "AlertStore",
+    "Engine",
+    "EngineError",
+    "EngineStats",
+    "MaintenanceWindow",
+    "RuleSet",
+    "RulesSettings",
+    "Severity",
+    "StoreError",
+]

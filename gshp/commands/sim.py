@@ -1,14 +1,22 @@
-"""`gshp sim …`: simulators for commissioning and tests. Each sub-subcommand is one `register_X(sub)`."""
+"""`gshp sim …`: simulators for commissioning and tests. Each sub-subcommand is one `register_X(sub)`.
+
+`gshp sim scenarios --out DIR` writes every named scenario as `DIR/<name>/config.yaml`, `readings.csv`
+and `truth.json`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from collector.modbus import PROFILES, ProfileError, Transport
 from gshp.config import ConfigError, load_config
@@ -23,8 +31,9 @@ from simulators.modbus import (
     range_units,
     site_units,
 )
+from simulators.scenarios import SCENARIOS, build
 
-__all__ = ["register", "register_modbus", "register_site"]
+__all__ = ["register", "register_modbus", "register_scenarios", "register_site"]
 
 
 def register(sub: Any) -> None:
@@ -33,6 +42,7 @@ def register(sub: Any) -> None:
     simsub = p.add_subparsers(dest="sim_command", metavar="SIMULATOR", required=True)
     register_modbus(simsub)
     register_site(simsub)
+    register_scenarios(simsub)
 
 
 def _scenario(text: str) -> Scenario:
@@ -209,3 +219,43 @@ def run_site(args: argparse.Namespace) -> int:
         return 2
     lines.append(f"site {site.id}: scenario {args.scenario}, speed {args.speed:g}x")
     return _run_servers(servers, ptys, args.duration, lines)
+
+
+def write_scenario(name: str, out: Path) -> Path:
+    sc = SCENARIOS[name]
+    data = build(name)
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.yaml").write_text(yaml.safe_dump(data.config(), allow_unicode=True, sort_keys=False),
+                                   encoding="utf-8")
+    data.readings.to_csv(d / "readings.csv", index=False)
+    truth = {
+        "name": name, "description": sc.description, "seed": sc.seed, "days": sc.days,
+        "onset": data.onset.isoformat() if data.onset else None,
+        "expect": {"kind": sc.expect.kind, "rule": sc.expect.rule,
+                   "within_s": sc.expect.within.total_seconds() if sc.expect.within else None},
+    }
+    (d / "truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return d
+
+
+def run_scenarios(args: argparse.Namespace) -> int:
+    names = args.only or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    for n in names:
+        d = write_scenario(n, Path(args.out))
+        print(f"wrote {d}", file=sys.stderr)
+    return 0
+
+
+def register_scenarios(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "scenarios", help="write the named scenarios as config + CSV + truth",
+        description="Write each named scenario (reproducible by seed) as DIR/<name>/config.yaml, "
+                    "readings.csv and truth.json (onset and expected outcome); replay with `gshp replay`.")
+    p.add_argument("--out", required=True, help="directory to write into (created if missing)")
+    p.add_argument("--only", nargs="*", metavar="NAME", help="only these scenarios")
+    p.set_defaults(func=run_scenarios)

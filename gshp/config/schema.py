@@ -14,6 +14,7 @@ from collector.modbus.settings import Gateway
 from collector.model import Site, TagText
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from rules.settings import RulesSettings
 
 __all__ = ["SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check"]
 
@@ -61,7 +62,7 @@ class Config(_Frozen):
     outbox: OutboxSettings = OutboxSettings()
     gateways: tuple[Gateway, ...] = ()
     sites: tuple[Site, ...] = ()
-    rules: dict[str, Any] = Field(default_factory=dict)
+    rules: RulesSettings = RulesSettings()
     notify: tuple[dict[str, Any], ...] = ()
     api: ApiSettings = ApiSettings()
 
@@ -105,3 +106,9 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
             if m.mqtt is not None and config.mqtt is None:
                 yield (("sites", i, "meters", j, "mqtt"),
                        "an MQTT meter needs the `mqtt:` broker section")
+    districts = {s.district for s in config.sites}
+    for name in config.rules.districts:
+        if name not in districts:
+            known = ", ".join(sorted(districts)) or "none are defined"
+            yield ("rules", "districts", name), f"names no district of any site (known: {known})"
+    yield from config.rules.problems({s.id: s.district for s in config.sites})

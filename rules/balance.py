@@ -1,0 +1,73 @@
+"""Volume balance of one window: extracted E, reinjected R, deficit D = E − R, and its verdict.
+
+Allowances are subtracted from the deficit before it is compared with the threshold, and shown in the
+evidence: the *transit* allowance is the water that is legitimately on its way (reinjection lags
+extraction through tanks and pipes, so after a start-up or a load rise the deficit is the extra water in
+transit, bounded by what extraction passed in the last `transit_lag`); the *maintenance* allowance is the
+volume cap of declared maintenance (backwashing) overlapping the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["Balance", "Condition", "balance_threshold_pct", "judge_balance", "transit_allowance"]
+
+
+class Condition(StrEnum):
+    """What a rule says about its condition at one evaluation."""
+
+    ACTIVE = "active"  # above the threshold
+    BAND = "band"  # between the clear level and the threshold: keep the current state (hysteresis)
+    CLEAR = "clear"  # below the clear level
+    UNKNOWN = "unknown"  # no verdict (incomplete data, too little flow): keep the current state
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    condition: Condition
+    extracted_m3: float
+    reinjected_m3: float
+    deficit_m3: float
+    deficit_pct: float | None
+    excess_pct: float | None  # deficit after allowances, % of extraction: what is compared
+    threshold_pct: float
+    transit_allowance_m3: float
+    maintenance_allowance_m3: float
+    reason: str  # why the condition is UNKNOWN, else ""
+
+
+def balance_threshold_pct(threshold_pct: float, accuracy_factor: float, extraction_accuracy_pct: float,
+                          reinjection_accuracy_pct: float) -> float:
+    """A window's threshold: a fixed floor, or the meters' combined accuracy times a factor."""
+    return max(threshold_pct, accuracy_factor * (extraction_accuracy_pct + reinjection_accuracy_pct))
+
+
+def transit_allowance(extracted_before_end_m3: float, extracted_before_start_m3: float) -> float:
+    """Water legitimately in transit: extraction in the last transit lag before the window's end, minus
+    the same before its start (zero in steady state, the tank's fill after a start-up)."""
+    return max(0.0, extracted_before_end_m3 - extracted_before_start_m3)
+
+
+def judge_balance(extracted_m3: float, reinjected_m3: float, *, complete: bool, threshold_pct: float,
+                  clear_ratio: float, min_extracted_m3: float, transit_allowance_m3: float = 0.0,
+                  maintenance_allowance_m3: float = 0.0) -> Balance:
+    """Compare one window's deficit (after allowances) with its threshold."""
+    deficit = extracted_m3 - reinjected_m3
+    pct = 100.0 * deficit / extracted_m3 if extracted_m3 > 0 else None
+
+    def verdict(condition: Condition, excess: float | None, reason: str = "") -> Balance:
+        return Balance(condition, extracted_m3, reinjected_m3, deficit, pct, excess, threshold_pct,
+                       transit_allowance_m3, maintenance_allowance_m3, reason)
+
+    if not complete:
+        return verdict(Condition.UNKNOWN, None, "incomplete")
+    if extracted_m3 < max(min_extracted_m3, 1e-9):
+        return verdict(Condition.UNKNOWN, None, "low_flow")
+    excess = 100.0 * (deficit - transit_allowance_m3 - maintenance_allowance_m3) / extracted_m3
+    if excess > threshold_pct:
+        return verdict(Condition.ACTIVE, excess)
+    if excess > threshold_pct * clear_ratio:
+        return verdict(Condition.BAND, excess)
+    return verdict(Condition.CLEAR, excess)

@@ -1,0 +1,113 @@
+"""Reset-aware totalizer increase: what volume one meter passed between two readings, or over a window.
+
+Semantics (not Prometheus' nor Flux'): a drop within the noise deadband is 0 volume; a larger drop is a
+reset, replacement or rollover — never a negative volume, and an event; a forward step above the highest
+plausible flow × Δt × margin is rejected and flagged; a gap longer than the tolerance is *unknown* volume,
+not zero. After a noise dip the counter keeps its higher reference, so the dip is not counted again on the
+way back up. Window edges are interpolated linearly between the readings around them; nothing is
+extrapolated past the last reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from rules.settings import CounterSettings
+
+__all__ = ["Coverage", "Increase", "Step", "StepKind", "classify_step", "increase"]
+
+
+class StepKind(StrEnum):
+    NORMAL = "normal"  # forward (or flat) step: its delta is the volume
+    NOISE = "noise"  # a drop within the deadband: 0 volume
+    WRAP = "wrap"  # rolled over at the known wrap point: (new − old) mod wrap
+    RESET = "reset"  # a large drop; volume counted from 0 when the new value is plausible, else unknown
+    JUMP = "jump"  # forward step above what the meter can pass: rejected, unknown volume
+    GAP = "gap"  # readings too far apart: unknown volume
+
+
+class Coverage(StrEnum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    kind: StepKind
+    volume_m3: float | None  # None = unknown
+
+    @property
+    def is_event(self) -> bool:
+        return self.kind in (StepKind.WRAP, StepKind.RESET, StepKind.JUMP)
+
+
+def classify_step(prev_total: float, cur_total: float, dt_s: float, gap_tolerance_s: float,
+                  settings: CounterSettings) -> Step:
+    """Judge the totalizer step between two consecutive readings `dt_s` seconds apart."""
+    delta = cur_total - prev_total
+    if dt_s > gap_tolerance_s:
+        # volume across a long gap is unknown; a large drop across it is still a reset (meter swapped)
+        if -delta > settings.noise_deadband_m3 and settings.wrap_m3 is None:
+            return Step(StepKind.RESET, None)
+        return Step(StepKind.GAP, None)
+    plausible = settings.max_flow_m3h * max(dt_s, 1.0) / 3600.0 * settings.jump_margin
+    if delta >= 0:
+        if delta > plausible + settings.noise_deadband_m3:
+            return Step(StepKind.JUMP, None)
+        return Step(StepKind.NORMAL, delta)
+    if -delta <= settings.noise_deadband_m3:
+        return Step(StepKind.NOISE, 0.0)
+    if settings.wrap_m3 is not None:
+        wrapped = delta % settings.wrap_m3
+        if wrapped <= plausible + settings.noise_deadband_m3:
+            return Step(StepKind.WRAP, wrapped)
+    if cur_total <= plausible + settings.noise_deadband_m3:
+        return Step(StepKind.RESET, cur_total)
+    return Step(StepKind.RESET, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Increase:
+    """Volume one meter passed over a window; `volume_m3` is None when the coverage is incomplete."""
+
+    volume_m3: float | None
+    coverage: Coverage
+    events: tuple[tuple[float, StepKind], ...] = ()  # (ts of the later reading, kind)
+
+
+def increase(ts: Sequence[float], totals: Sequence[float], start: float, end: float,
+             gap_tolerance_s: float, settings: CounterSettings) -> Increase:
+    """Reset-aware increase of one totalizer over [start, end] (epoch seconds), interpolated at the edges.
+
+    `ts` must be increasing. The window is incomplete when no reading lies at or before `start` or at or
+    after `end`, or when a step overlapping the window has unknown volume (gap, rejected jump, implausible
+    reset).
+    """
+    if end <= start:
+        raise ValueError(f"window end {end} is not after its start {start}: pass start < end")
+    n = len(ts)
+    events: list[tuple[float, StepKind]] = []
+    if n < 2 or ts[0] > start or ts[-1] < end:
+        return Increase(None, Coverage.INCOMPLETE)
+    volume = 0.0
+    known = True
+    ref = totals[0]  # the counter's reference: a noise dip does not lower it
+    for i in range(1, n):
+        t0, t1 = ts[i - 1], ts[i]
+        step = classify_step(ref, totals[i], t1 - t0, gap_tolerance_s, settings)
+        if step.kind is not StepKind.NOISE:
+            ref = totals[i]
+        if t1 <= start or t0 >= end:
+            continue
+        if step.is_event or step.kind is StepKind.GAP:
+            events.append((t1, step.kind))
+        if step.volume_m3 is None:
+            known = False
+            continue
+        overlap = min(t1, end) - max(t0, start)
+        volume += step.volume_m3 * overlap / (t1 - t0)
+    if not known:
+        return Increase(None, Coverage.INCOMPLETE, tuple(events))
+    return Increase(volume, Coverage.COMPLETE, tuple(events))

@@ -1,0 +1,469 @@
+"""The rule engine: readings in (`ingest`), alert transitions out (`evaluate(now)`).
+
+The same object runs live (fed by the collector, evaluated on a schedule), in replay (fed by a recorded
+stream, evaluated on the data's clock) and in tests. It has no clock of its own: `now` is passed in.
+Per site it keeps each meter's `MeterTrack` (data-quality state) and `Ledger` (interval volumes), the
+sequential detector's state and one lifecycle track per rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from functools import partial
+from typing import Any
+
+import pandas as pd
+
+from collector.duration import format_duration
+from collector.model import Meter, Reading, Role, Site
+from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
+from rules.counters import StepKind, classify_step
+from rules.events import AlertEvent, AlertKind, iso, summarize
+from rules.lifecycle import AlertState, AlertTrack, Transition, advance
+from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, observe
+from rules.roles import role_at, roles_constant
+from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_update
+from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
+from rules.store import AlertStore
+from rules.windows import Ledger, interval_of
+
+__all__ = ["Engine", "EngineError", "EngineStats"]
+
+log = logging.getLogger(__name__)
+
+SEQUENTIAL_RULE = "balance_sequential"
+
+
+class EngineError(Exception):
+    """The rule engine was given something it cannot use."""
+
+
+@dataclass(slots=True)
+class EngineStats:
+    readings: int = 0
+    duplicates: int = 0  # same meter, same ts (e.g. MQTT redelivery): ignored
+    late: int = 0  # older than the meter's newest reading: ignored
+    unknown: int = 0  # site or meter not in the config: ignored
+    evaluations: int = 0
+
+
+@dataclass(slots=True)
+class _MeterState:
+    meter: Meter
+    track: MeterTrack
+    ledger: Ledger
+    total_ts: float | None = None  # ts of the last reading that carried a total
+    ref_total: float | None = None  # counter reference: the last total, except that noise dips keep it
+    unknown_until: float | None = None  # ledger already marked unknown up to here (frozen totalizer)
+
+
+@dataclass(slots=True)
+class _SiteState:
+    site: Site
+    rules: RuleSet
+    meters: dict[str, _MeterState]
+    alerts: dict[str, AlertTrack] = field(default_factory=dict)
+    cusum: CusumState = field(default_factory=CusumState)
+    cusum_params: CusumParams | None = None
+    seq_next: int | None = None  # index (in sequential intervals) of the next one to judge
+    events_seen: int = 0
+    last_balance_k: int | None = None
+    watch_since: float | None = None
+    maintenance: list[MaintenanceWindow] = field(default_factory=list)
+    quality: QualityPlan | None = None
+    gap_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleInfo:
+    kind: AlertKind
+    severity: Severity
+    family: str  # summary template: "balance", "sequential" or the quality rule name
+
+
+class Engine:
+    """Thread-safe: `ingest` and `evaluate` may be called from different threads."""
+
+    def __init__(self, sites: Sequence[Site], settings: RulesSettings, tz: tzinfo = UTC,
+                 store: AlertStore | None = None, language: Language | None = None) -> None:
+        self.settings = settings
+        self.tz = tz
+        self.store = store if store is not None else AlertStore(":memory:")
+        self.language = language or settings.language
+        self.step_s = settings.evaluate_every.total_seconds()
+        self.stats = EngineStats()
+        self._lock = threading.RLock()
+        self._sites: dict[str, _SiteState] = {}
+        for site in sites:
+            rs = settings.resolve(site.id, site.district)
+            longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval,
+                                                                     rs.balance.transit_lag])
+            retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
+            meters = {m.id: _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, retention))
+                      for m in site.meters}
+            st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance),
+                            quality=QualityPlan.of(rs.quality), gap_s=rs.gap_tolerance.total_seconds())
+            seq = rs.sequential
+            st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h,
+                                             seq.warmup.total_seconds() / 3600,
+                                             seq.learn_half_life.total_seconds() / 3600,
+                                             seq.interval.total_seconds() / 3600)
+            self._sites[site.id] = st
+        self._restore()
+
+    # ---------------------------------------------------------------- restore
+    def _restore(self) -> None:
+        for a in self.store.open_alerts():
+            st = self._sites.get(a.site)
+            if st is None:
+                continue
+            st.alerts[a.rule] = AlertTrack(AlertState(a.state), a.id, a.starts_ts, a.clear_since)
+
+    # ---------------------------------------------------------------- ingest
+    def ingest(self, readings: Iterable[Reading]) -> None:
+        """Take readings (any order across meters; per meter, older-than-newest ones are ignored)."""
+        with self._lock:
+            for r in readings:
+                self._ingest_one(r.site, r.meter, r.ts.timestamp(), r.rate_m3h, r.total_m3, r.signal_pct,
+                                 r.error_code)
+
+    def ingest_values(self, site: str, meter: str, ts: float, rate_m3h: float | None, total_m3: float | None,
+                      signal_pct: float | None = None, error_code: int | None = None) -> None:
+        """One reading as plain values (epoch seconds): the path of backfill and replay."""
+        with self._lock:
+            self._ingest_one(site, meter, ts, rate_m3h, total_m3, signal_pct, error_code)
+
+    def ingest_columns(self, site: Sequence[str], meter: Sequence[str], ts: Sequence[float],
+                       rate: Sequence[float | None], total: Sequence[float | None],
+                       signal: Sequence[float | None], error: Sequence[int | None], start: int,
+                       stop: int) -> None:
+        """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill."""
+        one = self._ingest_one
+        with self._lock:
+            for i in range(start, stop):
+                one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
+
+    def backfill(self, rows: Iterable[Reading] | pd.DataFrame) -> int:
+        """Fill windows from history: Readings, or a DataFrame with ts, site, meter, rate_m3h, total_m3
+        (ts tz-aware or epoch seconds). Returns how many rows were taken. No alert is evaluated here."""
+        if isinstance(rows, pd.DataFrame):
+            df = rows
+            ts = df["ts"]
+            if pd.api.types.is_datetime64_any_dtype(ts):
+                secs = (ts.astype("datetime64[ns, UTC]").astype("int64") / 1e9).to_numpy()
+            else:
+                secs = ts.astype(float).to_numpy()
+            order = sorted(range(len(df)), key=lambda i: secs[i])
+            site, meter = df["site"].to_numpy(), df["meter"].to_numpy()
+            rate, total = df["rate_m3h"].to_numpy(), df["total_m3"].to_numpy()
+            with self._lock:
+                for i in order:
+                    r = None if rate[i] != rate[i] else float(rate[i])
+                    t = None if total[i] != total[i] else float(total[i])
+                    self._ingest_one(str(site[i]), str(meter[i]), float(secs[i]), r, t, None, None)
+            return len(order)
+        items = sorted(rows, key=lambda r: r.ts)
+        self.ingest(items)
+        return len(items)
+
+    def _ingest_one(self, site_id: str, meter_id: str, ts: float, rate: float | None, total: float | None,
+                    signal: float | None, error: int | None) -> None:
+        self.stats.readings += 1
+        st = self._sites.get(site_id)
+        ms = st.meters.get(meter_id) if st is not None else None
+        if st is None or ms is None:
+            self.stats.unknown += 1
+            return
+        tr = ms.track
+        if tr.last_ts is not None and ts <= tr.last_ts:
+            if ts == tr.last_ts:
+                self.stats.duplicates += 1
+            else:
+                self.stats.late += 1
+            return
+        rs = st.rules
+        step_kind: StepKind | None = None
+        if total is not None:
+            if ms.total_ts is not None and ms.ref_total is not None:
+                step = classify_step(ms.ref_total, total, ts - ms.total_ts, st.gap_s, rs.counters)
+                step_kind = step.kind
+                volume = step.volume_m3
+                if rate is not None and rate < -rs.quality.reverse_m3h:
+                    volume = None  # reverse flow runs on the other accumulator: forward volume unknown
+                ms.ledger.add(ms.total_ts, ts, volume)
+            if step_kind is not StepKind.NOISE:
+                ms.ref_total = total
+            ms.total_ts = ts
+        elif tr.last_ts is not None:
+            ms.ledger.mark_unknown(tr.last_ts, ts)  # no totalizer: volume unknown (no rate integration)
+        observe(tr, ts, rate, total, signal, error, step_kind)
+        if tr.frozen_candidate(rs.quality.frozen_min_m3) and tr.flat_since is not None:
+            start = tr.flat_since if ms.unknown_until is None else max(tr.flat_since, ms.unknown_until)
+            ms.ledger.mark_unknown(start, ts)
+            ms.unknown_until = ts
+
+    # ---------------------------------------------------------------- maintenance
+    def maintenance(self, site_id: str) -> tuple[MaintenanceWindow, ...]:
+        """Every declared maintenance window of a site (kept visible for history and reports)."""
+        with self._lock:
+            return tuple(sorted(self._site(site_id).maintenance, key=lambda m: m.start))
+
+    def declare_maintenance(self, site_id: str, window: MaintenanceWindow) -> None:
+        with self._lock:
+            self._site(site_id).maintenance.append(window)
+
+    def _site(self, site_id: str) -> _SiteState:
+        try:
+            return self._sites[site_id]
+        except KeyError:
+            raise EngineError(f"unknown site {site_id!r}: add it under `sites:` in the config") from None
+
+    # ---------------------------------------------------------------- evaluate
+    def evaluate(self, now: datetime) -> list[AlertEvent]:
+        """Evaluate every rule of every site at `now`; return the alert transitions, in a stable order."""
+        if now.tzinfo is None:
+            raise EngineError("evaluate(now) needs a timezone-aware time: pass datetime.now(UTC)")
+        t = now.timestamp()
+        out: list[AlertEvent] = []
+        with self._lock:
+            self.stats.evaluations += 1
+            for st in self._sites.values():
+                out.extend(self._evaluate_site(st, t))
+        return out
+
+    def _evaluate_site(self, st: _SiteState, t: float) -> list[AlertEvent]:
+        if st.watch_since is None:
+            st.watch_since = t
+        events: list[AlertEvent] = []
+        now_dt = datetime.fromtimestamp(t, UTC)
+        for ms in st.meters.values():
+            ms.track.role = role_at(ms.meter, now_dt, self.tz)
+        events.extend(self._evaluate_quality(st, t))
+        events.extend(self._evaluate_balance(st, t))
+        events.extend(self._evaluate_sequential(st))
+        return events
+
+    def _evaluate_quality(self, st: _SiteState, t: float) -> list[AlertEvent]:
+        q = st.quality
+        assert q is not None
+        tracks = [ms.track for ms in st.meters.values()]
+        out: list[AlertEvent] = []
+        grace = st.watch_since is not None and t - st.watch_since <= q.offline_after
+        alerts = st.alerts
+        for name, rule in QUALITY_RULES.items():
+            if grace and name == "meter_offline":
+                continue
+            finding = rule.detect(tracks, t, q)
+            if finding.condition is not Condition.ACTIVE and name not in alerts:
+                continue  # nothing pending or firing, nothing to start
+            out.extend(self._advance(st, name, _QUALITY_INFO[name], finding.condition, t, rule.hold(q),
+                                     q.clear_for, partial(_finding_evidence, finding)))
+        return out
+
+    def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
+        ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
+        rei = [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION]
+        return ext, rei
+
+    def _horizon_k(self, st: _SiteState) -> int | None:
+        ext, rei = self._sides(st)
+        if not ext or not rei:
+            return None
+        last = [ms.track.last_ts for ms in ext + rei]
+        if any(x is None for x in last):
+            return None
+        return interval_of(min(x for x in last if x is not None), self.step_s)
+
+    def _sum(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[float, bool]:
+        total, complete = 0.0, True
+        a = ka * self.step_s
+        for ms in meters:
+            w = ms.ledger.window(ka, kb)
+            total += w.volume_m3
+            first = ms.track.first_ts
+            complete = complete and w.complete and first is not None and first <= a
+        return total, complete
+
+    def _transit(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int) -> float:
+        lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
+        return transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0])
+
+    def _window_balance(self, st: _SiteState, ka: int, kb: int, threshold: float, clear_ratio: float,
+                        min_m3: float) -> tuple[Balance, Callable[[], dict[str, Any]]]:
+        ext, rei = self._sides(st)
+        e, e_ok = self._sum(ext, ka, kb)
+        r, r_ok = self._sum(rei, ka, kb)
+        a, b = ka * self.step_s, kb * self.step_s
+        a_dt, b_dt = datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
+        stable = all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in st.meters.values())
+        q = st.rules.quality
+        frozen = any(ms.track.frozen_candidate(q.frozen_min_m3) or ms.track.reverse_since is not None
+                     for ms in ext + rei)
+        overlapping = [m for m in st.maintenance if m.start.timestamp() < b and m.end.timestamp() > a]
+        cap = sum(m.volume_cap_m3 for m in overlapping)
+        # the transit allowance can only lower the deficit: skip it when the window is clear without it
+        clear_anyway = e > 0 and 100.0 * (e - r - cap) / e <= threshold * clear_ratio
+        transit = 0.0 if clear_anyway else self._transit(st, ext, ka, kb)
+        bal = judge_balance(e, r, complete=e_ok and r_ok and stable and not frozen, threshold_pct=threshold,
+                            clear_ratio=clear_ratio, min_extracted_m3=min_m3, transit_allowance_m3=transit,
+                            maintenance_allowance_m3=cap)
+
+        def evidence() -> dict[str, Any]:
+            shown_transit = self._transit(st, ext, ka, kb) if clear_anyway else bal.transit_allowance_m3
+            ev: dict[str, Any] = {
+                "window_start": iso(datetime.fromtimestamp(a, self.tz)),
+                "window_end": iso(datetime.fromtimestamp(b, self.tz)),
+                "extracted_m3": round(bal.extracted_m3, 3), "reinjected_m3": round(bal.reinjected_m3, 3),
+                "deficit_m3": round(bal.deficit_m3, 3),
+                "deficit_pct": None if bal.deficit_pct is None else round(bal.deficit_pct, 2),
+                "threshold_pct": round(bal.threshold_pct, 2),
+                "excess_pct": None if bal.excess_pct is None else round(bal.excess_pct, 2),
+                "transit_allowance_m3": round(shown_transit, 3),
+                "maintenance_allowance_m3": round(bal.maintenance_allowance_m3, 3),
+                "maintenance": [{"from": iso(m.start), "to": iso(m.end), "reason": m.reason,
+                                 "volume_cap_m3": m.volume_cap_m3} for m in overlapping],
+                "meters": {ms.meter.id: round(ms.ledger.window(ka, kb).volume_m3, 3) for ms in ext + rei},
+            }
+            if bal.condition is Condition.UNKNOWN:
+                ev["unknown_reason"] = bal.reason
+            return ev
+
+        return bal, evidence
+
+    def _accuracy(self, st: _SiteState) -> tuple[float, float]:
+        ext, rei = self._sides(st)
+        return (max((ms.meter.accuracy_pct for ms in ext), default=1.0),
+                max((ms.meter.accuracy_pct for ms in rei), default=1.0))
+
+    def _evaluate_balance(self, st: _SiteState, t: float) -> list[AlertEvent]:
+        kb = self._horizon_k(st)
+        if kb is None or kb == st.last_balance_k:
+            return []
+        st.last_balance_k = kb
+        bs = st.rules.balance
+        acc_e, acc_r = self._accuracy(st)
+        out = []
+        for w in bs.windows:
+            n = max(1, math.ceil(w.window.total_seconds() / self.step_s))
+            threshold = balance_threshold_pct(w.threshold_pct, w.accuracy_factor, acc_e, acc_r)
+            bal, ev = self._window_balance(st, kb - n, kb, threshold, bs.clear_ratio, w.min_extracted_m3)
+            info = _RuleInfo(AlertKind.DISCHARGE, w.severity, "balance")
+            out.extend(self._advance(st, _window_rule(w), info,
+                                     bal.condition, kb * self.step_s, w.hold.total_seconds(),
+                                     w.clear_for.total_seconds(),
+                                     partial(_window_evidence, format_duration(w.window), ev)))
+        return out
+
+    def _evaluate_sequential(self, st: _SiteState) -> list[AlertEvent]:
+        seq = st.rules.sequential
+        p = st.cusum_params
+        if not seq.enabled or p is None or st.last_balance_k is None:
+            return []
+        m = max(1, round(seq.interval.total_seconds() / self.step_s))
+        last_j = st.last_balance_k // m  # intervals j with (j+1)·m ≤ horizon are complete
+        ext, rei = self._sides(st)
+        if st.seq_next is None:
+            # start at the first whole interval every meter covers: history back-filled before the first
+            # evaluation (as far as the ledger keeps it) teaches the baseline at once
+            firsts = [ms.track.first_ts for ms in ext + rei if ms.track.first_ts is not None]
+            first_k = math.ceil(max(firsts) / self.step_s) if firsts else st.last_balance_k
+            oldest_kept = st.last_balance_k - min(ms.ledger.retention for ms in ext + rei) + 1
+            st.seq_next = -(-max(first_k, oldest_kept) // m)
+            st.events_seen = sum(ms.track.events for ms in st.meters.values())
+        out: list[AlertEvent] = []
+        events_now = sum(ms.track.events for ms in st.meters.values())
+        lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
+        while st.seq_next < last_j:
+            j = st.seq_next
+            st.seq_next += 1
+            ka, kb = j * m, (j + 1) * m
+            if events_now != st.events_seen:
+                st.events_seen = events_now
+                st.cusum = CusumState()  # meter reset or replacement: relearn this site's baseline
+            a_dt = datetime.fromtimestamp(ka * self.step_s, UTC)
+            b_dt = datetime.fromtimestamp(kb * self.step_s, UTC)
+            if not all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in st.meters.values()):
+                st.cusum = CusumState()
+                continue
+            e, e_ok = self._sum(ext, ka, kb)
+            r, r_ok = self._sum(rei, ka, kb)
+            # water in transit changes with the load (either way): such intervals say little about bias
+            if not (e_ok and r_ok) or e < max(seq.min_extracted_m3, 1e-9):
+                continue
+            transit = abs(self._sum(ext, kb - lag_k, kb)[0] - self._sum(ext, ka - lag_k, ka)[0])
+            a_s, b_s = ka * self.step_s, kb * self.step_s
+            in_maintenance = any(mw.start.timestamp() < b_s and mw.end.timestamp() > a_s
+                                 for mw in st.maintenance)
+            if not (e_ok and r_ok) or e < max(seq.min_extracted_m3, 1e-9) or transit > 0.01 * e \
+                    or in_maintenance:
+                continue
+            d_pct = 100.0 * (e - r) / e
+            st.cusum = cusum_update(st.cusum, d_pct, p)
+            cond = cusum_condition(st.cusum, p)
+            ev: dict[str, Any] = {"window": format_duration(seq.interval),
+                  "window_start": iso(datetime.fromtimestamp(ka * self.step_s, self.tz)),
+                  "window_end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz)),
+                  "extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "deficit_m3": round(e - r, 3),
+                  "deficit_pct": round(d_pct, 2), "baseline_pct": round(st.cusum.baseline_pct, 2),
+                  "threshold_pct": round(st.cusum.baseline_pct + p.drift_pct, 2),
+                  "cusum_pct_h": round(st.cusum.s, 2), "cusum_threshold_pct_h": p.threshold_pct_h}
+            info = _RuleInfo(AlertKind.DISCHARGE, seq.severity, "sequential")
+            out.extend(self._advance(st, SEQUENTIAL_RULE, info,
+                                     cond, kb * self.step_s, 0.0, 0.0, partial(dict, ev)))
+        return out
+
+    # ---------------------------------------------------------------- lifecycle
+    def _advance(self, st: _SiteState, rule: str, info: _RuleInfo, cond: Condition, at: float, hold_s: float,
+                 clear_for_s: float, evidence: Callable[[], dict[str, Any]]) -> list[AlertEvent]:
+        before = st.alerts.get(rule, _INACTIVE)
+        if before.state is AlertState.INACTIVE and cond is not Condition.ACTIVE:
+            return []
+        after, tr = advance(before, cond, at, hold_s, clear_for_s, st.site.id, rule)
+        if after.state is AlertState.INACTIVE:
+            st.alerts.pop(rule, None)
+        else:
+            st.alerts[rule] = after
+        if tr is None:
+            if after.clear_since != before.clear_since and after.alert_id is not None:
+                self.store.set_clear_since(after.alert_id, after.clear_since)
+            return []
+        event = self._event(st, rule, info, tr, evidence())
+        self.store.record(event, tr.starts_at, after.clear_since)
+        return [event]
+
+    def _event(self, st: _SiteState, rule: str, info: _RuleInfo, tr: Transition,
+               evidence: dict[str, Any]) -> AlertEvent:
+        site = st.site
+        return AlertEvent(
+            id=tr.alert_id, site=site.id, site_name=site.name, district=site.district, rule=rule,
+            kind=info.kind, severity=info.severity, state=tr.state.value,
+            at=datetime.fromtimestamp(tr.at, self.tz),
+            starts_at=datetime.fromtimestamp(tr.starts_at, self.tz),
+            ends_at=None if tr.ends_at is None else datetime.fromtimestamp(tr.ends_at, self.tz),
+            summary=summarize(info.family, rule, site.name, evidence, self.language, tr.state.value),
+            evidence=evidence)
+
+    def alert_states(self, site_id: str) -> dict[str, AlertState]:
+        with self._lock:
+            return {rule: tr.state for rule, tr in self._site(site_id).alerts.items()}
+
+
+_INACTIVE = AlertTrack()
+_QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
+
+
+def _finding_evidence(f: Finding) -> dict[str, Any]:
+    return {"meters": list(f.meters), **f.evidence}
+
+
+def _window_evidence(window: str, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return {"window": window, **ev()}
+
+
+def _window_rule(w: WindowRule) -> str:
+    return f"balance_{w.name}"

@@ -1,0 +1,134 @@
+"""The alert event (one JSON shape everywhere) and its summary in Chinese or English.
+
+Summaries come from per-rule templates registered in `SUMMARIES`; a rule without its own template gets
+the generic data-quality sentence.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from enum import StrEnum
+from typing import Any
+
+from collector.duration import format_duration, parse_duration
+from rules.settings import Language, Severity
+
+__all__ = ["SUMMARIES", "AlertEvent", "AlertKind", "iso", "summarize", "window_words"]
+
+
+class AlertKind(StrEnum):
+    DISCHARGE = "discharge"
+    DATA_QUALITY = "data_quality"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    id: str
+    site: str
+    site_name: str
+    district: str
+    rule: str
+    kind: AlertKind
+    severity: Severity
+    state: str  # "pending" | "firing" | "resolved"
+    at: datetime
+    starts_at: datetime
+    ends_at: datetime | None
+    summary: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "site": self.site, "site_name": self.site_name, "district": self.district,
+            "rule": self.rule, "kind": self.kind.value, "severity": self.severity.value, "state": self.state,
+            "at": iso(self.at), "starts_at": iso(self.starts_at),
+            "ends_at": iso(self.ends_at) if self.ends_at is not None else None,
+            "summary": self.summary, "evidence": dict(self.evidence),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+
+
+def iso(t: datetime) -> str:
+    """ISO-8601 with an explicit offset, seconds precision."""
+    return t.isoformat(timespec="seconds")
+
+
+def to_datetime(ts: float, tz: tzinfo) -> datetime:
+    return datetime.fromtimestamp(ts, tz)
+
+
+def window_words(td: timedelta, lang: Language) -> str:
+    """`1h` → 「1小时」 / "1 h"."""
+    s = int(td.total_seconds())
+    if lang is Language.EN:
+        return format_duration(td)
+    if s % 86400 == 0:
+        return f"{s // 86400}天"
+    if s % 3600 == 0:
+        return f"{s // 3600}小时"
+    if s % 60 == 0:
+        return f"{s // 60}分钟"
+    return f"{s}秒"
+
+
+Template = Callable[[str, Mapping[str, Any], Language], str]
+SUMMARIES: dict[str, Template] = {}
+
+
+def _balance(name: str, ev: Mapping[str, Any], lang: Language) -> str:
+    w = window_words(parse_duration(ev["window"]), lang)
+    e, r, d, p = ev["extracted_m3"], ev["reinjected_m3"], ev["deficit_m3"], ev["deficit_pct"]
+    pct = f"{p:.1f}%" if p is not None else "—"
+    if lang is Language.EN:
+        return f"{name}: last {w} extracted {e:.1f} m³, reinjected {r:.1f} m³, deficit {d:.1f} m³ ({pct})"
+    return f"{name} 近{w}抽水{e:.1f} m³，回灌{r:.1f} m³，差额{d:.1f} m³ ({pct})"
+
+
+def _sequential(name: str, ev: Mapping[str, Any], lang: Language) -> str:
+    p, b = ev["deficit_pct"], ev["baseline_pct"]
+    s = ev["cusum_pct_h"]
+    if lang is Language.EN:
+        return (f"{name}: deficit persistently above the site's baseline — last interval {p:.1f}% vs "
+                f"baseline {b:.1f}% (cumulative excess {s:.1f} %·h)")
+    return f"{name} 差额持续高于本站基线：最近时段差额{p:.1f}%，基线{b:.1f}%（累计超出{s:.1f} %·h）"
+
+
+_DQ_WORDS: dict[str, tuple[str, str]] = {
+    "meter_offline": ("流量计离线", "meter offline"),
+    "reinjection_silent": ("抽水运行中回灌流量计无数据", "reinjection meter silent while extraction runs"),
+    "totalizer_frozen": ("累计流量停止变化但瞬时流量不为零", "totalizer frozen while flow is reported"),
+    "totalizer_reset": ("累计流量回退或重置", "totalizer reset or went backwards"),
+    "reverse_flow": ("瞬时流量为负（反向流动）", "reverse flow (negative rate)"),
+    "signal_quality": ("信号质量差或仪表报错", "poor signal quality or meter error"),
+    "discharge_flow": ("外排管道流量计有流量", "discharge-pipe meter shows flow"),
+}
+
+
+def _quality(rule: str) -> Template:
+    zh, en = _DQ_WORDS.get(rule, (rule, rule))
+
+    def render(name: str, ev: Mapping[str, Any], lang: Language) -> str:
+        meters = "、".join(ev.get("meters", ())) if lang is Language.ZH else ", ".join(ev.get("meters", ()))
+        if lang is Language.EN:
+            return f"{name}: {en}" + (f" ({meters})" if meters else "")
+        return f"{name} {zh}" + (f"（{meters}）" if meters else "")
+
+    return render
+
+
+def summarize(rule_family: str, rule: str, site_name: str, evidence: Mapping[str, Any], lang: Language,
+              state: str) -> str:
+    template = SUMMARIES.get(rule_family) or _quality(rule)
+    text = template(site_name, evidence, lang)
+    if state == "resolved":
+        return ("Resolved — " if lang is Language.EN else "已恢复：") + text
+    return text
+
+
+SUMMARIES["balance"] = _balance
+SUMMARIES["sequential"] = _sequential

@@ -1,0 +1,109 @@
+"""Per-meter interval ledger: each reading step's volume spread over fixed intervals, summed into windows.
+
+Time is cut into intervals of `step` seconds aligned to the epoch (interval k is [k·step, (k+1)·step)).
+A step between two readings adds its volume to the intervals it overlaps in proportion to the overlap —
+exactly the linear interpolation of the totalizer at interval edges — or, when its volume is unknown,
+marks them unknown. A window is a run of whole intervals; its sum equals `counters.increase` over the
+same span, at a cost independent of how many readings it holds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["Ledger", "WindowSum", "interval_of", "spread"]
+
+
+def interval_of(t: float, step_s: float) -> int:
+    """Index of the interval holding time `t` (epoch seconds)."""
+    return math.floor(t / step_s)
+
+
+def spread(t0: float, t1: float, volume: float, step_s: float) -> list[tuple[int, float]]:
+    """Split `volume` passed over [t0, t1] across the intervals it overlaps, in proportion to time."""
+    if t1 <= t0:
+        return []
+    k0 = interval_of(t0, step_s)
+    k1 = interval_of(t1, step_s)
+    if t1 == k1 * step_s:
+        k1 -= 1  # an interval edge at t1 belongs to the next interval, which the step does not touch
+    if k0 == k1:
+        return [(k0, volume)]
+    out = []
+    span = t1 - t0
+    for k in range(k0, k1 + 1):
+        overlap = min(t1, (k + 1) * step_s) - max(t0, k * step_s)
+        if overlap > 0:
+            out.append((k, volume * overlap / span))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSum:
+    volume_m3: float
+    complete: bool
+
+
+class Ledger:
+    """Interval volumes of one meter, kept for `retention` intervals back from the newest."""
+
+    __slots__ = ("_base", "_unknown", "_vol", "retention", "step_s")
+
+    def __init__(self, step_s: float, retention: int) -> None:
+        if step_s <= 0 or retention < 1:
+            raise ValueError("a ledger needs a positive step and a retention of at least one interval")
+        self.step_s = step_s
+        self.retention = retention
+        self._base: int | None = None  # interval index of _vol[0]
+        self._vol: list[float] = []
+        self._unknown: list[bool] = []
+
+    def _slot(self, k: int) -> int | None:
+        if self._base is None:
+            self._base = k
+        if k < self._base:
+            return None  # older than what is kept: ignore
+        i = k - self._base
+        if i >= len(self._vol):
+            grow = i + 1 - len(self._vol)
+            self._vol.extend([0.0] * grow)
+            self._unknown.extend([False] * grow)
+            if len(self._vol) > 2 * self.retention:
+                drop = len(self._vol) - self.retention
+                del self._vol[:drop]
+                del self._unknown[:drop]
+                self._base += drop
+                i -= drop
+        return i
+
+    def add(self, t0: float, t1: float, volume: float | None) -> None:
+        """Record the step from `t0` to `t1`: its volume, or None when unknown."""
+        if volume is None:
+            self.mark_unknown(t0, t1)
+            return
+        for k, v in spread(t0, t1, volume, self.step_s):
+            i = self._slot(k)
+            if i is not None:
+                self._vol[i] += v
+
+    def mark_unknown(self, t0: float, t1: float) -> None:
+        """Make every interval overlapping [t0, t1] unknown (volume lost, not zero)."""
+        k0 = interval_of(t0, self.step_s)
+        k1 = interval_of(t1, self.step_s)
+        if t1 == k1 * self.step_s and k1 > k0:
+            k1 -= 1
+        for k in range(k0, k1 + 1):
+            i = self._slot(k)
+            if i is not None:
+                self._unknown[i] = True
+
+    def window(self, k_start: int, k_end: int) -> WindowSum:
+        """Sum of intervals k_start … k_end−1; incomplete if any is unknown or not kept."""
+        if self._base is None or k_start < self._base or k_end <= k_start:
+            return WindowSum(0.0, False)
+        i0 = k_start - self._base
+        i1 = k_end - self._base
+        if i1 > len(self._vol):
+            return WindowSum(sum(self._vol[i0:]), False)
+        return WindowSum(sum(self._vol[i0:i1]), not any(self._unknown[i0:i1]))

@@ -1,0 +1,294 @@
+"""Named scenarios (reproducible by seed): honest sites with every nuisance, discharge of several sizes,
+and evasion by unplugging, freezing or reversing a reinjection meter.
+
+Each scenario builds one site: its config (a `sites:` entry plus rule overrides), its readings and the
+truth: when the fault starts and which alert is expected how soon. `SCENARIOS` registers them by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from collector.model import Role
+from simulators.physics import Load, MeterPhysics, MeterSeries, simulate_site
+
+__all__ = ["SCENARIOS", "Expect", "Scenario", "ScenarioData", "build", "honest_names"]
+
+EPOCH = datetime(2026, 5, 4, 16, 0, tzinfo=UTC)  # 00:00 at UTC+8
+DAY = 1440
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What replay must produce: `kind` none → no discharge alert at all; otherwise the first firing alert
+    of `kind` (and `rule`, if given) no later than `within` after the onset."""
+
+    kind: str  # "none" | "discharge" | "data_quality"
+    rule: str | None = None
+    within: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str
+    days: float
+    seed: int
+    expect: Expect
+    make: Callable[[Scenario, np.random.Generator], ScenarioData]
+
+
+@dataclass(slots=True)
+class ScenarioData:
+    site: dict[str, Any]
+    readings: pd.DataFrame
+    onset: datetime | None = None
+    rules: dict[str, Any] = field(default_factory=dict)  # rules.sites.<id> override
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"timezone": "Asia/Shanghai", "sites": [self.site]}
+        if self.rules:
+            cfg["rules"] = {"sites": {self.site["id"]: self.rules}}
+        return cfg
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str, description: str, days: float, seed: int, expect: Expect
+             ) -> Callable[[Callable[[Scenario, np.random.Generator], ScenarioData]], None]:
+    def deco(fn: Callable[[Scenario, np.random.Generator], ScenarioData]) -> None:
+        if name in SCENARIOS:
+            raise ValueError(f"scenario {name!r} defined twice: rename one")
+        SCENARIOS[name] = Scenario(name, description, days, seed, expect, fn)
+    return deco
+
+
+def build(name: str) -> ScenarioData:
+    s = SCENARIOS[name]
+    return s.make(s, np.random.default_rng(s.seed))
+
+
+def honest_names() -> list[str]:
+    return [n for n, s in SCENARIOS.items() if s.expect.kind == "none"]
+
+
+# ------------------------------------------------------------------------------------------ building blocks
+
+def _meters(rng: np.random.Generator, bias: float = 0.005) -> tuple[MeterPhysics, ...]:
+    def b() -> float:
+        return float(rng.uniform(-bias, bias))
+    return (
+        MeterPhysics("E1", Role.EXTRACTION, 0.55, b(), total_start=float(rng.uniform(1e3, 5e5))),
+        MeterPhysics("E2", Role.EXTRACTION, 0.45, b(), total_start=float(rng.uniform(1e3, 5e5))),
+        MeterPhysics("R1", Role.REINJECTION, 0.5, b(), total_start=float(rng.uniform(1e3, 5e5))),
+        MeterPhysics("R2", Role.REINJECTION, 0.5, b(), total_start=float(rng.uniform(1e3, 5e5))),
+    )
+
+
+def _site_cfg(sc: Scenario, meters: tuple[MeterPhysics, ...]) -> dict[str, Any]:
+    return {"id": sc.name, "name": f"模拟站点 {sc.name}", "district": "宛城区",
+            "meters": [{"id": m.id, "role": m.role.value, "accuracy_pct": 1.0} for m in meters]}
+
+
+def _frame(series: dict[str, MeterSeries], site: str, start_s: float) -> pd.DataFrame:
+    parts = []
+    for mid, s in series.items():
+        n = len(s.total_m3)
+        parts.append(pd.DataFrame({"ts": (start_s + 60.0 * np.arange(n)).astype(np.int64), "site": site,
+                                   "meter": mid, "rate_m3h": s.rate_m3h, "total_m3": s.total_m3}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _minute(days: float) -> int:
+    return round(days * DAY)
+
+
+def _run(sc: Scenario, rng: np.random.Generator, load: Load, lag: int,
+         discharge: np.ndarray | None = None, meters: tuple[MeterPhysics, ...] | None = None
+         ) -> tuple[dict[str, Any], dict[str, MeterSeries], float, int]:
+    minutes = _minute(sc.days)
+    meters = meters or _meters(rng)
+    d = discharge if discharge is not None else np.zeros(minutes)
+    start = EPOCH.timestamp()
+    series = simulate_site(start, minutes, load, meters, lag, d, rng)
+    return _site_cfg(sc, meters), series, start, minutes
+
+
+def _local_hour(start_s: float, minutes: int) -> np.ndarray:
+    return ((start_s + 60.0 * np.arange(minutes)) / 3600.0 + 8.0) % 24.0
+
+
+def _drop(df: pd.DataFrame, meter: str | None, t0: float, t1: float) -> pd.DataFrame:
+    sel = (df["ts"] >= t0) & (df["ts"] < t1)
+    if meter is not None:
+        sel &= df["meter"] == meter
+    return df.loc[~sel].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------ honest sites
+
+def _honest(name: str, seed: int, description: str, load: Load, lag: int,
+            tweak: Callable[[Scenario, pd.DataFrame, float], pd.DataFrame] | None = None) -> None:
+    @scenario(name, description, 6.0, seed, Expect("none"))
+    def make(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+        site, series, start, _ = _run(sc, rng, load, lag)
+        df = _frame(series, sc.name, start)
+        if tweak is not None:
+            df = tweak(sc, df, start)
+        return ScenarioData(site, df)
+
+
+def _replace_meter(meter: str, at_day: float) -> Callable[[Scenario, pd.DataFrame, float], pd.DataFrame]:
+    def tweak(sc: Scenario, df: pd.DataFrame, start: float) -> pd.DataFrame:
+        t = start + at_day * 86400
+        df = _drop(df, meter, t, t + 20 * 60)  # 20 minutes without the meter
+        sel = (df["meter"] == meter) & (df["ts"] >= t)
+        first = df.loc[sel, "total_m3"].min()
+        df.loc[sel, "total_m3"] = (df.loc[sel, "total_m3"] - first + 0.0).round(3)  # new meter starts at 0
+        return df
+    return tweak
+
+
+Tweak = Callable[[Scenario, pd.DataFrame, float], pd.DataFrame]
+
+
+def _gap(meter: str | None, at_day: float, minutes: int) -> Tweak:
+    def tweak(sc: Scenario, df: pd.DataFrame, start: float) -> pd.DataFrame:
+        t = start + at_day * 86400
+        return _drop(df, meter, t, t + minutes * 60)
+    return tweak
+
+
+def _chain(*tweaks: Callable[[Scenario, pd.DataFrame, float], pd.DataFrame]
+           ) -> Callable[[Scenario, pd.DataFrame, float], pd.DataFrame]:
+    def tweak(sc: Scenario, df: pd.DataFrame, start: float) -> pd.DataFrame:
+        for t in tweaks:
+            df = t(sc, df, start)
+        return df
+    return tweak
+
+
+for _i, _seed in enumerate((11, 12)):
+    _honest(f"honest-daynight-{_i}", _seed, "day/night load, no shutdown", Load(), lag=4)
+    _honest(f"honest-shutdown-{_i}", _seed + 20, "nightly shutdown 23:00–06:00, start-up lag 8 min",
+            Load(shutdown=(23.0, 6.0)), lag=8)
+    _honest(f"honest-lowflow-{_i}", _seed + 40, "low flow at night (3 m³/h)", Load(day_m3h=60, night_m3h=3),
+            lag=5)
+    _honest(f"honest-replacement-{_i}", _seed + 60, "extraction meter replaced on day 3 (new meter from 0)",
+            Load(shutdown=(0.0, 5.0)), lag=6, tweak=_replace_meter("E1", 3.02))
+    _honest(f"honest-gap-all-{_i}", _seed + 80, "DTU outage: all meters silent 40 min on day 2",
+            Load(), lag=5, tweak=_gap(None, 2.4, 40))
+    _honest(f"honest-gap-one-{_i}", _seed + 100, "one reinjection meter silent 25 min, twice",
+            Load(shutdown=(22.0, 5.5)), lag=10,
+            tweak=_chain(_gap("R2", 1.6, 25), _gap("R2", 4.3, 25)))
+    _honest(f"honest-small-{_i}", _seed + 120, "small household unit, 2 m³/h with stops",
+            Load(day_m3h=2.0, night_m3h=1.0, shutdown=(1.0, 6.0)), lag=3)
+    _honest(f"honest-nuisance-{_i}", _seed + 140, "shutdowns, a DTU gap and a meter replacement",
+            Load(day_m3h=150, night_m3h=20, shutdown=(23.5, 6.5)), lag=12,
+            tweak=_chain(_gap(None, 1.3, 30), _replace_meter("R1", 4.55)))
+
+
+# ------------------------------------------------------------------------------------------ discharge
+
+def _discharging(name: str, seed: int, description: str, days: float, onset_day: float, frac: float,
+                 within: timedelta, night_only: bool = False, load: Load | None = None) -> None:
+    @scenario(name, description, days, seed, Expect("discharge", None, within))
+    def make(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+        minutes = _minute(days)
+        start = EPOCH.timestamp()
+        d = np.zeros(minutes)
+        i0 = _minute(onset_day)
+        d[i0:] = frac
+        if night_only:
+            h = _local_hour(start, minutes)
+            d *= _in_night(h)
+            i0 = int(np.flatnonzero(d > 0)[0])
+        site, series, start, _ = _run(sc, rng, load or Load(), 5, d)
+        onset = datetime.fromtimestamp(start + 60 * i0, UTC)
+        return ScenarioData(site, _frame(series, sc.name, start), onset)
+
+
+def _in_night(h: np.ndarray) -> np.ndarray:
+    return ((h >= 22.0) | (h < 6.0)).astype(float)
+
+
+_discharging("discharge-20", 31, "20 % of the water to a drain from day 1.3", 2.5, 1.3137, 0.20,
+             timedelta(minutes=45))
+_discharging("discharge-40", 32, "40 % to a drain", 2.5, 1.52, 0.40, timedelta(minutes=45))
+_discharging("discharge-60", 33, "60 % to a drain, during shutdown-prone load", 2.5, 1.71, 0.60,
+             timedelta(minutes=45), load=Load(shutdown=(23.0, 6.0)))
+_discharging("discharge-night-25", 34, "25 % to a drain at night only (22:00–06:00)", 3.0, 1.2, 0.25,
+             timedelta(hours=2), night_only=True)
+_discharging("discharge-5", 35, "5 % to a drain", 3.5, 2.05, 0.05, timedelta(hours=6))
+_discharging("discharge-3", 36, "3 % to a drain", 4.0, 2.1, 0.03, timedelta(hours=24))
+
+
+# ------------------------------------------------------------------------------------------ evasion
+
+def _evading(name: str, seed: int, description: str, rule: str, within: timedelta,
+             fault: Callable[[pd.DataFrame, float], pd.DataFrame]) -> None:
+    @scenario(name, description, 2.0, seed, Expect("data_quality", rule, within))
+    def make(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+        site, series, start, _ = _run(sc, rng, Load(), 5)
+        onset = start + 1.27 * 86400 + 17
+        df = fault(_frame(series, sc.name, start), onset)
+        return ScenarioData(site, df, datetime.fromtimestamp(onset, UTC))
+
+
+def _unplug(df: pd.DataFrame, t: float) -> pd.DataFrame:
+    return _drop(df, "R1", t, float("inf"))
+
+
+def _freeze(df: pd.DataFrame, t: float) -> pd.DataFrame:
+    sel = (df["meter"] == "R1") & (df["ts"] >= t)
+    df.loc[sel, "total_m3"] = df.loc[sel, "total_m3"].iloc[0]
+    return df
+
+
+def _reverse(df: pd.DataFrame, t: float) -> pd.DataFrame:
+    sel = (df["meter"] == "R1") & (df["ts"] >= t)
+    df.loc[sel, "rate_m3h"] = -df.loc[sel, "rate_m3h"]
+    df.loc[sel, "total_m3"] = df.loc[sel, "total_m3"].iloc[0]
+    return df
+
+
+_evading("unplugged-reinjection", 41, "reinjection meter R1 unplugged while extraction runs",
+         "reinjection_silent", timedelta(minutes=20), _unplug)
+_evading("frozen-reinjection", 42, "reinjection totalizer R1 frozen while its rate is normal",
+         "totalizer_frozen", timedelta(minutes=60), _freeze)
+_evading("reversed-reinjection", 43, "reinjection meter R1 reversed (negative rate)", "reverse_flow",
+         timedelta(minutes=30), _reverse)
+
+
+# ------------------------------------------------------------------------------------------ maintenance
+
+def _backwash(name: str, seed: int, volume_frac: float, cap_m3: float, expect: Expect) -> None:
+    @scenario(name, f"declared backwash (回扬) 2 h, cap {cap_m3:g} m³", 3.0, seed, expect)
+    def make(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+        minutes = _minute(sc.days)
+        start = EPOCH.timestamp()
+        i0 = _minute(1.45)
+        d = np.zeros(minutes)
+        d[i0:i0 + 120] = volume_frac
+        site, series, start, _ = _run(sc, rng, Load(night_m3h=80), 5, d)
+        t0 = datetime.fromtimestamp(start + 60 * i0, UTC)
+        rules = {"maintenance": [{"from": (t0 - timedelta(minutes=10)).isoformat(),
+                                  "to": (t0 + timedelta(minutes=130)).isoformat(),
+                                  "reason": "回扬 R1", "volume_cap_m3": cap_m3}]}
+        return ScenarioData(site, _frame(series, sc.name, start), t0, rules)
+
+
+_backwash("backwash-under-cap", 51, 0.3, 80.0, Expect("none"))
+_backwash("backwash-over-cap", 52, 0.6, 20.0, Expect("discharge", None, timedelta(hours=2)))
+
+
+def with_days(name: str, days: float) -> Scenario:
+    """A copy of a scenario with another length (benchmarks)."""
+    return replace(SCENARIOS[name], days=days)

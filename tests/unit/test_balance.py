@@ -1,0 +1,52 @@
+import pytest
+
+from rules.balance import Condition, balance_threshold_pct, judge_balance, transit_allowance
+
+
+def _judge(e, r, **kw):
+    args = {"complete": True, "threshold_pct": 10.0, "clear_ratio": 0.5, "min_extracted_m3": 5.0}
+    args.update(kw)
+    return judge_balance(e, r, **args)
+
+
+def test_threshold_is_the_larger_of_floor_and_accuracy_times_factor():
+    assert balance_threshold_pct(0.0, 1.5, 1.0, 1.0) == pytest.approx(3.0)
+    assert balance_threshold_pct(12.0, 1.5, 1.0, 1.0) == pytest.approx(12.0)
+    assert balance_threshold_pct(0.0, 1.25, 2.0, 5.0) == pytest.approx(8.75)
+
+
+def test_deficit_above_threshold_is_active_and_reports_the_numbers():
+    b = _judge(120.0, 100.0)
+    assert b.condition is Condition.ACTIVE
+    assert b.deficit_m3 == pytest.approx(20.0)
+    assert b.deficit_pct == pytest.approx(16.667, abs=1e-3)
+
+
+def test_deficit_between_clear_level_and_threshold_is_the_hysteresis_band():
+    assert _judge(100.0, 93.0).condition is Condition.BAND
+    assert _judge(100.0, 96.0).condition is Condition.CLEAR
+
+
+def test_surplus_is_clear_not_a_negative_alert():
+    assert _judge(100.0, 130.0).condition is Condition.CLEAR
+
+
+def test_too_little_extraction_gives_no_verdict():
+    b = _judge(3.0, 0.0)
+    assert b.condition is Condition.UNKNOWN and b.reason == "low_flow"
+
+
+def test_incomplete_window_gives_no_verdict_even_with_a_huge_deficit():
+    b = _judge(100.0, 0.0, complete=False)
+    assert b.condition is Condition.UNKNOWN and b.reason == "incomplete"
+
+
+def test_transit_allowance_covers_the_start_up_lag():
+    allowance = transit_allowance(25.0, 0.0)
+    assert _judge(25.0, 12.0, transit_allowance_m3=allowance).condition is Condition.CLEAR
+    assert transit_allowance(20.0, 25.0) == 0.0
+
+
+def test_maintenance_cap_allows_a_deficit_up_to_the_cap_only():
+    assert _judge(200.0, 150.0, maintenance_allowance_m3=50.0).condition is Condition.CLEAR
+    assert _judge(200.0, 100.0, maintenance_allowance_m3=50.0).condition is Condition.ACTIVE

@@ -1,0 +1,151 @@
+import threading
+from datetime import UTC, timedelta
+
+import pandas as pd
+
+from collector.model import Reading, Role
+from rules.engine import Engine
+from rules.settings import RulesSettings
+from rules.store import AlertStore
+from tests.unit.conftest import T0, flow, run
+
+
+def _rules(events, kind="discharge", state="firing"):
+    return {e.rule for e in events if e.kind.value == kind and e.state == state}
+
+
+def test_balanced_site_raises_no_discharge_alert(engine):
+    events = run(engine, list(flow(240)), T0 + timedelta(hours=4))
+    assert not [e for e in events if e.kind.value == "discharge"]
+
+
+def test_gross_discharge_fires_the_short_window_with_its_evidence(engine):
+    events = run(engine, list(flow(90, r_m3h=90.0)), T0 + timedelta(minutes=90))
+    fired = [e for e in events if e.rule == "balance_gross" and e.state == "firing"]
+    assert fired, events
+    ev = fired[0].evidence
+    assert ev["window"] == "15m"
+    assert ev["deficit_pct"] == 25.0
+    assert ev["extracted_m3"] == 30.0 and ev["reinjected_m3"] == 22.5
+    assert fired[0].summary.startswith("向阳荷花广场 近15分钟抽水30.0 m³")
+
+
+def test_redelivered_readings_are_not_double_counted(engine, site):
+    readings = list(flow(60))
+    doubled = readings + [Reading(r.site, r.meter, r.role, r.ts, r.rate_m3h, r.total_m3) for r in readings]
+    events = run(engine, doubled, T0 + timedelta(hours=1))
+    assert engine.stats.duplicates == len(readings)
+    assert not _rules(events)
+
+
+def test_a_gap_suppresses_balance_instead_of_producing_a_verdict(engine):
+    # reinjection meter silent for 30 min while extraction continues: R volume unknown, not zero
+    readings = [r for r in flow(120) if not (r.meter == "R1" and T0 + timedelta(minutes=40) < r.ts
+                                             < T0 + timedelta(minutes=70))]
+    events = run(engine, readings, T0 + timedelta(hours=2))
+    assert not _rules(events)
+    assert "reinjection_silent" in _rules(events, "data_quality")
+
+
+def test_meter_reset_counts_no_negative_volume_and_is_reported(engine):
+    readings = []
+    for r in flow(120):
+        if r.meter == "R1" and r.ts >= T0 + timedelta(minutes=60):
+            r = Reading(r.site, r.meter, r.role, r.ts, r.rate_m3h, round(r.total_m3 - 2120.0 + 0.0, 4))
+        readings.append(r)
+    events = run(engine, readings, T0 + timedelta(hours=2))
+    assert "totalizer_reset" in _rules(events, "data_quality")
+    assert not _rules(events)
+
+
+def test_backfill_from_a_dataframe_fills_windows_without_evaluating(site):
+    engine = Engine([site], RulesSettings(), UTC)
+    rows = [{"ts": r.ts, "site": r.site, "meter": r.meter, "rate_m3h": r.rate_m3h, "total_m3": r.total_m3}
+            for r in flow(60, r_m3h=60.0)]
+    assert engine.backfill(pd.DataFrame(rows[::-1])) == len(rows)
+    events = engine.evaluate(T0 + timedelta(minutes=60))
+    assert any(e.rule == "balance_gross" and e.state == "pending" for e in events)
+
+
+def test_ingest_is_thread_safe(site):
+    engine = Engine([site], RulesSettings(), UTC)
+    readings = list(flow(600))
+    e = [r for r in readings if r.meter == "E1"]
+    r_ = [r for r in readings if r.meter == "R1"]
+    threads = [threading.Thread(target=engine.ingest, args=(part,)) for part in (e, r_)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert engine.stats.readings == len(readings) and engine.stats.late == 0
+    assert not [x for x in engine.evaluate(T0 + timedelta(minutes=600)) if x.kind.value == "discharge"]
+
+
+def test_restart_neither_renotifies_nor_forgets(site, tmp_path):
+    path = tmp_path / "alerts.sqlite"
+    readings = list(flow(180, r_m3h=80.0))
+    first = Engine([site], RulesSettings(), UTC, AlertStore(path))
+    cut = T0 + timedelta(minutes=90)
+    before = run(first, [r for r in readings if r.ts <= cut], cut)
+    assert "balance_gross" in _rules(before)
+    first.store.close()
+    second = Engine([site], RulesSettings(), UTC, AlertStore(path))
+    assert second.alert_states("hehua")["balance_gross"].value == "firing"
+    later = [r for r in readings if r.ts > T0 + timedelta(minutes=60)]
+    after = run(second, later, T0 + timedelta(minutes=180))
+    assert "balance_gross" not in _rules(after)
+
+
+def test_declared_maintenance_under_its_cap_does_not_alert_and_stays_listed(site):
+    settings = RulesSettings.model_validate({"sites": {"hehua": {"maintenance": [
+        {"from": "2026-05-05T08:00:00+08:00", "to": "2026-05-05T10:00:00+08:00", "reason": "回扬 R1",
+         "volume_cap_m3": 200}]}}})
+    engine = Engine([site], settings, UTC)
+    events = run(engine, list(flow(120, r_m3h=60.0)), T0 + timedelta(hours=2))
+    assert not _rules(events)
+    assert [m.reason for m in engine.maintenance("hehua")] == ["回扬 R1"]
+
+
+def test_deficit_beyond_the_maintenance_cap_alerts(site):
+    settings = RulesSettings.model_validate({"sites": {"hehua": {"maintenance": [
+        {"from": "2026-05-05T08:00:00+08:00", "to": "2026-05-05T10:00:00+08:00", "reason": "回扬",
+         "volume_cap_m3": 5}]}}})
+    engine = Engine([site], settings, UTC)
+    events = run(engine, list(flow(120, r_m3h=60.0)), T0 + timedelta(hours=2))
+    assert _rules(events)
+
+
+def test_discharge_role_meter_showing_flow_raises_a_discharge_alert(site):
+    engine = Engine([site], RulesSettings(), UTC)
+    readings = list(flow(60, meters=("E1", "R1")))
+    readings += [Reading("hehua", "D1", Role.DISCHARGE, T0 + timedelta(minutes=i), 12.0, 0.2 * i)
+                 for i in range(61)]
+    events = run(engine, readings, T0 + timedelta(hours=1))
+    assert "discharge_flow" in _rules(events)
+
+
+def test_seasonal_swap_inside_a_window_gives_no_balance_verdict():
+    from collector.model import Site
+    swap_site = Site.model_validate({"id": "hehua", "name": "站", "district": "宛城区", "meters": [
+        {"id": "E1", "role": "extraction"}, {"id": "R1", "role": "reinjection"},
+        {"id": "W3", "role": "reinjection",
+         "roles": [{"role": "extraction", "from": "05-06", "to": "09-30"}]}]})
+    engine = Engine([swap_site], RulesSettings(), UTC)
+    start = T0 + timedelta(hours=23)  # the swap happens at 00:00 UTC on 05-06
+    readings = list(flow(120, start=start))
+    readings += [Reading("hehua", "W3", Role.REINJECTION, start + timedelta(minutes=i), 50.0, 50.0 * i / 60)
+                 for i in range(121)]
+    events = run(engine, readings, start + timedelta(minutes=50))
+    assert not _rules(events)
+    assert engine._sites["hehua"].meters["W3"].track.role is Role.REINJECTION
+    engine.evaluate(start + timedelta(minutes=65))
+    assert engine._sites["hehua"].meters["W3"].track.role is Role.EXTRACTION
+
+
+def test_backfilled_history_teaches_the_sequential_baseline_at_the_first_evaluation(site):
+    engine = Engine([site], RulesSettings(), UTC)
+    engine.backfill(list(flow(20 * 60, r_m3h=119.0)))  # 20 h, reinjection meter reads 0.83 % low
+    engine.evaluate(T0 + timedelta(hours=20))
+    cusum = engine._sites["hehua"].cusum
+    assert cusum.n >= 12
+    assert abs(cusum.baseline_pct - 100 / 120) < 0.05

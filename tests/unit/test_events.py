@@ -1,0 +1,50 @@
+import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from rules.events import AlertEvent, AlertKind, summarize, window_words
+from rules.settings import Language, Severity
+
+EV = {"window": "1h", "extracted_m3": 120.0, "reinjected_m3": 100.0, "deficit_m3": 20.0,
+      "deficit_pct": 16.6667,
+      "threshold_pct": 6.0}
+
+
+def test_chinese_balance_summary_reads_like_the_bureau_writes_it():
+    s = summarize("balance", "balance_hour", "向阳荷花广场", EV, Language.ZH, "firing")
+    assert s == "向阳荷花广场 近1小时抽水120.0 m³，回灌100.0 m³，差额20.0 m³ (16.7%)"
+
+
+def test_english_balance_summary():
+    s = summarize("balance", "balance_hour", "Hehua Plaza", EV, Language.EN, "firing")
+    assert s == "Hehua Plaza: last 1h extracted 120.0 m³, reinjected 100.0 m³, deficit 20.0 m³ (16.7%)"
+
+
+def test_resolved_summary_says_so():
+    assert summarize("balance", "balance_hour", "站", EV, Language.ZH, "resolved").startswith("已恢复：")
+    assert summarize("balance", "balance_hour", "S", EV, Language.EN, "resolved").startswith("Resolved")
+
+
+def test_data_quality_summary_names_the_meters():
+    ev = {"meters": ["R1", "R2"]}
+    s = summarize("reinjection_silent", "reinjection_silent", "站", ev, Language.ZH, "firing")
+    assert "回灌流量计无数据" in s and "R1、R2" in s
+
+
+def test_window_words():
+    assert window_words(timedelta(minutes=15), Language.ZH) == "15分钟"
+    assert window_words(timedelta(hours=6), Language.ZH) == "6小时"
+    assert window_words(timedelta(hours=6), Language.EN) == "6h"
+
+
+def test_event_json_has_the_one_shape_with_offset_times():
+    tz = ZoneInfo("Asia/Shanghai")
+    at = datetime(2026, 5, 5, 0, 0, tzinfo=UTC).astimezone(tz)
+    e = AlertEvent("abc", "hehua", "向阳荷花广场", "宛城区", "balance_hour", AlertKind.DISCHARGE,
+                   Severity.HIGH, "firing", at, at, None, "s", EV)
+    d = json.loads(e.to_json())
+    assert list(d) == ["id", "site", "site_name", "district", "rule", "kind", "severity", "state", "at",
+                       "starts_at", "ends_at", "summary", "evidence"]
+    assert d["at"] == "2026-05-05T08:00:00+08:00"
+    assert d["kind"] == "discharge" and d["ends_at"] is None
+    assert "向阳荷花广场" in e.to_json()  # not \u-escaped
