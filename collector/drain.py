@@ -14,7 +14,13 @@ from collections.abc import Callable
 
 from collector import metrics
 from collector.backoff import Backoff
-from collector.influx.writer import InfluxTargetMissing, RejectedWrite, RetryableWriteError, WriteError, Writer
+from collector.influx.writer import (
+    InfluxTargetMissing,
+    RejectedWrite,
+    RetryableWriteError,
+    WriteError,
+    Writer,
+)
 from collector.outbox import Batch, Outbox
 
 __all__ = ["Drainer"]

@@ -15,7 +15,8 @@ __all__ = [
     "WRITE_ERRORS",
 ]
 
-OUTBOX_DEPTH = Gauge("gshp_outbox_depth", "Lines committed to the outbox and not yet acknowledged by InfluxDB")
+OUTBOX_DEPTH = Gauge("gshp_outbox_depth",
+                     "Lines committed to the outbox and not yet acknowledged by InfluxDB")
 OUTBOX_OLDEST_AGE = Gauge("gshp_outbox_oldest_age_seconds", "Age of the oldest unsent line in the outbox")
 OUTBOX_FILL = Gauge("gshp_outbox_fill_ratio", "Outbox depth as a fraction of its configured bound")
 OUTBOX_REFUSED = Counter("gshp_outbox_refused_total", "Lines refused because the outbox was at its bound")

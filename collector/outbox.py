@@ -8,6 +8,7 @@ totalizer keeps counting, so the volume is recovered from the next reading).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -176,10 +177,8 @@ class Outbox:
     # -- internals -----------------------------------------------------------------------------------
 
     def _rollback(self) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
     def _check_bound(self) -> None:
         self._update_gauges()

@@ -16,7 +16,8 @@ __all__ = ["main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gshp",
-        description="gshp-monitor: watches open-loop ground-source heat-pump sites for groundwater discharge.",
+        description="gshp-monitor: watches open-loop ground-source heat-pump sites for groundwater "
+                    "discharge.",
     )
     parser.add_argument("--version", action="version", version=f"gshp-monitor {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-__all__ = ["Mosquitto", "Influxd", "Server", "free_port", "wait_port"]
+__all__ = ["Influxd", "Mosquitto", "Server", "free_port", "wait_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -222,10 +222,13 @@ def _state(root: Path) -> dict[str, object]:
 
 def stack_start(root: Path) -> dict[str, object]:
     st = _state(root)
-    if st and all(_pid_alive(int(str(p))) for p in dict(st["pids"]).values()):  # type: ignore[arg-type]
+    pids = st.get("pids")
+    if isinstance(pids, dict) and pids and all(_pid_alive(int(str(p))) for p in pids.values()):
         return st
-    mq = Mosquitto(root / "mosquitto").start()
-    ix = Influxd(root / "influxd").start()
+    mq = Mosquitto(root / "mosquitto")
+    mq.start()
+    ix = Influxd(root / "influxd")
+    ix.start()
     assert mq.proc and ix.proc
     st = {"mqtt": {"host": mq.host, "port": mq.port}, "influx": {"url": ix.url},
           "pids": {"mosquitto": mq.proc.pid, "influxd": ix.proc.pid}}

@@ -98,7 +98,8 @@ def classify(status: int, body: str, retry_after: str | None) -> WriteError:
     if status == 404:
         return RetryableWriteError("not_found", f"InfluxDB has no such database/bucket (404): {text}")
     if status in (429, 503):
-        return RetryableWriteError("overloaded", f"InfluxDB is overloaded ({status})", _retry_after(retry_after))
+        return RetryableWriteError("overloaded", f"InfluxDB is overloaded ({status})",
+                                   _retry_after(retry_after))
     return RetryableWriteError("server", f"InfluxDB answered {status}: {text}", _retry_after(retry_after))
 
 
@@ -144,7 +145,7 @@ class V2Writer:
     """influxdb-client's synchronous write API (its own retries disabled: the outbox retries)."""
 
     def __init__(self, settings: InfluxSettings) -> None:
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self.settings = settings
@@ -157,17 +158,19 @@ class V2Writer:
 
     def ensure_target(self) -> None:
         call = self._client.buckets_api().find_bucket_by_name
-        bucket = self._call(lambda: call(self.settings.bucket))
+        bucket = self._call(lambda: call(self.settings.bucket))  # type: ignore[no-untyped-call]
         if bucket is None:
             raise InfluxTargetMissing(
-                f"InfluxDB has no bucket {self.settings.bucket!r} in org {self.settings.org!r}: create it with "
+                f"InfluxDB has no bucket {self.settings.bucket!r} in org {self.settings.org!r}: "
+                "create it with "
                 f"`influx bucket create -n {self.settings.bucket} -o {self.settings.org} -r 400d` "
                 "(see deploy/influxdb.md)")
 
     def write(self, lines: Sequence[str]) -> None:
         body = "\n".join(lines)
-        self._call(lambda: self._write.write(bucket=self.settings.bucket, org=self.settings.org,
-                                             record=body, write_precision=PRECISION))
+        self._call(lambda: self._write.write(bucket=self.settings.bucket, org=self.settings.org or "",
+                                             record=body,
+                                             write_precision=PRECISION))  # type: ignore[arg-type]
 
     def _call(self, fn: Callable[[], object]) -> object:
         from influxdb_client.rest import ApiException
@@ -176,7 +179,7 @@ class V2Writer:
         try:
             return fn()
         except ApiException as exc:
-            headers = exc.headers or {}
+            headers: dict[str, str] = dict(exc.headers or {})
             raise classify(int(exc.status or 0), str(exc.body or exc.reason or ""),
                            headers.get("Retry-After")) from exc
         except Urllib3Error as exc:
@@ -184,8 +187,8 @@ class V2Writer:
                                                     f"{type(exc).__name__}") from exc
 
     def close(self) -> None:
-        self._write.close()
-        self._client.close()
+        self._write.close()  # type: ignore[no-untyped-call]
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 WRITERS: dict[InfluxApi, Callable[[InfluxSettings], Writer]] = {

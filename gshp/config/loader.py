@@ -49,7 +49,7 @@ def _construct(node: yaml.Node, path: Path_, lines: _Lines, problems: list[Probl
             key = yaml.SafeLoader(" ").construct_object(key_node)  # scalar keys only
             if isinstance(key, str | int):
                 if key in out:
-                    problems.append(Problem(file, key_node.start_mark.line + 1, _fmt(path + (key,)),
+                    problems.append(Problem(file, key_node.start_mark.line + 1, _fmt((*path, key)),
                                             "appears twice in the same mapping"))
                 out[key] = _construct(value_node, (*path, key), lines, problems, file, env)
             else:

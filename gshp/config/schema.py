@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from collector.model import Site, TagText
-from collector.modbus.settings import Gateway
-from collector.mqtt.settings import MqttSettings
 from collector.influx.settings import InfluxSettings
+from collector.modbus.settings import Gateway
+from collector.model import Site, TagText
+from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
 
 __all__ = ["SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check"]

@@ -15,11 +15,11 @@ import pytest
 
 from collector.drain import Drainer
 from collector.influx.lineproto import FlowSchema
+from collector.influx.reader import InfluxReader
 from collector.influx.settings import InfluxSettings
 from collector.influx.writer import V1Writer
 from collector.model import Reading, Role
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
-from collector.influx.reader import InfluxReader
 from gshp.devstack import Influxd
 from tests.helpers import T0, count, make_site, readings, wait_until
 
@@ -90,7 +90,7 @@ def test_influxd_outage_mid_run_loses_nothing_and_counts_nothing_twice(
 def test_at_the_bound_put_refuses_instead_of_dropping_old_lines(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite", OutboxSettings(max_rows=100))
     box.put([f"flow,site=s v={i} {i}" for i in range(90)])
-    with pytest.raises(OutboxFull, match="outbox.max_rows"):
+    with pytest.raises(OutboxFull, match=r"outbox\.max_rows"):
         box.put([f"flow,site=s v={i} {i}" for i in range(90, 120)])
     assert box.depth == 90
     assert [line for _, line in box.peek(1)] == ["flow,site=s v=0 0"]
@@ -127,7 +127,8 @@ def test_sigkill_between_commit_and_drain_then_restart_delivers_everything(
     assert producer.returncode == -signal.SIGKILL
     # restart: the service drains what the killed process committed
     config = tmp_path / "gshp.yaml"
-    config.write_text(f"state_dir: {state_dir}\ninflux: {{url: '{influxd.url}', api: v1, bucket: {influx_db}}}\n"
+    config.write_text(f"state_dir: {state_dir}\n"
+                      f"influx: {{url: '{influxd.url}', api: v1, bucket: {influx_db}}}\n"
                       f"api: {{listen: '127.0.0.1:0'}}\n", encoding="utf-8")
     service = subprocess.Popen([sys.executable, "-m", "gshp.cli", "run", "--config", str(config)], env=env,
                                stderr=subprocess.PIPE, text=True)
@@ -158,7 +159,8 @@ def test_names_with_escaping_hazards_round_trip(influxd: Influxd, influx_db: str
     from collector.influx.reader import quote_literal
 
     for s in sites:
-        flow = reader.query(f"SELECT total_m3, district FROM flow WHERE district = {quote_literal(s.district)}")
+        flow = reader.query("SELECT total_m3, district FROM flow WHERE district = "
+                            f"{quote_literal(s.district)}")
         assert list(flow["district"]) == [s.district]
         meta = reader.query(f"SELECT \"name\", district FROM site WHERE site = {quote_literal(s.id)}")
         assert list(meta["name"]) == [s.name] and list(meta["district"]) == [s.district]
