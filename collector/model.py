@@ -83,6 +83,8 @@ class MqttSource(_Frozen):
 
     topic: str = Field(min_length=1)
     profile: str = "dtu-json"
+    key: str | None = Field(default=None, min_length=1, max_length=128,
+                            description="how a multi-meter message names this meter (default: the meter id)")
 
 
 class Meter(_Frozen):
