@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from collector.duration import format_duration
 from collector.model import ModelError, Reading, Role
 from collector.mqtt.errors import Rejected, RejectReason
 from collector.mqtt.paths import MISSING, compile_path
@@ -232,10 +233,10 @@ def _time(profile: PayloadProfile, record: Any, root: Any, received: datetime,
 
 def _plausible(ts: datetime, received: datetime, ctx: DecodeContext) -> datetime:
     if ts > received + ctx.max_clock_skew:
-        raise Rejected(R.TS_FUTURE, f"time {ts.isoformat()} is {ts - received} ahead of the receive time "
+        raise Rejected(R.TS_FUTURE, f"time {ts.isoformat()} is {format_duration(ts - received)} ahead of the receive time "
                                     "(the DTU clock is wrong; see mqtt.max_clock_skew)")
     if ts < received - ctx.max_age:
-        raise Rejected(R.TS_PAST, f"time {ts.isoformat()} is older than mqtt.max_age ({ctx.max_age})")
+        raise Rejected(R.TS_PAST, f"time {ts.isoformat()} is older than mqtt.max_age ({format_duration(ctx.max_age)})")
     return ts
 
 

@@ -37,6 +37,7 @@ class RejectReason(StrEnum):
     UNKNOWN_TOPIC = "unknown_topic"
     UNKNOWN_METER = "unknown_meter"
     BAD_REGISTERS = "bad_registers"
+    DECODE_ERROR = "decode_error"  # a fault in the decoder itself (logged with a traceback)
 
 
 class Rejected(Exception):

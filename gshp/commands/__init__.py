@@ -1,7 +1,7 @@
 """Subcommands of `gshp`. Each module exposes `register(subparsers)` and sets `func` on its parser."""
 
-from gshp.commands import check_config, run
+from gshp.commands import check_config, deadletter, run
 
-COMMANDS = [check_config, run]
+COMMANDS = [check_config, run, deadletter]
 
 __all__ = ["COMMANDS"]
