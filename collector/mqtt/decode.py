@@ -233,10 +233,12 @@ def _time(profile: PayloadProfile, record: Any, root: Any, received: datetime,
 
 def _plausible(ts: datetime, received: datetime, ctx: DecodeContext) -> datetime:
     if ts > received + ctx.max_clock_skew:
-        raise Rejected(R.TS_FUTURE, f"time {ts.isoformat()} is {format_duration(ts - received)} ahead of the receive time "
+        ahead = format_duration(ts - received)
+        raise Rejected(R.TS_FUTURE, f"time {ts.isoformat()} is {ahead} ahead of the receive time "
                                     "(the DTU clock is wrong; see mqtt.max_clock_skew)")
     if ts < received - ctx.max_age:
-        raise Rejected(R.TS_PAST, f"time {ts.isoformat()} is older than mqtt.max_age ({format_duration(ctx.max_age)})")
+        raise Rejected(R.TS_PAST, f"time {ts.isoformat()} is older than mqtt.max_age "
+                                  f"({format_duration(ctx.max_age)})")
     return ts
 
 
