@@ -77,9 +77,11 @@ def decode(profile: PayloadProfile, payload: bytes, received: datetime, ctx: Dec
 
 def _parse_json(payload: bytes) -> Any:
     try:
-        return json.loads(payload)
+        text = payload.decode("utf-8-sig")  # UTF-8 only (json.loads would also guess UTF-16/32)
     except UnicodeDecodeError as exc:
         raise Rejected(R.BAD_ENCODING, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise Rejected(R.BAD_JSON, f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
