@@ -157,9 +157,12 @@ class Fields(_Frozen):
                 raise ValueError(f"required field {name!r} is not described under `fields`")
         return self
 
-    def items(self) -> list[tuple[str, FieldSpec]]:
-        return [(n, s) for n in ("rate_m3h", "total_m3", "signal_pct", "error_code")
-                if (s := getattr(self, n)) is not None]
+    def items(self) -> tuple[tuple[str, FieldSpec], ...]:
+        return self._items
+
+    @cached_property
+    def _items(self) -> tuple[tuple[str, FieldSpec], ...]:
+        return tuple((n, s) for n in _FIELD_NAMES if (s := getattr(self, n)) is not None)
 
 
 class RegistersSpec(_Frozen):
