@@ -112,8 +112,8 @@ sites:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
-    sub = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mq.port), "-c", "-i", f"sub-{case.profile}", "-q", "1",
-           "-t", f"{prefix}/#"]
+    sub = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mq.port), "-c", "-i", f"sub-{case.profile}",
+           "-q", "1", "-t", f"{prefix}/#"]
     subprocess.run([*sub, "-W", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     # 2. queue the stream (mosquitto_pub, one process per meter topic)
     per_meter = messages // METERS
