@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.deadletter import DeadLetterStore
 from gshp.devstack import Influxd, Mosquitto, free_port
 from tests.helpers import wait_until
 from tests.mqtt_support import NOW0, Collector, Publisher, dtu_json, flow_count, stored_points, write_config
@@ -60,7 +61,7 @@ def test_50k_readings_with_three_sigkills_arrive_exactly_once_each(
         code = collector.stop()
     assert code == 0
     assert stored_points(influxd, influx_db) == {e for _, _, e in stream}
-    assert "dead letter" not in (tmp_path / "collector.log").read_text()
+    assert len(DeadLetterStore(tmp_path / "state" / "deadletter.sqlite")) == 0
 
 
 def test_mosquitto_restart_mid_stream_loses_nothing(influxd: Influxd, influx_db: str, tmp_path: Path) -> None:
