@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "DEADLETTERS",
+    "DEADLETTERS_EVICTED",
     "INGEST_REJECTED",
     "MODBUS_CYCLE_SECONDS",
     "MODBUS_EVENTS",
@@ -14,6 +16,14 @@ __all__ = [
     "MODBUS_POLLS",
     "MODBUS_RECONNECTS",
     "MODBUS_SKIPPED",
+    "MQTT_ACKED",
+    "MQTT_CONNECTED",
+    "MQTT_CONNECTS",
+    "MQTT_MESSAGES",
+    "MQTT_PAUSES",
+    "MQTT_PENDING",
+    "MQTT_REDELIVERED",
+    "MQTT_SUBSCRIBED",
     "OUTBOX_DEPTH",
     "OUTBOX_OLDEST_AGE",
     "OUTBOX_REFUSED",
@@ -58,3 +68,17 @@ MODBUS_CYCLE_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 MODBUS_EVENTS = Counter("gshp_modbus_meter_events_total", "Meter identity changes", ["kind"])
+# -- MQTT ingestion ---------------------------------------------------------------------------------------
+
+MQTT_MESSAGES = Counter("gshp_mqtt_messages_total", "MQTT messages received (redeliveries included)")
+MQTT_REDELIVERED = Counter("gshp_mqtt_redelivered_total", "MQTT messages received with the DUP flag")
+MQTT_ACKED = Counter("gshp_mqtt_acked_total", "MQTT messages acknowledged after their durable commit")
+MQTT_PENDING = Gauge("gshp_mqtt_pending", "MQTT messages received and not yet acknowledged")
+MQTT_CONNECTED = Gauge("gshp_mqtt_connected", "1 while connected to the broker")
+MQTT_SUBSCRIBED = Gauge("gshp_mqtt_subscribed", "1 once the broker acknowledged every subscription")
+MQTT_CONNECTS = Counter("gshp_mqtt_connects_total", "Successful MQTT connections (first one included)")
+MQTT_PAUSES = Counter("gshp_mqtt_pauses_total",
+                      "Times MQTT consumption paused because readings could not be committed")
+DEADLETTERS = Counter("gshp_deadletters_total", "Payloads kept in the dead-letter store", ["source"])
+DEADLETTERS_EVICTED = Counter("gshp_deadletters_evicted_total",
+                              "Oldest dead letters removed to keep the store within its bound")

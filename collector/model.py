@@ -84,6 +84,8 @@ class MqttSource(_Frozen):
 
     topic: str = Field(min_length=1)
     profile: str = "dtu-json"
+    key: str | None = Field(default=None, min_length=1, max_length=128,
+                            description="how a multi-meter message names this meter (default: the meter id)")
 
 
 _MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")

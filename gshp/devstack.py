@@ -142,6 +142,8 @@ class Mosquitto(Server):
         lines = [f"listener {self.port} {self.host}"]
         if "allow_anonymous" not in self.extra_config and "password_file" not in self.extra_config:
             lines.append("allow_anonymous true")
+        if os.geteuid() == 0 and "user " not in self.extra_config:
+            lines.append("user root")  # as root, mosquitto switches to user mosquitto and cannot write data/
         if self.persistence:
             lines += ["persistence true", f"persistence_location {data}/", "autosave_interval 1"]
         lines += ["max_queued_messages 1000000", "max_inflight_messages 1000", self.extra_config]

@@ -13,7 +13,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
 from typing import Any
 
@@ -447,6 +447,23 @@ class Engine:
             ends_at=None if tr.ends_at is None else datetime.fromtimestamp(tr.ends_at, self.tz),
             summary=summarize(info.family, rule, site.name, evidence, self.language, tr.state.value),
             evidence=evidence)
+
+    def balance(self, site_id: str, window: timedelta) -> dict[str, Any] | None:
+        """The site's volumes over the last `window` of complete data (for the board and reports):
+        extracted, reinjected and deficit m³, deficit %, whether every meter covered it, and its end time.
+        None before both sides have reported."""
+        with self._lock:
+            st = self._site(site_id)
+            kb = self._horizon_k(st)
+            if kb is None:
+                return None
+            ka = kb - max(1, round(window.total_seconds() / self.step_s))
+            ext, rei = self._sides(st)
+            e, e_ok = self._sum(ext, ka, kb)
+            r, r_ok = self._sum(rei, ka, kb)
+        return {"extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "deficit_m3": round(e - r, 3),
+                "deficit_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None, "complete": e_ok and r_ok,
+                "end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz))}
 
     def alert_states(self, site_id: str) -> dict[str, AlertState]:
         with self._lock:

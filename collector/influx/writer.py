@@ -99,7 +99,8 @@ def classify(status: int, body: str, retry_after: str | None) -> WriteError:
     if status == 404:
         return RetryableWriteError("not_found", f"InfluxDB has no such database/bucket (404): {text}")
     if status in (429, 503):
-        return RetryableWriteError("overloaded", f"InfluxDB is overloaded ({status})", _retry_after(retry_after))
+        return RetryableWriteError("overloaded", f"InfluxDB is overloaded ({status})",
+                                   _retry_after(retry_after))
     return RetryableWriteError("server", f"InfluxDB answered {status}: {text}", _retry_after(retry_after))
 
 
@@ -161,7 +162,8 @@ class V2Writer:
         bucket = self._call(lambda: api.find_bucket_by_name(self.settings.bucket))  # type: ignore[no-untyped-call]
         if bucket is None:
             raise InfluxTargetMissing(
-                f"InfluxDB has no bucket {self.settings.bucket!r} in org {self.settings.org!r}: create it with "
+                f"InfluxDB has no bucket {self.settings.bucket!r} in org {self.settings.org!r}: "
+                "create it with "
                 f"`influx bucket create -n {self.settings.bucket} -o {self.settings.org} -r 400d` "
                 "(see deploy/influxdb.md)")
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from collector.duration import Duration
 
@@ -26,8 +26,21 @@ class MqttTls(BaseModel):
     key: Path | None = None
     insecure: bool = False  # skip hostname verification (test rigs only)
 
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTls:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both `cert:` and `key:`")
+        return self
+
 
 class MqttSettings(BaseModel):
+    """The broker connection and the ingest pipeline's bounds.
+
+    Messages are acknowledged to the broker only after their readings are committed to the outbox (or,
+    for a payload that cannot be used, to the dead-letter store), in batches of up to `batch_max`
+    messages gathered for at most `batch_wait`.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: str = "127.0.0.1"
@@ -41,4 +54,25 @@ class MqttSettings(BaseModel):
     session_expiry: Duration = timedelta(days=1)
     qos: int = Field(default=1, ge=0, le=2)
     shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
-    max_inflight: int = Field(default=1000, ge=1, le=65535)
+    max_inflight: int = Field(default=1000, ge=1, le=65535,
+                              description="messages received and not yet acknowledged (v5: Receive Maximum)")
+    batch_max: int = Field(default=1000, ge=1, le=65535, description="messages per outbox commit")
+    batch_wait: Duration = Field(default=timedelta(milliseconds=5),
+                                 description="gather a batch for at most this long")
+    reconnect_min: Duration = timedelta(seconds=1)
+    reconnect_max: Duration = timedelta(seconds=60)
+    max_payload: int = Field(default=256 * 1024, ge=64, description="larger payloads are dead-lettered")
+    max_clock_skew: Duration = Field(default=timedelta(minutes=10),
+                                     description="reject device timestamps further in the future")
+    max_age: Duration = Field(default=timedelta(days=30),
+                              description="reject device timestamps older than this (buffered re-sends)")
+    profiles_dir: Path | None = Field(default=None, description="extra payload profiles (*.yaml)")
+    deadletter_max_rows: int = Field(default=100_000, ge=10, description="oldest dead letters go first")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MqttSettings:
+        if self.reconnect_min > self.reconnect_max:
+            raise ValueError("`reconnect_min` must not exceed `reconnect_max`")
+        if self.batch_max > self.max_inflight:
+            raise ValueError("`batch_max` must not exceed `max_inflight` (a batch waits for its acks)")
+        return self

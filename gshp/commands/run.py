@@ -10,6 +10,7 @@ from typing import Any
 
 from gshp.config import ConfigError, load_config
 from gshp.service import Service
+from gshp.sources import SourceConfigError, build_sources
 
 
 def register(sub: Any) -> None:
@@ -30,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 2
     logging.getLogger().setLevel(config.log_level)
-    service = Service(config)
+    try:
+        sources = build_sources(config)
+    except SourceConfigError as err:
+        for text in err.problems:
+            print(f"{args.config}: {text}", file=sys.stderr)
+        return 2
+    service = Service(config, sources)
     asyncio.run(service.serve())
     return 0

@@ -127,7 +127,8 @@ def test_sigkill_between_commit_and_drain_then_restart_delivers_everything(
     assert producer.returncode == -signal.SIGKILL
     # restart: the service drains what the killed process committed
     config = tmp_path / "gshp.yaml"
-    config.write_text(f"state_dir: {state_dir}\ninflux: {{url: '{influxd.url}', api: v1, bucket: {influx_db}}}\n"
+    config.write_text(f"state_dir: {state_dir}\n"
+                      f"influx: {{url: '{influxd.url}', api: v1, bucket: {influx_db}}}\n"
                       f"api: {{listen: '127.0.0.1:0'}}\n", encoding="utf-8")
     service = subprocess.Popen([sys.executable, "-m", "gshp.cli", "run", "--config", str(config)], env=env,
                                stderr=subprocess.PIPE, text=True)
@@ -158,7 +159,8 @@ def test_names_with_escaping_hazards_round_trip(influxd: Influxd, influx_db: str
     from collector.influx.reader import quote_literal
 
     for s in sites:
-        flow = reader.query(f"SELECT total_m3, district FROM flow WHERE district = {quote_literal(s.district)}")
+        flow = reader.query("SELECT total_m3, district FROM flow WHERE district = "
+                            f"{quote_literal(s.district)}")
         assert list(flow["district"]) == [s.district]
         meta = reader.query(f"SELECT \"name\", district FROM site WHERE site = {quote_literal(s.id)}")
         assert list(meta["name"]) == [s.name] and list(meta["district"]) == [s.district]

@@ -1,0 +1,192 @@
+"""MQTT ingest throughput, end to end, against `mosquitto_sub` on the same stream in the same run.
+
+For each case the stream is queued in the broker first, for two persistent sessions: `mosquitto_sub`'s
+and the collector's. Then `mosquitto_sub` drains its copy (the baseline: a C client that only receives),
+and `gshp run` drains the other — decode, commit to the outbox, acknowledge, write to InfluxDB. Rates
+are readings/s from the first message received to the last point stored in InfluxDB; the ratio compares
+messages/s. Every point is checked to be stored exactly once. Loopback only; bounded; stops by itself.
+
+    python bench/mqtt.py [--messages 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gshp.devstack import Influxd, Mosquitto, free_port  # noqa: E402
+
+METERS = 10
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+
+
+@dataclass
+class Case:
+    name: str
+    profile: str
+    per_message: int  # readings per message
+
+
+CASES = [Case("dtu-json, 1 reading/message", "dtu-json", 1),
+         Case("thingsboard, 10 readings/message", "thingsboard", 10)]
+
+
+def _lines(case: Case, meter: int, messages: int) -> str:
+    out = []
+    for i in range(messages):
+        if case.per_message == 1:
+            ts = int((T0 + timedelta(seconds=i)).timestamp())
+            out.append(json.dumps({"ts": ts, "rate_m3h": 50.5, "total_m3": 1000 + i * 0.25 + meter}))
+        else:
+            base = i * case.per_message
+            out.append(json.dumps([{"ts": int((T0 + timedelta(seconds=base + k)).timestamp() * 1000),
+                                    "values": {"rate_m3h": 50.5, "total_m3": 1000 + (base + k) * 0.25}}
+                                   for k in range(case.per_message)]))
+    return "\n".join(out) + "\n"
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+    except requests.RequestException:
+        return -1.0
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return -1.0
+
+
+def _count(ix: Influxd, db: str) -> int:
+    try:
+        res = ix.query("SELECT count(total_m3) FROM flow", db)
+    except requests.RequestException:
+        return 0
+    series = res[0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
+
+
+def run_case(case: Case, messages: int, root: Path, mq: Mosquitto, ix: Influxd) -> dict[str, float]:
+    db = f"bench_{case.profile.replace('-', '_')}"
+    prefix = f"bench/{case.profile}"
+    api = free_port()
+    meters = "\n".join(f"      - {{id: M{i}, role: {'extraction' if i % 2 == 0 else 'reinjection'}, "
+                       f"mqtt: {{topic: {prefix}/M{i}, profile: {case.profile}}}}}" for i in range(METERS))
+    config = root / f"{case.profile}.yaml"
+    config.write_text(f"""\
+state_dir: {root}/state-{case.profile}
+log_level: WARNING
+influx: {{url: '{ix.url}', api: v1, bucket: {db}}}
+outbox: {{synchronous: full}}
+api: {{listen: '127.0.0.1:{api}'}}
+mqtt: {{port: {mq.port}, client_id: bench-{case.profile}, max_inflight: 1000, batch_max: 1000}}
+sites:
+  - id: bench
+    name: bench
+    district: bench
+    meters:
+{meters}
+""", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    gshp = [sys.executable, "-m", "gshp.cli", "run", "--config", str(config)]
+    log = open(root / f"{case.profile}.log", "ab")  # noqa: SIM115 - closed below
+    # 1. both persistent sessions exist before anything is published
+    proc = subprocess.Popen(gshp, env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 30
+    while _metric(api, "gshp_mqtt_subscribed") != 1.0:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"collector did not subscribe; see {root}/{case.profile}.log")
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    sub = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mq.port), "-c", "-i", f"sub-{case.profile}",
+           "-q", "1", "-t", f"{prefix}/#"]
+    subprocess.run([*sub, "-W", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    # 2. queue the stream (mosquitto_pub, one process per meter topic)
+    per_meter = messages // METERS
+    t = time.monotonic()
+    pubs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mq.port), "-q", "1", "-l",
+                              "-t", f"{prefix}/M{i}"], stdin=subprocess.PIPE) for i in range(METERS)]
+    for i, p in enumerate(pubs):
+        assert p.stdin is not None
+        p.stdin.write(_lines(case, i, per_meter).encode())
+        p.stdin.close()
+    for p in pubs:
+        p.wait(300)
+    publish_s = time.monotonic() - t
+    total_msgs = per_meter * METERS
+    readings = total_msgs * case.per_message
+    # 3. baseline: mosquitto_sub drains its queued copy
+    t = time.monotonic()
+    subprocess.run([*sub, "-C", str(total_msgs)], stdout=subprocess.DEVNULL, check=True, timeout=300)
+    baseline_s = time.monotonic() - t
+    # 4. the collector drains its copy, to InfluxDB
+    proc = subprocess.Popen(gshp, env=env, stdout=log, stderr=log)
+    first = last_commit = None
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            if first is None and _metric(api, "gshp_mqtt_messages_total") > 0:
+                first = time.monotonic()
+            if last_commit is None and _metric(api, "gshp_mqtt_acked_total") >= total_msgs:
+                last_commit = time.monotonic()
+            if last_commit is not None and _count(ix, db) >= readings:
+                break
+            time.sleep(0.05)
+        done = time.monotonic()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        log.close()
+    stored = _count(ix, db)
+    assert first is not None and last_commit is not None, f"collector stalled; see {root}/{case.profile}.log"
+    ingest_s = done - first
+    base_rate = total_msgs / baseline_s
+    coll_rate = total_msgs / ingest_s
+    return {"messages": total_msgs, "readings": readings, "publish_msg_s": total_msgs / publish_s,
+            "baseline_msg_s": base_rate, "collector_msg_s": coll_rate,
+            "to_outbox_readings_s": readings / (last_commit - first), "readings_s": readings / ingest_s,
+            "ratio": coll_rate / base_rate, "lost": readings - stored}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=100_000, help="messages per case (default 100000)")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gshp-bench-") as tmp:
+        root = Path(tmp)
+        mq = Mosquitto(root / "mosquitto").start()
+        ix = Influxd(root / "influxd").start()
+        try:
+            results = [(c, run_case(c, a.messages // c.per_message if c.per_message > 1 else a.messages,
+                                    root, mq, ix)) for c in CASES]
+        finally:
+            mq.stop()
+            ix.stop()
+    print(f"\nMQTT ingest, {os.cpu_count()} CPUs, loopback, QoS 1, outbox synchronous=full\n")
+    head = ("case", "messages", "readings", "mosquitto_sub msg/s", "collector msg/s", "to outbox rdg/s",
+            "to InfluxDB rdg/s", "ratio", "lost")
+    print(" | ".join(head))
+    print(" | ".join("---" for _ in head))
+    for c, r in results:
+        print(f"{c.name} | {r['messages']:.0f} | {r['readings']:.0f} | {r['baseline_msg_s']:,.0f} | "
+              f"{r['collector_msg_s']:,.0f} | {r['to_outbox_readings_s']:,.0f} | {r['readings_s']:,.0f} | "
+              f"{r['ratio']:.2f} | {r['lost']:.0f}")
+    return 0 if all(r["lost"] == 0 for _, r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Topic filters from configuration, and the routing table from a message's topic to its meters.
+
+A meter's `mqtt.topic` is an MQTT topic filter: exact (`dtu/860012345/up`), with wildcards (`+`, `#`),
+or with the named level `{key}`, which subscribes as `+` and selects the meter whose key
+(`mqtt.key`, default the meter id) equals that level's text. Meters sharing a filter share its profile;
+when several do, every message must name its meter (by `{key}` or through the profile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from collector.model import Site
+from collector.mqtt.decode import Binding
+from collector.mqtt.errors import PlanError
+from collector.mqtt.profile import PayloadFormat, PayloadProfile
+from collector.mqtt.registers import NO_REGISTER_CODEC, RegisterCodec
+
+__all__ = ["Route", "Router", "TopicFilter", "plan_routes"]
+
+KEY_LEVEL = "{key}"
+
+
+@dataclass(frozen=True)
+class TopicFilter:
+    text: str
+    levels: tuple[str, ...]
+    key_level: int | None  # index of the `{key}` level
+
+    @classmethod
+    def parse(cls, text: str) -> TopicFilter:
+        if not text or len(text.encode()) > 65535:
+            raise ValueError("a topic filter is 1..65535 bytes")
+        if "\x00" in text:
+            raise ValueError("a topic filter must not contain NUL")
+        if text.startswith("$share/"):
+            raise ValueError("write the plain topic; the shared group comes from mqtt.shared_group")
+        levels = tuple(text.split("/"))
+        key_level = None
+        for i, lv in enumerate(levels):
+            if lv == "#" and i != len(levels) - 1:
+                raise ValueError("'#' must be the last level")
+            if lv == KEY_LEVEL:
+                if key_level is not None:
+                    raise ValueError("only one {key} level per topic")
+                key_level = i
+            elif ("+" in lv and lv != "+") or ("#" in lv and lv != "#") or ("{" in lv or "}" in lv):
+                raise ValueError(f"level {lv!r}: wildcards '+', '#' and '{{key}}' fill a whole level")
+        return cls(text, levels, key_level)
+
+    @property
+    def subscription(self) -> str:
+        """The filter as sent to the broker ({key} → +)."""
+        return "/".join("+" if lv == KEY_LEVEL else lv for lv in self.levels)
+
+    @property
+    def wild(self) -> bool:
+        return any(lv in ("+", "#", KEY_LEVEL) for lv in self.levels)
+
+    def match(self, topic_levels: Sequence[str]) -> tuple[bool, str | None]:
+        """(matches, the {key} level's text)."""
+        key = None
+        for i, lv in enumerate(self.levels):
+            if lv == "#":
+                return (i > 0 or not topic_levels[0].startswith("$")), key
+            if i >= len(topic_levels):
+                return False, None
+            t = topic_levels[i]
+            if lv == "+" or lv == KEY_LEVEL:
+                if i == 0 and t.startswith("$"):
+                    return False, None
+                if lv == KEY_LEVEL:
+                    key = t
+            elif lv != t:
+                return False, None
+        return len(topic_levels) == len(self.levels), key
+
+
+@dataclass(frozen=True)
+class Route:
+    filter: TopicFilter
+    profile: PayloadProfile
+    meters: Mapping[str, Binding]  # by key
+
+
+class Router:
+    """Topic → (route, {key} text). Exact topics by dictionary; wildcard filters in config order."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = tuple(routes)
+        self._exact = {r.filter.text: r for r in self.routes if not r.filter.wild}
+        self._wild = [r for r in self.routes if r.filter.wild]
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.filter.subscription for r in self.routes))
+
+    def route(self, topic: str) -> tuple[Route, str | None] | None:
+        r = self._exact.get(topic)
+        if r is not None:
+            return r, None
+        if self._wild:
+            levels = topic.split("/")
+            for r in self._wild:
+                ok, key = r.filter.match(levels)
+                if ok:
+                    return r, key
+        return None
+
+
+def plan_routes(sites: Iterable[Site], profiles: Mapping[str, PayloadProfile],
+                codec: RegisterCodec = NO_REGISTER_CODEC) -> Router:
+    """Validate the MQTT meters against the profiles and build the router; raises `PlanError` listing
+    every problem. No I/O."""
+    problems: list[str] = []
+    by_filter: dict[str, tuple[TopicFilter, PayloadProfile, dict[str, Binding]]] = {}
+    for site in sites:
+        for m in site.meters:
+            if m.mqtt is None:
+                continue
+            where = f"sites[{site.id}].meters[{m.id}].mqtt"
+            try:
+                tf = TopicFilter.parse(m.mqtt.topic)
+            except ValueError as exc:
+                problems.append(f"{where}.topic {m.mqtt.topic!r}: {exc}")
+                continue
+            profile = profiles.get(m.mqtt.profile)
+            if profile is None:
+                problems.append(f"{where}.profile {m.mqtt.profile!r} is not a known payload profile "
+                                f"(known: {', '.join(sorted(profiles))}; add your own in mqtt.profiles_dir)")
+                continue
+            if (profile.format is PayloadFormat.REGISTERS and profile.registers is not None
+                    and not codec.knows(profile.registers.profile)):
+                problems.append(f"{where}.profile {profile.name!r} needs register profile "
+                                f"{profile.registers.profile!r}, which is not available")
+            key = m.mqtt.key or m.id
+            entry = by_filter.setdefault(tf.text, (tf, profile, {}))
+            if entry[1].name != profile.name:
+                problems.append(f"{where}: topic {tf.text!r} is already decoded with profile "
+                                f"{entry[1].name!r}; meters sharing a topic share its profile")
+                continue
+            if key in entry[2]:
+                other = entry[2][key]
+                problems.append(f"{where}: key {key!r} on topic {tf.text!r} is already meter "
+                                f"{other.site}/{other.meter}; give one of them a distinct mqtt.key")
+                continue
+            entry[2][key] = Binding(site.id, m.id, m.role, key)
+    for tf, profile, meters in by_filter.values():
+        if len(meters) > 1 and tf.key_level is None and not profile.keyed:
+            names = ", ".join(f"{b.site}/{b.meter}" for b in meters.values())
+            problems.append(f"topic {tf.text!r} is shared by {names}, but profile {profile.name!r} cannot "
+                            "say which meter a message is for: give each meter its own topic, use a {key} "
+                            "level, or a profile with keyed records")
+    if problems:
+        raise PlanError(problems)
+    return Router(Route(tf, p, dict(ms)) for tf, p, ms in by_filter.values())

@@ -1,0 +1,84 @@
+"""The sources `gshp run` starts, by explicit registration: each factory looks at the config and returns
+a ready `Source` (validated and planned, not yet connected) or None when the config has nothing for it.
+
+Factories validate everything before any network I/O and raise `SourceConfigError` with every problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from collector.deadletter import DeadLetterStore
+from collector.mqtt.decode import DecodeContext
+from collector.mqtt.errors import PlanError, ProfileError
+from collector.mqtt.ingester import MqttSource
+from collector.mqtt.profile import load_profiles
+from collector.mqtt.registers import NO_REGISTER_CODEC, RegisterCodec
+from collector.mqtt.topics import plan_routes
+from gshp.config import Config
+from gshp.service import Source
+
+__all__ = ["REGISTER_CODEC", "SOURCES", "SourceConfigError", "build_sources", "deadletter_path",
+           "register_source"]
+
+SourceFactory = Callable[[Config], Source | None]
+
+SOURCES: dict[str, SourceFactory] = {}
+
+REGISTER_CODEC: RegisterCodec = NO_REGISTER_CODEC
+"""Decodes raw register blocks from transparent DTUs; replaced by the Modbus register profiles."""
+
+
+class SourceConfigError(Exception):
+    """A source cannot run as configured; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def register_source(name: str) -> Callable[[SourceFactory], SourceFactory]:
+    def deco(factory: SourceFactory) -> SourceFactory:
+        SOURCES[name] = factory
+        return factory
+    return deco
+
+
+def build_sources(config: Config) -> list[Source]:
+    """Every registered source the config asks for; all problems of all sources at once."""
+    out: list[Source] = []
+    problems: list[str] = []
+    for factory in SOURCES.values():
+        try:
+            source = factory(config)
+        except SourceConfigError as err:
+            problems += err.problems
+            continue
+        if source is not None:
+            out.append(source)
+    if problems:
+        raise SourceConfigError(problems)
+    return out
+
+
+def deadletter_path(config: Config) -> Path:
+    return config.state_dir / "deadletter.sqlite"
+
+
+@register_source("mqtt")
+def mqtt_source(config: Config) -> Source | None:
+    settings = config.mqtt
+    if settings is None or not any(m.mqtt for s in config.sites for m in s.meters):
+        return None
+    try:
+        profiles = load_profiles(settings.profiles_dir)
+        router = plan_routes(config.sites, profiles, REGISTER_CODEC)
+    except ProfileError as err:
+        raise SourceConfigError([f"mqtt: {line}" for line in str(err).splitlines()]) from None
+    except PlanError as err:
+        raise SourceConfigError([f"mqtt: {p}" for p in err.problems]) from None
+    context = DecodeContext(tz=config.tz, max_clock_skew=settings.max_clock_skew, max_age=settings.max_age,
+                            max_payload=settings.max_payload, codec=REGISTER_CODEC)
+    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
+    return MqttSource(settings, router, context, store)
