@@ -14,10 +14,11 @@ from collector.modbus.settings import Gateway
 from collector.model import Site, TagText
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from rules.notify.settings import ReceiverSettings
 
 __all__ = ["SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check"]
 
-SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens"})
+SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens", "access_token", "key", "headers"})
 """Keys whose values are never echoed in errors or logs."""
 
 
@@ -62,7 +63,7 @@ class Config(_Frozen):
     gateways: tuple[Gateway, ...] = ()
     sites: tuple[Site, ...] = ()
     rules: dict[str, Any] = Field(default_factory=dict)
-    notify: tuple[dict[str, Any], ...] = ()
+    notify: tuple[ReceiverSettings, ...] = ()
     api: ApiSettings = ApiSettings()
 
     @field_validator("timezone")
@@ -105,3 +106,8 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
             if m.mqtt is not None and config.mqtt is None:
                 yield (("sites", i, "meters", j, "mqtt"),
                        "an MQTT meter needs the `mqtt:` broker section")
+    receivers: set[str] = set()
+    for i, r in enumerate(config.notify):
+        if r.name in receivers:
+            yield ("notify", i, "name"), f"receiver name {r.name!r} appears twice"
+        receivers.add(r.name)
