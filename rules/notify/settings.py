@@ -204,7 +204,10 @@ class MqttReceiverSettings(_Receiver):
     keepalive: Duration = timedelta(seconds=30)
     topic: str = "gshp/alerts/{district}/{site}"
     state_topic: str | None = "gshp/state/{district}/{site}"  # retained; null: do not publish state
-    group_wait: Duration = timedelta(0)  # machines want events at once; override to batch
+    # machines want every transition at once, and no reminders (the retained state is the reminder)
+    group_wait: Duration = timedelta(0)
+    group_interval: Duration = timedelta(0)
+    repeat_interval: Duration = timedelta(0)
 
     @field_validator("topic", "state_topic")
     @classmethod
