@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -60,7 +61,7 @@ def _timings(rs: ReceiverSettings) -> Timings:
 
 
 class Notifier:
-    def __init__(self, receivers: Sequence[ReceiverSettings], path: str | Any, *,
+    def __init__(self, receivers: Sequence[ReceiverSettings], path: str | os.PathLike[str], *,
                  timezone: str | ZoneInfo = "Asia/Shanghai", public_url: str | None = None,
                  clock: Callable[[], float] = time.time, max_queued: int = 100_000, poll: float = 0.5) -> None:
         names = [r.name for r in receivers]

@@ -18,6 +18,7 @@ that records it; receivers get the idempotency key (webhook header, e-mail Messa
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -142,7 +143,8 @@ def _message(row: sqlite3.Row) -> Message:
 class NotifyQueue:
     """Thread-safe access to notify.sqlite. `clock` returns Unix seconds (injected in tests)."""
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, max_queued: int = 100_000) -> None:
+    def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time,
+                 max_queued: int = 100_000) -> None:
         self.path = Path(path)
         self.clock = clock
         self.max_queued = max_queued
