@@ -27,6 +27,7 @@ from collector.model import Reading
 from collector.outbox import Outbox, OutboxFull
 from gshp.api.app import create_app
 from gshp.config import Config
+from rules.notify import Notifier
 
 __all__ = ["Service", "Source"]
 
@@ -55,6 +56,9 @@ class Service:
         self.drainer = Drainer(self.outbox, self.writer)
         self.sources = list(sources)
         self.listeners: list[ReadingListener] = []
+        # alert events go to `self.notifier.submit(event)`; it records them durably before returning
+        self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
+                                 public_url=config.api.public_url)
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
@@ -97,6 +101,7 @@ class Service:
         except OutboxFull:
             log.warning("outbox full at start-up: site metadata not queued")
         self.drainer.start()
+        self.notifier.start()
         api = self.config.api
         tls = {"ssl_certfile": str(api.tls.cert), "ssl_keyfile": str(api.tls.key)} if api.tls else {}
         self.http = uvicorn.Server(uvicorn.Config(create_app(self), host=api.host, port=api.port,
@@ -129,6 +134,7 @@ class Service:
                 t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(self.drainer.stop)
+        await asyncio.to_thread(self.notifier.stop)
         self.writer.close()
         self.outbox.close()
         log.info("stopped; %d lines wait in the outbox for the next start", self.outbox.depth)

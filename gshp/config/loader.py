@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from gshp.config.errors import ConfigError, Problem
 from gshp.config.schema import SECRET_FIELDS, Config, cross_check
+from rules.notify.mask import mask_url
 
 __all__ = ["load_config", "parse_config"]
 
@@ -93,7 +94,7 @@ def _shown(path: Path_, value: Any) -> str | None:
         return "(hidden)"
     if isinstance(value, dict | list):
         return None
-    text = repr(value)
+    text = repr(mask_url(value) if isinstance(value, str) and "://" in value else value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -110,15 +111,34 @@ def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str
     problems = []
     for e in err.errors(include_url=False):
         # pydantic puts union-member and validator names into loc; keep the data path only
-        path: Path_ = tuple(p for p in e["loc"] if not (isinstance(p, str) and _is_pseudo(p)))
+        path = _data_path(tuple(p for p in e["loc"] if not (isinstance(p, str) and _is_pseudo(p))), data)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "is not a known setting (check the spelling; see deploy/examples/)"
         elif e["type"] == "missing":
             msg = "is required"
+        elif e["type"] == "union_tag_invalid":
+            ctx = e.get("ctx", {})
+            path = (*path, str(ctx.get("discriminator", "type")).strip("'"))
+            msg = f"is not one of {ctx.get('expected_tags', 'the known types')}"
+        elif e["type"] == "union_tag_not_found":
+            path = (*path, str(e.get("ctx", {}).get("discriminator", "type")).strip("'"))
+            msg = "is required (it selects which settings apply)"
         problems.append(Problem(file, lines.line(path), _fmt(path), msg,
                                 None if e["type"] == "missing" else _shown(path, _lookup(data, path))))
     return problems
+
+
+def _data_path(loc: Path_, data: Any) -> Path_:
+    """Drop what pydantic adds to a location that is not in the data: the tag of a discriminated union
+    (``notify[0].webhook.url`` is ``notify[0].url`` in the file)."""
+    out: list[str | int] = []
+    for p in loc:
+        if isinstance(p, str) and isinstance(data, dict) and p not in data and data.get("type") == p:
+            continue
+        out.append(p)
+        data = _lookup(data, (p,))
+    return tuple(out)
 
 
 def _is_pseudo(loc: str) -> bool:

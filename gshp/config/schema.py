@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -14,11 +14,12 @@ from collector.modbus.settings import Gateway
 from collector.model import Site, TagText
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from rules.notify.settings import ReceiverSettings
 from rules.settings import RulesSettings
 
 __all__ = ["SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check"]
 
-SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens"})
+SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens", "access_token", "key", "headers"})
 """Keys whose values are never echoed in errors or logs."""
 
 
@@ -63,7 +64,7 @@ class Config(_Frozen):
     gateways: tuple[Gateway, ...] = ()
     sites: tuple[Site, ...] = ()
     rules: RulesSettings = RulesSettings()
-    notify: tuple[dict[str, Any], ...] = ()
+    notify: tuple[ReceiverSettings, ...] = ()
     api: ApiSettings = ApiSettings()
 
     @field_validator("timezone")
@@ -112,3 +113,8 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
             known = ", ".join(sorted(districts)) or "none are defined"
             yield ("rules", "districts", name), f"names no district of any site (known: {known})"
     yield from config.rules.problems({s.id: s.district for s in config.sites})
+    receivers: set[str] = set()
+    for i, r in enumerate(config.notify):
+        if r.name in receivers:
+            yield ("notify", i, "name"), f"receiver name {r.name!r} appears twice"
+        receivers.add(r.name)

@@ -1,0 +1,139 @@
+"""Message text from Jinja2 templates: shipped defaults in zh and en, overridable per receiver.
+
+A receiver's ``templates: DIR`` is searched first for ``<language>/<name>.j2`` (names: ``subject``,
+``text``, ``html``, ``markdown``), then the shipped ``rules/notify/templates/<language>/<name>.j2``.
+Templates see ``alerts`` (a list of `AlertView`), ``repeat`` (0 or the reminder number), ``language``
+and ``timezone``; ``html`` templates are auto-escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from rules.notify.errors import NotifyError
+from rules.notify.event import AlertEvent, AlertState, Kind, Severity, parse_event, sample_event
+
+__all__ = ["TEMPLATE_NAMES", "AlertView", "Renderer"]
+
+TEMPLATE_NAMES = ("subject", "text", "html", "markdown")
+
+_LABELS: dict[str, dict[Any, str]] = {
+    "zh": {AlertState.FIRING: "告警", AlertState.RESOLVED: "已恢复", AlertState.PENDING: "待定",
+           Severity.CRITICAL: "严重", Severity.HIGH: "高", Severity.WARNING: "警告", Severity.INFO: "提示",
+           Kind.DISCHARGE: "疑似外排", Kind.DATA_QUALITY: "数据质量"},
+    "en": {AlertState.FIRING: "FIRING", AlertState.RESOLVED: "RESOLVED", AlertState.PENDING: "pending",
+           Severity.CRITICAL: "critical", Severity.HIGH: "high", Severity.WARNING: "warning", Severity.INFO: "info",
+           Kind.DISCHARGE: "suspected discharge", Kind.DATA_QUALITY: "data quality"},
+}
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """An alert event prepared for templates: local times, labels in the receiver's language, the link."""
+
+    event: AlertEvent
+    language: str
+    tz: ZoneInfo
+    public_url: str | None
+
+    def __getattr__(self, name: str) -> Any:  # the event's own fields: site, site_name, summary, …
+        return getattr(self.event, name)
+
+    @property
+    def evidence(self) -> Any:
+        return self.event.evidence
+
+    @property
+    def firing(self) -> bool:
+        return self.event.state is AlertState.FIRING
+
+    @property
+    def state_label(self) -> str:
+        return _LABELS[self.language][self.event.state]
+
+    @property
+    def severity_label(self) -> str:
+        return _LABELS[self.language][self.event.severity]
+
+    @property
+    def kind_label(self) -> str:
+        return _LABELS[self.language][self.event.kind]
+
+    @property
+    def since(self) -> str:
+        """When the alert started, in the configured time zone (``2026-07-01 08:00``)."""
+        return _local(self.event.starts_at, self.tz)
+
+    @property
+    def ended(self) -> str | None:
+        return _local(self.event.ends_at, self.tz) if self.event.ends_at else None
+
+    @property
+    def at_local(self) -> str:
+        return _local(self.event.at, self.tz)
+
+    @property
+    def link(self) -> str | None:
+        """The site on the live board, or None without ``api.public_url``."""
+        if not self.public_url:
+            return None
+        return f"{self.public_url.rstrip('/')}/sites/{self.event.site}"
+
+
+def _local(t: datetime, tz: ZoneInfo) -> str:
+    return t.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _m3(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.1f} m³"
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1f}%"
+
+
+class Renderer:
+    """Renders the four message parts for one receiver; `check()` renders a sample to fail early."""
+
+    def __init__(self, language: str = "zh", template_dir: Path | None = None, tz: ZoneInfo | str = "Asia/Shanghai",
+                 public_url: str | None = None) -> None:
+        if language not in _LABELS:
+            raise NotifyError(f"no templates for language {language!r}: use zh or en")
+        self.language = language
+        self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+        self.public_url = public_url
+        loaders: list[jinja2.BaseLoader] = []
+        if template_dir is not None:
+            if not Path(template_dir).is_dir():
+                raise NotifyError(f"templates: {template_dir} is not a directory")
+            loaders.append(jinja2.FileSystemLoader(str(template_dir)))
+        loaders.append(jinja2.PackageLoader("rules.notify", "templates"))
+        self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
+                                      autoescape=lambda name: name is not None and "html" in name,
+                                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+        self.env.filters["m3"] = _m3
+        self.env.filters["pct"] = _pct
+
+    def render(self, name: str, events: Sequence[AlertEvent], repeat: int = 0) -> str:
+        if name not in TEMPLATE_NAMES:
+            raise NotifyError(f"unknown template {name!r}: one of {', '.join(TEMPLATE_NAMES)}")
+        try:
+            tpl = self.env.get_template(f"{self.language}/{name}.j2")
+            views = [AlertView(e, self.language, self.tz, self.public_url) for e in events]
+            return tpl.render(alerts=views, repeat=repeat, language=self.language, timezone=str(self.tz.key)).strip()
+        except jinja2.TemplateError as exc:
+            where = f" (line {exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
+            raise NotifyError(f"template {self.language}/{name}.j2{where}: {exc}") from None
+
+    def check(self) -> None:
+        """Render every template with a sample event so a broken override fails at start-up."""
+        event = parse_event(sample_event())
+        for name in TEMPLATE_NAMES:
+            self.render(name, [event])
