@@ -18,6 +18,7 @@ from collector import metrics
 from gshp.config import Config, load_config
 from gshp.devstack import Influxd, Mosquitto
 from gshp.service import Service
+from rules.events import AlertEvent
 from simulators.clock import SimClock
 from simulators.feed import SimulatedFeed
 
@@ -73,6 +74,12 @@ async def _report(service: Service, influxd: Influxd, every_s: float = 5.0) -> N
               file=sys.stderr, flush=True)
 
 
+def _print_alert(event: AlertEvent) -> None:
+    if event.state != "pending":
+        mark = {"firing": "告警", "resolved": "恢复"}.get(event.state, event.state)
+        print(f"[{event.at:%m-%d %H:%M}] {mark} {event.district} {event.summary}", flush=True)
+
+
 def run_demo(root: Path, speed: float, listen: str) -> int:
     root.mkdir(parents=True, exist_ok=True)
     mosquitto = Mosquitto(root / "mosquitto")
@@ -85,7 +92,8 @@ def run_demo(root: Path, speed: float, listen: str) -> int:
                                        sort_keys=False), encoding="utf-8")
         config: Config = load_config(path)
         feed = SimulatedFeed(config.sites, SimClock(speed), discharge={s[0]: s[5] for s in CITY if s[5]})
-        service = Service(config, sources=[feed])
+        service = Service(config, sources=[feed], clock=feed.clock)
+        service.alert_listeners.append(_print_alert)
         print(f"demo city: {len(config.sites)} sites in 4 districts, simulated time ×{speed:g}\n"
               f"  config      {path}\n  InfluxDB    {influxd.url} (database gshp)\n"
               f"  MQTT        127.0.0.1:{mosquitto.port}\n  service     http://{listen}/healthz · /metrics\n"

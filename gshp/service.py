@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import uvicorn
@@ -21,13 +21,21 @@ import uvicorn
 from collector import metrics
 from collector.drain import Drainer
 from collector.influx.lineproto import FlowSchema
+from collector.influx.reader import InfluxReader
 from collector.influx.sitemeta import site_lines
 from collector.influx.writer import make_writer
 from collector.model import Reading
 from collector.outbox import Outbox, OutboxFull
 from gshp.api.app import create_app
+from gshp.api.auth import AuditLog
+from gshp.clock import Clock, SystemClock
 from gshp.config import Config
+from gshp.evaluation import RuleLoop
+from gshp.live import LiveState
+from rules.engine import Engine
+from rules.events import AlertEvent
 from rules.notify import Notifier
+from rules.store import AlertStore
 
 __all__ = ["Service", "Source"]
 
@@ -47,18 +55,27 @@ class Source(Protocol):
 
 
 class Service:
-    def __init__(self, config: Config, sources: Sequence[Source] = ()) -> None:
+    def __init__(self, config: Config, sources: Sequence[Source] = (), clock: Clock | None = None) -> None:
         self.config = config
+        self.clock: Clock = clock or SystemClock()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox.sqlite", config.outbox)
         self.schema = FlowSchema(config.sites)
         self.writer = make_writer(config.influx)
         self.drainer = Drainer(self.outbox, self.writer)
+        self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.listeners: list[ReadingListener] = []
+        self.live = LiveState(config.sites)
+        self.store = AlertStore(config.state_dir / "alerts.sqlite")
+        self.engine = Engine(config.sites, config.rules, tz=config.tz, store=self.store)
         # alert events go to `self.notifier.submit(event)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
                                  public_url=config.api.public_url)
+        self.alert_listeners: list[Callable[[AlertEvent], object]] = [
+            lambda event: self.notifier.submit(event.to_dict())]
+        self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
+        self.listeners: list[ReadingListener] = [self.rules.on_readings, self.live.on_readings]
+        self.audit = AuditLog(config.state_dir / "audit.jsonl")
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
@@ -76,6 +93,13 @@ class Service:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
                 log.exception("a reading listener failed; the readings are stored and will be replayed")
+
+    def _on_alert(self, event: AlertEvent) -> None:
+        for listener in self.alert_listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("an alert listener failed on %s (%s)", event.id, event.state)
 
     def health(self) -> dict[str, Any]:
         full = self.outbox.depth >= self.config.outbox.max_rows
@@ -102,6 +126,8 @@ class Service:
             log.warning("outbox full at start-up: site metadata not queued")
         self.drainer.start()
         self.notifier.start()
+        await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
+        self.rules.start()
         api = self.config.api
         tls = {"ssl_certfile": str(api.tls.cert), "ssl_keyfile": str(api.tls.key)} if api.tls else {}
         self.http = uvicorn.Server(uvicorn.Config(create_app(self), host=api.host, port=api.port,
@@ -122,6 +148,12 @@ class Service:
     def stop(self) -> None:
         self._stopping.set()
 
+    def backfill_span(self) -> timedelta:
+        """History the rule windows need after a restart: the longest window, its transit lag and a margin."""
+        rules = self.config.rules
+        longest = max([w.window for w in rules.balance.windows] + [rules.sequential.interval])
+        return longest + rules.balance.transit_lag + timedelta(hours=1)
+
     async def shutdown(self, tasks: Sequence[asyncio.Task[Any]] = ()) -> None:
         log.info("stopping: sources first, then flushing the outbox")
         for s in self.sources:
@@ -133,8 +165,11 @@ class Service:
             if not t.done() and t.get_name() != "http":
                 t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.rules.stop()
         await asyncio.to_thread(self.drainer.stop)
         await asyncio.to_thread(self.notifier.stop)
         self.writer.close()
+        self.reader.close()
+        self.store.close()
         self.outbox.close()
         log.info("stopped; %d lines wait in the outbox for the next start", self.outbox.depth)

@@ -10,11 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from collector.deadletter import DeadLetterStore
+from collector.modbus import PROFILES, ModbusConfigError, plan_collection
+from collector.modbus import ProfileError as RegisterProfileError
+from collector.modbus.dtu import ProfileCodec
+from collector.modbus.registry import ProfileRegistry
+from collector.modbus.source import ModbusSource
 from collector.mqtt.decode import DecodeContext
 from collector.mqtt.errors import PlanError, ProfileError
 from collector.mqtt.ingester import MqttSource
 from collector.mqtt.profile import load_profiles
-from collector.mqtt.registers import NO_REGISTER_CODEC, RegisterCodec
+from collector.mqtt.registers import RegisterCodec
 from collector.mqtt.topics import plan_routes
 from gshp.config import Config
 from gshp.service import Source
@@ -26,8 +31,17 @@ SourceFactory = Callable[[Config], Source | None]
 
 SOURCES: dict[str, SourceFactory] = {}
 
-REGISTER_CODEC: RegisterCodec = NO_REGISTER_CODEC
-"""Decodes raw register blocks from transparent DTUs; replaced by the Modbus register profiles."""
+REGISTER_CODEC: RegisterCodec = ProfileCodec(PROFILES)
+"""Decodes raw register blocks from transparent DTUs with the packaged Modbus register profiles."""
+
+
+def register_profiles(config: Config) -> ProfileRegistry:
+    """The packaged register profiles plus the config's `modbus_profiles` directory, if any."""
+    if config.modbus_profiles is None:
+        return PROFILES
+    profiles = PROFILES.copy()
+    profiles.load_dir(config.modbus_profiles)
+    return profiles
 
 
 class SourceConfigError(Exception):
@@ -72,13 +86,29 @@ def mqtt_source(config: Config) -> Source | None:
     if settings is None or not any(m.mqtt for s in config.sites for m in s.meters):
         return None
     try:
+        codec = ProfileCodec(register_profiles(config)) if config.modbus_profiles else REGISTER_CODEC
         profiles = load_profiles(settings.profiles_dir)
-        router = plan_routes(config.sites, profiles, REGISTER_CODEC)
+        router = plan_routes(config.sites, profiles, codec)
     except ProfileError as err:
         raise SourceConfigError([f"mqtt: {line}" for line in str(err).splitlines()]) from None
     except PlanError as err:
         raise SourceConfigError([f"mqtt: {p}" for p in err.problems]) from None
+    except RegisterProfileError as err:
+        raise SourceConfigError([f"modbus_profiles: {err}"]) from None
     context = DecodeContext(tz=config.tz, max_clock_skew=settings.max_clock_skew, max_age=settings.max_age,
-                            max_payload=settings.max_payload, codec=REGISTER_CODEC)
+                            max_payload=settings.max_payload, codec=codec)
     store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
     return MqttSource(settings, router, context, store)
+
+
+@register_source("modbus")
+def modbus_source(config: Config) -> Source | None:
+    if not any(m.modbus for s in config.sites for m in s.meters):
+        return None
+    try:
+        plan = plan_collection(config.gateways, config.sites, register_profiles(config))
+    except RegisterProfileError as err:
+        raise SourceConfigError([f"modbus_profiles: {err}"]) from None
+    except ModbusConfigError as err:
+        raise SourceConfigError([f"modbus: {p}" for p in err.problems]) from None
+    return ModbusSource(plan)

@@ -62,6 +62,7 @@ class Config(_Frozen):
     mqtt: MqttSettings | None = None
     outbox: OutboxSettings = OutboxSettings()
     gateways: tuple[Gateway, ...] = ()
+    modbus_profiles: Path | None = None  # a directory of extra register profiles (*.yaml)
     sites: tuple[Site, ...] = ()
     rules: RulesSettings = RulesSettings()
     notify: tuple[ReceiverSettings, ...] = ()

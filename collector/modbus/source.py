@@ -1,0 +1,69 @@
+"""Modbus collection as a source the service runs: APScheduler jobs per gateway feeding `accept`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from collector import metrics
+from collector.modbus.collection import CollectionPlan
+from collector.modbus.events import MeterEvent
+from collector.modbus.service import ModbusCollector
+from collector.model import Reading
+from collector.outbox import OutboxError
+
+__all__ = ["ModbusSource"]
+
+log = logging.getLogger(__name__)
+
+Accept = Callable[[Sequence[Reading], str], None]
+
+
+class ModbusSource:
+    """Polls every planned gateway on its interval. Readings refused by a full outbox are counted and
+    skipped: the meter's totalizer keeps counting, so the next accepted reading carries the volume."""
+
+    name = "modbus"
+
+    def __init__(self, plan: CollectionPlan, on_event: Callable[[MeterEvent], None] | None = None) -> None:
+        self.plan = plan
+        self.on_event = on_event
+        self.collector: ModbusCollector | None = None
+        self._stop = asyncio.Event()
+        self._refusing = False
+
+    async def run(self, accept: Accept) -> None:
+        def sink(readings: list[Reading]) -> None:
+            try:
+                accept(readings, self.name)
+            except OutboxError as exc:
+                metrics.INGEST_REJECTED.labels("modbus", "outbox_refused").inc(len(readings))
+                if not self._refusing:
+                    log.error("Modbus readings are being skipped: %s", exc)
+                    self._refusing = True
+                return
+            if self._refusing:
+                log.info("Modbus readings are accepted again")
+                self._refusing = False
+
+        self.collector = ModbusCollector(self.plan, on_readings=sink, on_event=self._event)
+        scheduler = AsyncIOScheduler()
+        self.collector.schedule(scheduler)
+        scheduler.start()
+        try:
+            await self._stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            await self.collector.aclose()
+
+    def _event(self, event: MeterEvent) -> None:
+        log.warning("meter %s/%s: %s (%s %s → %s)", event.site, event.meter, event.kind.value, event.field,
+                    event.old, event.new)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    async def stop(self) -> None:
+        self._stop.set()
