@@ -35,6 +35,7 @@ from gshp.live import LiveState
 from rules.engine import Engine
 from rules.events import AlertEvent
 from rules.notify import Notifier
+from rules.notify.silences import Matcher
 from rules.store import AlertStore
 
 __all__ = ["Service", "Source"]
@@ -93,6 +94,15 @@ class Service:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
                 log.exception("a reading listener failed; the readings are stored and will be replayed")
+
+    def silence_repeats(self, alert_id: str, by: str, days: int = 30) -> None:
+        """Acknowledgement silences reminders of a firing alert, not its state or its resolution."""
+        now = time.time()
+        try:
+            self.notifier.queue.add_silence([Matcher.parse(f"id={alert_id}"), Matcher.parse("state=firing")], now,
+                                            now + days * 86400, by, "acknowledged")
+        except Exception:
+            log.exception("could not silence reminders of acknowledged alert %s", alert_id)
 
     def _on_alert(self, event: AlertEvent) -> None:
         for listener in self.alert_listeners:

@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS transitions (
     at TEXT NOT NULL,
     event TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outcomes (
+    alert_id TEXT PRIMARY KEY REFERENCES alerts(id),
+    at TEXT NOT NULL,
+    author TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    text TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS annotations (
     alert_id TEXT NOT NULL REFERENCES alerts(id),
     at TEXT NOT NULL,
@@ -155,6 +162,22 @@ class AlertStore:
                 raise StoreError(f"no alert with id {alert_id!r}: list alerts to find its id")
             db.execute("INSERT INTO annotations (alert_id, at, author, text) VALUES (?,?,?,?)",
                        (alert_id, at, author, text))
+
+    def close_case(self, alert_id: str, author: str, at: str, outcome: str, text: str = "") -> None:
+        """Record how enforcement closed the case (e.g. the on-site check found discharge). Closing is case
+        management: it does not change the alert's state, which follows the data."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM alerts WHERE id=?", (alert_id,)).fetchone() is None:
+                raise StoreError(f"no alert with id {alert_id!r}: list alerts to find its id")
+            db.execute("INSERT INTO outcomes (alert_id, at, author, outcome, text) VALUES (?,?,?,?,?) "
+                       "ON CONFLICT(alert_id) DO UPDATE SET at=excluded.at, author=excluded.author, "
+                       "outcome=excluded.outcome, text=excluded.text", (alert_id, at, author, outcome, text))
+
+    def outcome(self, alert_id: str) -> dict[str, str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT at, author, outcome, text FROM outcomes WHERE alert_id=?",
+                                   (alert_id,)).fetchone()
+        return None if row is None else {"at": row[0], "by": row[1], "outcome": row[2], "text": row[3]}
 
     def annotations(self, alert_id: str) -> list[Annotation]:
         with self._lock:

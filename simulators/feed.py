@@ -13,6 +13,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from collector.model import Reading, Role, Site
 from simulators.clock import SimClock
@@ -51,13 +52,18 @@ class SimulatedFeed:
                     self._meters.append(_MeterState(s.id, m.id, role, 1 / len(ms), rng.uniform(1e4, 5e5),
                                                     rng.uniform(-0.004, 0.004)))
         self._stop = asyncio.Event()
+        self._last: datetime | None = None
 
     def site_flow(self, site: str, hour: float) -> float:
         """m³/h pumped at a site: a day/night load curve around the site's base flow."""
         return self._base_flow[site] * (0.75 + 0.25 * math.cos((hour - 14) / 24 * 2 * math.pi))
 
-    def step(self, dt_s: float) -> list[Reading]:
+    def step(self, dt_s: float | None = None) -> list[Reading]:
+        """Readings at the clock's now; totalizers integrate the time since the last step (or `dt_s`)."""
         now = self.clock.now()
+        if dt_s is None:
+            dt_s = self.interval_s if self._last is None else max(0.0, (now - self._last).total_seconds())
+        self._last = now
         hour = now.hour + now.minute / 60
         out = []
         for m in self._meters:
@@ -76,7 +82,7 @@ class SimulatedFeed:
     async def run(self, accept: Callable[[Sequence[Reading], str], None]) -> None:
         wall = self.clock.wall_seconds(self.interval_s)
         while not self._stop.is_set():
-            accept(self.step(self.interval_s), self.name)
+            accept(self.step(), self.name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), wall)
 

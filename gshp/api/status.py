@@ -1,0 +1,95 @@
+"""A site's status as the board shows it: normal, suspected discharge, data fault, offline or unknown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from collector.model import Site
+from gshp.evaluation import BOARD_WINDOWS
+from rules.store import StoredAlert
+
+if TYPE_CHECKING:
+    from gshp.service import Service
+
+__all__ = ["STATUSES", "SiteStatus", "district_counts", "site_status"]
+
+STATUSES = ("discharge", "offline", "fault", "normal", "unknown")
+"""In order of precedence: a suspected discharge outranks everything."""
+
+
+@dataclass
+class SiteStatus:
+    site: Site
+    status: str
+    last_seen: datetime | None
+    age_s: float | None
+    extraction_m3h: float | None
+    reinjection_m3h: float | None
+    balance: dict[str, dict[str, Any] | None]
+    alerts_firing: int
+    meters: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def district(self) -> str:
+        return self.site.district
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.site.id, "name": self.site.name, "district": self.site.district,
+                "status": self.status, "last_seen": self.last_seen.isoformat() if self.last_seen else None,
+                "age_s": None if self.age_s is None else round(self.age_s, 1),
+                "extraction_m3h": self.extraction_m3h, "reinjection_m3h": self.reinjection_m3h,
+                "balance": self.balance, "alerts_firing": self.alerts_firing}
+
+
+def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]) -> SiteStatus:
+    now = service.clock.now()
+    offline_after = service.config.rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
+    latest = service.live.latest(site.id)
+    meters = []
+    for m in site.meters:
+        r = latest.get(m.id)
+        age = None if r is None else (now - r.ts).total_seconds()
+        meters.append({"id": m.id, "role": m.role.value, "source": m.source,
+                       "status": "unknown" if age is None else ("offline" if age > offline_after else "normal"),
+                       "latest": None if r is None else {
+                           "ts": r.ts.isoformat(), "rate_m3h": r.rate_m3h, "total_m3": r.total_m3,
+                           "signal_pct": r.signal_pct, "error_code": r.error_code}})
+    last_seen = service.live.last_seen(site.id)
+    age_s = None if last_seen is None else max(0.0, (now - last_seen).total_seconds())
+    firing = [a for a in open_alerts if a.site == site.id and a.state == "firing"]
+    if any(a.kind == "discharge" for a in firing):
+        status = "discharge"
+    elif age_s is None:
+        status = "unknown"
+    elif age_s > offline_after:
+        status = "offline"
+    elif firing or any(m["status"] == "offline" for m in meters):
+        status = "fault"
+    else:
+        status = "normal"
+    history = service.live.history(site.id)
+    point = history[-1] if history else None
+    return SiteStatus(
+        site, status, last_seen, age_s,
+        None if point is None else round(point.extraction_m3h, 3),
+        None if point is None else round(point.reinjection_m3h, 3),
+        {name: service.engine.balance(site.id, window) for name, window in BOARD_WINDOWS.items()},
+        len(firing), meters)
+
+
+def district_counts(statuses: Sequence[SiteStatus]) -> list[dict[str, Any]]:
+    """Per district, the bureau's bulletin columns: sites, online, suspected discharge, fault, offline."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in statuses:
+        d = out.setdefault(s.district, {"district": s.district, "sites": 0, "online": 0, "discharge": 0,
+                                        "fault": 0, "offline": 0})
+        d["sites"] += 1
+        d["online"] += s.status not in ("offline", "unknown")
+        if s.status in ("discharge", "fault", "offline"):
+            d[s.status] += 1
+    return sorted(out.values(), key=lambda d: d["district"])
+
+

@@ -1,0 +1,167 @@
+"""Every API route, for every role, against a running service fed by the simulated city."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from tests.api.conftest import Running
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def firing_alerts(running: Running, site: str) -> list[dict[str, object]]:
+    return [a for a in running.get(f"/api/alerts?site={site}&state=firing", "admin").json()["alerts"]]
+
+
+@pytest.fixture(scope="module")
+def hospital_alert(running: Running) -> dict[str, object]:
+    wait_until(lambda: bool(firing_alerts(running, "hospital")), timeout=60, interval=0.5)
+    return firing_alerts(running, "hospital")[0]
+
+
+def test_no_token_is_401_and_a_wrong_token_too(running: Running) -> None:
+    for path in ("/api/sites", "/api/alerts", "/api/sites/hehua", "/api/me", "/api/stream"):
+        r = running.get(path, token=None)
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+    r = requests.get(running.url + "/api/sites", headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert r.status_code == 401
+
+
+def test_health_metrics_openapi_and_board_need_no_token(running: Running) -> None:
+    assert running.get("/healthz", None).json()["status"] == "ok"
+    assert "gshp_outbox_depth" in running.get("/metrics", None).text
+    paths = running.get("/openapi.json", None).json()["paths"]
+    for p in ("/api/sites", "/api/sites/{site_id}", "/api/alerts", "/api/alerts/{alert_id}",
+              "/api/alerts/{alert_id}/ack", "/api/alerts/{alert_id}/notes", "/api/stream"):
+        assert p in paths
+    board = running.get("/", None)
+    assert board.status_code == 200 and "地温空调回灌监管" in board.text
+    assert "cdn" not in board.text.lower() and "https://" not in board.text
+
+
+def test_me_tells_role_districts_and_timezone(running: Running) -> None:
+    assert running.get("/api/me", "wancheng").json() == {
+        "name": "宛城区执法大队", "role": "enforcement", "districts": ["宛城区"], "timezone": "Asia/Shanghai",
+        "version": running.get("/api/me").json()["version"]}
+
+
+def test_sites_list_status_flows_balance_and_district_counts(running: Running,
+                                                             hospital_alert: dict[str, object]) -> None:
+    def hour_complete() -> bool:
+        bal = {s["id"]: s for s in running.get("/api/sites").json()["sites"]}["hospital"]["balance"]["1h"]
+        return bool(bal and bal["complete"])
+
+    wait_until(hour_complete, timeout=60, interval=0.5)
+    body = running.get("/api/sites").json()
+    sites = {s["id"]: s for s in body["sites"]}
+    assert set(sites) == {"hehua", "hospital", "school"}
+    assert sites["hospital"]["status"] == "discharge" and sites["hospital"]["alerts_firing"] >= 1
+    assert sites["hehua"]["status"] == "normal"
+    assert sites["hehua"]["extraction_m3h"] > 0 and sites["hehua"]["age_s"] is not None
+    bal = sites["hospital"]["balance"]["1h"]
+    assert bal is not None and 35 < bal["deficit_pct"] < 45
+    counts = {d["district"]: d for d in body["districts"]}
+    assert counts["宛城区"]["sites"] == 2 and counts["宛城区"]["discharge"] == 1 and counts["宛城区"]["online"] == 2
+    only = running.get("/api/sites", params={"district": "卧龙区"}).json()["sites"]
+    assert [s["id"] for s in only] == ["school"]
+
+
+def test_site_detail_has_meters_history_alerts(running: Running, hospital_alert: dict[str, object]) -> None:
+    s = running.get("/api/sites/hospital").json()
+    assert s["name"] == "宛城区人民医院" and {m["id"] for m in s["meters"]} == {"E1", "R1", "R2"}
+    assert all(m["latest"]["total_m3"] > 0 for m in s["meters"])
+    assert len(s["history"]) > 10 and s["history"][-1]["deficit_m3h"] > 0
+    assert any(a["id"] == hospital_alert["id"] for a in s["alerts"])
+    assert running.get("/api/sites/nowhere").status_code == 404
+
+
+def test_readings_and_balance_history_from_influxdb(running: Running, hospital_alert: dict[str, object]) -> None:
+    now = running.service.clock.now()
+    start = (now - timedelta(hours=3)).isoformat()
+    wait_until(lambda: bool(running.get("/api/sites/hehua/readings",
+                                        params={"from": start, "to": now.isoformat(), "step": "10m"}).json()["meters"]),
+               timeout=30)
+    r = running.get("/api/sites/hehua/readings", params={"from": start, "to": now.isoformat(), "step": "10m"}).json()
+    assert {m["meter"] for m in r["meters"]} == {"E1", "R1"} and r["step_s"] == 600
+    assert all(p["rate_m3h"] > 0 for m in r["meters"] for p in m["points"])
+    bad = running.get("/api/sites/hehua/readings", params={"from": "yesterday"})
+    assert bad.status_code == 422 and "ISO-8601" in bad.json()["detail"]
+    wait_until(lambda: bool(running.get("/api/sites/hospital/balance",
+                                        params={"from": start, "to": now.isoformat()}).json()["points"]), timeout=30)
+    b = running.get("/api/sites/hospital/balance", params={"from": start, "to": now.isoformat()}).json()
+    assert b["points"][-1]["deficit_pct"] > 30
+
+
+def test_alert_filters_and_detail(running: Running, hospital_alert: dict[str, object]) -> None:
+    alerts = running.get("/api/alerts", params={"kind": "discharge", "district": "宛城区"}).json()["alerts"]
+    assert alerts and all(a["district"] == "宛城区" and a["kind"] == "discharge" for a in alerts)
+    assert running.get("/api/alerts", params={"kind": "data_quality", "site": "hehua"}).json()["alerts"] == []
+    detail = running.get(f"/api/alerts/{hospital_alert['id']}").json()
+    for key in ("id", "site", "site_name", "district", "rule", "kind", "severity", "state", "at", "starts_at",
+                "ends_at", "summary", "evidence", "transitions"):
+        assert key in detail
+    assert detail["evidence"]["extracted_m3"] > detail["evidence"]["reinjected_m3"]
+    assert [t["state"] for t in detail["transitions"]][:2] in (["pending", "firing"], ["firing"])
+
+
+def test_viewer_cannot_write(running: Running, hospital_alert: dict[str, object]) -> None:
+    for action, body in (("ack", {}), ("notes", {"text": "x"}), ("close", {"outcome": "other"})):
+        r = running.post(f"/api/alerts/{hospital_alert['id']}/{action}", body, token="viewer")
+        assert r.status_code == 403 and "viewer" in r.json()["detail"]
+
+
+def test_enforcement_acks_annotates_and_closes_in_its_district_with_an_audit_trail(
+        running: Running, hospital_alert: dict[str, object]) -> None:
+    aid = hospital_alert["id"]
+    r = running.post(f"/api/alerts/{aid}/ack", {"comment": "已派人核查"})
+    assert r.status_code == 200 and r.json()["acknowledged"] and r.json()["acked_by"] == "宛城区执法大队"
+    r = running.post(f"/api/alerts/{aid}/notes", {"text": "现场发现排水管接入雨水井"})
+    assert [n["text"] for n in r.json()["notes"]] == ["已派人核查", "现场发现排水管接入雨水井"]
+    r = running.post(f"/api/alerts/{aid}/close", {"outcome": "confirmed_discharge", "text": "已责令整改"})
+    assert r.json()["outcome"]["outcome"] == "confirmed_discharge"
+    assert r.json()["state"] == "firing", "closing the case does not change what the data says"
+    assert running.post(f"/api/alerts/{aid}/notes", {"text": ""}).status_code == 422
+    entries = running.get("/api/audit", "admin").json()["entries"]
+    mine = [e for e in entries if e["target"] == aid]
+    assert [e["action"] for e in mine] == ["ack", "note", "close"]
+    assert all(e["who"] == "宛城区执法大队" and e["role"] == "enforcement" and e["at"] for e in mine)
+    assert running.get("/api/audit", "wancheng").status_code == 403
+
+
+def test_enforcement_of_one_district_cannot_see_or_touch_another(running: Running) -> None:
+    wait_until(lambda: bool(firing_alerts(running, "school")), timeout=60, interval=0.5)
+    other = firing_alerts(running, "school")[0]
+    assert [s["id"] for s in running.get("/api/sites", "wancheng").json()["sites"]] == ["hehua", "hospital"]
+    assert running.get("/api/sites/school", "wancheng").status_code == 404
+    assert running.get(f"/api/alerts/{other['id']}", "wancheng").status_code == 404
+    assert all(a["district"] == "宛城区" for a in running.get("/api/alerts", "wancheng").json()["alerts"])
+    assert running.post(f"/api/alerts/{other['id']}/ack", {}).status_code == 404
+
+
+def test_stream_sends_live_flows_of_visible_sites_only(running: Running) -> None:
+    with requests.get(running.url + "/api/stream", headers={"Authorization": "Bearer enforce-wancheng-0123456789"},
+                      stream=True, timeout=10) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        seen: set[str] = set()
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        event = None
+        for line in r.iter_lines(decode_unicode=True):
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "flow":
+                seen.add(json.loads(line[6:])["site"])
+            if seen >= {"hehua", "hospital"} or datetime.now(UTC) > deadline:
+                break
+    assert seen >= {"hehua", "hospital"} and "school" not in seen
+
+
+def test_secrets_never_appear_in_responses(running: Running) -> None:
+    blob = running.get("/openapi.json", None).text + running.get("/api/me", "admin").text + \
+        running.get("/api/sites", "admin").text
+    assert not any(t in blob for t in ("viewer-token-0123456789", "enforce-wancheng-0123456789",
+                                       "admin-token-0123456789"))
