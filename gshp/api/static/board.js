@@ -74,7 +74,7 @@ function fmtAge(seconds) {
 }
 
 function pct(balance) {
-  if (!balance) return "—";
+  if (!balance || balance.deficit_pct === null || balance.deficit_pct === undefined) return "—";
   const text = `${num(balance.deficit_pct, 1)}%`;
   return balance.complete === false ? `<span class="muted" title="${t("incomplete")}">${text}*</span>` : text;
 }
@@ -153,7 +153,7 @@ async function renderOverview() {
   select.value = state.district;
   const today = new Date(Date.now() - 86400000).toISOString().slice(0, 10);
   const rows = data.sites.map((s) => `
-    <tr class="site status-${esc(s.status)}" data-site="${esc(s.id)}" data-status="${esc(s.status)}">
+    <tr class="site row-${esc(s.status)}" data-site="${esc(s.id)}" data-status="${esc(s.status)}">
       <td><a href="#/sites/${encodeURIComponent(s.id)}">${esc(s.name)}</a></td>
       <td class="hide-narrow">${esc(s.district)}</td>
       <td>${badge(s.status)}</td>
@@ -274,7 +274,10 @@ async function renderSite(id) {
       <tbody>${meters}</tbody></table></div>
     ${maintenance ? `<h2>${t("maintenance")}</h2><ul>${maintenance}</ul>` : ""}
     <h2>${t("alerts")}</h2><div id="alerts">${s.alerts.length ? s.alerts.map(alertCard).join("") : `<p class="muted">${t("noAlerts")}</p>`}</div>`;
-  bindAlertForms(() => renderSite(id));
+  bindAlertForms(() => refreshAlerts(id));
+  $("#alerts").addEventListener("focusout", () => {
+    setTimeout(() => { if ($("#alerts") && $("#alerts").dataset.stale) refreshAlerts(id); }, 500);
+  });
   const history = s.history.slice();
   openStream(`site=${encodeURIComponent(id)}`, (kind, data) => {
     if (kind === "flow" && data.site === id) {
@@ -283,10 +286,26 @@ async function renderSite(id) {
       $("#chart").innerHTML = chart(history);
       $("#ext").textContent = num(data.extraction_m3h);
       $("#rei").textContent = num(data.reinjection_m3h);
-    } else if (kind === "alert" && data.site === id) {
-      renderSite(id);
+    } else if ((kind === "alert" || kind === "ack") && data.site === id) {
+      refreshAlerts(id);
     }
   });
+}
+
+/* Re-draw the alert list with fresh data, but never under an officer who is typing a note. */
+async function refreshAlerts(id) {
+  const box = $("#alerts");
+  if (!box) return;
+  const busy = box.contains(document.activeElement) ||
+    [...box.querySelectorAll("input[type=text]")].some((input) => input.value);
+  if (busy) {
+    box.dataset.stale = "1";
+    return;
+  }
+  const s = await api(`/api/sites/${encodeURIComponent(id)}`);
+  box.dataset.stale = "";
+  box.innerHTML = s.alerts.length ? s.alerts.map(alertCard).join("") : `<p class="muted">${t("noAlerts")}</p>`;
+  bindAlertForms(() => refreshAlerts(id));
 }
 
 function bindAlertForms(refresh) {
@@ -300,6 +319,8 @@ function bindAlertForms(refresh) {
       try {
         await api(`/api/alerts/${encodeURIComponent(form.dataset.alert)}/${action}`, {
           method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+        form.elements.text.value = "";
+        if (document.activeElement) document.activeElement.blur();
         refresh();
       } catch (err) {
         alert(err.message);

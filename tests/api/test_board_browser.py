@@ -1,0 +1,100 @@
+"""The live board in a real headless Chromium against a running service fed by the simulated city."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.api.conftest import TOKENS, Running
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run ./dev setup (it installs chromium and "
+                    "fonts-wqy-microhei)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()
+
+
+def open_board(browser: Browser, running: Running, token: str, width: int = 1280, height: int = 900) -> Page:
+    page = browser.new_page(viewport={"width": width, "height": height}, locale="zh-CN")
+    page.add_init_script(f"localStorage.setItem('gshp.token', '{TOKENS[token]}')")
+    page.goto(running.url + "/")
+    return page
+
+
+def test_overview_lists_every_site_and_the_discharging_one_turns_red(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "viewer")
+    expect(page.locator("tr.site")).to_have_count(3)
+    expect(page.locator("#sites")).to_contain_text("向阳荷花广场")
+    # the hospital drains 40 %: within the accelerated window it is flagged as a suspected discharge
+    hospital = page.locator("tr.site[data-site=hospital]")
+    expect(hospital).to_have_attribute("data-status", "discharge", timeout=60_000)
+    expect(hospital.locator(".badge")).to_have_text("疑似外排")
+    color = hospital.locator(".badge").evaluate("el => getComputedStyle(el).backgroundColor")
+    assert color == "rgb(198, 40, 40)"
+    expect(page.locator("tr.site[data-site=hehua]")).to_have_attribute("data-status", "normal")
+    expect(page.locator("#districts")).to_contain_text("宛城区")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "board-overview.png"), full_page=True)
+    page.locator("#lang").click()
+    expect(page.locator("header .brand")).to_have_text("Groundwater reinjection monitor")
+    expect(hospital.locator(".badge")).to_have_text("Suspected discharge")
+    page.close()
+
+
+def test_enforcement_can_acknowledge_on_the_site_page(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "wancheng")
+    page.goto(running.url + "/#/sites/hospital")
+    first = page.locator(".alert.kind-discharge").first
+    expect(first).to_be_visible(timeout=60_000)
+    expect(page.locator("#chart svg polyline")).to_have_count(3)
+    alert = page.locator(f".alert[data-alert-id='{first.get_attribute('data-alert-id')}']")
+    alert.locator("input[name=text]").fill("已派人核查")
+    alert.locator("button[data-action=ack]").click()
+    expect(alert.locator(".acked")).to_have_text("已确认")
+    expect(alert.locator(".notes")).to_contain_text("已派人核查")
+    page.screenshot(path=str(ARTIFACTS / "board-site.png"), full_page=True)
+    page.close()
+
+
+def test_viewer_sees_no_acknowledge_controls(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "viewer")
+    page.goto(running.url + "/#/sites/hospital")
+    expect(page.locator(".alert").first).to_be_visible(timeout=60_000)
+    expect(page.locator("button[data-action=ack]")).to_have_count(0)
+    page.close()
+
+
+def test_phone_width_keeps_the_page_inside_the_screen(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "viewer", width=390, height=844)
+    expect(page.locator("tr.site")).to_have_count(3)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "board-phone.png"), full_page=True)
+    page.close()
+
+
+def test_a_bad_token_asks_for_another(browser: Browser, running: Running) -> None:
+    page = browser.new_page()
+    page.add_init_script("localStorage.setItem('gshp.token', 'wrong')")
+    page.goto(running.url + "/")
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#loginError")).to_have_text("令牌无效")
+    page.locator("#token").fill(TOKENS["viewer"])
+    page.locator("#login button").click()
+    expect(page.locator("tr.site")).to_have_count(3)
+    page.close()
