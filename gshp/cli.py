@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # the scheduler logs every job run at INFO: far too chatty for an interval of seconds
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    # pymodbus logs every failed transaction with its raw frames; the poller reports failures itself
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -21,13 +21,14 @@ from collector.mqtt.ingester import MqttSource
 from collector.mqtt.profile import load_profiles
 from collector.mqtt.registers import RegisterCodec
 from collector.mqtt.topics import plan_routes
+from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.service import Source
 
 __all__ = ["REGISTER_CODEC", "SOURCES", "SourceConfigError", "build_sources", "deadletter_path",
            "register_source"]
 
-SourceFactory = Callable[[Config], Source | None]
+SourceFactory = Callable[[Config, Clock], Source | None]
 
 SOURCES: dict[str, SourceFactory] = {}
 
@@ -59,13 +60,15 @@ def register_source(name: str) -> Callable[[SourceFactory], SourceFactory]:
     return deco
 
 
-def build_sources(config: Config) -> list[Source]:
-    """Every registered source the config asks for; all problems of all sources at once."""
+def build_sources(config: Config, clock: Clock | None = None) -> list[Source]:
+    """Every registered source the config asks for; all problems of all sources at once. `clock` stamps
+    Modbus readings and judges MQTT device times (the service's clock: real, or accelerated in the demo)."""
+    clock = clock or SystemClock()
     out: list[Source] = []
     problems: list[str] = []
     for factory in SOURCES.values():
         try:
-            source = factory(config)
+            source = factory(config, clock)
         except SourceConfigError as err:
             problems += err.problems
             continue
@@ -81,7 +84,7 @@ def deadletter_path(config: Config) -> Path:
 
 
 @register_source("mqtt")
-def mqtt_source(config: Config) -> Source | None:
+def mqtt_source(config: Config, clock: Clock) -> Source | None:
     settings = config.mqtt
     if settings is None or not any(m.mqtt for s in config.sites for m in s.meters):
         return None
@@ -98,11 +101,11 @@ def mqtt_source(config: Config) -> Source | None:
     context = DecodeContext(tz=config.tz, max_clock_skew=settings.max_clock_skew, max_age=settings.max_age,
                             max_payload=settings.max_payload, codec=codec)
     store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
-    return MqttSource(settings, router, context, store)
+    return MqttSource(settings, router, context, store, clock=lambda: clock.now().timestamp())
 
 
 @register_source("modbus")
-def modbus_source(config: Config) -> Source | None:
+def modbus_source(config: Config, clock: Clock) -> Source | None:
     if not any(m.modbus for s in config.sites for m in s.meters):
         return None
     try:
@@ -111,4 +114,4 @@ def modbus_source(config: Config) -> Source | None:
         raise SourceConfigError([f"modbus_profiles: {err}"]) from None
     except ModbusConfigError as err:
         raise SourceConfigError([f"modbus: {p}" for p in err.problems]) from None
-    return ModbusSource(plan)
+    return ModbusSource(plan, clock=clock.now)

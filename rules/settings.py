@@ -129,7 +129,7 @@ class SequentialSettings(_Frozen):
 
 class QualitySettings(_Frozen):
     offline_after: Duration = timedelta(minutes=15)
-    silent_after: Duration = Field(default=timedelta(minutes=5),
+    silent_after: Duration = Field(default=timedelta(minutes=10),
                                    description="reinjection silent this long while extraction runs")
     silent_hold: Duration = timedelta(minutes=5)
     running_m3h: float = Field(default=1.0, ge=0, description="a meter above this rate is running")

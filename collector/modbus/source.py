@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from collector import metrics
 from collector.modbus.collection import CollectionPlan
 from collector.modbus.events import MeterEvent
+from collector.modbus.poller import utc_now
 from collector.modbus.service import ModbusCollector
 from collector.model import Reading
 from collector.outbox import OutboxError
@@ -28,8 +30,10 @@ class ModbusSource:
 
     name = "modbus"
 
-    def __init__(self, plan: CollectionPlan, on_event: Callable[[MeterEvent], None] | None = None) -> None:
+    def __init__(self, plan: CollectionPlan, on_event: Callable[[MeterEvent], None] | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.plan = plan
+        self.clock = clock
         self.on_event = on_event
         self.collector: ModbusCollector | None = None
         self._stop = asyncio.Event()
@@ -49,7 +53,7 @@ class ModbusSource:
                 log.info("Modbus readings are accepted again")
                 self._refusing = False
 
-        self.collector = ModbusCollector(self.plan, on_readings=sink, on_event=self._event)
+        self.collector = ModbusCollector(self.plan, on_readings=sink, on_event=self._event, clock=self.clock)
         scheduler = AsyncIOScheduler()
         self.collector.schedule(scheduler)
         scheduler.start()

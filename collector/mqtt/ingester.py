@@ -205,7 +205,7 @@ class MqttSource:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._paused:
             return  # not acknowledged: the broker redelivers it on the next connection
-        m = _Message(self._epoch, msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time(), bool(msg.dup))
+        m = _Message(self._epoch, msg.mid, msg.qos, msg.topic, bytes(msg.payload), self._clock(), bool(msg.dup))
         with self._cond:
             # The broker bounds what it sends unacknowledged (max_inflight); should it send more, wait
             # here: TCP backpressure, never an unbounded queue.

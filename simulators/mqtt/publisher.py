@@ -47,8 +47,9 @@ def _topic(route: Route, key: str) -> str:
 
 
 class DtuSimulator:
-    def __init__(self, settings: MqttSettings, router: Router, model: FlowModel, tz: tzinfo,
+    def __init__(self, settings: MqttSettings, router: Router, model: FlowModel | None, tz: tzinfo,
                  codec: RegisterCodec = NO_REGISTER_CODEC, window: int = 500) -> None:
+        """`model` drives `run(plan)`; a live feed passes None and calls `publish(readings)` instead."""
         self.router, self.model, self.tz, self.codec = router, model, tz, codec
         self.settings = settings.model_copy(update={"client_id": f"{settings.client_id}-sim"})
         self.client = make_client(self.settings)
@@ -87,7 +88,29 @@ class DtuSimulator:
         return [(gk[0], encode(routes[gk].profile, items, self.tz, self.codec))
                 for gk, items in groups.items()]
 
+    def connect(self) -> None:
+        """Connect in the background (for `publish`); `close()` ends it."""
+        self.client.connect_async(**connect_args(self.settings))
+        self.client.loop_start()
+
+    def publish(self, readings: list[Reading]) -> int:
+        """Publish one step's readings at QoS 1 (paho queues them while the broker is away)."""
+        n = 0
+        for topic, payload in self.messages(readings):
+            self.client.publish(topic, payload, qos=1)
+            n += 1
+        self.published += n
+        self.readings += len(readings)
+        return n
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
     def run(self, plan: SimPlan) -> None:
+        if self.model is None:
+            raise ValueError("run(plan) needs a flow model")
+        model = self.model
         self.client.connect_async(**connect_args(self.settings))
         self.client.loop_start()
         pending: deque[int] = deque()
@@ -99,7 +122,7 @@ class DtuSimulator:
                 due = began + (t - plan.start).total_seconds() / plan.speed
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     break
-                readings = self.model.step(t, plan.interval)
+                readings = model.step(t, plan.interval)
                 if plan.count is not None:
                     readings = readings[:max(0, plan.count - self.readings)]
                 for topic, payload in self.messages(readings):
