@@ -19,7 +19,7 @@ from typing import Any
 from collector.model import Reading, Role
 from simulators.modbus.flow import MeterModel, ScaledFlow, TrueFlow
 
-__all__ = ["CITY", "CityPhysics", "LocalDayFlow", "MeterPlan", "NightDrain", "SitePlan", "city_config"]
+__all__ = ["CITY", "CityPhysics", "LocalDayFlow", "MeterPlan", "NightDrain", "SitePlan", "city_config", "meter_plan"]
 
 DAY_S = 86_400.0
 
@@ -96,12 +96,14 @@ class SitePlan:
         return self.drain == 0 and all(m.silent_after_h is None for m in self.meters)
 
 
-def _m(spec: str, bias: float = 0.0, silent_after_h: float | None = None) -> MeterPlan:
+def meter_plan(spec: str, bias: float = 0.0, silent_after_h: float | None = None) -> MeterPlan:
     """``E1@modbus`` → extraction meter E1 read over Modbus."""
     mid, _, source = spec.partition("@")
     role = {"E": Role.EXTRACTION, "R": Role.REINJECTION, "D": Role.DISCHARGE}[mid[0]]
     return MeterPlan(mid, role, source, bias, silent_after_h)
 
+
+_m = meter_plan
 
 CITY: tuple[SitePlan, ...] = (
     SitePlan("hehua-plaza", "向阳荷花广场", "宛城区", (_m("E1@modbus", 0.002), _m("R1@mqtt", -0.003),

@@ -14,6 +14,8 @@ import requests
 from gshp.config import Config, parse_config
 from gshp.devstack import Influxd, free_port
 from gshp.service import Service
+from simulators.city import CityPhysics, SitePlan
+from simulators.city import meter_plan as _m
 from simulators.clock import SimClock
 from simulators.feed import SimulatedFeed
 from tests.helpers import wait_until
@@ -71,7 +73,11 @@ def running(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Itera
     port = free_port()
     config = parse_config(city_yaml(root / "state", influxd.url, "api_city", port))
     clock = SimClock(speed=600)
-    feed = SimulatedFeed(config.sites, clock, interval_s=30, discharge={"hospital": 0.4, "school": 0.4})
+    plans = (SitePlan("hehua", "向阳荷花广场", "宛城区", (_m("E1@feed"), _m("R1@feed", 0.002)), 40),
+             SitePlan("hospital", "宛城区人民医院", "宛城区", (_m("E1@feed"), _m("R1@feed"), _m("R2@feed")), 80,
+                      drain=0.4),
+             SitePlan("school", "卧龙区第一中学", "卧龙区", (_m("E1@feed"), _m("R1@feed")), 60, drain=0.4))
+    feed = SimulatedFeed(CityPhysics(plans, clock.start, config.tz), clock, interval_s=30)
     service = Service(config, sources=[feed], clock=clock)
     thread = threading.Thread(target=asyncio.run, args=(service.serve(),), daemon=True)
     thread.start()
