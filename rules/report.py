@@ -136,6 +136,7 @@ class DailyReport:
     district: str | None  # the district filter, None = all
     online_threshold_pct: float
     step_s: float  # the evaluation interval the coverage is counted in
+    alerts_known: bool  # False when no alert store was read: alert columns stay empty, not zero
     sites: tuple[SiteDay, ...]
     districts: tuple[DistrictDay, ...]
     total: DistrictDay
@@ -235,10 +236,12 @@ def district_days(sites: Sequence[SiteDay], online_threshold_pct: float = ONLINE
 
 
 def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings: RulesSettings,
-                         readings: Readings, alerts: Iterable[AlertSpan] = (), district: str | None = None,
+                         readings: Readings, alerts: Iterable[AlertSpan] | None = None,
+                         district: str | None = None,
                          online_threshold_pct: float = ONLINE_THRESHOLD_PCT) -> DailyReport:
     """The report of one local day. `readings` should span `reading_span(day, …)`; readings outside it
-    are harmless. Sites are listed in config order, grouped by district."""
+    are left out. `alerts` None means no alert record was available (not that there were none). Sites are
+    listed in config order, grouped by district."""
     chosen = [s for s in sites if district is None or s.district == district]
     if district is not None and not chosen:
         known = ", ".join(sorted({s.district for s in sites})) or "none are configured"
@@ -256,7 +259,7 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     if start.timestamp() % step or end.timestamp() % step:
         notes.append(f"local midnight is not on the {step:g}s evaluation grid: the day's edges are moved "
                      "back to the interval holding them")
-    alert_list = list(alerts)
+    alert_list = list(alerts) if alerts is not None else []
     rows: dict[tuple[str, str], list[int]] = {}
     for i in range(i0, i1):
         rows.setdefault((readings.site[i], readings.meter[i]), []).append(i)  # sorted by ts, as readings are
@@ -270,5 +273,6 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     by_district = sorted(days, key=lambda d: rank[d.district])
     per, overall = district_days(by_district, online_threshold_pct)
     return DailyReport(day=day, timezone=str(tz), start=start, end=end, district=district,
-                       online_threshold_pct=online_threshold_pct, step_s=step, sites=tuple(by_district),
+                       online_threshold_pct=online_threshold_pct, step_s=step, alerts_known=alerts is not None,
+                       sites=tuple(by_district),
                        districts=per, total=overall, notes=tuple(notes))
