@@ -5,12 +5,15 @@ from gshp.report.build import FlowReader, alert_spans, build_daily_report, read_
 from gshp.report.render import FORMATS, Rendered, ReportFormat, render
 from rules.report import DailyReport, DistrictDay, ReportError, SiteDay
 
+Report = DailyReport
+
 __all__ = [
     "FORMATS",
     "DailyReport",
     "DistrictDay",
     "FlowReader",
     "Rendered",
+    "Report",
     "ReportError",
     "ReportFormat",
     "SiteDay",
