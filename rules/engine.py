@@ -30,7 +30,7 @@ from rules.roles import role_at, roles_constant
 from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_update
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
 from rules.store import AlertStore
-from rules.windows import Ledger, interval_of
+from rules.windows import IntervalSeries, Ledger, interval_of
 
 __all__ = ["Engine", "EngineError", "EngineStats"]
 
@@ -90,7 +90,8 @@ class Engine:
     """Thread-safe: `ingest` and `evaluate` may be called from different threads."""
 
     def __init__(self, sites: Sequence[Site], settings: RulesSettings, tz: tzinfo = UTC,
-                 store: AlertStore | None = None, language: Language | None = None) -> None:
+                 store: AlertStore | None = None, language: Language | None = None,
+                 keep: timedelta | None = None) -> None:
         self.settings = settings
         self.tz = tz
         self.store = store if store is not None else AlertStore(":memory:")
@@ -104,6 +105,8 @@ class Engine:
             longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval,
                                                                      rs.balance.transit_lag])
             retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
+            if keep is not None:  # reports read a whole day (and its margins) back from the ledger
+                retention = max(retention, math.ceil(keep.total_seconds() / self.step_s) + 4)
             meters = {m.id: _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, retention))
                       for m in site.meters}
             st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance),
@@ -464,6 +467,26 @@ class Engine:
         return {"extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "deficit_m3": round(e - r, 3),
                 "deficit_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None, "complete": e_ok and r_ok,
                 "end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz))}
+
+    def intervals(self, site_id: str, start: datetime, end: datetime) -> dict[str, IntervalSeries]:
+        """Per meter, the ledger's intervals from the one holding `start` up to the one before the one
+        holding `end` (for reports): each interval's volume, and whether it is known — kept, not unknown,
+        and inside the span the meter reported (a reading at or before its start and at or after its
+        end), the same test `balance` applies to a window."""
+        ka, kb = interval_of(start.timestamp(), self.step_s), interval_of(end.timestamp(), self.step_s)
+        out: dict[str, IntervalSeries] = {}
+        with self._lock:
+            for mid, ms in self._site(site_id).meters.items():
+                first, last = ms.track.first_ts, ms.track.last_ts
+                vols: list[float] = []
+                known: list[bool] = []
+                for n, (v, ok) in enumerate(ms.ledger.intervals(ka, kb)):
+                    a = (ka + n) * self.step_s
+                    vols.append(v)
+                    known.append(ok and first is not None and last is not None and first <= a
+                                 and last >= a + self.step_s)
+                out[mid] = IntervalSeries(ka, tuple(vols), tuple(known))
+        return out
 
     def alert_states(self, site_id: str) -> dict[str, AlertState]:
         with self._lock:

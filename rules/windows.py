@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Ledger", "WindowSum", "interval_of", "spread"]
+__all__ = ["IntervalSeries", "Ledger", "WindowSum", "interval_of", "spread"]
 
 
 def interval_of(t: float, step_s: float) -> int:
@@ -43,6 +43,16 @@ def spread(t0: float, t1: float, volume: float, step_s: float) -> list[tuple[int
 class WindowSum:
     volume_m3: float
     complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalSeries:
+    """One meter's intervals k_start, k_start+1, …: each interval's volume and whether it is known
+    (kept, not marked unknown, and inside the meter's reported span)."""
+
+    k_start: int
+    volumes: tuple[float, ...]
+    known: tuple[bool, ...]
 
 
 class Ledger:
@@ -107,3 +117,14 @@ class Ledger:
         if i1 > len(self._vol):
             return WindowSum(sum(self._vol[i0:]), False)
         return WindowSum(sum(self._vol[i0:i1]), not any(self._unknown[i0:i1]))
+
+    def intervals(self, k_start: int, k_end: int) -> list[tuple[float, bool]]:
+        """(volume, known) of each interval k_start … k_end−1; an interval not kept is (0.0, False)."""
+        out: list[tuple[float, bool]] = []
+        for k in range(k_start, k_end):
+            i = -1 if self._base is None else k - self._base
+            if 0 <= i < len(self._vol):
+                out.append((self._vol[i], not self._unknown[i]))
+            else:
+                out.append((0.0, False))
+        return out

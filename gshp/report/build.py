@@ -1,0 +1,104 @@
+"""Gathering a day's report: readings from InfluxDB (or a recorded CSV), alerts from the alert store, the
+computation in `rules.report`. The HTTP API and `gshp report` call the same `build_daily_report`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import Protocol
+
+import pandas as pd
+
+from collector.model import Site
+from gshp.config import Config
+from rules.replay import REQUIRED, Readings, readings_from_frame
+from rules.report import (
+    ONLINE_THRESHOLD_PCT,
+    AlertSpan,
+    DailyReport,
+    ReportError,
+    compute_daily_report,
+    reading_span,
+)
+from rules.store import AlertStore
+
+__all__ = ["FlowReader", "Progress", "alert_spans", "build_daily_report", "read_flow"]
+
+Progress = Callable[[int, int, str], None]
+"""Called with (done, total, what) after each site's readings are read."""
+
+
+class FlowReader(Protocol):
+    """What a report reads readings through (`collector.influx.reader.InfluxReader`)."""
+
+    def flow(self, start: datetime, stop: datetime, site: str | None = None) -> pd.DataFrame: ...
+
+
+def _chosen(config: Config, district: str | None) -> list[Site]:
+    chosen = [s for s in config.sites if district is None or s.district == district]
+    if not chosen:
+        known = ", ".join(sorted({s.district for s in config.sites})) or "none are configured"
+        if district is None:
+            raise ReportError("the config lists no sites: add them under `sites:`")
+        raise ReportError(f"no site in district {district!r} (known districts: {known})")
+    return chosen
+
+
+def read_flow(reader: FlowReader, sites: Sequence[Site], start: datetime, stop: datetime,
+              progress: Progress | None = None) -> Readings:
+    """The readings of `sites` in [start, stop), one query per site (the site id is quoted by the reader)."""
+    frames = []
+    for n, site in enumerate(sites, 1):
+        df = reader.flow(start, stop, site=site.id)
+        if len(df):
+            frames.append(df)
+        if progress is not None:
+            progress(n, len(sites), site.id)
+    if not frames:
+        return readings_from_frame(pd.DataFrame({c: pd.Series([], dtype=float if c in ("ts", "rate_m3h",
+                                                                                       "total_m3") else object)
+                                                 for c in REQUIRED}))
+    return readings_from_frame(pd.concat(frames, ignore_index=True))
+
+
+def _when(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def alert_spans(store: AlertStore, sites: Iterable[str]) -> list[AlertSpan]:
+    """Every stored alert of `sites` as a span; `fired` is read from its transitions when it resolved."""
+    wanted = set(sites)
+    out = []
+    for a in store.history():
+        if a.site not in wanted:
+            continue
+        fired = a.state == "firing" or (a.state == "resolved"
+                                        and any(t.get("state") == "firing" for t in store.transitions(a.id)))
+        out.append(AlertSpan(id=a.id, site=a.site, rule=a.rule, kind=a.kind, severity=a.severity,
+                             start=datetime.fromtimestamp(a.starts_ts, UTC), end=_when(a.ends_at), fired=fired))
+    return out
+
+
+def build_daily_report(config: Config, day: date, district: str | None, reader: FlowReader | Readings,
+                       store: AlertStore | None, online_threshold_pct: float = ONLINE_THRESHOLD_PCT,
+                       progress: Progress | None = None) -> DailyReport:
+    """The daily balance report of `day` (a local date in `config.tz`), optionally of one district.
+
+    `reader` is an `InfluxReader` (or anything with its `flow(start, stop, site)`), or readings already
+    parsed (`rules.replay.parse_readings`, for recorded CSV). `store` gives the alerts; None = no alerts
+    known (the report then says nothing about alerts, it does not claim there were none).
+    """
+    sites = _chosen(config, district)
+    if isinstance(reader, Readings):
+        readings = reader
+        if progress is not None:
+            progress(len(sites), len(sites), "readings")
+    else:
+        start, stop = reading_span(day, config.tz, config.rules, sites)
+        readings = read_flow(reader, sites, start, stop, progress)
+    alerts = alert_spans(store, (s.id for s in sites)) if store is not None else None
+    return compute_daily_report(day, config.tz, config.sites, config.rules, readings, alerts, district,
+                                online_threshold_pct)
