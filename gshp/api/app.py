@@ -26,6 +26,7 @@ from collector.model import Site
 from gshp import __version__
 from gshp.api.auth import Authenticator, Principal
 from gshp.api.status import SiteStatus, district_counts, site_status
+from gshp.report import ReportError, build_daily_report, render
 
 if TYPE_CHECKING:
     from gshp.service import Service
@@ -278,6 +279,35 @@ def create_app(service: Service) -> FastAPI:
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    # -- reports -------------------------------------------------------------------------------------
+
+    @app.get("/api/reports/daily", tags=["api"])
+    def daily_report(date: str, district: str | None = None, format: str = "csv", language: str = "zh",
+                     who: Principal = viewer) -> Response:
+        """The daily balance report (the same as `gshp report`): csv, xlsx or html, zh or en."""
+        try:
+            day = datetime.strptime(date, "%Y-%m-%d").date()
+        except ValueError:
+            raise HTTPException(422, "date: write YYYY-MM-DD") from None
+        if format not in ("csv", "xlsx", "html") or language not in ("zh", "en"):
+            raise HTTPException(422, "format: csv, xlsx or html; language: zh or en")
+        if district is not None and not who.sees(district):
+            raise HTTPException(404, f"no district {district!r}")
+        if district is None and who.districts is not None:
+            if len(who.districts) != 1:
+                raise HTTPException(422, "district: choose one of your districts")
+            district = next(iter(who.districts))
+        try:
+            report = build_daily_report(config, day, district, service.reader, service.store)
+        except ReportError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except QueryError as exc:
+            raise HTTPException(503, f"history is unavailable: {exc}") from None
+        out = render(report, format, language)
+        return Response(out.body, media_type=out.content_type, headers={
+            "Content-Disposition": f"attachment; filename=\"gshp-daily-{day}.{format}\"; "
+                                   f"filename*=UTF-8''{quote(out.filename)}"})
 
     # -- the board -----------------------------------------------------------------------------------
 

@@ -165,3 +165,19 @@ def test_secrets_never_appear_in_responses(running: Running) -> None:
         running.get("/api/sites", "admin").text
     assert not any(t in blob for t in ("viewer-token-0123456789", "enforce-wancheng-0123456789",
                                        "admin-token-0123456789"))
+
+
+def test_daily_report_download_is_scoped_to_the_callers_districts(running: Running,
+                                                                  hospital_alert: dict[str, object]) -> None:
+    day = running.service.clock.now().astimezone(running.config.tz).date().isoformat()
+    r = running.get("/api/reports/daily", params={"date": day, "format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    text = r.content.decode("utf-8-sig")
+    assert "宛城区人民医院" in text and "卧龙区第一中学" in text
+    assert "filename*=UTF-8''" in r.headers["content-disposition"]
+    mine = running.get("/api/reports/daily", "wancheng", params={"date": day}).content.decode("utf-8-sig")
+    assert "宛城区人民医院" in mine and "卧龙区第一中学" not in mine
+    assert running.get("/api/reports/daily", "wancheng", params={"date": day, "district": "卧龙区"}).status_code == 404
+    html = running.get("/api/reports/daily", params={"date": day, "format": "html", "language": "en"})
+    assert html.headers["content-type"].startswith("text/html") and "<html" in html.text
+    assert running.get("/api/reports/daily", params={"date": "yesterday"}).status_code == 422
