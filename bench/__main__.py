@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import importlib
 import sys
 
 from bench.table import Row, markdown, text
 
-BENCHES = ["bench.outbox"]
+BENCHES = ["bench.outbox", "bench.modbus", "bench.mqtt", "bench.detection"]
 
 
 def main() -> int:
@@ -19,6 +20,9 @@ def main() -> int:
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--only", nargs="*", help="run only these benchmark modules (e.g. bench.outbox)")
     args = p.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    for noisy in ("apscheduler", "pymodbus", "collector", "gshp", "rules"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     rows: list[Row] = []
     for name in args.only or BENCHES:
         print(f"running {name} …", file=sys.stderr, flush=True)

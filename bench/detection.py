@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import yaml
 
+from bench.table import Row
 from gshp.config import parse_config
 from rules.engine import Engine
 from rules.events import AlertEvent
@@ -110,6 +111,19 @@ def table(outcomes: Sequence[Outcome]) -> str:
     lines.append(f"honest site-days: {site_days:g}; false discharge alerts: {false} "
                  f"({false / site_days if site_days else 0:.3f} per site-day); pending (not firing): {pend}")
     return "\n".join(lines)
+
+
+def run() -> list[Row]:
+    """Detection delay per case (each against its target) and false discharge alerts per honest site-day."""
+    outcomes = run_all(list(SCENARIOS), 2)
+    rows = [Row(f"detection: {o.name} → {o.first_rule or 'no alert'}", (o.delay_s or 0) / 60, "min", None, "",
+                f"≤ {o.within_s / 60:.0f} min" + ("" if o.ok else " — MISSED"))
+            for o in outcomes if o.expect_kind != "none" and o.within_s is not None]
+    honest = [o for o in outcomes if o.expect_kind == "none"]
+    days = sum(o.days for o in honest)
+    rows.append(Row(f"false discharge alerts over {days:g} honest site-days", sum(o.false_discharge for o in honest),
+                    "alerts", None, "", "0"))
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:

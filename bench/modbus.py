@@ -23,10 +23,12 @@ import subprocess
 import sys
 import time
 from datetime import UTC
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pymodbus.client import AsyncModbusTcpClient
 
+from bench.table import Row
 from collector.modbus import PROFILES, Gateway, ModbusCollector, plan_collection
 from collector.model import Reading, Site
 from simulators.modbus import ModbusSimServer, ModelClock, Scenario, image_size, range_units
@@ -63,8 +65,9 @@ async def serve(ports: list[int], seconds: float) -> None:
 
 
 def start_sims(ports: list[int], seconds: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", ",".join(map(str, ports)),
-                             "--serve-seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen([sys.executable, "-m", "bench.modbus", "--serve", ",".join(map(str, ports)),
+                             "--serve-seconds", str(seconds)], stdout=subprocess.PIPE, text=True, cwd=root)
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         proc.kill()
@@ -156,6 +159,50 @@ async def scale(ports: list[int], seconds: float) -> tuple[int, int, int, float,
     return collector.plan.meter_count, collector.overruns - overruns0, collector.skipped - skipped0, rate, cpu
 
 
+def measure(seconds: float = 3.0, gateways: int = 4, rounds: int = 3, scale_seconds: float = 10.0) -> dict[str, float]:
+    """Throughput of the collector against a bare pymodbus loop (alternating rounds, medians), then the
+    1000-meter scale run."""
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    ports = free_ports(gateways)
+    sims = start_sims(ports, 2 * rounds * (seconds + 2) + 10)
+    results: dict[str, list[tuple[float, float]]] = {"bare": [], "collector": []}
+    try:
+        for _ in range(rounds):  # alternate, so background load hits both alike
+            for name, fn in (("bare", bare_loop), ("collector", collector_loop)):
+                c0 = time.process_time()
+                rate = asyncio.run(fn(ports, seconds))
+                cpu_us = (time.process_time() - c0) / max(rate * seconds, 1) * 1e6
+                results[name].append((rate, cpu_us))
+    finally:
+        sims.terminate()
+        sims.wait(10)
+    bare, bare_cpu = (statistics.median(x) for x in zip(*results["bare"], strict=True))
+    coll, coll_cpu = (statistics.median(x) for x in zip(*results["collector"], strict=True))
+    ports = free_ports(125)
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w0 = time.perf_counter()
+    sims = start_sims(ports, scale_seconds + 15)
+    try:
+        meters, overruns, skipped, rate, cpu = asyncio.run(scale(ports, scale_seconds))
+    finally:
+        sims.terminate()
+        sims.wait(10)
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sim_cpu = (child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime) / (
+        time.perf_counter() - w0)
+    return {"bare": bare, "bare_cpu_us": bare_cpu, "collector": coll, "collector_cpu_us": coll_cpu,
+            "scale_meters": meters, "scale_overruns": overruns, "scale_skipped": skipped, "scale_rate": rate,
+            "scale_cpu": cpu, "sim_cpu": sim_cpu}
+
+
+def run() -> list[Row]:
+    m = measure()
+    return [Row(f"Modbus poll: {4 * UNITS} simulated TUF-2000M meters", m["collector"], "meters/s", m["bare"],
+                "bare pymodbus loop, same registers", "≥ 0.6×"),
+            Row(f"Modbus: {m['scale_meters']:.0f} meters at 1 s interval (overruns: {m['scale_overruns']:.0f})",
+                m["scale_rate"], "readings/s", None, "", "no overruns")]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput run")
@@ -170,43 +217,16 @@ def main() -> int:
     if args.serve:
         asyncio.run(serve([int(p) for p in args.serve.split(",")], args.serve_seconds))
         return 0
-
-    ports = free_ports(args.gateways)
-    sims = start_sims(ports, 2 * args.rounds * (args.seconds + 2) + 10)
-    results: dict[str, list[tuple[float, float]]] = {"bare": [], "collector": []}
-    try:
-        for _ in range(args.rounds):  # alternate, so background load hits both alike
-            for name, fn in (("bare", bare_loop), ("collector", collector_loop)):
-                c0 = time.process_time()
-                rate = asyncio.run(fn(ports, args.seconds))
-                cpu_us = (time.process_time() - c0) / max(rate * args.seconds, 1) * 1e6
-                results[name].append((rate, cpu_us))
-    finally:
-        sims.terminate()
-        sims.wait(10)
-    bare, bare_cpu = (statistics.median(x) for x in zip(*results["bare"], strict=True))
-    coll, coll_cpu = (statistics.median(x) for x in zip(*results["collector"], strict=True))
+    m = measure(args.seconds, args.gateways, args.rounds, args.scale_seconds)
     print(f"throughput ({args.gateways} gateways x {UNITS} TUF-2000M units, median of {args.rounds} "
           f"alternating {args.seconds:g}s runs; simulators in a child process):")
-    print(f"  bare pymodbus loop : {bare:8.0f} meters/s  {bare_cpu:6.0f} us CPU/meter")
-    print(f"  collector          : {coll:8.0f} meters/s  {coll_cpu:6.0f} us CPU/meter")
-    print(f"  ratio              : {coll / bare:8.2f}x  (goal >= 0.6)")
-
-    ports = free_ports(125)
-    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    w0 = time.perf_counter()
-    sims = start_sims(ports, args.scale_seconds + 15)
-    try:
-        meters, overruns, skipped, rate, cpu = asyncio.run(scale(ports, args.scale_seconds))
-    finally:
-        sims.terminate()
-        sims.wait(10)
-    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sim_cpu = (child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime) / (
-        time.perf_counter() - w0)
-    print(f"scale: {meters} meters on 125 gateways at 1s interval for {args.scale_seconds:g}s:")
-    print(f"  readings/s {rate:.0f}, overruns {overruns}, skipped cycles {skipped}, "
-          f"collector CPU {cpu:.0%} of one core (simulator process {sim_cpu:.0%} over its lifetime)")
+    print(f"  bare pymodbus loop : {m['bare']:8.0f} meters/s  {m['bare_cpu_us']:6.0f} us CPU/meter")
+    print(f"  collector          : {m['collector']:8.0f} meters/s  {m['collector_cpu_us']:6.0f} us CPU/meter")
+    print(f"  ratio              : {m['collector'] / m['bare']:8.2f}x  (goal >= 0.6)")
+    print(f"scale: {m['scale_meters']:.0f} meters on 125 gateways at 1s interval for {args.scale_seconds:g}s:")
+    print(f"  readings/s {m['scale_rate']:.0f}, overruns {m['scale_overruns']:.0f}, skipped cycles "
+          f"{m['scale_skipped']:.0f}, collector CPU {m['scale_cpu']:.0%} of one core (simulator process "
+          f"{m['sim_cpu']:.0%} over its lifetime)")
     return 0
 
 
