@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import importlib
+import logging
 import sys
 
 from bench.table import Row, markdown, text
