@@ -298,10 +298,13 @@ class MqttSource:
         self._ack(batch)
 
     def _ack(self, batch: list[_Message]) -> None:
-        n = 0
         with self._ack_lock:
+            epoch = self._epoch
+            puback = [m.mid for m in batch if m.qos == 1 and m.epoch == epoch]
+            self._client.ack_many(puback)  # one write for the batch
+            n = len(puback)
             for m in batch:
-                if m.qos and m.epoch == self._epoch:
+                if m.qos == 2 and m.epoch == epoch:
                     self._client.ack(m.mid, m.qos)
                     n += 1
         self.acked += n
