@@ -1,10 +1,11 @@
 """The MQTT source: subscribe, decode, commit, then acknowledge — at-least-once from DTU to outbox.
 
 Threads: paho's network thread receives and hands each message to a bounded inbox; the ingest thread
-takes batches (up to `batch_max` messages, gathered for at most `batch_wait`), decodes them, commits the
-readings through `accept` (on the service's event loop, so listeners run where every source's readings
-arrive) and the rejects to the dead-letter store, and only then acknowledges every message of the batch
-(manual ack). A crash at any point leaves the unacknowledged messages with the broker, which redelivers
+takes batches (up to `batch_max` messages and half of `max_inflight`, gathered for at most `batch_wait`)
+and decodes them; a commit thread commits the readings through `accept` (on the service's event loop, so
+listeners run where every source's readings arrive) and the rejects to the dead-letter store while the
+next batch is decoded; only then is every message of the batch acknowledged (manual ack, one write).
+A crash at any point leaves the unacknowledged messages with the broker, which redelivers
 them to the persistent session; the points they produce are identical (same tags, same device time), so
 InfluxDB stores them once, and readings carry the device time so the rule engine can drop repeats by
 (site, meter, ts).
