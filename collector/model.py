@@ -7,11 +7,11 @@ hundreds of thousands of times per second on the ingest path and validates itsel
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from math import isfinite
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -184,17 +184,21 @@ class Reading:
     error_code: int | None = None
 
     def __post_init__(self) -> None:
-        if self.ts.tzinfo is None or self.ts.utcoffset() is None:
-            raise ModelError(f"reading {self.site}/{self.meter}: ts must be timezone-aware, got {self.ts!r}")
-        if self.ts.utcoffset() != UTC.utcoffset(None):
-            object.__setattr__(self, "ts", self.ts.astimezone(UTC))
-        if self.rate_m3h is None and self.total_m3 is None:
+        # on the ingest path for every reading: the common case (UTC, finite numbers) costs few calls
+        ts = self.ts
+        if ts.tzinfo is not UTC:
+            offset = ts.utcoffset()
+            if offset is None:
+                raise ModelError(f"reading {self.site}/{self.meter}: ts must be timezone-aware, got {ts!r}")
+            if offset:
+                object.__setattr__(self, "ts", ts.astimezone(UTC))
+        rate, total, signal = self.rate_m3h, self.total_m3, self.signal_pct
+        if rate is None and total is None:
             raise ModelError(f"reading {self.site}/{self.meter}: neither rate nor total")
-        for name in ("rate_m3h", "total_m3", "signal_pct"):
-            v = getattr(self, name)
-            if v is not None and not math.isfinite(v):
+        for name, v in (("rate_m3h", rate), ("total_m3", total), ("signal_pct", signal)):
+            if v is not None and not isfinite(v):
                 raise ModelError(f"reading {self.site}/{self.meter}: {name} is not a finite number ({v!r})")
-        if self.total_m3 is not None and self.total_m3 < 0:
-            raise ModelError(f"reading {self.site}/{self.meter}: total_m3 is negative ({self.total_m3})")
-        if self.signal_pct is not None and not 0 <= self.signal_pct <= 100:
-            raise ModelError(f"reading {self.site}/{self.meter}: signal_pct {self.signal_pct} not in 0..100")
+        if total is not None and total < 0:
+            raise ModelError(f"reading {self.site}/{self.meter}: total_m3 is negative ({total})")
+        if signal is not None and not 0 <= signal <= 100:
+            raise ModelError(f"reading {self.site}/{self.meter}: signal_pct {signal} not in 0..100")

@@ -1,29 +1,148 @@
-"""Building a paho-mqtt client from `MqttSettings`: protocol, persistent session, TLS, credentials."""
+"""Building a paho-mqtt client from `MqttSettings`: protocol, persistent session, TLS, credentials.
+
+`Client` is paho's client with a cheaper receive and acknowledge path for a high message rate (paho's own
+protocol handling, state machine, reconnect and TLS are unchanged):
+
+* the socket is wrapped in `BufferedSocket`, so paho's three small `recv` calls per packet (command byte,
+  remaining length, body) are served from one large read. The wrapper reports the bytes it holds through
+  `pending()`, which paho's loop already consults (for TLS) to skip its `select` and read on; and
+  `loop_read` goes on reading packets while whole ones are buffered, instead of one packet per `select`;
+* a message goes straight to `on_message` when no per-topic callback is registered (paho otherwise walks
+  its topic matcher for every message);
+* `ack_many` acknowledges a batch of QoS 1 messages as one write of concatenated PUBACK packets, with one
+  wake-up of the network thread, instead of one queued packet, wake-up and `send` per message.
+"""
 
 from __future__ import annotations
 
 import ssl
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from collector.mqtt.settings import MqttProtocol, MqttSettings
 
-__all__ = ["connect_args", "make_client", "subscribe_args"]
+__all__ = ["BufferedSocket", "Client", "connect_args", "make_client", "subscribe_args"]
+
+READ_SIZE = 64 * 1024  # bytes asked of the socket per read: several hundred small PUBLISH packets
+_MAX_PACKETS_PER_READ = 4096  # packets `loop_read` takes from the buffer before paho's loop runs again
+_PUBACK = struct.Struct("!BBH")
 
 
-def make_client(settings: MqttSettings, client_id: str | None = None) -> mqtt.Client:
+class BufferedSocket:
+    """A socket (plain or TLS) whose small reads are served from one large `recv`.
+
+    Reads return at most what was asked, like `socket.recv`; when the buffer is empty the wrapped socket is
+    read once (so `BlockingIOError` and `ssl.SSLWantReadError` reach paho as before). `pending()` counts
+    the buffered bytes and the TLS layer's decrypted ones: paho's loop does not wait in `select` while it
+    is above zero. Everything else is the wrapped socket's.
+    """
+
+    def __init__(self, sock: Any, read_size: int = READ_SIZE) -> None:
+        self._sock = sock
+        self._read_size = read_size
+        self._buf = b""
+        self._pos = 0
+        self._tls_pending = getattr(sock, "pending", None)
+
+    def recv(self, bufsize: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            data: bytes = self._sock.recv(max(bufsize, self._read_size))
+            if len(data) <= bufsize:
+                return data
+            self._buf, self._pos = data, bufsize
+            return data[:bufsize]
+        end = pos + bufsize
+        self._pos = end
+        if end >= len(buf):
+            self._buf, self._pos = b"", 0
+        return buf[pos:end]
+
+    def buffered(self) -> int:
+        """Bytes read from the socket and not yet handed out."""
+        return len(self._buf) - self._pos
+
+    def pending(self) -> int:
+        """Bytes readable without waiting: buffered here or decrypted by TLS."""
+        extra = self._tls_pending() if self._tls_pending is not None else 0
+        return len(self._buf) - self._pos + int(extra)
+
+    def send(self, buffer: bytes | bytearray) -> int:
+        return int(self._sock.send(buffer))
+
+    def close(self) -> None:
+        self._buf, self._pos = b"", 0
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return int(self._sock.fileno())
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class Client(mqtt.Client):
+    """paho's client with a buffered socket, batched reads, a direct `on_message` and `ack_many`."""
+
+    _filtered_callbacks = False
+
+    def _create_socket(self) -> Any:
+        return BufferedSocket(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        sock = self._sock
+        n = 0
+        while (rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(sock, BufferedSocket) and sock.buffered()
+               and n < _MAX_PACKETS_PER_READ):
+            rc = super().loop_read(max_packets)
+            n += 1
+        return rc
+
+    def message_callback_add(self, sub: str, callback: mqtt.CallbackOnMessage) -> None:
+        self._filtered_callbacks = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        on_message = self._on_message
+        if self._filtered_callbacks or on_message is None:
+            super()._handle_on_message(message)
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
+    def ack_many(self, mids: Sequence[int]) -> MQTTErrorCode:
+        """Acknowledge QoS 1 messages (manual ack) with one queued write of their PUBACK packets."""
+        if not mids:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        pack = _PUBACK.pack
+        packet = b"".join([pack(mqtt.PUBACK, 2, mid) for mid in mids])
+        return self._packet_queue(mqtt.PUBACK, packet, 0, 1)
+
+
+def make_client(settings: MqttSettings, client_id: str | None = None) -> Client:
     """A VERSION2-callback client with a fixed id and a persistent session (not connected yet)."""
     cid = client_id or settings.client_id
     if settings.protocol is MqttProtocol.V5:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        client = Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
     else:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False,
-                             protocol=mqtt.MQTTv311)
+        client = Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False,
+                        protocol=mqtt.MQTTv311)
     if settings.username is not None:
         client.username_pw_set(settings.username,
                                settings.password.get_secret_value() if settings.password else None)

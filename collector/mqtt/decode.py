@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+import orjson
+
 from collector.duration import format_duration
 from collector.model import ModelError, Reading, Role
 from collector.mqtt.errors import Rejected, RejectReason
@@ -24,7 +26,6 @@ from collector.mqtt.paths import MISSING, compile_path
 from collector.mqtt.profile import FieldSpec, Layout, MissingTime, PayloadFormat, PayloadProfile
 from collector.mqtt.registers import NO_REGISTER_CODEC, Encoding, RegisterCodec, decode_block
 from collector.mqtt.timestamps import parse_timestamp
-from collector.mqtt.units import rate_factor, volume_factor
 
 __all__ = ["Binding", "DecodeContext", "Decoded", "decode"]
 
@@ -76,6 +77,10 @@ def decode(profile: PayloadProfile, payload: bytes, received: datetime, ctx: Dec
 
 
 def _parse_json(payload: bytes) -> Any:
+    try:  # the fast parser; whatever it refuses (a BOM, NaN, lone surrogates) is parsed as before
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = payload.decode("utf-8-sig")  # UTF-8 only (json.loads would also guess UTF-16/32)
     except UnicodeDecodeError as exc:
@@ -186,19 +191,30 @@ def _values(profile: PayloadProfile, record: dict[str, Any], root: Any, key: str
     fields = profile.fields
     assert fields is not None
     values: dict[str, float | int] = {}
-    for name, spec in fields.items():
-        raw = spec.compiled.get(record, root, key)
-        if raw is MISSING or raw is None or (not isinstance(raw, dict | list) and raw in profile.null_values):
+    nulls = profile.null_values
+    for name, spec, path, scale, factor in fields.plan:
+        raw = path.get(record, root, key)
+        if raw is MISSING or raw is None:
             continue
-        v = _number(name, spec, raw)
-        if name == "error_code":
+        if type(raw) is float or type(raw) is int:  # the common case: a JSON number
+            v = float(raw)
+            if raw in nulls:
+                continue
+            if not math.isfinite(v):
+                raise Rejected(R.NOT_FINITE, f"{name} ({spec.path}) is {raw!r}")
+        else:
+            if not isinstance(raw, dict | list) and raw in nulls:
+                continue
+            v = _number(name, spec, raw)
+        if factor is None:  # error_code
             if v != int(v):
                 raise Rejected(R.WRONG_TYPE, f"error_code ({spec.path}) is not an integer: {raw!r}")
             values[name] = int(v)
             continue
-        v *= spec.scale
-        if spec.unit is not None:
-            v *= rate_factor(spec.unit) if name == "rate_m3h" else volume_factor(spec.unit)
+        if scale != 1.0:
+            v *= scale
+        if factor != 1.0:
+            v *= factor
         values[name] = v
     if skip_empty and not values:
         return None

@@ -1,10 +1,11 @@
 """The MQTT source: subscribe, decode, commit, then acknowledge — at-least-once from DTU to outbox.
 
 Threads: paho's network thread receives and hands each message to a bounded inbox; the ingest thread
-takes batches (up to `batch_max` messages, gathered for at most `batch_wait`), decodes them, commits the
-readings through `accept` (on the service's event loop, so listeners run where every source's readings
-arrive) and the rejects to the dead-letter store, and only then acknowledges every message of the batch
-(manual ack). A crash at any point leaves the unacknowledged messages with the broker, which redelivers
+takes batches (up to `batch_max` messages and half of `max_inflight`, gathered for at most `batch_wait`)
+and decodes them; a commit thread commits the readings through `accept` (on the service's event loop, so
+listeners run where every source's readings arrive) and the rejects to the dead-letter store while the
+next batch is decoded; only then is every message of the batch acknowledged (manual ack, one write).
+A crash at any point leaves the unacknowledged messages with the broker, which redelivers
 them to the persistent session; the points they produce are identical (same tags, same device time), so
 InfluxDB stores them once, and readings carry the device time so the rule engine can drop repeats by
 (site, meter, ts).
@@ -23,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,7 +52,7 @@ _ACCEPT_TIMEOUT = 60.0
 _POLL = 0.2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr call per field
 class _Message:
     epoch: int  # the connection it arrived on
     mid: int
@@ -213,17 +214,21 @@ class MqttSource:
                    and not self._paused):
                 self._cond.wait(_POLL)
             self._inbox.append(m)
-            if len(self._inbox) == 1 or len(self._inbox) >= self.settings.batch_max:
+            if len(self._inbox) == 1 or len(self._inbox) >= self._batch_size():
                 self._cond.notify_all()
 
     # -- the ingest thread ---------------------------------------------------------------------------
 
-    def _take(self) -> list[_Message]:
-        batch_max = self.settings.batch_max
+    def _batch_size(self) -> int:
+        # two batches fit in the in-flight window: the broker sends the next while this one commits
+        return max(1, min(self.settings.batch_max, self.settings.max_inflight // 2))
+
+    def _take(self, first_wait: float = _POLL) -> list[_Message]:
+        batch_max = self._batch_size()
         wait = self.settings.batch_wait.total_seconds()
         with self._cond:
             if not self._inbox:
-                self._cond.wait(_POLL)
+                self._cond.wait(first_wait)
                 if not self._inbox:
                     return []
             deadline = time.monotonic() + wait
@@ -239,15 +244,35 @@ class MqttSource:
         return batch
 
     def _work(self, commit: Callable[[Sequence[Reading]], None]) -> None:
+        """Take, decode and hand a batch to the committer; while it commits, take and decode the next.
+
+        At most one batch is being committed; it is acknowledged once its commit returns, before the
+        next batch is handed over. A failed commit pauses the source and drops the batch decoded
+        meanwhile, unacknowledged (the broker redelivers it).
+        """
+        committer = ThreadPoolExecutor(1, thread_name_prefix="mqtt-commit")
+        inflight: tuple[list[_Message], Future[None]] | None = None
         try:
             while not self._stopping.is_set():
-                batch = self._take()
-                if batch:
-                    self._process(batch, commit)
+                epoch = self._epoch
+                # with a commit under way, take only what arrives meanwhile
+                batch = self._take(self.settings.batch_wait.total_seconds() if inflight else _POLL)
+                decoded = self._decode(batch) if batch else None
+                if inflight is not None:
+                    ok = self._finish(*inflight)
+                    inflight = None
+                    if not ok or epoch != self._epoch:
+                        continue  # `batch` was received before the pause: not acknowledged, redelivered
+                if batch and decoded is not None:
+                    self._count(batch)
+                    inflight = (batch, committer.submit(self._commit, commit, *decoded))
+            if inflight is not None:
+                self._finish(*inflight)
         except Exception:  # a fault here must not leave the service running without its source
             log.exception("MQTT: the ingest thread failed")
             raise
         finally:
+            committer.shutdown(wait=True)
             if self._done is not None and not self._done.done():
                 self._done.set_result(None)
 
@@ -277,31 +302,41 @@ class MqttSource:
                                              m.payload))
         return readings, letters
 
-    def _process(self, batch: list[_Message], commit: Callable[[Sequence[Reading]], None]) -> None:
+    def _count(self, batch: list[_Message]) -> None:
         self.received += len(batch)
         metrics.MQTT_MESSAGES.inc(len(batch))
         dups = sum(1 for m in batch if m.dup)
         if dups:
             metrics.MQTT_REDELIVERED.inc(dups)
-        readings, letters = self._decode(batch)
+
+    def _commit(self, commit: Callable[[Sequence[Reading]], None], readings: list[Reading],
+                letters: list[NewDeadLetter]) -> None:
+        if readings:
+            commit(readings)
+        if letters and self.deadletters is not None:
+            self.deadletters.put(letters)
+
+    def _finish(self, batch: list[_Message], done: Future[None]) -> bool:
+        """Wait for a batch's commit; acknowledge it, or pause when it failed. True when acknowledged."""
         try:
-            if readings:
-                commit(readings)
-            if letters and self.deadletters is not None:
-                self.deadletters.put(letters)
+            done.result()
         except Exception as exc:  # OutboxFull, a disk error, a stuck loop: nothing acked, pause
             self._pause(exc)
-            return
+            return False
         if self._failures:
             log.info("MQTT: commits succeed again; consuming")
             self._failures = 0
         self._ack(batch)
+        return True
 
     def _ack(self, batch: list[_Message]) -> None:
-        n = 0
         with self._ack_lock:
+            epoch = self._epoch
+            puback = [m.mid for m in batch if m.qos == 1 and m.epoch == epoch]
+            self._client.ack_many(puback)  # one write for the batch
+            n = len(puback)
             for m in batch:
-                if m.qos and m.epoch == self._epoch:
+                if m.qos == 2 and m.epoch == epoch:
                     self._client.ack(m.mid, m.qos)
                     n += 1
         self.acked += n

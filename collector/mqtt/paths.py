@@ -32,11 +32,17 @@ class Path:
     steps: tuple[str, ...]
     from_root: bool
     templated: bool
+    name: str | None = None  # the key when the path is one plain step into the record: the fast case
 
     def get(self, record: Any, root: Any, key: str | None = None) -> Any:
+        name = self.name
+        if name is not None and type(record) is dict:
+            return record.get(name, MISSING)
         node = root if self.from_root else record
+        templated = self.templated and key is not None
         for step in self.steps:
-            if self.templated and key is not None:
+            if templated:
+                assert key is not None
                 step = step.replace("{key}", key)
             if isinstance(node, dict):
                 node = node.get(step, MISSING)
@@ -71,4 +77,6 @@ def compile_path(text: str) -> Path:
     steps = tuple(body.split(".")) if body else ()
     if any(not s for s in steps):
         raise ValueError(f"path {text!r} has an empty step (two dots, or a leading/trailing dot)")
-    return Path(text, steps, from_root, any("{key}" in s for s in steps))
+    templated = any("{key}" in s for s in steps)
+    plain = len(steps) == 1 and not from_root and not templated and not steps[0].isdigit()
+    return Path(text, steps, from_root, templated, steps[0] if plain else None)

@@ -23,7 +23,7 @@ from collector.mqtt.errors import ProfileError
 from collector.mqtt.paths import Path, compile_path
 from collector.mqtt.registers import Encoding, Frame
 from collector.mqtt.timestamps import TimeFormat
-from collector.mqtt.units import RATE_UNITS, VOLUME_UNITS
+from collector.mqtt.units import RATE_UNITS, VOLUME_UNITS, rate_factor, volume_factor
 
 __all__ = [
     "FieldSpec",
@@ -164,6 +164,16 @@ class Fields(_Frozen):
     def _items(self) -> tuple[tuple[str, FieldSpec], ...]:
         return tuple((n, s) for n in _FIELD_NAMES if (s := getattr(self, n)) is not None)
 
+    @cached_property
+    def plan(self) -> tuple[tuple[str, FieldSpec, Path, float, float | None], ...]:
+        """What decoding needs per field, worked out once: (name, spec, compiled path, scale, unit factor
+        to m³/h or m³ — None for error_code, which is an integer and takes neither)."""
+        return tuple((n, s, s.compiled, s.scale,
+                      None if n == "error_code" else
+                      1.0 if s.unit is None else
+                      rate_factor(s.unit) if n == "rate_m3h" else volume_factor(s.unit))
+                     for n, s in self.items())
+
 
 class RegistersSpec(_Frozen):
     path: str = ""  # where the block text is in the JSON document; "" = the whole payload is the block
@@ -216,7 +226,7 @@ class PayloadProfile(_Frozen):
         return (self.records.layout is Layout.MAP or self.records.key is not None
                 or self.templated)
 
-    @property
+    @cached_property
     def templated(self) -> bool:
         return self.fields is not None and any(s.compiled.templated for _, s in self.fields.items())
 

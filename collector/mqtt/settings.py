@@ -38,7 +38,8 @@ class MqttSettings(BaseModel):
 
     Messages are acknowledged to the broker only after their readings are committed to the outbox (or,
     for a payload that cannot be used, to the dead-letter store), in batches of up to `batch_max`
-    messages gathered for at most `batch_wait`.
+    messages (and at most half of `max_inflight`, so that the next batch arrives while one commits)
+    gathered for at most `batch_wait`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
