@@ -1,5 +1,5 @@
-"""`gshp run --config FILE [--role all|collector|rules] [--shard K/N] [--clock wall|data]`: the service —
-collectors, outbox, InfluxDB, rules and the HTTP API, all in one process or one role of a sharded city."""
+"""`gshp run --config FILE`: the service — collectors, outbox, InfluxDB, rules and the HTTP API, all in one
+process, or one role (`--role collector|rules`) of one shard (`--shard K/N`) of a city (docs/scale.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gshp.clock import Clock, DataClock, SystemClock
-from gshp.config import ConfigError, load_config
+from gshp.config import ApiSettings, ConfigError, load_config
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.service import Service, Source
 from gshp.shard import ShardSettings
@@ -33,6 +33,8 @@ def register(sub: Any) -> None:
                         "the shard's sites from those readings, notify and serve the board")
     p.add_argument("--shard", metavar="K/N", default=None,
                    help="this process's shard, replacing `shard:` in the config (e.g. 0/4)")
+    p.add_argument("--listen", metavar="HOST:PORT", default=None,
+                   help="the HTTP API's address, replacing api.listen (one port per process on a machine)")
     p.add_argument("--clock", choices=("wall", "data"), default="wall",
                    help="when the rules are evaluated: wall (every rules.evaluate_every of real time, the "
                         "default) or data (at every evaluate_every boundary the reading stream crosses, as "
@@ -49,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.getLogger().setLevel(config.log_level)
     role = ProcessRole(args.role)
+    if args.listen is not None:
+        try:
+            api = ApiSettings.model_validate({**config.api.model_dump(), "listen": args.listen})
+        except ValidationError:
+            print(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8081", file=sys.stderr)
+            return 2
+        config = config.model_copy(update={"api": api})
     try:
         shard = ShardSettings.model_validate(args.shard) if args.shard is not None else None
     except ValidationError as err:
