@@ -7,6 +7,11 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "DEADLETTERS",
     "DEADLETTERS_EVICTED",
+    "FANOUT_CONNECTED",
+    "FANOUT_DEPTH",
+    "FANOUT_PUBLISHED",
+    "FANOUT_REFUSED",
+    "FANOUT_RETRIES",
     "INGEST_REJECTED",
     "MODBUS_CYCLE_SECONDS",
     "MODBUS_EVENTS",
@@ -30,6 +35,8 @@ __all__ = [
     "POINTS_DROPPED",
     "POINTS_WRITTEN",
     "READINGS_ACCEPTED",
+    "RULE_READINGS",
+    "RULE_SITES",
     "WRITE_ERRORS",
 ]
 
@@ -82,3 +89,15 @@ MQTT_PAUSES = Counter("gshp_mqtt_pauses_total",
 DEADLETTERS = Counter("gshp_deadletters_total", "Payloads kept in the dead-letter store", ["source"])
 DEADLETTERS_EVICTED = Counter("gshp_deadletters_evicted_total",
                               "Oldest dead letters removed to keep the store within its bound")
+
+# -- fan-out to rule workers and the rules of one shard --------------------------------------------------
+
+FANOUT_DEPTH = Gauge("gshp_fanout_depth", "Readings committed for the rule workers and not yet acknowledged "
+                                          "by the broker")
+FANOUT_PUBLISHED = Counter("gshp_fanout_published_total", "Readings published to the rule workers and "
+                                                          "acknowledged by the broker (republished ones included)")
+FANOUT_RETRIES = Counter("gshp_fanout_retries_total", "Publish rounds not acknowledged in time, published again")
+FANOUT_REFUSED = Counter("gshp_fanout_refused_total", "Readings refused because the fan-out outbox was full")
+FANOUT_CONNECTED = Gauge("gshp_fanout_connected", "1 while the fan-out publisher is connected to the broker")
+RULE_SITES = Gauge("gshp_rule_sites", "Sites whose rules this process evaluates (its shard)")
+RULE_READINGS = Counter("gshp_rule_readings_total", "Readings handed to this process's rule engine")

@@ -93,6 +93,11 @@ class Outbox:
     has, which overwrites the same points. `clock` returns Unix seconds and is injected for tests.
     """
 
+    consumer = "InfluxDB"
+    """Who empties this outbox (for messages); a subclass with another consumer names its own."""
+    full_hint = ("InfluxDB has not accepted writes for a long time; fix the database connection or raise "
+                 "outbox.max_rows")
+
     def __init__(self, path: str | Path, settings: OutboxSettings | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
@@ -166,11 +171,10 @@ class Outbox:
                     accepted.append(p)
                     room -= p.n
                 else:
-                    metrics.OUTBOX_REFUSED.inc(p.n)
+                    self._refused(p.n)
                     p.error = OutboxFull(
                         f"outbox {self.path} is full ({self._rows} of {self.settings.max_rows} lines): "
-                        "InfluxDB has not accepted writes for a long time; fix the database connection or "
-                        "raise outbox.max_rows")
+                        f"{self.full_hint}")
         try:
             if accepted:
                 self._transaction(self._db, "commit to", "INSERT INTO outbox (created, n, body) VALUES (?, ?, ?)",
@@ -261,12 +265,15 @@ class Outbox:
         fill = self._rows / self.settings.max_rows
         if fill >= self.settings.warn_fraction and not self._warned:
             self._warned = True
-            log.warning("outbox %s is %.0f%% full (%d of %d lines): InfluxDB is not keeping up or is down; "
+            log.warning("outbox %s is %.0f%% full (%d of %d lines): %s is not keeping up or is down; "
                         "at 100%% new readings are refused", self.path, fill * 100, self._rows,
-                        self.settings.max_rows)
+                        self.settings.max_rows, self.consumer)
         elif fill < self.settings.warn_fraction / 2 and self._warned:
             self._warned = False
             log.info("outbox %s is draining again (%d lines)", self.path, self._rows)
+
+    def _refused(self, n: int) -> None:
+        metrics.OUTBOX_REFUSED.inc(n)
 
     def _update_gauges(self) -> None:
         metrics.OUTBOX_DEPTH.set(self._rows)

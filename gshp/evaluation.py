@@ -3,22 +3,28 @@ transition is stored, written to InfluxDB, shown on the board and handed to the 
 
 At start-up the engine's windows are back-filled from InfluxDB, so a restart does not blind it; while
 InfluxDB is down the engine keeps evaluating the live stream.
+
+With a `DataClock` there is no timer: the loop evaluates at every `evaluate_every` boundary the reading
+stream crosses, exactly as `gshp replay` does over a recorded stream (readings up to a boundary are
+ingested, then the engine is evaluated at it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from collector import metrics
 from collector.influx.lineproto import format_line, to_ms
 from collector.influx.reader import InfluxReader, QueryError
 from collector.model import Reading, Site
 from collector.outbox import OutboxError
-from gshp.clock import Clock
+from gshp.clock import Clock, DataClock
 from gshp.live import LiveState
 from rules.engine import Engine
 from rules.events import AlertEvent
@@ -26,6 +32,9 @@ from rules.events import AlertEvent
 __all__ = ["BOARD_WINDOWS", "RuleLoop", "alert_line", "balance_lines"]
 
 log = logging.getLogger(__name__)
+
+MAX_CATCH_UP = 10_000
+"""Data time jumping further than this many evaluation steps at once is evaluated at its last steps only."""
 
 BOARD_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
 """Balance windows shown on the board and written to the `balance` measurement."""
@@ -64,9 +73,38 @@ class RuleLoop:
         self.on_event = on_event
         self._scheduler: AsyncIOScheduler | None = None
         self.evaluations = 0
+        self._next_k: int | None = None  # data time: the next evaluation boundary (in steps)
+
+    @property
+    def data_time(self) -> bool:
+        return isinstance(self.clock, DataClock)
 
     def on_readings(self, readings: Sequence[Reading]) -> None:
-        self.engine.ingest(readings)
+        metrics.RULE_READINGS.inc(len(readings))
+        if not isinstance(self.clock, DataClock):
+            self.engine.ingest(readings)
+            return
+        step = self.engine.step_s
+        ordered = sorted(readings, key=lambda r: r.ts)
+        i = 0
+        for j, r in enumerate(ordered):
+            t = r.ts.timestamp()
+            if self._next_k is None:
+                self._next_k = math.ceil(t / step)
+            if t <= self._next_k * step:
+                continue
+            self.engine.ingest(ordered[i:j])  # everything up to the boundary, then evaluate at it
+            i = j
+            last_k = math.ceil(t / step) - 1
+            self._next_k = max(self._next_k, last_k - MAX_CATCH_UP + 1)
+            while self._next_k <= last_k:
+                at = datetime.fromtimestamp(self._next_k * step, UTC)
+                self.clock.advance(at)
+                self.evaluate(at)
+                self._next_k += 1
+        self.engine.ingest(ordered[i:])
+        if ordered:
+            self.clock.advance(ordered[-1].ts)
 
     def backfill(self, reader: InfluxReader, lookback: timedelta) -> int:
         """Fill the windows from stored history; returns rows taken (0 when InfluxDB is unreachable)."""
@@ -81,9 +119,9 @@ class RuleLoop:
         log.info("back-filled the rule windows with %d readings from the last %s", n, lookback)
         return n
 
-    def evaluate(self) -> list[AlertEvent]:
-        """One evaluation at the clock's now: transitions fanned out, balances written."""
-        now = self.clock.now()
+    def evaluate(self, at: datetime | None = None) -> list[AlertEvent]:
+        """One evaluation at `at` (default: the clock's now): transitions fanned out, balances written."""
+        now = at or self.clock.now()
         events = self.engine.evaluate(now)
         self.evaluations += 1
         lines = [alert_line(e) for e in events] + balance_lines(self.engine, self.sites, to_ms(now))
@@ -104,6 +142,10 @@ class RuleLoop:
         await asyncio.to_thread(self.evaluate)
 
     def start(self) -> None:
+        if self.data_time:
+            log.info("evaluating the rules in data time: every %s the reading stream crosses",
+                     timedelta(seconds=self.engine.step_s))
+            return
         every = self.clock.wall_seconds(self.engine.step_s)
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(self._tick, "interval", seconds=every, id="rules", max_instances=1, coalesce=True,

@@ -3,6 +3,11 @@
 Readings from every source go through `Service.accept`: committed to the outbox first (so the source may
 be acknowledged), then handed to the listeners (the rule engine, the live board). The drainer thread moves
 the outbox into InfluxDB; the HTTP server and the sources run on one asyncio loop.
+
+The process role (see `gshp.roles`) decides which parts run: a collector also commits each batch to the
+fan-out outbox (before returning, so before its source is acknowledged) and runs no rules; a rule worker
+takes the readings of its shard from the fan-out and hands them to the rules and the board only — they are
+in InfluxDB already.
 """
 
 from __future__ import annotations
@@ -20,18 +25,20 @@ import uvicorn
 
 from collector import metrics
 from collector.drain import Drainer
+from collector.fanout import FanoutOutbox, FanoutPublisher, encode_reading, reading_topic
 from collector.influx.lineproto import FlowSchema
 from collector.influx.reader import InfluxReader
 from collector.influx.sitemeta import site_lines
 from collector.influx.writer import make_writer
 from collector.model import Reading
-from collector.outbox import Outbox, OutboxFull
+from collector.outbox import Outbox, OutboxFull, OutboxSettings
 from gshp.api.app import create_app
 from gshp.api.auth import AuditLog
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import RuleLoop
 from gshp.live import LiveState
+from gshp.roles import ProcessRole
 from rules.engine import Engine
 from rules.events import AlertEvent
 from rules.notify import Notifier
@@ -56,8 +63,10 @@ class Source(Protocol):
 
 
 class Service:
-    def __init__(self, config: Config, sources: Sequence[Source] = (), clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, sources: Sequence[Source] = (), clock: Clock | None = None,
+                 role: ProcessRole = ProcessRole.ALL, fanout_client_id: str | None = None) -> None:
         self.config = config
+        self.role = role
         self.clock: Clock = clock or SystemClock()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox.sqlite", config.outbox)
@@ -75,7 +84,20 @@ class Service:
         self.alert_listeners: list[Callable[[AlertEvent], object]] = [
             lambda event: self.notifier.submit(event.to_dict())]
         self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
-        self.listeners: list[ReadingListener] = [self.rules.on_readings, self.live.on_readings]
+        self.listeners: list[ReadingListener] = [self.live.on_readings]
+        if role.evaluates:
+            self.listeners.insert(0, self.rules.on_readings)
+            metrics.RULE_SITES.set(len(config.sites))
+        self.fanout: FanoutOutbox | None = None
+        self.publisher: FanoutPublisher | None = None
+        if role.publishes:
+            if config.mqtt is None:
+                raise ValueError("a collector publishes readings through the `mqtt:` broker section")
+            self.fanout = FanoutOutbox(config.state_dir / "fanout.sqlite", OutboxSettings(
+                batch_size=config.fanout.batch_size, max_rows=config.fanout.max_rows,
+                synchronous=config.outbox.synchronous))
+            self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
+                                             fanout_client_id or f"{config.mqtt.client_id}-fanout")
         self.audit = AuditLog(config.state_dir / "audit.jsonl")
         self.started = time.time()
         self._stopping = asyncio.Event()
@@ -87,13 +109,21 @@ class Service:
         """Commit readings durably (raises `OutboxFull`), then pass them on. Returns once committed."""
         if not readings:
             return
-        self.outbox.put(self.schema.lines(readings))
-        metrics.READINGS_ACCEPTED.labels(source).inc(len(readings))
+        if self.role.collects:
+            self.outbox.put(self.schema.lines(readings))
+            if self.fanout is not None:  # the rule worker's copy, committed before the source is acknowledged
+                self.fanout.put(self.fanout_lines(readings))
+            metrics.READINGS_ACCEPTED.labels(source).inc(len(readings))
         for listener in self.listeners:
             try:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
                 log.exception("a reading listener failed; the readings are stored and will be replayed")
+
+    def fanout_lines(self, readings: Sequence[Reading]) -> list[str]:
+        """``topic payload`` per reading, for the fan-out outbox."""
+        prefix, shard = self.config.fanout.topic_prefix, self.config.shard.index
+        return [f"{reading_topic(prefix, shard, r.site, r.meter)} {encode_reading(r).decode()}" for r in readings]
 
     def silence_repeats(self, alert_id: str, by: str, days: int = 30) -> None:
         """Acknowledgement silences reminders of a firing alert, not its state or its resolution."""
@@ -120,6 +150,10 @@ class Service:
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),
             "influx": self.drainer.failing or "ok",
             "sources": [s.name for s in self.sources],
+            "role": self.role.value,
+            "shard": str(self.config.shard),
+            "sites": len(self.config.sites),
+            **({"fanout_depth": self.fanout.depth} if self.fanout is not None else {}),
         }
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -135,9 +169,12 @@ class Service:
         except OutboxFull:
             log.warning("outbox full at start-up: site metadata not queued")
         self.drainer.start()
-        self.notifier.start()
-        await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
-        self.rules.start()
+        if self.publisher is not None:
+            self.publisher.start()
+        if self.role.evaluates:
+            self.notifier.start()
+            await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
+            self.rules.start()
         api = self.config.api
         tls = {"ssl_certfile": str(api.tls.cert), "ssl_keyfile": str(api.tls.key)} if api.tls else {}
         self.http = uvicorn.Server(uvicorn.Config(create_app(self), host=api.host, port=api.port,
@@ -146,8 +183,8 @@ class Service:
         tasks = [asyncio.create_task(self.http.serve(), name="http")]
         tasks += [asyncio.create_task(s.run(self.accept), name=s.name) for s in self.sources]
         tasks += [asyncio.ensure_future(a) for a in extra]
-        log.info("gshp running: %d sites, %d sources, HTTP on %s", len(self.config.sites), len(self.sources),
-                 api.listen)
+        log.info("gshp running as %s (shard %s): %d sites, %d sources, HTTP on %s", self.role.value,
+                 self.config.shard, len(self.config.sites), len(self.sources), api.listen)
         stop = asyncio.create_task(self._stopping.wait())
         done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for t in done:
@@ -176,8 +213,12 @@ class Service:
                 t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.rules.stop()
+        if self.publisher is not None:
+            await asyncio.to_thread(self.publisher.stop)
         await asyncio.to_thread(self.drainer.stop)
         await asyncio.to_thread(self.notifier.stop)
+        if self.fanout is not None:
+            self.fanout.close()
         self.writer.close()
         self.reader.close()
         self.store.close()

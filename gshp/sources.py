@@ -7,9 +7,11 @@ Factories validate everything before any network I/O and raise `SourceConfigErro
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from collector.deadletter import DeadLetterStore
+from collector.fanout import plan_fanout_routes
 from collector.modbus import PROFILES, ModbusConfigError, plan_collection
 from collector.modbus import ProfileError as RegisterProfileError
 from collector.modbus.dtu import ProfileCodec
@@ -25,7 +27,7 @@ from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.service import Source
 
-__all__ = ["REGISTER_CODEC", "SOURCES", "SourceConfigError", "build_sources", "deadletter_path",
+__all__ = ["REGISTER_CODEC", "SOURCES", "SourceConfigError", "build_sources", "deadletter_path", "fanout_source",
            "register_source"]
 
 SourceFactory = Callable[[Config, Clock], Source | None]
@@ -115,3 +117,26 @@ def modbus_source(config: Config, clock: Clock) -> Source | None:
     except ModbusConfigError as err:
         raise SourceConfigError([f"modbus: {p}" for p in err.problems]) from None
     return ModbusSource(plan, clock=clock.now)
+
+
+def fanout_source(config: Config, client_id: str) -> Source:
+    """A rule worker's only source: its shard's readings as the collectors publish them.
+
+    The MQTT source (persistent session, QoS 1, batches, manual ack) with one route per site of the shard,
+    ``{fanout.topic_prefix}/{shard}/{site}/{meter}``, decoded by the `gshp-reading` profile; a message is
+    acknowledged once its readings went into the rule engine. The collector already judged the device
+    time (skew, age), so old readings — a backlog after an outage — are taken as they come.
+    """
+    if config.mqtt is None:
+        raise SourceConfigError(["mqtt: a rules process needs the `mqtt:` broker section"])
+    settings = config.mqtt.model_copy(update={"client_id": client_id, "shared_group": None})
+    try:
+        router = plan_fanout_routes(config.sites, config.fanout.topic_prefix, config.shard.index)
+    except PlanError as err:
+        raise SourceConfigError([f"fanout: {p}" for p in err.problems]) from None
+    context = DecodeContext(tz=config.tz, max_clock_skew=settings.max_clock_skew + timedelta(hours=1),
+                            max_age=timedelta(days=3650), max_payload=settings.max_payload)
+    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
+    source = MqttSource(settings, router, context, store)
+    source.name = "fanout"
+    return source

@@ -49,6 +49,8 @@ class Gateway(BaseModel):
         description="how often identity registers (serial number, totalizer unit/multiplier) are re-read")
     max_fill: int = Field(default=50, ge=0, le=124,
                           description="unused registers a read may span to cover two fields in one request")
+    shard: int | None = Field(default=None, ge=0,
+                              description="the shard whose collector polls this gateway (its sites move there)")
 
     @model_validator(mode="after")
     def _addressing(self) -> Gateway:

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from gshp.config import ConfigError, load_config
+from gshp.shard import plan_shards
 
 
 def register(sub: Any) -> None:
@@ -29,4 +30,8 @@ def run(args: argparse.Namespace) -> int:
     meters = sum(len(s.meters) for s in config.sites)
     print(f"{args.file}: OK — {len(config.sites)} sites, {meters} meters, {len(config.gateways)} gateways, "
           f"timezone {config.timezone}")
+    if config.shard.sharded:
+        plan = plan_shards(config.sites, config.gateways, config.shard.count)
+        per = ", ".join(f"{k}: {len(plan.sites_of(k))}" for k in range(config.shard.count))
+        print(f"sites per shard of {config.shard.count} — {per}")
     return 0

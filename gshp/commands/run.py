@@ -1,4 +1,5 @@
-"""`gshp run --config FILE`: the service — collectors, outbox, InfluxDB, rules and the HTTP API."""
+"""`gshp run --config FILE`: the service — collectors, outbox, InfluxDB, rules and the HTTP API, all in one
+process, or one role (`--role collector|rules`) of one shard (`--shard K/N`) of a city (docs/scale.md)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import logging
 import sys
 from typing import Any
 
-from gshp.config import ConfigError, load_config
-from gshp.service import Service
-from gshp.sources import SourceConfigError, build_sources
+from pydantic import ValidationError
+
+from gshp.clock import Clock, DataClock, SystemClock
+from gshp.config import ApiSettings, ConfigError, load_config
+from gshp.roles import ProcessRole, RoleError, for_process
+from gshp.service import Service, Source
+from gshp.shard import ShardSettings
+from gshp.sources import SourceConfigError, build_sources, fanout_source
 
 
 def register(sub: Any) -> None:
@@ -18,8 +24,21 @@ def register(sub: Any) -> None:
         "run", help="run the monitoring service",
         description="Run the service for the sites in the config: collect readings (Modbus, MQTT), commit "
                     "them to the durable outbox, write them to InfluxDB, evaluate the rules and serve the "
-                    "HTTP API. Stops cleanly on Ctrl-C / SIGTERM.")
+                    "HTTP API. Stops cleanly on Ctrl-C / SIGTERM. Beyond one machine, run collectors and rule "
+                    "workers per shard (docs/scale.md).")
     p.add_argument("--config", required=True, help="the YAML configuration file")
+    p.add_argument("--role", choices=[r.value for r in ProcessRole], default=ProcessRole.ALL.value,
+                   help="all: everything in one process (default); collector: read the shard's meters, store "
+                        "the readings and publish them to the shard's rule worker over MQTT; rules: evaluate "
+                        "the shard's sites from those readings, notify and serve the board")
+    p.add_argument("--shard", metavar="K/N", default=None,
+                   help="this process's shard, replacing `shard:` in the config (e.g. 0/4)")
+    p.add_argument("--listen", metavar="HOST:PORT", default=None,
+                   help="the HTTP API's address, replacing api.listen (one port per process on a machine)")
+    p.add_argument("--clock", choices=("wall", "data"), default="wall",
+                   help="when the rules are evaluated: wall (every rules.evaluate_every of real time, the "
+                        "default) or data (at every evaluate_every boundary the reading stream crosses, as "
+                        "`gshp replay` does; for tests and re-feeding recorded streams)")
     p.set_defaults(func=run)
 
 
@@ -31,12 +50,28 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 2
     logging.getLogger().setLevel(config.log_level)
+    role = ProcessRole(args.role)
+    if args.listen is not None:
+        try:
+            api = ApiSettings.model_validate({**config.api.model_dump(), "listen": args.listen})
+        except ValidationError:
+            print(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8081", file=sys.stderr)
+            return 2
+        config = config.model_copy(update={"api": api})
     try:
-        sources = build_sources(config)
-    except SourceConfigError as err:
+        shard = ShardSettings.model_validate(args.shard) if args.shard is not None else None
+    except ValidationError as err:
+        print(f"--shard {args.shard!r}: {err.errors()[0]['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    try:
+        plan = for_process(config, role, shard)
+        sources: list[Source] = (build_sources(plan.config) if role.collects
+                                 else [fanout_source(plan.config, plan.rules_client_id)])
+    except (RoleError, SourceConfigError) as err:
         for text in err.problems:
             print(f"{args.config}: {text}", file=sys.stderr)
         return 2
-    service = Service(config, sources)
+    clock: Clock = DataClock() if args.clock == "data" else SystemClock()
+    service = Service(plan.config, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
     asyncio.run(service.serve())
     return 0

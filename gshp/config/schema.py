@@ -9,15 +9,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from collector.fanout.settings import FanoutSettings
 from collector.influx.settings import InfluxSettings
 from collector.modbus.settings import Gateway
 from collector.model import Site, TagText
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
 from rules.settings import RulesSettings
 
-__all__ = ["SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check"]
+__all__ = ["SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check", "shard_problems"]
 
 SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens", "access_token", "key", "headers"})
 """Keys whose values are never echoed in errors or logs."""
@@ -67,6 +69,8 @@ class Config(_Frozen):
     rules: RulesSettings = RulesSettings()
     notify: tuple[ReceiverSettings, ...] = ()
     api: ApiSettings = ApiSettings()
+    shard: ShardSettings = ShardSettings()
+    fanout: FanoutSettings = FanoutSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -114,8 +118,19 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
             known = ", ".join(sorted(districts)) or "none are defined"
             yield ("rules", "districts", name), f"names no district of any site (known: {known})"
     yield from config.rules.problems({s.id: s.district for s in config.sites})
+    yield from shard_problems(config, config.shard.count)
     receivers: set[str] = set()
     for i, r in enumerate(config.notify):
         if r.name in receivers:
             yield ("notify", i, "name"), f"receiver name {r.name!r} appears twice"
         receivers.add(r.name)
+
+
+def shard_problems(config: Config, count: int) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Gateways whose sites fall in different shards, pins out of range, topics shared across shards."""
+    if count <= 1 and not any(g.shard for g in config.gateways):
+        return
+    plan = plan_shards(config.sites, config.gateways, count)
+    yield from plan.problems
+    if not plan.problems:
+        yield from mqtt_topic_problems(config.sites, plan)
