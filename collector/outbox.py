@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,14 +53,32 @@ class OutboxFull(OutboxError):
 
 @dataclass(frozen=True)
 class Chunk:
-    """Lines committed together by one `put` (at most `batch_size` of them), stored as one row."""
+    """Lines committed together by one `put` (at most `batch_size` of them), stored as one row.
+
+    Stored as the request body itself (lines joined by newlines), so draining costs no per-line work;
+    only a chunk holding a string field with a raw newline is stored as a JSON list of its lines.
+    """
 
     id: int
-    lines: list[str]
+    n: int
+    text: str
+    is_json: bool = False
 
     @property
     def body(self) -> str:
-        return "\n".join(self.lines)
+        return "\n".join(json.loads(self.text)) if self.is_json else self.text
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return list(json.loads(self.text)) if self.is_json else self.text.split("\n")
+
+
+def _row(now: float, lines: list[str]) -> tuple[float, int, str, int]:
+    body = "\n".join(lines)
+    if body.count("\n") == len(lines) - 1:
+        return now, len(lines), body, 0
+    # a string field may legally hold a raw newline: JSON keeps each such line intact
+    return now, len(lines), json.dumps(lines, ensure_ascii=False), 1
 
 
 @dataclass
@@ -67,7 +86,7 @@ class _Pending:
     """A put waiting for its group commit."""
 
     n: int
-    rows: list[tuple[float, int, str]]
+    rows: list[tuple[float, int, str, int]]
     done: bool = False
     error: OutboxError | None = None
 
@@ -79,7 +98,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,
     n INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    is_json INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -146,9 +166,7 @@ class Outbox:
         if not batch:
             return 0
         now, size = self._clock(), self.settings.batch_size
-        # JSON keeps each line intact: a string field may legally hold a raw newline
-        rows = [(now, len(batch[i:i + size]), json.dumps(batch[i:i + size], ensure_ascii=False))
-                for i in range(0, len(batch), size)]
+        rows = [_row(now, batch[i:i + size]) for i in range(0, len(batch), size)]
         mine = _Pending(len(batch), rows)
         with self._lock:
             if self._closed:
@@ -177,7 +195,8 @@ class Outbox:
                         f"{self.full_hint}")
         try:
             if accepted:
-                self._transaction(self._db, "commit to", "INSERT INTO outbox (created, n, body) VALUES (?, ?, ?)",
+                self._transaction(self._db, "commit to",
+                                  "INSERT INTO outbox (created, n, body, is_json) VALUES (?, ?, ?, ?)",
                                   [row for p in accepted for row in p.rows])
         except OutboxError as exc:
             for p in accepted:
@@ -198,10 +217,11 @@ class Outbox:
         out: list[Chunk] = []
         total = 0
         with self._drain_lock:
-            for row_id, n, body in self._drain_db.execute("SELECT id, n, body FROM outbox ORDER BY id"):
+            for row_id, n, body, is_json in self._drain_db.execute(
+                    "SELECT id, n, body, is_json FROM outbox ORDER BY id"):
                 if out and total + n > limit:
                     break
-                out.append(Chunk(row_id, json.loads(body)))
+                out.append(Chunk(row_id, n, body, bool(is_json)))
                 total += n
         return out
 
@@ -215,7 +235,7 @@ class Outbox:
             with contextlib.suppress(sqlite3.Error):  # PASSIVE never blocks a producer; retried next ack
                 self._drain_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         with self._lock:
-            self._rows = max(0, self._rows - sum(len(c.lines) for c in chunks))
+            self._rows = max(0, self._rows - sum(c.n for c in chunks))
             self._check_bound()
 
     def wait_for(self, rows: int, timeout: float) -> None:

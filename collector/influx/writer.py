@@ -70,6 +70,8 @@ class Writer(Protocol):
 
     def write(self, lines: Sequence[str]) -> None: ...
 
+    def write_body(self, body: str) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -124,7 +126,11 @@ class V1Writer:
         self._post("/query", {"q": f'CREATE DATABASE "{name}"'}, b"")
 
     def write(self, lines: Sequence[str]) -> None:
-        self._post("/write", self._params, "\n".join(lines).encode())
+        self.write_body("\n".join(lines))
+
+    def write_body(self, body: str) -> None:
+        """Lines already joined by newlines (the outbox stores them so)."""
+        self._post("/write", self._params, body.encode())
 
     def _post(self, path: str, params: dict[str, str], body: bytes) -> None:
         try:
@@ -168,7 +174,9 @@ class V2Writer:
                 "(see deploy/influxdb.md)")
 
     def write(self, lines: Sequence[str]) -> None:
-        body = "\n".join(lines)
+        self.write_body("\n".join(lines))
+
+    def write_body(self, body: str) -> None:
         org = self.settings.org or ""
         self._call(lambda: self._write.write(bucket=self.settings.bucket, org=org, record=body,
                                              write_precision=WritePrecision.MS))  # type: ignore[arg-type]
