@@ -40,6 +40,7 @@ class Role(StrEnum):
     DISCHARGE = "discharge"
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -198,3 +199,7 @@ class Reading:
             raise ModelError(f"reading {self.site}/{self.meter}: total_m3 is negative ({self.total_m3})")
         if self.signal_pct is not None and not 0 <= self.signal_pct <= 100:
             raise ModelError(f"reading {self.site}/{self.meter}: signal_pct {self.signal_pct} not in 0..100")
+        if self.error_code is not None and not _INT64_MIN <= self.error_code <= _INT64_MAX:
+            # InfluxDB stores integers as int64 and refuses the whole point otherwise
+            raise ModelError(f"reading {self.site}/{self.meter}: error_code {self.error_code} does not fit "
+                             "a 64-bit integer")
