@@ -58,6 +58,8 @@ def _tag_text(value: str) -> str:
         raise ValueError("must not be empty")
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters (newline, tab, …): it becomes a database tag")
+    if value.endswith("\\"):
+        raise ValueError("must not end with a backslash: InfluxDB line protocol cannot store it in a tag")
     return value
 
 
