@@ -21,7 +21,7 @@ from collector.influx.writer import (
     WriteError,
     Writer,
 )
-from collector.outbox import Outbox
+from collector.outbox import Outbox, OutboxError
 
 __all__ = ["Drainer"]
 
@@ -40,6 +40,7 @@ class Drainer:
         self._failures = 0
         self._last_error_class: str | None = None
         self._need_target = True
+        self._ack_failures = 0
         self.written = 0
         self.dropped = 0
 
@@ -107,7 +108,18 @@ class Drainer:
                      self._failures, self.outbox.depth)
         self._failures, self._last_error_class = 0, None
         # every line is now in InfluxDB or dropped as invalid: only now do the chunks leave the outbox
-        self.outbox.ack(chunks)
+        try:
+            self.outbox.ack(chunks)
+        except OutboxError as exc:  # e.g. the disk is full: a delete needs room in the WAL too
+            self._ack_failures += 1
+            if self._ack_failures == 1:
+                log.error("%s — the %d lines just written stay in the outbox and are sent again until they can "
+                          "be removed (InfluxDB overwrites them); free space under state_dir", exc, len(lines))
+            self._sleep(self.backoff.delay(self._ack_failures))
+            return 0
+        if self._ack_failures:
+            log.info("the outbox removes sent lines again after %d failed attempts", self._ack_failures)
+            self._ack_failures = 0
         return len(lines)
 
     def _send(self, lines: list[str]) -> None:
