@@ -21,7 +21,7 @@ from collector.influx.writer import (
     WriteError,
     Writer,
 )
-from collector.outbox import Chunk, Outbox
+from collector.outbox import Chunk, Outbox, OutboxError
 
 __all__ = ["Drainer"]
 
@@ -40,6 +40,7 @@ class Drainer:
         self._failures = 0
         self._last_error_class: str | None = None
         self._need_target = True
+        self._ack_failures = 0
         self.written = 0
         self.dropped = 0
 
@@ -107,7 +108,18 @@ class Drainer:
                      self._failures, self.outbox.depth)
         self._failures, self._last_error_class = 0, None
         # every line is now in InfluxDB or dropped as invalid: only now do the chunks leave the outbox
-        self.outbox.ack(chunks)
+        try:
+            self.outbox.ack(chunks)
+        except OutboxError as exc:  # e.g. the disk is full: a delete needs room in the WAL too
+            self._ack_failures += 1
+            if self._ack_failures == 1:
+                log.error("%s — the %d lines just written stay in the outbox and are sent again until they can "
+                          "be removed (InfluxDB overwrites them); free space under state_dir", exc, n)
+            self._sleep(self.backoff.delay(self._ack_failures))
+            return 0
+        if self._ack_failures:
+            log.info("the outbox removes sent lines again after %d failed attempts", self._ack_failures)
+            self._ack_failures = 0
         return n
 
     def _send_chunks(self, chunks: list[Chunk], n: int) -> None:
@@ -115,14 +127,7 @@ class Drainer:
         try:
             self.writer.write_body("\n".join(c.body for c in chunks))
         except RejectedWrite as exc:
-            metrics.WRITE_ERRORS.labels(exc.error_class).inc()
-            lines = [line for c in chunks for line in c.lines]
-            if len(lines) == 1:
-                self._drop(lines[0], exc)
-                return
-            mid = len(lines) // 2
-            self._send(lines[:mid])
-            self._send(lines[mid:])
+            self._rejected([line for c in chunks for line in c.lines], exc)
             return
         metrics.POINTS_WRITTEN.inc(n)
         self.written += n
@@ -136,16 +141,19 @@ class Drainer:
         try:
             self.writer.write(lines)
         except RejectedWrite as exc:
-            metrics.WRITE_ERRORS.labels(exc.error_class).inc()
-            if len(lines) == 1:
-                self._drop(lines[0], exc)
-                return
-            mid = len(lines) // 2
-            self._send(lines[:mid])
-            self._send(lines[mid:])
+            self._rejected(lines, exc)
             return
         metrics.POINTS_WRITTEN.inc(len(lines))
         self.written += len(lines)
+
+    def _rejected(self, lines: list[str], exc: RejectedWrite) -> None:
+        metrics.WRITE_ERRORS.labels(exc.error_class).inc()
+        if len(lines) == 1:
+            self._drop(lines[0], exc)
+            return
+        mid = len(lines) // 2
+        self._send(lines[:mid])
+        self._send(lines[mid:])
 
     def _drop(self, line: str, exc: RejectedWrite) -> None:
         self.dropped += 1

@@ -40,6 +40,7 @@ class Role(StrEnum):
     DISCHARGE = "discharge"
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -57,6 +58,8 @@ def _tag_text(value: str) -> str:
         raise ValueError("must not be empty")
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters (newline, tab, …): it becomes a database tag")
+    if value.endswith("\\"):
+        raise ValueError("must not end with a backslash: InfluxDB line protocol cannot store it in a tag")
     return value
 
 

@@ -52,6 +52,20 @@ class Readings:
         return len(self.site)
 
 
+TS_MIN = 631152000.0  # 1990-01-01T00:00:00Z
+TS_MAX = 4102444800.0  # 2100-01-01T00:00:00Z
+MAX_STEPS = 2_000_000
+"""Evaluation steps one replay may span (about 19 years at the default 5 min): beyond, split the file."""
+
+
+def _epoch_seconds(times: pd.Series) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Seconds since the epoch of tz-aware timestamps, at whatever resolution pandas holds them."""
+    naive = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+    out = naive.astype(np.int64) / 1e6
+    out[np.isnat(naive)] = np.nan
+    return np.asarray(out, dtype=np.float64)
+
+
 def _opt(values: np.ndarray[Any, Any]) -> list[float | None]:
     return [None if v != v else float(v) for v in values.tolist()]
 
@@ -83,7 +97,7 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
 
     ts_raw = df["ts"]
     if pd.api.types.is_datetime64_any_dtype(ts_raw):
-        secs = ts_raw.astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9
+        secs = _epoch_seconds(ts_raw.dt.tz_localize("UTC") if ts_raw.dt.tz is None else ts_raw)
     elif pd.api.types.is_numeric_dtype(ts_raw) and not strings:
         secs = np.asarray(ts_raw.to_numpy(dtype=float, na_value=np.nan), dtype=np.float64)
         flag(np.isnan(secs), "ts is not a number of Unix seconds")
@@ -99,13 +113,16 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
             ok = parsed.notna().to_numpy()
             vals = np.full(len(iso_part), np.nan)
             if ok.any():
-                vals[ok] = parsed[ok].astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9
+                vals[ok] = _epoch_seconds(parsed[ok])
             secs[~is_num] = vals
             naive = pd.to_datetime(iso_part.where(~has_offset), errors="coerce", format="ISO8601")
             no_offset = np.zeros(n, dtype=bool)
             no_offset[np.flatnonzero(~is_num)[naive.notna().to_numpy()]] = True
             flag(no_offset, "ts has no UTC offset: write e.g. 2026-05-01T08:00:00+08:00 or Unix seconds")
         flag(np.isnan(secs), "ts is neither ISO-8601 with offset nor Unix seconds")
+    with np.errstate(invalid="ignore"):
+        flag(~((secs >= TS_MIN) & (secs < TS_MAX)),
+             "ts is outside 1990..2100: a wrong device clock, or milliseconds where seconds are expected")
 
     site = df["site"].fillna("").astype(str).str.strip().to_numpy()
     meter = df["meter"].fillna("").astype(str).str.strip().to_numpy()
@@ -130,6 +147,9 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
     flag(np.isinf(rate) | np.isinf(total), "rate_m3h and total_m3 must be finite")
     flag(total < 0, "total_m3 is negative: a totalizer counts up from 0")
     flag((signal < 0) | (signal > 100), "signal_pct must be within 0..100")
+    with np.errstate(invalid="ignore"):
+        flag(~np.isnan(error) & ~((np.abs(error) < 2.0**63) & (np.floor(error) == error)),
+             "error_code must be an integer of at most 64 bits")
 
     good = reasons == ""
     bad = [BadRow(int(ln), str(r)) for ln, r in zip(line[~good], reasons[~good], strict=True)]
@@ -150,6 +170,9 @@ def replay(engine: Engine, readings: Readings,
     ts = readings.ts
     k_first = int(np.ceil(ts[0] / step))
     k_last = int(np.ceil(ts[-1] / step))
+    if k_last - k_first > MAX_STEPS:
+        raise ReplayError(f"the readings span {k_last - k_first} evaluation steps of {step:g}s, more than "
+                          f"{MAX_STEPS}: replay the file in parts")
     bounds = np.searchsorted(ts, np.arange(k_first, k_last + 1) * step, side="right")
     ingest = engine.ingest_columns
     columns = (readings.site, readings.meter, ts.tolist(), readings.rate, readings.total, readings.signal,

@@ -22,13 +22,14 @@ class QueryError(Exception):
 
 
 def quote_literal(value: str) -> str:
-    """An InfluxQL string literal: single quotes, with backslash and quote escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """An InfluxQL string literal: single quotes, with backslash, quote and line break escaped (a raw line
+    break ends the literal: InfluxDB would refuse the query)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
 def quote_ident(value: str) -> str:
-    """An InfluxQL identifier: double quotes, with backslash and quote escaped."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """An InfluxQL identifier: double quotes, with backslash, quote and line break escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _time(ts: datetime) -> str:

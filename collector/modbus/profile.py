@@ -259,22 +259,27 @@ def combine(profile: Profile, fields: Mapping[str, int | float]) -> dict[str, in
         except KeyError:
             out[name] = None
             continue
-        value: int | float = parts[0] if len(parts) == 1 else math.fsum(parts)
-        if spec.pow10 is not None:
-            n = fields.get(spec.pow10.field)
-            if n is None:
-                out[name] = None
-                continue
-            value = value * 10.0 ** (int(n) + spec.pow10.offset)
-        if spec.unit_factor is not None:
-            code = fields.get(spec.unit_factor.field)
-            factor = spec.unit_factor.factors.get(int(code)) if code is not None else None
-            if factor is None:
-                out[name] = None
-                continue
-            value = value * factor
-        out[name] = value
+        try:
+            out[name] = _value(spec, parts, fields)
+        except (OverflowError, ValueError) as exc:  # exponent or unit code out of range, inf − inf
+            raise DecodeError(f"value {name!r} cannot be computed from its registers ({exc})") from None
     return out
+
+
+def _value(spec: ValueSpec, parts: list[int | float], fields: Mapping[str, int | float]) -> int | float | None:
+    value: int | float = parts[0] if len(parts) == 1 else math.fsum(parts)
+    if spec.pow10 is not None:
+        n = fields.get(spec.pow10.field)
+        if n is None:
+            return None
+        value = value * 10.0 ** (int(n) + spec.pow10.offset)
+    if spec.unit_factor is not None:
+        code = fields.get(spec.unit_factor.field)
+        factor = spec.unit_factor.factors.get(int(code)) if code is not None else None
+        if factor is None:
+            return None
+        value = value * factor
+    return value
 
 
 def encode_values(profile: Profile, values: Mapping[str, float], fields: Mapping[str, int | float],

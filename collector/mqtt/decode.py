@@ -89,6 +89,10 @@ def _parse_json(payload: bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise Rejected(R.BAD_JSON, f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise Rejected(R.BAD_JSON, "arrays or objects nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal of more than 4300 digits
+        raise Rejected(R.BAD_JSON, str(exc)[:120]) from None
 
 
 def _records(profile: PayloadProfile, root: Any) -> list[tuple[str | None, Any]]:
@@ -142,10 +146,15 @@ def _json(profile: PayloadProfile, root: Any, received: datetime, ctx: DecodeCon
             if not isinstance(record, dict):
                 raise Rejected(R.WRONG_SHAPE, f"a record must be an object, got {_kind(record)}")
             if profile.templated and key is None and topic_key is None:
+                found = False
                 for b in meters.values():  # one record for every meter of the topic; absent ones skipped
                     values = _values(profile, record, root, b.key, skip_empty=True)
                     if values is not None:
+                        found = True
                         out.readings.append(_reading(profile, b, values, record, root, received, ctx))
+                if not found:
+                    raise Rejected(R.MISSING_FIELD, f"the record holds values of none of the {len(meters)} "
+                                                    "meters on this topic")
                 continue
             b = _meter(meters, key if key is not None else topic_key, key is not None)
             values = _values(profile, record, root, b.key, skip_empty=False)
@@ -173,7 +182,11 @@ def _number(name: str, spec: FieldSpec, raw: Any) -> float:
     if isinstance(raw, bool):
         raise Rejected(R.WRONG_TYPE, f"{name} ({spec.path}) is a boolean")
     if isinstance(raw, int | float):
-        v = float(raw)
+        try:
+            v = float(raw)
+        except OverflowError:
+            raise Rejected(R.NOT_FINITE, f"{name} ({spec.path}) is too large for a number: "
+                                         f"{len(str(raw))} digits") from None
     elif isinstance(raw, str):
         try:
             v = float(raw.strip())
@@ -182,7 +195,7 @@ def _number(name: str, spec: FieldSpec, raw: Any) -> float:
     else:
         raise Rejected(R.WRONG_TYPE, f"{name} ({spec.path}) is {_kind(raw)}, not a number")
     if not math.isfinite(v):
-        raise Rejected(R.NOT_FINITE, f"{name} ({spec.path}) is {raw!r}")
+        raise Rejected(R.NOT_FINITE, f"{name} ({spec.path}) is {str(raw)[:40]!r}")
     return v
 
 
@@ -208,7 +221,7 @@ def _values(profile: PayloadProfile, record: dict[str, Any], root: Any, key: str
             v = _number(name, spec, raw)
         if factor is None:  # error_code
             if v != int(v):
-                raise Rejected(R.WRONG_TYPE, f"error_code ({spec.path}) is not an integer: {raw!r}")
+                raise Rejected(R.WRONG_TYPE, f"error_code ({spec.path}) is not an integer: {str(raw)[:40]!r}")
             values[name] = int(v)
             continue
         if scale != 1.0:

