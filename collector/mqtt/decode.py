@@ -210,7 +210,10 @@ def _values(profile: PayloadProfile, record: dict[str, Any], root: Any, key: str
         if raw is MISSING or raw is None:
             continue
         if type(raw) is float or type(raw) is int:  # the common case: a JSON number
-            v = float(raw)
+            try:
+                v = float(raw)
+            except OverflowError:  # an integer literal beyond any float
+                raise Rejected(R.NOT_FINITE, f"{name} ({spec.path}) is {str(raw)[:40]!r}…") from None
             if raw in nulls:
                 continue
             if not math.isfinite(v):

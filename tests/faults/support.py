@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.modbus import PROFILES
+from collector.outbox import Chunk, Outbox
 from simulators.modbus import DayCycleFlow, MeterModel, ModbusSimServer, SimulatedMeter, image_size
 from tests.mqtt_support import Publisher
 
@@ -110,15 +111,12 @@ class SteadyDtus:
 def install_audit(outbox: Path) -> None:
     """Create the outbox with an audit table filled by a trigger in the same transaction as every
     commit: the audit holds exactly what the collector committed, whatever happens to the process."""
-    outbox.parent.mkdir(parents=True, exist_ok=True)
+    Outbox(outbox).close()  # the outbox's own schema
     db = sqlite3.connect(outbox)
     db.executescript("""
-        PRAGMA journal_mode=WAL;
-        CREATE TABLE IF NOT EXISTS outbox (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, n INTEGER NOT NULL, body TEXT NOT NULL);
-        CREATE TABLE IF NOT EXISTS audit (body TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS audit (body TEXT NOT NULL, is_json INTEGER NOT NULL);
         CREATE TRIGGER IF NOT EXISTS audit_commit AFTER INSERT ON outbox
-            BEGIN INSERT INTO audit (body) VALUES (NEW.body); END;
+            BEGIN INSERT INTO audit (body, is_json) VALUES (NEW.body, NEW.is_json); END;
     """)
     db.close()
 
@@ -136,12 +134,12 @@ def audited(outbox: Path) -> list[Point]:
     """Every flow point the collector ever committed (with repeats, if it committed one twice)."""
     db = sqlite3.connect(outbox)
     try:
-        bodies = [row[0] for row in db.execute("SELECT body FROM audit")]
+        chunks = [Chunk(0, 0, body, bool(is_json)) for body, is_json in db.execute("SELECT body, is_json FROM audit")]
     finally:
         db.close()
     out: list[Point] = []
-    for body in bodies:
-        for line in json.loads(body):
+    for chunk in chunks:
+        for line in chunk.lines:
             parsed = parse_flow(line)
             if parsed is not None:
                 tags, fields, ts = parsed

@@ -35,6 +35,7 @@ from collector.mqtt.ingester import MqttSource, _Message
 from collector.mqtt.profile import PayloadFormat, load_profiles
 from collector.mqtt.registers import Encoding, Frame, encode_block
 from collector.mqtt.timestamps import TimeFormat, parse_timestamp
+from gshp.clock import SystemClock
 from gshp.config import load_config
 from gshp.sources import REGISTER_CODEC, mqtt_source
 from rules.replay import REQUIRED, ReplayError, parse_readings
@@ -165,7 +166,7 @@ def _fuzz_config(tmp_path: Path) -> tuple[Path, list[tuple[str, str]]]:
 def test_fuzz_mqtt_payloads_every_message_gives_readings_or_a_counted_reason(
         tmp_path: Path, figures: dict[str, Any]) -> None:
     config = load_config(_fuzz_config(tmp_path)[0])
-    source = mqtt_source(config)
+    source = mqtt_source(config, SystemClock())
     assert isinstance(source, MqttSource)
     topics = _fuzz_config(tmp_path)[1]
     configured = {(s.id, m.id) for s in config.sites for m in s.meters}
