@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     try:
         return int(args.func(args) or 0)
+    except SystemExit as exc:  # a command gave up with a status (e.g. an unusable config file)
+        return exc.code if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
         return 130
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from collector.deadletter import DeadLetter, DeadLetterStore
 from collector.duration import parse_duration
-from gshp.config import ConfigError, load_config
+from gshp.commands.configfile import load_config_or_exit
 from gshp.sources import deadletter_path
 
 
@@ -44,13 +44,8 @@ def register_purge(group: Any) -> None:
     p.set_defaults(func=run_purge)
 
 
-def _open(config_file: str) -> DeadLetterStore | None:
-    try:
-        config = load_config(config_file)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return None
+def _open(config_file: str) -> DeadLetterStore:
+    config = load_config_or_exit(config_file)
     return DeadLetterStore(deadletter_path(config))
 
 
@@ -78,8 +73,6 @@ def _row(d: DeadLetter) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     store = _open(args.config)
-    if store is None:
-        return 2
     try:
         letters = store.list(limit=max(1, args.limit), reason=args.reason, topic=args.topic)
         if args.format == "json":
@@ -108,8 +101,6 @@ def run_purge(args: argparse.Namespace) -> int:
             print(f"--older-than: {exc}", file=sys.stderr)
             return 2
     store = _open(args.config)
-    if store is None:
-        return 2
     try:
         n = store.purge(before)
     finally:

@@ -12,7 +12,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.duration import format_duration, parse_duration
-from gshp.config import Config, ConfigError, load_config
+from gshp.commands.configfile import load_config_or_exit
+from gshp.config import Config
 from rules.notify import (
     DeliveryError,
     MessageStatus,
@@ -80,15 +81,6 @@ def register(sub: Any) -> None:
     ex.set_defaults(func=run_silence_expire)
 
 
-def _config(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return None
-
-
 def _notifier(config: Config) -> Notifier:
     """A notifier over the same queue as the running service; its threads are not started."""
     return Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
@@ -96,9 +88,7 @@ def _notifier(config: Config) -> Notifier:
 
 
 def _open(path: str) -> tuple[Config, Notifier] | None:
-    config = _config(path)
-    if config is None:
-        return None
+    config = load_config_or_exit(path)
     try:
         return config, _notifier(config)
     except NotifyError as exc:

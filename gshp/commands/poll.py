@@ -18,7 +18,7 @@ from collector.modbus import (
     ProfileError,
     plan_collection,
 )
-from gshp.config import ConfigError, load_config
+from gshp.commands.configfile import load_config_or_exit
 
 __all__ = ["format_table", "register", "run"]
 
@@ -77,17 +77,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger("collector.modbus").setLevel(logging.ERROR)
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    config = load_config_or_exit(args.config)
     try:
-        config = load_config(args.config)
         profiles = PROFILES
         if args.profiles:
             profiles = PROFILES.copy()
             profiles.load_dir(args.profiles)
         plan = plan_collection(config.gateways, config.sites, profiles, only_site=args.site)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 2
     except (ModbusConfigError, ProfileError) as err:
         print(f"{args.config}: {err}", file=sys.stderr)
         return 2

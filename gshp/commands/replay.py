@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from collector.influx.reader import InfluxReader, QueryError
-from gshp.config import Config, ConfigError, load_config
+from gshp.commands.configfile import load_config_or_exit
+from gshp.config import Config
 from rules.engine import Engine
 from rules.events import AlertEvent
 from rules.replay import Readings, ReplayError, parse_readings, readings_from_frame, replay
@@ -43,12 +44,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 2
+    config = load_config_or_exit(args.config)
     started = time.monotonic()
     if args.from_influx:
         return _from_influx(args, config, started)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from collector.influx.reader import InfluxReader, QueryError
-from gshp.config import ConfigError, load_config
+from gshp.commands.configfile import load_config_or_exit
 from gshp.report import FORMATS, ReportError, build_daily_report, render
 from rules.replay import Readings, ReplayError, parse_readings
 from rules.report import ONLINE_THRESHOLD_PCT, DailyReport
@@ -80,12 +80,7 @@ class Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 2
+    config = load_config_or_exit(args.config)
     if not 1 <= args.days <= MAX_DAYS:
         print(f"--days {args.days}: give 1 to {MAX_DAYS}", file=sys.stderr)
         return 2

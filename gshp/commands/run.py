@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from gshp.clock import Clock, DataClock, SystemClock
-from gshp.config import ApiSettings, ConfigError, load_config
+from gshp.commands.configfile import load_config_or_exit
+from gshp.config import ApiSettings
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.service import Service, Source
 from gshp.shard import ShardSettings
@@ -43,12 +44,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 2
+    config = load_config_or_exit(args.config)
     logging.getLogger().setLevel(config.log_level)
     role = ProcessRole(args.role)
     if args.listen is not None:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from collector.modbus import PROFILES, ProfileError, Transport
-from gshp.config import ConfigError, load_config
+from gshp.commands.configfile import load_config_or_exit
 from simulators.modbus import (
     Framer,
     ModbusSimServer,
@@ -181,13 +181,9 @@ _FRAMERS = {Transport.TCP: Framer.TCP, Transport.RTU_OVER_TCP: Framer.RTU_OVER_T
 
 def run_site(args: argparse.Namespace) -> int:
     _quiet(args)
+    config = load_config_or_exit(args.config)
     try:
-        config = load_config(args.config)
         site = config.site(args.site)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 2
     except KeyError:
         print(f"gshp sim site: no site {args.site!r} in {args.config}", file=sys.stderr)
         return 2
@@ -291,12 +287,7 @@ def run_mqtt(args: argparse.Namespace) -> int:
     from simulators.mqtt.flow import SCENARIOS, FlowModel
     from simulators.mqtt.publisher import DtuSimulator, SimPlan
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 2
+    config = load_config_or_exit(args.config)
     if config.mqtt is None:
         print(f"{args.config}: has no `mqtt:` section", file=sys.stderr)
         return 2
