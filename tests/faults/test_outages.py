@@ -146,7 +146,13 @@ def _tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 
 def test_outbox_disk_full_is_a_clear_error_with_no_corruption_and_recovers(
-        tmp_path: Path, influxd: Influxd, mosquitto: Mosquitto, influx_db: str, figures: dict[str, Any]) -> None:
+        tmp_path: Path, mosquitto: Mosquitto, influx_db: str, figures: dict[str, Any]) -> None:
+    """The disk fills while InfluxDB is away, so the outbox has to grow to keep what arrives.
+
+    (With InfluxDB up, a full disk can go unnoticed for a long time, and rightly so: SQLite reuses the WAL's
+    frames and the pages freed by sent lines. The outbox needs new space only when it holds more than before.)
+    """
+    influxd = Influxd(tmp_path / "influxd").start()  # its own: it is stopped and started
     with _tmpfs(tmp_path / "small", "4m") as disk:
         api_port = free_port()
         config = write_run_config(tmp_path / "gshp.yaml", state_dir=disk / "state", influx_url=influxd.url,
@@ -159,6 +165,7 @@ def test_outbox_disk_full_is_a_clear_error_with_no_corruption_and_recovers(
             start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
             dtus = SteadyDtus(mosquitto.port, "faults-diskfull-dtus", ["Q1", "Q2"], start, per_s=200)
             wait_until(lambda: flow_count(influxd, influx_db) > 200, timeout=30)
+            influxd.stop()  # from now on every reading that arrives needs room in the outbox
             # take every free byte of the disk
             with open(filler, "wb") as f, contextlib.suppress(OSError):
                 while True:
@@ -166,6 +173,7 @@ def test_outbox_disk_full_is_a_clear_error_with_no_corruption_and_recovers(
                     f.flush()
             os.sync()
             wait_until(lambda: "disk is full" in (tmp_path / "gshp.log").read_text(), timeout=30)
+            wait_until(lambda: metric_sum(collector, "gshp_mqtt_pauses_total") > 0, timeout=10)
             pauses = metric_sum(collector, "gshp_mqtt_pauses_total")
             time.sleep(2.0)
             check = sqlite3.connect(f"file:{disk / 'state' / 'outbox.sqlite'}?mode=ro", uri=True)
@@ -174,6 +182,7 @@ def test_outbox_disk_full_is_a_clear_error_with_no_corruption_and_recovers(
             assert integrity == "ok"
             assert collector.proc is not None and collector.proc.poll() is None  # still running
             filler.unlink()  # space returns
+            influxd.start()
             published = dtus.finish(timeout=120)
             dtus = None
             wait_until(lambda: {p for p in stored_points(influxd, influx_db)} >= set(published), timeout=90,
@@ -186,6 +195,7 @@ def test_outbox_disk_full_is_a_clear_error_with_no_corruption_and_recovers(
             code = collector.stop()
         assert code == 0
         stored = stored_points(influxd, influx_db)
+        influxd.stop()
         log = (tmp_path / "gshp.log").read_text()
         full_lines = [line for line in log.splitlines() if "disk is full" in line]
         assert "Traceback" not in log
