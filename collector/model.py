@@ -205,3 +205,13 @@ class Reading:
             raise ModelError(f"reading {self.site}/{self.meter}: total_m3 is negative ({total})")
         if signal is not None and not 0 <= signal <= 100:
             raise ModelError(f"reading {self.site}/{self.meter}: signal_pct {signal} not in 0..100")
+        code = self.error_code
+        if code is not None and not _INT64_MIN <= code <= _INT64_MAX:
+            # InfluxDB stores integers as int64 and refuses the whole point otherwise
+            raise ModelError(f"reading {self.site}/{self.meter}: error_code {code} does not fit a 64-bit integer")
+        if type(self.role) is not Role:
+            try:
+                object.__setattr__(self, "role", Role(self.role))
+            except ValueError:
+                raise ModelError(f"reading {self.site}/{self.meter}: role {self.role!r} is not one of "
+                                 f"{', '.join(r.value for r in Role)}") from None

@@ -25,6 +25,9 @@ def test_reading_normalises_timestamps_to_utc() -> None:
     ({"rate_m3h": float("inf")}, "rate_m3h is not a finite number"),
     ({"total_m3": -1.0}, "total_m3 is negative"),
     ({"signal_pct": 120.0}, "signal_pct 120.0 not in 0..100"),
+    ({"error_code": 2**70}, "error_code 1180591620717411303424 does not fit a 64-bit integer"),
+    ({"error_code": -(2**63) - 1}, "does not fit a 64-bit integer"),
+    ({"role": "bogus"}, "role 'bogus' is not one of extraction, reinjection, discharge"),
 ])
 def test_reading_rejects_impossible_values(kwargs: dict[str, object], message: str) -> None:
     base: dict[str, object] = {"site": "s1", "meter": "E1", "role": Role.EXTRACTION,
@@ -32,6 +35,11 @@ def test_reading_rejects_impossible_values(kwargs: dict[str, object], message: s
     with pytest.raises(ModelError, match=message) as info:
         Reading(**{**base, **kwargs})  # type: ignore[arg-type]
     assert "s1/E1" in str(info.value)
+
+
+def test_reading_takes_a_role_by_its_name() -> None:
+    r = Reading("s1", "E1", "reinjection", datetime(2026, 7, 1, tzinfo=UTC), 1.0, 1.0)  # type: ignore[arg-type]
+    assert r.role is Role.REINJECTION
 
 
 def test_reading_is_frozen_and_negative_rate_is_allowed_as_reverse_flow() -> None:
