@@ -51,6 +51,19 @@ class Drainer:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
+    def prepare(self) -> bool:
+        """Check (v2) or create (v1) the database once, before anything is read from it; True when ready.
+
+        A failure is logged and counted like a failed write and leaves the check to the first drain.
+        """
+        try:
+            self.writer.ensure_target()
+        except WriteError as exc:
+            self._failed(exc)
+            return False
+        self._need_target = False
+        return True
+
     def start(self) -> Drainer:
         self._thread = threading.Thread(target=self.run, name="outbox-drainer", daemon=True)
         self._thread.start()

@@ -144,6 +144,7 @@ class Outbox:
         self._warned = False
         self._closed = False
         self._update_gauges()
+        self._watch_age()
         if self._rows:
             log.info("outbox %s holds %d unsent lines from before; they will be sent first", self.path,
                      self._rows)
@@ -249,12 +250,12 @@ class Outbox:
             self._new.notify_all()
 
     def oldest_age(self) -> float:
-        """Seconds since the oldest waiting line was committed (0 when empty)."""
+        """Seconds since the oldest waiting line was committed (0 when empty or closed)."""
         with self._drain_lock:
+            if self._closed:
+                return 0.0
             row = self._drain_db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
-        age = max(0.0, self._clock() - row[0]) if row else 0.0
-        metrics.OUTBOX_OLDEST_AGE.set(age)
-        return age
+        return max(0.0, self._clock() - row[0]) if row else 0.0
 
     @property
     def depth(self) -> int:
@@ -298,3 +299,7 @@ class Outbox:
     def _update_gauges(self) -> None:
         metrics.OUTBOX_DEPTH.set(self._rows)
         metrics.OUTBOX_FILL.set(self._rows / self.settings.max_rows)
+
+    def _watch_age(self) -> None:
+        """The age gauge is read at scrape time: it must be right while nothing drains (InfluxDB down)."""
+        metrics.OUTBOX_OLDEST_AGE.set_function(self.oldest_age)

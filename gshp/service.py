@@ -168,6 +168,7 @@ class Service:
             self.outbox.put(site_lines(self.config.sites, datetime.now(UTC)))
         except OutboxFull:
             log.warning("outbox full at start-up: site metadata not queued")
+        await asyncio.to_thread(self.drainer.prepare)  # v1: the database exists before the backfill reads it
         self.drainer.start()
         if self.publisher is not None:
             self.publisher.start()

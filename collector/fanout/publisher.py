@@ -48,6 +48,9 @@ class FanoutOutbox(Outbox):
     def _update_gauges(self) -> None:
         metrics.FANOUT_DEPTH.set(self.depth)
 
+    def _watch_age(self) -> None:
+        pass  # gshp_outbox_oldest_age_seconds is the InfluxDB outbox's
+
 
 class FanoutPublisher:
     """Moves `FanoutOutbox` rows to the broker; `start()` / `stop()`, like the InfluxDB drainer."""

@@ -98,3 +98,19 @@ def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutboxError, match="check state_dir"):
         Outbox(tmp_path / "file" / "o.sqlite")
+
+
+def test_oldest_age_metric_is_current_at_scrape_time_while_nothing_drains(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    now = [1000.0]
+    box = Outbox(tmp_path / "o.sqlite", clock=lambda: now[0])
+    age = "gshp_outbox_oldest_age_seconds"
+    assert REGISTRY.get_sample_value(age) == 0.0
+    box.put(lines(0, 10))
+    now[0] += 42.5  # no drainer runs: InfluxDB is away
+    assert REGISTRY.get_sample_value(age) == 42.5
+    box.ack(box.peek(100))
+    assert REGISTRY.get_sample_value(age) == 0.0
+    box.close()
+    assert REGISTRY.get_sample_value(age) == 0.0
