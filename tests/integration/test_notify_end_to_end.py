@@ -1,13 +1,15 @@
-"""A discharge alert reaches each kind of receiver once, routed by district, through the notifier the
-service builds from its config."""
+"""Discharge alerts the live rule engine raises reach each kind of receiver once, routed by district, through
+the notifier the service builds from its config."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -15,10 +17,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.model import Reading, Role
+from gshp.clock import DataClock
 from gshp.config import parse_config
 from gshp.devstack import Mosquitto, free_port
 from gshp.service import Service
-from rules.notify import sample_event
+from rules.events import AlertEvent
 from tests.helpers import wait_until
 from tests.notify_peers import HttpPeer
 
@@ -34,7 +38,15 @@ class Mailbox:
         return "250 OK"
 
 
-def test_discharge_alerts_reach_every_kind_of_receiver_once_routed_by_district(
+def _minute_readings(site: str, minute: int, start: datetime, discharge: float) -> list[Reading]:
+    """One reading per meter: 60 m³/h extracted, (1 - discharge) of it reinjected."""
+    ts = start + timedelta(minutes=minute)
+    e, r = 60.0, 60.0 * (1 - discharge)
+    return [Reading(site, "E1", Role.EXTRACTION, ts, e, 1000 + e * minute / 60),
+            Reading(site, "R1", Role.REINJECTION, ts, r, 2000 + r * minute / 60)]
+
+
+def test_discharge_alerts_from_the_live_engine_reach_every_kind_of_receiver_once_routed_by_district(
         tmp_path: Path, mosquitto: Mosquitto) -> None:
     hook, ding, wx = HttpPeer().start(), HttpPeer().start(), HttpPeer().start()
     box, smtp_port = Mailbox(), free_port()
@@ -44,15 +56,20 @@ def test_discharge_alerts_reach_every_kind_of_receiver_once_routed_by_district(
     ready = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-sub")
     sub.on_connect = lambda c, u, f, rc, p: (c.subscribe("gshp/alerts/#", qos=1), ready.set())
-    sub.on_message = lambda c, u, m: got.append(m)
+    sub.on_message = lambda c, u, m: got.append(m) if not m.retain else None
     sub.connect(mosquitto.host, mosquitto.port)
     sub.loop_start()
     assert ready.wait(10)
     time.sleep(0.2)
     fast = "group_wait: 0s, group_interval: 0s"
+    meters = "meters: [{id: E1, role: extraction}, {id: R1, role: reinjection}]"
     config = parse_config(f"""
 state_dir: {tmp_path / "state"}
 api: {{listen: 127.0.0.1:{free_port()}, public_url: "https://board.example.gov.cn"}}
+sites:
+  - {{id: hehua-plaza, name: 向阳荷花广场, district: 宛城区, {meters}}}
+  - {{id: wolong-school, name: 卧龙区第一中学, district: 卧龙区, {meters}}}
+  - {{id: honest-park, name: 高新区创业园, district: 高新区, {meters}}}
 notify:
   - {{name: case, type: webhook, url: "{hook.url}/in", secret: s3cr3t, {fast}}}
   - {{name: wancheng, type: dingtalk, url: "{ding.url}/robot/send?access_token=T", secret: SECx,
@@ -62,30 +79,60 @@ notify:
       to: [b@x.cn], {fast}}}
   - {{name: bus, type: mqtt, host: 127.0.0.1, port: {mosquitto.port}, client_id: e2e-notify}}
 """, env={})
-    service = Service(config)
+    service = Service(config, clock=DataClock())  # the rules run in the readings' time
+    fired: list[AlertEvent] = []
+    service.alert_listeners.append(lambda e: fired.append(e) if e.state == "firing" else None)
     service.notifier.start()
+    start = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
     try:
-        wancheng = sample_event()
-        wolong: dict[str, Any] = {**sample_event(site="wolong-school", site_name="卧龙区第一中学",
-                                                 district="卧龙区"), "id": "wolong-1"}
-        for e in (wancheng, wolong, {**wancheng, "state": "pending", "id": "p"}):
-            service.notifier.submit(e)
-        wait_until(lambda: len(hook.received) == 2 and len(ding.received) == 1 and len(wx.received) == 1
-                   and len(box.messages) == 2 and len(got) == 2, 20)
+        for minute in range(90):  # 90 minutes of data: 35 % and 40 % of the water drained, one honest site
+            service.accept(_minute_readings("hehua-plaza", minute, start, 0.35)
+                           + _minute_readings("wolong-school", minute, start, 0.40)
+                           + _minute_readings("honest-park", minute, start, 0.0), "test")
+        by_site = {site: {e.id for e in fired if e.site == site} for site in ("hehua-plaza", "wolong-school")}
+        assert by_site["hehua-plaza"] and by_site["wolong-school"], fired  # the engine found both
+        assert all(e.kind == "discharge" for e in fired) and not any(e.site == "honest-park" for e in fired)
+        everything = by_site["hehua-plaza"] | by_site["wolong-school"]
+        sites = {e.id: e.site for e in fired}
+        wait_until(lambda: len(hook.received) == len(everything) and len(ding.received) == len(by_site["hehua-plaza"])
+                   and len(wx.received) == len(by_site["wolong-school"]) and len(got) == len(everything)
+                   and {name for m in box.messages for name in ("向阳荷花广场", "卧龙区第一中学")
+                        if name in _text(m)} == {"向阳荷花广场", "卧龙区第一中学"}, 20)
         time.sleep(0.5)  # and nothing more arrives
-        assert sorted(r.json()["id"] for r in hook.received) == sorted([wancheng["id"], "wolong-1"])
-        assert len(ding.received) == 1 and "向阳荷花广场" in ding.received[0].json()["markdown"]["text"]
-        assert len(wx.received) == 1 and "卧龙区第一中学" in wx.received[0].json()["markdown"]["content"]
-        assert len(box.messages) == 2  # one message per group (group_by: site)
-        assert sorted(m.topic for m in got) == ["gshp/alerts/卧龙区/wolong-school", "gshp/alerts/宛城区/hehua-plaza"]
-        assert all(json.loads(m.payload)["state"] == "firing" for m in got)
+        # each alert once per receiver that its district and kind route it to
+        assert sorted(r.json()["id"] for r in hook.received) == sorted(everything)
+        assert all(r.json()["state"] == "firing" and r.json()["evidence"]["deficit_m3"] > 0 for r in hook.received)
+        assert len(ding.received) == len(by_site["hehua-plaza"])
+        assert all("向阳荷花广场" in r.json()["markdown"]["text"] for r in ding.received)
+        assert len(wx.received) == len(by_site["wolong-school"])
+        assert all("卧龙区第一中学" in r.json()["markdown"]["text" if "text" in r.json()["markdown"] else "content"]
+                   for r in wx.received)
+        assert sorted(m.topic for m in got) == sorted(
+            f"gshp/alerts/{'宛城区' if sites[i] == 'hehua-plaza' else '卧龙区'}/{sites[i]}" for i in everything)
+        assert sorted(json.loads(m.payload)["id"] for m in got) == sorted(everything)
+        assert len({_parsed(m)["Message-ID"] for m in box.messages}) == len(box.messages)  # none sent twice
         status = service.notifier.status()
         assert all(c.queued == c.failed == c.dead == 0 for c in status.values())
     finally:
         service.notifier.stop()
         service.outbox.close()
+        service.store.close()
         sub.disconnect()
         sub.loop_stop()
         smtp.stop()
         for p in (hook, ding, wx):
             p.stop()
+
+
+def _parsed(envelope: Envelope) -> EmailMessage:
+    raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def _text(envelope: Envelope) -> str:
+    """Subject and plain-text body of a received mail, decoded."""
+    message = _parsed(envelope)
+    body = message.get_body(preferencelist=("plain",))
+    return str(message["Subject"]) + "\n" + (body.get_content() if body is not None else "")
