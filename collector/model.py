@@ -17,7 +17,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ChangeKind",
     "Meter",
+    "MeterChange",
     "ModbusSource",
     "ModelError",
     "MqttSource",
@@ -215,3 +217,48 @@ class Reading:
             except ValueError:
                 raise ModelError(f"reading {self.site}/{self.meter}: role {self.role!r} is not one of "
                                  f"{', '.join(r.value for r in Role)}") from None
+
+
+class ChangeKind(StrEnum):
+    """What a change of a meter's slow-changing (identity) registers means."""
+
+    SERIAL_CHANGED = "serial_changed"  # another meter answers: swapped
+    UNIT_CHANGED = "unit_changed"  # flow-rate or totalizer unit
+    MULTIPLIER_CHANGED = "multiplier_changed"  # totalizer multiplier (10^n)
+    SCALE_CHANGED = "scale_changed"  # user scale factor: the calibration was touched
+
+
+@dataclass(frozen=True, slots=True)
+class MeterChange:
+    """An identity register of a meter changed between two reads (a swapped meter, a rescaled totalizer,
+    a touched calibration).
+
+    `field` is the register profile's field, `old`/`new` its decoded values, `ts` when the change was
+    seen — at or before the first reading decoded with the new value, and a source hands it on before
+    that reading, so a consumer can take the totalizer step across it as a rescale rather than volume.
+    """
+
+    site: str
+    meter: str
+    ts: datetime
+    kind: ChangeKind
+    field: str
+    old: int | float
+    new: int | float
+
+    def __post_init__(self) -> None:
+        offset = self.ts.utcoffset()
+        if offset is None:
+            raise ModelError(f"meter change {self.site}/{self.meter}: ts must be timezone-aware, got {self.ts!r}")
+        if self.ts.tzinfo is not UTC:
+            object.__setattr__(self, "ts", self.ts.astimezone(UTC))
+        if type(self.kind) is not ChangeKind:
+            try:
+                object.__setattr__(self, "kind", ChangeKind(self.kind))
+            except ValueError:
+                raise ModelError(f"meter change {self.site}/{self.meter}: kind {self.kind!r} is not one of "
+                                 f"{', '.join(k.value for k in ChangeKind)}") from None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"site": self.site, "meter": self.meter, "ts": self.ts.isoformat(), "kind": self.kind.value,
+                "field": self.field, "old": self.old, "new": self.new}

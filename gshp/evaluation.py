@@ -1,5 +1,7 @@
 """The live rule loop: the reading stream feeds the engine, a schedule evaluates it, and each alert
-transition is stored, written to InfluxDB, shown on the board and handed to the notifier.
+transition is stored, written to InfluxDB, shown on the board and handed to the notifier. Meter changes
+(identity registers: a swapped meter, a rescaled totalizer) reach the engine on the same path, before the
+readings decoded after them.
 
 At start-up the engine's windows are back-filled from InfluxDB, so a restart does not blind it; while
 InfluxDB is down the engine keeps evaluating the live stream.
@@ -22,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from collector import metrics
 from collector.influx.lineproto import format_line, to_ms
 from collector.influx.reader import InfluxReader, QueryError
-from collector.model import Reading, Site
+from collector.model import MeterChange, Reading, Site
 from collector.outbox import OutboxError
 from gshp.clock import Clock, DataClock
 from gshp.live import LiveState
@@ -105,6 +107,9 @@ class RuleLoop:
         self.engine.ingest(ordered[i:])
         if ordered:
             self.clock.advance(ordered[-1].ts)
+
+    def on_changes(self, changes: Sequence[MeterChange]) -> None:
+        self.engine.note_changes(changes)
 
     def backfill(self, reader: InfluxReader, lookback: timedelta) -> int:
         """Fill the windows from stored history; returns rows taken (0 when InfluxDB is unreachable)."""

@@ -1,7 +1,9 @@
 """Wiring: one process that collects, stores and serves, built from a validated `Config`.
 
 Readings from every source go through `Service.accept`: committed to the outbox first (so the source may
-be acknowledged), then handed to the listeners (the rule engine, the live board). The drainer thread moves
+be acknowledged), then handed to the listeners (the rule engine, the live board). Meter changes a source
+reports (`ReportsChanges`: a swapped meter, a rescaled totalizer) go through `Service.accept_changes` to the
+rule engine, before the readings decoded after them. The drainer thread moves
 the outbox into InfluxDB; the HTTP server and the sources run on one asyncio loop.
 
 The process role (see `gshp.roles`) decides which parts run: a collector also commits each batch to the
@@ -19,7 +21,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 
@@ -30,7 +32,7 @@ from collector.influx.lineproto import FlowSchema
 from collector.influx.reader import InfluxReader
 from collector.influx.sitemeta import site_lines
 from collector.influx.writer import make_writer
-from collector.model import Reading
+from collector.model import MeterChange, Reading
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
 from gshp.api.app import create_app
 from gshp.api.auth import AuditLog
@@ -45,11 +47,12 @@ from rules.notify import Notifier
 from rules.notify.silences import Matcher
 from rules.store import AlertStore
 
-__all__ = ["Service", "Source"]
+__all__ = ["ReportsChanges", "Service", "Source"]
 
 log = logging.getLogger(__name__)
 
 ReadingListener = Callable[[Sequence[Reading]], None]
+ChangeListener = Callable[[Sequence[MeterChange]], None]
 
 
 class Source(Protocol):
@@ -60,6 +63,14 @@ class Source(Protocol):
     async def run(self, accept: Callable[[Sequence[Reading], str], None]) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsChanges(Protocol):
+    """A source that also reports meter changes (Modbus identity registers): the service sets `on_change`
+    to its change sink; the source calls it before it hands over the readings decoded after the change."""
+
+    on_change: Callable[[Sequence[MeterChange], str], None] | None
 
 
 class Service:
@@ -88,6 +99,10 @@ class Service:
         if role.evaluates:
             self.listeners.insert(0, self.rules.on_readings)
             metrics.RULE_SITES.set(len(config.sites))
+        self.change_listeners: list[ChangeListener] = [self.rules.on_changes] if role.evaluates else []
+        for source in self.sources:
+            if isinstance(source, ReportsChanges):
+                source.on_change = self.accept_changes
         self.fanout: FanoutOutbox | None = None
         self.publisher: FanoutPublisher | None = None
         if role.publishes:
@@ -119,6 +134,15 @@ class Service:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
                 log.exception("a reading listener failed; the readings are stored and will be replayed")
+
+    def accept_changes(self, changes: Sequence[MeterChange], source: str) -> None:
+        """Meter changes go to the same consumers as readings (the rule engine), in stream order: a source
+        calls this before it hands over the readings decoded after the change."""
+        for listener in self.change_listeners:
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("a meter change listener failed on %s from %s", changes, source)
 
     def fanout_lines(self, readings: Sequence[Reading]) -> list[str]:
         """``topic payload`` per reading, for the fan-out outbox."""

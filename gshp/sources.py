@@ -116,6 +116,7 @@ def modbus_source(config: Config, clock: Clock) -> Source | None:
         raise SourceConfigError([f"modbus_profiles: {err}"]) from None
     except ModbusConfigError as err:
         raise SourceConfigError([f"modbus: {p}" for p in err.problems]) from None
+    # meter changes (identity registers) go to the service's change sink: `Service` sets `on_change`
     return ModbusSource(plan, clock=clock.now)
 
 

@@ -6,6 +6,10 @@ plausible flow × Δt × margin is rejected and flagged; a gap longer than the t
 not zero. After a noise dip the counter keeps its higher reference, so the dip is not counted again on the
 way back up. Window edges are interpolated linearly between the readings around them; nothing is
 extrapolated past the last reading.
+
+A meter change that makes totals before and after it incomparable (a swapped meter, a new totalizer unit
+or multiplier) *rebases* the counter: the step across it is neither volume nor a reset. Its water is
+bridged by the meter's rate over that one step (`rebase_step`), and counting goes on from the new value.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from collector.model import ChangeKind
 from rules.settings import CounterSettings
 
-__all__ = ["Coverage", "Increase", "Step", "StepKind", "classify_step", "increase"]
+__all__ = ["REBASING", "Coverage", "Increase", "Step", "StepKind", "classify_step", "increase", "rebase_step"]
+
+REBASING = frozenset({ChangeKind.SERIAL_CHANGED, ChangeKind.UNIT_CHANGED, ChangeKind.MULTIPLIER_CHANGED})
+"""Meter changes after which the totalizer is another counter (a user scale factor only rescales flow)."""
 
 
 class StepKind(StrEnum):
@@ -26,6 +34,7 @@ class StepKind(StrEnum):
     RESET = "reset"  # a large drop; volume counted from 0 when the new value is plausible, else unknown
     JUMP = "jump"  # forward step above what the meter can pass: rejected, unknown volume
     GAP = "gap"  # readings too far apart: unknown volume
+    REBASE = "rebase"  # across a meter change: the counter restarts from its new value, bridged by the rate
 
 
 class Coverage(StrEnum):
@@ -66,6 +75,20 @@ def classify_step(prev_total: float, cur_total: float, dt_s: float, gap_toleranc
     if cur_total <= plausible + settings.noise_deadband_m3:
         return Step(StepKind.RESET, cur_total)
     return Step(StepKind.RESET, None)
+
+
+def rebase_step(prev_rate: float | None, cur_rate: float | None, dt_s: float, gap_tolerance_s: float,
+                settings: CounterSettings) -> Step:
+    """The step across a rebasing meter change: the totalizer delta means nothing, so the volume is the
+    rate (the mean of the two readings', or the one that is known) over `dt_s`, never negative and never
+    more than the meter can pass; unknown across a gap or without any rate."""
+    if dt_s > gap_tolerance_s:
+        return Step(StepKind.GAP, None)
+    rates = [r for r in (prev_rate, cur_rate) if r is not None]
+    if not rates:
+        return Step(StepKind.REBASE, None)
+    mean = max(0.0, sum(rates) / len(rates))
+    return Step(StepKind.REBASE, min(mean, settings.max_flow_m3h) * max(dt_s, 0.0) / 3600.0)
 
 
 @dataclass(frozen=True, slots=True)

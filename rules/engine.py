@@ -1,4 +1,5 @@
-"""The rule engine: readings in (`ingest`), alert transitions out (`evaluate(now)`).
+"""The rule engine: readings in (`ingest`), meter changes in (`note_changes`), alert transitions out
+(`evaluate(now)`).
 
 The same object runs live (fed by the collector, evaluated on a schedule), in replay (fed by a recorded
 stream, evaluated on the data's clock) and in tests. It has no clock of its own: `now` is passed in.
@@ -20,12 +21,12 @@ from typing import Any
 import pandas as pd
 
 from collector.duration import format_duration
-from collector.model import Meter, Reading, Role, Site
+from collector.model import Meter, MeterChange, Reading, Role, Site
 from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
-from rules.counters import StepKind, classify_step
+from rules.counters import REBASING, StepKind, classify_step, rebase_step
 from rules.events import AlertEvent, AlertKind, iso, summarize
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
-from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, observe
+from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, note_bridged, note_change, observe
 from rules.roles import role_at, roles_constant
 from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_update
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
@@ -49,6 +50,7 @@ class EngineStats:
     duplicates: int = 0  # same meter, same ts (e.g. MQTT redelivery): ignored
     late: int = 0  # older than the meter's newest reading: ignored
     unknown: int = 0  # site or meter not in the config: ignored
+    changes: int = 0  # meter changes noted (swapped meter, new totalizer unit or multiplier, new scale)
     evaluations: int = 0
 
 
@@ -60,6 +62,7 @@ class _MeterState:
     total_ts: float | None = None  # ts of the last reading that carried a total
     ref_total: float | None = None  # counter reference: the last total, except that noise dips keep it
     unknown_until: float | None = None  # ledger already marked unknown up to here (frozen totalizer)
+    rebase_at: float | None = None  # a rebasing meter change: the first total at or after it restarts the counter
 
 
 @dataclass(slots=True)
@@ -151,6 +154,23 @@ class Engine:
             for i in range(start, stop):
                 one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
 
+    def note_changes(self, changes: Iterable[MeterChange]) -> None:
+        """Take meter changes (a swapped meter, a new totalizer unit or multiplier, a touched scale factor),
+        each before the readings decoded after it: the `meter_changed` rule reports them, and across a
+        rebasing one the meter's counter restarts from its new value (no volume jump, no reset)."""
+        with self._lock:
+            for c in changes:
+                st = self._sites.get(c.site)
+                ms = st.meters.get(c.meter) if st is not None else None
+                if ms is None:
+                    self.stats.unknown += 1
+                    continue
+                self.stats.changes += 1
+                ts = c.ts.timestamp()
+                note_change(ms.track, c, ts)
+                if c.kind in REBASING and (ms.rebase_at is None or ts < ms.rebase_at):
+                    ms.rebase_at = ts
+
     def backfill(self, rows: Iterable[Reading] | pd.DataFrame) -> int:
         """Fill windows from history: Readings, or a DataFrame with ts, site, meter, rate_m3h, total_m3
         (ts tz-aware or epoch seconds). Returns how many rows were taken. No alert is evaluated here."""
@@ -192,8 +212,15 @@ class Engine:
         rs = st.rules
         step_kind: StepKind | None = None
         if total is not None:
+            rebase = ms.rebase_at is not None and ts >= ms.rebase_at
+            if rebase:
+                ms.rebase_at = None
             if ms.total_ts is not None and ms.ref_total is not None:
-                step = classify_step(ms.ref_total, total, ts - ms.total_ts, st.gap_s, rs.counters)
+                if rebase:
+                    step = rebase_step(tr.last_rate, rate, ts - ms.total_ts, st.gap_s, rs.counters)
+                    note_bridged(tr, ts, step.volume_m3)
+                else:
+                    step = classify_step(ms.ref_total, total, ts - ms.total_ts, st.gap_s, rs.counters)
                 step_kind = step.kind
                 volume = step.volume_m3
                 if rate is not None and rate < -rs.quality.reverse_m3h:
@@ -265,7 +292,7 @@ class Engine:
             if finding.condition is not Condition.ACTIVE and name not in alerts:
                 continue  # nothing pending or firing, nothing to start
             out.extend(self._advance(st, name, _QUALITY_INFO[name], finding.condition, t, rule.hold(q),
-                                     q.clear_for, partial(_finding_evidence, finding)))
+                                     q.clear_for, partial(_finding_evidence, finding, self.tz)))
         return out
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
@@ -497,8 +524,19 @@ _INACTIVE = AlertTrack()
 _QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
 
 
-def _finding_evidence(f: Finding) -> dict[str, Any]:
-    return {"meters": list(f.meters), **f.evidence}
+def _finding_evidence(f: Finding, tz: tzinfo) -> dict[str, Any]:
+    return {"meters": list(f.meters), **_local_times(f.evidence, tz)}
+
+
+def _local_times(value: Any, tz: tzinfo) -> Any:
+    """Evidence as JSON shows it: datetimes as ISO-8601 in the configured time zone."""
+    if isinstance(value, datetime):
+        return iso(value.astimezone(tz))
+    if isinstance(value, dict):
+        return {k: _local_times(v, tz) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_local_times(v, tz) for v in value]
+    return value
 
 
 def _window_evidence(window: str, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:

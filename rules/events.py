@@ -106,6 +106,14 @@ _DQ_WORDS: dict[str, tuple[str, str]] = {
     "reverse_flow": ("瞬时流量为负（反向流动）", "reverse flow (negative rate)"),
     "signal_quality": ("信号质量差或仪表报错", "poor signal quality or meter error"),
     "discharge_flow": ("外排管道流量计有流量", "discharge-pipe meter shows flow"),
+    "meter_changed": ("流量计被更换或设置被改动", "meter swapped or its settings changed"),
+}
+
+_CHANGE_WORDS: dict[str, tuple[str, str]] = {
+    "serial_changed": ("序列号", "serial number"),
+    "unit_changed": ("单位", "unit"),
+    "multiplier_changed": ("累积倍率", "totalizer multiplier"),
+    "scale_changed": ("仪表系数", "user scale factor"),
 }
 
 
@@ -121,6 +129,28 @@ def _quality(rule: str) -> Template:
     return render
 
 
+def _number(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _meter_changed(name: str, ev: Mapping[str, Any], lang: Language) -> str:
+    """「站 流量计被更换或设置被改动：R1 累积倍率（total_multiplier）3 → 4」"""
+    changes = ev.get("changes") or ()
+    if not changes:
+        return _quality("meter_changed")(name, ev, lang)
+    en = lang is Language.EN
+    parts = []
+    for c in changes:
+        zh_word, en_word = _CHANGE_WORDS.get(c["kind"], (c["kind"], c["kind"]))
+        word = en_word if en else zh_word
+        field = f" ({c['field']}) " if en else f"（{c['field']}）"
+        parts.append(f"{c['meter']} {word}{field}{_number(c['old'])} → {_number(c['new'])}")
+    zh, en_text = _DQ_WORDS["meter_changed"]
+    if en:
+        return f"{name}: {en_text} — " + "; ".join(parts)
+    return f"{name} {zh}：" + "；".join(parts)
+
+
 def summarize(rule_family: str, rule: str, site_name: str, evidence: Mapping[str, Any], lang: Language,
               state: str) -> str:
     template = SUMMARIES.get(rule_family) or _quality(rule)
@@ -132,3 +162,4 @@ def summarize(rule_family: str, rule: str, site_name: str, evidence: Mapping[str
 
 SUMMARIES["balance"] = _balance
 SUMMARIES["sequential"] = _sequential
+SUMMARIES["meter_changed"] = _meter_changed

@@ -1,6 +1,7 @@
 """Data-quality and evasion detectors: what each meter's latest readings say about the data itself.
 
-`MeterTrack` holds the little a detector needs from one meter's stream (updated by `observe` per reading).
+`MeterTrack` holds the little a detector needs from one meter's stream (updated by `observe` per reading
+and `note_change` per meter change).
 Detectors are plain functions `(tracks, now, settings) -> Finding`, registered in `QUALITY_RULES` by
 name; a finding is ACTIVE when any meter of the site shows the problem, with those meters as evidence.
 """
@@ -12,12 +13,28 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from collector.model import Role
+from collector.model import ChangeKind, MeterChange, Role
 from rules.balance import Condition
-from rules.counters import StepKind
+from rules.counters import REBASING, StepKind
 from rules.settings import QualitySettings, Severity
 
-__all__ = ["QUALITY_RULES", "Finding", "MeterTrack", "QualityPlan", "QualityRule", "observe"]
+__all__ = ["QUALITY_RULES", "ChangeSeen", "Finding", "MeterTrack", "QualityPlan", "QualityRule", "note_change",
+           "observe"]
+
+KEEP_CHANGES = 8
+"""Meter changes a track remembers (the newest); more within one `change_hold` are counted, not listed."""
+
+
+@dataclass(slots=True)
+class ChangeSeen:
+    """A meter change as the engine took it. Once the counter was rebased across it, `rebased` is set
+    and `bridged_m3` is the volume of that step — taken from the meter's rate, not its totalizer (None:
+    unknown)."""
+
+    ts: float
+    change: MeterChange
+    rebased: bool = False
+    bridged_m3: float | None = None
 
 
 @dataclass(slots=True)
@@ -37,7 +54,8 @@ class MeterTrack:
     reverse_since: float | None = None
     last_event_ts: float | None = None
     last_event: StepKind | None = None
-    events: int = 0
+    events: int = 0  # counter resets and meter swaps seen: each restarts the site's sequential baseline
+    changes: list[ChangeSeen] = field(default_factory=list)
 
     def frozen_candidate(self, min_m3: float) -> bool:
         """The totalizer stands still although the rate says `min_m3` or more passed (volume unknown)."""
@@ -74,6 +92,23 @@ def observe(track: MeterTrack, ts: float, rate: float | None, total: float | Non
         track.events += 1
 
 
+def note_change(track: MeterTrack, change: MeterChange, ts: float) -> None:
+    """Fold one meter change (at epoch seconds `ts`) into the track; a swapped meter is a new instrument
+    with its own bias, so it counts as an event that restarts the site's learned baseline."""
+    track.changes.append(ChangeSeen(ts, change))
+    del track.changes[:-KEEP_CHANGES]
+    if change.kind is ChangeKind.SERIAL_CHANGED:
+        track.events += 1
+
+
+def note_bridged(track: MeterTrack, ts: float, volume_m3: float | None) -> None:
+    """Record the rate-bridged volume of the rebased step ending at `ts` on the changes it crossed."""
+    for seen in track.changes:
+        if seen.change.kind in REBASING and seen.ts <= ts and not seen.rebased:
+            seen.rebased = True
+            seen.bridged_m3 = None if volume_m3 is None else round(volume_m3, 3)
+
+
 @dataclass(frozen=True, slots=True)
 class QualityPlan:
     """`QualitySettings` planned for the hot path: durations as seconds."""
@@ -90,6 +125,7 @@ class QualityPlan:
     min_signal_pct: float
     signal_hold: float
     reset_hold: float
+    change_hold: float
     discharge_m3h: float
     discharge_hold: float
     clear_for: float
@@ -104,6 +140,8 @@ class QualityPlan:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """What a detector found; datetimes in `evidence` are shown in the configured time zone."""
+
     condition: Condition
     meters: tuple[str, ...] = ()
     evidence: dict[str, Any] = field(default_factory=dict)
@@ -205,3 +243,22 @@ def discharge_flow(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> 
             and t.last_rate > q.discharge_m3h]
     rates = {t.meter: t.last_rate for t in tracks if t.meter in hits}
     return _any(hits, {"rate_m3h": rates})
+
+
+@register("meter_changed", "data_quality", Severity.HIGH, lambda q: 0.0)
+def meter_changed(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
+    """An identity register changed: a swapped meter, a new totalizer unit or multiplier, a touched
+    calibration — what tampering looks like. Active from the change until `change_hold` without another."""
+    hold = q.change_hold
+    recent = [(t.meter, s) for t in tracks for s in t.changes if 0.0 <= now - s.ts <= hold]
+    if not recent:
+        return _CLEAR
+    recent.sort(key=lambda ms: ms[1].ts)
+    listed = [{"meter": m, "kind": s.change.kind.value, "field": s.change.field, "old": s.change.old,
+               "new": s.change.new, "at": s.change.ts,
+               **({"bridged_m3": s.bridged_m3} if s.rebased else {})} for m, s in recent]
+    latest = listed[-1]
+    meters = list(dict.fromkeys(m for m, _ in recent))
+    return Finding(Condition.ACTIVE, tuple(meters),
+                   {"meter": latest["meter"], "kind": latest["kind"], "field": latest["field"],
+                    "old": latest["old"], "new": latest["new"], "changes": listed})

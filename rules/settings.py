@@ -141,6 +141,8 @@ class QualitySettings(_Frozen):
     min_signal_pct: float = Field(default=40.0, ge=0, le=100)
     signal_hold: Duration = timedelta(minutes=10)
     reset_hold: Duration = Field(default=timedelta(hours=1), description="a reset alert resolves after")
+    change_hold: Duration = Field(default=timedelta(hours=24),
+                                  description="a meter_changed alert resolves this long after the last change")
     discharge_m3h: float = Field(default=0.5, ge=0, description="a discharge meter above this shows flow")
     discharge_hold: Duration = timedelta(minutes=5)
     clear_for: Duration = Field(default=timedelta(minutes=10), description="resolve after clear this long")

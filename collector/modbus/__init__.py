@@ -1,12 +1,12 @@
 """Modbus collection: gateways, register profiles, request planning and polling.
 
 Lifecycle: `plan_collection(gateways, sites, PROFILES)` validates and plans without touching the
-network; `ModbusCollector(plan, on_readings, on_event)` polls, scheduled by APScheduler.
+network; `ModbusCollector(plan, on_readings, on_event)` polls, scheduled by APScheduler; `on_event`
+receives a `collector.model.MeterChange` when a meter's identity registers change.
 """
 
 from collector.modbus.collection import CollectionPlan, GatewayPlan, MeterPlan, plan_collection
 from collector.modbus.errors import ErrorClass, ModbusConfigError, ProfileError, ReadError
-from collector.modbus.events import EventKind, MeterEvent
 from collector.modbus.health import MeterState
 from collector.modbus.poller import GatewayPoller, MeterPoll, RawBlock
 from collector.modbus.profile import Profile
@@ -18,11 +18,9 @@ __all__ = [
     "PROFILES",
     "CollectionPlan",
     "ErrorClass",
-    "EventKind",
     "Gateway",
     "GatewayPlan",
     "GatewayPoller",
-    "MeterEvent",
     "MeterPlan",
     "MeterPoll",
     "MeterState",

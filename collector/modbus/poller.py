@@ -19,12 +19,11 @@ from collector.metrics import (
 from collector.modbus.codec import DecodeError
 from collector.modbus.collection import GatewayPlan, MeterPlan
 from collector.modbus.errors import ErrorClass, ReadError
-from collector.modbus.events import MeterEvent
 from collector.modbus.health import MeterState, UnitHealth
 from collector.modbus.plan import ReadRequest
 from collector.modbus.profile import FieldSpec, Function, combine
 from collector.modbus.transport import Link
-from collector.model import ModelError, Reading
+from collector.model import MeterChange, ModelError, Reading
 
 __all__ = ["Clock", "EventSink", "GatewayPoller", "MeterPoll", "PollSink", "RawBlock", "ReadingSink"]
 
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 ReadingSink = Callable[[list[Reading]], None]
-EventSink = Callable[[MeterEvent], None]
+EventSink = Callable[[MeterChange], None]
 PollSink = Callable[[list["MeterPoll"]], None]
 
 Value = int | float
@@ -123,6 +122,8 @@ class _Run:
     identity_slots: Slots
     identity: dict[str, Value] | None = None
     identity_at: float = 0.0
+    last_total: float | None = None  # the last decoded total: a step back or a leap re-reads identity
+    falling: bool = False  # the last total was below the one before (reverse flow on a net total)
     failures: dict[ErrorClass, object] = field(default_factory=dict)
 
 
@@ -214,7 +215,7 @@ class GatewayPoller:
     async def _poll(self, run: _Run, cycle_start: float) -> MeterPoll:
         plan = run.plan
         raw: list[RawBlock] = []
-        events: list[MeterEvent] = []
+        events: list[MeterChange] = []
         values: dict[str, Value | None] = {}
         reading: Reading | None = None
         error: ReadError | None = None
@@ -233,13 +234,16 @@ class GatewayPoller:
                 fields = _decode(run.poll_slots, blocks)
                 fields.update(run.identity or {})
                 values = combine(plan.profile, fields)
-                check = plan.profile.check
-                if check is not None and not check.agrees(values) and plan.identity_reads:
-                    # the totalizer disagrees with its copy: multiplier or unit changed since last read
-                    await self._refresh_identity(run, raw, events)
+                if plan.identity_reads and self._identity_suspect(run, values):
+                    # a change found now is stamped with this reading's time: it holds from this reading on
+                    await self._refresh_identity(run, raw, events, ts)
                     fields.update(run.identity or {})
                     values = combine(plan.profile, fields)
                 reading = self._reading(plan, ts, values)
+                total = reading.total_m3
+                if total is not None and run.last_total is not None:
+                    run.falling = total < run.last_total
+                run.last_total = total
             except ReadError as exc:
                 error = exc
             except (DecodeError, ModelError) as exc:
@@ -257,7 +261,22 @@ class GatewayPoller:
         self._record(run, poll, cycle_start)
         return poll
 
-    async def _refresh_identity(self, run: _Run, raw: list[RawBlock], events: list[MeterEvent]) -> None:
+    @staticmethod
+    def _identity_suspect(run: _Run, values: Mapping[str, Value | None]) -> bool:
+        """Whether the values just decoded may rest on stale identity, so it is re-read before they are
+        trusted: the totalizer disagrees with its copy (the profile's `check`: multiplier or unit changed),
+        it started to go backwards (a swapped meter; a net total falling through reverse flow is re-read
+        once, not on every poll), or it more than doubled (a rescale on a profile without a check)."""
+        check = run.plan.profile.check
+        if check is not None and not check.agrees(values):
+            return True
+        total, last = values.get("total_m3"), run.last_total
+        if total is None or last is None:
+            return False
+        return (total < last and not run.falling) or total > 2 * last + 1.0
+
+    async def _refresh_identity(self, run: _Run, raw: list[RawBlock], events: list[MeterChange],
+                                seen_at: datetime | None = None) -> None:
         plan = run.plan
         if not plan.identity_reads:
             run.identity = {}
@@ -270,10 +289,10 @@ class GatewayPoller:
         new = _decode(run.identity_slots, blocks)
         old = run.identity
         if old is not None:
-            ts = self._clock()
+            ts = seen_at or self._clock()
             for name, value in new.items():
                 if name in old and old[name] != value:
-                    events.append(MeterEvent(plan.site.id, plan.meter.id, ts, plan.profile.identity[name],
+                    events.append(MeterChange(plan.site.id, plan.meter.id, ts, plan.profile.identity[name],
                                              name, old[name], value))
         run.identity = new
         run.identity_at = asyncio.get_running_loop().time()

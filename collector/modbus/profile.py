@@ -11,7 +11,8 @@ profile decodes in the collector (`decode_values`) and encodes in the simulator 
   `rate_m3h`, `total_m3`, `signal_pct` and `error_code` feed the `Reading`; other values are shown by
   `gshp poll` and kept beside the reading.
 - `identity`: slow-changing fields (serial number, totalizer unit and multiplier, user scale factor)
-  read at start and periodically rather than every poll; a change is a `MeterEvent` of the given kind.
+  read at start and periodically rather than every poll; a change is a `collector.model.MeterChange`
+  of the given `ChangeKind`.
 - `check`: an optional cross-check between two values (TUF-2000M: the integer+fraction totalizer
   against its REAL4 m³ copy); a mismatch makes the poller re-read identity before it trusts the total.
 """
@@ -35,11 +36,11 @@ from collector.modbus.codec import (
     encode,
 )
 from collector.modbus.codec import register_count as _register_count
+from collector.model import ChangeKind
 
 __all__ = [
     "READING_VALUES",
     "Check",
-    "EventKind",
     "FieldSpec",
     "Function",
     "Pow10",
@@ -62,13 +63,6 @@ class Function(StrEnum):
     @property
     def code(self) -> int:
         return 3 if self is Function.HOLDING else 4
-
-
-class EventKind(StrEnum):
-    SERIAL_CHANGED = "serial_changed"
-    UNIT_CHANGED = "unit_changed"
-    MULTIPLIER_CHANGED = "multiplier_changed"
-    SCALE_CHANGED = "scale_changed"
 
 
 class _Frozen(BaseModel):
@@ -198,7 +192,7 @@ class Profile(_Frozen):
     source: str = ""
     fields: dict[str, FieldSpec]
     values: dict[str, ValueSpec]
-    identity: dict[str, EventKind] = Field(default_factory=dict)
+    identity: dict[str, ChangeKind] = Field(default_factory=dict)
     check: Check | None = None
     simulator: dict[str, float] = Field(
         default_factory=dict, description="field values the simulator writes where no value sets them")

@@ -1,4 +1,5 @@
-"""Modbus collection as a source the service runs: APScheduler jobs per gateway feeding `accept`."""
+"""Modbus collection as a source the service runs: APScheduler jobs per gateway feeding `accept`, and
+meter changes (identity registers) handed to `on_change` before the readings decoded after them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from collector import metrics
 from collector.modbus.collection import CollectionPlan
-from collector.modbus.events import MeterEvent
 from collector.modbus.poller import utc_now
 from collector.modbus.service import ModbusCollector
-from collector.model import Reading
+from collector.model import MeterChange, Reading
 from collector.outbox import OutboxError
 
 __all__ = ["ModbusSource"]
@@ -22,6 +22,7 @@ __all__ = ["ModbusSource"]
 log = logging.getLogger(__name__)
 
 Accept = Callable[[Sequence[Reading], str], None]
+AcceptChanges = Callable[[Sequence[MeterChange], str], None]
 
 
 class ModbusSource:
@@ -30,11 +31,11 @@ class ModbusSource:
 
     name = "modbus"
 
-    def __init__(self, plan: CollectionPlan, on_event: Callable[[MeterEvent], None] | None = None,
+    def __init__(self, plan: CollectionPlan, on_change: AcceptChanges | None = None,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self.plan = plan
         self.clock = clock
-        self.on_event = on_event
+        self.on_change = on_change  # the service sets it to its change sink before `run`
         self.collector: ModbusCollector | None = None
         self._stop = asyncio.Event()
         self._refusing = False
@@ -63,11 +64,9 @@ class ModbusSource:
             scheduler.shutdown(wait=False)
             await self.collector.aclose()
 
-    def _event(self, event: MeterEvent) -> None:
-        log.warning("meter %s/%s: %s (%s %s → %s)", event.site, event.meter, event.kind.value, event.field,
-                    event.old, event.new)
-        if self.on_event is not None:
-            self.on_event(event)
+    def _event(self, change: MeterChange) -> None:
+        if self.on_change is not None:  # the poller has logged and counted it
+            self.on_change([change], self.name)
 
     async def stop(self) -> None:
         self._stop.set()

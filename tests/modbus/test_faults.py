@@ -13,14 +13,12 @@ from prometheus_client import REGISTRY
 from collector.modbus import (
     PROFILES,
     ErrorClass,
-    EventKind,
-    MeterEvent,
     MeterPoll,
     MeterState,
     ModbusCollector,
     plan_collection,
 )
-from collector.model import Reading
+from collector.model import ChangeKind, MeterChange, Reading
 from simulators.modbus import Framer, ModbusSimServer, Scenario, SimulatedMeter, image_size
 from tests.modbus.conftest import free_port, gateway, meter, run, site
 
@@ -146,9 +144,9 @@ def test_overrunning_cycle_is_counted_not_stacked() -> None:
     assert all(len(v) <= poller.cycles for v in seen.values())
 
 
-async def _tamper() -> tuple[list[MeterEvent], list[MeterPoll]]:
+async def _tamper() -> tuple[list[MeterChange], list[MeterPoll]]:
     sim = meter(TUF, t=3600.0)
-    events: list[MeterEvent] = []
+    events: list[MeterChange] = []
     async with ModbusSimServer({1: sim}, size=image_size(TUF)) as server:
         collector = ModbusCollector(plan_collection([gateway(server.port)], [site([1])]), lambda r: None,
                                     on_event=events.append)
@@ -168,7 +166,7 @@ async def _tamper() -> tuple[list[MeterEvent], list[MeterPoll]]:
 def test_multiplier_change_is_an_event_not_a_volume_jump() -> None:
     events, polls = run(_tamper())
     kinds = [e.kind for e in events]
-    assert kinds == [EventKind.MULTIPLIER_CHANGED, EventKind.SERIAL_CHANGED]
+    assert kinds == [ChangeKind.MULTIPLIER_CHANGED, ChangeKind.SERIAL_CHANGED]
     assert (events[0].old, events[0].new) == (3, 5)
     assert events[1].new == 99887766
     totals = [p.reading.total_m3 for p in polls if p.reading is not None]

@@ -9,8 +9,9 @@ import pytest
 
 from collector.modbus.errors import ProfileError
 from collector.modbus.plan import plan_reads
-from collector.modbus.profile import EventKind, Function, combine, decode_fields, encode_values
+from collector.modbus.profile import Function, combine, decode_fields, encode_values
 from collector.modbus.registry import PROFILES, ProfileRegistry
+from collector.model import ChangeKind
 
 
 def _blocks(image: dict[tuple[Function, int], int], profile_fields: dict) -> dict:  # type: ignore[type-arg]
@@ -29,7 +30,7 @@ def test_tuf2000m_addresses_are_manual_register_minus_one() -> None:
               "scale_factor": 1451, "serial_number": 1529}
     for name, reg in manual.items():
         assert p.fields[name].address == reg - 1, name
-    assert p.identity["total_multiplier"] is EventKind.MULTIPLIER_CHANGED
+    assert p.identity["total_multiplier"] is ChangeKind.MULTIPLIER_CHANGED
 
 
 def test_tuf2000m_reg92_splits_into_step_and_signal_quality() -> None:

@@ -149,3 +149,111 @@ def test_backfilled_history_teaches_the_sequential_baseline_at_the_first_evaluat
     cusum = engine._sites["hehua"].cusum
     assert cusum.n >= 12
     assert abs(cusum.baseline_pct - 100 / 120) < 0.05
+
+
+def _run_with(engine, readings, changes, until):
+    """Like `run`, with meter changes noted in stream order: before the first reading at or after each."""
+    readings = sorted(readings, key=lambda r: r.ts)
+    pending = sorted(changes, key=lambda c: c.ts)
+    events = []
+    t = readings[0].ts.replace(second=0, microsecond=0)
+    i = 0
+    while t <= until:
+        while i < len(readings) and readings[i].ts <= t:
+            while pending and pending[0].ts <= readings[i].ts:
+                engine.note_changes([pending.pop(0)])
+            engine.ingest([readings[i]])
+            i += 1
+        events.extend(engine.evaluate(t))
+        t += timedelta(minutes=5)
+    return events
+
+
+def _rescaled_r1(readings, at, factor):
+    """R1's totalizer after `at` as a meter shows it when its multiplier grows by `factor` without
+    rescaling the count: the total so far times `factor`, plus the water since."""
+    base = next(r.total_m3 for r in readings if r.meter == "R1" and r.ts >= at)
+    out = []
+    for r in readings:
+        if r.meter == "R1" and r.ts >= at:
+            r = Reading(r.site, r.meter, r.role, r.ts, r.rate_m3h, round(base * factor + r.total_m3 - base, 4))
+        out.append(r)
+    return out
+
+
+def _change(kind, field, old, new, at, meter="R1"):
+    from collector.model import ChangeKind, MeterChange
+    return MeterChange("hehua", meter, at, ChangeKind(kind), field, old, new)
+
+
+def test_a_tenfold_multiplier_change_is_no_volume_jump_and_raises_meter_changed(engine):
+    at = T0 + timedelta(minutes=60)
+    readings = _rescaled_r1(list(flow(120)), at, 10.0)
+    change = _change("multiplier_changed", "total_multiplier", 3, 4, at - timedelta(seconds=1))
+    events = _run_with(engine, readings, [change], T0 + timedelta(hours=2))
+    assert not _rules(events)  # no discharge: the ×10 step is neither volume nor missing volume
+    assert "totalizer_reset" not in _rules(events, "data_quality")  # nor a reset
+    fired = [e for e in events if e.rule == "meter_changed" and e.state == "firing"]
+    assert len(fired) == 1
+    assert fired[0].kind.value == "data_quality" and fired[0].severity.value == "high"
+    ev = fired[0].evidence
+    assert (ev["meter"], ev["field"], ev["old"], ev["new"]) == ("R1", "total_multiplier", 3, 4)
+    assert ev["changes"][0]["bridged_m3"] == 2.0  # one minute at 120 m³/h, from the rate
+    assert ev["changes"][0]["at"] == "2026-05-05T00:59:59+00:00"
+    assert fired[0].summary == "向阳荷花广场 流量计被更换或设置被改动：R1 累积倍率（total_multiplier）3 → 4"
+    # the windows across the change are complete and balanced: 120 m³ each side in the last hour
+    b = engine.balance("hehua", timedelta(hours=2))
+    assert b["complete"] and abs(b["deficit_m3"]) < 1e-6 and b["extracted_m3"] == 240.0
+
+
+def test_without_the_change_the_same_step_is_rejected_as_a_jump(engine):
+    # the control for the test above: the rebase is what keeps the windows whole
+    at = T0 + timedelta(minutes=60)
+    events = run(engine, _rescaled_r1(list(flow(120)), at, 10.0), T0 + timedelta(hours=2))
+    assert "totalizer_reset" in _rules(events, "data_quality")
+    assert not engine.balance("hehua", timedelta(hours=2))["complete"]
+
+
+def test_a_swapped_meter_restarts_its_counter_and_the_baseline_without_a_reset(engine):
+    at = T0 + timedelta(minutes=60)
+    readings = []
+    for r in flow(120):
+        if r.meter == "R1" and r.ts >= at:  # the new meter counts from 0.5 m³
+            r = Reading(r.site, r.meter, r.role, r.ts, r.rate_m3h, round(r.total_m3 - 2120.0 + 0.5, 4))
+        readings.append(r)
+    change = _change("serial_changed", "serial_number", 20240001, 99887766, at - timedelta(seconds=5))
+    events = _run_with(engine, readings, [change], T0 + timedelta(hours=2))
+    assert not _rules(events)
+    assert "totalizer_reset" not in _rules(events, "data_quality")
+    assert "meter_changed" in _rules(events, "data_quality")
+    assert engine._sites["hehua"].meters["R1"].track.events == 1  # the sequential baseline relearns
+    assert engine.balance("hehua", timedelta(hours=2))["complete"]
+
+
+def test_a_scale_factor_change_is_reported_but_does_not_rebase_the_counter(engine):
+    at = T0 + timedelta(minutes=30)
+    change = _change("scale_changed", "scale_factor", 1.0, 0.8, at)
+    events = _run_with(engine, list(flow(60)), [change], T0 + timedelta(hours=1))
+    fired = [e for e in events if e.rule == "meter_changed" and e.state == "firing"]
+    assert fired and "bridged_m3" not in fired[0].evidence["changes"][0]
+    assert engine._sites["hehua"].meters["R1"].track.events == 0
+
+
+def test_meter_changed_resolves_after_its_quiet_time(site):
+    from rules.settings import Language
+    settings = RulesSettings.model_validate({"quality": {"change_hold": "30m"}})
+    engine = Engine([site], settings, UTC, language=Language.EN)
+    change = _change("unit_changed", "totalizer_unit", 0, 1, T0 + timedelta(minutes=10), meter="E1")
+    events = _run_with(engine, list(flow(120)), [change], T0 + timedelta(hours=2))
+    states = [(e.state, e.at - T0) for e in events if e.rule == "meter_changed"]
+    assert [s for s, _ in states] == ["firing", "resolved"]
+    # active for the 30 min quiet time, then clear for `clear_for` (10 min) before it resolves
+    assert states[1][1] - states[0][1] >= timedelta(minutes=40)
+    firing = next(e for e in events if e.rule == "meter_changed")
+    assert firing.summary == ("向阳荷花广场: meter swapped or its settings changed — "
+                              "E1 unit (totalizer_unit) 0 → 1")
+
+
+def test_a_change_of_an_unknown_meter_is_counted_and_ignored(engine):
+    engine.note_changes([_change("serial_changed", "serial_number", 1, 2, T0, meter="X9")])
+    assert engine.stats.unknown == 1 and engine.stats.changes == 0

@@ -20,7 +20,8 @@ def _detect(name, tracks, now):
 
 def test_every_rule_is_registered_once_with_a_kind():
     assert set(QUALITY_RULES) == {"meter_offline", "reinjection_silent", "totalizer_frozen",
-                                  "totalizer_reset", "reverse_flow", "signal_quality", "discharge_flow"}
+                                  "totalizer_reset", "reverse_flow", "signal_quality", "discharge_flow",
+                                  "meter_changed"}
     assert {r.kind for r in QUALITY_RULES.values()} <= {"data_quality", "discharge"}
 
 
@@ -75,3 +76,23 @@ def test_discharge_meter_with_flow_is_a_discharge_finding():
     d = _track("D1", Role.DISCHARGE, [(0.0, 5.0, 1.0)])
     assert _detect("discharge_flow", [d], 1.0).condition is Condition.ACTIVE
     assert QUALITY_RULES["discharge_flow"].kind == "discharge"
+
+
+def test_meter_changed_lists_each_change_for_its_hold_then_clears():
+    from datetime import UTC, datetime
+
+    from collector.model import ChangeKind, MeterChange
+    from rules.quality import note_change
+
+    t = _track(readings=[(0.0, 10.0, 1.0)])
+    at = datetime.fromtimestamp(100.0, UTC)
+    note_change(t, MeterChange("s", "R1", at, ChangeKind.MULTIPLIER_CHANGED, "total_multiplier", 3, 4), 100.0)
+    note_change(t, MeterChange("s", "R1", at, ChangeKind.SERIAL_CHANGED, "serial_number", 7, 8), 100.0)
+    assert _detect("meter_changed", [t], 99.0).condition is Condition.CLEAR  # not before it happened
+    f = _detect("meter_changed", [t], 200.0)
+    assert f.condition is Condition.ACTIVE and f.meters == ("R1",)
+    assert (f.evidence["field"], f.evidence["old"], f.evidence["new"]) == ("serial_number", 7, 8)
+    assert [c["kind"] for c in f.evidence["changes"]] == ["multiplier_changed", "serial_changed"]
+    assert t.events == 1  # the swap restarts the sequential baseline, the multiplier does not
+    assert _detect("meter_changed", [t], 100.0 + 24 * 3600 + 1).condition is Condition.CLEAR
+    assert QUALITY_RULES["meter_changed"].kind == "data_quality"
