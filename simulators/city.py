@@ -5,78 +5,32 @@ share it; reinjection meters share it minus what the operator drains away (a con
 at night). Every meter is a `MeterModel` of that flow (with its own small bias), so the Modbus
 simulators (registers encoded from the same profile the collector decodes), the MQTT DTU publisher and
 the in-process feed all show the same water. A meter can go silent after some hours — the cheapest way
-to hide a discharge.
+to hide a discharge — and a site can have a meter fault (`Scenario`: frozen, reset, reverse, swap,
+rescale, offline …) on its reinjection meters.
+
+`site_physics(sites, scenario, …)` is the same physics for configured sites: `gshp sim site` serves its
+Modbus meters and `gshp sim mqtt` publishes its MQTT meters, so the two show one site's water.
 """
 
 from __future__ import annotations
 
-import math
+import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from collector.model import Reading, Role
-from simulators.modbus.flow import MeterModel, ScaledFlow, TrueFlow
+from collector.model import Reading, Role, Site
+from simulators.flow import DayCycleFlow, MeterModel, ScaledFlow, Scenario, ScenarioKind, TrueFlow, local_hour
 
-__all__ = ["CITY", "CityPhysics", "LocalDayFlow", "MeterPlan", "NightDrain", "SitePlan", "city_config", "meter_plan"]
-
-DAY_S = 86_400.0
-
-
-@dataclass(frozen=True, slots=True)
-class LocalDayFlow:
-    """A pump flow peaking at 14:00 local time and lowest at 02:00 (±`swing`)."""
-
-    nominal_m3h: float
-    start_hour: float  # local hour of day at model time 0
-    swing: float = 0.25
-
-    def _phase(self, t: float) -> float:
-        return 2 * math.pi * ((self.start_hour - 14.0) * 3600.0 + t) / DAY_S
-
-    def rate(self, t: float) -> float:
-        return self.nominal_m3h * (1 + self.swing * math.cos(self._phase(t)))
-
-    def volume(self, t: float) -> float:
-        w = 2 * math.pi / DAY_S
-        return self.nominal_m3h / 3600.0 * (t + self.swing * (math.sin(self._phase(t)) - math.sin(self._phase(0))) / w)
-
-
-@dataclass(frozen=True, slots=True)
-class NightDrain:
-    """`source` minus `fraction` of it between 22:00 and 06:00 local time (a night-only discharge)."""
-
-    source: LocalDayFlow
-    fraction: float
-    night: tuple[float, float] = (22.0, 6.0)
-
-    def _is_night(self, t: float) -> bool:
-        h = (self.source.start_hour + t / 3600.0) % 24.0
-        lo, hi = self.night
-        return h >= lo or h < hi
-
-    def rate(self, t: float) -> float:
-        return self.source.rate(t) * (1 - self.fraction if self._is_night(t) else 1.0)
-
-    def volume(self, t: float) -> float:
-        # exact: the day flow integrated, minus the drained fraction over each night interval up to t
-        drained = 0.0
-        start_s = self.source.start_hour * 3600.0  # seconds since local midnight of day 0 at t = 0
-        lo, hi = self.night[0] * 3600.0, self.night[1] * 3600.0
-        for d in range(-1, int((start_s + t) // DAY_S) + 1):
-            a, b = d * DAY_S + lo - start_s, (d + 1) * DAY_S + hi - start_s  # night d: lo → hi next day
-            a, b = max(a, 0.0), min(b, t)
-            if b > a:
-                drained += self.source.volume(b) - self.source.volume(a)
-        return self.source.volume(t) - self.fraction * drained
+__all__ = ["CITY", "CityPhysics", "MeterPlan", "SitePlan", "city_config", "meter_plan", "site_physics"]
 
 
 @dataclass(frozen=True, slots=True)
 class MeterPlan:
     id: str
     role: Role
-    source: str  # "modbus" or "mqtt"
+    source: str  # "modbus" or "mqtt" (anything else: simulated, published by neither)
     bias: float = 0.0  # reads this much high (0.003 = +0.3 %)
     silent_after_h: float | None = None  # stops reporting after this many hours
 
@@ -87,13 +41,42 @@ class SitePlan:
     name: str
     district: str
     meters: tuple[MeterPlan, ...]
-    nominal_m3h: float = 60.0
+    nominal_m3h: float = 60.0  # the site's pump, shared by its extraction meters
     drain: float = 0.0  # fraction of the water that does not reach reinjection
     night_only: bool = False
+    fault: Scenario = field(default_factory=Scenario)  # of the reinjection meters (frozen, reset, offline …)
 
     @property
     def honest(self) -> bool:
-        return self.drain == 0 and all(m.silent_after_h is None for m in self.meters)
+        return (self.drain == 0 and self.fault.kind is ScenarioKind.BALANCED
+                and all(m.silent_after_h is None for m in self.meters))
+
+    @property
+    def water(self) -> Scenario:
+        """The site's water as a scenario: balanced, discharge or night-discharge."""
+        if not self.drain:
+            return Scenario()
+        kind = ScenarioKind.NIGHT_DISCHARGE if self.night_only else ScenarioKind.DISCHARGE
+        return Scenario(kind, self.drain * 100.0)
+
+    @classmethod
+    def of(cls, site: Site, scenario: Scenario, flow_m3h: float = 40.0, seed: int = 1) -> SitePlan:
+        """A configured site under a scenario: `flow_m3h` per extraction meter; each meter with a fixed
+        bias within its accuracy (the same for a given seed, site and meter, whichever simulator asks);
+        a fault scenario applies to the reinjection meters — the side an operator hiding a discharge
+        tampers with."""
+        meters = tuple(MeterPlan(m.id, m.role, m.source or "", _bias(seed, site.id, m.id, m.accuracy_pct))
+                       for m in site.meters)
+        n_extraction = max(1, sum(1 for m in site.meters if m.role is Role.EXTRACTION))
+        return cls(site.id, site.name, site.district, meters, flow_m3h * n_extraction, drain=scenario.drain,
+                   night_only=scenario.kind is ScenarioKind.NIGHT_DISCHARGE,
+                   fault=Scenario() if scenario.water else scenario)
+
+
+def _bias(seed: int, site: str, meter: str, accuracy_pct: float) -> float:
+    """A meter's systematic error: σ a quarter of its accuracy, never more than half of it."""
+    limit = accuracy_pct / 100.0 / 2.0
+    return max(-limit, min(limit, random.Random(f"{seed}:{site}:{meter}").gauss(0.0, limit / 2.0)))
 
 
 def meter_plan(spec: str, bias: float = 0.0, silent_after_h: float | None = None) -> MeterPlan:
@@ -183,18 +166,18 @@ class CityPhysics:
     meters: dict[tuple[str, str], _Meter] = field(init=False)
 
     def __post_init__(self) -> None:
-        local = self.start.astimezone(self.tz)
-        start_hour = local.hour + local.minute / 60 + local.second / 3600
+        start_hour = local_hour(self.start, self.tz)
         self.meters = {}
         for i, p in enumerate(self.plans):
-            pump = LocalDayFlow(p.nominal_m3h, start_hour)
-            kept: TrueFlow = NightDrain(pump, p.drain) if p.night_only else ScaledFlow(pump, 1 - p.drain)
-            sides = {Role.EXTRACTION: pump, Role.REINJECTION: kept,
-                     Role.DISCHARGE: ScaledFlow(pump, p.drain)}
+            pump = DayCycleFlow.local(p.nominal_m3h, start_hour)
+            water = p.water
+            sides: dict[Role, TrueFlow] = {Role.EXTRACTION: pump, Role.REINJECTION: water.kept(pump, start_hour),
+                                           Role.DISCHARGE: _drained(water, pump, start_hour)}
             counts = {r: sum(1 for m in p.meters if m.role is r) for r in Role}
             for j, m in enumerate(p.meters):
                 flow = ScaledFlow(sides[m.role], (1 + m.bias) / counts[m.role])
-                model = MeterModel(flow, seed=self.seed * 10_000 + i * 100 + j, noise_pct=0.3,
+                fault = p.fault if m.role is Role.REINJECTION else Scenario()
+                model = MeterModel(flow, scenario=fault, seed=self.seed * 10_000 + i * 100 + j, noise_pct=0.3,
                                    initial_total_m3=10_000.0 + 7_919.0 * (i * 7 + j) % 90_000,
                                    serial_number=20240000 + i * 100 + j)
                 self.meters[(p.id, m.id)] = _Meter(p.id, m, model)
@@ -207,8 +190,10 @@ class CityPhysics:
         return lambda: self.t(now())
 
     def silent(self, key: tuple[str, str], now: datetime) -> bool:
-        after = self.meters[key].plan.silent_after_h
-        return after is not None and self.t(now) >= after * 3600.0
+        m = self.meters[key]
+        after = m.plan.silent_after_h
+        return m.model.scenario.kind is ScenarioKind.OFFLINE or (
+            after is not None and self.t(now) >= after * 3600.0)
 
     def readings(self, now: datetime, source: str | None = None) -> list[Reading]:
         """What the (non-silent) meters of a source show at `now`."""
@@ -227,3 +212,12 @@ class CityPhysics:
         return {k: m.model for k, m in self.meters.items()
                 if m.plan.source == "modbus" and (wanted is None or k[0] in wanted)}
 
+
+def _drained(water: Scenario, pump: TrueFlow, start_hour: float) -> TrueFlow:
+    return water.drained(pump, start_hour) if water.drain else ScaledFlow(pump, 0.0)
+
+
+def site_physics(sites: Sequence[Site], scenario: Scenario, start: datetime, tz: tzinfo, *,
+                 flow_m3h: float = 40.0, seed: int = 1) -> CityPhysics:
+    """Configured sites under one scenario, as every live simulator shows them (`SitePlan.of`)."""
+    return CityPhysics([SitePlan.of(s, scenario, flow_m3h, seed) for s in sites], start, tz, seed)

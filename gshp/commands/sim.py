@@ -21,12 +21,12 @@ import yaml
 
 from collector.modbus import PROFILES, ProfileError, Transport
 from gshp.commands.configfile import load_config_or_exit
+from simulators.flow import DTU_SCENARIOS, Scenario, local_hour
 from simulators.modbus import (
     Framer,
     ModbusSimServer,
     ModelClock,
     PtyPair,
-    Scenario,
     image_size,
     parse_units,
     range_units,
@@ -52,6 +52,19 @@ def _scenario(text: str) -> Scenario:
         return Scenario.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dtu_scenario(text: str) -> Scenario:
+    sc = _scenario(text)
+    if sc.kind not in DTU_SCENARIOS:
+        raise argparse.ArgumentTypeError(f"scenario {sc.kind.value} is a Modbus answer, not something a DTU "
+                                         f"publishes; choose one of {Scenario.names(DTU_SCENARIOS)}")
+    return sc
+
+
+_SCENARIO_HELP = ("balanced, discharge:<pct>, night-discharge:<pct> (22:00-06:00), offline, exception, "
+                  "slow:<ms>, frozen, reset[:<min>] (every <min> minutes, default 60), reverse, "
+                  "swap[:<min>] (meter replaced after <min> minutes), rescale[:<min>] (multiplier x10)")
 
 
 def _unit_scenario(text: str) -> tuple[int, Scenario]:
@@ -80,8 +93,7 @@ def register_modbus(sub: Any) -> None:
     p.add_argument("--units", default="1", help="unit ids, e.g. 1-16 or 1,3,5-8 (default 1)")
     p.add_argument("--framer", choices=[Framer.TCP.value, Framer.RTU_OVER_TCP.value, "serial"],
                    default="tcp", help="tcp, rtu-over-tcp, or serial (RTU on a new pseudo-terminal pair)")
-    p.add_argument("--scenario", type=_scenario, default=Scenario(),
-                   help="balanced, discharge:<pct>, offline, exception, slow:<ms>, frozen, reset, reverse")
+    p.add_argument("--scenario", type=_scenario, default=Scenario(), help=_SCENARIO_HELP)
     p.add_argument("--unit-scenario", type=_unit_scenario, action="append", default=[],
                    metavar="UNIT=SCENARIO", help="a scenario for one unit (repeatable)")
     p.add_argument("--flow", type=float, default=40.0, help="nominal extraction flow per meter, m3/h")
@@ -92,12 +104,13 @@ def register_modbus(sub: Any) -> None:
 def register_site(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "site", help="serve every Modbus meter of a configured site",
-        description="Serve a site's Modbus meters on its gateways' hosts and ports, with consistent "
-                    "physics: reinjection = extraction × (1 − discharge). Fault scenarios apply to the "
-                    "reinjection meters. Serial gateways get a pseudo-terminal whose path is printed.")
+        description="Serve a site's Modbus meters on its gateways' hosts and ports, with the site physics "
+                    "`gshp sim mqtt` publishes from: reinjection = extraction × (1 − discharge) on the local "
+                    "day's load cycle. Meter-fault scenarios apply to the reinjection meters. Serial "
+                    "gateways get a pseudo-terminal whose path is printed.")
     p.add_argument("--config", required=True)
     p.add_argument("--site", required=True)
-    p.add_argument("--scenario", type=_scenario, default=Scenario())
+    p.add_argument("--scenario", type=_scenario, default=Scenario(), help=_SCENARIO_HELP)
     p.add_argument("--flow", type=float, default=40.0, help="nominal flow per extraction meter, m3/h")
     _common(p)
     p.set_defaults(func=run_site)
@@ -148,9 +161,15 @@ def run_modbus(args: argparse.Namespace) -> int:
     except (ProfileError, ValueError) as exc:
         print(f"gshp sim modbus: {exc}", file=sys.stderr)
         return 2
+    start = datetime.now(UTC)
     clock = ModelClock(args.speed)
-    meters = range_units(profile, units, args.scenario, clock, nominal_m3h=args.flow,
-                         per_unit=dict(args.unit_scenario))
+    try:
+        meters = range_units(profile, units, args.scenario, clock, nominal_m3h=args.flow,
+                             per_unit=dict(args.unit_scenario),
+                             start_hour=local_hour(start, start.astimezone().tzinfo or UTC))
+    except ValueError as exc:
+        print(f"gshp sim modbus: {exc}", file=sys.stderr)
+        return 2
     ptys: list[PtyPair] = []
     if args.framer == "serial":
         pty = PtyPair()
@@ -188,9 +207,10 @@ def run_site(args: argparse.Namespace) -> int:
         print(f"gshp sim site: no site {args.site!r} in {args.config}", file=sys.stderr)
         return 2
     gateways = {g.id: g for g in config.gateways}
+    start = datetime.now(UTC)
     clock = ModelClock(args.speed)
     try:
-        by_gateway = site_units(site, gateways, args.scenario, clock, nominal_m3h=args.flow)
+        by_gateway = site_units(site, gateways, args.scenario, start, config.tz, clock, nominal_m3h=args.flow)
     except (ProfileError, ValueError) as exc:
         print(f"gshp sim site: {exc}", file=sys.stderr)
         return 2
@@ -260,17 +280,19 @@ def register_scenarios(sub: Any) -> None:
 
 
 def register_mqtt(group: Any) -> None:
-    from simulators.mqtt.flow import SCENARIOS
-
     p: argparse.ArgumentParser = group.add_parser(
         "mqtt", help="publish like the config's MQTT DTUs",
         description="Publish readings for the config's MQTT meters to its broker, encoded with each "
-                    "meter's payload profile, from a site flow model. Simulated time runs over the last "
+                    "meter's payload profile, from the site physics `gshp sim site` serves its Modbus "
+                    "meters from (same scenarios; meter faults on the reinjection meters). Simulated time "
+                    "runs over the last "
                     "--hours up to now (device times are never in the future), --speed times faster than "
                     "real time; stops at the end, after --count readings, or on Ctrl-C.")
     p.add_argument("--config", required=True, help="the YAML configuration file")
     p.add_argument("--sites", nargs="+", metavar="SITE", help="only these site ids (default: all)")
-    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="balanced")
+    p.add_argument("--scenario", type=_dtu_scenario, default=Scenario(),
+                   help=f"one of {Scenario.names(DTU_SCENARIOS)} (default balanced)")
+    p.add_argument("--flow", type=float, default=40.0, help="nominal flow per extraction meter, m3/h")
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
     p.add_argument("--hours", type=float, default=1.0, help="simulated span ending now (default 1)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between readings (default 10)")
@@ -284,7 +306,7 @@ def run_mqtt(args: argparse.Namespace) -> int:
     from collector.mqtt.profile import load_profiles
     from collector.mqtt.topics import plan_routes
     from gshp.sources import REGISTER_CODEC
-    from simulators.mqtt.flow import SCENARIOS, FlowModel
+    from simulators.city import site_physics
     from simulators.mqtt.publisher import DtuSimulator, SimPlan
 
     config = load_config_or_exit(args.config)
@@ -296,17 +318,17 @@ def run_mqtt(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown site ids: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    try:
-        router = plan_routes(sites, load_profiles(config.mqtt.profiles_dir), REGISTER_CODEC)
-        model = FlowModel(sites, SCENARIOS[args.scenario], config.tz)
-        sim = DtuSimulator(config.mqtt, router, model, config.tz, REGISTER_CODEC)
-    except (PlanError, ProfileError, ValueError) as err:
-        print(f"{args.config}: {err}", file=sys.stderr)
-        return 2
     end = datetime.now(UTC).replace(microsecond=0)
     plan = SimPlan(start=end - timedelta(hours=args.hours), end=end,
                    interval=timedelta(seconds=args.interval), speed=args.speed, rate=args.rate,
                    count=args.count)
+    try:
+        router = plan_routes(sites, load_profiles(config.mqtt.profiles_dir), REGISTER_CODEC)
+        physics = site_physics(sites, args.scenario, plan.start, config.tz, flow_m3h=args.flow)
+        sim = DtuSimulator(config.mqtt, router, physics, config.tz, REGISTER_CODEC)
+    except (PlanError, ProfileError, ValueError) as err:
+        print(f"{args.config}: {err}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, lambda *_: sim.stop())
     try:
         sim.run(plan)

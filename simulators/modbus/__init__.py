@@ -1,6 +1,6 @@
 """Modbus flowmeter simulators: register images encoded from the collector's own profiles."""
 
-from simulators.modbus.flow import DayCycleFlow, MeterModel, ScaledFlow, Scenario, ScenarioKind, TrueFlow
+from simulators.flow import DayCycleFlow, MeterModel, ScaledFlow, Scenario, ScenarioKind, TrueFlow
 from simulators.modbus.meter import ModelClock, SimulatedMeter, image_size
 from simulators.modbus.pty import PtyPair
 from simulators.modbus.server import Framer, ModbusSimServer

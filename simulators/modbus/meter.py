@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from collector.modbus.profile import Function, Profile, encode_values
-from simulators.modbus.flow import MeterModel, ScenarioKind
+from simulators.flow import MeterModel, ScenarioKind
 
 __all__ = ["ModelClock", "SimulatedMeter", "image_size"]
 
@@ -38,6 +38,11 @@ class SimulatedMeter:
                  refresh_s: float = 0.0) -> None:
         """`refresh_s` > 0 re-encodes the register image at most that often (wall clock), like a meter
         whose display updates once a second; 0 encodes on every request."""
+        total = profile.values.get("total_m3")
+        self._multiplier = total.pow10.field if total is not None and total.pow10 is not None else None
+        if model.scenario.kind is ScenarioKind.RESCALE and self._multiplier is None:
+            raise ValueError(f"scenario rescale needs a profile whose total has a multiplier field; "
+                             f"{profile.name} has none")
         self.profile = profile
         self.model = model
         self.clock = clock
@@ -59,6 +64,8 @@ class SimulatedMeter:
         fields: dict[str, float] = dict(self.profile.simulator)
         if "serial_number" in self.profile.fields:
             fields["serial_number"] = self.model.serial_number
+        if self.model.decades and self._multiplier is not None:
+            fields[self._multiplier] = fields.get(self._multiplier, 0) + self.model.decades
         fields.update(self.model.identity)
         image: dict[tuple[Function, int], int] = {}
         encode_values(self.profile, values, fields, image)

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime, tzinfo
 
 from collector.modbus.profile import Profile
 from collector.modbus.registry import PROFILES, ProfileRegistry
 from collector.modbus.settings import Gateway
-from collector.model import Role, Site
-from simulators.modbus.flow import (
-    DayCycleFlow,
-    MeterModel,
-    ScaledFlow,
-    Scenario,
-    ScenarioKind,
-    SumFlow,
-    TrueFlow,
-)
+from collector.model import Site
+from simulators.city import site_physics
+from simulators.flow import DayCycleFlow, MeterModel, Scenario, TrueFlow
 from simulators.modbus.meter import SimulatedMeter
 
 __all__ = ["parse_units", "range_units", "site_units"]
-
-_PHYSICS = (ScenarioKind.BALANCED, ScenarioKind.DISCHARGE)
 
 
 def parse_units(text: str) -> list[int]:
@@ -41,62 +33,45 @@ def parse_units(text: str) -> list[int]:
 
 def range_units(profile: Profile, units: list[int], scenario: Scenario, clock: Callable[[], float], *,
                 nominal_m3h: float = 40.0, per_unit: Mapping[int, Scenario] | None = None,
-                seed: int = 1, refresh_s: float = 0.0) -> dict[int, SimulatedMeter]:
+                seed: int = 1, refresh_s: float = 0.0, start_hour: float = 0.0) -> dict[int, SimulatedMeter]:
     """Units for `gshp sim modbus`: odd units are extraction meters, each even unit the reinjection meter
-    of the odd unit before it (carrying its flow × (1 − discharge)). Non-physics scenarios apply to every
-    unit unless `per_unit` overrides one."""
+    of the odd unit before it (carrying what the scenario keeps of its flow). Meter-fault scenarios apply
+    to every unit unless `per_unit` overrides one. `start_hour` is the local hour at model time 0 (for
+    night-discharge)."""
     per_unit = per_unit or {}
     out: dict[int, SimulatedMeter] = {}
     flows: dict[int, TrueFlow] = {}
     for u in units:
         sc = per_unit.get(u, scenario)
         if u % 2 == 0 and (u - 1) in flows:
-            flow: TrueFlow = ScaledFlow(flows[u - 1], scenario.reinjection_factor)
+            flow = scenario.kept(flows[u - 1], start_hour)
         else:
             flow = DayCycleFlow(nominal_m3h, phase_s=u * 3600.0)
             flows[u] = flow
-        meter_scenario = sc if sc.kind not in _PHYSICS else Scenario()
+        meter_scenario = Scenario() if sc.water else sc
         model = MeterModel(flow, scenario=meter_scenario, seed=seed * 1000 + u, serial_number=20240000 + u)
         out[u] = SimulatedMeter(profile, model, clock, refresh_s)
     return out
 
 
-def site_units(site: Site, gateways: Mapping[str, Gateway], scenario: Scenario, clock: Callable[[], float],
-               *, nominal_m3h: float = 40.0, profiles: ProfileRegistry = PROFILES,
+def site_units(site: Site, gateways: Mapping[str, Gateway], scenario: Scenario, start: datetime, tz: tzinfo,
+               clock: Callable[[], float], *, nominal_m3h: float = 40.0, profiles: ProfileRegistry = PROFILES,
                seed: int = 1) -> dict[str, dict[int, SimulatedMeter]]:
-    """Simulated Modbus meters of one site, by gateway id then unit id.
+    """Simulated Modbus meters of one site, by gateway id then unit id, on model time `clock()` =
+    seconds since `start`.
 
-    Each extraction meter carries `nominal_m3h`; the reinjection meters share the total extraction
-    × (1 − discharge) equally; discharge-role meters carry the difference. Fault scenarios (offline,
-    exception, slow, frozen, reset, reverse) apply to the reinjection meters — the side an operator
-    hiding a discharge tampers with.
+    The site's physics is `simulators.city.site_physics` — the one `gshp sim mqtt` publishes from: each
+    extraction meter carries `nominal_m3h` on the local day's load cycle (read over Modbus or not, its
+    water is pumped), the reinjection meters share what the scenario keeps of it, discharge-role meters
+    the rest; meter faults (offline, exception, slow, frozen, reset, reverse, swap, rescale) apply to the
+    reinjection meters.
     """
-    modbus = [m for m in site.meters if m.modbus is not None]
-    extraction = [m for m in modbus if m.role is Role.EXTRACTION]
-    reinjection = [m for m in modbus if m.role is Role.REINJECTION]
-    flows: dict[str, TrueFlow] = {m.id: DayCycleFlow(nominal_m3h, phase_s=i * 600.0)
-                                  for i, m in enumerate(extraction)}
-    # extraction meters read over MQTT are not simulated here, but their water is still pumped
-    n_extraction = sum(1 for m in site.meters if m.role is Role.EXTRACTION)
-    total: TrueFlow = SumFlow(tuple(flows.values())) if flows else DayCycleFlow(nominal_m3h)
-    if n_extraction > len(flows):
-        total = ScaledFlow(total, n_extraction / max(len(flows), 1)) if flows else \
-            DayCycleFlow(nominal_m3h * n_extraction)
-    n_r = max(sum(1 for m in site.meters if m.role is Role.REINJECTION), 1)
-    for m in reinjection:
-        flows[m.id] = ScaledFlow(total, scenario.reinjection_factor / n_r)
-    n_d = max(sum(1 for m in site.meters if m.role is Role.DISCHARGE), 1)
-    for m in modbus:
-        if m.role is Role.DISCHARGE:
-            flows[m.id] = ScaledFlow(total, (1 - scenario.reinjection_factor) / n_d)
+    physics = site_physics([site], scenario, start, tz, flow_m3h=nominal_m3h, seed=seed)
     out: dict[str, dict[int, SimulatedMeter]] = {}
-    for i, m in enumerate(modbus):
-        assert m.modbus is not None
-        if m.modbus.gateway not in gateways:
-            raise ValueError(f"meter {site.id}/{m.id} names unknown gateway {m.modbus.gateway!r}")
-        fault = scenario if (scenario.kind not in _PHYSICS and m.role is Role.REINJECTION) else Scenario()
-        model = MeterModel(flows[m.id], scenario=fault, seed=seed * 1000 + i,
-                           serial_number=20240100 + i)
-        out.setdefault(m.modbus.gateway, {})[m.modbus.unit] = SimulatedMeter(
-            profiles.get(m.modbus.profile), model, clock)
+    for (_, meter_id), model in physics.modbus_meters().items():
+        src = site.meter(meter_id).modbus
+        assert src is not None
+        if src.gateway not in gateways:
+            raise ValueError(f"meter {site.id}/{meter_id} names unknown gateway {src.gateway!r}")
+        out.setdefault(src.gateway, {})[src.unit] = SimulatedMeter(profiles.get(src.profile), model, clock)
     return out

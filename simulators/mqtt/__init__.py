@@ -1,6 +1,5 @@
-"""A DTU simulator: site flow model → payload profiles (encode side) → MQTT at QoS 1."""
+"""A DTU simulator: the shared site physics → payload profiles (encode side) → MQTT at QoS 1."""
 
-from simulators.mqtt.flow import SCENARIOS, FlowModel, Scenario
 from simulators.mqtt.publisher import DtuSimulator, SimPlan
 
-__all__ = ["SCENARIOS", "DtuSimulator", "FlowModel", "Scenario", "SimPlan"]
+__all__ = ["DtuSimulator", "SimPlan"]

@@ -1,4 +1,5 @@
-"""Publishing simulated DTU messages: the config's MQTT meters, encoded by their payload profiles.
+"""Publishing simulated DTU messages: the config's MQTT meters, encoded by their payload profiles, from
+the site physics every live simulator shares (`simulators.city.site_physics`).
 
 Simulated time runs from `start` to `end` in steps of `interval`, `speed` times faster than real time,
 so device timestamps are never in the future. Bounded: stops at `end`, after `count` readings, or on
@@ -21,7 +22,7 @@ from collector.mqtt.encode import encode
 from collector.mqtt.registers import NO_REGISTER_CODEC, RegisterCodec
 from collector.mqtt.settings import MqttSettings
 from collector.mqtt.topics import KEY_LEVEL, Route, Router
-from simulators.mqtt.flow import FlowModel
+from simulators.city import CityPhysics
 
 __all__ = ["DtuSimulator", "SimPlan"]
 
@@ -47,10 +48,11 @@ def _topic(route: Route, key: str) -> str:
 
 
 class DtuSimulator:
-    def __init__(self, settings: MqttSettings, router: Router, model: FlowModel | None, tz: tzinfo,
+    def __init__(self, settings: MqttSettings, router: Router, physics: CityPhysics | None, tz: tzinfo,
                  codec: RegisterCodec = NO_REGISTER_CODEC, window: int = 500) -> None:
-        """`model` drives `run(plan)`; a live feed passes None and calls `publish(readings)` instead."""
-        self.router, self.model, self.tz, self.codec = router, model, tz, codec
+        """`physics` drives `run(plan)` (its MQTT meters, at each step's time); a live feed passes None
+        and calls `publish(readings)` instead."""
+        self.router, self.physics, self.tz, self.codec = router, physics, tz, codec
         self.settings = settings.model_copy(update={"client_id": f"{settings.client_id}-sim"})
         self.client = make_client(self.settings)
         self.client.max_inflight_messages_set(window)
@@ -108,9 +110,9 @@ class DtuSimulator:
         self.client.loop_stop()
 
     def run(self, plan: SimPlan) -> None:
-        if self.model is None:
-            raise ValueError("run(plan) needs a flow model")
-        model = self.model
+        if self.physics is None:
+            raise ValueError("run(plan) needs the site physics")
+        physics = self.physics
         self.client.connect_async(**connect_args(self.settings))
         self.client.loop_start()
         pending: deque[int] = deque()
@@ -122,7 +124,7 @@ class DtuSimulator:
                 due = began + (t - plan.start).total_seconds() / plan.speed
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     break
-                readings = model.step(t, plan.interval)
+                readings = physics.readings(t, source="mqtt")
                 if plan.count is not None:
                     readings = readings[:max(0, plan.count - self.readings)]
                 for topic, payload in self.messages(readings):

@@ -58,5 +58,5 @@ def meter(profile: Any, t: float = 3600.0, scenario: str = "balanced", nominal: 
           serial: int = 20240001) -> SimulatedMeter:
     """A noise-free simulated meter frozen at model time `t` (deterministic values)."""
     model = MeterModel(DayCycleFlow(nominal), scenario=Scenario.parse(scenario), noise_pct=0.0,
-                       serial_number=serial)
+                       signal_noise=0.0, serial_number=serial)
     return SimulatedMeter(profile, model, clock=lambda: t)

@@ -89,8 +89,9 @@ def test_poll_prints_what_the_simulator_holds(tmp_path: Path, sim_factory: list[
         assert r["total_m3"] == pytest.approx(10_000, abs=0.5)
         expected_rate = 40 * (1 + 0.1 * math.sin(2 * math.pi * 3600 / 86400))  # unit 1's phase
         assert r["rate_m3h"] == pytest.approx(expected_rate, rel=0.05)
-        assert r["raw"]["holding:0"][91] == "0050"  # signal quality 80
-        assert r["signal_pct"] == 80
+        # signal quality wanders around 80 (σ 2); REG92's low byte holds it, the working step (0) above
+        assert 70 <= r["signal_pct"] <= 90
+        assert int(r["raw"]["holding:0"][91], 16) == r["signal_pct"]
     assert rows[2]["error_class"] == "timeout" and "no answer" in rows[2]["error"]
     assert rows[2]["site"] == "hehua" and rows[2]["rate_m3h"] is None
 

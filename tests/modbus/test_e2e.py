@@ -61,15 +61,19 @@ def test_collector_reads_what_the_simulator_holds(framer: Framer, transport: str
 
 
 def test_simulated_site_reinjection_follows_extraction_with_discharge() -> None:
+    from datetime import UTC, datetime
+
     from simulators.modbus import Scenario, site_units
 
     s = site([1, 2])
     clock_t = [0.0]
-    units = site_units(s, {"gw1": gateway(1)}, Scenario.parse("discharge:20"), lambda: clock_t[0])
+    units = site_units(s, {"gw1": gateway(1)}, Scenario.parse("discharge:20"), datetime(2026, 5, 5, tzinfo=UTC),
+                       UTC, lambda: clock_t[0])
     e, r = units["gw1"][1], units["gw1"][2]
     e0, r0 = e.model.sample(0)["total_m3"], r.model.sample(0)["total_m3"]
     clock_t[0] = 86_400.0
     de = e.model.sample(clock_t[0])["total_m3"] - e0
     dr = r.model.sample(clock_t[0])["total_m3"] - r0
-    assert de == pytest.approx(40 * 24, rel=1e-9)
-    assert dr == pytest.approx(de * 0.8, rel=1e-9)
+    # a whole day of the load cycle is the nominal flow; each meter reads within half its 1 % accuracy
+    assert de == pytest.approx(40 * 24, rel=0.005)
+    assert dr / de == pytest.approx(0.8, rel=0.01)
