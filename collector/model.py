@@ -8,6 +8,7 @@ hundreds of thousands of times per second on the ingest path and validates itsel
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -29,6 +30,7 @@ __all__ = [
     "Site",
     "Slug",
     "TagText",
+    "meter_problems",
 ]
 
 
@@ -150,16 +152,7 @@ class Site(_Frozen):
 
     @model_validator(mode="after")
     def _meters_make_a_site(self) -> Site:
-        problems: list[str] = []
-        seen: set[str] = set()
-        for m in self.meters:
-            if m.id in seen:
-                problems.append(f"meter id {m.id!r} appears twice (ids are unique within a site)")
-            seen.add(m.id)
-        roles = {m.role for m in self.meters}
-        for needed in (Role.EXTRACTION, Role.REINJECTION):
-            if needed not in roles:
-                problems.append(f"needs at least one {needed.value!r} meter")
+        problems = [message for _, message in meter_problems(self.meters)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -169,6 +162,20 @@ class Site(_Frozen):
             if m.id == meter_id:
                 return m
         raise KeyError(meter_id)
+
+
+def meter_problems(meters: Sequence[Meter]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Why `meters` cannot make a site, as (path under the site, message): a meter id given twice (at the
+    second meter's id), a missing extraction or reinjection meter (at the meter list)."""
+    seen: set[str] = set()
+    for j, m in enumerate(meters):
+        if m.id in seen:
+            yield ("meters", j, "id"), f"meter id {m.id!r} appears twice (ids are unique within a site)"
+        seen.add(m.id)
+    roles = {m.role for m in meters}
+    for needed in (Role.EXTRACTION, Role.REINJECTION):
+        if needed not in roles:
+            yield ("meters",), f"needs at least one {needed.value!r} meter"
 
 
 @dataclass(frozen=True, slots=True)

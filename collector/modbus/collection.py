@@ -11,6 +11,7 @@ from collector.modbus.profile import Profile
 from collector.modbus.registry import PROFILES, ProfileRegistry
 from collector.modbus.settings import Gateway, Transport
 from collector.model import Meter, Site
+from collector.problems import MeterProblem
 
 __all__ = ["CollectionPlan", "GatewayPlan", "MeterPlan", "plan_collection"]
 
@@ -44,6 +45,11 @@ class CollectionPlan:
         return sum(len(g.meters) for g in self.gateways)
 
 
+def _problem(at: tuple[int, int], site: Site, meter: Meter, field: str, message: str) -> MeterProblem:
+    return MeterProblem(f"sites.{site.id}.meters.{meter.id}.{field}: {message}", site=at[0], meter=at[1],
+                        field=field, message=message)
+
+
 def plan_collection(gateways: Iterable[Gateway], sites: Iterable[Site],
                     profiles: ProfileRegistry = PROFILES, only_site: str | None = None) -> CollectionPlan:
     """Plan reads for every Modbus meter (of `only_site` if given); raise `ModbusConfigError` listing all
@@ -56,29 +62,30 @@ def plan_collection(gateways: Iterable[Gateway], sites: Iterable[Site],
     if only_site is not None and only_site not in {s.id for s in sites}:
         problems.append(f"site {only_site!r} is not in the configuration "
                         f"(known: {', '.join(s.id for s in sites) or 'none'})")
-    for site in sites:
+    for i, site in enumerate(sites):
         if only_site is not None and site.id != only_site:
             continue
-        for meter in site.meters:
+        for j, meter in enumerate(site.meters):
             src = meter.modbus
             if src is None:
                 continue
-            where = f"sites.{site.id}.meters.{meter.id}.modbus"
             gw = by_id.get(src.gateway)
             if gw is None:
-                problems.append(f"{where}.gateway: no gateway {src.gateway!r} "
-                                f"(known: {', '.join(sorted(by_id)) or 'none'})")
+                problems.append(_problem((i, j), site, meter, "modbus.gateway", f"no gateway {src.gateway!r} "
+                                         f"(known: {', '.join(sorted(by_id)) or 'none'})"))
                 continue
             if src.unit == 0 and gw.transport is not Transport.TCP:
-                problems.append(f"{where}.unit: 0 is the broadcast address on a serial line; use 1-247")
+                problems.append(_problem((i, j), site, meter, "modbus.unit",
+                                         "0 is the broadcast address on a serial line; use 1-247"))
             other = units.get((gw.id, src.unit))
             if other is not None:
-                problems.append(f"{where}.unit: unit {src.unit} on gateway {gw.id} is also {other}")
+                problems.append(_problem((i, j), site, meter, "modbus.unit",
+                                         f"unit {src.unit} on gateway {gw.id} is also {other}"))
             units[(gw.id, src.unit)] = f"{site.id}/{meter.id}"
             try:
                 profile = profiles.get(src.profile)
             except ProfileError as exc:
-                problems.append(f"{where}.profile: {exc}")
+                problems.append(_problem((i, j), site, meter, "modbus.profile", str(exc)))
                 continue
             per_gateway[gw.id].append(MeterPlan(
                 site=site, meter=meter, unit=src.unit, profile=profile,

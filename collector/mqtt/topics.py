@@ -16,6 +16,7 @@ from collector.mqtt.decode import Binding
 from collector.mqtt.errors import PlanError
 from collector.mqtt.profile import PayloadFormat, PayloadProfile
 from collector.mqtt.registers import NO_REGISTER_CODEC, RegisterCodec
+from collector.problems import MeterProblem
 
 __all__ = ["Route", "Router", "TopicFilter", "plan_routes"]
 
@@ -115,43 +116,56 @@ def plan_routes(sites: Iterable[Site], profiles: Mapping[str, PayloadProfile],
     every problem. No I/O."""
     problems: list[str] = []
     by_filter: dict[str, tuple[TopicFilter, PayloadProfile, dict[str, Binding]]] = {}
-    for site in sites:
-        for m in site.meters:
+    first_at: dict[str, tuple[int, int]] = {}  # filter → position of its first meter
+    for i, site in enumerate(sites):
+        for j, m in enumerate(site.meters):
             if m.mqtt is None:
                 continue
             where = f"sites[{site.id}].meters[{m.id}].mqtt"
             try:
                 tf = TopicFilter.parse(m.mqtt.topic)
             except ValueError as exc:
-                problems.append(f"{where}.topic {m.mqtt.topic!r}: {exc}")
+                problems.append(MeterProblem(f"{where}.topic {m.mqtt.topic!r}: {exc}", site=i, meter=j,
+                                             field="mqtt.topic", message=str(exc)))
                 continue
             profile = profiles.get(m.mqtt.profile)
             if profile is None:
-                problems.append(f"{where}.profile {m.mqtt.profile!r} is not a known payload profile "
-                                f"(known: {', '.join(sorted(profiles))}; add your own in mqtt.profiles_dir)")
+                message = (f"is not a known payload profile (known: {', '.join(sorted(profiles))}; "
+                           "add your own in mqtt.profiles_dir)")
+                problems.append(MeterProblem(f"{where}.profile {m.mqtt.profile!r} {message}", site=i, meter=j,
+                                             field="mqtt.profile", message=message))
                 continue
             if (profile.format is PayloadFormat.REGISTERS and profile.registers is not None
                     and not codec.knows(profile.registers.profile)):
-                problems.append(f"{where}.profile {profile.name!r} needs register profile "
-                                f"{profile.registers.profile!r}, which is not available")
+                message = f"needs register profile {profile.registers.profile!r}, which is not available"
+                problems.append(MeterProblem(f"{where}.profile {profile.name!r} {message}", site=i, meter=j,
+                                             field="mqtt.profile", message=message))
             key = m.mqtt.key or m.id
             entry = by_filter.setdefault(tf.text, (tf, profile, {}))
+            first_at.setdefault(tf.text, (i, j))
             if entry[1].name != profile.name:
-                problems.append(f"{where}: topic {tf.text!r} is already decoded with profile "
-                                f"{entry[1].name!r}; meters sharing a topic share its profile")
+                message = (f"topic {tf.text!r} is already decoded with profile {entry[1].name!r}; "
+                           "meters sharing a topic share its profile")
+                problems.append(MeterProblem(f"{where}: {message}", site=i, meter=j,
+                                             field="mqtt.profile", message=message))
                 continue
             if key in entry[2]:
                 other = entry[2][key]
-                problems.append(f"{where}: key {key!r} on topic {tf.text!r} is already meter "
-                                f"{other.site}/{other.meter}; give one of them a distinct mqtt.key")
+                message = (f"key {key!r} on topic {tf.text!r} is already meter {other.site}/{other.meter}; "
+                           "give one of them a distinct mqtt.key")
+                problems.append(MeterProblem(f"{where}: {message}", site=i, meter=j,
+                                             field="mqtt.key" if m.mqtt.key else "mqtt.topic", message=message))
                 continue
             entry[2][key] = Binding(site.id, m.id, m.role, key)
     for tf, profile, meters in by_filter.values():
         if len(meters) > 1 and tf.key_level is None and not profile.keyed:
             names = ", ".join(f"{b.site}/{b.meter}" for b in meters.values())
-            problems.append(f"topic {tf.text!r} is shared by {names}, but profile {profile.name!r} cannot "
-                            "say which meter a message is for: give each meter its own topic, use a {key} "
-                            "level, or a profile with keyed records")
+            message = (f"topic {tf.text!r} is shared by {names}, but profile {profile.name!r} cannot say which "
+                       "meter a message is for: give each meter its own topic, use a {key} level, or a profile "
+                       "with keyed records")
+            site_at, meter_at = first_at[tf.text]
+            problems.append(MeterProblem(message, site=site_at, meter=meter_at, field="mqtt.topic",
+                                         message=message))
     if problems:
         raise PlanError(problems)
     return Router(Route(tf, p, dict(ms)) for tf, p, ms in by_filter.values())
