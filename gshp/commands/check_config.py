@@ -7,21 +7,24 @@ import sys
 from typing import Any
 
 from gshp.config import ConfigError, load_config
+from gshp.config.planning import planning_problems
 from gshp.shard import plan_shards
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "check-config", help="validate a configuration file",
-        description="Validate a configuration file. Prints every problem with file:line, field, the bad "
-                    "value and what is allowed, and exits 2; exits 0 with a summary when the file is valid.")
+        description="Validate a configuration file: each setting, the checks across sections and the "
+                    "collector's planning (register and payload profiles, Modbus units, MQTT topics), as "
+                    "`gshp run` would. Prints every problem with file:line, field, the bad value and what is "
+                    "allowed, and exits 2; exits 0 with a summary when the file is valid.")
     p.add_argument("file", help="the YAML configuration file")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.file)
+        config = load_config(args.file, checks=(planning_problems,))
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)

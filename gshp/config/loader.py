@@ -1,14 +1,16 @@
 """Read the YAML config file, interpolate ``${VAR}`` / ``${VAR:-default}``, validate it into `Config`.
 
-Every problem is collected before anything is raised, so a user fixes a file in one pass. Each problem
-carries the line of the offending node, found by walking the YAML node tree alongside the data.
+Every problem is collected before anything is raised, so a user fixes a file in one pass: the checks
+that span sections run over the valid part of a file with bad settings too (`gshp.config.salvage`).
+Each problem carries the line of the offending node, found by walking the YAML node tree alongside the
+data, and says what is allowed in words.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,11 @@ import yaml
 from pydantic import ValidationError
 
 from gshp.config.errors import ConfigError, Problem
-from gshp.config.schema import SECRET_FIELDS, Config, cross_check
+from gshp.config.salvage import Salvage, salvage
+from gshp.config.schema import LISTEN_PATTERN, SECRET_FIELDS, Config, cross_check
 from rules.notify.mask import mask_url
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["Check", "load_config", "parse_config"]
 
 Path_ = tuple[str | int, ...]
 
@@ -42,8 +45,14 @@ class _Lines:
 
 
 def _construct(node: yaml.Node, path: Path_, lines: _Lines, problems: list[Problem], file: str,
-               env: Mapping[str, str]) -> Any:
+               env: Mapping[str, str], inside: frozenset[int] = frozenset()) -> Any:
     lines.by_path[path] = node.start_mark.line + 1
+    if id(node) in inside:  # an alias of an anchor that holds it: the data would never end
+        problems.append(Problem(file, node.start_mark.line + 1, _fmt(path), "refers to itself (a YAML alias "
+                                                                            "inside its own anchor)"))
+        return None
+    if isinstance(node, yaml.CollectionNode):
+        inside = inside | {id(node)}
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -52,12 +61,14 @@ def _construct(node: yaml.Node, path: Path_, lines: _Lines, problems: list[Probl
                 if key in out:
                     problems.append(Problem(file, key_node.start_mark.line + 1, _fmt((*path, key)),
                                             "appears twice in the same mapping"))
-                out[key] = _construct(value_node, (*path, key), lines, problems, file, env)
+                out[key] = _construct(value_node, (*path, key), lines, problems, file, env, inside)
+                # a setting's line is its key's (a block list or mapping starts on the next line)
+                lines.by_path[(*path, key)] = key_node.start_mark.line + 1
             else:
                 problems.append(Problem(file, key_node.start_mark.line + 1, _fmt(path), "keys must be text"))
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, (*path, i), lines, problems, file, env) for i, v in enumerate(node.value)]
+        return [_construct(v, (*path, i), lines, problems, file, env, inside) for i, v in enumerate(node.value)]
     value = yaml.SafeLoader(" ").construct_object(node)
     if isinstance(value, str) and "$" in value:
         value = _interpolate(value, path, node.start_mark.line + 1, problems, file, env)
@@ -112,11 +123,15 @@ def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str
     for e in err.errors(include_url=False):
         # pydantic puts union-member and validator names into loc; keep the data path only
         path = _data_path(tuple(p for p in e["loc"] if not (isinstance(p, str) and _is_pseudo(p))), data)
+        if _superseded(path, e["type"]):
+            continue
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "is not a known setting (check the spelling; see deploy/examples/)"
         elif e["type"] == "missing":
             msg = "is required"
+        elif e["type"] == "string_pattern_mismatch":
+            msg = _pattern_message(str(e.get("ctx", {}).get("pattern", "")))
         elif e["type"] == "union_tag_invalid":
             ctx = e.get("ctx", {})
             path = (*path, str(ctx.get("discriminator", "type")).strip("'"))
@@ -127,6 +142,34 @@ def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str
         problems.append(Problem(file, lines.line(path), _fmt(path), msg,
                                 None if e["type"] == "missing" else _shown(path, _lookup(data, path))))
     return problems
+
+
+def _superseded(path: Path_, error_type: str) -> bool:
+    """The site's own check (meter ids unique, an extraction and a reinjection meter) fails the whole
+    site; `cross_check` reports the same facts at the offending meter, so the site-wide error is left out."""
+    return error_type == "value_error" and len(path) == 2 and path[0] == "sites" and isinstance(path[1], int)
+
+
+_PATTERN_WORDS = {
+    LISTEN_PATTERN:
+        "HOST:PORT, e.g. 127.0.0.1:8080 (an IPv6 address in brackets: [::1]:8080)",
+    r"^https?://": "an http:// or https:// URL, e.g. http://127.0.0.1:8086",
+    r"^[A-Za-z0-9_-]+$": "letters, digits, '_' and '-' only, e.g. gshp-collectors",
+    r"^[NEO]$": "N (none), E (even) or O (odd)",
+    r"^(full|normal)$": "'full' or 'normal'",
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$":
+        "1-64 characters of letters, digits, '_', '.' or '-', starting with a letter or digit, e.g. duty-webhook",
+    r"^[A-Za-z0-9_.-]+$": "letters, digits, '_', '.' or '-' only, e.g. hour",
+    r"^[^@\s]+@[^@\s]+$": "an e-mail address, e.g. duty@example.org",
+    r"^[^@\s]+@[^@\s]+$|^.*<[^@\s<>]+@[^@\s<>]+>$":
+        "an e-mail address, alone or after a name: alarm@example.org or 监测平台 <alarm@example.org>",
+}
+"""What a `pattern=` of the schema allows, in words (a regular expression is no help in an error)."""
+
+
+def _pattern_message(pattern: str) -> str:
+    words = _PATTERN_WORDS.get(pattern)
+    return f"must be {words}" if words else f"does not have the expected form (pattern {pattern})"
 
 
 def _data_path(loc: Path_, data: Any) -> Path_:
@@ -145,8 +188,42 @@ def _is_pseudo(loc: str) -> bool:
     return loc.startswith(("function-", "tagged-union")) or "[" in loc or loc in {"str", "int", "float"}
 
 
-def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
-    """Validate config text; raise `ConfigError` listing every problem."""
+Check = Callable[[Config], Iterable[tuple[Path_, str]]]
+"""A check over a whole config that yields (data path, message) for each problem."""
+
+
+def _checks(config: Config, partial: Salvage, checks: Sequence[Check], earlier: list[Problem], data: Any,
+            lines: _Lines, file: str, salvaged: bool) -> list[Problem]:
+    """Run `checks` in order, each problem at the file's path; a problem that only repeats or follows
+    from an earlier one (a replaced value, a setting already reported) is left out."""
+    out: list[Problem] = []
+    reported = {p.path for p in earlier}
+    for check in checks:
+        found: list[Problem] = []
+        try:
+            for path, message in check(config):
+                path = partial.original(path)
+                if not partial.touches(path) and _fmt(path) not in reported:
+                    found.append(Problem(file, lines.line(path), _fmt(path), message,
+                                         _shown(path, _lookup(data, path))))
+        except Exception:
+            if not salvaged:
+                raise
+            # a check that cannot make sense of the valid parts alone: the problems above come first
+            found.append(Problem(file, None, "", "further checks across sections run once the problems above "
+                                                 "are fixed"))
+        out += found
+        reported |= {p.path for p in found}
+    return out
+
+
+def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None, *,
+                 checks: Sequence[Check] = ()) -> Config:
+    """Validate config text; raise `ConfigError` listing every problem.
+
+    Every layer runs in one pass: the YAML and the environment variables, each setting, the checks that
+    span sections (`cross_check`), then the extra `checks` (e.g. the collector's planning) — the last two
+    over the valid part of the file when some settings are wrong (see `gshp.config.salvage`)."""
     env = os.environ if env is None else env
     problems: list[Problem] = []
     try:
@@ -166,10 +243,10 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
         config = Config.model_validate(data)
     except ValidationError as err:
         problems.extend(_pydantic_problems(err, data, lines, file))
-    if config is not None:
-        for path, message in cross_check(config):
-            problems.append(Problem(file, lines.line(path), _fmt(path), message,
-                                    _shown(path, _lookup(data, path))))
+    checked, partial = (config, Salvage()) if config is not None else salvage(Config, data)
+    if checked is not None:
+        problems += _checks(checked, partial, (cross_check, *checks), problems, data, lines, file,
+                            salvaged=config is None)
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise ConfigError(problems)
@@ -177,7 +254,8 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
     return config
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *,
+                checks: Sequence[Check] = ()) -> Config:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -185,4 +263,4 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError([Problem(str(p), None, "", f"cannot be read: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([Problem(str(p), None, "", "is not UTF-8 text")]) from None
-    return parse_config(text, str(p), env)
+    return parse_config(text, str(p), env, checks=checks)

@@ -12,14 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from collector.fanout.settings import FanoutSettings
 from collector.influx.settings import InfluxSettings
 from collector.modbus.settings import Gateway
-from collector.model import Site, TagText
+from collector.model import Site, TagText, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
 from rules.settings import RulesSettings
 
-__all__ = ["SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check", "shard_problems"]
+__all__ = ["LISTEN_PATTERN", "SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check",
+           "shard_problems"]
 
 SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens", "access_token", "key", "headers"})
 """Keys whose values are never echoed in errors or logs."""
@@ -41,11 +42,22 @@ class ApiTls(_Frozen):
     key: Path
 
 
+LISTEN_PATTERN = r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$"
+"""``HOST:PORT`` (an IPv6 host in brackets)."""
+
+
 class ApiSettings(_Frozen):
-    listen: str = Field(default="127.0.0.1:8080", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
+    listen: str = Field(default="127.0.0.1:8080", pattern=LISTEN_PATTERN)
     tokens: tuple[ApiToken, ...] = ()
     tls: ApiTls | None = None
     public_url: str | None = None  # used in links sent to enforcement
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, v: str) -> str:
+        if int(v.rsplit(":", 1)[1]) > 65535:
+            raise ValueError("must be HOST:PORT with a port of 0-65535, e.g. 127.0.0.1:8080")
+        return v
 
     @property
     def host(self) -> str:
@@ -93,7 +105,8 @@ class Config(_Frozen):
 
 
 def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
-    """Checks that span sections; yields (data path, message)."""
+    """Checks that span sections, and the site's meter checks at the offending meter; yields (data path,
+    message). The loader runs them over whatever part of the file is valid."""
     gateways: set[str] = set()
     for i, g in enumerate(config.gateways):
         if g.id in gateways:
@@ -104,6 +117,8 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
         if s.id in sites:
             yield ("sites", i, "id"), f"site id {s.id!r} appears twice"
         sites.add(s.id)
+        for path, message in meter_problems(s.meters):
+            yield ("sites", i, *path), message
         for j, m in enumerate(s.meters):
             if m.modbus is not None and m.modbus.gateway not in gateways:
                 known = ", ".join(sorted(gateways)) or "none are defined"
