@@ -10,14 +10,18 @@ protocol handling, state machine, reconnect and TLS are unchanged):
 * a message goes straight to `on_message` when no per-topic callback is registered (paho otherwise walks
   its topic matcher for every message);
 * `ack_many` acknowledges a batch of QoS 1 messages as one write of concatenated PUBACK packets, with one
-  wake-up of the network thread, instead of one queued packet, wake-up and `send` per message.
+  wake-up of the network thread, instead of one queued packet, wake-up and `send` per message;
+* with `on_publish_batch` set, the PUBLISH packets (QoS 0 and 1, no MQTT 5 properties) that lie whole in the
+  buffer are parsed by `take_publishes` and handed over as one list of `Publish` tuples, without paho's
+  per-packet state machine and message objects. Every other packet — and a PUBLISH the fast path does not
+  take (QoS 2, MQTT 5 properties, a malformed one) — goes through paho's own code, unchanged.
 """
 
 from __future__ import annotations
 
 import ssl
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -28,7 +32,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from collector.mqtt.settings import MqttProtocol, MqttSettings
 
-__all__ = ["BufferedSocket", "Client", "connect_args", "make_client", "subscribe_args"]
+__all__ = ["BufferedSocket", "Client", "Publish", "connect_args", "make_client", "subscribe_args",
+           "take_publishes"]
 
 READ_SIZE = 64 * 1024  # bytes asked of the socket per read: several hundred small PUBLISH packets
 _MAX_PACKETS_PER_READ = 4096  # packets `loop_read` takes from the buffer before paho's loop runs again
@@ -69,6 +74,25 @@ class BufferedSocket:
         """Bytes read from the socket and not yet handed out."""
         return len(self._buf) - self._pos
 
+    def fill(self) -> int:
+        """Read once from the socket into the (empty) buffer; returns the bytes read (0: the peer closed)."""
+        data: bytes = self._sock.recv(self._read_size)
+        self._buf, self._pos = data, 0
+        return len(data)
+
+    def peek_buffer(self) -> bytes:
+        return self._buf
+
+    def position(self) -> int:
+        return self._pos
+
+    def consume(self, pos: int) -> None:
+        """Everything before `pos` of the buffer has been handled."""
+        if pos >= len(self._buf):
+            self._buf, self._pos = b"", 0
+        else:
+            self._pos = pos
+
     def pending(self) -> int:
         """Bytes readable without waiting: buffered here or decrypted by TLS."""
         extra = self._tls_pending() if self._tls_pending is not None else 0
@@ -91,23 +115,126 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
+Publish = tuple[int, int, bool, bool, str, bytes]
+"""A received PUBLISH packet as the fast path hands it over: (mid (0 for QoS 0), qos, dup, retain, topic,
+payload) — a plain tuple, built hundreds of thousands of times a second."""
+
+
+def take_publishes(buf: bytes, pos: int, v5: bool, out: list[Publish]) -> int:
+    """Parse the whole PUBLISH packets (QoS 0/1) at `buf[pos:]` into `out`; returns the position after them.
+
+    Stops, leaving the rest for paho, at the first packet that is not such a PUBLISH, is incomplete, has QoS 2
+    or MQTT 5 properties, or does not parse (paho then reports the protocol error). A topic that is not
+    UTF-8 arrives with replacement characters, so it matches no subscription and is rejected as unknown.
+    """
+    end = len(buf)
+    while pos < end:
+        cmd = buf[pos]
+        if cmd & 0xF0 != 0x30:
+            break
+        qos = (cmd >> 1) & 3
+        if qos > 1:
+            break
+        i, length, shift = pos + 1, 0, 0
+        while True:  # the remaining length: 1–4 bytes, 7 bits each
+            if i >= end or shift > 21:
+                return pos
+            byte = buf[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        stop = i + length
+        if stop > end or length < 2:
+            break
+        j = i + 2 + ((buf[i] << 8) | buf[i + 1])
+        topic = buf[i + 2:j]
+        if qos:
+            mid = (buf[j] << 8) | buf[j + 1] if j + 2 <= stop else 0
+            j += 2
+        else:
+            mid = 0
+        if v5:
+            if j >= stop or buf[j] != 0:  # properties present (or none room for their length): paho's job
+                break
+            j += 1
+        if j > stop or (qos and mid == 0):
+            break
+        out.append((mid, qos, bool(cmd & 0x08), bool(cmd & 0x01), topic.decode("utf-8", "replace"),
+                    buf[j:stop]))
+        pos = stop
+    return pos
+
+
 class Client(mqtt.Client):
-    """paho's client with a buffered socket, batched reads, a direct `on_message` and `ack_many`."""
+    """paho's client with a buffered socket, batched reads, a direct `on_message`, a PUBLISH fast path
+    (`on_publish_batch`) and `ack_many`."""
 
     _filtered_callbacks = False
+    on_publish_batch: Callable[[list[Publish]], None] | None = None
+    """Called on the network thread with each run of PUBLISH packets the fast path parsed."""
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
         sock = self._sock
-        n = 0
-        while (rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(sock, BufferedSocket) and sock.buffered()
-               and n < _MAX_PACKETS_PER_READ):
-            rc = super().loop_read(max_packets)
-            n += 1
+        if not isinstance(sock, BufferedSocket):
+            return super().loop_read(max_packets)
+        return self._read_buffered(sock, max_packets)
+
+    def _read_buffered(self, sock: BufferedSocket, max_packets: int) -> MQTTErrorCode:
+        """Whole PUBLISH packets through the fast path, anything else through paho, while bytes are buffered."""
+        fast = self.on_publish_batch is not None and not self._filtered_callbacks
+        if fast and not sock.buffered():
+            rc = self._fill(sock)
+            if rc is not None:
+                return rc
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        for _ in range(_MAX_PACKETS_PER_READ):
+            if fast and self._in_packet["command"] == 0 and sock.buffered():
+                self._publish_fast(sock)
+                if not sock.buffered():
+                    break
+            rc = super().loop_read(max_packets)  # one packet the fast path does not take (or the first read)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is not sock or not sock.buffered():
+                break
         return rc
+
+    def _fill(self, sock: BufferedSocket) -> MQTTErrorCode | None:
+        """One read into the buffer; a return value ends `loop_read` (nothing to read, or an error)."""
+        try:
+            got = sock.fill()
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except ssl.SSLWantWriteError:
+            self._call_socket_register_write()
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except OSError as err:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        if not got:  # the peer closed: paho's read sees it and reports the lost connection
+            return super().loop_read(1)
+        return None
+
+    def _publish_fast(self, sock: BufferedSocket) -> None:
+        batch: list[Publish] = []
+        sock.consume(take_publishes(sock.peek_buffer(), sock.position(), self._protocol == mqtt.MQTTv5, batch))
+        if not batch:
+            return
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        callback = self.on_publish_batch
+        if callback is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                callback(batch)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_publish_batch: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
     def message_callback_add(self, sub: str, callback: mqtt.CallbackOnMessage) -> None:
         self._filtered_callbacks = True

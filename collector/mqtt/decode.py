@@ -151,7 +151,7 @@ def _json(profile: PayloadProfile, root: Any, received: datetime, ctx: DecodeCon
                     values = _values(profile, record, root, b.key, skip_empty=True)
                     if values is not None:
                         found = True
-                        out.readings.append(_reading(profile, b, values, record, root, received, ctx))
+                        out.readings.append(_build(b, _time(profile, record, root, received, ctx), values))
                 if not found:
                     raise Rejected(R.MISSING_FIELD, f"the record holds values of none of the {len(meters)} "
                                                     "meters on this topic")
@@ -159,7 +159,7 @@ def _json(profile: PayloadProfile, root: Any, received: datetime, ctx: DecodeCon
             b = _meter(meters, key if key is not None else topic_key, key is not None)
             values = _values(profile, record, root, b.key, skip_empty=False)
             assert values is not None
-            out.readings.append(_reading(profile, b, values, record, root, received, ctx))
+            out.readings.append(_build(b, _time(profile, record, root, received, ctx), values))
         except Rejected as rej:
             out.rejected.append(rej)
 
@@ -276,12 +276,6 @@ def _plausible(ts: datetime, received: datetime, ctx: DecodeContext) -> datetime
     return ts
 
 
-def _reading(profile: PayloadProfile, b: Binding, values: Mapping[str, float | int], record: Any, root: Any,
-             received: datetime, ctx: DecodeContext) -> Reading:
-    ts = _time(profile, record, root, received, ctx)
-    return _build(b, ts, values)
-
-
 def _build(b: Binding, ts: datetime, values: Mapping[str, float | int | None]) -> Reading:
     total = values.get("total_m3")
     if total is not None and total < 0:
@@ -290,15 +284,13 @@ def _build(b: Binding, ts: datetime, values: Mapping[str, float | int | None]) -
     if signal is not None and not 0 <= signal <= 100:
         raise Rejected(R.OUT_OF_RANGE, f"signal_pct {signal} is not in 0..100")
     code = values.get("error_code")
+    rate = values.get("rate_m3h")
     try:
-        return Reading(b.site, b.meter, b.role, ts, _f(values.get("rate_m3h")), _f(total), _f(signal),
+        return Reading(b.site, b.meter, b.role, ts, None if rate is None else float(rate),
+                       None if total is None else float(total), None if signal is None else float(signal),
                        None if code is None else int(code))
     except ModelError as exc:
         raise Rejected(R.MISSING_FIELD if "neither" in str(exc) else R.OUT_OF_RANGE, str(exc)) from None
-
-
-def _f(v: float | int | None) -> float | None:
-    return None if v is None else float(v)
 
 
 # -- raw registers --------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from collector import metrics
 from collector.backoff import Backoff
 from collector.deadletter import DeadLetterStore, NewDeadLetter
 from collector.model import Reading
-from collector.mqtt.connection import connect_args, make_client, subscribe_args
+from collector.mqtt.connection import Publish, connect_args, make_client, subscribe_args
 from collector.mqtt.decode import DecodeContext, decode
 from collector.mqtt.errors import Rejected, RejectReason
 from collector.mqtt.rejects import RejectLog
@@ -85,6 +85,7 @@ class MqttSource:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_publish_batch = self._on_publishes
         self._inbox: deque[_Message] = deque()
         self._cond = threading.Condition()
         self._ack_lock = threading.Lock()
@@ -217,6 +218,29 @@ class MqttSource:
             if len(self._inbox) == 1 or len(self._inbox) >= self._batch_size():
                 self._cond.notify_all()
 
+    def _on_publishes(self, batch: list[Publish]) -> None:
+        """The fast path's runs of PUBLISH packets: into the inbox under one lock, within its bound."""
+        if self._paused:
+            return  # not acknowledged: the broker redelivers them on the next connection
+        epoch, received = self._epoch, self._clock()
+        messages = [_Message(epoch, mid, qos, topic, payload, received, dup)
+                    for mid, qos, dup, _retain, topic, payload in batch]
+        bound, full = self.settings.max_inflight, self._batch_size()
+        with self._cond:
+            i = 0
+            while i < len(messages):
+                room = bound - len(self._inbox)
+                if room <= 0:  # as in _on_message: TCP backpressure, never an unbounded queue
+                    if self._stopping.is_set() or self._paused:
+                        return
+                    self._cond.wait(_POLL)
+                    continue
+                was = len(self._inbox)
+                self._inbox.extend(messages[i:i + room])
+                i += room
+                if was == 0 or len(self._inbox) >= full:
+                    self._cond.notify_all()
+
     # -- the ingest thread ---------------------------------------------------------------------------
 
     def _batch_size(self) -> int:
@@ -279,6 +303,7 @@ class MqttSource:
     def _decode(self, batch: list[_Message]) -> tuple[list[Reading], list[NewDeadLetter]]:
         readings: list[Reading] = []
         letters: list[NewDeadLetter] = []
+        seconds, received = -1.0, datetime.fromtimestamp(0, UTC)  # messages of one read share a receive time
         for m in batch:
             try:
                 hit = self.router.route(m.topic)
@@ -286,8 +311,9 @@ class MqttSource:
                     rejected = [Rejected(RejectReason.UNKNOWN_TOPIC, "no configured meter has this topic")]
                 else:
                     route, key = hit
-                    d = decode(route.profile, m.payload, datetime.fromtimestamp(m.received, UTC),
-                               self.context, route.meters, key)
+                    if m.received != seconds:
+                        seconds, received = m.received, datetime.fromtimestamp(m.received, UTC)
+                    d = decode(route.profile, m.payload, received, self.context, route.meters, key)
                     readings += d.readings
                     rejected = d.rejected
             except Exception as exc:  # a decoder fault: keep the message, keep the stream

@@ -1,9 +1,11 @@
-"""The buffered paho client: small reads served from one large read, batched PUBACKs, no lost or stalled
-message — unit tests on a socket pair, then against a real mosquitto (v3.1.1 and v5)."""
+"""The buffered paho client: small reads served from one large read, the PUBLISH fast path, batched PUBACKs,
+no lost or stalled message — unit tests on a socket pair and packet bytes, then against a real mosquitto
+(v3.1.1 and v5, through the fast path and through paho's own)."""
 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from collector.mqtt.connection import BufferedSocket, Client, connect_args, make_client
+from collector.mqtt.connection import BufferedSocket, Client, Publish, connect_args, make_client, take_publishes
 from collector.mqtt.settings import MqttProtocol, MqttSettings
 from gshp.devstack import Mosquitto
 from tests.helpers import wait_until
@@ -65,10 +67,66 @@ def test_a_large_read_request_goes_to_the_socket_whole(pair: tuple[socket.socket
     assert buffered.pending() == 0
 
 
-class Receiver:
-    """A `Client` with manual ack that records every message and acknowledges in batches."""
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        n, b = divmod(n, 128)
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
 
-    def __init__(self, settings: MqttSettings, topic: str) -> None:
+
+def _publish(topic: bytes, payload: bytes, qos: int = 1, mid: int = 7, dup: bool = False, retain: bool = False,
+             props: bytes | None = None) -> bytes:
+    body = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"")
+    body += (_varint(len(props)) + props if props is not None else b"") + payload
+    return bytes([0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)]) + _varint(len(body)) + body
+
+
+def test_fast_path_parses_whole_publish_packets_exactly() -> None:
+    big = b"p" * 20_000  # a remaining length of three bytes
+    buf = (_publish(b"a/b", b"{}", qos=1, mid=1) + _publish(b"a/c", b"", qos=0)
+           + _publish("水/表".encode(), big, qos=1, mid=65535, dup=True, retain=True))
+    out: list[Publish] = []
+    assert take_publishes(buf, 0, False, out) == len(buf)
+    assert out == [(1, 1, False, False, "a/b", b"{}"), (0, 0, False, False, "a/c", b""),
+                   (65535, 1, True, True, "水/表", big)]
+
+
+@pytest.mark.parametrize(("tail", "why"), [
+    (b"\xd0\x00", "PINGRESP: paho's"),
+    (_publish(b"a", b"x", qos=2), "QoS 2: paho's"),
+    (_publish(b"a/b", b"xyz")[:-1], "incomplete: read on"),
+    (_publish(b"a/b", b"xyz")[:2], "incomplete header"),
+    (bytes([0x32, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]), "a remaining length of five bytes: paho's protocol error"),
+    (bytes([0x32, 0x03, 0x00, 0x09, 0x61]), "a topic longer than the packet"),
+    (_publish(b"a", b"x", qos=1, mid=0), "QoS 1 without a packet id"),
+])
+def test_fast_path_stops_at_what_it_does_not_take(tail: bytes, why: str) -> None:
+    head = _publish(b"a/b", b"1")
+    out: list[Publish] = []
+    assert take_publishes(head + tail, 0, False, out) == len(head), why
+    assert out == [(7, 1, False, False, "a/b", b"1")]
+
+
+def test_fast_path_takes_mqtt5_publishes_without_properties_only() -> None:
+    plain, with_props = _publish(b"t", b"v", props=b""), _publish(b"t", b"w", props=b"\x23\x00\x05")  # alias 5
+    out: list[Publish] = []
+    assert take_publishes(plain + with_props, 0, True, out) == len(plain)
+    assert out == [(7, 1, False, False, "t", b"v")]
+
+
+def test_fast_path_topic_that_is_not_utf8_cannot_match_a_subscription() -> None:
+    out: list[Publish] = []
+    take_publishes(_publish(b"dtu/\xff/up", b"{}"), 0, False, out)
+    assert out[0][4] == "dtu/\ufffd/up"
+
+
+class Receiver:
+    """A `Client` with manual ack that records every message and acknowledges in batches; `fast` takes the
+    PUBLISH fast path (`on_publish_batch`), else paho's `on_message`."""
+
+    def __init__(self, settings: MqttSettings, topic: str, fast: bool = False) -> None:
         self.client = make_client(settings)
         assert isinstance(self.client, Client)
         self.client.manual_ack_set(True)
@@ -78,6 +136,8 @@ class Receiver:
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
         self.client.on_message = self._on_message
+        if fast:
+            self.client.on_publish_batch = self._on_publishes
         self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.on_connect = self._on_connect
 
@@ -87,6 +147,10 @@ class Receiver:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
             self.got.append((msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+
+    def _on_publishes(self, batch: list[Publish]) -> None:
+        with self.lock:
+            self.got += [(topic, payload, mid, qos) for mid, qos, _dup, _retain, topic, payload in batch]
 
     def start(self) -> None:
         self.client.connect_async(**connect_args(self.settings))
@@ -114,12 +178,13 @@ def _messages(prefix: str, n: int) -> list[tuple[str, bytes]]:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "paho-path"])
 @pytest.mark.parametrize("protocol", [MqttProtocol.V311, MqttProtocol.V5])
 def test_a_queued_burst_arrives_whole_and_batch_acks_settle_it(
-        mosquitto: Mosquitto, protocol: MqttProtocol) -> None:
-    tag = f"buffered-{protocol.name.lower()}"
+        mosquitto: Mosquitto, protocol: MqttProtocol, fast: bool) -> None:
+    tag = f"buffered-{protocol.name.lower()}-{'fast' if fast else 'paho'}"
     settings = MqttSettings(port=mosquitto.port, client_id=tag, protocol=protocol)  # type: ignore[call-arg]
-    rx = Receiver(settings, f"{tag}/#")
+    rx = Receiver(settings, f"{tag}/#", fast)
     rx.start()
     rx.stop()  # the persistent session exists; what follows is queued by the broker
     sent = _messages(tag, 3000)
@@ -128,7 +193,7 @@ def test_a_queued_burst_arrives_whole_and_batch_acks_settle_it(
         pub.publish_all(sent)
     finally:
         pub.close()
-    rx = Receiver(settings, f"{tag}/#")
+    rx = Receiver(settings, f"{tag}/#", fast)
     rx.start()
     acked = 0
     try:
@@ -145,7 +210,7 @@ def test_a_queued_burst_arrives_whole_and_batch_acks_settle_it(
         time.sleep(0.5)
     finally:
         rx.stop()
-    rx = Receiver(settings, f"{tag}/#")  # every PUBACK reached the broker: nothing is redelivered
+    rx = Receiver(settings, f"{tag}/#", fast)  # every PUBACK reached the broker: nothing is redelivered
     rx.start()
     try:
         time.sleep(1.0)
@@ -155,10 +220,11 @@ def test_a_queued_burst_arrives_whole_and_batch_acks_settle_it(
 
 
 @pytest.mark.integration
-def test_messages_that_arrive_together_are_all_delivered_without_waiting(mosquitto: Mosquitto) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "paho-path"])
+def test_messages_that_arrive_together_are_all_delivered_without_waiting(mosquitto: Mosquitto, fast: bool) -> None:
     """Bytes held in the buffer must be handled at once, not after the next network event."""
-    settings = MqttSettings(port=mosquitto.port, client_id="buffered-trickle")  # type: ignore[call-arg]
-    rx = Receiver(settings, "trickle/#")
+    settings = MqttSettings(port=mosquitto.port, client_id=f"buffered-trickle-{fast}")  # type: ignore[call-arg]
+    rx = Receiver(settings, f"trickle{fast}/#", fast)
     rx.start()
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="trickle-pub")
     pub.connect("127.0.0.1", mosquitto.port)
@@ -168,7 +234,7 @@ def test_messages_that_arrive_together_are_all_delivered_without_waiting(mosquit
         for round_ in range(20):
             burst = 1 + round_ % 4
             start = time.monotonic()
-            infos = [pub.publish(f"trickle/{round_}", f"{round_}-{k}".encode(), qos=1) for k in range(burst)]
+            infos = [pub.publish(f"trickle{fast}/{round_}", f"{round_}-{k}".encode(), qos=1) for k in range(burst)]
             for info in infos:
                 info.wait_for_publish(5)
             want = acked + burst
