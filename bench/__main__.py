@@ -1,6 +1,8 @@
 """`python -m bench` (or `./dev bench`): run every benchmark and print one table.
 
-`--markdown` prints the table as Markdown, the form kept in the README's performance section.
+`--markdown` prints the table as Markdown, the form kept in the README's performance section;
+`--update-readme README.md` also writes it there, between the lines ``<!-- bench:start -->`` and
+``<!-- bench:end -->``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
+from bench.readme import END, START, replace_table, update_readme
 from bench.table import Row, markdown, text
 
 BENCHES = ["bench.outbox", "bench.modbus", "bench.mqtt", "bench.detection"]
@@ -19,7 +23,14 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="bench", description=__doc__)
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--only", nargs="*", help="run only these benchmark modules (e.g. bench.outbox)")
+    p.add_argument("--update-readme", type=Path, metavar="FILE",
+                   help=f"replace the table between {START} and {END} in FILE (e.g. README.md)")
     args = p.parse_args()
+    if args.update_readme is not None:  # before minutes of benchmarks: the file must have its markers
+        try:
+            replace_table(args.update_readme.read_text(encoding="utf-8"), "")
+        except (OSError, ValueError) as exc:
+            p.error(f"--update-readme {args.update_readme}: {exc}")
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("apscheduler", "pymodbus", "collector", "gshp", "rules"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -28,6 +39,9 @@ def main() -> int:
         print(f"running {name} …", file=sys.stderr, flush=True)
         rows += importlib.import_module(name).run()
     print(markdown(rows) if args.markdown else text(rows))
+    if args.update_readme is not None:
+        changed = update_readme(args.update_readme, markdown(rows))
+        print(f"{args.update_readme}: {'table updated' if changed else 'table unchanged'}", file=sys.stderr)
     return 0
 
 

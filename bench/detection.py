@@ -23,7 +23,7 @@ from rules.events import AlertEvent
 from rules.replay import readings_from_frame, replay
 from simulators.scenarios import SCENARIOS, build
 
-__all__ = ["Outcome", "main", "run_scenario"]
+__all__ = ["Outcome", "main", "rows", "run_scenario"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,8 @@ def table(outcomes: Sequence[Outcome]) -> str:
              "|---|---|---|---|---|---|---|"]
     for o in outcomes:
         exp = o.expect_kind if o.expect_rule is None else f"{o.expect_kind}/{o.expect_rule}"
-        lines.append(f"| {o.name:24} | {exp} | {_fmt_delay(o.within_s)} | {_fmt_delay(o.delay_s)} | "
+        delay = "no alert" if o.delay_s is None and o.expect_kind != "none" else _fmt_delay(o.delay_s)
+        lines.append(f"| {o.name:24} | {exp} | {_fmt_delay(o.within_s)} | {delay} | "
                      f"{o.first_rule or '—'} | {o.false_discharge} | {'ok' if o.ok else 'MISSED'} |")
     honest = [o for o in outcomes if o.expect_kind == "none"]
     site_days = sum(o.days for o in honest)
@@ -115,15 +116,23 @@ def table(outcomes: Sequence[Outcome]) -> str:
 
 def run() -> list[Row]:
     """Detection delay per case (each against its target) and false discharge alerts per honest site-day."""
-    outcomes = run_all(list(SCENARIOS), 2)
-    rows = [Row(f"detection: {o.name} → {o.first_rule or 'no alert'}", (o.delay_s or 0) / 60, "min", None, "",
-                f"≤ {o.within_s / 60:.0f} min" + ("" if o.ok else " — MISSED"))
-            for o in outcomes if o.expect_kind != "none" and o.within_s is not None]
+    return rows(run_all(list(SCENARIOS), 2))
+
+
+def rows(outcomes: Sequence[Outcome]) -> list[Row]:
+    """The table rows of `outcomes`: a case that raised no alert is a miss ("no alert"), never 0 min."""
+    out = []
+    for o in outcomes:
+        if o.expect_kind == "none" or o.within_s is None:
+            continue
+        goal = f"≤ {o.within_s / 60:.0f} min" + ("" if o.ok else " — MISSED")
+        out.append(Row(f"detection: {o.name}" + (f" → {o.first_rule}" if o.first_rule else ""),
+                       None if o.delay_s is None else o.delay_s / 60, "min", goal=goal, missing="no alert"))
     honest = [o for o in outcomes if o.expect_kind == "none"]
     days = sum(o.days for o in honest)
-    rows.append(Row(f"false discharge alerts over {days:g} honest site-days", sum(o.false_discharge for o in honest),
-                    "alerts", None, "", "0"))
-    return rows
+    out.append(Row(f"false discharge alerts over {days:g} honest site-days", sum(o.false_discharge for o in honest),
+                   "alerts", None, "", "0"))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -86,7 +86,7 @@ class Server:
     def pidfile(self) -> Path:
         return self.root / f"{self.name}.pid"
 
-    def start(self) -> Server:
+    def start(self) -> Self:
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port(self.host)
