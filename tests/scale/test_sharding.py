@@ -3,8 +3,10 @@
 Six sites in two shards, one of them discharging in each shard, four hours of readings one minute apart
 (device times in the past; the rule workers evaluate in data time, `--clock data`, so the hours go by in
 seconds and the same readings give the same alerts however loaded the machine is). One collector is
-SIGKILLed mid-stream and restarted. Every site is evaluated by exactly one worker, each discharge alert
-fires once across the workers (and is notified once), and InfluxDB ends with exactly the published set.
+SIGKILLed mid-stream and restarted. Every site is evaluated by exactly one worker, whose rule engine takes
+exactly the published readings of its shard (as a set: a reading may come twice, none may be missing),
+each discharge alert fires once across the workers (and is notified once), and InfluxDB ends with exactly
+the published set.
 """
 
 from __future__ import annotations
@@ -95,16 +97,36 @@ sites:
     return path
 
 
-class Proc:
-    """One `gshp run` child process with its own HTTP port; `kill()` is SIGKILL."""
+# `gshp run`, with every reading its rule engine takes appended to a file as "site meter ts_ms": the only
+# way to see from outside exactly which readings a worker evaluated (its counter would let a lost reading
+# hide behind a repeated one)
+TRACED_RUN = """\
+import sys
+from gshp.cli import main
+from rules.engine import Engine
+trace, ingest = sys.argv[1], Engine.ingest
+def traced(self, readings):
+    readings = list(readings)
+    with open(trace, "a", encoding="utf-8") as f:
+        f.writelines(f"{r.site} {r.meter} {round(r.ts.timestamp() * 1000)}\\n" for r in readings)
+    ingest(self, readings)
+Engine.ingest = traced
+sys.exit(main(sys.argv[2:]))
+"""
 
-    def __init__(self, config: Path, role: str, shard: int, log: Path) -> None:
-        self.config, self.role, self.shard, self.log = config, role, shard, log
+
+class Proc:
+    """One `gshp run` child process with its own HTTP port; `kill()` is SIGKILL. With `trace`, the readings
+    its rule engine takes are listed in that file."""
+
+    def __init__(self, config: Path, role: str, shard: int, log: Path, trace: Path | None = None) -> None:
+        self.config, self.role, self.shard, self.log, self.trace = config, role, shard, log, trace
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        cmd = [sys.executable, "-m", "gshp.cli", "run", "--config", str(self.config), "--role", self.role,
+        run = ["-c", TRACED_RUN, str(self.trace)] if self.trace is not None else ["-m", "gshp.cli"]
+        cmd = [sys.executable, *run, "run", "--config", str(self.config), "--role", self.role,
                "--shard", f"{self.shard}/2", "--listen", f"127.0.0.1:{self.port}", "--clock", "data"]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out,
@@ -133,6 +155,14 @@ class Proc:
             assert time.monotonic() < deadline, f"{self.role} {self.shard}: {name} != {value}\n" + \
                 self.log.read_text()[-3000:]
             time.sleep(0.1)
+
+    def evaluated(self) -> tuple[set[tuple[str, str, int]], int]:
+        """The distinct (site, meter, ts_ms) the rule engine took, and how many readings in all (repeats)."""
+        assert self.trace is not None
+        text = self.trace.read_text(encoding="utf-8") if self.trace.exists() else ""
+        lines = text.splitlines()[:text.count("\n")]  # a line being written is not complete yet
+        seen = {(site, meter, int(ts)) for site, meter, ts in (line.split(" ") for line in lines)}
+        return seen, len(lines)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -173,7 +203,9 @@ def test_two_collectors_two_rule_workers_every_site_once_every_alert_once_nothin
     config = _config(tmp_path / "city.yaml", tmp_path, influxd, influx_db, mosquitto, hook)
     stream = _stream()
     per_shard = {k: sum(1 for _, _, e in stream if shard_of(e[0], 2) == k) for k in (0, 1)}
-    rules = [Proc(config, "rules", k, tmp_path / f"rules-{k}.log") for k in (0, 1)]
+    published = {k: {(site, meter, ts) for _, _, (site, meter, ts, _) in stream if shard_of(site, 2) == k}
+                 for k in (0, 1)}
+    rules = [Proc(config, "rules", k, tmp_path / f"rules-{k}.log", tmp_path / f"rules-{k}.trace") for k in (0, 1)]
     collectors = [Proc(config, "collector", k, tmp_path / f"collector-{k}.log") for k in (0, 1)]
     pub = Publisher(mosquitto.port, f"shard-dtus-{uuid.uuid4().hex[:6]}", window=200)
     procs = rules + collectors
@@ -205,9 +237,16 @@ def test_two_collectors_two_rule_workers_every_site_once_every_alert_once_nothin
         assert killed_at < len(stream), "the collector must be killed while the stream still flows"
 
         wait_until(lambda: _count(influxd, influx_db) >= len(stream), timeout=60, interval=0.2)
-        for k, w in enumerate(rules):  # every reading of the shard went through its engine (repeats allowed)
-            wait_until(lambda w=w, k=k: (w.metric("gshp_rule_readings_total") or 0) >= per_shard[k], timeout=60,
-                       interval=0.1)
+        for k, w in enumerate(rules):  # exactly the shard's readings went through its engine (repeats allowed)
+            try:
+                wait_until(lambda w=w, k=k: w.evaluated()[0] == published[k], timeout=60, interval=0.2)
+            except AssertionError:
+                seen = w.evaluated()[0]
+                raise AssertionError(f"rule worker {k}: {len(published[k] - seen)} published readings never "
+                                     f"evaluated (e.g. {sorted(published[k] - seen)[:3]}), {len(seen - published[k])} "
+                                     f"evaluated that were not published of its shard") from None
+            # the trace saw every reading the worker counted: nothing reached the engine another way
+            wait_until(lambda w=w: w.metric("gshp_rule_readings_total") == w.evaluated()[1], timeout=10)
         wait_until(lambda: len([r for r in hook.received if r.json().get("state") == "firing"]) >= 2, timeout=30)
         time.sleep(1.0)  # a duplicate, if any, would arrive now
 
