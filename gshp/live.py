@@ -3,6 +3,15 @@ of events to server-sent-event subscribers.
 
 Fed by `Service.accept` (after the outbox commit) and by the rule engine's alert transitions. Every
 buffer is bounded: a slow browser loses old events, never slows the collector.
+
+Events (`event:` name, then one JSON object as `data:`):
+
+- `reading`: a meter's newest reading — site, meter, role, ts, rate_m3h, total_m3, signal_pct, error_code
+  (a reading older than the meter's newest is not sent);
+- `flow`: a site's summed flows after those readings — site, ts, extraction_m3h, reinjection_m3h,
+  deficit_m3h (the live chart);
+- `alert`: an alert transition, in the one alert event shape (`rules.events.AlertEvent.to_dict`);
+- `ack`: an alert acknowledged — id, site, by.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from typing import Any
 
 from collector.model import Reading, Role, Site
 
-__all__ = ["LiveState", "SitePoint", "Subscriber"]
+__all__ = ["LiveState", "SitePoint", "Subscriber", "reading_event"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,10 @@ class Subscriber:
             self.dropped += 1
         self.queue.put_nowait(event)
 
+    def offer_all(self, events: Iterable[str]) -> None:
+        for event in events:
+            self.offer(event)
+
 
 class LiveState:
     def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000) -> None:
@@ -66,12 +79,14 @@ class LiveState:
 
     def on_readings(self, readings: Sequence[Reading]) -> None:
         touched: set[str] = set()
+        newest: dict[tuple[str, str], Reading] = {}
         with self._lock:
             for r in readings:
                 key = (r.site, r.meter)
                 prev = self._latest.get(key)
                 if prev is None or r.ts >= prev.ts:
                     self._latest[key] = r
+                    newest[key] = r
                     touched.add(r.site)
             points = {site: self._site_point(site) for site in touched if site in self.sites}
             for site, point in points.items():
@@ -81,12 +96,13 @@ class LiveState:
                         hist.append(point)
                     while hist and hist[0].ts < point.ts - self._history_span:
                         hist.popleft()
-        for site, point in points.items():
-            if point is not None:
-                self.publish("flow", {"site": site, "ts": point.ts.isoformat(),
-                                      "extraction_m3h": round(point.extraction_m3h, 3),
-                                      "reinjection_m3h": round(point.reinjection_m3h, 3),
-                                      "deficit_m3h": round(point.deficit_m3h, 3)}, site)
+        events = [("reading", reading_event(r), r.site) for r in newest.values() if r.site in self.sites]
+        events += [("flow", {"site": site, "ts": point.ts.isoformat(),
+                             "extraction_m3h": round(point.extraction_m3h, 3),
+                             "reinjection_m3h": round(point.reinjection_m3h, 3),
+                             "deficit_m3h": round(point.deficit_m3h, 3)}, site)
+                   for site, point in points.items() if point is not None]
+        self.publish_many(events)
 
     def _site_point(self, site: str) -> SitePoint | None:
         sums = {Role.EXTRACTION: 0.0, Role.REINJECTION: 0.0, Role.DISCHARGE: 0.0}
@@ -130,13 +146,29 @@ class LiveState:
 
     def publish(self, kind: str, data: dict[str, Any], site: str | None = None) -> None:
         """Send an event to every subscriber allowed to see `site` (thread-safe)."""
-        text = f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+        self.publish_many([(kind, data, site)])
+
+    def publish_many(self, events: Sequence[tuple[str, dict[str, Any], str | None]]) -> None:
+        """Send (kind, data, site) events, in order, to every subscriber allowed to see each event's site
+        (thread-safe; one hand-over per subscriber however many events)."""
         with self._sub_lock:
             subs = list(self._subscribers)
+        if not subs or not events:
+            return
+        texts = [(f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n", site)
+                 for kind, data, site in events]
         for sub in subs:
-            if site is not None and sub.sites is not None and site not in sub.sites:
+            mine = [text for text, site in texts if site is None or sub.sites is None or site in sub.sites]
+            if not mine:
                 continue
             try:
-                sub.loop.call_soon_threadsafe(sub.offer, text)
+                sub.loop.call_soon_threadsafe(sub.offer_all, mine)
             except RuntimeError:  # its loop is closed: the client is gone
                 self.unsubscribe(sub)
+
+
+def reading_event(r: Reading) -> dict[str, Any]:
+    """A reading as the `reading` event (and the API's latest reading of a meter) shows it."""
+    return {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.isoformat(),
+            "rate_m3h": r.rate_m3h, "total_m3": r.total_m3, "signal_pct": r.signal_pct,
+            "error_code": r.error_code}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from collector.model import Site
 from gshp.evaluation import BOARD_WINDOWS
+from gshp.live import reading_event
 from rules.store import StoredAlert
 
 if TYPE_CHECKING:
@@ -54,9 +55,7 @@ def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]
         age = None if r is None else (now - r.ts).total_seconds()
         meters.append({"id": m.id, "role": m.role.value, "source": m.source,
                        "status": "unknown" if age is None else ("offline" if age > offline_after else "normal"),
-                       "latest": None if r is None else {
-                           "ts": r.ts.isoformat(), "rate_m3h": r.rate_m3h, "total_m3": r.total_m3,
-                           "signal_pct": r.signal_pct, "error_code": r.error_code}})
+                       "latest": None if r is None else reading_event(r)})
     last_seen = service.live.last_seen(site.id)
     age_s = None if last_seen is None else max(0.0, (now - last_seen).total_seconds())
     firing = [a for a in open_alerts if a.site == site.id and a.state == "firing"]

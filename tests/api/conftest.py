@@ -1,19 +1,28 @@
-"""A running service (in a thread, on an accelerated clock) fed by the simulated city feed."""
+"""A running service (in a thread, on an accelerated clock) fed by the simulated city feed; `serving` runs one
+with any config and clock (a test feeding its own readings in data time uses `DataClock`); `SseClient`
+collects the events of `/api/stream`."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
+import socket
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from gshp.clock import Clock
 from gshp.config import Config, parse_config
 from gshp.devstack import Influxd, free_port
-from gshp.service import Service
+from gshp.service import Service, Source
 from simulators.city import CityPhysics, SitePlan
 from simulators.city import meter_plan as _m
 from simulators.clock import SimClock
@@ -29,14 +38,85 @@ class Running:
     service: Service
     url: str
     config: Config
+    verify: str | bool = True  # a CA file when the API serves TLS
 
     def get(self, path: str, token: str | None = "viewer", **kw: object) -> requests.Response:
-        headers = {"Authorization": f"Bearer {TOKENS[token]}"} if token else {}
-        return requests.get(self.url + path, headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
+        return requests.get(self.url + path, headers=_headers(token), timeout=10,  # type: ignore[arg-type]
+                            verify=self.verify, **kw)
 
-    def post(self, path: str, body: dict[str, object], token: str = "wancheng") -> requests.Response:
-        return requests.post(self.url + path, json=body, headers={"Authorization": f"Bearer {TOKENS[token]}"},
-                             timeout=10)
+    def post(self, path: str, body: dict[str, object], token: str | None = "wancheng") -> requests.Response:
+        return requests.post(self.url + path, json=body, headers=_headers(token), timeout=10, verify=self.verify)
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    # one connection per request: a response a test keeps would hold its connection open, and a TLS server
+    # shutting down waits 30 s for the close_notify of every open connection
+    return {"Connection": "close", **({"Authorization": f"Bearer {TOKENS[token]}"} if token else {})}
+
+
+@contextmanager
+def serving(config: Config, sources: Sequence[Source] = (), clock: Clock | None = None,
+            verify: str | bool = True) -> Iterator[Running]:
+    """`Service.serve` (what `gshp run` runs) in a thread until the block ends."""
+    service = Service(config, sources=sources, clock=clock)
+    thread = threading.Thread(target=asyncio.run, args=(service.serve(),), daemon=True)
+    thread.start()
+    scheme = "https" if config.api.tls else "http"
+    running = Running(service, f"{scheme}://127.0.0.1:{config.api.port}", config, verify)
+    try:
+        wait_until(lambda: not thread.is_alive() or _up(running), timeout=30)
+        assert thread.is_alive(), "the service stopped at start-up: see the log above"
+        yield running
+    finally:
+        service.stop()
+        thread.join(30)
+
+
+@dataclass
+class SseClient:
+    """Reads `/api/stream` in a thread; `events` holds (event name, data) in arrival order. Plain `http.client`,
+    so `close` can shut the socket down under the blocked reader instead of waiting for a keep-alive."""
+
+    running: Running
+    token: str = "viewer"
+    query: str = ""
+    events: list[tuple[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        url = urlsplit(self.running.url)
+        self._conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
+        self._conn.request("GET", f"/api/stream{self.query}", headers={"Authorization": f"Bearer {TOKENS[self.token]}"})
+        self._response = self._conn.getresponse()
+        assert self._response.status == 200, self._response.read()
+        assert self._response.getheader("content-type", "").startswith("text/event-stream")
+        assert self._response.readline() == b": connected\n"  # subscribed: what is published from now on arrives
+        assert self._conn.sock is not None
+        self._conn.sock.settimeout(None)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        name = "message"
+        try:
+            while line := self._response.readline():
+                text = line.decode("utf-8").rstrip("\n")
+                if text.startswith("event: "):
+                    name = text[7:]
+                elif text.startswith("data: "):
+                    self.events.append((name, json.loads(text[6:])))
+                    name = "message"
+        except (OSError, ValueError, http.client.HTTPException):
+            pass  # closed by `close`
+
+    def of(self, name: str) -> list[Any]:
+        return [data for n, data in list(self.events) if n == name]
+
+    def close(self) -> None:
+        if self._conn.sock is not None:
+            with suppress(OSError):
+                self._conn.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(10)
+        self._conn.close()
 
 
 def city_yaml(state_dir: Path, influx_url: str, db: str, port: int) -> str:
@@ -78,18 +158,12 @@ def running(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Itera
                       drain=0.4),
              SitePlan("school", "卧龙区第一中学", "卧龙区", (_m("E1@feed"), _m("R1@feed")), 60, drain=0.4))
     feed = SimulatedFeed(CityPhysics(plans, clock.start, config.tz), clock, interval_s=30)
-    service = Service(config, sources=[feed], clock=clock)
-    thread = threading.Thread(target=asyncio.run, args=(service.serve(),), daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(url), timeout=30)
-    yield Running(service, url, config)
-    service.stop()
-    thread.join(30)
+    with serving(config, [feed], clock) as running:
+        yield running
 
 
-def _up(url: str) -> bool:
+def _up(running: Running) -> bool:
     try:
-        return requests.get(url + "/healthz", timeout=1).status_code == 200
+        return requests.get(running.url + "/healthz", timeout=1, verify=running.verify).status_code == 200
     except requests.RequestException:
         return False
