@@ -89,6 +89,10 @@ class Service:
         self.live = LiveState(config.sites)
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
         self.engine = Engine(config.sites, config.rules, tz=config.tz, store=self.store)
+        known = {s.id for s in config.sites}
+        for declared in self.store.maintenance():  # windows declared through the API before a restart
+            if declared.site in known:
+                self.engine.declare_maintenance(declared.site, declared.window)
         # alert events go to `self.notifier.submit(event)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
                                  public_url=config.api.public_url)

@@ -238,10 +238,12 @@ def district_days(sites: Sequence[SiteDay], online_threshold_pct: float = ONLINE
 def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings: RulesSettings,
                          readings: Readings, alerts: Iterable[AlertSpan] | None = None,
                          district: str | None = None,
-                         online_threshold_pct: float = ONLINE_THRESHOLD_PCT) -> DailyReport:
+                         online_threshold_pct: float = ONLINE_THRESHOLD_PCT,
+                         maintenance: Mapping[str, Iterable[MaintenanceWindow]] | None = None) -> DailyReport:
     """The report of one local day. `readings` should span `reading_span(day, …)`; readings outside it
-    are left out. `alerts` None means no alert record was available (not that there were none). Sites are
-    listed in config order, grouped by district."""
+    are left out. `alerts` None means no alert record was available (not that there were none).
+    `maintenance` holds windows declared outside the config (through the API), per site id; they are listed
+    beside the config's. Sites are listed in config order, grouped by district."""
     chosen = [s for s in sites if district is None or s.district == district]
     if district is not None and not chosen:
         known = ", ".join(sorted({s.district for s in sites})) or "none are configured"
@@ -249,6 +251,9 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     start, end = day_bounds(day, tz)
     span_start, span_end = reading_span(day, tz, settings, chosen or sites)
     engine = Engine(chosen, settings, tz, keep=span_end - span_start + settings.evaluate_every)
+    for s in chosen:
+        for window in (maintenance or {}).get(s.id, ()):
+            engine.declare_maintenance(s.id, window)
     # only the span: the ledgers keep that much, and older readings would push the day out of them
     i0, i1 = (int(x) for x in np.searchsorted(readings.ts, [span_start.timestamp(), span_end.timestamp()],
                                               side="left"))

@@ -1,6 +1,7 @@
 """The alert store (SQLite, `<state_dir>/alerts.sqlite`): every alert, its transitions, acknowledgement
-and annotations. The engine restores its open alerts from here at start, so a restart neither
-re-notifies nor forgets.
+and annotations, and the maintenance windows declared through the API. The engine restores its open alerts
+from here at start, so a restart neither re-notifies nor forgets; the service declares the stored
+maintenance windows to it again.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rules.events import AlertEvent
+from rules.settings import MaintenanceWindow
 
-__all__ = ["AlertStore", "Annotation", "StoreError", "StoredAlert"]
+__all__ = ["AlertStore", "Annotation", "DeclaredMaintenance", "StoreError", "StoredAlert"]
 
 
 class StoreError(Exception):
@@ -62,6 +65,18 @@ CREATE TABLE IF NOT EXISTS annotations (
     author TEXT NOT NULL,
     text TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS maintenance (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    site TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    starts_ts REAL NOT NULL,
+    ends_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    volume_cap_m3 REAL NOT NULL,
+    declared_by TEXT NOT NULL,
+    declared_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS maintenance_site ON maintenance(site, starts_ts);
 """
 
 
@@ -88,6 +103,17 @@ class StoredAlert:
     event: dict[str, Any]
     acked_by: str | None
     acked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredMaintenance:
+    """A maintenance window declared at run time (not in the config): by whom and when."""
+
+    id: int
+    site: str
+    window: MaintenanceWindow
+    declared_by: str
+    declared_at: str
 
 
 class AlertStore:
@@ -214,3 +240,27 @@ class AlertStore:
             rows = self._db.execute("SELECT event FROM transitions WHERE alert_id=? ORDER BY rowid",
                                     (alert_id,)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def declare_maintenance(self, site: str, window: MaintenanceWindow, by: str, at: str) -> DeclaredMaintenance:
+        """Keep a declared maintenance window. Declarations are never withdrawn: a cover for discharge must stay
+        visible in the site's history and reports."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO maintenance (site, starts_at, starts_ts, ends_at, reason, volume_cap_m3, declared_by, "
+                "declared_at) VALUES (?,?,?,?,?,?,?,?)",
+                (site, window.start.isoformat(), window.start.timestamp(), window.end.isoformat(), window.reason,
+                 window.volume_cap_m3, by, at))
+            row_id = cur.lastrowid
+        assert row_id is not None
+        return DeclaredMaintenance(row_id, site, window, by, at)
+
+    def maintenance(self, site: str | None = None) -> list[DeclaredMaintenance]:
+        """Declared maintenance windows (of one site, or all), in order of start."""
+        where, args = ("site=?", (site,)) if site is not None else ("1=1", ())
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, site, starts_at, ends_at, reason, volume_cap_m3, declared_by, declared_at "
+                f"FROM maintenance WHERE {where} ORDER BY starts_ts, id", args).fetchall()
+        return [DeclaredMaintenance(r[0], r[1], MaintenanceWindow.model_validate(
+                    {"from": datetime.fromisoformat(r[2]), "to": datetime.fromisoformat(r[3]), "reason": r[4],
+                     "volume_cap_m3": r[5]}), r[6], r[7]) for r in rows]

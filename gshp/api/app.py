@@ -1,4 +1,5 @@
-"""The ASGI application: the HTTP API (OpenAPI at /docs), the live board at /, health and metrics.
+"""The ASGI application: the HTTP API (OpenAPI at /openapi.json, browsable at /docs from files shipped in a
+package, no CDN), the live board at /, health and metrics.
 
 Every `/api` route checks the caller's role (see `gshp.api.auth`); enforcement tokens limited to
 districts see and act on those districts only. Writes are audit-logged with who and when.
@@ -7,8 +8,9 @@ districts see and act on those districts only. Writes are audit-logged with who 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,8 +19,9 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from collector.duration import parse_duration
 from collector.influx.reader import QueryError, quote_literal
@@ -26,7 +29,10 @@ from collector.model import Site
 from gshp import __version__
 from gshp.api.auth import Authenticator, Principal
 from gshp.api.status import SiteStatus, district_counts, site_status
+from gshp.evaluation import BOARD_WINDOWS
 from gshp.report import ReportError, build_daily_report, render
+from rules.settings import MaintenanceWindow
+from rules.store import DeclaredMaintenance
 
 if TYPE_CHECKING:
     from gshp.service import Service
@@ -34,6 +40,13 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 STATIC = Path(__file__).parent / "static"
+
+MAX_POINTS = 20_000
+"""History routes answer at most this many steps per series."""
+
+MAX_MAINTENANCE = timedelta(days=7)
+"""Longest maintenance window the API accepts: its cap allows a deficit in every balance window it overlaps,
+so an open-ended declaration would blind the site. Longer work is declared day by day (or in the config)."""
 
 
 class AckBody(BaseModel):
@@ -50,6 +63,29 @@ class Outcome(StrEnum):
     METER_FAULT = "meter_fault"  # 仪表故障
     MAINTENANCE = "maintenance"  # 维护（回扬）
     OTHER = "other"
+
+
+class MaintenanceBody(BaseModel):
+    start: AwareDatetime = Field(description="ISO-8601 with offset, e.g. 2026-05-05T08:00:00+08:00")
+    end: AwareDatetime
+    reason: str = Field(min_length=1, max_length=200, description="e.g. 回扬 R1 (backwashing reinjection well R1)")
+    volume_cap_m3: float = Field(ge=0, le=1_000_000, allow_inf_nan=False,
+                                 description="deficit allowed in each balance window the maintenance overlaps")
+
+    @model_validator(mode="after")
+    def _span(self) -> MaintenanceBody:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.end - self.start > MAX_MAINTENANCE:
+            raise ValueError(f"a declared maintenance lasts at most {MAX_MAINTENANCE.days} days: declare longer "
+                             "work as several windows")
+        if not self.reason.strip():
+            raise ValueError("reason: say what is done, e.g. 回扬 R1")
+        return self
+
+    def window(self) -> MaintenanceWindow:
+        return MaintenanceWindow.model_validate({"from": self.start, "to": self.end, "reason": self.reason.strip(),
+                                                 "volume_cap_m3": self.volume_cap_m3})
 
 
 class CloseBody(BaseModel):
@@ -70,6 +106,23 @@ def _time(value: str | None, name: str) -> datetime | None:
     return t
 
 
+def _step_seconds(step: str, start: datetime, stop: datetime) -> int:
+    """A history route's `step` in seconds, refused (422) when unreadable or too fine for the range."""
+    try:
+        step_s = int(parse_duration(step).total_seconds())
+    except ValueError as exc:
+        raise HTTPException(422, f"step: {exc}") from None
+    if step_s < 1 or (stop - start).total_seconds() / step_s > MAX_POINTS:
+        most = f"{MAX_POINTS:,}".replace(",", " ")
+        raise HTTPException(422, f"step: too fine for this range (at most {most} points per series)")
+    return step_s
+
+
+def _value(v: Any) -> Any:
+    """A DataFrame cell as JSON: a missing field (NaN) is null."""
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
 def create_app(service: Service) -> FastAPI:
     config = service.config
     auth = Authenticator(config.api)
@@ -77,8 +130,11 @@ def create_app(service: Service) -> FastAPI:
     enforcer = Depends(auth.require("enforcement"))
     admin = Depends(auth.require("admin"))
     sites_by_id = {s.id: s for s in config.sites}
-    app = FastAPI(title="gshp-monitor", version=__version__,
-                  description="Groundwater balance monitoring for open-loop ground-source heat-pump sites")
+    # Swagger UI from files shipped in a package (no CDN), with no call to an online validator; no ReDoc (it
+    # loads its logo from a CDN)
+    app = FastAPIOffline(title="gshp-monitor", version=__version__,
+                         description="Groundwater balance monitoring for open-loop ground-source heat-pump sites",
+                         redoc_url=None, swagger_ui_parameters={"validatorUrl": None})
 
     def visible_site(site_id: str, who: Principal) -> Site:
         site = sites_by_id.get(site_id)
@@ -135,13 +191,12 @@ def create_app(service: Service) -> FastAPI:
         site = visible_site(site_id, who)
         status = site_status(service, site, service.store.open_alerts())
         alerts = [alert_view(a) for a in reversed(service.store.history(site.id))][:100]
-        maintenance = [{"start": m.start.isoformat(), "end": m.end.isoformat(), "reason": m.reason,
-                        "volume_cap_m3": m.volume_cap_m3} for m in service.engine.maintenance(site.id)]
         history = [{"ts": p.ts.isoformat(), "extraction_m3h": round(p.extraction_m3h, 3),
                     "reinjection_m3h": round(p.reinjection_m3h, 3), "deficit_m3h": round(p.deficit_m3h, 3)}
                    for p in service.live.history(site.id)]
         return {**status.summary(), "operator": site.operator, "location": site.location,
-                "meters": status.meters, "history": history, "alerts": alerts, "maintenance": maintenance}
+                "meters": status.meters, "history": history, "alerts": alerts,
+                "maintenance": maintenance_view(site)}
 
     @app.get("/api/sites/{site_id}/readings", tags=["api"])
     def site_readings(site_id: str, from_: Annotated[str, Query(alias="from")],
@@ -151,12 +206,7 @@ def create_app(service: Service) -> FastAPI:
         start = _time(from_, "from")
         stop = _time(to, "to") or datetime.now(UTC)
         assert start is not None
-        try:
-            step_s = int(parse_duration(step).total_seconds())
-        except ValueError as exc:
-            raise HTTPException(422, f"step: {exc}") from None
-        if step_s < 1 or (stop - start).total_seconds() / step_s > 20_000:
-            raise HTTPException(422, "step: too fine for this range (at most 20 000 points per meter)")
+        step_s = _step_seconds(step, start, stop)
         q = (f"SELECT mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3 FROM flow "
              f"WHERE site = {quote_literal(site.id)} AND time >= {quote_literal(start.isoformat())} "
              f"AND time < {quote_literal(stop.isoformat())} GROUP BY time({step_s}s), meter, role fill(none)")
@@ -168,32 +218,73 @@ def create_app(service: Service) -> FastAPI:
         for row in df.itertuples(index=False):
             d = row._asdict()
             m = series.setdefault(d["meter"], {"meter": d["meter"], "role": d.get("role"), "points": []})
-            m["points"].append({"ts": d["time"].isoformat(), "rate_m3h": d.get("rate_m3h"),
-                                "total_m3": d.get("total_m3")})
+            m["points"].append({"ts": d["time"].isoformat(), "rate_m3h": _value(d.get("rate_m3h")),
+                                "total_m3": _value(d.get("total_m3"))})
         return {"site": site.id, "from": start.isoformat(), "to": stop.isoformat(), "step_s": step_s,
                 "meters": list(series.values())}
 
     @app.get("/api/sites/{site_id}/balance", tags=["api"])
     def site_balance(site_id: str, from_: Annotated[str, Query(alias="from")], to: str | None = None,
-                     window: str = "1h", who: Principal = viewer) -> dict[str, Any]:
-        """The balance written at each evaluation for window 1h or 24h, from InfluxDB."""
+                     window: str = "1h", step: str = "5m", who: Principal = viewer) -> dict[str, Any]:
+        """The balance over the trailing window 1h or 24h, as written at each evaluation, from InfluxDB:
+        per step, the last balance written in it (`ts` is the step's start, as in `/readings`)."""
         site = visible_site(site_id, who)
-        if window not in ("1h", "24h"):
-            raise HTTPException(422, "window: 1h or 24h")
+        if window not in BOARD_WINDOWS:
+            raise HTTPException(422, f"window: {' or '.join(BOARD_WINDOWS)}")
         start, stop = _time(from_, "from"), _time(to, "to") or datetime.now(UTC)
         assert start is not None
-        q = (f"SELECT extracted_m3, reinjected_m3, deficit_m3, deficit_pct, complete FROM balance "
-             f"WHERE site = {quote_literal(site.id)} AND \"window\" = {quote_literal(window)} "
-             f"AND time >= {quote_literal(start.isoformat())} AND time < {quote_literal(stop.isoformat())}")
+        step_s = _step_seconds(step, start, stop)
+        # one selector with the other fields: every value of a step comes from the same balance point
+        q = (f"SELECT last(extracted_m3) AS extracted_m3, reinjected_m3, deficit_m3, deficit_pct, complete "
+             f"FROM balance WHERE site = {quote_literal(site.id)} AND \"window\" = {quote_literal(window)} "
+             f"AND time >= {quote_literal(start.isoformat())} AND time < {quote_literal(stop.isoformat())} "
+             f"GROUP BY time({step_s}s) fill(none)")
         try:
             df = service.reader.query(q)
         except QueryError as exc:
             raise HTTPException(503, f"history is unavailable: {exc}") from None
         points = [] if df.empty else [
-            {"ts": r["time"].isoformat(), **{k: r.get(k) for k in ("extracted_m3", "reinjected_m3", "deficit_m3",
-                                                                   "deficit_pct", "complete")}}
+            {"ts": r["time"].isoformat(), **{k: _value(r.get(k)) for k in (
+                "extracted_m3", "reinjected_m3", "deficit_m3", "deficit_pct", "complete")}}
             for r in df.to_dict("records")]
-        return {"site": site.id, "window": window, "points": points}
+        return {"site": site.id, "window": window, "from": start.isoformat(), "to": stop.isoformat(),
+                "step_s": step_s, "points": points}
+
+    # -- declared maintenance ------------------------------------------------------------------------
+
+    def maintenance_view(site: Site) -> list[dict[str, Any]]:
+        """Every window declared for a site, from the config or through the API (who and when), in time order."""
+        declared: dict[MaintenanceWindow, list[DeclaredMaintenance]] = {}
+        for m in service.store.maintenance(site.id):
+            declared.setdefault(m.window, []).append(m)
+        out = []
+        for w in service.engine.maintenance(site.id):
+            d = declared[w].pop(0) if declared.get(w) else None
+            out.append({"start": w.start.isoformat(), "end": w.end.isoformat(), "reason": w.reason,
+                        "volume_cap_m3": w.volume_cap_m3, "source": "api" if d else "config",
+                        "declared_by": d.declared_by if d else None, "declared_at": d.declared_at if d else None})
+        return out
+
+    @app.get("/api/sites/{site_id}/maintenance", tags=["api"])
+    def list_maintenance(site_id: str, who: Principal = viewer) -> dict[str, Any]:
+        """Declared maintenance (e.g. backwashing 回扬) of a site: config and API windows, past ones too."""
+        site = visible_site(site_id, who)
+        return {"site": site.id, "maintenance": maintenance_view(site)}
+
+    @app.post("/api/sites/{site_id}/maintenance", tags=["api"], status_code=201)
+    def declare_maintenance(site_id: str, body: MaintenanceBody, who: Principal = enforcer) -> dict[str, Any]:
+        """Declare a maintenance window: a balance deficit inside it and under `volume_cap_m3` does not alert,
+        one beyond the cap does. Stored (it survives a restart), audit-logged, and listed in the site's
+        history and the daily report; a declaration cannot be withdrawn."""
+        site = visible_site(site_id, who)
+        window = body.window()
+        stored = service.store.declare_maintenance(site.id, window, who.name,
+                                                   datetime.now(UTC).isoformat(timespec="seconds"))
+        service.engine.declare_maintenance(site.id, window)
+        service.audit.write(who, "maintenance", site.id, {
+            "start": window.start.isoformat(), "end": window.end.isoformat(), "reason": window.reason,
+            "volume_cap_m3": window.volume_cap_m3})
+        return {"site": site.id, "id": stored.id, "maintenance": maintenance_view(site)}
 
     # -- alerts --------------------------------------------------------------------------------------
 
@@ -260,7 +351,9 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/api/stream", tags=["api"])
     async def stream(request: Request, site: str | None = None, who: Principal = viewer) -> StreamingResponse:
-        """Server-sent events: `flow` (a site's summed flows), `alert` (transitions), `ack`."""
+        """Server-sent events: `reading` (a meter's newest reading: site, meter, role, ts, rate_m3h, total_m3,
+        signal_pct, error_code), `flow` (a site's summed flows), `alert` (transitions, in the alert event
+        shape), `ack`. `site` limits the stream to one site; a district-limited token sees its districts."""
         if site is not None:
             visible_site(site, who)
         allowed = {s.id for s in config.sites if who.sees(s.district)}

@@ -20,6 +20,7 @@ from rules.report import (
     compute_daily_report,
     reading_span,
 )
+from rules.settings import MaintenanceWindow
 from rules.store import AlertStore
 
 __all__ = ["FlowReader", "Progress", "alert_spans", "build_daily_report", "read_flow"]
@@ -88,8 +89,9 @@ def build_daily_report(config: Config, day: date, district: str | None, reader: 
     """The daily balance report of `day` (a local date in `config.tz`), optionally of one district.
 
     `reader` is an `InfluxReader` (or anything with its `flow(start, stop, site)`), or readings already
-    parsed (`rules.replay.parse_readings`, for recorded CSV). `store` gives the alerts; None = no alerts
-    known (the report then says nothing about alerts, it does not claim there were none).
+    parsed (`rules.replay.parse_readings`, for recorded CSV). `store` gives the alerts and the maintenance
+    declared through the API; None = no alerts known (the report then says nothing about alerts, it does not
+    claim there were none).
     """
     sites = _chosen(config, district)
     if isinstance(reader, Readings):
@@ -100,5 +102,8 @@ def build_daily_report(config: Config, day: date, district: str | None, reader: 
         start, stop = reading_span(day, config.tz, config.rules, sites)
         readings = read_flow(reader, sites, start, stop, progress)
     alerts = alert_spans(store, (s.id for s in sites)) if store is not None else None
+    declared: dict[str, list[MaintenanceWindow]] = {}
+    for m in store.maintenance() if store is not None else ():
+        declared.setdefault(m.site, []).append(m.window)
     return compute_daily_report(day, config.tz, config.sites, config.rules, readings, alerts, district,
-                                online_threshold_pct)
+                                online_threshold_pct, declared)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -41,7 +42,24 @@ def test_health_metrics_openapi_and_board_need_no_token(running: Running) -> Non
         assert p in paths
     board = running.get("/", None)
     assert board.status_code == 200 and "地温空调回灌监管" in board.text
-    assert "cdn" not in board.text.lower() and "https://" not in board.text
+
+
+def test_board_and_api_docs_load_nothing_from_outside(running: Running) -> None:
+    # government networks are offline: the board and the API docs name no other host, and every file they
+    # load is served by this process (the browser test checks the requests a real page makes)
+    pages = {path: running.get(path, None) for path in ("/", "/static/board.js", "/static/board.css", "/docs")}
+    for path, r in pages.items():
+        assert r.status_code == 200, path
+        assert "cdn" not in r.text.lower() and "https://" not in r.text and "http://" not in r.text, path
+        assert "fonts.googleapis" not in r.text, path
+    assert "swagger-ui" in pages["/docs"].text and "/openapi.json" in pages["/docs"].text
+    assert running.get("/redoc", None).status_code == 404, "ReDoc loads its logo from a CDN: not served"
+    for path in ("/", "/docs"):
+        linked = [u for u in re.findall(r'(?:src|href)="([^"]+)"', pages[path].text) if not u.startswith("#")]
+        assert linked, path
+        for url in linked:
+            assert url.startswith("/") and not url.startswith("//"), (path, url)
+            assert running.get(url, None).status_code == 200, (path, url)
 
 
 def test_me_tells_role_districts_and_timezone(running: Running) -> None:
@@ -94,7 +112,36 @@ def test_readings_and_balance_history_from_influxdb(running: Running, hospital_a
     wait_until(lambda: bool(running.get("/api/sites/hospital/balance",
                                         params={"from": start, "to": now.isoformat()}).json()["points"]), timeout=30)
     b = running.get("/api/sites/hospital/balance", params={"from": start, "to": now.isoformat()}).json()
-    assert b["points"][-1]["deficit_pct"] > 30
+    assert b["points"][-1]["deficit_pct"] > 30 and b["step_s"] == 300
+
+
+def test_balance_history_has_a_step_like_readings(running: Running, hospital_alert: dict[str, object]) -> None:
+    def fine_points() -> list[dict[str, object]]:
+        return list(running.get("/api/sites/hospital/balance", params={**span, "step": "5m"}).json()["points"])
+
+    # a span that ended a while ago (data time runs 600× faster): every point in it is in InfluxDB already
+    end = running.service.clock.now() - timedelta(minutes=30)
+    span = {"from": (end - timedelta(hours=3)).isoformat(), "to": end.isoformat()}
+    wait_until(lambda: len(fine_points()) > 4, timeout=60, interval=0.5)
+    fine = fine_points()
+    hourly = running.get("/api/sites/hospital/balance", params={**span, "step": "1h"})
+    assert hourly.status_code == 200 and hourly.json()["step_s"] == 3600
+    coarse = hourly.json()["points"]
+    assert 1 <= len(coarse) <= 4 < len(fine), (len(coarse), len(fine))
+    # each step shows the last balance written in it, labelled with the step's start (as /readings does)
+    by_ts = {datetime.fromisoformat(p["ts"]): p for p in fine}
+    for p in coarse:
+        start = datetime.fromisoformat(p["ts"])
+        assert start.timestamp() % 3600 == 0
+        last = max(t for t in by_ts if start <= t < start + timedelta(hours=1))
+        assert {k: p[k] for k in ("extracted_m3", "deficit_pct")} == \
+            {k: by_ts[last][k] for k in ("extracted_m3", "deficit_pct")}
+    month = {"from": (end - timedelta(days=30)).isoformat(), "to": end.isoformat()}
+    for params, says in (({**span, "step": "soon"}, "step: "), ({**span, "step": "0s"}, "too fine"),
+                         ({**month, "step": "1m"}, "at most 20 000 points")):
+        bad = running.get("/api/sites/hospital/balance", params=params)
+        assert bad.status_code == 422 and says in bad.json()["detail"], bad.text
+    assert running.get("/api/sites/hospital/balance", params={**span, "window": "6h"}).status_code == 422
 
 
 def test_alert_filters_and_detail(running: Running, hospital_alert: dict[str, object]) -> None:

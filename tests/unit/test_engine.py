@@ -2,10 +2,11 @@ import threading
 from datetime import UTC, timedelta
 
 import pandas as pd
+import pytest
 
 from collector.model import Reading, Role
 from rules.engine import Engine
-from rules.settings import RulesSettings
+from rules.settings import MaintenanceWindow, RulesSettings
 from rules.store import AlertStore
 from tests.unit.conftest import T0, flow, run
 
@@ -96,23 +97,46 @@ def test_restart_neither_renotifies_nor_forgets(site, tmp_path):
     assert "balance_gross" not in _rules(after)
 
 
-def test_declared_maintenance_under_its_cap_does_not_alert_and_stays_listed(site):
-    settings = RulesSettings.model_validate({"sites": {"hehua": {"maintenance": [
-        {"from": "2026-05-05T08:00:00+08:00", "to": "2026-05-05T10:00:00+08:00", "reason": "回扬 R1",
-         "volume_cap_m3": 200}]}}})
-    engine = Engine([site], settings, UTC)
-    events = run(engine, list(flow(120, r_m3h=60.0)), T0 + timedelta(hours=2))
-    assert not _rules(events)
-    assert [m.reason for m in engine.maintenance("hehua")] == ["回扬 R1"]
+def _maintained(site, declared: str, cap: float, reason: str = "回扬 R1") -> Engine:
+    """An engine whose site declares backwashing over the whole test (08:00–10:00 local): in the config,
+    or at run time as the API does (`declare_maintenance`)."""
+    window = {"from": "2026-05-05T08:00:00+08:00", "to": "2026-05-05T10:00:00+08:00", "reason": reason,
+              "volume_cap_m3": cap}
+    if declared == "config":
+        return Engine([site], RulesSettings.model_validate({"sites": {"hehua": {"maintenance": [window]}}}), UTC)
+    engine = Engine([site], RulesSettings(), UTC)
+    engine.declare_maintenance("hehua", MaintenanceWindow.model_validate(window))
+    return engine
 
 
-def test_deficit_beyond_the_maintenance_cap_alerts(site):
-    settings = RulesSettings.model_validate({"sites": {"hehua": {"maintenance": [
-        {"from": "2026-05-05T08:00:00+08:00", "to": "2026-05-05T10:00:00+08:00", "reason": "回扬",
-         "volume_cap_m3": 5}]}}})
-    engine = Engine([site], settings, UTC)
+@pytest.mark.parametrize("declared", ["config", "api"])
+def test_declared_maintenance_under_its_cap_does_not_alert_and_stays_listed(site, declared):
+    readings = list(flow(120, r_m3h=60.0))  # 50 % of the water drained: 15 m³ per 15 min, 60 m³ per hour
+    undeclared = run(Engine([site], RulesSettings(), UTC), readings, T0 + timedelta(hours=2))
+    assert _rules(undeclared) == {"balance_gross", "balance_hour"}, "without the declaration this is discharge"
+    engine = _maintained(site, declared, cap=200)
+    events = run(engine, readings, T0 + timedelta(hours=2))
+    assert not [e for e in events if e.kind.value == "discharge"]
+    assert [(m.reason, m.volume_cap_m3) for m in engine.maintenance("hehua")] == [("回扬 R1", 200)]
+
+
+@pytest.mark.parametrize("declared", ["config", "api"])
+def test_deficit_beyond_the_maintenance_cap_alerts(site, declared):
+    engine = _maintained(site, declared, cap=5, reason="回扬")
     events = run(engine, list(flow(120, r_m3h=60.0)), T0 + timedelta(hours=2))
-    assert _rules(events)
+    firing = {e.rule: e for e in events if e.kind.value == "discharge" and e.state == "firing"}
+    assert set(firing) == {"balance_gross", "balance_hour"}
+    listed = [{"from": "2026-05-05T08:00:00+08:00", "to": "2026-05-05T10:00:00+08:00", "reason": "回扬",
+               "volume_cap_m3": 5.0}]
+    gross = firing["balance_gross"].evidence
+    assert (gross["window"], gross["extracted_m3"], gross["reinjected_m3"], gross["deficit_m3"]) == \
+        ("15m", 30.0, 15.0, 15.0)
+    # the cap is taken off the deficit before the threshold: (15 − 5) / 30 = 33.33 % > 12 %
+    assert (gross["maintenance_allowance_m3"], gross["excess_pct"], gross["threshold_pct"]) == (5.0, 33.33, 12.0)
+    assert gross["maintenance"] == listed
+    hour = firing["balance_hour"].evidence
+    assert (hour["window"], hour["deficit_m3"], hour["maintenance_allowance_m3"]) == ("1h", 60.0, 5.0)
+    assert hour["maintenance"] == listed
 
 
 def test_discharge_role_meter_showing_flow_raises_a_discharge_alert(site):

@@ -1,9 +1,9 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from rules.events import AlertEvent, AlertKind
-from rules.settings import Severity
+from rules.settings import MaintenanceWindow, Severity
 from rules.store import AlertStore, StoreError
 
 AT = datetime(2026, 5, 5, 8, 0, tzinfo=UTC)
@@ -61,3 +61,26 @@ def test_an_unwritable_location_names_the_fix(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match="state_dir"):
         AlertStore(blocker / "alerts.sqlite")
+
+
+def test_declared_maintenance_survives_reopening_the_store_in_start_order(tmp_path):
+    path = tmp_path / "alerts.sqlite"
+    store = AlertStore(path)
+    beijing = timezone(timedelta(hours=8))
+    later = MaintenanceWindow.model_validate({"from": datetime(2026, 5, 6, 8, tzinfo=beijing),
+                                              "to": datetime(2026, 5, 6, 10, tzinfo=beijing),
+                                              "reason": "回扬 R1", "volume_cap_m3": 120.5})
+    earlier = MaintenanceWindow.model_validate({"from": AT, "to": AT + timedelta(hours=1), "reason": "换表",
+                                                "volume_cap_m3": 0})
+    first = store.declare_maintenance("hehua", later, "宛城区执法大队", "2026-05-05T09:00:00+00:00")
+    store.declare_maintenance("school", earlier, "ops", "2026-05-05T09:01:00+00:00")
+    store.declare_maintenance("hehua", earlier, "ops", "2026-05-05T09:02:00+00:00")
+    store.close()
+    reopened = AlertStore(path)
+    got = reopened.maintenance("hehua")
+    assert [m.window for m in got] == [earlier, later]
+    assert got[1].id == first.id and got[1].declared_by == "宛城区执法大队"
+    assert got[1].declared_at == "2026-05-05T09:00:00+00:00"
+    assert got[1].window.start.utcoffset() == timedelta(hours=8), "the declared offset is kept"
+    assert [(m.site, m.declared_by) for m in reopened.maintenance()] == [("school", "ops"), ("hehua", "ops"),
+                                                                         ("hehua", "宛城区执法大队")]
