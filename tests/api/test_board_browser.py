@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -69,6 +71,74 @@ def test_enforcement_can_acknowledge_on_the_site_page(browser: Browser, running:
     expect(alert.locator(".acked")).to_have_text("已确认")
     expect(alert.locator(".notes")).to_contain_text("已派人核查")
     page.screenshot(path=str(ARTIFACTS / "board-site.png"), full_page=True)
+    page.close()
+
+
+def test_enforcement_closes_a_case_with_an_outcome_from_the_picker(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "wancheng")
+    page.goto(running.url + "/#/sites/hospital")
+    first = page.locator(".alert.kind-discharge").first
+    expect(first).to_be_visible(timeout=60_000)
+    alert_id = first.get_attribute("data-alert-id")
+    alert = page.locator(f".alert[data-alert-id='{alert_id}']")
+    picker = alert.locator("select[name=outcome]")
+    assert picker.locator("option").all_inner_texts() == ["选择核查结果", "确认外排", "未发现外排", "计量故障",
+                                                          "维护（回扬）", "其他"]
+    alert.locator("button[data-action=close]").click()  # no outcome chosen: nothing is sent
+    expect(picker).to_be_focused()
+    assert running.get(f"/api/alerts/{alert_id}").json()["outcome"] is None
+    picker.select_option("confirmed_discharge")
+    alert.locator("input[name=text]").fill("排水管接入雨水井，已责令整改")
+    alert.locator("button[data-action=close]").click()
+    expect(alert.locator(".outcome")).to_contain_text("确认外排")
+    expect(alert.locator(".outcome")).to_contain_text("排水管接入雨水井，已责令整改")
+    outcome = running.get(f"/api/alerts/{alert_id}").json()["outcome"]
+    assert (outcome["outcome"], outcome["text"], outcome["by"]) == \
+        ("confirmed_discharge", "排水管接入雨水井，已责令整改", "宛城区执法大队")
+    page.locator("#lang").click()
+    expect(alert.locator(".outcome")).to_contain_text("Discharge confirmed")
+    expect(alert.locator("select[name=outcome] option[value=no_discharge]")).to_have_text("No discharge found")
+    page.close()
+
+
+def test_the_site_page_updates_meter_readings_from_the_stream(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "viewer")
+    page.goto(running.url + "/#/sites/hehua")
+    when = page.locator("#meters tr[data-meter=E1] td.ts")
+    expect(when).not_to_have_text("—", timeout=30_000)
+    first = when.inner_text()
+    expect(when).not_to_have_text(first, timeout=30_000)  # a new reading arrived over SSE, no reload
+    total = float(page.locator("#meters tr[data-meter=E1] td.total").inner_text())
+    assert total > 0
+    page.close()
+
+
+def test_the_report_link_offers_yesterday_in_the_configured_time_zone(browser: Browser, running: Running) -> None:
+    # 01:30 in Beijing is still the previous day in UTC: "now minus 24 h" in UTC would give the day before
+    page = browser.new_page(locale="zh-CN", timezone_id="UTC")
+    page.clock.set_fixed_time(datetime(2026, 7, 2, 1, 30, tzinfo=ZoneInfo("Asia/Shanghai")))
+    page.add_init_script(f"localStorage.setItem('gshp.token', '{TOKENS['viewer']}')")
+    page.goto(running.url + "/")
+    link = page.locator("#report")
+    expect(link).to_have_attribute("data-date", "2026-07-01")
+    expect(link).to_contain_text("(2026-07-01)")
+    with page.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename == "gshp-report-2026-07-01.csv"
+    page.close()
+
+
+def test_api_docs_render_offline(browser: Browser, running: Running) -> None:
+    page = browser.new_page()
+    outside: list[str] = []
+    origin = running.url + "/"
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(origin)
+               else (outside.append(route.request.url), route.abort()))
+    page.goto(running.url + "/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("gshp-monitor", timeout=30_000)
+    expect(page.locator(".opblock-summary-path[data-path='/api/sites/{site_id}/maintenance']")).to_have_count(2)
+    expect(page.locator(".opblock-summary-path[data-path='/api/sites/{site_id}/balance']")).to_have_count(1)
+    assert outside == [], outside
     page.close()
 
 

@@ -17,6 +17,9 @@ const I18N = {
     report: "日报下载", date: "日期", maintenance: "申报维护（回扬）", back: "← 返回总览", overview: "区县汇总",
     allSites: "全部站点", incomplete: "数据不全", kind_discharge: "外排", kind_data_quality: "数据质量",
     severity_critical: "严重", severity_high: "高", severity_warning: "警告", severity_info: "提示",
+    chooseOutcome: "选择核查结果", outcome_confirmed_discharge: "确认外排", outcome_no_discharge: "未发现外排",
+    outcome_meter_fault: "计量故障", outcome_maintenance: "维护（回扬）", outcome_other: "其他", closed: "已结案",
+    declaredBy: "申报人", configDeclared: "配置文件",
   },
   en: {
     title: "Groundwater reinjection monitor", allDistricts: "All districts", loading: "Loading…", logout: "Log out",
@@ -33,7 +36,10 @@ const I18N = {
     report: "Daily report", date: "Date", maintenance: "Declared maintenance (backwash)", back: "← Overview",
     overview: "Districts", allSites: "All sites", incomplete: "incomplete", kind_discharge: "Discharge",
     kind_data_quality: "Data quality", severity_critical: "Critical", severity_high: "High", severity_warning: "Warning",
-    severity_info: "Info",
+    severity_info: "Info", chooseOutcome: "Choose the check result", outcome_confirmed_discharge: "Discharge confirmed",
+    outcome_no_discharge: "No discharge found", outcome_meter_fault: "Meter fault",
+    outcome_maintenance: "Maintenance (backwash)", outcome_other: "Other", closed: "Closed", declaredBy: "Declared by",
+    configDeclared: "config file",
   },
 };
 
@@ -48,6 +54,10 @@ const state = {
 };
 
 const t = (key) => (I18N[state.lang] && I18N[state.lang][key]) || I18N.zh[key] || key;
+
+/* What POST /api/alerts/{id}/close accepts as `outcome` (the on-site check result). */
+const OUTCOMES = ["confirmed_discharge", "no_discharge", "meter_fault", "maintenance", "other"];
+const outcomeLabel = (o) => (OUTCOMES.includes(o) ? t("outcome_" + o) : o);
 const $ = (sel) => document.querySelector(sel);
 
 function esc(value) {
@@ -64,6 +74,14 @@ function fmtTime(iso) {
     timeZone: state.tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
     second: "2-digit", hour12: false,
   }).format(new Date(iso));
+}
+
+/* The calendar date (YYYY-MM-DD) `daysBack` days before today in the configured time zone. */
+function localDate(daysBack = 0) {
+  const parts = new Intl.DateTimeFormat("en-CA", {timeZone: state.tz, year: "numeric", month: "2-digit", day: "2-digit"})
+    .formatToParts(new Date());
+  const part = (type) => Number(parts.find((p) => p.type === type).value);
+  return new Date(Date.UTC(part("year"), part("month") - 1, part("day") - daysBack)).toISOString().slice(0, 10);
 }
 
 function fmtAge(seconds) {
@@ -151,7 +169,7 @@ async function renderOverview() {
     if (!known.has(d.district)) select.add(new Option(d.district, d.district));
   }
   select.value = state.district;
-  const today = new Date(Date.now() - 86400000).toISOString().slice(0, 10);
+  const yesterday = localDate(1);  // the last whole day, in the configured time zone
   const rows = data.sites.map((s) => `
     <tr class="site row-${esc(s.status)}" data-site="${esc(s.id)}" data-status="${esc(s.status)}">
       <td><a href="#/sites/${encodeURIComponent(s.id)}">${esc(s.name)}</a></td>
@@ -180,7 +198,7 @@ async function renderOverview() {
       <th class="num hide-narrow">${t("bal24h")}</th><th class="num hide-narrow">${t("lastReading")}</th>
       <th class="num">${t("alerts")}</th></tr></thead>
       <tbody>${rows}</tbody></table></div>
-    <p><a id="report" href="#" data-date="${today}">${t("report")} (${today})</a></p>`;
+    <p><a id="report" href="#" data-date="${yesterday}">${t("report")} (${yesterday})</a></p>`;
   document.querySelectorAll("tr.site").forEach((tr) => tr.addEventListener("click", (e) => {
     if (e.target.tagName !== "A") location.hash = `#/sites/${encodeURIComponent(tr.dataset.site)}`;
   }));
@@ -225,17 +243,29 @@ function chart(points) {
     <span><i style="background:#2e7d32"></i>${t("reinjection")}</span><span><i style="background:#c62828"></i>${t("deficit")}</span></div>`;
 }
 
+/* A meter's live cells (rate, total, signal, error code, time) from its latest reading. */
+function meterCells(r) {
+  return `<td class="num live rate">${num(r.rate_m3h, 2)}</td><td class="num live total">${num(r.total_m3, 1)}</td>
+    <td class="num live hide-narrow">${num(r.signal_pct, 0)}</td><td class="num live hide-narrow">${esc(r.error_code ?? "—")}</td>
+    <td class="num live hide-narrow ts">${esc(fmtTime(r.ts))}</td>`;
+}
+
 function alertCard(a) {
   const ev = a.evidence || {};
   const canWrite = state.me && (state.me.role === "enforcement" || state.me.role === "admin");
   const notes = (a.notes || []).map((n) => `<li>${esc(fmtTime(n.at))} ${esc(n.who)}: ${esc(n.text)}</li>`).join("");
+  const options = OUTCOMES.map((o) => `<option value="${o}">${esc(t("outcome_" + o))}</option>`).join("");
   const actions = canWrite ? `
     <form data-alert="${esc(a.id)}">
       <input type="text" name="text" placeholder="${t("note")}">
       ${a.acknowledged ? "" : `<button class="primary" data-action="ack" type="submit">${t("ack")}</button>`}
       <button data-action="notes" type="submit">${t("addNote")}</button>
+      <select name="outcome" aria-label="${t("outcome")}"><option value="">${t("chooseOutcome")}</option>${options}</select>
       <button data-action="close" type="submit">${t("close")}</button>
     </form>` : "";
+  const closed = a.outcome ? `<div class="outcome" data-outcome="${esc(a.outcome.outcome)}">${t("closed")} · ${t("outcome")}:
+    ${esc(outcomeLabel(a.outcome.outcome))}${a.outcome.text ? ` · ${esc(a.outcome.text)}` : ""} · ${esc(a.outcome.by)}
+    ${esc(fmtTime(a.outcome.at))}</div>` : "";
   return `<div class="alert kind-${esc(a.kind)} state-${esc(a.state)}" data-alert-id="${esc(a.id)}">
     <strong>${esc(t("kind_" + a.kind))} · ${esc(t("severity_" + a.severity))} · ${esc(t(a.state))}</strong>
     ${a.acknowledged ? ` · <span class="acked">${t("acked")}</span>` : ""}
@@ -243,7 +273,7 @@ function alertCard(a) {
     <div class="muted">${t("since")} ${esc(fmtTime(a.starts_at))}${a.ends_at ? ` · ${t("ended")} ${esc(fmtTime(a.ends_at))}` : ""}
     ${ev.window ? ` · ${t("window")} ${esc(ev.window)}` : ""}${ev.extracted_m3 !== undefined ? ` · ${t("extracted")} ${num(ev.extracted_m3)} m³ · ${t("reinjected")} ${num(ev.reinjected_m3)} m³` : ""}
     ${ev.threshold_pct !== undefined ? ` · ${t("threshold")} ${num(ev.threshold_pct)}%` : ""}</div>
-    ${notes ? `<ul class="notes">${notes}</ul>` : ""}${actions}</div>`;
+    ${notes ? `<ul class="notes">${notes}</ul>` : ""}${closed}${actions}</div>`;
 }
 
 async function renderSite(id) {
@@ -251,12 +281,11 @@ async function renderSite(id) {
   const meters = s.meters.map((m) => {
     const r = m.latest || {};
     return `<tr data-meter="${esc(m.id)}"><td>${esc(m.id)}</td><td>${esc(t("role_" + m.role))}</td>
-      <td>${badge(m.status)}</td><td class="num">${num(r.rate_m3h, 2)}</td><td class="num">${num(r.total_m3, 1)}</td>
-      <td class="num hide-narrow">${num(r.signal_pct, 0)}</td><td class="num hide-narrow">${r.error_code ?? "—"}</td>
-      <td class="num hide-narrow">${esc(fmtTime(r.ts))}</td></tr>`;
+      <td>${badge(m.status)}</td>${meterCells(r)}</tr>`;
   }).join("");
   const maintenance = (s.maintenance || []).map((w) =>
-    `<li>${esc(fmtTime(w.start))} – ${esc(fmtTime(w.end))} · ${esc(w.reason || "")}${w.volume_cap_m3 ? ` · ≤ ${num(w.volume_cap_m3, 0)} m³` : ""}</li>`).join("");
+    `<li>${esc(fmtTime(w.start))} – ${esc(fmtTime(w.end))} · ${esc(w.reason || "")} · ≤ ${num(w.volume_cap_m3, 1)} m³
+     · ${t("declaredBy")} ${w.source === "api" ? `${esc(w.declared_by)} ${esc(fmtTime(w.declared_at))}` : t("configDeclared")}</li>`).join("");
   $("#app").innerHTML = `
     <p><a href="#/">${t("back")}</a></p>
     <h2>${esc(s.name)} <span class="muted">· ${esc(s.district)}</span> ${badge(s.status)}</h2>
@@ -268,7 +297,7 @@ async function renderSite(id) {
     </div>
     <h2>${t("liveChart")}</h2><div class="chart" id="chart">${chart(s.history)}</div>
     <h2>${t("meters")}</h2>
-    <div class="tablewrap"><table><thead><tr><th>${t("meter")}</th><th>${t("role")}</th><th>${t("status")}</th>
+    <div class="tablewrap"><table id="meters"><thead><tr><th>${t("meter")}</th><th>${t("role")}</th><th>${t("status")}</th>
       <th class="num">${t("rate")}</th><th class="num">${t("total")}</th><th class="num hide-narrow">${t("signal")}</th>
       <th class="num hide-narrow">${t("errorCode")}</th><th class="num hide-narrow">${t("time")}</th></tr></thead>
       <tbody>${meters}</tbody></table></div>
@@ -280,7 +309,11 @@ async function renderSite(id) {
   });
   const history = s.history.slice();
   openStream(`site=${encodeURIComponent(id)}`, (kind, data) => {
-    if (kind === "flow" && data.site === id) {
+    if (kind === "reading" && data.site === id) {
+      const row = document.querySelector(`#meters tr[data-meter="${CSS.escape(data.meter)}"]`);
+      if (row) row.querySelectorAll("td.live").forEach((td) => td.remove());
+      if (row) row.insertAdjacentHTML("beforeend", meterCells(data));
+    } else if (kind === "flow" && data.site === id) {
       history.push(data);
       if (history.length > 2000) history.shift();
       $("#chart").innerHTML = chart(history);
@@ -297,7 +330,7 @@ async function refreshAlerts(id) {
   const box = $("#alerts");
   if (!box) return;
   const busy = box.contains(document.activeElement) ||
-    [...box.querySelectorAll("input[type=text]")].some((input) => input.value);
+    [...box.querySelectorAll("input[type=text], select")].some((input) => input.value);
   if (busy) {
     box.dataset.stale = "1";
     return;
@@ -314,12 +347,18 @@ function bindAlertForms(refresh) {
       e.preventDefault();
       const action = e.submitter ? e.submitter.dataset.action : "notes";
       const text = form.elements.text.value;
-      const body = action === "ack" ? {comment: text} : action === "close" ? {outcome: text || "closed"} : {text};
+      const outcome = form.elements.outcome.value;
+      const body = action === "ack" ? {comment: text} : action === "close" ? {outcome, text} : {text};
       if (action === "notes" && !text) return;
+      if (action === "close" && !outcome) {
+        form.elements.outcome.focus();
+        return;
+      }
       try {
         await api(`/api/alerts/${encodeURIComponent(form.dataset.alert)}/${action}`, {
           method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
         form.elements.text.value = "";
+        form.elements.outcome.value = "";
         if (document.activeElement) document.activeElement.blur();
         refresh();
       } catch (err) {
