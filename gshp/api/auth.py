@@ -1,8 +1,9 @@
 """Bearer tokens mapped to roles, district scoping, and the audit log of every write.
 
 Roles are ordered: `viewer` (the bureau: read) < `enforcement` (may acknowledge, annotate, close; optionally
-limited to districts) < `admin`. No token → 401; a role that may not → 403. With no tokens configured the
-API is readable without one only when it listens on loopback (the demo, a developer's machine).
+limited to districts) < `admin`. No token → 401; a role that may not → 403. Without a token the API is
+readable only when it listens on loopback and has no tokens configured (a developer's machine), or sets
+`api.loopback_read` (the demo); anything more then asks for a token (401).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,13 +44,8 @@ class Principal:
         return self.districts is None or district in self.districts
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
+ANONYMOUS = Principal("anonymous (loopback)", "viewer")
+"""Who reads without a token where that is open (`ApiSettings.open_read`)."""
 
 
 class Authenticator:
@@ -62,7 +57,7 @@ class Authenticator:
             name = t.name or f"{t.role}-{hashlib.sha256(secret.encode()).hexdigest()[:8]}"
             districts = frozenset(t.districts) if t.districts is not None else None
             self._tokens.append((secret.encode(), Principal(name, t.role, districts)))
-        self.open_read = not self._tokens and _is_loopback(settings.host)
+        self.open_read = settings.open_read
 
     def principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
@@ -74,7 +69,7 @@ class Authenticator:
                     return principal
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
         if self.open_read:
-            return Principal("anonymous (loopback)", "viewer")
+            return ANONYMOUS
         raise HTTPException(401, "a bearer token is required: Authorization: Bearer <token>",
                             headers={"WWW-Authenticate": "Bearer"})
 
@@ -82,6 +77,9 @@ class Authenticator:
         def dependency(request: Request) -> Principal:
             principal = self.principal(request)
             if not principal.may(role):
+                if principal is ANONYMOUS:  # open read, no token given: ask for one (the board's login)
+                    raise HTTPException(401, f"a bearer token of the {role} role is required: "
+                                             "Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
                 raise HTTPException(403, f"the {principal.role} role may not do this (needs {role})")
             return principal
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,6 +50,10 @@ LISTEN_PATTERN = r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$"
 class ApiSettings(_Frozen):
     listen: str = Field(default="127.0.0.1:8080", pattern=LISTEN_PATTERN)
     tokens: tuple[ApiToken, ...] = ()
+    loopback_read: bool = Field(
+        default=False, description="read without a token while listening on loopback even with tokens configured "
+                                   "(the demo: anyone on this machine reads, acknowledging needs a token); without "
+                                   "tokens a loopback API is readable anyway, and another address never is")
     tls: ApiTls | None = None
     public_url: str | None = None  # used in links sent to enforcement
 
@@ -62,6 +67,21 @@ class ApiSettings(_Frozen):
     @property
     def host(self) -> str:
         return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the API listens on this machine only (127.0.0.0/8, ::1, localhost)."""
+        if self.host in ("localhost", ""):
+            return True
+        try:
+            return ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def open_read(self) -> bool:
+        """Whether a request without a token may read."""
+        return self.loopback and (not self.tokens or self.loopback_read)
 
     @property
     def port(self) -> int:
