@@ -1,11 +1,14 @@
 """The demo city, end to end on this machine.
 
-A private mosquitto and influxd on loopback; twelve sites in four districts of 南阳 whose meters are real
-Modbus TCP simulators (one gateway per district, registers encoded from the TUF-2000M profile) and MQTT
-DTUs publishing `dtu-json`; the service collecting them, evaluating the rules and serving the board; a
-webhook receiver that prints every alert it is sent. Two sites drain water (one grossly, one at night
-only), one has a reinjection meter that goes silent. Everything runs on one accelerated clock and
-stops with Ctrl-C, leaving no process behind.
+A private mosquitto and influxd on loopback (or the InfluxDB and broker a config file names); twelve
+sites in four districts of 南阳 whose meters are real Modbus TCP simulators (one gateway per district,
+registers encoded from the TUF-2000M profile) and MQTT DTUs publishing `dtu-json`; the service collecting
+them, evaluating the rules and serving the board; a webhook receiver that prints every alert it is sent.
+Two sites drain water (one grossly, one at night only), one has a reinjection meter that goes silent.
+Everything runs on one accelerated clock and stops with Ctrl-C, leaving no process behind.
+
+Each run makes a viewer and an enforcement API token. On loopback anyone on the machine reads without a
+token and acknowledging needs the enforcement token; on any other address every request needs a token.
 """
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import secrets
+import socket
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -29,7 +37,7 @@ from collector.modbus import PROFILES
 from collector.modbus.dtu import ProfileCodec
 from collector.mqtt.profile import load_profiles
 from collector.mqtt.topics import plan_routes
-from gshp.config import Config, load_config
+from gshp.config import ApiSettings, Config, ConfigError, Problem, load_config
 from gshp.devstack import Influxd, Mosquitto, free_port
 from gshp.service import Service
 from gshp.sources import build_sources
@@ -38,7 +46,10 @@ from simulators.clock import SimClock
 from simulators.modbus import Framer, ModbusSimServer, SimulatedMeter, image_size
 from simulators.mqtt.publisher import DtuSimulator
 
-__all__ = ["AlertPrinter", "run_demo"]
+__all__ = ["AlertPrinter", "ExternalServers", "access_lines", "demo_api", "external_servers", "run_demo"]
+
+VIEWER_TOKEN, ENFORCEMENT_TOKEN = "GSHP_DEMO_VIEWER_TOKEN", "GSHP_DEMO_ENFORCEMENT_TOKEN"
+"""The environment variables the demo's config names for its tokens (the file never holds them)."""
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +88,72 @@ class AlertPrinter:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@dataclass(frozen=True)
+class ExternalServers:
+    """The InfluxDB and MQTT broker a config file names, used instead of the demo's private ones: each
+    section as written in the file (``${VAR}`` kept, so no secret is copied), None where the file has none."""
+
+    file: Path | None = None
+    influx: dict[str, Any] | None = None
+    mqtt: dict[str, Any] | None = None
+
+
+def external_servers(path: Path) -> ExternalServers:
+    """The servers `path` names; raises `ConfigError` when the file is invalid or a server does not answer."""
+    config = load_config(path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    out = ExternalServers(path, raw["influx"] if "influx" in config.model_fields_set else None,
+                          raw["mqtt"] if config.mqtt is not None else None)
+    problems = []
+    if out.influx is not None:
+        url = urlsplit(config.influx.url)
+        where = (url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80))
+        if not _answers(*where):
+            problems.append(Problem(str(path), None, "influx.url", f"nothing answers at {where[0]}:{where[1]}: "
+                                    "start InfluxDB, or leave `influx:` out and the demo runs its own",
+                                    repr(config.influx.url)))
+    if config.mqtt is not None and not _answers(config.mqtt.host, config.mqtt.port):
+        problems.append(Problem(str(path), None, "mqtt", f"nothing answers at {config.mqtt.host}:{config.mqtt.port}:"
+                                " start the broker, or leave `mqtt:` out and the demo runs its own"))
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def demo_api(listen: str) -> dict[str, Any]:
+    """The demo's `api:` section: its two tokens (from the environment), read open on loopback."""
+    return {"listen": listen, "loopback_read": True, "tokens": [
+        {"token": f"${{{VIEWER_TOKEN}}}", "role": "viewer", "name": "demo viewer"},
+        {"token": f"${{{ENFORCEMENT_TOKEN}}}", "role": "enforcement", "name": "demo enforcement"}]}
+
+
+def access_lines(api: ApiSettings, viewer: str, enforcement: str) -> list[str]:
+    """What the banner says about the board's address, the run's tokens and who may do what."""
+    lines = [f"  board       http://{api.listen}/   (API: /api/alerts, /api/sites)",
+             f"  tokens      查看 viewer        {viewer}",
+             f"              执法 enforcement   {enforcement}   (本次运行有效 valid for this run)"]
+    if api.open_read:
+        lines += ["  access      本机访问：查看无需令牌，确认告警需执法令牌"
+                  "（看板会提示输入，或 Authorization: Bearer <令牌>）",
+                  "              loopback: reading needs no token; acknowledging an alert needs the enforcement "
+                  "token (the board asks for it, or send Authorization: Bearer <token>)"]
+    else:
+        lines += ["  access      非本机地址：每个请求都需令牌——查看用查看令牌，确认告警用执法令牌"
+                  "（看板会提示输入，或 Authorization: Bearer <令牌>）",
+                  f"              {api.host} is not loopback: every request needs a token — the viewer token to "
+                  "read, the enforcement token to acknowledge (the board asks for it, or send "
+                  "Authorization: Bearer <token>)"]
+    return lines
 
 
 def _modbus_servers(config: Config, physics: CityPhysics, clock: SimClock) -> list[ModbusSimServer]:
@@ -134,26 +211,36 @@ def _plan_lines(plans: tuple[SitePlan, ...]) -> Iterator[str]:
         yield f"  {p.district:<8} {p.name:<10} {sources:<12} {'; '.join(trouble) or 'honest'}"
 
 
-def run_demo(root: Path, speed: float, listen: str, hours: float | None = None) -> int:
+def run_demo(root: Path, speed: float, listen: str, hours: float | None = None,
+             external: ExternalServers | None = None) -> int:
+    """Run the demo city until Ctrl-C (or `hours` of data time); raises `ConfigError` when its config cannot
+    be used (a bad `--listen`)."""
+    external = external or ExternalServers()
     root.mkdir(parents=True, exist_ok=True)
-    mosquitto, influxd = Mosquitto(root / "mosquitto"), Influxd(root / "influxd")
+    mosquitto = Mosquitto(root / "mosquitto") if external.mqtt is None else None
+    influxd = Influxd(root / "influxd") if external.influx is None else None
+    tokens = {VIEWER_TOKEN: secrets.token_hex(16), ENFORCEMENT_TOKEN: secrets.token_hex(16)}
     printer: AlertPrinter | None = None
     try:
-        mosquitto.start()
-        influxd.start()
+        for server in (mosquitto, influxd):
+            if server is not None:
+                server.start()
         districts = sorted({p.district for p in CITY})
         poll_s = max(0.5, min(10.0, 60.0 / speed))  # one reading per data minute, but not faster than 2/s
-        raw = city_config(CITY, influx_url=influxd.url, mqtt_port=mosquitto.port,
+        raw = city_config(CITY, influx_url=influxd.url if influxd else "", mqtt_port=mosquitto.port if mosquitto else 0,
                           gateway_ports={d: free_port() for d in districts}, state_dir=str(root / "state"),
                           listen=listen, interval=f"{round(poll_s * 1000)}ms",
                           timeout=f"{round(min(1.0, poll_s * 0.8) * 1000)}ms")
+        _use(raw, external)
+        raw["api"] = demo_api(listen)
         printer = AlertPrinter(ZoneInfo(raw["timezone"]))
         raw["notify"] = [{"name": "demo-printer", "type": "webhook", "url": printer.url, "group_wait": "0s",
                           "group_interval": "0s", "repeat_interval": "0s"}]
         path = root / "city.yaml"
-        path.write_text("# written by gshp demo\n" + yaml.safe_dump(raw, allow_unicode=True, sort_keys=False),
+        path.write_text(f"# written by gshp demo; the API tokens are printed at each start ({VIEWER_TOKEN}, "
+                        f"{ENFORCEMENT_TOKEN})\n" + yaml.safe_dump(raw, allow_unicode=True, sort_keys=False),
                         encoding="utf-8")
-        config = load_config(path)
+        config = load_config(path, env={**os.environ, **tokens})
         start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
         clock = SimClock(speed, start)
         physics = CityPhysics(CITY, start, config.tz)
@@ -164,19 +251,38 @@ def run_demo(root: Path, speed: float, listen: str, hours: float | None = None) 
               f"{len(config.gateways)} gateways, {mqtt} MQTT DTU meters; data time runs ×{speed:g}")
         for line in _plan_lines(CITY):
             print(line)
-        print(f"  board       http://{listen}/   (API: /api/alerts, /api/sites; open read access on loopback)\n"
-              f"  config      {path}\n  InfluxDB    {influxd.url} (database gshp)\n"
-              f"  MQTT        127.0.0.1:{mosquitto.port}\n"
+        for line in access_lines(config.api, tokens[VIEWER_TOKEN], tokens[ENFORCEMENT_TOKEN]):
+            print(line)
+        assert config.mqtt is not None
+        influx_where = f"{config.influx.url} ({'bucket' if config.influx.api == 'v2' else 'database'} " \
+                       f"{config.influx.bucket}{', from ' + str(external.file) if external.influx else ''})"
+        mqtt_where = f"{config.mqtt.host}:{config.mqtt.port}" + \
+                     (f" (from {external.file}, topics under gshp-demo/)" if external.mqtt else "")
+        print(f"  config      {path}\n  InfluxDB    {influx_where}\n  MQTT        {mqtt_where}\n"
               "Alerts are printed below as the webhook receiver gets them. Ctrl-C stops everything.",
               flush=True)
         asyncio.run(_serve(service, config, physics, clock, poll_s, hours))
     finally:
         if printer is not None:
             printer.close()
-        influxd.stop()
-        mosquitto.stop()
+        for server in (influxd, mosquitto):
+            if server is not None:
+                server.stop()
     print("demo stopped; data kept under", root)
     return 0
+
+
+def _use(raw: dict[str, Any], external: ExternalServers) -> None:
+    """Point the demo's config at the servers of `external`. On a shared broker the demo has a client id
+    of its own, no shared subscription group, and its DTU topics under ``gshp-demo/``."""
+    if external.influx is not None:
+        raw["influx"] = external.influx
+    if external.mqtt is not None:
+        raw["mqtt"] = {**{k: v for k, v in external.mqtt.items() if k != "shared_group"}, "client_id": "gshp-demo"}
+        for site in raw["sites"]:
+            for meter in site["meters"]:
+                if "mqtt" in meter:
+                    meter["mqtt"]["topic"] = f"gshp-demo/{meter['mqtt']['topic']}"
 
 
 async def _serve(service: Service, config: Config, physics: CityPhysics, clock: SimClock, poll_s: float,
