@@ -3,6 +3,11 @@
 Batches are sent when `batch_size` lines wait or the oldest has waited `max_batch_age`. Retryable
 failures back off exponentially with jitter (honouring Retry-After); a batch InfluxDB rejects as data is
 split in halves until the bad lines are isolated, and only those single lines are dropped and counted.
+
+Under load the drainer overlaps the deletion of a written batch with the write of the next one: one
+delete at a time, on its own thread, while the next batch is read from after the written one. A delete
+that fails (a full disk) leaves its lines in the outbox; they are read and sent again (InfluxDB
+overwrites them) until they can be removed.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from collector import metrics
 from collector.backoff import Backoff
@@ -41,6 +47,9 @@ class Drainer:
         self._last_error_class: str | None = None
         self._need_target = True
         self._ack_failures = 0
+        self._sent_upto = 0  # the newest chunk id written to InfluxDB; later reads start after it
+        self._deleting: tuple[list[Chunk], Future[None]] | None = None
+        self._deleter: ThreadPoolExecutor | None = None
         self.written = 0
         self.dropped = 0
 
@@ -82,26 +91,37 @@ class Drainer:
     def run(self) -> None:
         size = self.outbox.settings.batch_size
         max_age = self.outbox.settings.max_batch_age.total_seconds()
-        while not self._stop.is_set():
-            if self.outbox.depth < size:
-                age = self.outbox.oldest_age()
-                if self.outbox.depth == 0 or age < max_age:
-                    self.outbox.wait_for(size, max(0.01, max_age - age) if self.outbox.depth else max_age)
-                    continue
-            try:
-                self.drain_once()
-            except Exception:  # never let the thread die: log and keep going with backoff
-                log.exception("unexpected error in the outbox drainer")
-                if self._sleep(self.backoff.delay(self._failures + 1)):
-                    return
+        self._deleter = ThreadPoolExecutor(1, thread_name_prefix="outbox-delete")
+        try:
+            while not self._stop.is_set():
+                if self.outbox.depth - self._deleting_lines() < size:
+                    self._settle()  # a full batch does not wait: below one, judge the age without the deleted
+                    age = self.outbox.oldest_age()
+                    if self.outbox.depth == 0 or age < max_age:
+                        self.outbox.wait_for(size, max(0.01, max_age - age) if self.outbox.depth else max_age)
+                        continue
+                try:
+                    self.drain_once(overlap=True)
+                except Exception:  # never let the thread die: log and keep going with backoff
+                    log.exception("unexpected error in the outbox drainer")
+                    if self._sleep(self.backoff.delay(self._failures + 1)):
+                        return
+        finally:
+            self._settle()
+            self._deleter.shutdown(wait=True)
+            self._deleter = None
 
     # -- one batch -----------------------------------------------------------------------------------
 
-    def drain_once(self) -> int:
-        """Send one batch; returns lines removed from the outbox (written or dropped)."""
-        chunks = self.outbox.peek(self.outbox.settings.batch_size)
+    def drain_once(self, overlap: bool = False) -> int:
+        """Send one batch; returns lines removed from the outbox (written or dropped).
+
+        With `overlap` (the drain loop), the batch's deletion runs while the next batch is written, and the
+        lines counted are those of the deletion that finished meanwhile.
+        """
+        chunks = self.outbox.peek(self.outbox.settings.batch_size, after=self._sent_upto)
         if not chunks:
-            return 0
+            return self._settle()
         n = sum(c.n for c in chunks)
         try:
             if self._need_target:
@@ -121,19 +141,48 @@ class Drainer:
                      self._failures, self.outbox.depth)
         self._failures, self._last_error_class = 0, None
         # every line is now in InfluxDB or dropped as invalid: only now do the chunks leave the outbox
+        self._sent_upto = chunks[-1].id
+        removed = self._settle()  # one deletion at a time
+        if overlap and self._deleter is not None:
+            self._deleting = (chunks, self._deleter.submit(self.outbox.ack, chunks))
+            return removed
         try:
             self.outbox.ack(chunks)
-        except OutboxError as exc:  # e.g. the disk is full: a delete needs room in the WAL too
-            self._ack_failures += 1
-            if self._ack_failures == 1:
-                log.error("%s — the %d lines just written stay in the outbox and are sent again until they can "
-                          "be removed (InfluxDB overwrites them); free space under state_dir", exc, n)
-            self._sleep(self.backoff.delay(self._ack_failures))
+        except OutboxError as exc:
+            return removed + self._not_deleted(chunks, exc)
+        return removed + self._deleted(chunks)
+
+    def _deleting_lines(self) -> int:
+        return sum(c.n for c in self._deleting[0]) if self._deleting is not None else 0
+
+    def _settle(self) -> int:
+        """Wait for the deletion under way; returns the lines it removed (0: none, or it failed)."""
+        if self._deleting is None:
             return 0
+        chunks, done = self._deleting
+        self._deleting = None
+        try:
+            done.result()
+        except OutboxError as exc:
+            return self._not_deleted(chunks, exc)
+        return self._deleted(chunks)
+
+    def _deleted(self, chunks: list[Chunk]) -> int:
         if self._ack_failures:
             log.info("the outbox removes sent lines again after %d failed attempts", self._ack_failures)
             self._ack_failures = 0
-        return n
+        return sum(c.n for c in chunks)
+
+    def _not_deleted(self, chunks: list[Chunk], exc: OutboxError) -> int:
+        """E.g. the disk is full (a delete needs room in the WAL too): the lines stay and are sent again."""
+        self._ack_failures += 1
+        self._sent_upto = 0  # read again from the oldest: sent again, removed once there is room
+        if self._ack_failures == 1:
+            log.error("%s — the %d lines just written stay in the outbox and are sent again until they can "
+                      "be removed (InfluxDB overwrites them); free space under state_dir", exc,
+                      sum(c.n for c in chunks))
+        self._sleep(self.backoff.delay(self._ack_failures))
+        return 0
 
     def _send_chunks(self, chunks: list[Chunk], n: int) -> None:
         """The common case in one request built from the stored bodies; a rejection falls back to lines."""
@@ -180,3 +229,4 @@ class Drainer:
             log.warning("%s — keeping %d lines in the outbox and retrying with backoff", exc,
                         self.outbox.depth)
             self._last_error_class = exc.error_class
+

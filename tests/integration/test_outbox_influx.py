@@ -8,18 +8,20 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from collector.backoff import Backoff
 from collector.drain import Drainer
 from collector.influx.lineproto import FlowSchema
 from collector.influx.reader import InfluxReader
 from collector.influx.settings import InfluxSettings
 from collector.influx.writer import V1Writer
 from collector.model import Reading, Role
-from collector.outbox import Outbox, OutboxFull, OutboxSettings
+from collector.outbox import Chunk, Outbox, OutboxError, OutboxFull, OutboxSettings
 from gshp.devstack import Influxd
 from tests.helpers import T0, count, make_site, readings, wait_until
 
@@ -179,3 +181,36 @@ def test_one_bad_line_in_a_batch_is_dropped_alone(influxd: Influxd, influx_db: s
         drainer.drain_once()
     assert drainer.dropped == 2
     assert count(influxd, influx_db) == 999
+
+
+class _FlakyDeletes(Outbox):
+    """An outbox whose first deletions fail as on a full disk (the lines must stay and be sent again)."""
+
+    failures = 3
+
+    def ack(self, chunks: Sequence[Chunk]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OutboxError("cannot delete from the outbox: database or disk is full")
+        super().ack(chunks)
+
+
+def test_a_failed_deletion_under_load_leaves_the_lines_to_be_sent_again_and_removed(
+        influxd: Influxd, influx_db: str, state_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    box = _FlakyDeletes(state_dir / "outbox.sqlite", OutboxSettings(batch_size=500,
+                                                                    max_batch_age=timedelta(milliseconds=20)))
+    writer = V1Writer(_settings(influxd, influx_db))
+    writer.ensure_target()
+    drainer = Drainer(box, writer, backoff=Backoff(base=0.01, cap=0.05)).start()
+    schema = FlowSchema([make_site()])
+    data = list(readings(20_000))
+    for i in range(0, len(data), 250):  # a steady stream: deletions overlap the next writes
+        box.put(schema.lines(data[i:i + 250]))
+    wait_until(lambda: box.depth == 0, timeout=60)
+    drainer.stop()
+    assert box.failures == 0
+    assert count(influxd, influx_db) == 20_000  # each point once, however often its line was sent
+    assert drainer.written > 20_000  # the undeleted lines were sent again
+    assert sum("stay in the outbox" in r.getMessage() for r in caplog.records) == 1  # logged once
+    box.close()
+    assert Outbox(state_dir / "outbox.sqlite").depth == 0  # and they are gone from the file

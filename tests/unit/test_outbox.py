@@ -114,3 +114,21 @@ def test_oldest_age_metric_is_current_at_scrape_time_while_nothing_drains(tmp_pa
     assert REGISTRY.get_sample_value(age) == 0.0
     box.close()
     assert REGISTRY.get_sample_value(age) == 0.0
+
+
+def test_a_chunk_acknowledged_twice_is_counted_once(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", OutboxSettings(batch_size=100))
+    box.put(lines(0, 100))
+    box.put(lines(100, 200))
+    first = box.peek(100)
+    box.ack(first)
+    box.ack(first)  # sent again after a deletion that seemed to fail
+    assert box.depth == 100 and [c.lines for c in box.peek(1000)] == [lines(100, 200)]
+
+
+def test_peek_after_skips_what_is_being_deleted(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", OutboxSettings(batch_size=100))
+    for a in range(0, 300, 100):
+        box.put(lines(a, a + 100))
+    first = box.peek(100)
+    assert [c.lines for c in box.peek(100, after=first[-1].id)] == [lines(100, 200)]
