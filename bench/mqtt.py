@@ -2,11 +2,13 @@
 
 For each case the stream is queued in the broker first, for two persistent sessions: `mosquitto_sub`'s
 and the collector's. Then `mosquitto_sub` drains its copy (the baseline: a C client that only receives),
-and `gshp run` drains the other — decode, commit to the outbox, acknowledge, write to InfluxDB. Rates
-are readings/s from the first message received to the last point stored in InfluxDB; the ratio compares
-messages/s. Every point is checked to be stored exactly once. Loopback only; bounded; stops by itself.
+and `gshp run` drains the other — decode, commit to the outbox, acknowledge, write to InfluxDB, evaluate
+the rules. The InfluxDB rate is the sustained one: readings stored per second between 10 % and 90 % of the
+stream stored; the whole burst (first message received to last point stored, which includes the last
+partial batch waiting `outbox.max_batch_age`) is reported beside it. The ratio compares messages/s. Every
+point is checked to be stored exactly once. Loopback only; bounded; stops by itself.
 
-    python bench/mqtt.py [--messages 100000]
+    python bench/mqtt.py [--messages 200000]
 """
 
 from __future__ import annotations
@@ -134,9 +136,10 @@ sites:
     t = time.monotonic()
     subprocess.run([*sub, "-C", str(total_msgs)], stdout=subprocess.DEVNULL, check=True, timeout=300)
     baseline_s = time.monotonic() - t
-    # 4. the collector drains its copy, to InfluxDB
+    # 4. the collector drains its copy, to InfluxDB; the stored count is sampled all along
     proc = subprocess.Popen(gshp, env=env, stdout=log, stderr=log)
     first = last_commit = None
+    samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline:
@@ -144,8 +147,10 @@ sites:
                 first = time.monotonic()
             if last_commit is None and _metric(api, "gshp_mqtt_acked_total") >= total_msgs:
                 last_commit = time.monotonic()
-            if last_commit is not None and _count(ix, db) >= readings:
-                break
+            if first is not None:
+                samples.append((time.monotonic(), _count(ix, db)))
+                if samples[-1][1] >= readings:
+                    break
             time.sleep(0.05)
         done = time.monotonic()
     finally:
@@ -156,11 +161,20 @@ sites:
     assert first is not None and last_commit is not None, f"collector stalled; see {root}/{case.profile}.log"
     ingest_s = done - first
     base_rate = total_msgs / baseline_s
-    coll_rate = total_msgs / ingest_s
+    sustained = _sustained(samples, readings)
     return {"messages": total_msgs, "readings": readings, "publish_msg_s": total_msgs / publish_s,
-            "baseline_msg_s": base_rate, "collector_msg_s": coll_rate,
-            "to_outbox_readings_s": readings / (last_commit - first), "readings_s": readings / ingest_s,
-            "ratio": coll_rate / base_rate, "lost": readings - stored}
+            "baseline_msg_s": base_rate, "collector_msg_s": sustained / case.per_message,
+            "to_outbox_readings_s": readings / (last_commit - first), "readings_s": sustained,
+            "burst_readings_s": readings / ingest_s, "ratio": sustained / case.per_message / base_rate,
+            "lost": readings - stored}
+
+
+def _sustained(samples: list[tuple[float, int]], total: int) -> float:
+    """Readings/s into InfluxDB between 10 % and 90 % stored: the steady rate, without the start-up and the
+    last partial batch (which waits up to `outbox.max_batch_age` before it is sent)."""
+    lo = next(s for s in samples if s[1] >= total * 0.1)
+    hi = next(s for s in samples if s[1] >= total * 0.9)
+    return (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
 
 
 def measure(messages: int) -> list[tuple[Case, dict[str, float]]]:
@@ -178,28 +192,32 @@ def measure(messages: int) -> list[tuple[Case, dict[str, float]]]:
 
 def run() -> list[Row]:
     rows = []
-    for c, r in measure(100_000):
-        rows.append(Row(f"MQTT {c.name} → InfluxDB, lost {r['lost']:.0f}", r["collector_msg_s"], "msg/s",
-                        r["baseline_msg_s"], "mosquitto_sub, same stream", "≥ 0.35×"))
-        rows.append(Row(f"MQTT {c.name}: readings into InfluxDB", r["readings_s"], "readings/s", None, "",
-                        "≥ 30 000/s"))
+    for c, r in measure(200_000):
+        rows.append(Row(f"MQTT {c.name} → InfluxDB (sustained, 10–90 % stored), lost {r['lost']:.0f}",
+                        r["collector_msg_s"], "msg/s", r["baseline_msg_s"], "mosquitto_sub, same stream",
+                        "≥ 0.35×" if c.per_message == 1 else ""))
+        rows.append(Row(f"MQTT {c.name}: readings into InfluxDB (sustained)", r["readings_s"], "readings/s",
+                        None, "", "≥ 30 000/s"))
+        rows.append(Row(f"MQTT {c.name}: readings into the outbox", r["to_outbox_readings_s"], "readings/s"))
+        rows.append(Row(f"MQTT {c.name}: whole burst, first message to last point stored",
+                        r["burst_readings_s"], "readings/s"))
     return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=100_000, help="messages per case (default 100000)")
+    ap.add_argument("--messages", type=int, default=200_000, help="messages per case (default 200000)")
     a = ap.parse_args()
     results = measure(a.messages)
     print(f"\nMQTT ingest, {os.cpu_count()} CPUs, loopback, QoS 1, outbox synchronous=full\n")
     head = ("case", "messages", "readings", "mosquitto_sub msg/s", "collector msg/s", "to outbox rdg/s",
-            "to InfluxDB rdg/s", "ratio", "lost")
+            "to InfluxDB rdg/s (sustained)", "whole burst rdg/s", "ratio", "lost")
     print(" | ".join(head))
     print(" | ".join("---" for _ in head))
     for c, r in results:
         print(f"{c.name} | {r['messages']:.0f} | {r['readings']:.0f} | {r['baseline_msg_s']:,.0f} | "
               f"{r['collector_msg_s']:,.0f} | {r['to_outbox_readings_s']:,.0f} | {r['readings_s']:,.0f} | "
-              f"{r['ratio']:.2f} | {r['lost']:.0f}")
+              f"{r['burst_readings_s']:,.0f} | {r['ratio']:.2f} | {r['lost']:.0f}")
     return 0 if all(r["lost"] == 0 for _, r in results) else 1
 
 
