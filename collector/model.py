@@ -178,6 +178,15 @@ def meter_problems(meters: Sequence[Meter]) -> Iterator[tuple[tuple[str | int, .
             yield ("meters",), f"needs at least one {needed.value!r} meter"
 
 
+def _set_member(obj: object, attr: str, enum: type[StrEnum], what: str) -> None:
+    """Replace a frozen dataclass's field by the member of `enum` its value names, or raise ModelError."""
+    value = getattr(obj, attr)
+    try:
+        object.__setattr__(obj, attr, enum(value))
+    except ValueError:
+        raise ModelError(f"{what}: {attr} {value!r} is not one of {', '.join(m.value for m in enum)}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One sample of one meter.
@@ -219,11 +228,7 @@ class Reading:
             # InfluxDB stores integers as int64 and refuses the whole point otherwise
             raise ModelError(f"reading {self.site}/{self.meter}: error_code {code} does not fit a 64-bit integer")
         if type(self.role) is not Role:
-            try:
-                object.__setattr__(self, "role", Role(self.role))
-            except ValueError:
-                raise ModelError(f"reading {self.site}/{self.meter}: role {self.role!r} is not one of "
-                                 f"{', '.join(r.value for r in Role)}") from None
+            _set_member(self, "role", Role, f"reading {self.site}/{self.meter}")
 
 
 class ChangeKind(StrEnum):
@@ -260,11 +265,7 @@ class MeterChange:
         if self.ts.tzinfo is not UTC:
             object.__setattr__(self, "ts", self.ts.astimezone(UTC))
         if type(self.kind) is not ChangeKind:
-            try:
-                object.__setattr__(self, "kind", ChangeKind(self.kind))
-            except ValueError:
-                raise ModelError(f"meter change {self.site}/{self.meter}: kind {self.kind!r} is not one of "
-                                 f"{', '.join(k.value for k in ChangeKind)}") from None
+            _set_member(self, "kind", ChangeKind, f"meter change {self.site}/{self.meter}")
 
     def as_dict(self) -> dict[str, object]:
         return {"site": self.site, "meter": self.meter, "ts": self.ts.isoformat(), "kind": self.kind.value,

@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.api.conftest import TOKENS, Running
 
@@ -59,13 +59,20 @@ def test_overview_lists_every_site_and_the_discharging_one_turns_red(browser: Br
     page.close()
 
 
-def test_enforcement_can_acknowledge_on_the_site_page(browser: Browser, running: Running) -> None:
-    page = open_board(browser, running, "wancheng")
-    page.goto(running.url + "/#/sites/hospital")
+def _discharge_alert(browser: Browser, running: Running, token: str, site: str) -> tuple[Page, Locator, str]:
+    """The site page as `token` sees it, once its first discharge alert shows: (page, that alert, its id)."""
+    page = open_board(browser, running, token)
+    page.goto(running.url + f"/#/sites/{site}")
     first = page.locator(".alert.kind-discharge").first
     expect(first).to_be_visible(timeout=60_000)
+    alert_id = first.get_attribute("data-alert-id")
+    assert alert_id is not None
+    return page, page.locator(f".alert[data-alert-id='{alert_id}']"), alert_id
+
+
+def test_enforcement_can_acknowledge_on_the_site_page(browser: Browser, running: Running) -> None:
+    page, alert, _ = _discharge_alert(browser, running, "wancheng", "hospital")
     expect(page.locator("#chart svg polyline")).to_have_count(3)
-    alert = page.locator(f".alert[data-alert-id='{first.get_attribute('data-alert-id')}']")
     alert.locator("input[name=text]").fill("已派人核查")
     alert.locator("button[data-action=ack]").click()
     expect(alert.locator(".acked")).to_have_text("已确认")
@@ -75,12 +82,7 @@ def test_enforcement_can_acknowledge_on_the_site_page(browser: Browser, running:
 
 
 def test_enforcement_closes_a_case_with_an_outcome_from_the_picker(browser: Browser, running: Running) -> None:
-    page = open_board(browser, running, "wancheng")
-    page.goto(running.url + "/#/sites/hospital")
-    first = page.locator(".alert.kind-discharge").first
-    expect(first).to_be_visible(timeout=60_000)
-    alert_id = first.get_attribute("data-alert-id")
-    alert = page.locator(f".alert[data-alert-id='{alert_id}']")
+    page, alert, alert_id = _discharge_alert(browser, running, "wancheng", "hospital")
     picker = alert.locator("select[name=outcome]")
     assert picker.locator("option").all_inner_texts() == ["选择核查结果", "确认外排", "未发现外排", "计量故障",
                                                           "维护（回扬）", "其他"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,23 +11,14 @@ from gshp.clock import DataClock
 from gshp.config import parse_config
 from gshp.devstack import Influxd, free_port
 from tests.api.conftest import TOKENS, city_yaml, serving
+from tests.helpers import make_pki
 
 pytestmark = pytest.mark.integration
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def server_certificate(d: Path) -> tuple[Path, Path, Path]:
     """A throw-away CA and a certificate for 127.0.0.1 / localhost signed by it: (ca, cert, key)."""
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=gshp api test CA",
-             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
-             "-out", "server.csr", cwd=d)
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-out", "server.crt", "-extfile", "san.ext", cwd=d)
+    make_pki(d)
     return d / "ca.crt", d / "server.crt", d / "server.key"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from gshp.devstack import Influxd, Mosquitto, free_port
-from tests.helpers import wait_until
+from tests.helpers import make_pki, wait_until
 from tests.mqtt_support import Collector, Publisher
 
 SECRETS = {
@@ -41,18 +41,8 @@ class AuthInfluxd(Influxd):
         conf.write_text(conf.read_text().replace("[http]\n", "[http]\n  auth-enabled = true\n"))
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def _tls_acl_broker(d: Path) -> Mosquitto:
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=faults CA",
-             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
-             "-out", "server.csr", cwd=d)
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-out", "server.crt", "-extfile", "san.ext", cwd=d)
+    make_pki(d)
     passwd = d / "passwd"
     for i, (user, pw) in enumerate((("gshp", SECRETS["mqtt_password"]), ("dtu1", SECRETS["dtu1_password"]),
                                     ("dtu2", SECRETS["dtu2_password"]))):

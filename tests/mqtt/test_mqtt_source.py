@@ -22,7 +22,7 @@ from collector.mqtt.profile import load_profiles
 from collector.mqtt.settings import MqttSettings
 from collector.mqtt.topics import plan_routes
 from gshp.devstack import Mosquitto
-from tests.helpers import wait_until
+from tests.helpers import make_pki, wait_until
 from tests.mqtt_support import NOW0, Publisher, dtu_json
 
 pytestmark = pytest.mark.integration
@@ -105,21 +105,9 @@ def test_malformed_payloads_are_dead_lettered_and_the_good_ones_all_arrive(
     assert next(d for d in letters if d.reason == "too_large").truncated is False  # kept whole (< 64 KiB)
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    d = tmp_path_factory.mktemp("tls")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=gshp test CA",
-             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name, cn in (("server", "localhost"), ("client", "gshp-collector")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{name}.key",
-                 "-out", f"{name}.csr", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "2", "-out", f"{name}.crt", "-extfile", "san.ext", cwd=d)
+    d = make_pki(tmp_path_factory.mktemp("tls"), {"client": "gshp-collector"})
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(d / "passwd"), "collector", "s3cret-Pa55"],
                    check=True, capture_output=True)
     subprocess.run(["mosquitto_passwd", "-b", str(d / "passwd"), "dtu", "dtu-pass"], check=True,

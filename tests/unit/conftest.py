@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.model import Reading, Role, Site
+from collector.model import MeterChange, Reading, Role, Site
 from rules.engine import Engine
 from rules.settings import RulesSettings
 
@@ -33,14 +33,18 @@ def flow(minutes: int, e_m3h: float = 120.0, r_m3h: float = 120.0, start: dateti
             tot[m] += rates[m] / 60.0
 
 
-def run(engine: Engine, readings: list[Reading], until: datetime) -> list:
-    """Ingest in data time and evaluate every 5 minutes (like replay); return all events."""
+def run(engine: Engine, readings: list[Reading], until: datetime, changes: Sequence[MeterChange] = ()) -> list:
+    """Ingest in data time and evaluate every 5 minutes (like replay); return all events. Meter `changes`
+    are noted in stream order: before the first reading at or after each."""
     readings = sorted(readings, key=lambda r: r.ts)
+    pending = sorted(changes, key=lambda c: c.ts)
     events = []
     t = readings[0].ts.replace(second=0, microsecond=0)
     i = 0
     while t <= until:
         while i < len(readings) and readings[i].ts <= t:
+            while pending and pending[0].ts <= readings[i].ts:
+                engine.note_changes([pending.pop(0)])
             engine.ingest([readings[i]])
             i += 1
         events.extend(engine.evaluate(t))

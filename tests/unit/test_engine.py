@@ -175,24 +175,6 @@ def test_backfilled_history_teaches_the_sequential_baseline_at_the_first_evaluat
     assert abs(cusum.baseline_pct - 100 / 120) < 0.05
 
 
-def _run_with(engine, readings, changes, until):
-    """Like `run`, with meter changes noted in stream order: before the first reading at or after each."""
-    readings = sorted(readings, key=lambda r: r.ts)
-    pending = sorted(changes, key=lambda c: c.ts)
-    events = []
-    t = readings[0].ts.replace(second=0, microsecond=0)
-    i = 0
-    while t <= until:
-        while i < len(readings) and readings[i].ts <= t:
-            while pending and pending[0].ts <= readings[i].ts:
-                engine.note_changes([pending.pop(0)])
-            engine.ingest([readings[i]])
-            i += 1
-        events.extend(engine.evaluate(t))
-        t += timedelta(minutes=5)
-    return events
-
-
 def _rescaled_r1(readings, at, factor):
     """R1's totalizer after `at` as a meter shows it when its multiplier grows by `factor` without
     rescaling the count: the total so far times `factor`, plus the water since."""
@@ -214,7 +196,7 @@ def test_a_tenfold_multiplier_change_is_no_volume_jump_and_raises_meter_changed(
     at = T0 + timedelta(minutes=60)
     readings = _rescaled_r1(list(flow(120)), at, 10.0)
     change = _change("multiplier_changed", "total_multiplier", 3, 4, at - timedelta(seconds=1))
-    events = _run_with(engine, readings, [change], T0 + timedelta(hours=2))
+    events = run(engine, readings, T0 + timedelta(hours=2), [change])
     assert not _rules(events)  # no discharge: the ×10 step is neither volume nor missing volume
     assert "totalizer_reset" not in _rules(events, "data_quality")  # nor a reset
     fired = [e for e in events if e.rule == "meter_changed" and e.state == "firing"]
@@ -246,7 +228,7 @@ def test_a_swapped_meter_restarts_its_counter_and_the_baseline_without_a_reset(e
             r = Reading(r.site, r.meter, r.role, r.ts, r.rate_m3h, round(r.total_m3 - 2120.0 + 0.5, 4))
         readings.append(r)
     change = _change("serial_changed", "serial_number", 20240001, 99887766, at - timedelta(seconds=5))
-    events = _run_with(engine, readings, [change], T0 + timedelta(hours=2))
+    events = run(engine, readings, T0 + timedelta(hours=2), [change])
     assert not _rules(events)
     assert "totalizer_reset" not in _rules(events, "data_quality")
     assert "meter_changed" in _rules(events, "data_quality")
@@ -257,7 +239,7 @@ def test_a_swapped_meter_restarts_its_counter_and_the_baseline_without_a_reset(e
 def test_a_scale_factor_change_is_reported_but_does_not_rebase_the_counter(engine):
     at = T0 + timedelta(minutes=30)
     change = _change("scale_changed", "scale_factor", 1.0, 0.8, at)
-    events = _run_with(engine, list(flow(60)), [change], T0 + timedelta(hours=1))
+    events = run(engine, list(flow(60)), T0 + timedelta(hours=1), [change])
     fired = [e for e in events if e.rule == "meter_changed" and e.state == "firing"]
     assert fired and "bridged_m3" not in fired[0].evidence["changes"][0]
     assert engine._sites["hehua"].meters["R1"].track.events == 0
@@ -268,7 +250,7 @@ def test_meter_changed_resolves_after_its_quiet_time(site):
     settings = RulesSettings.model_validate({"quality": {"change_hold": "30m"}})
     engine = Engine([site], settings, UTC, language=Language.EN)
     change = _change("unit_changed", "totalizer_unit", 0, 1, T0 + timedelta(minutes=10), meter="E1")
-    events = _run_with(engine, list(flow(120)), [change], T0 + timedelta(hours=2))
+    events = run(engine, list(flow(120)), T0 + timedelta(hours=2), [change])
     states = [(e.state, e.at - T0) for e in events if e.rule == "meter_changed"]
     assert [s for s, _ in states] == ["firing", "resolved"]
     # active for the 30 min quiet time, then clear for `clear_for` (10 min) before it resolves
