@@ -6,9 +6,10 @@ and `gshp run` drains the other — decode, commit to the outbox, acknowledge, w
 the rules. The InfluxDB rate is the sustained one: readings stored per second between 10 % and 90 % of the
 stream stored; the whole burst (first message received to last point stored, which includes the last
 partial batch waiting `outbox.max_batch_age`) is reported beside it. The ratio compares messages/s. Every
-point is checked to be stored exactly once. Loopback only; bounded; stops by itself.
+point is checked to be stored exactly once. Each figure is the median of three alternating rounds (the
+broker's own rate swings widely on a shared machine). Loopback only; bounded; stops by itself.
 
-    python bench/mqtt.py [--messages 200000]
+    python bench/mqtt.py [--messages 200000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,20 +84,21 @@ def _count(ix: Influxd, db: str) -> int:
     return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
 
 
-def run_case(case: Case, messages: int, root: Path, mq: Mosquitto, ix: Influxd) -> dict[str, float]:
-    db = f"bench_{case.profile.replace('-', '_')}"
-    prefix = f"bench/{case.profile}"
+def run_case(case: Case, messages: int, root: Path, mq: Mosquitto, ix: Influxd, tag: str = "") -> dict[str, float]:
+    name = f"{case.profile}{tag}"  # databases, topics, sessions and files of this round
+    db = f"bench_{name.replace('-', '_')}"
+    prefix = f"bench/{name}"
     api = free_port()
     meters = "\n".join(f"      - {{id: M{i}, role: {'extraction' if i % 2 == 0 else 'reinjection'}, "
                        f"mqtt: {{topic: {prefix}/M{i}, profile: {case.profile}}}}}" for i in range(METERS))
-    config = root / f"{case.profile}.yaml"
+    config = root / f"{name}.yaml"
     config.write_text(f"""\
-state_dir: {root}/state-{case.profile}
+state_dir: {root}/state-{name}
 log_level: WARNING
 influx: {{url: '{ix.url}', api: v1, bucket: {db}}}
 outbox: {{synchronous: full}}
 api: {{listen: '127.0.0.1:{api}'}}
-mqtt: {{port: {mq.port}, client_id: bench-{case.profile}, max_inflight: 1000, batch_max: 1000}}
+mqtt: {{port: {mq.port}, client_id: bench-{name}, max_inflight: 1000, batch_max: 1000}}
 sites:
   - id: bench
     name: bench
@@ -105,17 +108,17 @@ sites:
 """, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     gshp = [sys.executable, "-m", "gshp.cli", "run", "--config", str(config)]
-    log = open(root / f"{case.profile}.log", "ab")  # noqa: SIM115 - closed below
+    log = open(root / f"{name}.log", "ab")  # noqa: SIM115 - closed below
     # 1. both persistent sessions exist before anything is published
     proc = subprocess.Popen(gshp, env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
     while _metric(api, "gshp_mqtt_subscribed") != 1.0:
         if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"collector did not subscribe; see {root}/{case.profile}.log")
+            raise RuntimeError(f"collector did not subscribe; see {root}/{name}.log")
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
-    sub = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mq.port), "-c", "-i", f"sub-{case.profile}",
+    sub = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mq.port), "-c", "-i", f"sub-{name}",
            "-q", "1", "-t", f"{prefix}/#"]
     subprocess.run([*sub, "-W", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     # 2. queue the stream (mosquitto_pub, one process per meter topic)
@@ -158,7 +161,7 @@ sites:
         proc.wait(60)
         log.close()
     stored = _count(ix, db)
-    assert first is not None and last_commit is not None, f"collector stalled; see {root}/{case.profile}.log"
+    assert first is not None and last_commit is not None, f"collector stalled; see {root}/{name}.log"
     ingest_s = done - first
     base_rate = total_msgs / baseline_s
     sustained = _sustained(samples, readings)
@@ -177,17 +180,29 @@ def _sustained(samples: list[tuple[float, int]], total: int) -> float:
     return (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
 
 
-def measure(messages: int) -> list[tuple[Case, dict[str, float]]]:
+def measure(messages: int, rounds: int = 3) -> list[tuple[Case, dict[str, float]]]:
+    """Per case, the median of each figure over `rounds` alternating rounds (so background load hits the
+    baseline and the collector alike); `lost` is the worst round's."""
+    runs: dict[str, list[dict[str, float]]] = {c.name: [] for c in CASES}
     with tempfile.TemporaryDirectory(prefix="gshp-bench-") as tmp:
         root = Path(tmp)
         mq = Mosquitto(root / "mosquitto").start()
         ix = Influxd(root / "influxd").start()
         try:
-            return [(c, run_case(c, messages // c.per_message if c.per_message > 1 else messages, root, mq, ix))
-                    for c in CASES]
+            for r in range(rounds):
+                for c in CASES:
+                    runs[c.name].append(run_case(c, messages // c.per_message, root, mq, ix, f"-{r}"))
         finally:
             mq.stop()
             ix.stop()
+    out = []
+    for c in CASES:
+        keys = runs[c.name][0].keys()
+        med = {k: statistics.median(x[k] for x in runs[c.name]) for k in keys}
+        med["lost"] = max(x["lost"] for x in runs[c.name])
+        med["ratio"] = med["collector_msg_s"] / med["baseline_msg_s"]
+        out.append((c, med))
+    return out
 
 
 def run() -> list[Row]:
@@ -206,9 +221,10 @@ def run() -> list[Row]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=200_000, help="messages per case (default 200000)")
+    ap.add_argument("--messages", type=int, default=200_000, help="readings per case (default 200000)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported (default 3)")
     a = ap.parse_args()
-    results = measure(a.messages)
+    results = measure(a.messages, a.rounds)
     print(f"\nMQTT ingest, {os.cpu_count()} CPUs, loopback, QoS 1, outbox synchronous=full\n")
     head = ("case", "messages", "readings", "mosquitto_sub msg/s", "collector msg/s", "to outbox rdg/s",
             "to InfluxDB rdg/s (sustained)", "whole burst rdg/s", "ratio", "lost")
