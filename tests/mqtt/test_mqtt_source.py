@@ -164,3 +164,52 @@ def test_a_wrong_password_is_reported_without_the_password_and_retried(
         source.close()
     assert "refused the connection" in caplog.text and "username/password" in caplog.text
     assert "wrong-Pa55" not in caplog.text
+
+
+def test_a_shared_group_splits_the_stream_between_collectors_without_loss_or_repeat(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    sources, sinks = [], []
+    for i in range(2):
+        settings = MqttSettings(port=mosquitto.port, client_id=f"shared-{i}",  # type: ignore[call-arg]
+                                shared_group="collectors")
+        source, _ = _source(settings, tmp_path / f"c{i}")
+        sink = Sink()
+        source.start(sink)
+        sources.append(source)
+        sinks.append(sink)
+    try:
+        assert all(s.wait_subscribed(10) for s in sources)
+        stream = [(f"dtu/{'E1' if i % 2 else 'R1'}/up", dtu_json(NOW0 + timedelta(seconds=i), float(i)))
+                  for i in range(2000)]
+        pub = Publisher(mosquitto.port, "shared-pub")
+        pub.publish_all(stream)
+        pub.close()
+        wait_until(lambda: sum(len(s.readings) for s in sinks) >= len(stream), timeout=30)
+    finally:
+        for s in sources:
+            s.close()
+    got = [(r.meter, r.total_m3) for s in sinks for r in s.readings]
+    assert sorted(got) == sorted((t.split("/")[1], float(i)) for i, (t, _) in enumerate(stream))  # once each
+    assert all(len(s.readings) > 0 for s in sinks)  # both collectors took a share
+
+
+def test_an_mqtt5_session_keeps_what_arrives_while_the_collector_is_away(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    settings = MqttSettings.model_validate({"port": mosquitto.port, "client_id": "v5-session", "protocol": "5",
+                                            "session_expiry": "1h"})
+    source, _ = _source(settings, tmp_path)
+    source.start(Sink())
+    assert source.wait_subscribed(10)
+    source.close()  # the session (clean_start false, expiry 1 h) outlives the connection
+    stream = [("dtu/E1/up", dtu_json(NOW0 + timedelta(seconds=i), float(i))) for i in range(300)]
+    pub = Publisher(mosquitto.port, "v5-session-pub")
+    pub.publish_all(stream)
+    pub.close()
+    source, _ = _source(settings, tmp_path / "again")
+    sink = Sink()
+    source.start(sink)
+    try:
+        wait_until(lambda: len(sink.readings) >= len(stream), timeout=20)
+    finally:
+        source.close()
+    assert sorted(r.total_m3 or 0 for r in sink.readings) == [float(i) for i in range(300)]
