@@ -51,6 +51,7 @@ const state = {
   district: localStorage.getItem("gshp.district") || "",
   streamAbort: null,
   timer: null,
+  view: 0,  // bumped by every route(): a render that finds it changed after a fetch gives way to the newer one
 };
 
 const t = (key) => (I18N[state.lang] && I18N[state.lang][key]) || I18N.zh[key] || key;
@@ -160,9 +161,10 @@ function tick() {
 
 /* ---------------------------------------------------------------- overview */
 
-async function renderOverview() {
+async function renderOverview(current = () => true) {
   const query = state.district ? `?district=${encodeURIComponent(state.district)}` : "";
   const data = await api(`/api/sites${query}`);
+  if (!current()) return;
   const select = $("#district");
   const known = new Set([...select.options].map((o) => o.value));
   for (const d of data.districts) {
@@ -276,8 +278,9 @@ function alertCard(a) {
     ${notes ? `<ul class="notes">${notes}</ul>` : ""}${closed}${actions}</div>`;
 }
 
-async function renderSite(id) {
+async function renderSite(id, current = () => true) {
   const s = await api(`/api/sites/${encodeURIComponent(id)}`);
+  if (!current()) return;
   const meters = s.meters.map((m) => {
     const r = m.latest || {};
     return `<tr data-meter="${esc(m.id)}"><td>${esc(m.id)}</td><td>${esc(t("role_" + m.role))}</td>
@@ -325,17 +328,24 @@ async function renderSite(id) {
   });
 }
 
-/* Re-draw the alert list with fresh data, but never under an officer who is typing a note. */
+/* Re-draw the alert list with fresh data, but never under an officer who is typing a note — judged again
+   once the data is here: the officer may have started while it was on its way. */
 async function refreshAlerts(id) {
-  const box = $("#alerts");
-  if (!box) return;
-  const busy = box.contains(document.activeElement) ||
+  const busy = (box) => box.contains(document.activeElement) ||
     [...box.querySelectorAll("input[type=text], select")].some((input) => input.value);
-  if (busy) {
+  let box = $("#alerts");
+  if (!box) return;
+  if (busy(box)) {
     box.dataset.stale = "1";
     return;
   }
   const s = await api(`/api/sites/${encodeURIComponent(id)}`);
+  box = $("#alerts");
+  if (!box) return;
+  if (busy(box)) {
+    box.dataset.stale = "1";
+    return;
+  }
   box.dataset.stale = "";
   box.innerHTML = s.alerts.length ? s.alerts.map(alertCard).join("") : `<p class="muted">${t("noAlerts")}</p>`;
   bindAlertForms(() => refreshAlerts(id));
@@ -401,18 +411,20 @@ async function openStream(query, onEvent) {
 /* ---------------------------------------------------------------- routing */
 
 async function route() {
+  const view = ++state.view;
+  const current = () => view === state.view;  // a page opened at / and sent on to a site routes twice at once
   clearInterval(state.timer);
   if (state.streamAbort) { state.streamAbort.abort(); state.streamAbort = null; }
   const match = location.hash.match(/^#\/sites\/(.+)$/);
   try {
     if (match) {
-      await renderSite(decodeURIComponent(match[1]));
+      await renderSite(decodeURIComponent(match[1]), current);
     } else {
-      await renderOverview();
-      state.timer = setInterval(() => renderOverview().catch(() => {}), 5000);
+      await renderOverview(current);
+      if (current()) state.timer = setInterval(() => renderOverview(current).catch(() => {}), 5000);
     }
   } catch (err) {
-    if (err.message !== "unauthorized") $("#app").innerHTML = `<p class="error">${esc(err.message)}</p>`;
+    if (current() && err.message !== "unauthorized") $("#app").innerHTML = `<p class="error">${esc(err.message)}</p>`;
   }
 }
 
