@@ -178,6 +178,14 @@ def meter_problems(meters: Sequence[Meter]) -> Iterator[tuple[tuple[str | int, .
             yield ("meters",), f"needs at least one {needed.value!r} meter"
 
 
+def _set_utc(obj: Reading | MeterChange, what: str) -> None:
+    """Replace a frozen dataclass's `ts` by the same instant in UTC, or raise ModelError when it is naive."""
+    ts = obj.ts
+    if ts.utcoffset() is None:
+        raise ModelError(f"{what}: ts must be timezone-aware, got {ts!r}")
+    object.__setattr__(obj, "ts", ts.astimezone(UTC))
+
+
 def _set_member(obj: object, attr: str, enum: type[StrEnum], what: str) -> None:
     """Replace a frozen dataclass's field by the member of `enum` its value names, or raise ModelError."""
     value = getattr(obj, attr)
@@ -206,13 +214,8 @@ class Reading:
 
     def __post_init__(self) -> None:
         # on the ingest path for every reading: the common case (UTC, finite numbers) costs few calls
-        ts = self.ts
-        if ts.tzinfo is not UTC:
-            offset = ts.utcoffset()
-            if offset is None:
-                raise ModelError(f"reading {self.site}/{self.meter}: ts must be timezone-aware, got {ts!r}")
-            if offset:
-                object.__setattr__(self, "ts", ts.astimezone(UTC))
+        if self.ts.tzinfo is not UTC:
+            _set_utc(self, f"reading {self.site}/{self.meter}")
         rate, total, signal = self.rate_m3h, self.total_m3, self.signal_pct
         if rate is None and total is None:
             raise ModelError(f"reading {self.site}/{self.meter}: neither rate nor total")
@@ -259,11 +262,8 @@ class MeterChange:
     new: int | float
 
     def __post_init__(self) -> None:
-        offset = self.ts.utcoffset()
-        if offset is None:
-            raise ModelError(f"meter change {self.site}/{self.meter}: ts must be timezone-aware, got {self.ts!r}")
         if self.ts.tzinfo is not UTC:
-            object.__setattr__(self, "ts", self.ts.astimezone(UTC))
+            _set_utc(self, f"meter change {self.site}/{self.meter}")
         if type(self.kind) is not ChangeKind:
             _set_member(self, "kind", ChangeKind, f"meter change {self.site}/{self.meter}")
 
