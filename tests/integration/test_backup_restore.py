@@ -122,3 +122,19 @@ def test_restore_refuses_a_backup_whose_bytes_changed(tmp_path: Path) -> None:
     refused = gshp("restore", "--config", str(config), "--from", str(tmp_path / "b"))
     assert refused.returncode == 2 and "attachments/photo.jpg" in refused.stderr
     assert not state.exists()  # nothing was touched
+
+
+def test_with_the_rpc_address_influxdb_is_backed_up_beside_the_state(tmp_path: Path, influxd: Influxd,
+                                                                     influx_db: str) -> None:
+    influxd.query(f'CREATE DATABASE "{influx_db}"')
+    state = tmp_path / "state"
+    state.mkdir()
+    config = tmp_path / "gshp.yaml"
+    config.write_text(f"state_dir: {state}\ninflux: {{api: v1, url: '{influxd.url}', bucket: {influx_db}}}\n"
+                      "sites: []\n", encoding="utf-8")
+    done = gshp("backup", "--config", str(config), "--to", str(tmp_path / "b"), "--influx-rpc",
+                f"127.0.0.1:{influxd.rpc_port}")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["influx"]["exit_status"] == 0
+    assert any(p.name.endswith(".manifest") for p in (tmp_path / "b" / "influx").iterdir())
