@@ -33,6 +33,7 @@ from collector.influx.reader import InfluxReader
 from collector.influx.sitemeta import site_lines
 from collector.influx.writer import make_writer
 from collector.model import MeterChange, Reading
+from collector.mqtt.brokerstats import BrokerStats, ride_out_need
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
 from gshp.api.app import create_app
 from gshp.api.auth import AuditLog
@@ -117,6 +118,11 @@ class Service:
                 synchronous=config.outbox.synchronous))
             self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
                                              fanout_client_id or f"{config.mqtt.client_id}-fanout")
+        self.broker: BrokerStats | None = None
+        mqtt_meters = [m for s in config.sites for m in s.meters if m.mqtt is not None]
+        if config.mqtt is not None and config.mqtt.broker_stats and mqtt_meters and role.collects:
+            need = ride_out_need([m.interval or timedelta(minutes=1) for m in mqtt_meters], config.mqtt.ride_out)
+            self.broker = BrokerStats(config.mqtt, config.mqtt.client_id, need, config.state_dir / "broker.json")
         self.audit = AuditLog(config.state_dir / "audit.jsonl")
         self.started = time.time()
         self._stopping = asyncio.Event()
@@ -171,8 +177,10 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         full = self.outbox.depth >= self.config.outbox.max_rows
+        upstream = self.broker.problems() if self.broker is not None else []
         return {
-            "status": "full" if full else ("degraded" if self.drainer.failing else "ok"),
+            "status": "full" if full else ("degraded" if self.drainer.failing or upstream else "ok"),
+            **({"problems": upstream} if upstream else {}),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),
@@ -200,6 +208,10 @@ class Service:
         self.drainer.start()
         if self.publisher is not None:
             self.publisher.start()
+        if self.broker is not None:
+            assert self.broker.need is not None
+            log.info("MQTT: %s", self.broker.need.advice())
+            self.broker.start()
         if self.role.evaluates:
             self.notifier.start()
             await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
@@ -244,6 +256,8 @@ class Service:
         self.rules.stop()
         if self.publisher is not None:
             await asyncio.to_thread(self.publisher.stop)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
         await asyncio.to_thread(self.drainer.stop)
         await asyncio.to_thread(self.notifier.stop)
         if self.fanout is not None:

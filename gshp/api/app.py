@@ -207,7 +207,8 @@ def create_app(service: Service) -> FastAPI:
         stop = _time(to, "to") or datetime.now(UTC)
         assert start is not None
         step_s = _step_seconds(step, start, stop)
-        q = (f"SELECT mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3 FROM flow "
+        source = service.reader.source("flow", start, stop, timedelta(seconds=step_s))
+        q = (f"SELECT mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3 FROM {source} "
              f"WHERE site = {quote_literal(site.id)} AND time >= {quote_literal(start.isoformat())} "
              f"AND time < {quote_literal(stop.isoformat())} GROUP BY time({step_s}s), meter, role fill(none)")
         try:
@@ -235,8 +236,9 @@ def create_app(service: Service) -> FastAPI:
         assert start is not None
         step_s = _step_seconds(step, start, stop)
         # one selector with the other fields: every value of a step comes from the same balance point
+        source = service.reader.source("balance", start, stop, timedelta(seconds=step_s))
         q = (f"SELECT last(extracted_m3) AS extracted_m3, reinjected_m3, deficit_m3, deficit_pct, complete "
-             f"FROM balance WHERE site = {quote_literal(site.id)} AND \"window\" = {quote_literal(window)} "
+             f"FROM {source} WHERE site = {quote_literal(site.id)} AND \"window\" = {quote_literal(window)} "
              f"AND time >= {quote_literal(start.isoformat())} AND time < {quote_literal(stop.isoformat())} "
              f"GROUP BY time({step_s}s) fill(none)")
         try:
