@@ -16,7 +16,7 @@ from typing import Protocol
 import pandas as pd
 
 from collector.influx.lineproto import format_line, to_ms
-from collector.influx.reader import quote_literal
+from collector.influx.reader import quote_ident, quote_literal
 from rules.audit import Anchor, AuditChain
 
 __all__ = ["ANCHOR_CHECK", "MEASUREMENT", "AnchorJob", "anchor_line", "latest_anchor"]
@@ -39,7 +39,8 @@ def anchor_line(head: Anchor, shard: str, at: datetime) -> str:
 def latest_anchor(reader: Queryable, shard: str) -> tuple[Anchor, datetime] | None:
     """The anchor with the highest `seq` written for this shard, and when; None when there is none yet.
     Raises `QueryError` when InfluxDB cannot be read."""
-    df = reader.query(f"SELECT max(seq) AS seq, hash FROM {MEASUREMENT} WHERE shard = {quote_literal(shard)}")
+    df = reader.query(f"SELECT max(seq) AS seq, hash FROM {MEASUREMENT} "
+                      f"WHERE {quote_ident('shard')} = {quote_literal(shard)}")
     if df.empty or "seq" not in df or "hash" not in df:
         return None
     row = df.iloc[0]

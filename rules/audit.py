@@ -14,6 +14,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,7 +45,7 @@ SCHEMA = (
 class Transactional(Protocol):
     """A store whose write transaction the chain joins (`rules.store.AlertStore`)."""
 
-    def transaction(self) -> Any: ...
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 @dataclass(frozen=True, slots=True)

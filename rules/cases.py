@@ -9,6 +9,7 @@ refused attempt is kept in the audit chain only); a changed verdict is an explic
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -234,6 +235,15 @@ class CaseStore:
         digest = hashlib.sha256(data).hexdigest()
         stored_as = f"{digest}.{CONTENT_TYPES[content_type]}"
         self._store_file(stored_as, data)
+        try:
+            row_id = self._record_attachment(incident_id, actor, at, data, content_type, label, digest, stored_as)
+        except BaseException:
+            self._forget_file(stored_as)
+            raise
+        return Attachment(row_id, incident_id, digest, len(data), content_type, label, stored_as, actor.name, at)
+
+    def _record_attachment(self, incident_id: str, actor: Actor, at: str, data: bytes, content_type: str, label: str,
+                           digest: str, stored_as: str) -> int:
         with self.store.transaction() as db:
             used = db.execute("SELECT COALESCE(SUM(size), 0) FROM attachments WHERE incident_id=?",
                               (incident_id,)).fetchone()[0]
@@ -249,7 +259,7 @@ class CaseStore:
             self._write(db, incident_id, actor, at, CaseAction.ATTACH, state, state,
                         {"attachment": row_id, "sha256": digest, "size": len(data), "content_type": content_type,
                          "label": label})
-        return Attachment(row_id, incident_id, digest, len(data), content_type, label, stored_as, actor.name, at)
+        return row_id
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -277,6 +287,12 @@ class CaseStore:
                     dumps(dict(after), ensure_ascii=False), dumps(dict(detail), ensure_ascii=False)))
         changed = {k: [before[k], after[k]] for k in after if before.get(k) != after[k]}
         self.audit.append(db, actor, f"case.{action.value}", incident_id, at, {**detail, "changed": changed})
+
+    def _forget_file(self, name: str) -> None:
+        """Remove a file written for an attachment that was not recorded, unless a recorded one shares it."""
+        with contextlib.suppress(Exception), self.store.transaction() as db:
+            if db.execute("SELECT 1 FROM attachments WHERE stored_as=?", (name,)).fetchone() is None:
+                (self.attachment_dir / name).unlink(missing_ok=True)
 
     def _store_file(self, name: str, data: bytes) -> None:
         """Write the file durably (temporary file, fsync, rename); the same content is kept once."""
