@@ -34,7 +34,7 @@ from collector.influx.sitemeta import site_lines
 from collector.influx.writer import make_writer
 from collector.model import MeterChange, Reading
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
-from gshp.anchor import ANCHOR_CHECK, AnchorJob
+from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
@@ -128,7 +128,7 @@ class Service:
                 synchronous=config.outbox.synchronous))
             self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
                                              fanout_client_id or f"{config.mqtt.client_id}-fanout")
-        self.anchors = AnchorJob(self.audit, self.outbox.put, str(config.shard))
+        self.anchors = AnchorJob(self.audit, self.outbox.put, chain_name(role, config.shard))
         self.anchor_failing: str | None = None
         self.started = time.time()
         self._stopping = asyncio.Event()

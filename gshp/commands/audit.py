@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import ValidationError
+
 from collector.influx.reader import InfluxReader, QueryError
-from gshp.anchor import latest_anchor
+from gshp.anchor import chain_name, latest_anchor
 from gshp.commands.configfile import load_config_or_exit
+from gshp.roles import ProcessRole, RoleError, for_process
+from gshp.shard import ShardSettings
 from rules.audit import Anchor, parse_anchor, verify
 
 
@@ -38,10 +42,35 @@ def register(sub: Any) -> None:
     v.add_argument("--anchor", action="append", default=[], type=_anchor, metavar="HASH@SEQ",
                    help="an anchor kept elsewhere (e.g. printed in a daily report); repeat for several")
     v.add_argument("--offline", action="store_true", help="do not read the anchor from InfluxDB")
+    _process_arguments(v)
     v.set_defaults(func=run_verify)
     h = cmds.add_parser("head", help="print the chain head as HASH@SEQ")
     h.add_argument("--config", required=True, help="the YAML configuration file")
+    _process_arguments(h)
     h.set_defaults(func=run_head)
+
+
+def _process_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--role", choices=[r.value for r in ProcessRole], default=ProcessRole.ALL.value,
+                   help="in a split deployment, the chain of this process (as given to `gshp run`) [all]")
+    p.add_argument("--shard", metavar="K/N", default=None, help="…and of this shard (as given to `gshp run`)")
+
+
+def _process(args: argparse.Namespace) -> tuple[Path, str]:
+    """The chain's database and its anchor name for the process `gshp run --role --shard` would run."""
+    config = load_config_or_exit(args.config)
+    role = ProcessRole(args.role)
+    try:
+        shard = ShardSettings.model_validate(args.shard) if args.shard is not None else None
+        plan = for_process(config, role, shard)
+    except ValidationError as err:
+        print(f"--shard {args.shard!r}: {err.errors()[0]['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except RoleError as err:
+        for text in err.problems:
+            print(f"{args.config}: {text}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return plan.config.state_dir / "alerts.sqlite", chain_name(role, plan.config.shard)
 
 
 def _anchor(text: str) -> Anchor:
@@ -69,22 +98,24 @@ def _rows(path: Path) -> list[tuple[Any, ...]]:
 
 def run_verify(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
-    path = config.state_dir / "alerts.sqlite"
+    path, chain = _process(args)
     anchors: list[Anchor] = list(args.anchor)
     unreachable: str | None = None
     if not args.offline:
         reader = InfluxReader(config.influx)
         try:
-            found = latest_anchor(reader, str(config.shard))
+            found = latest_anchor(reader, chain)
         except QueryError as exc:
             unreachable = str(exc)
         else:
             if found is None:
-                print("no anchor in InfluxDB yet (the service writes one within minutes of a write)")
+                print(f"no anchor of chain {chain} in InfluxDB yet (the service writes one within minutes of a "
+                      "write)")
             else:
                 anchor, when = found
                 anchors.append(anchor)
-                print(f"anchor from InfluxDB: {anchor} (written {when.isoformat(timespec='seconds')})")
+                print(f"anchor of chain {chain} from InfluxDB: {anchor} (written "
+                      f"{when.isoformat(timespec='seconds')})")
         finally:
             reader.close()
     try:
@@ -108,8 +139,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_head(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
-    path = config.state_dir / "alerts.sqlite"
+    path, _ = _process(args)
     try:
         db = _open(path)
         try:

@@ -58,11 +58,11 @@ def test_the_running_service_anchors_the_chain_head_in_influxdb(fed: Running, in
     assert fed.service.anchors.tick(datetime.now(UTC)) is None, "an unchanged head is anchored once a day"
 
     def anchored() -> list[list[object]]:
-        (result,) = influxd.query('SELECT seq, hash, "shard" FROM audit_anchor', db="api_audit")
+        (result,) = influxd.query('SELECT seq, hash, "chain" FROM audit_anchor', db="api_audit")
         return [row[1:] for s in result.get("series", []) for row in s["values"]]  # type: ignore[attr-defined]
 
     wait_until(lambda: bool(anchored()), timeout=30)
-    assert anchored() == [[head.seq, head.hash, "0/1"]]
+    assert anchored() == [[head.seq, head.hash, "all-0"]]
 
 
 def test_a_close_whose_audit_record_cannot_be_written_changes_nothing(fed: Running) -> None:
