@@ -1,4 +1,4 @@
-"""`gshp audit verify|head --config FILE`: check the audit chain in `<state_dir>/alerts.sqlite`.
+"""`gshp audit verify|head|list --config FILE`: check and read the audit chain in `<state_dir>/alerts.sqlite`.
 
 `verify` walks every record (sequence, link to the previous record, hash of its content) and compares the
 chain with its anchors: the newest one in InfluxDB (`audit_anchor`, written by the service) and any given
@@ -10,6 +10,7 @@ asked for the anchor (use `--offline` to check without it).
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -48,6 +49,15 @@ def register(sub: Any) -> None:
     h.add_argument("--config", required=True, help="the YAML configuration file")
     _process_arguments(h)
     h.set_defaults(func=run_head)
+    ls = cmds.add_parser("list", help="print records as JSON lines (of one incident, alert, site or silence)",
+                         description="Prints the newest records, oldest first, one JSON object per line with "
+                                     "every field the hash covers, so they can be checked by hand.")
+    ls.add_argument("--config", required=True, help="the YAML configuration file")
+    ls.add_argument("--subject", help="only records of this subject (an incident or alert id, a site id, "
+                                      "silence:<id>)")
+    ls.add_argument("--limit", type=int, default=200, help="at most this many records [200]")
+    _process_arguments(ls)
+    ls.set_defaults(func=run_list)
 
 
 def _process_arguments(p: argparse.ArgumentParser) -> None:
@@ -135,6 +145,26 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"error: the newest anchor could not be read from InfluxDB ({unreachable}); a cut tail cannot "
               "be ruled out: retry, give --anchor HASH@SEQ from a daily report, or use --offline", file=sys.stderr)
         return 3
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    path, _ = _process(args)
+    where, params = ("WHERE subject = ?", [args.subject]) if args.subject is not None else ("", [])
+    try:
+        db = _open(path)
+        try:
+            rows = db.execute("SELECT seq, at, actor, action, subject, payload, prev_hash, hash FROM audit "
+                              f"{where} ORDER BY seq DESC LIMIT ?", [*params, max(args.limit, 0)]).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        print(f"error: cannot read the audit chain in {path}: {exc}", file=sys.stderr)
+        return 2
+    for seq, at, actor, action, subject, payload, prev_hash, digest in reversed(rows):
+        print(json.dumps({"seq": seq, "at": at, "actor": actor, "action": action, "subject": subject,
+                          "payload": json.loads(payload), "prev_hash": prev_hash, "hash": digest},
+                         ensure_ascii=False))
     return 0
 
 

@@ -4,6 +4,8 @@ and a rewritten tail are each named."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -207,3 +209,21 @@ def test_a_split_process_has_its_chain_in_its_own_state_folder(tmp_path: Path, c
     assert capsys.readouterr().out.startswith(f"{head.hash}@1")
     assert main(["audit", "verify", "--config", str(f), "--role", "rules", "--shard", "1/2", "--offline"]) == 0
     assert main(["audit", "head", "--config", str(f), "--role", "rules", "--shard", "5/2"]) == 2
+
+
+def test_listed_records_rehash_with_the_documented_canonical_encoding(anchored: tuple[Path, str],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """What a third party does with docs/cases.md alone: SHA-256 of the compact, key-sorted UTF-8 JSON array."""
+    f, _ = _copy(anchored, "listed")
+    assert main(["audit", "list", "--config", str(f), "--subject", "inc-1"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["action"] for r in records] == ["case.ack", "case.note", "case.close", "case.close_refused",
+                                              "case.reopen", "case.attach"]
+    prev = "0" * 64
+    for r in records:
+        body = [r["seq"], r["at"], r["actor"], r["action"], r["subject"], r["payload"], r["prev_hash"]]
+        text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        assert r["prev_hash"] == prev and hashlib.sha256(text.encode("utf-8")).hexdigest() == r["hash"]
+        prev = r["hash"]
+    assert records[2]["payload"]["changed"]["outcome"] == [None, "confirmed_discharge"]
+    assert records[0]["payload"]["role"] == "enforcement" and records[0]["actor"] == "宛城区执法大队"
