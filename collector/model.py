@@ -8,9 +8,9 @@ hundreds of thousands of times per second on the ingest path and validates itsel
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from math import isfinite
 from typing import Annotated, Literal
@@ -32,8 +32,12 @@ __all__ = [
     "Site",
     "Slug",
     "TagText",
+    "expected_interval",
     "meter_problems",
 ]
+
+MQTT_INTERVAL = timedelta(minutes=1)
+"""How often an MQTT meter is expected to report when neither it nor its DTU says otherwise."""
 
 
 class ModelError(ValueError):
@@ -166,6 +170,17 @@ class Site(_Frozen):
             if m.id == meter_id:
                 return m
         raise KeyError(meter_id)
+
+
+def expected_interval(meter: Meter, gateway_intervals: Mapping[str, timedelta]) -> timedelta:
+    """How often `meter` is expected to report: its own `interval:`, else its Modbus gateway's poll interval
+    (`gateway_intervals`: gateway id → interval), else `MQTT_INTERVAL`. The one rule for every count of
+    expected readings (arrival rate, broker queue needs, reports)."""
+    if meter.interval is not None:
+        return meter.interval
+    if meter.modbus is not None and meter.modbus.gateway in gateway_intervals:
+        return gateway_intervals[meter.modbus.gateway]
+    return MQTT_INTERVAL
 
 
 def meter_problems(meters: Sequence[Meter]) -> Iterator[tuple[tuple[str | int, ...], str]]:

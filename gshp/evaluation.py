@@ -76,6 +76,7 @@ class RuleLoop:
         self._scheduler: AsyncIOScheduler | None = None
         self.evaluations = 0
         self._next_k: int | None = None  # data time: the next evaluation boundary (in steps)
+        self.before_evaluate: list[Callable[[datetime], None]] = []  # findings handed to the engine first
 
     @property
     def data_time(self) -> bool:
@@ -127,6 +128,8 @@ class RuleLoop:
     def evaluate(self, at: datetime | None = None) -> list[AlertEvent]:
         """One evaluation at `at` (default: the clock's now): transitions fanned out, balances written."""
         now = at or self.clock.now()
+        for prepare in self.before_evaluate:
+            prepare(now)
         events = self.engine.evaluate(now)
         self.evaluations += 1
         lines = [alert_line(e) for e in events] + balance_lines(self.engine, self.sites, to_ms(now))

@@ -37,6 +37,7 @@ from collector.mqtt.brokerstats import BrokerStats, ride_out_need
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
 from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
+from gshp.arrival import ArrivalTracker
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import RuleLoop
@@ -111,7 +112,11 @@ class Service:
         self.alert_listeners: list[Callable[[AlertEvent], object]] = [
             lambda event: self.notifier.submit(event.to_dict())]
         self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
-        self.listeners: list[ReadingListener] = [self.live.on_readings]
+        self.arrival = ArrivalTracker(config.intervals(), config.tz, config.state_dir / "arrival.json",
+                                      self.clock.now().timestamp())
+        self.arrival.export(lambda: self.clock.now().timestamp())
+        self.rules.before_evaluate.append(lambda now: self.arrival.judge(self.engine, now.timestamp()))
+        self.listeners: list[ReadingListener] = [self.arrival.on_readings, self.live.on_readings]
         if role.evaluates:
             self.listeners.insert(0, self.rules.on_readings)
             metrics.RULE_SITES.set(len(config.sites))
@@ -130,15 +135,17 @@ class Service:
             self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
                                              fanout_client_id or f"{config.mqtt.client_id}-fanout")
         self.broker: BrokerStats | None = None
-        mqtt_meters = [m for s in config.sites for m in s.meters if m.mqtt is not None]
+        intervals = config.intervals()
+        mqtt_meters = [intervals[s.id, m.id] for s in config.sites for m in s.meters if m.mqtt is not None]
         if config.mqtt is not None and config.mqtt.broker_stats and mqtt_meters and role.collects:
-            need = ride_out_need([m.interval or timedelta(minutes=1) for m in mqtt_meters], config.mqtt.ride_out)
+            need = ride_out_need(mqtt_meters, config.mqtt.ride_out)
             self.broker = BrokerStats(config.mqtt, config.mqtt.client_id, need, config.state_dir / "broker.json")
         self.anchors = AnchorJob(self.audit, self.outbox.put, chain_name(role, config.shard))
         self.anchor_failing: str | None = None
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
+        self._rebuild: asyncio.Task[int] | None = None
 
     # -- the sink every source feeds -----------------------------------------------------------------
 
@@ -217,6 +224,9 @@ class Service:
             assert self.broker.need is not None
             log.info("MQTT: %s", self.broker.need.advice())
             self.broker.start()
+        # in the background: the day's arrival count from InfluxDB (what arrives meanwhile is counted too)
+        self._rebuild = asyncio.create_task(asyncio.to_thread(self.arrival.rebuild, self.reader,
+                                                              self.clock.now().timestamp()), name="arrival-rebuild")
         if self.role.evaluates:
             self.notifier.start()
             await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())

@@ -146,6 +146,8 @@ class QualitySettings(_Frozen):
     discharge_m3h: float = Field(default=0.5, ge=0, description="a discharge meter above this shows flow")
     discharge_hold: Duration = timedelta(minutes=5)
     clear_for: Duration = Field(default=timedelta(minutes=10), description="resolve after clear this long")
+    min_arrival_pct: float = Field(default=90.0, ge=0, le=100,
+                                   description="low_arrival below this share of expected reports over 24 h")
 
 
 class MaintenanceWindow(_Frozen):

@@ -28,6 +28,7 @@ from collector.duration import parse_duration
 from collector.influx.reader import QueryError, quote_literal
 from collector.model import Site
 from gshp import __version__
+from gshp.api.arrival import arrival_route
 from gshp.api.auth import Authenticator, Principal
 from gshp.api.status import SiteStatus, district_counts, site_status
 from gshp.evaluation import BOARD_WINDOWS
@@ -208,6 +209,12 @@ def create_app(service: Service) -> FastAPI:
         return {**status.summary(), "operator": site.operator, "location": site.location,
                 "meters": status.meters, "history": history, "alerts": alerts,
                 "maintenance": maintenance_view(site)}
+
+    @app.get("/api/sites/{site_id}/arrival", tags=["api"])
+    def site_arrival(site_id: str, date: str | None = None, who: Principal = viewer) -> dict[str, Any]:
+        """Arrival rate (到报率) of a site's meters on a local day (default today), with the missing slots."""
+        return arrival_route(service.arrival, service.reader, visible_site(site_id, who), date,
+                             service.clock.now().timestamp())
 
     @app.get("/api/sites/{site_id}/readings", tags=["api"])
     def site_readings(site_id: str, from_: Annotated[str, Query(alias="from")],

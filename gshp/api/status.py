@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from collector.model import Site
+from gshp.api.arrival import arrival_figures, site_arrival_summary
 from gshp.evaluation import BOARD_WINDOWS
 from gshp.live import reading_event
+from rules.arrival import NOTHING, Arrival
 from rules.store import StoredAlert
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class SiteStatus:
     balance: dict[str, dict[str, Any] | None]
     alerts_firing: int
     meters: list[dict[str, Any]] = field(default_factory=list)
+    arrival: Arrival = NOTHING  # today's reports: expected and arrived
 
     @property
     def district(self) -> str:
@@ -42,20 +45,22 @@ class SiteStatus:
                 "status": self.status, "last_seen": self.last_seen.isoformat() if self.last_seen else None,
                 "age_s": None if self.age_s is None else round(self.age_s, 1),
                 "extraction_m3h": self.extraction_m3h, "reinjection_m3h": self.reinjection_m3h,
-                "balance": self.balance, "alerts_firing": self.alerts_firing}
+                "balance": self.balance, "alerts_firing": self.alerts_firing,
+                "arrival": arrival_figures(self.arrival)}
 
 
 def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]) -> SiteStatus:
     now = service.clock.now()
     offline_after = service.config.rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
     latest = service.live.latest(site.id)
+    arrived, per_meter = site_arrival_summary(service.arrival, site, now.timestamp())
     meters = []
     for m in site.meters:
         r = latest.get(m.id)
         age = None if r is None else (now - r.ts).total_seconds()
         meters.append({"id": m.id, "role": m.role.value, "source": m.source,
                        "status": "unknown" if age is None else ("offline" if age > offline_after else "normal"),
-                       "latest": None if r is None else reading_event(r)})
+                       "latest": None if r is None else reading_event(r), "arrival_pct": per_meter[m.id]})
     last_seen = service.live.last_seen(site.id)
     age_s = None if last_seen is None else max(0.0, (now - last_seen).total_seconds())
     firing = [a for a in open_alerts if a.site == site.id and a.state == "firing"]
@@ -76,19 +81,24 @@ def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]
         None if point is None else round(point.extraction_m3h, 3),
         None if point is None else round(point.reinjection_m3h, 3),
         {name: service.engine.balance(site.id, window) for name, window in BOARD_WINDOWS.items()},
-        len(firing), meters)
+        len(firing), meters, arrived)
 
 
 def district_counts(statuses: Sequence[SiteStatus]) -> list[dict[str, Any]]:
-    """Per district, the bureau's bulletin columns: sites, online, suspected discharge, fault, offline."""
+    """Per district, the bureau's bulletin columns: sites, online, suspected discharge, fault, offline, and
+    today's arrival rate (到报率) of its meters."""
     out: dict[str, dict[str, Any]] = {}
+    arrivals: dict[str, Arrival] = {}
     for s in statuses:
+        arrivals[s.district] = arrivals.get(s.district, NOTHING) + s.arrival
         d = out.setdefault(s.district, {"district": s.district, "sites": 0, "online": 0, "discharge": 0,
                                         "fault": 0, "offline": 0})
         d["sites"] += 1
         d["online"] += s.status not in ("offline", "unknown")
         if s.status in ("discharge", "fault", "offline"):
             d[s.status] += 1
+    for name, d in out.items():
+        d["arrival"] = arrival_figures(arrivals[name])
     return sorted(out.values(), key=lambda d: d["district"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from collector.fanout.settings import FanoutSettings
 from collector.influx.settings import InfluxSettings
 from collector.modbus.settings import Gateway
-from collector.model import Site, TagText, meter_problems
+from collector.model import Site, TagText, expected_interval, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
@@ -116,6 +117,11 @@ class Config(_Frozen):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def intervals(self) -> dict[tuple[str, str], timedelta]:
+        """Every meter's expected reporting interval by (site, meter) (`collector.model.expected_interval`)."""
+        gateways = {g.id: g.interval for g in self.gateways}
+        return {(s.id, m.id): expected_interval(m, gateways) for s in self.sites for m in s.meters}
 
     def site(self, site_id: str) -> Site:
         for s in self.sites:
