@@ -74,8 +74,7 @@ def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]
         status = "fault"
     else:
         status = "normal"
-    history = service.live.history(site.id)
-    point = history[-1] if history else None
+    point = service.live.last_point(site.id)
     return SiteStatus(
         site, status, last_seen, age_s,
         None if point is None else round(point.extraction_m3h, 3),
