@@ -132,6 +132,8 @@ class LiveState:
             for site, point in points.items():
                 if point is not None:
                     self._history[site].add(point, self._resolution, self._history_span, self._max_points)
+        if not self._subscribers:  # nobody watches: no event is built (the board's state is kept above)
+            return
         events = [("reading", reading_event(r), r.site) for r in newest.values() if r.site in self.sites]
         events += [("flow", {"site": site, "ts": point.ts.isoformat(),
                              "extraction_m3h": round(point.extraction_m3h, 3),
