@@ -167,9 +167,22 @@ class ArrivalBook:
             day.bits[self._offset[i] + (k >> 3)] |= 1 << (k & 7)
 
     def on_readings(self, readings: Iterable[Reading]) -> None:
-        """A batch of readings as the service hands them on after committing them."""
-        for r in readings:
-            self.note(r.site, r.meter, r.ts.timestamp())
+        """A batch of readings as the service hands them on after committing them (one lock, and the local
+        day looked up again only when a reading falls outside the previous one's)."""
+        index, interval, offset = self._index, self._interval, self._offset
+        with self._lock:
+            day: _Day | None = None
+            for r in readings:
+                i = index.get((r.site, r.meter))
+                if i is None:
+                    continue
+                ts = r.ts.timestamp()
+                if day is None or not day.start <= ts < day.end:
+                    day = self._day(ts, create=True)
+                    if day is None:
+                        continue
+                k = int((ts - day.start) // interval[i])
+                day.bits[offset[i] + (k >> 3)] |= 1 << (k & 7)
 
     def _flags(self, day: _Day, i: int) -> list[bool]:
         n = slots_in(day.start, day.end, self._interval[i])

@@ -90,8 +90,13 @@ def test_the_expected_interval_is_the_meters_then_the_gateways_then_a_minute() -
 def test_the_books_readings_come_from_the_service_batch() -> None:
     book = ArrivalBook({("s1", "E1"): MQTT_INTERVAL}, TZ)
     ts = datetime.fromtimestamp(START + 5, UTC)
-    book.on_readings([Reading("s1", "E1", Role.EXTRACTION, ts, 1.0, 2.0)] * 2)
-    assert book.day("s1", "E1", DAY, START + 120) == Arrival(2, 1)
+    next_day = datetime.fromtimestamp(END + 61, UTC)
+    book.on_readings([Reading("s1", "E1", Role.EXTRACTION, ts, 1.0, 2.0)] * 2
+                     + [Reading("s1", "E1", Role.EXTRACTION, next_day, 1.0, 2.0),
+                        Reading("s1", "E1", Role.EXTRACTION, ts + timedelta(minutes=2), 1.0, 2.0),
+                        Reading("s1", "ghost", Role.EXTRACTION, ts, 1.0, 2.0)])
+    assert book.day("s1", "E1", DAY, START + 180) == Arrival(3, 2)
+    assert book.day("s1", "E1", DAY + timedelta(days=1), END + 180) == Arrival(3, 1)
 
 
 def test_low_arrival_fires_below_the_threshold_and_not_before_a_meter_is_judged() -> None:
