@@ -112,7 +112,7 @@ class ArrivalTracker:
         if df.empty or "site" not in df or "meter" not in df:
             return 0
         found = 0
-        secs = (df["time"].astype("int64") // 10**6 / 1000).tolist() if df["time"].dtype.kind == "M" else []
+        secs = (df["time"].astype("int64") // 10**6 / 1000).tolist()  # the reader's times: UTC datetimes
         for ts, site, meter in zip(secs, df["site"].tolist(), df["meter"].tolist(), strict=True):
             if (site, meter) in self.since and self.book.interval(site, meter) == every:
                 self.book.note(site, meter, ts)
