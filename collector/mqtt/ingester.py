@@ -61,7 +61,7 @@ class _Message:
     payload: bytes
     received: float
     dup: bool
-    retain: bool  # sent from the broker's retained store (on subscribing): not a reading unless accepted
+    retain: bool = False  # sent from the broker's retained store (on subscribing): not a reading unless accepted
 
 
 class MqttSource:
