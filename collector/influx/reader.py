@@ -13,12 +13,16 @@ import pandas as pd
 import requests
 
 from collector.influx.settings import InfluxApi, InfluxSettings
+from collector.redact import redact
 
 __all__ = ["InfluxReader", "QueryError", "quote_ident", "quote_literal"]
 
 
 class QueryError(Exception):
-    """InfluxDB could not answer a query."""
+    """InfluxDB could not answer a query; its message holds no secret (see `collector.redact`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 def quote_literal(value: str) -> str:

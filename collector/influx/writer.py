@@ -19,6 +19,7 @@ import requests
 from influxdb_client.domain.write_precision import WritePrecision
 
 from collector.influx.settings import InfluxApi, InfluxSettings
+from collector.redact import redact
 
 __all__ = [
     "WRITERS",
@@ -38,9 +39,12 @@ PRECISION = "ms"
 
 
 class WriteError(Exception):
-    """A write to InfluxDB did not succeed."""
+    """A write to InfluxDB did not succeed; its message holds no secret (see `collector.redact`)."""
 
     error_class = "other"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class RejectedWrite(WriteError):

@@ -8,7 +8,7 @@ import json
 
 import requests
 
-from rules.notify.mask import mask_url
+from collector.redact import redact
 from rules.notify.receivers.base import Delivery, Receiver, post, register
 from rules.notify.settings import WebhookSettings
 from rules.notify.templates import Renderer
@@ -42,7 +42,7 @@ class WebhookReceiver(Receiver[WebhookSettings]):
         self.session = requests.Session()
 
     def target(self) -> str:
-        return mask_url(self.settings.url)
+        return redact(self.settings.url)
 
     def send(self, delivery: Delivery) -> None:
         s = self.settings
