@@ -274,10 +274,16 @@ def _bounded(nodes: yaml.Node, file: str) -> None:
                             "document?); write the values out or use fewer nested aliases")])
 
 
+_AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "apikey"})
+
+
 def _secrets(value: Any) -> Iterator[str]:
     """Every secret a config holds: secret settings, and the credentials and keys inside its URLs."""
     if isinstance(value, SecretStr):
-        yield value.get_secret_value()
+        secret = value.get_secret_value()
+        yield secret
+        # a header's credential alone too: "Bearer <token>" is also shown as just the token
+        yield from (part for part in secret.split() if part.lower() not in _AUTH_SCHEMES)
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
             yield from _secrets(getattr(value, name))
