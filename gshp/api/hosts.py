@@ -3,15 +3,16 @@
 Where the API can be read without a token (`ApiSettings.open_read`: on loopback), a browser that visits a
 hostile page can be made to send requests to it under the hostile site's name (``Host: attacker.example``)
 — the browser then lets that page read the answers. So every request must name the API by a loopback
-name (``localhost``, ``127.0.0.1``, ``[::1]``, with or without a port) or by one of `api.allowed_hosts`;
-any other Host is answered 421 with a JSON reason. When `api.allowed_hosts` is set the check applies in
-every mode.
+name (``localhost``, ``127.0.0.1``, ``[::1]``, with or without a port), by one of `api.allowed_hosts` or
+by the host of `api.public_url` (the name the notifications' links use); any other Host is answered 421
+with a JSON reason. When `api.allowed_hosts` is set the check applies in every mode.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -42,7 +43,8 @@ class HostCheck:
     def __init__(self, app: ASGIApp, settings: ApiSettings) -> None:
         self.app = app
         self.enforced = settings.open_read or bool(settings.allowed_hosts)
-        self.allowed = frozenset((*LOOPBACK_HOSTS, *settings.allowed_hosts))
+        public = urlsplit(settings.public_url).netloc.lower() if settings.public_url else ""
+        self.allowed = frozenset((*LOOPBACK_HOSTS, *settings.allowed_hosts, *([public] if public else [])))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.enforced and scope["type"] in ("http", "websocket"):

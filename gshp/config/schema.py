@@ -66,9 +66,10 @@ class ApiSettings(_Frozen):
     public_url: str | None = Field(default=None, pattern=PUBLIC_URL_PATTERN)
     """The board's address as officers reach it, for links in notifications."""
     allowed_hosts: tuple[str, ...] = Field(
-        default=(), description="Host header values the API answers besides localhost, 127.0.0.1 and [::1] "
-                                "(with or without a port): the names it is reached by through a proxy or on the "
-                                "network; every other Host is refused (421)")
+        default=(), description="Host header values the API answers besides localhost, 127.0.0.1, [::1] and the "
+                                "host of public_url (with or without a port): the names it is reached by through "
+                                "a proxy or on the network. Where reading needs no token, and wherever this is "
+                                "set, every other Host is refused (421)")
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -74,7 +74,7 @@ def verify_signature(secret: str | bytes, headers: Mapping[str, str], body: byte
         raise SignatureError(f"{TIMESTAMP_HEADER} is not Unix seconds") from None
     age = (time.time() if now is None else now) - timestamp
     if abs(age) > max_age_s:
-        raise SignatureError(f"the request was signed {age:+.0f} s from now, beyond ±{max_age_s:.0f} s: "
+        raise SignatureError(f"the request's timestamp is {age:+.0f} s off this clock, beyond ±{max_age_s:.0f} s: "
                              "a replay, or a clock that is off")
     if not hmac.compare_digest(signature.encode(), sign_v2(secret, timestamp, key, body).encode()):
         raise SignatureError("the signature does not match (another secret, or a changed request)")

@@ -32,7 +32,8 @@ def test_open_read_answers_loopback_names_and_allowed_hosts_only(tmp_path: Path,
     config = parse_config(f"""\
 state_dir: {tmp_path / "state"}
 influx: {{url: "{influxd.url}", api: v1, bucket: host_check}}
-api: {{listen: "127.0.0.1:{port}", allowed_hosts: [board.example.gov.cn, "gshp.lan:8443"]}}
+api: {{listen: "127.0.0.1:{port}", allowed_hosts: [board.example.gov.cn, "gshp.lan:8443"],
+       public_url: "https://gshp.example.gov.cn/board"}}
 {SITES}""", env={})
     assert config.api.open_read
     with serving(config):
@@ -45,7 +46,8 @@ api: {{listen: "127.0.0.1:{port}", allowed_hosts: [board.example.gov.cn, "gshp.l
                 assert "is not a name of this API" in r.json()["detail"]
                 assert "api.allowed_hosts" in r.json()["detail"]
         for host in ("localhost", f"localhost:{port}", "127.0.0.1", f"127.0.0.1:{port}", "[::1]", f"[::1]:{port}",
-                     "LOCALHOST", "board.example.gov.cn", "board.example.gov.cn:443", "gshp.lan:8443"):
+                     "LOCALHOST", "board.example.gov.cn", "board.example.gov.cn:443", "gshp.lan:8443",
+                     "gshp.example.gov.cn"):
             r = _get(port, "/api/sites", host)
             assert r.status_code == 200, (host, r.status_code)
             assert "hehua-plaza" in r.text

@@ -5,6 +5,7 @@ is refused)."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 from email import message_from_bytes, policy
@@ -21,7 +22,7 @@ from pydantic import TypeAdapter
 from gshp.devstack import free_port
 from rules.notify import MessageStatus, Notifier, sample_event
 from rules.notify.settings import ReceiverSettings
-from rules.notify.verify import SignatureError, sign_body, verify_signature
+from rules.notify.verify import SignatureError, sign_body, sign_v2, verify_signature
 from tests.helpers import wait_until
 from tests.notify_peers import HttpPeer, Received
 
@@ -167,3 +168,9 @@ def test_webhook_v2_signature_is_verified_and_a_replay_after_5_minutes_is_refuse
         n.queue.close()
     finally:
         peer.stop()
+
+
+def test_the_docs_show_the_shipped_verifier_as_it_is() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "notify.md").read_text(encoding="utf-8")
+    for fn in (sign_v2, verify_signature):
+        assert inspect.getsource(fn) in docs, f"docs/notify.md: update the listing of {fn.__name__}"
