@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gshp.config import ConfigError, load_config, parse_config
 from gshp.config.loader import MAX_ALIAS_VALUES, MAX_CONFIG_BYTES
+from rules.settings import MaintenanceWindow
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,3 +144,10 @@ def test_allowed_hosts_are_host_names_and_public_url_has_no_brackets() -> None:
     assert any(p.startswith("city.yaml:3: api.allowed_hosts: 'evil host' is not a host name") for p in found)
     assert any(p.startswith("city.yaml:4: api.public_url: must be an http:// or https:// URL without spaces")
                for p in found)
+
+
+def test_a_maintenance_reason_with_a_line_break_is_refused() -> None:
+    window = {"from": "2026-07-01T08:00:00+08:00", "to": "2026-07-01T10:00:00+08:00", "volume_cap_m3": 5}
+    assert MaintenanceWindow.model_validate({**window, "reason": "回扬 R2"}).reason == "回扬 R2"
+    with pytest.raises(ValidationError, match="found U\\+000A at character 3"):
+        MaintenanceWindow.model_validate({**window, "reason": "回扬\nR2"})
