@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from collector.duration import Duration
+
 __all__ = [
     "ChangeKind",
     "FreeText",
@@ -143,6 +145,8 @@ class Meter(_Frozen):
     role: Role  # the role outside every `roles:` period
     roles: tuple[RolePeriod, ...] = ()
     accuracy_pct: float = Field(default=1.0, gt=0, le=20)
+    interval: Duration | None = Field(default=None, description="how often the meter reports (default: its "
+                                                                 "gateway's poll interval, 1m over MQTT)")
     modbus: ModbusSource | None = None
     mqtt: MqttSource | None = None
 
