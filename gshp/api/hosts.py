@@ -3,9 +3,10 @@
 Where the API can be read without a token (`ApiSettings.open_read`: on loopback), a browser that visits a
 hostile page can be made to send requests to it under the hostile site's name (``Host: attacker.example``)
 — the browser then lets that page read the answers. So every request must name the API by a loopback
-name (``localhost``, ``127.0.0.1``, ``[::1]``, with or without a port), by one of `api.allowed_hosts` or
-by the host of `api.public_url` (the name the notifications' links use); any other Host is answered 421
-with a JSON reason. When `api.allowed_hosts` is set the check applies in every mode.
+name (``localhost``, ``127.0.0.1``, ``[::1]``, with or without a port), by the address it listens on, by
+one of `api.allowed_hosts` or by the host of `api.public_url` (the name the notifications' links use);
+any other Host is answered 421 with a JSON reason. When `api.allowed_hosts` is set the check applies in
+every mode.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class HostCheck:
         self.app = app
         self.enforced = settings.open_read or bool(settings.allowed_hosts)
         public = urlsplit(settings.public_url).netloc.lower() if settings.public_url else ""
-        self.allowed = frozenset((*LOOPBACK_HOSTS, *settings.allowed_hosts, *([public] if public else [])))
+        listen = f"[{settings.host}]" if ":" in settings.host else settings.host  # e.g. 127.0.0.2
+        self.allowed = frozenset((*LOOPBACK_HOSTS, listen.lower(), *settings.allowed_hosts,
+                                  *([public] if public else [])))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.enforced and scope["type"] in ("http", "websocket"):

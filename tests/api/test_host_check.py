@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from gshp.api.hosts import host_allowed
-from gshp.config import parse_config
+from gshp.api.hosts import HostCheck, host_allowed
+from gshp.config import ApiSettings, parse_config
 from gshp.devstack import Influxd, free_port
 from tests.api.conftest import TOKENS, serving
 
@@ -79,3 +81,25 @@ api:
 ])
 def test_host_names_match_with_or_without_a_port(host: str, allowed: bool) -> None:
     assert host_allowed(host, ("localhost", "127.0.0.1", "[::1]", "board.example")) is allowed
+
+
+@pytest.mark.parametrize(("listen", "tokens", "host", "status"), [
+    ("127.0.0.2:8080", False, "127.0.0.2:8080", 200),  # the address it listens on names it too
+    ("[::1]:8080", False, "[::1]:8080", 200),
+    ("127.0.0.2:8080", False, "127.0.0.3:8080", 421),
+    ("0.0.0.0:8443", True, "attacker.example", 200),  # a token is needed anyway, no allowed_hosts set: no check
+])
+def test_which_hosts_the_check_lets_through(listen: str, tokens: bool, host: str, status: int) -> None:
+    api = ApiSettings.model_validate({"listen": listen, "tokens": [{"token": TOKENS["viewer"], "role": "viewer"}]
+                                      if tokens else []})
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def record(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [(b"host", host.encode())]}
+    asyncio.run(HostCheck(app, api)(scope, record, record))  # type: ignore[arg-type]
+    assert sent[0]["status"] == status
