@@ -29,6 +29,7 @@ from collector.influx.reader import QueryError, quote_literal
 from collector.model import Site
 from gshp import __version__
 from gshp.api.auth import Authenticator, Principal
+from gshp.api.hosts import HostCheck
 from gshp.api.status import SiteStatus, district_counts, site_status
 from gshp.evaluation import BOARD_WINDOWS
 from gshp.report import ReportError, build_daily_report, render
@@ -146,6 +147,7 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPIOffline(title="gshp-monitor", version=__version__,
                          description="Groundwater balance monitoring for open-loop ground-source heat-pump sites",
                          redoc_url=None, swagger_ui_parameters={"validatorUrl": None})
+    app.add_middleware(HostCheck, settings=config.api)
 
     def visible_site(site_id: str, who: Principal) -> Site:
         site = sites_by_id.get(site_id)
