@@ -13,7 +13,8 @@ meter's floor cannot be checked and is refused as *too old*.
 
 It is persisted in the outbox's SQLite file, in the transaction that commits the lines (`Outbox.put_with`):
 one row of packed arrays per commit (`seen_log`), folded into one row per meter (`seen_meter`) once the log
-outgrows the index. So the index holds exactly what was committed, across restarts and crashes.
+holds a quarter of the index (and at a start that found a long log). So the index holds exactly what was
+committed, across restarts and crashes.
 
 Memory: 12 bytes per entry (a device time, a CRC-32 of the line's field set); disk about 16 bytes.
 """
@@ -138,6 +139,8 @@ class SeenIndex:
         except (sqlite3.Error, OSError) as exc:
             raise SeenError(f"cannot open the index of stored readings in {self.path}: {exc}") from exc
         self._prune(self._clock())
+        if self._logged > 50_000:  # read entry by entry at every start until folded
+            self._fold()
         self._gauges()
 
     # -- the one entry point ---------------------------------------------------------------------------
@@ -162,7 +165,7 @@ class SeenIndex:
             now = self._clock()
             if now - self._pruned_at >= 60 or self._entries > self._max_entries:
                 self._prune(now)
-            if self._logged > max(50_000, self._entries):
+            if self._logged > max(50_000, self._entries // 4):
                 self._fold()
             self._gauges()
         return judged
