@@ -11,8 +11,11 @@ from typing import Any
 
 from collector.deadletter import DeadLetter, DeadLetterStore
 from collector.duration import parse_duration
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import ALWAYS, load_config_or_exit
 from gshp.sources import deadletter_path
+
+USES = ALWAYS | {"mqtt"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -45,7 +48,7 @@ def register_purge(group: Any) -> None:
 
 
 def _open(config_file: str) -> DeadLetterStore:
-    config = load_config_or_exit(config_file)
+    config = load_config_or_exit(config_file, USES)
     return DeadLetterStore(deadletter_path(config))
 
 
