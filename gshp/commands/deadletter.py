@@ -33,7 +33,7 @@ def register_list(group: Any) -> None:
     p: argparse.ArgumentParser = group.add_parser("list", help="show dead letters, newest first")
     p.add_argument("--config", required=True, help="the YAML configuration file")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    p.add_argument("--reason", help="only this reason (e.g. bad_json, unknown_meter)")
+    p.add_argument("--reason", help="only this reason (e.g. bad_json, unknown_meter, conflict, retained)")
     p.add_argument("--topic", help="only this exact topic")
     p.add_argument("--format", choices=["table", "json"], default="table",
                    help="table for people, json (one object per line) for tools")

@@ -17,6 +17,7 @@ from collector.modbus.settings import Gateway
 from collector.model import FreeText, Site, TagText, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from collector.seen import SeenSettings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
 from rules.settings import RulesSettings
@@ -126,6 +127,7 @@ class Config(_Frozen):
     api: ApiSettings = ApiSettings()
     shard: ShardSettings = ShardSettings()
     fanout: FanoutSettings = FanoutSettings()
+    readings: SeenSettings = SeenSettings()
 
     @field_validator("timezone")
     @classmethod
