@@ -271,14 +271,12 @@ def _migrate(db: sqlite3.Connection, path: Path, spec: StoreSpec) -> None:
 def _statements(script: str) -> Iterator[str]:
     """The statements of a script (executescript would commit the migration's transaction)."""
     buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):  # not a ";" inside a string or a trigger body
+            if buf.strip(" \t\r\n;"):
                 yield buf.strip()
             buf = ""
-    if buf.strip():
-        yield buf.strip()
 
 
 def _move_aside(path: Path) -> Path:
@@ -306,7 +304,7 @@ def _copy_table(src: sqlite3.Connection, dst: sqlite3.Connection, table: str) ->
     insert = f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({", ".join("?" * len(cols))})'
     copied = lost = 0
     last, step, skips = -(2 ** 63), 1, 0
-    while skips < _SKIP_LIMIT:
+    while skips < _SKIP_LIMIT and last < 2 ** 62:
         batch: list[tuple[Any, ...]] = []
         try:
             for row in src.execute(f'SELECT rowid, {names} FROM "{table}" WHERE rowid > ? ORDER BY rowid',
@@ -345,6 +343,9 @@ def repair(path: Path, spec: StoreSpec, reason: str, expected_rows: int | None =
         _migrate(dst, path, spec)
         try:
             src = sqlite3.connect(moved, isolation_level=None)
+            # a file shorter than its header says is refused as corrupt unless the schema is "writable";
+            # nothing is written through this connection
+            src.execute("PRAGMA writable_schema=ON")
             src.execute("PRAGMA query_only=1")
         except sqlite3.Error:
             src = None
@@ -381,7 +382,9 @@ def open_store(path: Path | str, spec: StoreSpec, health: StoreHealth) -> sqlite
     secure_dir(path.parent)
     mark = HighWater.read(path)
     guest = mark is not None and mark.held_by_other()
+    lost = False  # reported already: the file is gone or empty
     if mark is not None and not guest:
+        lost = not path.exists() or (path.stat().st_size == 0 and mark.bytes > 0)
         if not path.exists():
             health.damaged(f"{path} has vanished since the last run (it held {mark.rows} rows, "
                            f"{mark.bytes} bytes); starting with an empty store")
@@ -410,7 +413,7 @@ def open_store(path: Path | str, spec: StoreSpec, health: StoreHealth) -> sqlite
     _migrate(db, path, spec)
     _private(path)
     rows = _rows(db)
-    if mark is not None and mark.clean and not guest and repaired is None and rows < mark.rows:
+    if mark is not None and mark.clean and not guest and not lost and repaired is None and rows < mark.rows:
         health.damaged(f"{path} holds {rows} rows, {mark.rows} at the last clean stop ({mark.at}): rows were "
                        "removed while the service was stopped")
     if not guest:

@@ -135,6 +135,10 @@ class AlertStore:
         with self._lock:
             close_store(self.path, self._db)
 
+    def problems(self) -> list[str]:
+        """What is wrong with this store now (damage found at open, a failing write), for the health check."""
+        return self.health.problems()
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
