@@ -114,6 +114,12 @@ class _Pending:
     error: OutboxError | None = None
 
 
+# What a damaged page can make of a chunk: text with NULs, a count that does not match the lines
+_SALVAGE_REJECTS = (
+    "DELETE FROM outbox WHERE n < 1 OR instr(body, char(0)) > 0 OR (is_json = 0 AND "
+    "length(body) - length(replace(body, char(10), '')) + 1 != n) OR (is_json = 1 AND NOT json_valid(body))",
+)
+
 # Debian builds SQLite with SECURE_DELETE: every sent line would be overwritten with zeros, doubling the pages
 # written per acknowledgement; the lines are in InfluxDB, there is nothing to hide
 _PRAGMAS = ("secure_delete=OFF",)
@@ -154,7 +160,7 @@ class Outbox:
         self.settings = settings or OutboxSettings()
         self.health = StoreHealth(self.store_name)
         self._spec = StoreSpec(self.store_name, _SCHEMA, synchronous=Synchronous(self.settings.synchronous),
-                               pragmas=_PRAGMAS)
+                               pragmas=_PRAGMAS, salvage_rejects=_SALVAGE_REJECTS)
         self._clock = clock
         self._lock = threading.Lock()  # guards the line count and the closed flag
         self._new = threading.Condition(self._lock)
@@ -395,7 +401,9 @@ class Outbox:
                                   "space under state_dir and restart") from err
             self._generation += 1
             self.health.succeeded()
-            self.health.damaged(f"{fixed.describe(self._spec, self.path)}; {rows} of {before} waiting lines kept")
+            self.health.damaged(f"{self.path} was found damaged while running ({fixed.reason}); moved aside to "
+                                f"{fixed.moved_to.name}: {rows} of {before} waiting lines salvaged into a fresh "
+                                f"outbox, {max(0, before - rows)} lost")
             with self._lock:
                 self._rows = rows
                 self._check_bound()

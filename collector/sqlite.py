@@ -74,6 +74,9 @@ class StoreSpec:
     synchronous: Synchronous = Synchronous.FULL
     busy_timeout: float = 30.0
     pragmas: tuple[str, ...] = ()  # extra per connection, e.g. "secure_delete=OFF"
+    salvage_rejects: tuple[str, ...] = ()
+    """DELETE statements run after a salvage: rows a damaged page produced that cannot be right (a NUL in
+    a text, a count that does not match), so a repair never invents data."""
 
     @property
     def version(self) -> int:
@@ -309,6 +312,8 @@ def _copy_table(src: sqlite3.Connection, dst: sqlite3.Connection, table: str) ->
         try:
             for row in src.execute(f'SELECT rowid, {names} FROM "{table}" WHERE rowid > ? ORDER BY rowid',
                                    (last,)):
+                if batch and row[0] <= batch[-1][0]:
+                    continue  # out of order: read from a page that is not what it claims
                 batch.append(tuple(row))
                 if len(batch) >= 500:
                     copied, last, batch = copied + _insert(dst, insert, batch), int(batch[-1][0]), []
@@ -324,9 +329,11 @@ def _copy_table(src: sqlite3.Connection, dst: sqlite3.Connection, table: str) ->
 
 
 def _insert(dst: sqlite3.Connection, insert: str, batch: list[tuple[Any, ...]]) -> int:
-    """Insert rows read as (rowid, columns…), in rowid order (kept for tables ordered by rowid)."""
+    """Insert rows read as (rowid, columns…), in rowid order (kept for tables ordered by rowid); returns how
+    many went in (a row that breaks a constraint, e.g. NULLs read from a zeroed page, does not)."""
+    before = dst.total_changes
     dst.executemany(insert, [row[1:] for row in batch])
-    return len(batch)
+    return dst.total_changes - before
 
 
 def repair(path: Path, spec: StoreSpec, reason: str, expected_rows: int | None = None) -> Repair:
@@ -359,8 +366,13 @@ def repair(path: Path, spec: StoreSpec, reason: str, expected_rows: int | None =
                 if table in _tables(dst):
                     c, miss = _copy_table(src, dst, table)
                     copied, lost = copied + c, lost + miss
+            for statement in spec.salvage_rejects:
+                rejected = dst.execute(statement).rowcount
+                copied, lost = copied - rejected, lost + rejected
             dst.execute("COMMIT")
             src.close()
+            with contextlib.suppress(FileNotFoundError):
+                moved.with_name(moved.name + "-shm").unlink()  # an index of the WAL, rebuilt when opened
     finally:
         dst.close()
     if expected_rows is not None:

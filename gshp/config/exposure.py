@@ -13,10 +13,10 @@ from pathlib import Path
 
 __all__ = ["exposed_secrets", "readable_by_others"]
 
-_KEY = re.compile(r"^\s*(?:-\s+)?[\"']?([A-Za-z0-9_.-]+)[\"']?\s*:\s*(.*?)\s*$")
+_PAIR = re.compile(r"([A-Za-z0-9_.-]+)[\"']?\s*:\s+([^,{}\[\]]*)")  # block and flow style: key: value
 _SECRET_WORDS = {"pass", "password", "passwd", "token", "secret", "apikey", "credential", "credentials", "sign"}
 _SECRET_PAIRS = ("api_key", "private_key", "signing_key", "access_key")
-_URL_SECRET = re.compile(r"://[^/\s:@]+:[^@\s]+@|[?&](token|key|secret|password|sign|apikey)=[^&\s]+",
+_URL_SECRET = re.compile(r"://[^/\s:@]+:[^@\s]+@|[?&][^=&\s]*(token|key|secret|password|sign)[^=&\s]*=[^&\s'\"}]+",
                          re.IGNORECASE)
 _FROM_ENV = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
@@ -26,9 +26,9 @@ def readable_by_others(path: Path) -> bool:
 
 
 def _literal(value: str) -> str:
-    """The value without a trailing comment and quotes, with environment references removed."""
-    value = re.sub(r"\s+#.*$", "", value).strip().strip("\"'")
-    return _FROM_ENV.sub("", value).strip()
+    """The value without quotes and environment references ("" for none, null or a block scalar's mark)."""
+    value = _FROM_ENV.sub("", value.strip().strip("\"'")).strip()
+    return "" if value in ("null", "~", "|", ">", "|-", ">-") else value
 
 
 def _secret_key(key: str) -> bool:
@@ -42,14 +42,12 @@ def _secret_key(key: str) -> bool:
 
 def exposed_secrets(text: str) -> list[str]:
     """``line N (key)`` for every literal secret in a config file's text."""
-    found = []
+    found: list[str] = []
     for n, line in enumerate(text.splitlines(), 1):
-        if line.lstrip().startswith("#"):
-            continue
-        m = _KEY.match(line)
-        key, value = (m.group(1), _literal(m.group(2))) if m else ("", _literal(line))
-        if not value or value in ("|", ">", "null", "~"):
-            continue
-        if (key and _secret_key(key)) or _URL_SECRET.search(value):
-            found.append(f"line {n} ({key})" if key else f"line {n}")
+        line = _FROM_ENV.sub("", re.sub(r"(^|\s)#.*$", "", line))  # a value from the environment is not here
+        keys = [m.group(1) for m in _PAIR.finditer(line) if _literal(m.group(2)) and _secret_key(m.group(1))]
+        if keys:
+            found.append(f"line {n} ({', '.join(keys)})")
+        elif _URL_SECRET.search(line):
+            found.append(f"line {n} (a URL with credentials)")
     return found
