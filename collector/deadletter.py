@@ -146,32 +146,41 @@ class DeadLetterStore:
             metrics.DEADLETTERS_EVICTED.inc(evicted)
 
     def _put(self, rows: list[tuple[float, str, str, str, str, int, bytes]]) -> int:
-        """Insert and evict in one transaction; returns how many entries were evicted."""
+        """Evict, then insert, in one transaction (the pages freed first take the new entries, so the file
+        stays near `max_bytes`); returns how many entries were evicted."""
         added = sum(len(r[2].encode()) + len(r[4].encode()) + len(r[6]) + ROW_OVERHEAD for r in rows)
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
+            evicted, freed = self._evict(self._rows + len(rows) - self.max_rows,
+                                         self._bytes + added - self.max_bytes)
             db.executemany("INSERT INTO deadletter (received, source, topic, reason, detail, size, payload) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            excess_rows = self._rows + len(rows) - self.max_rows
-            excess_bytes = self._bytes + added - self.max_bytes
-            evicted = freed = 0
-            if excess_rows > 0 or excess_bytes > 0:
-                last = None
-                for row_id, size in db.execute(f"SELECT id, {_SIZE} FROM deadletter ORDER BY id"):
-                    if evicted >= excess_rows and freed >= excess_bytes:
-                        break
-                    last, evicted, freed = row_id, evicted + 1, freed + int(size)
-                if last is not None:
-                    db.execute("DELETE FROM deadletter WHERE id <= ?", (last,))
+            # a batch larger than the bound on its own: its oldest entries go too
+            more, more_freed = self._evict(self._rows - evicted + len(rows) - self.max_rows,
+                                           self._bytes - freed + added - self.max_bytes)
             db.execute("COMMIT")
         except sqlite3.Error:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        self._rows += len(rows) - evicted
-        self._bytes += added - freed
-        return evicted
+        self._rows += len(rows) - evicted - more
+        self._bytes += added - freed - more_freed
+        return evicted + more
+
+    def _evict(self, rows: int, size: int) -> tuple[int, int]:
+        """Delete the oldest entries until `rows` entries and `size` bytes are gone; returns (entries, bytes)."""
+        if rows <= 0 and size <= 0:
+            return 0, 0
+        evicted = freed = 0
+        last = None
+        for row_id, entry in self._db.execute(f"SELECT id, {_SIZE} FROM deadletter ORDER BY id"):
+            if evicted >= rows and freed >= size:
+                break
+            last, evicted, freed = row_id, evicted + 1, freed + int(entry)
+        if last is not None:
+            self._db.execute("DELETE FROM deadletter WHERE id <= ?", (last,))
+        return evicted, freed
 
     def _repair(self, exc: sqlite3.Error) -> None:
         with contextlib.suppress(sqlite3.Error):
