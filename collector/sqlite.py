@@ -418,6 +418,10 @@ def open_store(path: Path | str, spec: StoreSpec, health: StoreHealth) -> sqlite
     if problem is not None:
         if db is not None:
             db.close()
+        if guest:  # never move a file another live process has open; its owner repairs it at its next start
+            assert mark is not None
+            raise sqlite3.DatabaseError(f"{path} is damaged ({problem}); process {mark.pid} has it open — "
+                                        "restart that process to repair it")
         repaired = repair(path, spec, problem, mark.rows if mark is not None and mark.clean else None)
         health.damaged(repaired.describe(spec, path))
         db = connect(path, spec)

@@ -158,6 +158,10 @@ def test_a_store_held_by_another_live_process_is_neither_compared_nor_recorded(t
         close_store(path, open_store(path, SPEC, health))  # e.g. `gshp notify status` beside the service
         assert health.problems() == []
         assert HighWater.read(path) == HighWater(10, 1, False, other.pid, "2026-12-01T00:00:00+00:00")
+        corrupt_page(path, 1)
+        with pytest.raises(sqlite3.DatabaseError, match=f"process {other.pid} has it open"):
+            open_store(path, SPEC, StoreHealth("test"))  # a guest never moves the owner's file away
+        assert path.exists() and not list(tmp_path.glob("*.damaged-*"))
     finally:
         other.kill()
         other.wait()
