@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.deadletter import DeadLetterStore
+from collector.deadletter import DeadLetterStore, NewDeadLetter
 from collector.fanout import FanoutOutbox
 from collector.outbox import Outbox
 from rules.notify.queue import NotifyQueue
+from rules.notify.silences import Matcher
+from rules.settings import MaintenanceWindow
 from rules.store import AlertStore
 
 V1 = Path(__file__).parents[1] / "cases" / "stores" / "v1"
@@ -66,3 +68,31 @@ def test_a_first_release_store_opens_migrated_with_every_row(copies: Path, name:
     assert {k: counts[k] for k in expected} == expected
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] >= 1
     assert (path.stat().st_mode & 0o777) == 0o600  # the first release wrote them 0644
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_a_damaged_store_is_replaced_reported_and_usable(copies: Path, name: str) -> None:
+    path = copies / name
+    with open(path, "r+b") as f:  # the last page: a table or index the store reads
+        f.seek(path.stat().st_size - 4096)
+        f.write(b"\xab" * 4096)
+    store: Outbox | DeadLetterStore | AlertStore | NotifyQueue
+    if name in ("outbox.sqlite", "fanout.sqlite"):
+        store = Outbox(path) if name == "outbox.sqlite" else FanoutOutbox(path)
+        store.put(["flow,site=s1,meter=E1 total_m3=1 1"])
+    elif name == "deadletter.sqlite":
+        store = DeadLetterStore(path)
+        store.put([NewDeadLetter(1.0, "mqtt", "t", "bad_json", "x", b"{")])
+    elif name == "alerts.sqlite":
+        store = AlertStore(path)
+        window = MaintenanceWindow.model_validate({"from": "2026-12-01T00:00:00+08:00",
+                                                   "to": "2026-12-01T02:00:00+08:00", "reason": "回扬",
+                                                   "volume_cap_m3": 1})
+        store.declare_maintenance("s1", window, "op", "2026-12-01T00:00:00+08:00")
+    else:
+        store = NotifyQueue(path)
+        store.add_silence([Matcher.parse("site=s1")], 0, 10, "op", "test")
+    (problem,) = store.problems()
+    assert "was damaged" in problem and "moved aside" in problem
+    store.close()
+    assert len(list(copies.glob(f"{name}.damaged-*"))) == 1
