@@ -328,6 +328,16 @@ def _copy_table(src: sqlite3.Connection, dst: sqlite3.Connection, table: str) ->
     return copied, lost
 
 
+def _create_like(src: sqlite3.Connection, dst: sqlite3.Connection, table: str) -> None:
+    """Create `table` in `dst` as the damaged file declares it, if that declaration can still be read."""
+    try:
+        row = src.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone()
+        if row and row[0]:
+            dst.execute(row[0])
+    except sqlite3.DatabaseError as exc:
+        log.warning("cannot recreate table %s from the damaged file: %s", table, exc)
+
+
 def _insert(dst: sqlite3.Connection, insert: str, batch: list[tuple[Any, ...]]) -> int:
     """Insert rows read as (rowid, columns…), in rowid order (kept for tables ordered by rowid); returns how
     many went in (a row that breaks a constraint, e.g. NULLs read from a zeroed page, does not)."""
@@ -363,6 +373,8 @@ def repair(path: Path, spec: StoreSpec, reason: str, expected_rows: int | None =
                 tables, lost = [], 1
             dst.execute("BEGIN IMMEDIATE")
             for table in tables:
+                if table not in _tables(dst):
+                    _create_like(src, dst, table)  # a table another module keeps in this file (cases, audit)
                 if table in _tables(dst):
                     c, miss = _copy_table(src, dst, table)
                     copied, lost = copied + c, lost + miss

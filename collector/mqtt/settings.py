@@ -73,6 +73,9 @@ class MqttSettings(BaseModel):
     deadletter_max_rows: int = Field(default=100_000, ge=10, description="oldest dead letters go first")
     deadletter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024,
                                       description="bytes the dead-letter store holds; oldest entries go first")
+    broker_stats: bool = Field(default=True, description="read the broker's drop counter from $SYS (mosquitto)")
+    ride_out: Duration = Field(default=timedelta(hours=1),
+                               description="an outage of the collector the broker's queue must hold")
 
     @model_validator(mode="after")
     def _bounds(self) -> MqttSettings:
