@@ -206,3 +206,21 @@ def test_corruption_is_told_apart_from_other_errors(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError) as other:
         sqlite3.connect(":memory:").execute("SELECT * FROM missing")
     assert not is_corrupt(other.value)
+
+
+def test_a_table_another_module_keeps_in_the_file_is_salvaged_too(tmp_path: Path) -> None:
+    """The alert database also holds cases, the audit chain and silences, created by their own modules."""
+    path = tmp_path / "s.sqlite"
+    db = open_store(path, SPEC, StoreHealth("test"))
+    db.execute("CREATE TABLE chain (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL)")
+    db.executemany("INSERT INTO chain (hash) VALUES (?)", [(f"h{i}",) for i in range(50)])
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO t (body) VALUES (?)", [("x" * 300,) for _ in range(2000)])
+    db.execute("COMMIT")
+    close_store(path, db)
+    corrupt_page(path, path.stat().st_size // 4096 - 1)  # a page of `t`, filled last
+    health = StoreHealth("test")
+    db = open_store(path, SPEC, health)
+    assert [r[0] for r in db.execute("SELECT hash FROM chain ORDER BY seq")] == [f"h{i}" for i in range(50)]
+    assert len(health.problems()) == 1
+    close_store(path, db)
