@@ -157,10 +157,9 @@ def test_an_outbox_emptied_while_stopped_is_reported_loudly(
 def test_damage_met_while_draining_is_repaired_once_not_retried_forever(
         influxd: Influxd, influx_db: str, tmp_path: Path, figures: dict[str, Any]) -> None:
     path = tmp_path / "outbox.sqlite"
-    box = Outbox(path, OutboxSettings(batch_size=1, max_batch_age=timedelta(milliseconds=50)))
-    box.put(_lines(3000))
-    box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every line in the main file, where the damage goes
-    _corrupt_page(path, path.stat().st_size // 4096 // 2)
+    _outbox_with_lines(path, 3000)
+    box = Outbox(path, OutboxSettings(max_batch_age=timedelta(milliseconds=50)))  # opened sound
+    _corrupt_page(path, path.stat().st_size // 4096 // 2)  # then a page goes bad under it
     before = REGISTRY.get_sample_value("gshp_store_errors_total", {"store": "outbox"}) or 0.0
     settings = InfluxSettings.model_validate({"url": influxd.url, "api": "v1", "bucket": influx_db})
     drainer = Drainer(box, make_writer(settings))
