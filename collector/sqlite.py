@@ -445,7 +445,12 @@ def open_store(path: Path | str, spec: StoreSpec, health: StoreHealth) -> sqlite
         health.damaged(f"{path} holds {rows} rows, {mark.rows} at the last clean stop ({mark.at}): rows were "
                        "removed while the service was stopped")
     if not guest:
-        HighWater(rows, _size(path), False, os.getpid(), _now()).write(path)
+        try:
+            HighWater(rows, _size(path), False, os.getpid(), _now()).write(path)
+        except OSError as exc:  # a full disk must not keep the service from starting
+            log.warning("cannot write the high-water record of %s: %s", path, exc)
+            with contextlib.suppress(OSError):
+                HighWater.path_for(path).unlink()  # no stale clean-stop count to compare with next time
     return db
 
 
