@@ -44,6 +44,7 @@ __all__ = [
     "READINGS_TOO_OLD",
     "RULE_READINGS",
     "RULE_SITES",
+    "STORE_ERRORS",
     "TELEMETRY_CLOSED",
     "TELEMETRY_CONNECTIONS",
     "TELEMETRY_FRAMES",
@@ -55,6 +56,8 @@ OUTBOX_DEPTH = Gauge("gshp_outbox_depth",
 OUTBOX_OLDEST_AGE = Gauge("gshp_outbox_oldest_age_seconds", "Age of the oldest unsent line in the outbox")
 OUTBOX_FILL = Gauge("gshp_outbox_fill_ratio", "Outbox depth as a fraction of its configured bound")
 OUTBOX_REFUSED = Counter("gshp_outbox_refused_total", "Lines refused because the outbox was at its bound")
+STORE_ERRORS = Counter("gshp_store_errors_total",
+                       "Errors of a SQLite store: failed reads and writes, damage found and repaired", ["store"])
 READINGS_ACCEPTED = Counter("gshp_readings_accepted_total", "Readings committed to the outbox", ["source"])
 READINGS_DUPLICATE = Counter("gshp_readings_duplicate_total",
                              "Readings identical to one stored at the same device time (not written again)",

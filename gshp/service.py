@@ -227,13 +227,27 @@ class Service:
             except Exception:
                 log.exception("an alert listener failed on %s (%s)", event.id, event.state)
 
+    def store_problems(self) -> dict[str, list[str]]:
+        """Per store with a problem (damage found and repaired since start, a failing write): its problems."""
+        stores: list[tuple[str, Any]] = [("outbox", self.outbox), ("fanout", self.fanout),
+                                         ("alerts", self.store), ("notify", self.notifier.queue)]
+        stores += [("deadletter", d) for s in self.sources if (d := getattr(s, "deadletters", None)) is not None]
+        out: dict[str, list[str]] = {}
+        for name, store in stores:
+            found = store.problems() if store is not None else []
+            if found:
+                out.setdefault(name, []).extend(found)
+        return out
+
     def health(self) -> dict[str, Any]:
         full = self.outbox.depth >= self.config.outbox.max_rows
+        stores = self.store_problems()
         upstream = self.broker.problems() if self.broker is not None else []
         return {
             "status": "full" if full else ("degraded" if self.drainer.failing or upstream or self.anchor_failing
-                                           else "ok"),
+                                           or stores else "ok"),
             **({"problems": upstream} if upstream else {}),
+            **({"stores": stores} if stores else {}),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),

@@ -105,7 +105,8 @@ def mqtt_source(config: Config, clock: Clock) -> Source | None:
         raise SourceConfigError([f"modbus_profiles: {err}"]) from None
     context = DecodeContext(tz=config.tz, max_clock_skew=settings.max_clock_skew, max_age=settings.max_age,
                             max_payload=settings.max_payload, codec=codec)
-    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
+    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows,
+                            max_bytes=settings.deadletter_max_bytes)
     return MqttSource(settings, router, context, store, clock=lambda: clock.now().timestamp())
 
 
@@ -165,7 +166,8 @@ def fanout_source(config: Config, client_id: str) -> Source:
         raise SourceConfigError([f"fanout: {p}" for p in err.problems]) from None
     context = DecodeContext(tz=config.tz, max_clock_skew=settings.max_clock_skew + timedelta(hours=1),
                             max_age=timedelta(days=3650), max_payload=settings.max_payload)
-    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
+    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows,
+                            max_bytes=settings.deadletter_max_bytes)
     source = MqttSource(settings, router, context, store)
     source.name = "fanout"
     return source

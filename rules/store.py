@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from collector.sqlite import StoreHealth, StoreSpec, StoreVersionError, close_store, open_store
 from rules.events import AlertEvent
 from rules.settings import MaintenanceWindow
 
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS maintenance (
 );
 CREATE INDEX IF NOT EXISTS maintenance_site ON maintenance(site, starts_ts);
 """
+_SPEC = StoreSpec("alerts", _SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +123,21 @@ class AlertStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self.health = StoreHealth(_SPEC.name)  # damage found at open, a failing write: for the health check
         self._lock = threading.RLock()
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+            self._db = open_store(self.path, _SPEC, self.health)  # checked, repaired, migrated, 0600
+        except (OSError, sqlite3.Error, StoreVersionError) as exc:
             raise StoreError(f"cannot open the alert store {self.path}: {exc}; check that state_dir exists "
                              "and is writable by this user") from None
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            close_store(self.path, self._db)
+
+    def problems(self) -> list[str]:
+        """What is wrong with this store now (damage found at open, a failing write), for the health check."""
+        return self.health.problems()
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction on the alert database, shared by the stores kept in it (cases, the audit
@@ -159,8 +162,10 @@ class AlertStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
                 self._db.execute("COMMIT")
+                self.health.succeeded()
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
+                self.health.failed(f"alert store {self.path}: {exc}")
                 raise StoreError(f"alert store {self.path}: {exc}; check free disk space and permissions") \
                     from None
             except BaseException:
