@@ -53,7 +53,9 @@ def test_enforcement_of_the_district_and_admin_may_declare_viewers_and_other_dis
 
     r = fed.post("/api/sites/hehua/maintenance", BACKWASH, token="wancheng")
     assert r.status_code == 201, r.text
-    window = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=3)).isoformat(), "reason": "回扬 R1",
+    tz = fed.config.tz  # every time the API answers is in the configured zone
+    window = {"start": T0.astimezone(tz).isoformat(), "end": (T0 + timedelta(hours=3)).astimezone(tz).isoformat(),
+              "reason": "回扬 R1",
               "volume_cap_m3": 200.0, "source": "api", "declared_by": "宛城区执法大队"}
     (got,) = r.json()["maintenance"]
     assert {k: got[k] for k in window} == window and got["declared_at"]
