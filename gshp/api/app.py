@@ -149,8 +149,9 @@ def create_app(service: Service) -> FastAPI:
 
     def alert_view(a: Any) -> dict[str, Any]:
         notes = [{"at": n.at, "who": n.author, "text": n.text} for n in service.store.annotations(a.id)]
-        return {**a.event, "state": a.state, "acknowledged": a.acked_by is not None, "acked_by": a.acked_by,
-                "acked_at": a.acked_at, "notes": notes, "outcome": service.store.outcome(a.id)}
+        ack = service.store.acknowledgement(a.id)
+        return {**a.to_dict(), "acknowledged": ack is not None, "acked_by": ack and ack.by,
+                "acked_at": ack and ack.at, "notes": notes, "outcome": service.store.outcome(a.id)}
 
     def visible_alert(alert_id: str, who: Principal) -> Any:
         a = service.store.get(alert_id)
@@ -303,9 +304,9 @@ def create_app(service: Service) -> FastAPI:
                 continue
             if district and s.district != district:
                 continue
-            if start and a.starts_ts < start.timestamp():
+            if start and a.starts_at < start:
                 continue
-            if stop and a.starts_ts >= stop.timestamp():
+            if stop and a.starts_at >= stop:
                 continue
             out.append(alert_view(a))
             if len(out) >= limit:

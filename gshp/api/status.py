@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from alerting.model import Alert
 from collector.model import Site
 from gshp.evaluation import BOARD_WINDOWS
 from gshp.live import reading_event
-from rules.store import StoredAlert
 
 if TYPE_CHECKING:
     from gshp.service import Service
@@ -45,7 +45,7 @@ class SiteStatus:
                 "balance": self.balance, "alerts_firing": self.alerts_firing}
 
 
-def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]) -> SiteStatus:
+def site_status(service: Service, site: Site, open_alerts: Iterable[Alert]) -> SiteStatus:
     now = service.clock.now()
     offline_after = service.config.rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
     latest = service.live.latest(site.id)
