@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from alerting.model import Alert
 from collector import metrics
 from collector.influx.lineproto import format_line, to_ms
 from collector.influx.reader import InfluxReader, QueryError
@@ -29,7 +30,6 @@ from collector.outbox import OutboxError
 from gshp.clock import Clock, DataClock
 from gshp.live import LiveState
 from rules.engine import Engine
-from rules.events import AlertEvent
 
 __all__ = ["BOARD_WINDOWS", "RuleLoop", "alert_line", "balance_lines"]
 
@@ -42,7 +42,7 @@ BOARD_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
 """Balance windows shown on the board and written to the `balance` measurement."""
 
 
-def alert_line(event: AlertEvent) -> str:
+def alert_line(event: Alert) -> str:
     return format_line("alert", {"site": event.site, "rule": event.rule, "severity": event.severity.value,
                                  "district": event.district},
                        {"state": event.state, "kind": event.kind.value, "id": event.id, "summary": event.summary},
@@ -66,7 +66,7 @@ def balance_lines(engine: Engine, sites: Sequence[Site], at_ms: int) -> list[str
 class RuleLoop:
     def __init__(self, engine: Engine, sites: Sequence[Site], clock: Clock, live: LiveState,
                  put_lines: Callable[[list[str]], object],
-                 on_event: Callable[[AlertEvent], object]) -> None:
+                 on_event: Callable[[Alert], object]) -> None:
         self.engine = engine
         self.sites = list(sites)
         self.clock = clock
@@ -124,7 +124,7 @@ class RuleLoop:
         log.info("back-filled the rule windows with %d readings from the last %s", n, lookback)
         return n
 
-    def evaluate(self, at: datetime | None = None) -> list[AlertEvent]:
+    def evaluate(self, at: datetime | None = None) -> list[Alert]:
         """One evaluation at `at` (default: the clock's now): transitions fanned out, balances written."""
         now = at or self.clock.now()
         events = self.engine.evaluate(now)

@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 
+from alerting.model import Alert
 from collector import metrics
 from collector.drain import Drainer
 from collector.fanout import FanoutOutbox, FanoutPublisher, encode_reading, reading_topic
@@ -42,7 +43,6 @@ from gshp.evaluation import RuleLoop
 from gshp.live import LiveState
 from gshp.roles import ProcessRole
 from rules.engine import Engine
-from rules.events import AlertEvent
 from rules.notify import Notifier
 from rules.notify.silences import Matcher
 from rules.store import AlertStore
@@ -96,7 +96,7 @@ class Service:
         # alert events go to `self.notifier.submit(event)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
                                  public_url=config.api.public_url)
-        self.alert_listeners: list[Callable[[AlertEvent], object]] = [
+        self.alert_listeners: list[Callable[[Alert], object]] = [
             lambda event: self.notifier.submit(event.to_dict())]
         self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
         self.listeners: list[ReadingListener] = [self.live.on_readings]
@@ -162,7 +162,7 @@ class Service:
         except Exception:
             log.exception("could not silence reminders of acknowledged alert %s", alert_id)
 
-    def _on_alert(self, event: AlertEvent) -> None:
+    def _on_alert(self, event: Alert) -> None:
         for listener in self.alert_listeners:
             try:
                 listener(event)

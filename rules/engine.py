@@ -20,11 +20,13 @@ from typing import Any
 
 import pandas as pd
 
+from alerting.model import Alert, AlertKind
+from alerting.model import AlertState as AlertPhase
 from collector.duration import format_duration
 from collector.model import Meter, MeterChange, Reading, Role, Site
 from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
 from rules.counters import REBASING, StepKind, classify_step, rebase_step
-from rules.events import AlertEvent, AlertKind, iso, summarize
+from rules.events import iso, summarize
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
 from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, note_bridged, note_change, observe
 from rules.roles import role_at, roles_constant
@@ -128,7 +130,8 @@ class Engine:
             st = self._sites.get(a.site)
             if st is None:
                 continue
-            st.alerts[a.rule] = AlertTrack(AlertState(a.state), a.id, a.starts_ts, a.clear_since)
+            st.alerts[a.rule] = AlertTrack(AlertState(a.state.value), a.id, a.starts_at.timestamp(),
+                                           self.store.clear_since(a.id))
 
     # ---------------------------------------------------------------- ingest
     def ingest(self, readings: Iterable[Reading]) -> None:
@@ -254,22 +257,22 @@ class Engine:
             raise EngineError(f"unknown site {site_id!r}: add it under `sites:` in the config") from None
 
     # ---------------------------------------------------------------- evaluate
-    def evaluate(self, now: datetime) -> list[AlertEvent]:
+    def evaluate(self, now: datetime) -> list[Alert]:
         """Evaluate every rule of every site at `now`; return the alert transitions, in a stable order."""
         if now.tzinfo is None:
             raise EngineError("evaluate(now) needs a timezone-aware time: pass datetime.now(UTC)")
         t = now.timestamp()
-        out: list[AlertEvent] = []
+        out: list[Alert] = []
         with self._lock:
             self.stats.evaluations += 1
             for st in self._sites.values():
                 out.extend(self._evaluate_site(st, t))
         return out
 
-    def _evaluate_site(self, st: _SiteState, t: float) -> list[AlertEvent]:
+    def _evaluate_site(self, st: _SiteState, t: float) -> list[Alert]:
         if st.watch_since is None:
             st.watch_since = t
-        events: list[AlertEvent] = []
+        events: list[Alert] = []
         now_dt = datetime.fromtimestamp(t, UTC)
         for ms in st.meters.values():
             ms.track.role = role_at(ms.meter, now_dt, self.tz)
@@ -278,11 +281,11 @@ class Engine:
         events.extend(self._evaluate_sequential(st))
         return events
 
-    def _evaluate_quality(self, st: _SiteState, t: float) -> list[AlertEvent]:
+    def _evaluate_quality(self, st: _SiteState, t: float) -> list[Alert]:
         q = st.quality
         assert q is not None
         tracks = [ms.track for ms in st.meters.values()]
-        out: list[AlertEvent] = []
+        out: list[Alert] = []
         grace = st.watch_since is not None and t - st.watch_since <= q.offline_after
         alerts = st.alerts
         for name, rule in QUALITY_RULES.items():
@@ -370,7 +373,7 @@ class Engine:
         return (max((ms.meter.accuracy_pct for ms in ext), default=1.0),
                 max((ms.meter.accuracy_pct for ms in rei), default=1.0))
 
-    def _evaluate_balance(self, st: _SiteState, t: float) -> list[AlertEvent]:
+    def _evaluate_balance(self, st: _SiteState, t: float) -> list[Alert]:
         kb = self._horizon_k(st)
         if kb is None or kb == st.last_balance_k:
             return []
@@ -389,7 +392,7 @@ class Engine:
                                      partial(_window_evidence, format_duration(w.window), ev)))
         return out
 
-    def _evaluate_sequential(self, st: _SiteState) -> list[AlertEvent]:
+    def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
         seq = st.rules.sequential
         p = st.cusum_params
         if not seq.enabled or p is None or st.last_balance_k is None:
@@ -405,7 +408,7 @@ class Engine:
             oldest_kept = st.last_balance_k - min(ms.ledger.retention for ms in ext + rei) + 1
             st.seq_next = -(-max(first_k, oldest_kept) // m)
             st.events_seen = sum(ms.track.events for ms in st.meters.values())
-        out: list[AlertEvent] = []
+        out: list[Alert] = []
         events_now = sum(ms.track.events for ms in st.meters.values())
         lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
         while st.seq_next < last_j:
@@ -449,7 +452,7 @@ class Engine:
 
     # ---------------------------------------------------------------- lifecycle
     def _advance(self, st: _SiteState, rule: str, info: _RuleInfo, cond: Condition, at: float, hold_s: float,
-                 clear_for_s: float, evidence: Callable[[], dict[str, Any]]) -> list[AlertEvent]:
+                 clear_for_s: float, evidence: Callable[[], dict[str, Any]]) -> list[Alert]:
         before = st.alerts.get(rule, _INACTIVE)
         if before.state is AlertState.INACTIVE and cond is not Condition.ACTIVE:
             return []
@@ -463,15 +466,15 @@ class Engine:
                 self.store.set_clear_since(after.alert_id, after.clear_since)
             return []
         event = self._event(st, rule, info, tr, evidence())
-        self.store.record(event, tr.starts_at, after.clear_since)
+        self.store.record(event, after.clear_since)
         return [event]
 
     def _event(self, st: _SiteState, rule: str, info: _RuleInfo, tr: Transition,
-               evidence: dict[str, Any]) -> AlertEvent:
+               evidence: dict[str, Any]) -> Alert:
         site = st.site
-        return AlertEvent(
+        return Alert(
             id=tr.alert_id, site=site.id, site_name=site.name, district=site.district, rule=rule,
-            kind=info.kind, severity=info.severity, state=tr.state.value,
+            kind=info.kind, severity=info.severity, state=AlertPhase(tr.state.value),
             at=datetime.fromtimestamp(tr.at, self.tz),
             starts_at=datetime.fromtimestamp(tr.starts_at, self.tz),
             ends_at=None if tr.ends_at is None else datetime.fromtimestamp(tr.ends_at, self.tz),

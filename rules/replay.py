@@ -16,8 +16,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from alerting.model import Alert
 from rules.engine import Engine
-from rules.events import AlertEvent
 
 __all__ = ["BadRow", "Readings", "ReplayError", "parse_readings", "readings_from_frame", "replay"]
 
@@ -162,7 +162,7 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
 
 
 def replay(engine: Engine, readings: Readings,
-           progress: Callable[[float, int], None] | None = None) -> Iterator[AlertEvent]:
+           progress: Callable[[float, int], None] | None = None) -> Iterator[Alert]:
     """Feed `readings` to `engine` in data time, evaluating at every step boundary; yield transitions."""
     if len(readings) == 0:
         return

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPBearer
 
+from alerting.model import Alert
 from collector.influx.reader import InfluxReader
 from collector.model import Site
 from gshp.api.auth import AuditLog, Authenticator, Principal, Role
@@ -23,7 +24,7 @@ from gshp.clock import Clock
 from gshp.config import Config
 from gshp.live import LiveState
 from rules.engine import Engine
-from rules.store import AlertStore, StoredAlert
+from rules.store import AlertStore
 
 __all__ = [
     "Admin",
@@ -171,7 +172,7 @@ class Scope:
             raise HTTPException(404, f"no site {site_id!r}")
         return self.sites_by_id[site_id]
 
-    def alert(self, store: AlertStore, alert_id: str) -> StoredAlert:
+    def alert(self, store: AlertStore, alert_id: str) -> Alert:
         """An alert on a path: 404 when unknown or of a site in another district."""
         a = store.get(alert_id)
         if a is None or not self.sees(a.site):

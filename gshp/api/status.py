@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from alerting.model import Alert, AlertKind, AlertState
 from collector.model import Site
 from gshp.evaluation import BOARD_WINDOWS
 from gshp.live import LiveState, reading_event
 from rules.engine import Engine
 from rules.settings import RulesSettings
-from rules.store import StoredAlert
 
 __all__ = ["STATUSES", "SiteStatus", "district_counts", "site_status"]
 
@@ -37,7 +37,7 @@ class SiteStatus:
         return self.site.district
 
 
-def site_status(site: Site, open_alerts: Iterable[StoredAlert], *, live: LiveState, engine: Engine,
+def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, engine: Engine,
                 rules: RulesSettings, now: datetime) -> SiteStatus:
     offline_after = rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
     latest = live.latest(site.id)
@@ -50,8 +50,8 @@ def site_status(site: Site, open_alerts: Iterable[StoredAlert], *, live: LiveSta
                        "latest": None if r is None else reading_event(r)})
     last_seen = live.last_seen(site.id)
     age_s = None if last_seen is None else max(0.0, (now - last_seen).total_seconds())
-    firing = [a for a in open_alerts if a.site == site.id and a.state == "firing"]
-    if any(a.kind == "discharge" for a in firing):
+    firing = [a for a in open_alerts if a.site == site.id and a.state is AlertState.FIRING]
+    if any(a.kind is AlertKind.DISCHARGE for a in firing):
         status = "discharge"
     elif age_s is None:
         status = "unknown"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from alerting.model import Alert
 from collector.model import Site
 from gshp.api.deps import Times
 from gshp.api.models import AlertOut, AlertTransition, MaintenanceOut, Note, OutcomeOut, SiteSummary, WindowBalance
 from gshp.api.status import SiteStatus
 from rules.engine import Engine
 from rules.settings import MaintenanceWindow
-from rules.store import AlertStore, DeclaredMaintenance, StoredAlert
+from rules.store import AlertStore, DeclaredMaintenance
 
 __all__ = ["alert_out", "maintenance_out", "site_summary", "transition_out"]
 
@@ -18,11 +19,12 @@ def transition_out(event: dict[str, object], times: Times) -> AlertTransition:
         **event, **{k: times.maybe(event.get(k)) for k in ("at", "starts_at", "ends_at")}})  # type: ignore[arg-type]
 
 
-def alert_out(store: AlertStore, a: StoredAlert, times: Times) -> AlertOut:
+def alert_out(store: AlertStore, a: Alert, times: Times) -> AlertOut:
     notes = [Note(at=times.at(n.at), who=n.author, text=n.text) for n in store.annotations(a.id)]
     outcome = store.outcome(a.id)
-    return AlertOut(**transition_out({**a.event, "state": a.state}, times).model_dump(),
-                    acknowledged=a.acked_by is not None, acked_by=a.acked_by, acked_at=times.maybe(a.acked_at),
+    ack = store.acknowledgement(a.id)
+    return AlertOut(**transition_out(a.to_dict(), times).model_dump(), acknowledged=ack is not None,
+                    acked_by=None if ack is None else ack.by, acked_at=None if ack is None else times.at(ack.at),
                     notes=notes, outcome=None if outcome is None else OutcomeOut(
                         at=times.at(outcome["at"]), by=outcome["by"], outcome=outcome["outcome"], text=outcome["text"]))
 

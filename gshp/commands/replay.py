@@ -14,11 +14,11 @@ from typing import Any
 
 import pandas as pd
 
+from alerting.model import Alert
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.commands.configfile import load_config_or_exit
 from gshp.config import Config
 from rules.engine import Engine
-from rules.events import AlertEvent
 from rules.replay import Readings, ReplayError, parse_readings, readings_from_frame, replay
 
 BAD_ROWS_SHOWN = 20
@@ -140,7 +140,7 @@ def _replay(args: argparse.Namespace, config: Config, readings: Readings, starte
     return 0
 
 
-def _format(event: AlertEvent, fmt: str) -> str:
+def _format(event: Alert, fmt: str) -> str:
     if fmt == "json":
         return event.to_json() + "\n"
     d = event.to_dict()

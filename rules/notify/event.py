@@ -8,35 +8,11 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from alerting.model import AlertKind as Kind
+from alerting.model import AlertState, Severity
 from rules.notify.errors import NotifyError
 
 __all__ = ["AlertEvent", "AlertState", "Kind", "Severity", "parse_event", "sample_event"]
-
-
-class Severity(StrEnum):
-    CRITICAL = "critical"
-    HIGH = "high"
-    WARNING = "warning"
-    INFO = "info"
-
-    @property
-    def rank(self) -> int:
-        """Higher is more severe: critical 3 … info 0."""
-        return _RANK[self]
-
-
-_RANK = {Severity.CRITICAL: 3, Severity.HIGH: 2, Severity.WARNING: 1, Severity.INFO: 0}
-
-
-class Kind(StrEnum):
-    DISCHARGE = "discharge"
-    DATA_QUALITY = "data_quality"
-
-
-class AlertState(StrEnum):
-    PENDING = "pending"
-    FIRING = "firing"
-    RESOLVED = "resolved"
 
 
 class Evidence(BaseModel):

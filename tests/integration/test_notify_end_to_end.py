@@ -17,12 +17,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerting.model import Alert
 from collector.model import Reading, Role
 from gshp.clock import DataClock
 from gshp.config import parse_config
 from gshp.devstack import Mosquitto, free_port
 from gshp.service import Service
-from rules.events import AlertEvent
 from tests.helpers import wait_until
 from tests.notify_peers import HttpPeer
 
@@ -80,7 +80,7 @@ notify:
   - {{name: bus, type: mqtt, host: 127.0.0.1, port: {mosquitto.port}, client_id: e2e-notify}}
 """, env={})
     service = Service(config, clock=DataClock())  # the rules run in the readings' time
-    fired: list[AlertEvent] = []
+    fired: list[Alert] = []
     service.alert_listeners.append(lambda e: fired.append(e) if e.state == "firing" else None)
     service.notifier.start()
     start = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)

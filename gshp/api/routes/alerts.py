@@ -10,20 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from alerting.model import AlertKind, AlertState, Severity
 from gshp.api.deps import Admin, Audit, Ctx, EnforcerScope, Live, Store, ViewerScope
 from gshp.api.models import AlertDetail, AlertList, AlertOut, AuditEntry, AuditPage
 from gshp.api.params import From, To, parse_time
 from gshp.api.views import alert_out, transition_out
-from rules.events import AlertKind
-from rules.settings import Severity
 
 router = APIRouter(tags=["api"])
-
-
-class AlertState(StrEnum):
-    PENDING = "pending"
-    FIRING = "firing"
-    RESOLVED = "resolved"
 
 
 class AckBody(BaseModel):
@@ -66,7 +59,7 @@ def list_alerts(scope: ViewerScope, ctx: Ctx, store: Store, state: AlertState | 
             continue
         if (state and a.state != state) or (kind and a.kind != kind) or (severity and a.severity != severity):
             continue
-        if (start and a.starts_ts < start.timestamp()) or (stop and a.starts_ts >= stop.timestamp()):
+        if (start and a.starts_at < start) or (stop and a.starts_at >= stop):
             continue
         out.append(alert_out(store, a, ctx.times))
         if len(out) >= limit:
