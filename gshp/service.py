@@ -40,6 +40,7 @@ from gshp.api.auth import AuditLog
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import RuleLoop
+from gshp.evidence import KEY_FILE, ServiceKey
 from gshp.live import LiveState
 from gshp.roles import ProcessRole
 from rules.engine import Engine
@@ -118,6 +119,7 @@ class Service:
             self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
                                              fanout_client_id or f"{config.mqtt.client_id}-fanout")
         self.audit = AuditLog(config.state_dir / "audit.jsonl")
+        self.evidence_key = ServiceKey.load_or_create(config.state_dir / KEY_FILE)  # made on first start
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None

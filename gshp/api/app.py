@@ -20,7 +20,7 @@ from fastapi_offline import FastAPIOffline
 from gshp import __version__
 from gshp.api.auth import Authenticator
 from gshp.api.deps import ApiContext
-from gshp.api.routes import alerts, board, history, maintenance, ops, reports, sites, stream
+from gshp.api.routes import alerts, board, evidence, history, maintenance, ops, reports, sites, stream
 
 if TYPE_CHECKING:
     from gshp.service import Service
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["create_app", "validation_message"]
 
 ROUTERS = (ops.router, sites.router, history.router, maintenance.router, alerts.router, stream.router,
-           reports.router, board.router)
+           reports.router, evidence.router, board.router)
 
 MAX_SHOWN_INPUT = 80
 """A refused value is quoted in the error up to this many characters."""
@@ -54,7 +54,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.ctx = ApiContext(
         config=service.config, store=service.store, live=service.live, reader=service.reader, engine=service.engine,
         clock=service.clock, audit=service.audit, auth=Authenticator(service.config.api), health=service.health,
-        silence_repeats=service.silence_repeats)
+        silence_repeats=service.silence_repeats, evidence_key=service.evidence_key)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

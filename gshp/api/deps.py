@@ -22,6 +22,7 @@ from collector.model import Site
 from gshp.api.auth import AuditLog, Authenticator, Principal, Role
 from gshp.clock import Clock
 from gshp.config import Config
+from gshp.evidence import ServiceKey
 from gshp.live import LiveState
 from rules.engine import Engine
 from rules.store import AlertStore
@@ -79,6 +80,7 @@ class ApiContext:
     auth: Authenticator
     health: Callable[[], dict[str, Any]]
     silence_repeats: Callable[[str, str], None]
+    evidence_key: ServiceKey
 
     @property
     def times(self) -> Times:

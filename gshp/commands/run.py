@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from gshp.clock import Clock, DataClock, SystemClock
 from gshp.commands.configfile import load_config_or_exit
 from gshp.config import ApiSettings
+from gshp.evidence import EvidenceError
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.service import Service, Source
 from gshp.shard import ShardSettings
@@ -68,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.config}: {text}", file=sys.stderr)
         return 2
     clock: Clock = DataClock() if args.clock == "data" else SystemClock()
-    service = Service(plan.config, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
+    try:
+        service = Service(plan.config, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
+    except EvidenceError as err:
+        print(f"{args.config}: {err}", file=sys.stderr)
+        return 2
     asyncio.run(service.serve())
     return 0
