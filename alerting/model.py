@@ -208,7 +208,8 @@ class Incident:
 
     `started_at` is the estimated onset (back-dated from the windows/CUSUM that fired), `first_firing_at`
     when its first alert fired, `ended_at` when its last alert resolved (None while open). `rules` holds,
-    per rule, the latest figures that rule reported; `summary` the one-line text per language.
+    per rule, the latest figures that rule reported; `summary` the one-line text per language;
+    `volume_basis` the figures the volume estimate rests on (volumes, baseline, accuracy, span).
     """
 
     id: str
@@ -231,6 +232,7 @@ class Incident:
     maintenance_claims: tuple[MaintenanceClaim, ...] = ()
     summary: Mapping[str, str] = field(default_factory=dict)
     episodes: int = 1  # 1 + how often a recurrence within the quiet period reopened it
+    volume_basis: Mapping[str, Any] = field(default_factory=dict)  # how `volume_m3` was computed
 
     @property
     def open(self) -> bool:
@@ -254,7 +256,7 @@ class Incident:
             "peak_deficit_pct": self.peak_deficit_pct, "mean_deficit_pct": self.mean_deficit_pct,
             "rules": {k: dict(v) for k, v in self.rules.items()}, "alert_ids": list(self.alert_ids),
             "meters": list(self.meters), "maintenance_claims": [c.to_dict() for c in self.maintenance_claims],
-            "summary": dict(self.summary), "episodes": self.episodes,
+            "summary": dict(self.summary), "episodes": self.episodes, "volume_basis": dict(self.volume_basis),
         }
 
     def to_json(self) -> str:
@@ -276,7 +278,7 @@ class Incident:
                 alert_ids=tuple(d.get("alert_ids") or ()), meters=tuple(d.get("meters") or ()),
                 maintenance_claims=tuple(MaintenanceClaim.from_dict(c) for c in d.get("maintenance_claims") or ()),
                 summary={str(k): str(v) for k, v in (d.get("summary") or {}).items()},
-                episodes=int(d.get("episodes", 1)))
+                episodes=int(d.get("episodes", 1)), volume_basis=dict(d.get("volume_basis") or {}))
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelError(f"not an incident: {type(exc).__name__} {exc}") from None
 

@@ -1,10 +1,15 @@
-"""The rule engine: readings in (`ingest`), meter changes in (`note_changes`), alert transitions out
-(`evaluate(now)`).
+"""The rule engine: readings in (`ingest`), meter changes in (`note_changes`), alert transitions and
+incident changes out (`step(now)`; `evaluate(now)` gives the alerts alone).
 
 The same object runs live (fed by the collector, evaluated on a schedule), in replay (fed by a recorded
 stream, evaluated on the data's clock) and in tests. It has no clock of its own: `now` is passed in.
 Per site it keeps each meter's `MeterTrack` (data-quality state) and `Ledger` (interval volumes), the
-sequential detector's state and one lifecycle track per rule.
+sequential detector's state, one lifecycle track per rule and the site's incidents (`rules.incidents`).
+
+Write before you move: each site's alert transitions and incident changes of one evaluation are written to
+the store in one transaction before the site's state moves. A write that fails (disk full) leaves the site as
+it was — the next evaluation tries again — counts in `stats.store_errors` and shows in `problems()`;
+readings keep flowing into the ledgers meanwhile.
 """
 
 from __future__ import annotations
@@ -20,22 +25,30 @@ from typing import Any
 
 import pandas as pd
 
-from alerting.model import Alert, AlertKind
+from alerting.model import (
+    Alert,
+    AlertKind,
+    IncidentKind,
+    IncidentNotice,
+    MaintenanceClaim,
+)
 from alerting.model import AlertState as AlertPhase
 from collector.duration import format_duration
 from collector.model import Meter, MeterChange, Reading, Role, Site
 from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
 from rules.counters import REBASING, StepKind, classify_step, rebase_step
 from rules.events import iso, summarize
+from rules.incidents import Episode, claim, restore_episode
+from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
 from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, note_bridged, note_change, observe
 from rules.roles import role_at, roles_constant
 from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_update
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
-from rules.store import AlertStore
+from rules.store import AlertStore, Evaluation, StoreError
 from rules.windows import IntervalSeries, Ledger, interval_of
 
-__all__ = ["Engine", "EngineError", "EngineStats"]
+__all__ = ["Engine", "EngineError", "EngineStats", "Step"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +67,15 @@ class EngineStats:
     unknown: int = 0  # site or meter not in the config: ignored
     changes: int = 0  # meter changes noted (swapped meter, new totalizer unit or multiplier, new scale)
     evaluations: int = 0
+    store_errors: int = 0  # evaluations of a site whose transitions could not be written (retried)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one evaluation changed: alert transitions and incident notices, both already stored."""
+
+    alerts: list[Alert]
+    notices: list[IncidentNotice]
 
 
 @dataclass(slots=True)
@@ -82,6 +104,29 @@ class _SiteState:
     maintenance: list[MaintenanceWindow] = field(default_factory=list)
     quality: QualityPlan | None = None
     gap_s: float = 600.0
+    incidents: dict[IncidentKind, Episode] = field(default_factory=dict)
+    claimed: list[MaintenanceWindow] = field(default_factory=list)  # declared during an incident: not allowed
+    claim_keys: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """The evaluation state of a site, put back when the evaluation's write fails."""
+
+    alerts: dict[str, AlertTrack]
+    cusum: CusumState
+    seq_next: int | None
+    events_seen: int
+    last_balance_k: int | None
+    watch_since: float | None
+
+    @classmethod
+    def of(cls, st: _SiteState) -> _Snapshot:
+        return cls(dict(st.alerts), st.cusum, st.seq_next, st.events_seen, st.last_balance_k, st.watch_since)
+
+    def restore(self, st: _SiteState) -> None:
+        st.alerts, st.cusum, st.seq_next = self.alerts, self.cusum, self.seq_next
+        st.events_seen, st.last_balance_k, st.watch_since = self.events_seen, self.last_balance_k, self.watch_since
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +150,9 @@ class Engine:
         self.stats = EngineStats()
         self._lock = threading.RLock()
         self._sites: dict[str, _SiteState] = {}
+        self._written: list[tuple[Alert, float | None]] = []  # this site's evaluation, until it is stored
+        self._clears: list[tuple[str, float | None]] = []
+        self._store_problem: str | None = None
         for site in sites:
             rs = settings.resolve(site.id, site.district)
             longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval,
@@ -132,6 +180,15 @@ class Engine:
                 continue
             st.alerts[a.rule] = AlertTrack(AlertState(a.state.value), a.id, a.starts_at.timestamp(),
                                            self.store.clear_since(a.id))
+        firing = frozenset(a.id for a in self.store.open_alerts() if a.state is AlertPhase.FIRING)
+        for inc in self.store.latest_incidents():
+            st = self._sites.get(inc.site)
+            if st is not None:
+                st.incidents[inc.kind] = restore_episode(inc, firing)
+        for inc in self.store.incidents():
+            st = self._sites.get(inc.site)
+            if st is not None:
+                st.claim_keys.update(_claim_key(c.starts_at, c.ends_at, c.reason) for c in inc.maintenance_claims)
 
     # ---------------------------------------------------------------- ingest
     def ingest(self, readings: Iterable[Reading]) -> None:
@@ -242,13 +299,37 @@ class Engine:
 
     # ---------------------------------------------------------------- maintenance
     def maintenance(self, site_id: str) -> tuple[MaintenanceWindow, ...]:
-        """Every declared maintenance window of a site (kept visible for history and reports)."""
+        """Every declared maintenance window of a site, claims included (kept visible for history and
+        reports)."""
         with self._lock:
-            return tuple(sorted(self._site(site_id).maintenance, key=lambda m: m.start))
+            st = self._site(site_id)
+            return tuple(sorted(st.maintenance + st.claimed, key=lambda m: m.start))
 
-    def declare_maintenance(self, site_id: str, window: MaintenanceWindow) -> None:
+    def declare_maintenance(self, site_id: str, window: MaintenanceWindow, declared_by: str = "",
+                            declared_at: datetime | None = None) -> bool:
+        """Allow a deficit up to the window's cap in the balance windows — unless an incident of the site is
+        open: then the window is recorded on each open incident as a claim (stored first) and allows nothing,
+        so it never resolves or shrinks the incident. Returns True when it became a claim. Raises
+        `StoreError` when the claim cannot be stored (nothing changes)."""
         with self._lock:
-            self._site(site_id).maintenance.append(window)
+            st = self._site(site_id)
+            key = _claim_key(window.start, window.end, window.reason)
+            if key in st.claim_keys:  # a claim declared before a restart
+                st.claimed.append(window)
+                return True
+            open_eps = {k: ep for k, ep in st.incidents.items() if ep.incident.open}
+            if not open_eps:
+                st.maintenance.append(window)
+                return False
+            at = declared_at or datetime.now(UTC)
+            c = MaintenanceClaim(window.start, window.end, window.reason, window.volume_cap_m3, declared_by,
+                                 at.astimezone(self.tz))
+            claimed = {k: claim(ep, c, at.astimezone(self.tz)) for k, ep in open_eps.items()}
+            self.store.record_evaluation(Evaluation(incidents=[(ep.incident, ()) for ep in claimed.values()]))
+            st.incidents.update(claimed)
+            st.claimed.append(window)
+            st.claim_keys.add(key)
+            return True
 
     def _site(self, site_id: str) -> _SiteState:
         try:
@@ -259,15 +340,60 @@ class Engine:
     # ---------------------------------------------------------------- evaluate
     def evaluate(self, now: datetime) -> list[Alert]:
         """Evaluate every rule of every site at `now`; return the alert transitions, in a stable order."""
+        return self.step(now).alerts
+
+    def step(self, now: datetime) -> Step:
+        """Evaluate every rule of every site at `now`: the alert transitions and incident notices, each site's
+        stored before its state moved. A site whose write fails is left as it was (see `problems()`)."""
         if now.tzinfo is None:
             raise EngineError("evaluate(now) needs a timezone-aware time: pass datetime.now(UTC)")
         t = now.timestamp()
-        out: list[Alert] = []
+        alerts: list[Alert] = []
+        notices: list[IncidentNotice] = []
+        failed: str | None = None
         with self._lock:
             self.stats.evaluations += 1
             for st in self._sites.values():
-                out.extend(self._evaluate_site(st, t))
-        return out
+                snapshot = _Snapshot.of(st)
+                self._written, self._clears = [], []
+                site_alerts = self._evaluate_site(st, t)
+                episodes, updates = advance_incidents(
+                    st.incidents, site_alerts, _Volumes(self, st), now.astimezone(self.tz), self.settings.incidents,
+                    site=(st.site.id, st.site.name, st.site.district), tz=self.tz, language=self.language)
+                try:
+                    self.store.record_evaluation(Evaluation(self._written, self._clears,
+                                                            [(u.incident, u.changes) for u in updates]))
+                except StoreError as exc:
+                    snapshot.restore(st)
+                    self.stats.store_errors += 1
+                    failed = str(exc)
+                    continue
+                st.incidents = episodes
+                alerts.extend(site_alerts)
+                notices.extend(IncidentNotice(c, u.incident.updated_at, u.incident)
+                               for u in updates for c in u.changes)
+            self._note_store(failed, now)
+        return Step(alerts, notices)
+
+    def _note_store(self, failed: str | None, now: datetime) -> None:
+        if failed is not None:
+            if self._store_problem is None:
+                log.error("cannot store alert transitions (%s); the rules hold their state and retry at the next "
+                          "evaluation", failed)
+                self._store_problem = f"alert store not writable since {iso(now.astimezone(self.tz))}: {failed}"
+        elif self._store_problem is not None:
+            log.info("the alert store is writable again; held transitions stored")
+            self._store_problem = None
+
+    def problems(self) -> list[str]:
+        """What keeps the engine from working as it should (for the health report); empty when all is well."""
+        with self._lock:
+            return [self._store_problem] if self._store_problem else []
+
+    def incidents(self, site_id: str) -> list[Episode]:
+        """The site's newest incident of each kind as the engine tracks it (open, or resolved and quiet)."""
+        with self._lock:
+            return list(self._site(site_id).incidents.values())
 
     def _evaluate_site(self, st: _SiteState, t: float) -> list[Alert]:
         if st.watch_since is None:
@@ -463,10 +589,10 @@ class Engine:
             st.alerts[rule] = after
         if tr is None:
             if after.clear_since != before.clear_since and after.alert_id is not None:
-                self.store.set_clear_since(after.alert_id, after.clear_since)
+                self._clears.append((after.alert_id, after.clear_since))
             return []
         event = self._event(st, rule, info, tr, evidence())
-        self.store.record(event, after.clear_since)
+        self._written.append((event, after.clear_since))
         return [event]
 
     def _event(self, st: _SiteState, rule: str, info: _RuleInfo, tr: Transition,
@@ -521,6 +647,43 @@ class Engine:
     def alert_states(self, site_id: str) -> dict[str, AlertState]:
         with self._lock:
             return {rule: tr.state for rule, tr in self._site(site_id).alerts.items()}
+
+
+class _Volumes:
+    """One site's ledgers as the incident tracker reads them (`rules.incidents.SiteVolumes`)."""
+
+    def __init__(self, engine: Engine, st: _SiteState) -> None:
+        self._engine, self._st = engine, st
+        self.step_s = engine.step_s
+        self.baseline_pct = st.cusum.baseline_pct if st.cusum.n > 0 else 0.0
+        self.drift_pct = st.rules.sequential.drift_pct
+        self.transit_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / engine.step_s)
+        self.accuracy_pct = engine._accuracy(st)
+
+    def horizon(self) -> int | None:
+        return self._engine._horizon_k(self._st)
+
+    def oldest(self) -> int:
+        kb = self.horizon() or 0
+        return kb - min(ms.ledger.retention for ms in self._st.meters.values()) + 1
+
+    def intervals(self, ka: int, kb: int) -> list[tuple[float, float, bool]]:
+        ext, rei = self._engine._sides(self._st)
+        rows = [[0.0, 0.0, True] for _ in range(ka, kb)]
+        for side, meters in ((0, ext), (1, rei)):
+            for ms in meters:
+                first, last = ms.track.first_ts, ms.track.last_ts
+                for n, (v, ok) in enumerate(ms.ledger.intervals(ka, kb)):
+                    a = (ka + n) * self.step_s
+                    row = rows[n]
+                    row[side] = float(row[side]) + v
+                    covered = first is not None and last is not None and first <= a and last >= a + self.step_s
+                    row[2] = bool(row[2]) and ok and covered
+        return [(float(e), float(r), bool(k)) for e, r, k in rows]
+
+
+def _claim_key(start: datetime, end: datetime, reason: str) -> tuple[str, str, str]:
+    return (iso(start.astimezone(UTC)), iso(end.astimezone(UTC)), reason)
 
 
 _INACTIVE = AlertTrack()

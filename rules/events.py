@@ -13,7 +13,7 @@ from typing import Any
 from alerting.model import Language, iso
 from collector.duration import format_duration, parse_duration
 
-__all__ = ["SUMMARIES", "iso", "summarize", "window_words"]
+__all__ = ["SUMMARIES", "iso", "rule_words", "summarize", "window_words"]
 
 
 def window_words(td: timedelta, lang: Language) -> str:
@@ -69,6 +69,12 @@ _CHANGE_WORDS: dict[str, tuple[str, str]] = {
     "multiplier_changed": ("累积倍率", "totalizer multiplier"),
     "scale_changed": ("仪表系数", "user scale factor"),
 }
+
+
+def rule_words(rule: str, lang: Language) -> str:
+    """What a data-quality or evasion rule found, in a few words (the rule's name when it has none)."""
+    zh, en = _DQ_WORDS.get(rule, (rule, rule))
+    return en if lang is Language.EN else zh
 
 
 def _quality(rule: str) -> Template:

@@ -162,6 +162,10 @@ class IncidentSettings(_Frozen):
 
     quiet_period: Duration = Field(default=timedelta(hours=6),
                                    description="a recurrence within this after the end reopens the incident")
+    high_m3: float = Field(default=100.0, gt=0, description="a discharge of this estimated volume is high")
+    critical_m3: float = Field(default=500.0, gt=0, description="… and of this volume critical")
+    high_after: Duration = Field(default=timedelta(hours=6), description="an incident open this long is high")
+    critical_after: Duration = Field(default=timedelta(hours=24), description="… and this long critical")
 
 
 class RuleSet(_Frozen):
