@@ -35,17 +35,19 @@ from collector.influx.sitemeta import site_lines
 from collector.influx.writer import make_writer
 from collector.model import MeterChange, Reading
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
+from gshp.anchor import ANCHOR_CHECK, AnchorJob
 from gshp.api.app import create_app
-from gshp.api.auth import AuditLog
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import RuleLoop
 from gshp.evidence import KEY_FILE, ServiceKey
 from gshp.live import LiveState
 from gshp.roles import ProcessRole
+from rules.audit import AuditChain
+from rules.cases import CaseStore
 from rules.engine import Engine
 from rules.notify import Notifier
-from rules.notify.silences import Matcher
+from rules.silence_store import SilenceStore
 from rules.store import AlertStore
 
 __all__ = ["ReportsChanges", "Service", "Source"]
@@ -89,6 +91,10 @@ class Service:
         self.sources = list(sources)
         self.live = LiveState(config.sites)
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
+        # people's writes (cases, maintenance, silences) and their audit chain share the alert database
+        self.audit = AuditChain(self.store)
+        self.cases = CaseStore(self.store, self.audit, config.state_dir / "attachments")
+        self.silences = SilenceStore(self.store, self.audit)
         self.engine = Engine(config.sites, config.rules, tz=config.tz, store=self.store)
         known = {s.id for s in config.sites}
         for declared in self.store.maintenance():  # windows declared through the API before a restart
@@ -96,7 +102,12 @@ class Service:
                 self.engine.declare_maintenance(declared.site, declared.window)
         # alert events go to `self.notifier.submit(event)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
-                                 public_url=config.api.public_url)
+                                 public_url=config.api.public_url, silences=self.silences.silences)
+        legacy = self.notifier.queue.legacy_silences()
+        if legacy:  # kept in notify.sqlite by earlier versions: moved (and audited) once
+            moved = self.silences.import_legacy(legacy)
+            self.notifier.queue.forget_legacy_silences([x.id for x in legacy])
+            log.info("%d silence(s) moved from notify.sqlite to the alert database", moved)
         self.alert_listeners: list[Callable[[Alert], object]] = [
             lambda event: self.notifier.submit(event.to_dict())]
         self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
@@ -118,7 +129,8 @@ class Service:
                 synchronous=config.outbox.synchronous))
             self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
                                              fanout_client_id or f"{config.mqtt.client_id}-fanout")
-        self.audit = AuditLog(config.state_dir / "audit.jsonl")
+        self.anchors = AnchorJob(self.audit, self.outbox.put, str(config.shard))
+        self.anchor_failing: str | None = None
         self.evidence_key = ServiceKey.load_or_create(config.state_dir / KEY_FILE)  # made on first start
         self.started = time.time()
         self._stopping = asyncio.Event()
@@ -155,15 +167,6 @@ class Service:
         prefix, shard = self.config.fanout.topic_prefix, self.config.shard.index
         return [f"{reading_topic(prefix, shard, r.site, r.meter)} {encode_reading(r).decode()}" for r in readings]
 
-    def silence_repeats(self, alert_id: str, by: str, days: int = 30) -> None:
-        """Acknowledgement silences reminders of a firing alert, not its state or its resolution."""
-        now = time.time()
-        try:
-            self.notifier.queue.add_silence([Matcher.parse(f"id={alert_id}"), Matcher.parse("state=firing")], now,
-                                            now + days * 86400, by, "acknowledged")
-        except Exception:
-            log.exception("could not silence reminders of acknowledged alert %s", alert_id)
-
     def _on_alert(self, event: Alert) -> None:
         for listener in self.alert_listeners:
             try:
@@ -174,11 +177,12 @@ class Service:
     def health(self) -> dict[str, Any]:
         full = self.outbox.depth >= self.config.outbox.max_rows
         return {
-            "status": "full" if full else ("degraded" if self.drainer.failing else "ok"),
+            "status": "full" if full else ("degraded" if self.drainer.failing or self.anchor_failing else "ok"),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),
             "influx": self.drainer.failing or "ok",
+            **({"audit_anchor": self.anchor_failing} if self.anchor_failing else {}),
             "sources": [s.name for s in self.sources],
             "role": self.role.value,
             "shard": str(self.config.shard),
@@ -214,6 +218,7 @@ class Service:
         tasks = [asyncio.create_task(self.http.serve(), name="http")]
         tasks += [asyncio.create_task(s.run(self.accept), name=s.name) for s in self.sources]
         tasks += [asyncio.ensure_future(a) for a in extra]
+        tasks.append(asyncio.create_task(self._anchor_loop(), name="audit-anchor"))
         log.info("gshp running as %s (shard %s): %d sites, %d sources, HTTP on %s", self.role.value,
                  self.config.shard, len(self.config.sites), len(self.sources), api.listen)
         stop = asyncio.create_task(self._stopping.wait())
@@ -225,6 +230,18 @@ class Service:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _anchor_loop(self) -> None:
+        """Anchor the audit chain's head in InfluxDB (through the outbox) at start and every `ANCHOR_CHECK`."""
+        while True:
+            try:
+                await asyncio.to_thread(self.anchors.tick, datetime.now(UTC))
+                self.anchor_failing = None
+            except Exception as exc:
+                if self.anchor_failing is None:
+                    log.exception("anchoring the audit chain's head failed; retrying every %s", ANCHOR_CHECK)
+                self.anchor_failing = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(ANCHOR_CHECK.total_seconds())
 
     def backfill_span(self) -> timedelta:
         """History the rule windows need after a restart: the longest window, its transit lag and a margin."""

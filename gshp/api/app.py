@@ -4,7 +4,8 @@ package, no CDN), the live board at /, health and metrics.
 Routes live in `gshp.api.routes`, one router per concept; each receives the parts of the service it needs
 through the dependencies of `gshp.api.deps`, where one `Scope` checks every site and district a caller
 names. Every `/api` route checks the caller's role (see `gshp.api.auth`); enforcement tokens limited to
-districts see and act on those districts only. Writes are audit-logged with who and when.
+districts see and act on those districts only. Every write is recorded in the audit chain (`rules.audit`) in
+the transaction of the change.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def create_app(service: Service) -> FastAPI:
                          redoc_url=None, swagger_ui_parameters={"validatorUrl": None})
     app.state.ctx = ApiContext(
         config=service.config, store=service.store, live=service.live, reader=service.reader, engine=service.engine,
-        clock=service.clock, audit=service.audit, auth=Authenticator(service.config.api), health=service.health,
-        silence_repeats=service.silence_repeats, evidence_key=service.evidence_key)
+        clock=service.clock, audit=service.audit, cases=service.cases, auth=Authenticator(service.config.api),
+        health=service.health, evidence_key=service.evidence_key)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

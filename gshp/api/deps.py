@@ -1,5 +1,5 @@
 """What the routes receive through FastAPI dependencies: the parts of the service they need (store, live
-state, reader, engine, clock, audit log), the caller (`Principal`, by role) and the one visibility check
+state, reader, engine, clock, audit chain, cases), the caller (`Principal`, by role) and the one visibility check
 (`Scope`) every site, district and alert passes through.
 
 A site, alert or district of another district answers exactly as one that does not exist: 404 on a path,
@@ -19,11 +19,13 @@ from fastapi.security import HTTPBearer
 from alerting.model import Alert
 from collector.influx.reader import InfluxReader
 from collector.model import Site
-from gshp.api.auth import AuditLog, Authenticator, Principal, Role
+from gshp.api.auth import Authenticator, Principal, Role
 from gshp.clock import Clock
 from gshp.config import Config
 from gshp.evidence import ServiceKey
 from gshp.live import LiveState
+from rules.audit import Actor, AuditChain
+from rules.cases import CaseStore
 from rules.engine import Engine
 from rules.store import AlertStore
 
@@ -31,6 +33,7 @@ __all__ = [
     "Admin",
     "ApiContext",
     "Audit",
+    "Cases",
     "Ctx",
     "Enforcer",
     "EnforcerScope",
@@ -76,10 +79,10 @@ class ApiContext:
     reader: InfluxReader
     engine: Engine
     clock: Clock
-    audit: AuditLog
+    audit: AuditChain
+    cases: CaseStore
     auth: Authenticator
     health: Callable[[], dict[str, Any]]
-    silence_repeats: Callable[[str, str], None]
     evidence_key: ServiceKey
 
     @property
@@ -124,15 +127,20 @@ def _engine(ctx: Ctx) -> Engine:
     return ctx.engine
 
 
-def _audit(ctx: Ctx) -> AuditLog:
+def _audit(ctx: Ctx) -> AuditChain:
     return ctx.audit
+
+
+def _cases(ctx: Ctx) -> CaseStore:
+    return ctx.cases
 
 
 Store = Annotated[AlertStore, Depends(_store)]
 Live = Annotated[LiveState, Depends(_live)]
 Reader = Annotated[InfluxReader, Depends(_reader)]
 Rules = Annotated[Engine, Depends(_engine)]
-Audit = Annotated[AuditLog, Depends(_audit)]
+Audit = Annotated[AuditChain, Depends(_audit)]
+Cases = Annotated[CaseStore, Depends(_cases)]
 
 
 def _principal(role: Role) -> Callable[..., Principal]:
@@ -163,6 +171,11 @@ class Scope:
     @property
     def districts(self) -> list[str]:
         return sorted({s.district for s in self.sites})
+
+    @property
+    def actor(self) -> Actor:
+        """The caller as the audit chain and the case history name it."""
+        return Actor(self.who.name, self.who.role)
 
     def sees(self, site_id: str) -> bool:
         site = self.sites_by_id.get(site_id)

@@ -211,7 +211,7 @@ class AuditEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
     at: datetime
     who: str
-    role: str
+    role: str | None
     action: str
     target: str
     detail: dict[str, Any] | None = None

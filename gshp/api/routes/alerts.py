@@ -1,5 +1,5 @@
 """Window alerts: list with filters, detail with transitions, and enforcement's acknowledge, notes and close.
-The audit log (admin) lists every write."""
+The audit chain (admin) lists every write."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gshp.api.deps import Admin, Audit, Ctx, EnforcerScope, Live, Store, ViewerS
 from gshp.api.models import AlertDetail, AlertList, AlertOut, AuditEntry, AuditPage
 from gshp.api.params import From, To, parse_time
 from gshp.api.views import alert_out, transition_out
+from rules import audited
 
 router = APIRouter(tags=["api"])
 
@@ -77,11 +78,9 @@ def get_alert(alert_id: str, scope: ViewerScope, ctx: Ctx, store: Store) -> Aler
 @router.post("/api/alerts/{alert_id}/ack")
 def ack_alert(alert_id: str, body: AckBody, scope: EnforcerScope, ctx: Ctx, store: Store, audit: Audit,
               live: Live) -> AlertOut:
-    """Acknowledge: also silences the alert's reminders for 30 days (not its resolution); see docs/notify.md."""
+    """Acknowledge (the first acknowledgement stays); it silences nothing (silences are explicit)."""
     a, who = scope.alert(store, alert_id), scope.who
-    store.acknowledge(a.id, who.name, _now(), body.comment or None)
-    ctx.silence_repeats(a.id, who.name)
-    audit.write(who, "ack", a.id, {"comment": body.comment} if body.comment else None)
+    audited.acknowledge_alert(store, audit, scope.actor, a.id, _now(), body.comment or None)
     live.publish("ack", {"id": a.id, "site": a.site, "by": who.name}, a.site)
     return alert_out(store, scope.alert(store, alert_id), ctx.times)
 
@@ -89,19 +88,17 @@ def ack_alert(alert_id: str, body: AckBody, scope: EnforcerScope, ctx: Ctx, stor
 @router.post("/api/alerts/{alert_id}/notes")
 def annotate_alert(alert_id: str, body: NoteBody, scope: EnforcerScope, ctx: Ctx, store: Store,
                    audit: Audit) -> AlertOut:
-    a, who = scope.alert(store, alert_id), scope.who
-    store.annotate(a.id, who.name, _now(), body.text)
-    audit.write(who, "note", a.id, {"text": body.text})
+    a = scope.alert(store, alert_id)
+    audited.annotate_alert(store, audit, scope.actor, a.id, _now(), body.text)
     return alert_out(store, scope.alert(store, alert_id), ctx.times)
 
 
 @router.post("/api/alerts/{alert_id}/close")
 def close_alert(alert_id: str, body: CloseBody, scope: EnforcerScope, ctx: Ctx, store: Store,
                 audit: Audit) -> AlertOut:
-    a, who = scope.alert(store, alert_id), scope.who
+    a = scope.alert(store, alert_id)
     outcome = body.outcome.value if isinstance(body.outcome, Outcome) else body.outcome
-    store.close_case(a.id, who.name, _now(), outcome, body.text)
-    audit.write(who, "close", a.id, {"outcome": outcome, "text": body.text})
+    audited.close_alert(store, audit, scope.actor, a.id, _now(), outcome, body.text)
     return alert_out(store, scope.alert(store, alert_id), ctx.times)
 
 

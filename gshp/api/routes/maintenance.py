@@ -13,6 +13,8 @@ from collector.model import Role, Site
 from gshp.api.deps import Audit, Ctx, Enforcer, ManagedSite, Reader, Rules, Store, ViewedSite
 from gshp.api.models import MaintenanceDeclared, MaintenanceList
 from gshp.api.views import maintenance_out
+from rules import audited
+from rules.audit import Actor
 from rules.settings import MaintenanceWindow
 
 router = APIRouter(tags=["api"])
@@ -105,13 +107,11 @@ def declare_maintenance(site: ManagedSite, body: MaintenanceBody, who: Enforcer,
     """Declare a maintenance window: a balance deficit inside it and under `volume_cap_m3` does not alert,
     one beyond the cap does. It may start at most 15 minutes in the past, and its cap is at most what the
     site can extract over it (its extraction meters' `max_flow_m3h`, else their highest rate in 30 days).
-    Stored (it survives a restart), audit-logged, and listed in the site's history and the daily report; a
+    Stored (it survives a restart), audited, and listed in the site's history and the daily report; a
     declaration cannot be withdrawn."""
     check_claim(site, body, reader, ctx.clock.now())
     window = body.window()
-    stored = store.declare_maintenance(site.id, window, who.name, datetime.now(UTC).isoformat(timespec="seconds"))
+    stored = audited.declare_maintenance(store, audit, Actor(who.name, who.role), site.id, window,
+                                         datetime.now(UTC).isoformat(timespec="seconds"))
     engine.declare_maintenance(site.id, window)
-    audit.write(who, "maintenance", site.id, {
-        "start": window.start.isoformat(), "end": window.end.isoformat(), "reason": window.reason,
-        "volume_cap_m3": window.volume_cap_m3})
     return MaintenanceDeclared(site=site.id, id=stored.id, maintenance=maintenance_out(store, engine, site, ctx.times))
