@@ -21,15 +21,26 @@ from fastapi_offline import FastAPIOffline
 from gshp import __version__
 from gshp.api.auth import Authenticator
 from gshp.api.deps import ApiContext
-from gshp.api.routes import alerts, board, evidence, history, maintenance, ops, reports, sites, stream
+from gshp.api.routes import (
+    alerts,
+    board,
+    evidence,
+    history,
+    incidents,
+    maintenance,
+    ops,
+    reports,
+    sites,
+    stream,
+)
 
 if TYPE_CHECKING:
     from gshp.service import Service
 
 __all__ = ["create_app", "validation_message"]
 
-ROUTERS = (ops.router, sites.router, history.router, maintenance.router, alerts.router, stream.router,
-           reports.router, evidence.router, board.router)
+ROUTERS = (ops.router, sites.router, history.router, maintenance.router, alerts.router, incidents.router,
+           stream.router, reports.router, evidence.router, board.router)
 
 MAX_SHOWN_INPUT = 80
 """A refused value is quoted in the error up to this many characters."""

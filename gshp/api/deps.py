@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPBearer
 
-from alerting.model import Alert
+from alerting.model import Alert, Incident
 from collector.influx.reader import InfluxReader
 from collector.model import Site
 from gshp.api.auth import Authenticator, Principal, Role
@@ -193,6 +193,13 @@ class Scope:
         if a is None or not self.sees(a.site):
             raise HTTPException(404, f"no alert {alert_id!r}")
         return a
+
+    def incident(self, store: AlertStore, incident_id: str) -> Incident:
+        """An incident on a path: 404 when unknown or of a site in another district."""
+        found = store.incident(incident_id)
+        if found is None or not self.sees(found.site):
+            raise HTTPException(404, f"no incident {incident_id!r}")
+        return found
 
     def district(self, district: str) -> str:
         """A district on a path or a download: 404 when unknown or not the caller's."""

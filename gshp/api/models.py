@@ -219,3 +219,97 @@ class AuditEntry(BaseModel):
 
 class AuditPage(BaseModel):
     entries: list[AuditEntry]
+
+
+class Volume(BaseModel):
+    """Discharged m³: the estimate and the band the meters' accuracy allows."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+class Claim(BaseModel):
+    """A maintenance window declared while the incident was open, for the officer to judge."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: datetime = Field(alias="from")
+    to: datetime
+    reason: str
+    volume_cap_m3: float
+    declared_by: str
+    declared_at: datetime
+
+
+class CaseEntryOut(BaseModel):
+    seq: int
+    at: datetime
+    by: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    detail: dict[str, Any]
+
+
+class AttachmentOut(BaseModel):
+    id: int
+    sha256: str
+    size: int
+    content_type: str
+    label: str
+    by: str
+    at: datetime
+
+
+class CaseOut(BaseModel):
+    status: str
+    outcome: str | None
+    acked_by: str | None
+    acked_at: datetime | None
+    closed_by: str | None
+    closed_at: datetime | None
+    history: list[CaseEntryOut]
+    attachments: list[AttachmentOut]
+
+
+class IncidentOut(BaseModel):
+    id: str
+    site: str
+    site_name: str
+    district: str
+    kind: str
+    severity: str
+    state: str
+    started_at: datetime
+    first_firing_at: datetime
+    ended_at: datetime | None
+    updated_at: datetime
+    volume_m3: Volume | None
+    peak_deficit_pct: float | None
+    mean_deficit_pct: float | None
+    rules: dict[str, dict[str, Any]]
+    alert_ids: list[str]
+    meters: list[str]
+    maintenance_claims: list[Claim]
+    summary: dict[str, str]
+    episodes: int
+    case: CaseOut
+
+
+class TimelineEntry(BaseModel):
+    """One change of the incident (opened, escalated, resolved, …) with its figures at that moment."""
+
+    change: str
+    at: datetime
+    severity: str
+    volume_m3: Volume | None
+    peak_deficit_pct: float | None
+
+
+class IncidentDetail(IncidentOut):
+    timeline: list[TimelineEntry]
+    alerts: list[AlertOut]
+
+
+class IncidentList(BaseModel):
+    incidents: list[IncidentOut]

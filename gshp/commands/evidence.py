@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gshp.evidence import EvidenceError, PublicKey, verify_package
+from collector.influx.reader import InfluxReader, QueryError
+from gshp.commands.configfile import load_config_or_exit
+from gshp.evidence import KEY_FILE, EvidenceError, PublicKey, ServiceKey, verify_package
+from gshp.evidence.incident import export_incident
+from rules.audit import AuditChain
+from rules.cases import CaseStore
+from rules.store import AlertStore
 
 __all__ = ["register"]
 
@@ -22,6 +29,14 @@ def register(sub: Any) -> None:
         description="Evidence packages are zips with a manifest of SHA-256 hashes signed by the service's "
                     "Ed25519 key (docs/evidence.md).")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    e = actions.add_parser("export", help="write an incident's signed evidence package",
+                           description="Reads the incident and its case from state_dir, its readings from InfluxDB, "
+                                       "and signs the package with the service's key (made in state_dir if "
+                                       "missing).")
+    e.add_argument("--config", required=True, help="the YAML configuration file")
+    e.add_argument("--incident", required=True, help="the incident id (GET /api/incidents)")
+    e.add_argument("--out", required=True, help="the .zip to write")
+    e.set_defaults(func=export)
     v = actions.add_parser("verify", help="check a package: exit 0 intact, 1 naming what was altered",
                            description="Checks the manifest's signature and every file's SHA-256. Without --key "
                                        "the key named in the package is used: that proves the package is "
@@ -29,6 +44,42 @@ def register(sub: Any) -> None:
     v.add_argument("package", help="the .zip")
     v.add_argument("--key", default=None, help="the service's public key (PEM, from GET /api/evidence/key)")
     v.set_defaults(func=verify)
+
+
+def export(args: argparse.Namespace) -> int:
+    config = load_config_or_exit(args.config)
+    database = config.state_dir / "alerts.sqlite"
+    if not database.exists():
+        print(f"{args.config}: no alert database at {database}: is state_dir the service's?", file=sys.stderr)
+        return 2
+    try:
+        key = ServiceKey.load_or_create(config.state_dir / KEY_FILE)
+    except EvidenceError as err:
+        print(f"{args.config}: {err}", file=sys.stderr)
+        return 2
+    store = AlertStore(database)
+    reader = InfluxReader(config.influx)
+    try:
+        audit = AuditChain(store)
+        package = export_incident(args.incident, config=config, store=store, audit=audit,
+                                  cases=CaseStore(store, audit, config.state_dir / "attachments"), reader=reader,
+                                  key=key, now=datetime.now(UTC))
+    except EvidenceError as err:
+        print(f"{args.config}: {err}", file=sys.stderr)
+        return 2
+    except QueryError as exc:
+        print(f"the readings are unavailable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        reader.close()
+        store.close()
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(package)
+    tmp.replace(out)
+    print(f"{out}: evidence package of incident {args.incident} ({len(package)} bytes), signed by "
+          f"{key.public.fingerprint}")
+    return 0
 
 
 def verify(args: argparse.Namespace) -> int:
