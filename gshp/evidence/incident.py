@@ -98,7 +98,8 @@ def _timeline(changes: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str
             rows.append({"at": t["at"], "what": f"告警 alert {t['rule']}: {t['state']}",
                          "detail": t.get("summary", "")})
     for h in case.history:
-        rows.append({"at": h.at, "what": f"案件 case {h.action.value}", "detail": f"{h.actor}: {h.detail}"})
+        said = "; ".join(f"{k}: {v}" for k, v in h.detail.items())
+        rows.append({"at": h.at, "what": f"案件 case {h.action.value}", "detail": f"{h.actor}: {said}"})
     return sorted(rows, key=lambda r: datetime.fromisoformat(str(r["at"])).timestamp())
 
 
