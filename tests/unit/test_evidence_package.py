@@ -146,3 +146,18 @@ def test_the_verify_command_exits_0_when_intact_and_1_naming_the_altered_file(
     assert main(["evidence", "verify", str(good)]) == 0
     assert "pass --key" in capsys.readouterr().err
     assert main(["evidence", "verify", str(tmp_path / "missing.zip")]) == 2
+
+
+def test_the_third_party_check_in_the_docs_accepts_a_package_and_refuses_an_altered_one(
+        key: ServiceKey, package: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "evidence.md").read_text(encoding="utf-8")
+    snippet = text.split("### Without gshp", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gshp-evidence-key.pem").write_bytes(key.public.pem())
+    (tmp_path / "evidence.zip").write_bytes(package)
+    exec(compile(snippet, "docs/evidence.md", "exec"), {})
+    assert "intact: incident.json, readings.csv, audit.jsonl, report.html" in capsys.readouterr().out
+    (tmp_path / "evidence.zip").write_bytes(rezip(package, {"readings.csv": b"ts\n"}))
+    with pytest.raises(AssertionError, match=r"readings\.csv was altered"):
+        exec(compile(snippet, "docs/evidence.md", "exec"), {})
