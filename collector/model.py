@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from collector.duration import Duration
+
 __all__ = [
     "ChangeKind",
     "Meter",
@@ -126,6 +128,8 @@ class Meter(_Frozen):
     accuracy_pct: float = Field(default=1.0, gt=0, le=20)
     max_flow_m3h: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
     """The most the meter's pipe can carry (nameplate or pump rating): bounds what a maintenance may excuse."""
+    interval: Duration | None = Field(default=None, description="how often the meter reports (default: its "
+                                                                 "gateway's poll interval, 1m over MQTT)")
     modbus: ModbusSource | None = None
     mqtt: MqttSource | None = None
 

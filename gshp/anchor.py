@@ -1,6 +1,7 @@
 """Anchoring the audit chain's head outside the state directory: InfluxDB measurement `audit_anchor`.
 
-The service puts the head (`seq`, `hash`, tag `shard`) into the outbox whenever it moved since the last
+The service puts the head (`seq`, `hash`, tag `chain`: the process's role and shard, e.g. `all-0`, since
+each process keeps its own chain in its own state directory) into the outbox whenever it moved since the last
 anchor (checked every `ANCHOR_CHECK`) and at least once a day, so the anchor reaches InfluxDB as durably as
 a reading does. `gshp audit verify` reads the newest anchor back: a chain that lost its tail (or was
 rewritten) no longer holds the anchored record.
@@ -17,9 +18,11 @@ import pandas as pd
 
 from collector.influx.lineproto import format_line, to_ms
 from collector.influx.reader import quote_ident, quote_literal
+from gshp.roles import ProcessRole
+from gshp.shard import ShardSettings
 from rules.audit import Anchor, AuditChain
 
-__all__ = ["ANCHOR_CHECK", "MEASUREMENT", "AnchorJob", "anchor_line", "latest_anchor"]
+__all__ = ["ANCHOR_CHECK", "MEASUREMENT", "AnchorJob", "anchor_line", "chain_name", "latest_anchor"]
 
 MEASUREMENT = "audit_anchor"
 ANCHOR_CHECK = timedelta(minutes=10)
@@ -32,15 +35,21 @@ class Queryable(Protocol):
     def query(self, q: str) -> pd.DataFrame: ...
 
 
-def anchor_line(head: Anchor, shard: str, at: datetime) -> str:
-    return format_line(MEASUREMENT, {"shard": shard}, {"seq": head.seq, "hash": head.hash}, to_ms(at))
+def chain_name(role: ProcessRole, shard: ShardSettings) -> str:
+    """Which process's chain an anchor belongs to: `all-0` for a single `gshp run`, `rules-2` for the rule
+    worker of shard 2 (the name of its state folder in a split deployment)."""
+    return f"{role.value}-{shard.index}"
 
 
-def latest_anchor(reader: Queryable, shard: str) -> tuple[Anchor, datetime] | None:
-    """The anchor with the highest `seq` written for this shard, and when; None when there is none yet.
+def anchor_line(head: Anchor, chain: str, at: datetime) -> str:
+    return format_line(MEASUREMENT, {"chain": chain}, {"seq": head.seq, "hash": head.hash}, to_ms(at))
+
+
+def latest_anchor(reader: Queryable, chain: str) -> tuple[Anchor, datetime] | None:
+    """The anchor with the highest `seq` written for this chain, and when; None when there is none yet.
     Raises `QueryError` when InfluxDB cannot be read."""
     df = reader.query(f"SELECT max(seq) AS seq, hash FROM {MEASUREMENT} "
-                      f"WHERE {quote_ident('shard')} = {quote_literal(shard)}")
+                      f"WHERE {quote_ident('chain')} = {quote_literal(chain)}")
     if df.empty or "seq" not in df or "hash" not in df:
         return None
     row = df.iloc[0]
@@ -50,10 +59,10 @@ def latest_anchor(reader: Queryable, shard: str) -> tuple[Anchor, datetime] | No
 class AnchorJob:
     """Puts the chain head into the outbox when it changed, and at least daily (`tick` at each check)."""
 
-    def __init__(self, chain: AuditChain, put: Callable[[Sequence[str]], object], shard: str) -> None:
+    def __init__(self, chain: AuditChain, put: Callable[[Sequence[str]], object], name: str) -> None:
         self.chain = chain
         self.put = put
-        self.shard = shard
+        self.name = name
         self.last: Anchor | None = None
         self.last_at: datetime | None = None
 
@@ -64,7 +73,7 @@ class AnchorJob:
             return None
         if head == self.last and self.last_at is not None and now - self.last_at < ANCHOR_AT_LEAST:
             return None
-        self.put([anchor_line(head, self.shard, now)])
+        self.put([anchor_line(head, self.name, now)])
         self.last, self.last_at = head, now
         log.info("audit chain head %s anchored", head)
         return head

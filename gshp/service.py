@@ -34,8 +34,9 @@ from collector.influx.reader import InfluxReader
 from collector.influx.sitemeta import site_lines
 from collector.influx.writer import make_writer
 from collector.model import MeterChange, Reading
+from collector.mqtt.brokerstats import BrokerStats, ride_out_need
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
-from gshp.anchor import ANCHOR_CHECK, AnchorJob
+from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
@@ -129,7 +130,12 @@ class Service:
                 synchronous=config.outbox.synchronous))
             self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
                                              fanout_client_id or f"{config.mqtt.client_id}-fanout")
-        self.anchors = AnchorJob(self.audit, self.outbox.put, str(config.shard))
+        self.broker: BrokerStats | None = None
+        mqtt_meters = [m for s in config.sites for m in s.meters if m.mqtt is not None]
+        if config.mqtt is not None and config.mqtt.broker_stats and mqtt_meters and role.collects:
+            need = ride_out_need([m.interval or timedelta(minutes=1) for m in mqtt_meters], config.mqtt.ride_out)
+            self.broker = BrokerStats(config.mqtt, config.mqtt.client_id, need, config.state_dir / "broker.json")
+        self.anchors = AnchorJob(self.audit, self.outbox.put, chain_name(role, config.shard))
         self.anchor_failing: str | None = None
         self.evidence_key = ServiceKey.load_or_create(config.state_dir / KEY_FILE)  # made on first start
         self.started = time.time()
@@ -176,8 +182,11 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         full = self.outbox.depth >= self.config.outbox.max_rows
+        upstream = self.broker.problems() if self.broker is not None else []
         return {
-            "status": "full" if full else ("degraded" if self.drainer.failing or self.anchor_failing else "ok"),
+            "status": "full" if full else ("degraded" if self.drainer.failing or upstream or self.anchor_failing
+                                           else "ok"),
+            **({"problems": upstream} if upstream else {}),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),
@@ -206,6 +215,10 @@ class Service:
         self.drainer.start()
         if self.publisher is not None:
             self.publisher.start()
+        if self.broker is not None:
+            assert self.broker.need is not None
+            log.info("MQTT: %s", self.broker.need.advice())
+            self.broker.start()
         if self.role.evaluates:
             self.notifier.start()
             await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
@@ -263,6 +276,8 @@ class Service:
         self.rules.stop()
         if self.publisher is not None:
             await asyncio.to_thread(self.publisher.stop)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
         await asyncio.to_thread(self.drainer.stop)
         await asyncio.to_thread(self.notifier.stop)
         if self.fanout is not None:

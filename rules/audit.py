@@ -47,6 +47,8 @@ class Transactional(Protocol):
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Actor:
@@ -186,7 +188,7 @@ class AuditChain:
 
     def last(self) -> AuditRecord | None:
         """The newest record, or None while the chain is empty."""
-        with self.store.transaction() as db:
+        with self.store.reading() as db:
             row = db.execute("SELECT seq, at, actor, action, subject, payload, prev_hash, hash FROM audit "
                              "ORDER BY seq DESC LIMIT 1").fetchone()
         return AuditRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[7]) if row \
@@ -202,18 +204,18 @@ class AuditChain:
         where, args = ("seq > ?", [after]) if subject is None else ("seq > ? AND subject = ?", [after, subject])
         sql = (f"SELECT seq, at, actor, action, subject, payload, prev_hash, hash FROM audit WHERE {where} "
                "ORDER BY seq")
-        with self.store.transaction() as db:
+        with self.store.reading() as db:
             rows = db.execute(sql + (" LIMIT ?" if limit else ""), [*args, *([limit] if limit else [])]).fetchall()
         return [AuditRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
 
     def verify(self, anchors: Sequence[Anchor] = ()) -> tuple[int, Break | None]:
-        with self.store.transaction() as db:
+        with self.store.reading() as db:
             return verify(list(_rows(db)), anchors)
 
     def entries(self, limit: int = 200) -> list[dict[str, Any]]:
         """The newest `limit` records, oldest first, in the shape `/api/audit` has always served
         (`at, who, role, action, target, detail`) with `seq` and `hash` beside them."""
-        with self.store.transaction() as db:
+        with self.store.reading() as db:
             rows = db.execute("SELECT seq, at, actor, action, subject, payload, hash FROM audit "
                               "ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
         out = []

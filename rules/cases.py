@@ -136,7 +136,7 @@ class CaseStore:
 
     def get(self, incident_id: str) -> Case:
         """The incident's case (a fresh `new` case when nothing was done yet), with history and attachments."""
-        with self.store.transaction() as db:
+        with self.store.reading() as db:
             fields = _state(self._row(db, incident_id))
             history = db.execute("SELECT seq, at, actor, action, before, after, detail FROM case_history "
                                  "WHERE incident_id=? ORDER BY seq", (incident_id,)).fetchall()
@@ -151,7 +151,7 @@ class CaseStore:
 
     def statuses(self) -> dict[str, CaseStatus]:
         """Every incident's case status that is not `new` (for list filters)."""
-        with self.store.transaction() as db:
+        with self.store.reading() as db:
             return {r[0]: CaseStatus(r[1]) for r in db.execute("SELECT incident_id, status FROM cases")}
 
     def attachment_path(self, attachment: Attachment) -> Path:
@@ -290,7 +290,7 @@ class CaseStore:
 
     def _forget_file(self, name: str) -> None:
         """Remove a file written for an attachment that was not recorded, unless a recorded one shares it."""
-        with contextlib.suppress(Exception), self.store.transaction() as db:
+        with contextlib.suppress(Exception), self.store.reading() as db:
             if db.execute("SELECT 1 FROM attachments WHERE stored_as=?", (name,)).fetchone() is None:
                 (self.attachment_dir / name).unlink(missing_ok=True)
 

@@ -78,7 +78,7 @@ class SilenceStore:
 
     def silences(self, include_expired: bool = False) -> list[Silence]:
         """Active and future silences (the notifier's view), or every silence ever made."""
-        with self.store.transaction() as db:
+        with self.store.reading() as db:
             rows = db.execute("SELECT id, matchers, starts, ends, author, comment, created FROM silences "
                               "WHERE ? OR ends > ? ORDER BY starts, id", (include_expired, self.clock())).fetchall()
         return [Silence(r[0], tuple(Matcher.parse(m) for m in json.loads(r[1])), r[2], r[3], r[4], r[5], r[6])

@@ -174,13 +174,21 @@ class AlertStore:
         return self._tx()
 
     @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads by the stores kept in this database."""
+        with self._lock:
+            yield self._db
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._db.in_transaction:  # nested in `transaction()` on this thread: the outer one commits
                 yield self._db
                 return
             try:
-                self._db.execute("BEGIN")
+                # IMMEDIATE: another process (`gshp notify silence`) cannot append to the chain between our read
+                # of its head and our write
+                self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:

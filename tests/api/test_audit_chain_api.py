@@ -14,6 +14,7 @@ from gshp.clock import DataClock
 from gshp.config import parse_config
 from gshp.devstack import Influxd, free_port
 from tests.api.conftest import Running, city_yaml, serving
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +48,20 @@ def test_acknowledging_creates_no_silence_and_a_later_ack_keeps_the_first(fed: R
         ("ack", "宛城区执法大队", "enforcement"), ("ack", "ops", "admin")]
     assert entries[0]["detail"] == {"comment": "已派人核查"} and len(entries[0]["hash"]) == 64
     assert fed.service.audit.verify() == (len(fed.service.audit.records()), None)
+
+
+def test_the_running_service_anchors_the_chain_head_in_influxdb(fed: Running, influxd: Influxd) -> None:
+    fed.post("/api/alerts/a1/notes", {"text": "现场取样 WS-01"})
+    head = fed.service.audit.head()
+    assert head is not None and fed.service.anchors.tick(datetime.now(UTC)) == head
+    assert fed.service.anchors.tick(datetime.now(UTC)) is None, "an unchanged head is anchored once a day"
+
+    def anchored() -> list[list[object]]:
+        (result,) = influxd.query('SELECT seq, hash, "chain" FROM audit_anchor', db="api_audit")
+        return [row[1:] for s in result.get("series", []) for row in s["values"]]  # type: ignore[attr-defined]
+
+    wait_until(lambda: bool(anchored()), timeout=30)
+    assert anchored() == [[head.seq, head.hash, "all-0"]]
 
 
 def test_a_close_whose_audit_record_cannot_be_written_changes_nothing(fed: Running) -> None:

@@ -4,6 +4,8 @@ and a rewritten tail are each named."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -17,10 +19,12 @@ import pytest
 from collector.drain import Drainer
 from collector.influx.writer import make_writer
 from collector.outbox import Outbox
-from gshp.anchor import AnchorJob
+from gshp.anchor import AnchorJob, chain_name
+from gshp.cli import main
 from gshp.config import Config, parse_config
 from gshp.devstack import Influxd, free_port
 from gshp.report import build_daily_report
+from gshp.roles import ProcessRole
 from rules.audit import Actor, AuditChain
 from rules.cases import CaseStore
 from rules.store import AlertStore
@@ -73,7 +77,8 @@ def _anchor(config: Config) -> None:
     outbox = Outbox(config.state_dir / "outbox.sqlite", config.outbox)
     writer = make_writer(config.influx)
     try:
-        assert AnchorJob(AuditChain(store), outbox.put, str(config.shard)).tick(datetime.now(UTC)) is not None
+        job = AnchorJob(AuditChain(store), outbox.put, chain_name(ProcessRole.ALL, config.shard))
+        assert job.tick(datetime.now(UTC)) is not None
         drainer = Drainer(outbox, writer)
         assert drainer.prepare()
         while outbox.depth:
@@ -114,7 +119,7 @@ def test_an_intact_chain_passes_and_shows_the_anchor_read_from_influxdb(anchored
     f, _ = _copy(anchored, "intact")
     r = _verify(f)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "anchor from InfluxDB: " in r.stdout and "@6 " in r.stdout
+    assert "anchor of chain all-0 from InfluxDB: " in r.stdout and "@6 " in r.stdout
     assert "audit chain intact: 6 record(s)" in r.stdout and "1 anchor(s) held" in r.stdout
 
 
@@ -190,3 +195,35 @@ class _NoReadings:
     def flow(self, start: datetime, stop: datetime, site: str | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=["ts", "site", "meter", "role", "rate_m3h", "total_m3"])
 
+
+
+def test_a_split_process_has_its_chain_in_its_own_state_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                                 ) -> None:
+    f = tmp_path / "split.yaml"
+    f.write_text(_yaml(tmp_path / "state", f"http://127.0.0.1:{free_port()}", "b")
+                 + f"mqtt: {{host: 127.0.0.1, port: {free_port()}}}\n", encoding="utf-8")
+    store = AlertStore(tmp_path / "state" / "rules-1" / "alerts.sqlite")
+    head = AuditChain(store).record(OFFICER, "case.note", "inc-1", "2026-05-05T09:00:00+00:00", {"text": "x"})
+    store.close()
+    assert main(["audit", "head", "--config", str(f), "--role", "rules", "--shard", "1/2"]) == 0
+    assert capsys.readouterr().out.startswith(f"{head.hash}@1")
+    assert main(["audit", "verify", "--config", str(f), "--role", "rules", "--shard", "1/2", "--offline"]) == 0
+    assert main(["audit", "head", "--config", str(f), "--role", "rules", "--shard", "5/2"]) == 2
+
+
+def test_listed_records_rehash_with_the_documented_canonical_encoding(anchored: tuple[Path, str],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """What a third party does with docs/cases.md alone: SHA-256 of the compact, key-sorted UTF-8 JSON array."""
+    f, _ = _copy(anchored, "listed")
+    assert main(["audit", "list", "--config", str(f), "--subject", "inc-1"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["action"] for r in records] == ["case.ack", "case.note", "case.close", "case.close_refused",
+                                              "case.reopen", "case.attach"]
+    prev = "0" * 64
+    for r in records:
+        body = [r["seq"], r["at"], r["actor"], r["action"], r["subject"], r["payload"], r["prev_hash"]]
+        text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        assert r["prev_hash"] == prev and hashlib.sha256(text.encode("utf-8")).hexdigest() == r["hash"]
+        prev = r["hash"]
+    assert records[2]["payload"]["changed"]["outcome"] == [None, "confirmed_discharge"]
+    assert records[0]["payload"]["role"] == "enforcement" and records[0]["actor"] == "宛城区执法大队"

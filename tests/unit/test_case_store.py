@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -247,3 +249,25 @@ def _alert() -> Alert:
     at = datetime(2026, 5, 5, tzinfo=UTC)
     return Alert("a1", "hehua", "向阳荷花广场", "宛城区", "balance_gross", AlertKind.DISCHARGE,
                  Severity.CRITICAL, AlertState.FIRING, at, at, None, "summary", {"deficit_m3": 20.0})
+
+
+def test_processes_appending_at_once_keep_one_unbroken_chain(tmp_path: Path) -> None:
+    """The service and a `gshp notify silence` command write to the same chain: each append reads the head and
+    writes after it in one immediate transaction, so none can slip in between."""
+    path = tmp_path / "alerts.sqlite"
+    created = AlertStore(path)
+    AuditChain(created)
+    created.close()
+    code = ("import sys; from rules.audit import AuditChain; from rules.store import AlertStore\n"
+            "store = AlertStore(sys.argv[1]); chain = AuditChain(store)\n"
+            "for n in range(300): chain.record(sys.argv[2], 'note', 'inc-1', '2026-05-05T09:00:00+00:00', {'n': n})\n"
+            "store.close()\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), f"writer-{k}"]) for k in range(3)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0]
+    store = AlertStore(path)
+    try:
+        chain = AuditChain(store)
+        assert chain.verify() == (900, None)
+        assert sorted({r.actor for r in chain.records()}) == ["writer-0", "writer-1", "writer-2"]
+    finally:
+        store.close()

@@ -6,6 +6,7 @@ wall-clock time: a simulated clock may run days ahead of it)."""
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -30,7 +31,8 @@ def site_readings(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None
     """Mean rate and last total per meter and step, from InfluxDB (`ts` is the step's start)."""
     start, stop = ctx.default_window([site], parse_time(from_, "from"), parse_time(to, "to"))
     step_s = step_seconds(step, start, stop)
-    q = (f"SELECT mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3 FROM flow "
+    source = reader.source("flow", start, stop, timedelta(seconds=step_s))
+    q = (f"SELECT mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3 FROM {source} "
          f"WHERE site = {quote_literal(site.id)} AND time >= {quote_literal(start.isoformat())} "
          f"AND time < {quote_literal(stop.isoformat())} GROUP BY time({step_s}s), meter, role fill(none)")
     try:
@@ -58,8 +60,9 @@ def site_balance(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None,
     start, stop = ctx.default_window([site], parse_time(from_, "from"), parse_time(to, "to"))
     step_s = step_seconds(step, start, stop)
     # one selector with the other fields: every value of a step comes from the same balance point
+    source = reader.source("balance", start, stop, timedelta(seconds=step_s))
     q = (f"SELECT last(extracted_m3) AS extracted_m3, reinjected_m3, deficit_m3, deficit_pct, complete "
-         f"FROM balance WHERE site = {quote_literal(site.id)} AND \"window\" = {quote_literal(window)} "
+         f"FROM {source} WHERE site = {quote_literal(site.id)} AND \"window\" = {quote_literal(window)} "
          f"AND time >= {quote_literal(start.isoformat())} AND time < {quote_literal(stop.isoformat())} "
          f"GROUP BY time({step_s}s) fill(none)")
     try:
