@@ -22,7 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from collector.model import Reading, Role, Site
@@ -66,8 +66,10 @@ class Subscriber:
 
 
 class LiveState:
-    def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000) -> None:
+    def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000,
+                 tz: tzinfo = UTC) -> None:
         self.sites = {s.id: s for s in sites}
+        self.tz = tz  # the events' times carry this zone's offset, as every time the API answers
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], Reading] = {}
         self._history: dict[str, deque[SitePoint]] = {s.id: deque(maxlen=max_points) for s in sites}
@@ -96,8 +98,8 @@ class LiveState:
                         hist.append(point)
                     while hist and hist[0].ts < point.ts - self._history_span:
                         hist.popleft()
-        events = [("reading", reading_event(r), r.site) for r in newest.values() if r.site in self.sites]
-        events += [("flow", {"site": site, "ts": point.ts.isoformat(),
+        events = [("reading", reading_event(r, self.tz), r.site) for r in newest.values() if r.site in self.sites]
+        events += [("flow", {"site": site, "ts": point.ts.astimezone(self.tz).isoformat(),
                              "extraction_m3h": round(point.extraction_m3h, 3),
                              "reinjection_m3h": round(point.reinjection_m3h, 3),
                              "deficit_m3h": round(point.deficit_m3h, 3)}, site)
@@ -167,8 +169,8 @@ class LiveState:
                 self.unsubscribe(sub)
 
 
-def reading_event(r: Reading) -> dict[str, Any]:
-    """A reading as the `reading` event (and the API's latest reading of a meter) shows it."""
-    return {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.isoformat(),
+def reading_event(r: Reading, tz: tzinfo = UTC) -> dict[str, Any]:
+    """A reading as the `reading` event (and the API's latest reading of a meter) shows it, its time in `tz`."""
+    return {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.astimezone(tz).isoformat(),
             "rate_m3h": r.rate_m3h, "total_m3": r.total_m3, "signal_pct": r.signal_pct,
             "error_code": r.error_code}

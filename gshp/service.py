@@ -90,7 +90,7 @@ class Service:
         self.drainer = Drainer(self.outbox, self.writer)
         self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.live = LiveState(config.sites)
+        self.live = LiveState(config.sites, tz=config.tz)
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
         # people's writes (cases, maintenance, silences) and their audit chain share the alert database
         self.audit = AuditChain(self.store)
