@@ -254,3 +254,27 @@ def test_login_and_logout_are_buttons_that_show_role_and_districts(browser: Brow
     expect(page.locator("#login")).to_be_visible()
     assert page.evaluate("localStorage.getItem('gshp.token')") is None
     page.close()
+
+
+def test_a_district_chosen_under_another_token_is_forgotten(browser: Browser, running: Running) -> None:
+    page = browser.new_page(locale="zh-CN")
+    page.add_init_script(f"localStorage.setItem('gshp.token', '{TOKENS['wancheng']}');"
+                         "localStorage.setItem('gshp.district', '卧龙区')")
+    page.goto(running.url + "/")
+    expect(page.locator("tr.site")).to_have_count(2)  # 宛城区's sites, not an error about 卧龙区
+    expect(page.locator("#app .error")).to_have_count(0)
+    page.close()
+
+
+def test_the_incident_pages_fit_a_phone(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "wancheng", width=390, height=844)
+    page.goto(running.url + "/#/incidents")
+    row = page.locator("tr.incident").first
+    expect(row).to_be_visible(timeout=90_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    row.locator("a").click()
+    expect(page.locator("#case .case-status")).to_be_visible()
+    expect(page.locator("#evidence")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "incident-phone.png"), full_page=True)
+    page.close()

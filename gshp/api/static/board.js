@@ -640,6 +640,10 @@ async function start() {
     throw err;
   }
   state.tz = state.me.timezone || state.tz;
+  if (state.district && state.me.districts && !state.me.districts.includes(state.district)) {
+    state.district = "";  // chosen under another token: not this caller's (the API would refuse it)
+    localStorage.removeItem("gshp.district");
+  }
   $("#logout").hidden = !state.token;
   $("#loginBtn").hidden = Boolean(state.token);
   applyLang();
