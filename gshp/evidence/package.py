@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+import struct
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -28,6 +29,22 @@ FORMAT = "gshp-evidence/1"
 MANIFEST = "manifest.json"
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
 """A member larger than this (uncompressed) is refused by `verify_package` (a zip bomb is not evidence)."""
+
+
+LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+"""A zip member's local header: signature, version needed and a reserved byte, flags, method, DOS time and
+date, CRC, sizes, name and extra lengths (PKWARE APPNOTE 4.3.7)."""
+CENTRAL_ENTRY = struct.Struct("<4s4B4HL2L5H2L")
+"""A zip directory entry (APPNOTE 4.3.12): as the local header, with the version made by (2.0, Unix), comment
+length, disk, attributes and the local header's offset."""
+END_RECORD = struct.Struct("<4s4H2LH")
+"""The end of central directory record (APPNOTE 4.3.16), without a comment."""
+
+
+def _stamp(created_at: datetime) -> tuple[int, int, int, int, int, int]:
+    """The DOS date and time every member carries (2-second resolution)."""
+    y, mo, d, h, mi, sec = created_at.timetuple()[:6]
+    return max((y, mo, d, h, mi, sec - sec % 2), (1980, 1, 1, 0, 0, 0))
 
 
 def canonical(value: Mapping[str, Any]) -> bytes:
@@ -49,12 +66,12 @@ def build_package(files: Mapping[str, bytes], key: ServiceKey, created_at: datet
                 "fingerprint": key.public.fingerprint},
     }
     manifest = {**unsigned, "signature": base64.b64encode(key.sign(canonical(unsigned))).decode()}
-    stamp = created_at.timetuple()[:6]
+    stamp = _stamp(created_at)
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
         for name, body in [*files.items(), (MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())]:
-            info = zipfile.ZipInfo(name, date_time=max(stamp, (1980, 1, 1, 0, 0, 0)))
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_STORED  # stored: every byte of a member is its content, checked
             info.external_attr = 0o644 << 16
             z.writestr(info, body)
     return out.getvalue()
@@ -75,7 +92,7 @@ def _read(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         raise EvidenceError(info.filename, f"larger than {MAX_MEMBER_BYTES} bytes")
     try:
         return z.read(info)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
         raise EvidenceError(info.filename, f"altered or damaged in the archive ({exc})") from None
 
 
@@ -110,13 +127,53 @@ def verify_package(data: bytes, key: PublicKey | None = None) -> Verified:
         for name in names:
             if name != MANIFEST and name not in listed:
                 raise EvidenceError(name, "not listed in the signed manifest: added after signing")
-        for name, entry in listed.items():
+        for name in listed:
             if name not in names:
                 raise EvidenceError(name, "listed in the manifest but missing from the archive")
+        _check_structure(data, z, _created_at(manifest))
+        for name, entry in listed.items():
             body = _read(z, z.getinfo(name))
             if len(body) != entry.get("bytes") or hashlib.sha256(body).hexdigest() != entry.get("sha256"):
                 raise EvidenceError(name, "altered: its SHA-256 differs from the signed manifest's")
     return Verified(tuple(listed), manifest, signer.fingerprint, key is not None)
+
+
+def _created_at(manifest: dict[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(str(manifest.get("created_at")))
+    except ValueError:
+        raise EvidenceError(MANIFEST, "altered: created_at is not a time") from None
+
+
+def _check_structure(data: bytes, z: zipfile.ZipFile, created_at: datetime) -> None:
+    """Every byte of the archive outside the members' contents is what `build_package` writes: each member's
+    local header and directory entry are rebuilt from its name, CRC and size and the signed time and compared
+    byte for byte, members follow one another with nothing between, and the end record closes the file. The
+    contents themselves are checked by CRC and SHA-256 after."""
+    stamp = _stamp(created_at)
+    dos_time = (stamp[3] << 11) | (stamp[4] << 5) | (stamp[5] // 2)
+    dos_date = ((stamp[0] - 1980) << 9) | (stamp[1] << 5) | stamp[2]
+    offset, directory = 0, []
+    for info in z.infolist():
+        name = info.filename
+        encoded = name.encode("utf-8")
+        flags = 0 if name.isascii() else 0x800
+        fields = (20, 0, flags, zipfile.ZIP_STORED, dos_time, dos_date, info.CRC, info.file_size, info.file_size,
+                  len(encoded))
+        local = LOCAL_HEADER.pack(b"PK\x03\x04", *fields, 0) + encoded
+        if data[offset:offset + len(local)] != local:
+            raise EvidenceError(name, "altered: its zip header differs from what was signed")
+        entry = CENTRAL_ENTRY.pack(b"PK\x01\x02", 20, 3, *fields, 0, 0, 0, 0, 0o644 << 16, offset) + encoded
+        directory.append((name, entry))
+        offset += len(local) + info.file_size
+    at = offset
+    for name, entry in directory:
+        if data[at:at + len(entry)] != entry:
+            raise EvidenceError(name, "altered: its entry in the zip directory differs from what was signed")
+        at += len(entry)
+    end = END_RECORD.pack(b"PK\x05\x06", 0, 0, len(directory), len(directory), at - offset, offset, 0)
+    if data[at:] != end:
+        raise EvidenceError(None, "altered: the zip archive's end record was changed or bytes were added")
 
 
 def _manifest(body: bytes) -> dict[str, Any]:

@@ -161,3 +161,25 @@ def test_the_third_party_check_in_the_docs_accepts_a_package_and_refuses_an_alte
     (tmp_path / "evidence.zip").write_bytes(rezip(package, {"readings.csv": b"ts\n"}))
     with pytest.raises(AssertionError, match=r"readings\.csv was altered"):
         exec(compile(snippet, "docs/evidence.md", "exec"), {})
+
+
+def test_any_byte_changed_anywhere_in_the_archive_is_refused(key: ServiceKey) -> None:
+    # a small package, every one of its bytes flipped in turn: the contents, every zip header and directory
+    # entry, the end record — none may change unnoticed, and a change in a member's content names it
+    small = build_package({"incident.json": b'{"id":"inc-1"}', "宛城区.csv": b"ts,E1\n1,2\n"}, key,
+                          datetime(2026, 5, 5, 8, 0, 3, tzinfo=UTC), {"incident": "inc-1"})
+    verify_package(small, key.public)
+    with zipfile.ZipFile(io.BytesIO(small)) as z:
+        contents = {i.filename: range(i.header_offset + 30 + len(i.filename.encode()),
+                                      i.header_offset + 30 + len(i.filename.encode()) + i.file_size)
+                    for i in z.infolist()}
+    for at in range(len(small)):
+        raw = bytearray(small)
+        raw[at] ^= 0x01
+        with pytest.raises(EvidenceError) as err:
+            verify_package(bytes(raw), key.public)
+        for name, span in contents.items():
+            if at in span:
+                assert err.value.file == name, (at, str(err.value))
+    with pytest.raises(EvidenceError, match="bytes were added"):
+        verify_package(small + b"\x00", key.public)
