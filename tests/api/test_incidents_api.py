@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import zipfile
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,13 @@ def test_filters_scope_and_order(running: Running, hospital: dict[str, Any]) -> 
         r = running.get("/api/incidents", "wancheng", params=params)
         assert r.status_code == 422 and says in r.json()["detail"], r.text
     assert running.get("/api/incidents/nope").status_code == 404
+    onset = datetime.fromisoformat(hospital["started_at"])
+    spans = {"before the onset": ({"to": (onset - timedelta(minutes=1)).isoformat()}, False),
+             "from the onset on": ({"from": onset.isoformat()}, True),
+             "long after (still open)": ({"from": (onset + timedelta(days=30)).isoformat()}, True)}
+    for what, (params, listed) in spans.items():
+        found = running.get("/api/incidents", "wancheng", params=params).json()["incidents"]
+        assert (hospital["id"] in {i["id"] for i in found}) is listed, what
 
 
 def test_the_case_goes_new_acknowledged_closed_once_and_reopens_with_a_reason(
