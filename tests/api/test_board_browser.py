@@ -198,6 +198,12 @@ def test_an_officer_walks_an_incident_from_the_list_to_the_evidence_package(brow
     form.locator("input[name=text]").fill("现场发现排水管接入雨水井，已取水样 S-0815")
     form.locator("button[data-action=notes]").click()
     expect(page.locator("#case ol.history")).to_contain_text("已取水样 S-0815")
+    photo = ARTIFACTS / "drain-photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    page.locator("#attachForm input[name=file]").set_input_files(str(photo))
+    page.locator("#attachForm input[name=label]").fill("排水口照片")
+    page.locator("#attachForm button").click()
+    expect(page.locator("#case ul.attachments")).to_contain_text("排水口照片")
     assert form.locator("select[name=outcome] option").all_inner_texts() == [
         "选择核查结果", "确认外排", "未发现外排", "计量故障", "维护（回扬）", "其他"]
     form.locator("select[name=outcome]").select_option("confirmed_discharge")
@@ -205,7 +211,7 @@ def test_an_officer_walks_an_incident_from_the_list_to_the_evidence_package(brow
     form.locator("button[data-action=close]").click()
     expect(status).to_have_text("已结案")
     expect(page.locator("#case .outcome")).to_have_text("确认外排")
-    expect(page.locator("#case ol.history li")).to_have_count(3)
+    expect(page.locator("#case ol.history li")).to_have_count(4)  # ack, note, attachment, close
     expect(page.locator("#caseForm button[data-action=reopen]")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "incident-closed.png"), full_page=True)
     with page.expect_download() as download:

@@ -121,6 +121,9 @@ def test_an_attachment_is_kept_with_its_hash(running: Running, hospital: dict[st
     assert r.status_code == 200, r.text
     (attached,) = r.json()["case"]["attachments"]
     assert attached["sha256"] == hashlib.sha256(PNG).hexdigest() and attached["label"] == "排水口照片"
+    served = running.get(f"/api/incidents/{hospital['id']}/attachments/{attached['id']}")
+    assert served.content == PNG and served.headers["content-type"] == "image/png"
+    assert running.get(f"/api/incidents/{hospital['id']}/attachments/999").status_code == 404
     wrong = requests.post(url, data=b"GIF89a", timeout=10, headers={**headers, "Content-Type": "image/png"})
     assert wrong.status_code == 422
     big = requests.post(url, data=PNG + b"\x00" * (10 * 1024 * 1024), timeout=30,

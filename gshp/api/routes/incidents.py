@@ -4,6 +4,7 @@ as alerts: reading is `viewer`, case actions are `enforcement` of the incident's
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -150,6 +151,23 @@ async def attach_to_incident(incident_id: str, request: Request, scope: Enforcer
         return cases.get(incident)
 
     return _act(scope, ctx, store, live, incident_id, "attach", attach)
+
+
+@router.get("/api/incidents/{incident_id}/attachments/{attachment_id}", response_class=Response, responses={200: {
+    "content": {t: {} for t in ("image/jpeg", "image/png", "application/pdf")}, "description": "the file as kept"}})
+def get_attachment(incident_id: str, attachment_id: int, scope: ViewerScope, store: Store, cases: Cases) -> Response:
+    """An attachment as it was uploaded (its SHA-256 in `X-Content-SHA256`, checked before it is served)."""
+    incident = scope.incident(store, incident_id)
+    found = next((a for a in cases.get(incident.id).attachments if a.id == attachment_id), None)
+    if found is None:
+        raise HTTPException(404, f"no attachment {attachment_id} of incident {incident_id!r}")
+    try:
+        data = cases.attachment_path(found).read_bytes()
+    except OSError as exc:
+        raise HTTPException(503, f"the attachment's file cannot be read: {exc.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != found.sha256:
+        raise HTTPException(500, "the attachment's file no longer matches its recorded SHA-256")
+    return Response(data, media_type=found.content_type, headers={"X-Content-SHA256": found.sha256})
 
 
 @router.get("/api/incidents/{incident_id}/evidence", response_class=Response, responses={200: {

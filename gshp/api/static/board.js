@@ -32,6 +32,7 @@ const I18N = {
     change_opened: "事件开始", change_reopened: "复发", change_escalated: "升级", change_resolved: "恢复",
     change_case_closed: "结案", action_ack: "确认", action_note: "备注", action_close: "结案",
     action_reopen: "重新立案", action_attach: "附件", outcome_no_discharge_found: "未发现外排", case: "案件",
+    attachments: "附件", attach: "上传附件", attachLabel: "附件说明（如：排水口照片、水样编号）", open: "查看",
   },
   en: {
     title: "Groundwater reinjection monitor", allDistricts: "All districts", loading: "Loading…", logout: "Log out",
@@ -66,6 +67,8 @@ const I18N = {
     change_escalated: "Escalated", change_resolved: "Resolved", change_case_closed: "Case closed",
     action_ack: "Acknowledged", action_note: "Note", action_close: "Closed", action_reopen: "Reopened",
     action_attach: "Attachment", outcome_no_discharge_found: "No discharge found", case: "Case",
+    attachments: "Attachments", attach: "Upload", attachLabel: "What it shows (e.g. drain photo, sample number)",
+    open: "Open",
   },
 };
 
@@ -530,12 +533,17 @@ async function renderIncident(id, current = () => true) {
       <div>${t("caseStatus")}: <b class="case-status">${esc(t("case_" + i.case.status))}</b>${outcome}</div>
       ${caseForm(i)}
       <h3>${t("caseHistory")}</h3>${caseHistory(i.case.history)}
+      <h3>${t("attachments")}</h3>${attachmentList(i)}${attachForm()}
     </div>
     <p><button id="evidence" class="primary" type="button">${t("evidenceDownload")}</button></p>
     <h2>${t("timeline")}</h2><ol class="timeline">${timeline}</ol>
     ${claims ? `<h2>${t("claims")}</h2><ul>${claims}</ul>` : ""}
     <h2>${t("windowAlerts")}</h2><div id="alerts">${i.alerts.map((a) => alertCard(Object.assign({}, a, {readOnly: true}))).join("")}</div>`;
   $("#evidence").addEventListener("click", () => downloadEvidence(i.id));
+  document.querySelectorAll("button[data-attachment]").forEach((b) => b.addEventListener("click",
+    () => openAttachment(i.id, b.dataset.attachment)));
+  const upload = $("#attachForm");
+  if (upload) upload.addEventListener("submit", (e) => uploadAttachment(e, upload, id));
   const form = $("#caseForm");
   if (form) form.addEventListener("submit", (e) => submitCase(e, form, id));
 }
@@ -556,6 +564,42 @@ async function submitCase(e, form, id) {
   } catch (err) {
     $("#caseError").textContent = err.message;
   }
+}
+
+function attachmentList(i) {
+  const items = (i.case.attachments || []).map((a) => `<li data-sha256="${esc(a.sha256)}">${esc(a.label || a.content_type)}
+    · ${esc(a.by)} · ${esc(fmtTime(a.at))} · <code>${esc(a.sha256.slice(0, 16))}…</code>
+    <button type="button" data-attachment="${esc(a.id)}">${t("open")}</button></li>`).join("");
+  return items ? `<ul class="attachments">${items}</ul>` : `<p class="muted">—</p>`;
+}
+
+function attachForm() {
+  if (!mayWrite()) return "";
+  return `<form id="attachForm"><input type="file" name="file" accept="image/jpeg,image/png,application/pdf" required>
+    <input type="text" name="label" maxlength="200" placeholder="${t("attachLabel")}">
+    <button type="submit">${t("attach")}</button></form>`;
+}
+
+async function uploadAttachment(e, form, id) {
+  e.preventDefault();
+  const file = form.elements.file.files[0];
+  if (!file) return;
+  const headers = {"Content-Type": file.type || "application/octet-stream"};
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const q = new URLSearchParams({label: form.elements.label.value});
+  const response = await fetch(`/api/incidents/${encodeURIComponent(id)}/attachments?${q}`, {method: "POST", headers, body: file});
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    $("#caseError").textContent = body.detail || `${response.status}`;
+    return;
+  }
+  await renderIncident(id);
+}
+
+async function openAttachment(id, attachment) {
+  const headers = state.token ? {Authorization: `Bearer ${state.token}`} : {};
+  const response = await fetch(`/api/incidents/${encodeURIComponent(id)}/attachments/${encodeURIComponent(attachment)}`, {headers});
+  if (response.ok) window.open(URL.createObjectURL(await response.blob()), "_blank");
 }
 
 async function downloadEvidence(id) {
