@@ -15,12 +15,16 @@ import requests
 from collector.influx.influxql import quote_ident, quote_literal
 from collector.influx.retention import series_source
 from collector.influx.settings import InfluxApi, InfluxSettings
+from collector.redact import redact
 
 __all__ = ["InfluxReader", "QueryError", "quote_ident", "quote_literal"]
 
 
 class QueryError(Exception):
-    """InfluxDB could not answer a query."""
+    """InfluxDB could not answer a query; its message holds no secret (see `collector.redact`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 def _time(ts: datetime) -> str:

@@ -21,6 +21,7 @@ from fastapi_offline import FastAPIOffline
 from gshp import __version__
 from gshp.api.auth import Authenticator
 from gshp.api.deps import ApiContext
+from gshp.api.hosts import HostCheck
 from gshp.api.routes import (
     alerts,
     board,
@@ -63,6 +64,7 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPIOffline(title="gshp-monitor", version=__version__,
                          description="Groundwater balance monitoring for open-loop ground-source heat-pump sites",
                          redoc_url=None, swagger_ui_parameters={"validatorUrl": None})
+    app.add_middleware(HostCheck, settings=service.config.api)
     app.state.ctx = ApiContext(
         config=service.config, store=service.store, live=service.live, reader=service.reader, engine=service.engine,
         clock=service.clock, audit=service.audit, cases=service.cases, auth=Authenticator(service.config.api),

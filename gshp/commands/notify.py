@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.duration import format_duration, parse_duration
+from collector.redact import redact
 from gshp.commands.configfile import load_config_or_exit
 from gshp.config import Config
 from rules.audit import Actor, AuditChain
@@ -24,7 +25,6 @@ from rules.notify import (
     RetryableDeliveryError,
     sample_event,
 )
-from rules.notify.mask import mask_text
 from rules.notify.silences import Matcher
 from rules.silence_store import SilenceStore
 from rules.store import AlertStore, StoreError
@@ -124,10 +124,10 @@ def run_test(args: argparse.Namespace) -> int:
             took = notifier.send_test(args.receiver, event)
         except DeliveryError as exc:
             kind = "retryable" if isinstance(exc, RetryableDeliveryError) else "permanent"
-            print(f"FAILED ({kind}): {mask_text(str(exc))}")
+            print(f"FAILED ({kind}): {redact(str(exc))}")
             return 1
         except NotifyError as exc:
-            print(f"FAILED: {mask_text(str(exc))}")
+            print(f"FAILED: {redact(str(exc))}")
             return 1
         print(f"OK: {args.receiver} accepted it in {took * 1000:.0f} ms")
         return 0
@@ -153,10 +153,10 @@ def run_status(args: argparse.Namespace) -> int:
                          "dead": c.dead if c else 0, "sent": c.sent if c else 0,
                          "silenced": c.silenced if c else 0,
                          "oldest_unsent_s": round(now - c.oldest_unsent) if c and c.oldest_unsent else None,
-                         "last_error": mask_text(c.last_error) if c and c.last_error else None})
+                         "last_error": redact(c.last_error) if c and c.last_error else None})
         listed = [{"receiver": m.receiver, "key": m.key, "status": m.status.value, "attempts": m.attempts,
                    "next_try": _local(m.next_at, config.tz) if m.status is MessageStatus.FAILED else None,
-                   "error": mask_text(m.error or "")}
+                   "error": redact(m.error or "")}
                   for m in notifier.queue.messages([MessageStatus.FAILED, MessageStatus.DEAD])] if args.list else []
         if args.json:
             print(json.dumps({"receivers": rows, "messages": listed}, ensure_ascii=False, indent=2))

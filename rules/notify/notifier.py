@@ -28,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.backoff import Backoff
+from collector.redact import redact
 from rules.notify import metrics
 from rules.notify.errors import NotifyError, PermanentDeliveryError, RetryableDeliveryError
 from rules.notify.event import AlertEvent, AlertState, parse_event, sample_event
@@ -220,6 +221,7 @@ class Notifier:
         return 0.0
 
     def _retry(self, rs: ReceiverSettings, msg: Message, error: str, retry_after: float | None) -> None:
+        error = redact(error)  # stored, logged and shown by `gshp notify status`
         metrics.FAILURES.labels(rs.name).inc()
         attempts = msg.attempts + 1
         if attempts >= rs.retry.max_attempts:
@@ -237,6 +239,7 @@ class Notifier:
             self._failing[rs.name] = error.split(":")[0]
 
     def _dead(self, rs: ReceiverSettings, msg: Message, error: str, counted: bool = False) -> None:
+        error = redact(error)
         if not counted:
             metrics.FAILURES.labels(rs.name).inc()
         metrics.DEAD.labels(rs.name).inc()
