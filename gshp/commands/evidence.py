@@ -57,34 +57,39 @@ def export(args: argparse.Namespace) -> int:
     except EvidenceError as err:
         print(f"{args.config}: {err}", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.tmp")  # the package appears whole or not at all
     store = AlertStore(database)
     reader = InfluxReader(config.influx)
     try:
         audit = AuditChain(store)
-        package = export_incident(args.incident, config=config, store=store, audit=audit,
-                                  cases=CaseStore(store, audit, config.state_dir / "attachments"), reader=reader,
-                                  key=key, now=datetime.now(UTC))
+        with tmp.open("wb") as f:
+            export_incident(args.incident, f, config=config, store=store, audit=audit,
+                            cases=CaseStore(store, audit, config.state_dir / "attachments"), reader=reader, key=key,
+                            now=datetime.now(UTC))
+        tmp.replace(out)
     except EvidenceError as err:
         print(f"{args.config}: {err}", file=sys.stderr)
         return 2
     except QueryError as exc:
         print(f"the readings are unavailable: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"cannot write {out}: {exc.strerror}", file=sys.stderr)
+        return 2
     finally:
+        tmp.unlink(missing_ok=True)
         reader.close()
         store.close()
-    out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(package)
-    tmp.replace(out)
-    print(f"{out}: evidence package of incident {args.incident} ({len(package)} bytes), signed by "
+    print(f"{out}: evidence package of incident {args.incident} ({out.stat().st_size} bytes), signed by "
           f"{key.public.fingerprint}")
     return 0
 
 
 def verify(args: argparse.Namespace) -> int:
     try:
-        data = Path(args.package).read_bytes()
+        if not Path(args.package).is_file():
+            raise FileNotFoundError(2, "no such file", args.package)
         key = PublicKey.from_pem(Path(args.key).read_bytes()) if args.key else None
     except OSError as exc:
         print(f"cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
@@ -93,7 +98,7 @@ def verify(args: argparse.Namespace) -> int:
         print(f"{args.key}: {err}", file=sys.stderr)
         return 2
     try:
-        ok = verify_package(data, key)
+        ok = verify_package(Path(args.package), key)
     except EvidenceError as err:
         print(f"NOT INTACT 未通过校验: {args.package}: {err}", file=sys.stderr)
         return 1

@@ -3,6 +3,6 @@ public key (`gshp evidence verify`, docs/evidence.md)."""
 
 from gshp.evidence.errors import EvidenceError
 from gshp.evidence.keys import KEY_FILE, PublicKey, ServiceKey
-from gshp.evidence.package import Verified, build_package, verify_package
+from gshp.evidence.package import Verified, verify_package, write_package
 
-__all__ = ["KEY_FILE", "EvidenceError", "PublicKey", "ServiceKey", "Verified", "build_package", "verify_package"]
+__all__ = ["KEY_FILE", "EvidenceError", "PublicKey", "ServiceKey", "Verified", "verify_package", "write_package"]

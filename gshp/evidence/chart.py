@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from html import escape
 
-__all__ = ["ChartPoint", "RateSample", "flow_chart_svg", "flow_points"]
+__all__ = ["ChartPoint", "FlowBuckets", "RateSample", "flow_chart_svg"]
 
 MAX_POINTS = 400
 MIN_BUCKET = timedelta(minutes=5)
@@ -35,27 +35,35 @@ class ChartPoint:
         return self.extraction_m3h - self.reinjection_m3h
 
 
-def flow_points(samples: Iterable[RateSample], start: datetime, end: datetime) -> list[ChartPoint]:
-    """Per bucket (at least 5 minutes, at most `MAX_POINTS` buckets over [start, end)): each meter's mean rate,
-    summed per side. A bucket where a side has no reading is left out rather than drawn as zero."""
-    span = (end - start).total_seconds()
-    if span <= 0:
-        return []
-    bucket = max(MIN_BUCKET.total_seconds(), span / MAX_POINTS)
-    sums: dict[tuple[int, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for s in samples:
-        if s.role not in ("extraction", "reinjection") or not math.isfinite(s.rate_m3h):
-            continue
-        k = int((s.ts - start).total_seconds() // bucket)
-        if k >= 0:
-            acc = sums[(k, s.role, s.meter)]
-            acc[0] += s.rate_m3h
-            acc[1] += 1
-    sides: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for (k, role, _), (total, n) in sums.items():
-        sides[k][role] += total / n
-    return [ChartPoint(start + timedelta(seconds=k * bucket), sides[k]["extraction"], sides[k]["reinjection"])
-            for k in sorted(sides) if "extraction" in sides[k] and "reinjection" in sides[k]]
+class FlowBuckets:
+    """Readings folded as they come (in chunks, however many) into at most `MAX_POINTS` buckets of at least
+    5 minutes over [start, end): per bucket and meter the sum and count of rates. Bounded in memory by the
+    buckets, not by the readings."""
+
+    def __init__(self, start: datetime, end: datetime) -> None:
+        self.start = start
+        self.bucket = max(MIN_BUCKET.total_seconds(), (end - start).total_seconds() / MAX_POINTS)
+        self._sums: dict[tuple[int, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+
+    def add(self, samples: Iterable[RateSample]) -> None:
+        for s in samples:
+            if s.role not in ("extraction", "reinjection") or not math.isfinite(s.rate_m3h):
+                continue
+            k = int((s.ts - self.start).total_seconds() // self.bucket)
+            if k >= 0:
+                acc = self._sums[(k, s.role, s.meter)]
+                acc[0] += s.rate_m3h
+                acc[1] += 1
+
+    def points(self) -> list[ChartPoint]:
+        """Each meter's mean rate per bucket, summed per side; a bucket where a side has no reading is left
+        out rather than drawn as zero."""
+        sides: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for (k, role, _), (total, n) in self._sums.items():
+            sides[k][role] += total / n
+        return [ChartPoint(self.start + timedelta(seconds=k * self.bucket), sides[k]["extraction"],
+                           sides[k]["reinjection"])
+                for k in sorted(sides) if "extraction" in sides[k] and "reinjection" in sides[k]]
 
 
 W, H, LEFT, RIGHT, TOP, BOTTOM = 960, 320, 56, 16, 16, 40

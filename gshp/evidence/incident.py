@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import jinja2
 import pandas as pd
@@ -32,18 +34,21 @@ from collector.influx.reader import InfluxReader
 from collector.model import Site
 from gshp import __version__
 from gshp.config import Config
-from gshp.evidence.chart import RateSample, flow_chart_svg, flow_points
+from gshp.evidence.chart import ChartPoint, FlowBuckets, RateSample, flow_chart_svg
 from gshp.evidence.errors import EvidenceError
 from gshp.evidence.keys import ServiceKey
-from gshp.evidence.package import build_package
+from gshp.evidence.package import write_package
 from rules.audit import AuditChain, AuditRecord
 from rules.cases import CaseStore
 from rules.store import AlertStore
 
-__all__ = ["READINGS_MARGIN", "config_sha256", "export_incident", "incident_files"]
+__all__ = ["READINGS_MARGIN", "Readings", "config_sha256", "export_incident", "gather_readings", "incident_files"]
 
 READINGS_MARGIN = timedelta(hours=24)
 """Readings before the onset and after the end that the package holds."""
+
+READINGS_CHUNK = timedelta(days=1)
+"""The readings are read from InfluxDB and written out this much at a time."""
 
 READING_COLUMNS = ("ts", "site", "meter", "role", "rate_m3h", "total_m3", "signal_pct", "error_code")
 
@@ -71,14 +76,34 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def readings_csv(df: pd.DataFrame) -> bytes:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(READING_COLUMNS)
-    for row in df.itertuples(index=False):
-        d = row._asdict()
-        w.writerow([_cell(d.get(c)) for c in READING_COLUMNS])
-    return out.getvalue().encode("utf-8")
+@dataclass(frozen=True)
+class Readings:
+    """The readings of a package's span, written to `path` as CSV: how many, and the chart's points."""
+
+    path: Path
+    rows: int
+    points: list[ChartPoint]
+
+
+def gather_readings(reader: InfluxReader, site: str, span: tuple[datetime, datetime], path: Path) -> Readings:
+    """Every raw reading of `site` in `span`, as stored, written to `path` one day of data at a time: memory
+    holds a day's readings and the chart's buckets, never the whole span."""
+    buckets, rows = FlowBuckets(*span), 0
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(READING_COLUMNS)
+        start = span[0]
+        while start < span[1]:
+            stop = min(start + READINGS_CHUNK, span[1])
+            df = reader.flow(start, stop, site)
+            for row in df.itertuples(index=False):
+                d = row._asdict()
+                w.writerow([_cell(d.get(c)) for c in READING_COLUMNS])
+            rows += len(df)
+            buckets.add(RateSample(r.ts.to_pydatetime(), str(r.meter), str(r.role), float(r.rate_m3h))
+                        for r in df.itertuples(index=False) if r.rate_m3h is not None and not pd.isna(r.rate_m3h))
+            start = stop
+    return Readings(path, rows, buckets.points())
 
 
 def _meter(site: Site, meter_id: str) -> dict[str, Any]:
@@ -125,11 +150,11 @@ def _render(context: Mapping[str, Any], tz: tzinfo) -> bytes:
 
 
 def incident_files(incident: Incident, case: Case, *, site: Site, changes: Sequence[Mapping[str, Any]],
-                   alerts: Sequence[Mapping[str, Any]], readings: pd.DataFrame, span: tuple[datetime, datetime],
+                   alerts: Sequence[Mapping[str, Any]], readings: Readings, span: tuple[datetime, datetime],
                    records: Sequence[AuditRecord], config_hash: str, timezone: str, tz: tzinfo, now: datetime,
-                   fingerprint: str) -> dict[str, bytes]:
-    """The package's files from what was gathered (no I/O): incident.json, readings.csv, audit.jsonl,
-    report.html."""
+                   fingerprint: str) -> dict[str, bytes | Path]:
+    """The package's files from what was gathered: incident.json, readings.csv (the file gathered),
+    audit.jsonl, report.html."""
     inc, cas = incident.to_dict(), case.to_dict()
     meters = [_meter(site, m.id) for m in site.meters]
     document = {
@@ -137,13 +162,11 @@ def incident_files(incident: Incident, case: Case, *, site: Site, changes: Seque
         "site": {"id": site.id, "name": site.name, "district": site.district, "operator": site.operator,
                  "location": site.location},
         "meters": meters,
-        "readings": {"from": span[0].isoformat(), "to": span[1].isoformat(), "rows": len(readings),
+        "readings": {"from": span[0].isoformat(), "to": span[1].isoformat(), "rows": readings.rows,
                      "source": "InfluxDB measurement flow"},
         "config_sha256": config_hash, "timezone": timezone, "generated_at": now.isoformat(timespec="seconds"),
         "version": __version__,
     }
-    samples = [RateSample(r.ts.to_pydatetime(), str(r.meter), str(r.role), float(r.rate_m3h))
-               for r in readings.itertuples(index=False) if r.rate_m3h is not None and not pd.isna(r.rate_m3h)]
     end = incident.ended_at or now
     kind_zh, kind_en = KIND_WORDS.get(inc["kind"], (inc["kind"], inc["kind"]))
     state_zh, state_en = STATE_WORDS.get(inc["state"], (inc["state"], inc["state"]))
@@ -152,19 +175,20 @@ def incident_files(incident: Incident, case: Case, *, site: Site, changes: Seque
         "state_en": state_en, "severity_zh": SEVERITY_WORDS.get(inc["severity"], inc["severity"]),
         "generated_at": now.astimezone(tz).isoformat(sep=" ", timespec="seconds"), "timezone": timezone,
         "version": __version__, "config_sha256": config_hash, "fingerprint": fingerprint, "meters": meters,
-        "chart": flow_chart_svg(flow_points(samples, span[0], span[1]), (incident.started_at, end), tz),
-        "timeline": _timeline(changes, alerts, case), "readings_rows": len(readings), "readings_from": span[0],
+        "chart": flow_chart_svg(readings.points, (incident.started_at, end), tz),
+        "timeline": _timeline(changes, alerts, case), "readings_rows": readings.rows, "readings_from": span[0],
         "readings_to": span[1], "audit_rows": len(records)}, tz)
     audit_lines = "".join(json.dumps(r.to_dict(), ensure_ascii=False, sort_keys=True) + "\n" for r in records)
     return {"incident.json": json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8"),
-            "readings.csv": readings_csv(readings), "audit.jsonl": audit_lines.encode("utf-8"),
+            "readings.csv": readings.path, "audit.jsonl": audit_lines.encode("utf-8"),
             "report.html": report}
 
 
-def export_incident(incident_id: str, *, config: Config, store: AlertStore, cases: CaseStore, audit: AuditChain,
-                    reader: InfluxReader, key: ServiceKey, now: datetime) -> bytes:
-    """Gather, render and sign one incident's package; `now` is the service's clock (the span of an open
-    incident ends there). Raises `EvidenceError` for an unknown incident, `QueryError` when InfluxDB fails."""
+def export_incident(incident_id: str, out: IO[bytes], *, config: Config, store: AlertStore, cases: CaseStore,
+                    audit: AuditChain, reader: InfluxReader, key: ServiceKey, now: datetime) -> None:
+    """Gather, render and sign one incident's package into `out` (seekable); `now` is the service's clock (the
+    span of an open incident ends there). Raises `EvidenceError` for an unknown incident, `QueryError` when
+    InfluxDB fails."""
     incident = store.incident(incident_id)
     if incident is None:
         raise EvidenceError(None, f"no incident {incident_id!r}: list them with GET /api/incidents")
@@ -174,13 +198,14 @@ def export_incident(incident_id: str, *, config: Config, store: AlertStore, case
                                   "longer has: export with the config in force at the time")
     span = (incident.started_at - READINGS_MARGIN,
             incident.ended_at + READINGS_MARGIN if incident.ended_at is not None else max(now, incident.updated_at))
-    readings = reader.flow(span[0], span[1], site.id)
     alerts: list[dict[str, Any]] = [{"alert": a.to_dict(), "transitions": store.transitions(a.id)}
                                     for a in (store.get(x) for x in incident.alert_ids) if a is not None]
     records = _records(audit, [incident.id, *incident.alert_ids, site.id])
-    files = incident_files(incident, cases.get(incident.id), site=site, changes=store.incident_changes(incident.id),
-                           alerts=alerts, readings=readings, span=span, records=records,
-                           config_hash=config_sha256(config), timezone=config.timezone, tz=config.tz, now=now,
-                           fingerprint=key.public.fingerprint)
-    return build_package(files, key, now, {"incident": incident.id, "site": site.id, "site_name": site.name,
-                                           "district": site.district})
+    with tempfile.TemporaryDirectory(prefix="gshp-evidence-") as tmp:
+        readings = gather_readings(reader, site.id, span, Path(tmp) / "readings.csv")
+        files = incident_files(incident, cases.get(incident.id), site=site,
+                               changes=store.incident_changes(incident.id), alerts=alerts, readings=readings,
+                               span=span, records=records, config_hash=config_sha256(config),
+                               timezone=config.timezone, tz=config.tz, now=now, fingerprint=key.public.fingerprint)
+        write_package(out, files, key, now, {"incident": incident.id, "site": site.id, "site_name": site.name,
+                                             "district": site.district})

@@ -12,23 +12,28 @@ import base64
 import hashlib
 import io
 import json
+import mmap
+import shutil
 import struct
 import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from gshp.evidence.errors import EvidenceError
 from gshp.evidence.keys import PublicKey, ServiceKey
 
-__all__ = ["FORMAT", "MANIFEST", "Verified", "build_package", "canonical", "verify_package"]
+__all__ = ["FORMAT", "MANIFEST", "Verified", "canonical", "verify_package", "write_package"]
 
 FORMAT = "gshp-evidence/1"
 MANIFEST = "manifest.json"
-MAX_MEMBER_BYTES = 512 * 1024 * 1024
-"""A member larger than this (uncompressed) is refused by `verify_package` (a zip bomb is not evidence)."""
+MAX_MEMBER_BYTES = 1024 * 1024 * 1024
+"""A member larger than this is refused: the zip headers written and checked here have no 64-bit sizes."""
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+CHUNK = 1024 * 1024
 
 
 LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
@@ -52,29 +57,51 @@ def canonical(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def build_package(files: Mapping[str, bytes], key: ServiceKey, created_at: datetime,
-                  about: Mapping[str, Any] | None = None) -> bytes:
-    """The zip: `files` in the given order, then the signed manifest. `about` describes the package (e.g. the
-    incident id) and is signed with it."""
+def _digest(body: bytes | Path) -> tuple[str, int]:
+    """SHA-256 and size of a member, read in chunks when it is a file."""
+    if isinstance(body, bytes):
+        return hashlib.sha256(body).hexdigest(), len(body)
+    h, size = hashlib.sha256(), 0
+    with body.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def write_package(out: IO[bytes], files: Mapping[str, bytes | Path], key: ServiceKey, created_at: datetime,
+                  about: Mapping[str, Any] | None = None) -> None:
+    """Write the zip to `out` (seekable): `files` in the given order — bytes, or a file copied in chunks, so a
+    package larger than memory streams through — then the signed manifest. `about` describes the package
+    (e.g. the incident id) and is signed with it."""
     for name in files:
         if name == MANIFEST or not name or "/" in name or "\\" in name or name.startswith("."):
             raise EvidenceError(name, "not a plain file name for a package member")
+    digests = {name: _digest(body) for name, body in files.items()}
+    for name, (_, size) in digests.items():
+        if size > MAX_MEMBER_BYTES:
+            raise EvidenceError(name, f"larger than {MAX_MEMBER_BYTES} bytes: too large for a package")
     unsigned = {
         "format": FORMAT, "created_at": created_at.isoformat(timespec="seconds"), "about": dict(about or {}),
-        "files": [{"name": n, "sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in files.items()],
+        "files": [{"name": n, "sha256": d, "bytes": size} for n, (d, size) in digests.items()],
         "key": {"algorithm": "ed25519", "public_key": base64.b64encode(key.public.raw).decode(),
                 "fingerprint": key.public.fingerprint},
     }
     manifest = {**unsigned, "signature": base64.b64encode(key.sign(canonical(unsigned))).decode()}
     stamp = _stamp(created_at)
-    out = io.BytesIO()
+    members: list[tuple[str, bytes | Path]] = [
+        *files.items(), (MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())]
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
-        for name, body in [*files.items(), (MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())]:
+        for name, body in members:
             info = zipfile.ZipInfo(name, date_time=stamp)
             info.compress_type = zipfile.ZIP_STORED  # stored: every byte of a member is its content, checked
             info.external_attr = 0o644 << 16
-            z.writestr(info, body)
-    return out.getvalue()
+            if isinstance(body, bytes):
+                z.writestr(info, body)
+                continue
+            info.file_size = digests[name][1]
+            with body.open("rb") as src, z.open(info, "w") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
 
 
 @dataclass(frozen=True)
@@ -87,20 +114,47 @@ class Verified:
     key_given: bool
 
 
-def _read(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    if info.file_size > MAX_MEMBER_BYTES:
-        raise EvidenceError(info.filename, f"larger than {MAX_MEMBER_BYTES} bytes")
+def _member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, int]:
+    """SHA-256 and size of a member's content, read in chunks; a CRC or format error names the member."""
+    h, size = hashlib.sha256(), 0
     try:
-        return z.read(info)
+        with z.open(info) as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                size += len(chunk)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
         raise EvidenceError(info.filename, f"altered or damaged in the archive ({exc})") from None
+    return h.hexdigest(), size
 
 
-def verify_package(data: bytes, key: PublicKey | None = None) -> Verified:
-    """Check a package: the manifest's signature (by `key`, else by the key the manifest names, which proves
-    integrity but not origin), then every member against its hash; no member missing, none unlisted."""
+def _manifest_of(z: zipfile.ZipFile) -> dict[str, Any]:
+    info = z.getinfo(MANIFEST)
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise EvidenceError(MANIFEST, f"larger than {MAX_MANIFEST_BYTES} bytes: not a manifest")
     try:
-        z = zipfile.ZipFile(io.BytesIO(data))
+        body = z.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
+        raise EvidenceError(MANIFEST, f"altered or damaged in the archive ({exc})") from None
+    return _manifest(body)
+
+
+def verify_package(source: bytes | Path, key: PublicKey | None = None) -> Verified:
+    """Check a package (its bytes, or a file, read in place): the manifest's signature (by `key`, else by the
+    key the manifest names, which proves integrity but not origin), the zip's own structure, then every
+    member against its hash; no member missing, none unlisted."""
+    if isinstance(source, bytes):
+        return _verify(source, io.BytesIO(source), key)
+    try:
+        with source.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _verify(data, f, key)
+    except ValueError as exc:  # an empty file cannot be mapped
+        raise EvidenceError(None, f"not a readable zip archive: {exc}") from None
+
+
+def _verify(data: bytes | mmap.mmap, stream: IO[bytes], key: PublicKey | None) -> Verified:
+    """`data`: the archive's bytes, for its structure; `stream`: the same, read by the zip reader."""
+    try:
+        z = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise EvidenceError(None, f"not a readable zip archive: {exc}") from None
     with z:
@@ -111,7 +165,7 @@ def verify_package(data: bytes, key: PublicKey | None = None) -> Verified:
                 raise EvidenceError(name, "appears twice in the archive")
         if MANIFEST not in names:
             raise EvidenceError(MANIFEST, "missing: this is not an evidence package")
-        manifest = _manifest(_read(z, z.getinfo(MANIFEST)))
+        manifest = _manifest_of(z)
         signer = PublicKey.from_raw_b64(str(manifest["key"].get("public_key", "")))
         if key is not None and key.raw != signer.raw:
             raise EvidenceError(MANIFEST, f"signed by another key ({signer.fingerprint}), not by the one given "
@@ -132,8 +186,7 @@ def verify_package(data: bytes, key: PublicKey | None = None) -> Verified:
                 raise EvidenceError(name, "listed in the manifest but missing from the archive")
         _check_structure(data, z, _created_at(manifest))
         for name, entry in listed.items():
-            body = _read(z, z.getinfo(name))
-            if len(body) != entry.get("bytes") or hashlib.sha256(body).hexdigest() != entry.get("sha256"):
+            if _member(z, z.getinfo(name)) != (entry.get("sha256"), entry.get("bytes")):
                 raise EvidenceError(name, "altered: its SHA-256 differs from the signed manifest's")
     return Verified(tuple(listed), manifest, signer.fingerprint, key is not None)
 
@@ -145,7 +198,7 @@ def _created_at(manifest: dict[str, Any]) -> datetime:
         raise EvidenceError(MANIFEST, "altered: created_at is not a time") from None
 
 
-def _check_structure(data: bytes, z: zipfile.ZipFile, created_at: datetime) -> None:
+def _check_structure(data: bytes | mmap.mmap, z: zipfile.ZipFile, created_at: datetime) -> None:
     """Every byte of the archive outside the members' contents is what `build_package` writes: each member's
     local header and directory entry are rebuilt from its name, CRC and size and the signed time and compared
     byte for byte, members follow one another with nothing between, and the end record closes the file. The

@@ -9,19 +9,27 @@ import json
 import os
 import stat
 import zipfile
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gshp.cli import main
-from gshp.evidence import EvidenceError, PublicKey, ServiceKey, build_package, verify_package
+from gshp.evidence import EvidenceError, PublicKey, ServiceKey, verify_package, write_package
 
 FILES = {"incident.json": json.dumps({"id": "inc-1", "site": "宛城区人民医院"}, ensure_ascii=False).encode(),
          "readings.csv": b"ts,site,meter,rate_m3h,total_m3\n" + b"2026-05-05T08:00:00+08:00,hospital,E1,80,1000\n" * 50,
          "audit.jsonl": b'{"seq":1}\n{"seq":2}\n',
          "report.html": "<html><body>外排事件</body></html>".encode()}
 AT = datetime(2026, 5, 5, 8, 0, tzinfo=UTC)
+
+
+def build_package(files: Mapping[str, bytes | Path], key: ServiceKey, at: datetime,
+                  about: Mapping[str, str] | None = None) -> bytes:
+    out = io.BytesIO()
+    write_package(out, files, key, at, about)
+    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +191,26 @@ def test_any_byte_changed_anywhere_in_the_archive_is_refused(key: ServiceKey) ->
                 assert err.value.file == name, (at, str(err.value))
     with pytest.raises(EvidenceError, match="bytes were added"):
         verify_package(small + b"\x00", key.public)
+
+
+def test_a_member_given_as_a_file_streams_in_and_a_package_file_verifies_in_place(key: ServiceKey,
+                                                                                    tmp_path: Path) -> None:
+    readings = tmp_path / "readings.csv"
+    with readings.open("wb") as f:
+        for _ in range(3):  # larger than a copy chunk
+            f.write(b"2026-05-05T08:00:00.000Z,hospital,E1,extraction,80.0,1000.0,,\n" * 20_000)
+    package = tmp_path / "evidence.zip"
+    with package.open("wb") as out:
+        write_package(out, {"incident.json": b"{}", "readings.csv": readings}, key, AT)
+    ok = verify_package(package, key.public)
+    assert ok.files == ("incident.json", "readings.csv")
+    assert ok.manifest["files"][1]["bytes"] == readings.stat().st_size
+    raw = bytearray(package.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # inside readings.csv
+    package.write_bytes(bytes(raw))
+    with pytest.raises(EvidenceError) as err:
+        verify_package(package, key.public)
+    assert err.value.file == "readings.csv"
+    (tmp_path / "empty.zip").write_bytes(b"")
+    with pytest.raises(EvidenceError, match="not a readable zip"):
+        verify_package(tmp_path / "empty.zip")

@@ -5,14 +5,17 @@ as alerts: reading is `viewer`, case actions are `enforcement` of the incident's
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from alerting.case import Case, CaseConflict, CaseError, CaseInputError, CaseStatus
 from alerting.model import Incident, IncidentKind, IncidentState
@@ -172,15 +175,23 @@ def get_attachment(incident_id: str, attachment_id: int, scope: ViewerScope, sto
 
 @router.get("/api/incidents/{incident_id}/evidence", response_class=Response, responses={200: {
     "content": {"application/zip": {}}, "description": "the signed evidence package (docs/evidence.md)"}})
-def incident_evidence(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Store) -> Response:
+def incident_evidence(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Store) -> FileResponse:
     """The evidence package: incident.json, readings.csv, audit.jsonl, report.html and the signed
-    manifest.json; check it with `gshp evidence verify FILE.zip --key KEY.pem`."""
+    manifest.json; check it with `gshp evidence verify FILE.zip --key KEY.pem`. Built in a temporary file
+    (a long incident's readings need not fit in memory), removed once sent."""
     incident = scope.incident(store, incident_id)
-    try:
-        package = export_incident(incident.id, config=ctx.config, store=store, cases=ctx.cases, audit=ctx.audit,
-                                  reader=ctx.reader, key=ctx.evidence_key, now=ctx.clock.now())
-    except QueryError as exc:
-        raise HTTPException(503, f"the readings are unavailable: {exc}") from None
+    with tempfile.NamedTemporaryFile(prefix="gshp-evidence-", suffix=".zip", delete=False) as f:
+        path = Path(f.name)
+        try:
+            export_incident(incident.id, f, config=ctx.config, store=store, cases=ctx.cases, audit=ctx.audit,
+                            reader=ctx.reader, key=ctx.evidence_key, now=ctx.clock.now())
+        except QueryError as exc:
+            path.unlink()
+            raise HTTPException(503, f"the readings are unavailable: {exc}") from None
+        except BaseException:
+            path.unlink()
+            raise
     name = f"gshp-evidence-{incident.id}.zip"
-    return Response(package, media_type="application/zip", headers={
-        "Content-Disposition": f"attachment; filename=\"gshp-evidence.zip\"; filename*=UTF-8''{quote(name)}"})
+    return FileResponse(path, media_type="application/zip", background=BackgroundTask(path.unlink, missing_ok=True),
+                        headers={"Content-Disposition": "attachment; filename=\"gshp-evidence.zip\"; "
+                                                        f"filename*=UTF-8''{quote(name)}"})
