@@ -281,7 +281,7 @@ def create_app(service: Service) -> FastAPI:
         window = body.window()
         stored = service.store.declare_maintenance(site.id, window, who.name,
                                                    datetime.now(UTC).isoformat(timespec="seconds"))
-        service.engine.declare_maintenance(site.id, window)
+        service.engine.declare_maintenance(site.id, window, who.name, datetime.now(UTC))
         service.audit.write(who, "maintenance", site.id, {
             "start": window.start.isoformat(), "end": window.end.isoformat(), "reason": window.reason,
             "volume_cap_m3": window.volume_cap_m3})
