@@ -49,4 +49,4 @@ def sample_event(site: str = "hehua-plaza", site_name: str = "向阳荷花广场
         alert_ids=("sample-alert",), meters=("E1", "R1"),
         summary={"zh": f"{site_name} 疑似外排，估计外排约27 m³（22–31 m³），平均差额38.9%",
                  "en": f"{site_name}: suspected discharge, about 27 m³ (22–31 m³), mean deficit 38.9%"})
-    return {**IncidentNotice(IncidentChange.OPENED, at, incident).to_dict(), "test": True}
+    return IncidentNotice(IncidentChange.OPENED, at, incident).to_dict()
