@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -35,6 +36,9 @@ from rules.engine import Engine
 __all__ = ["BOARD_WINDOWS", "RuleLoop", "alert_line", "balance_lines"]
 
 log = logging.getLogger(__name__)
+
+MAX_UNSENT = 10_000
+"""Incident notices kept for a notifier that cannot take them (they are stored in the alert store anyway)."""
 
 MAX_CATCH_UP = 10_000
 """Data time jumping further than this many evaluation steps at once is evaluated at its last steps only."""
@@ -77,6 +81,8 @@ class RuleLoop:
         self.on_event = on_event
         self.on_notice = on_notice
         self._store_errors = 0
+        self._unsent: deque[IncidentNotice] = deque()  # stored incident changes the notifier has not taken
+        self._notify_failing = False
         self._scheduler: AsyncIOScheduler | None = None
         self.evaluations = 0
         self._next_k: int | None = None  # data time: the next evaluation boundary (in steps)
@@ -152,13 +158,34 @@ class RuleLoop:
                 log.exception("handing alert %s (%s) on failed", event.id, event.state)
         for notice in step.notices:
             self.live.publish("incident", notice.to_dict(), notice.site)
-            if self.on_notice is None:
-                continue
+        self._notify(step.notices)
+        return events
+
+    def _notify(self, notices: Sequence[IncidentNotice]) -> None:
+        """Hand incident notices to the notifier in order; the ones it cannot take now (its queue's disk is
+        full) are kept, in order and bounded, and offered again at the next evaluation."""
+        if self.on_notice is None:
+            return
+        self._unsent.extend(notices)
+        while len(self._unsent) > MAX_UNSENT:
+            dropped = self._unsent.popleft()
+            metrics.NOTICES_DROPPED.inc()
+            log.error("incident %s (%s) not notified: %d notices wait for the notifier", dropped.id,
+                      dropped.change, MAX_UNSENT)
+        while self._unsent:
+            notice = self._unsent[0]
             try:
                 self.on_notice(notice)
-            except Exception:
-                log.exception("handing incident %s (%s) to the notifier failed", notice.id, notice.change)
-        return events
+            except Exception as exc:
+                if not self._notify_failing:
+                    log.warning("the notifier cannot take incident %s (%s) now: %s; offered again at every "
+                                "evaluation", notice.id, notice.change, exc)
+                self._notify_failing = True
+                return
+            self._unsent.popleft()
+            if self._notify_failing:
+                log.info("the notifier takes incident notices again")
+                self._notify_failing = False
 
     async def _tick(self) -> None:
         await asyncio.to_thread(self.evaluate)

@@ -685,7 +685,8 @@ class _Volumes:
     def __init__(self, engine: Engine, st: _SiteState, until_k: int) -> None:
         self._engine, self._st, self._until_k = engine, st, until_k
         self.step_s = engine.step_s
-        self.baseline_pct = st.cusum.baseline_pct if st.cusum.n > 0 else 0.0
+        warm = st.cusum_params is not None and st.cusum.n > st.cusum_params.warmup_n
+        self.baseline_pct = st.cusum.baseline_pct if warm else 0.0
         self.drift_pct = st.rules.sequential.drift_pct
         self.transit_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / engine.step_s)
         self.accuracy_pct = engine._accuracy(st)

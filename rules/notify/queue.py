@@ -18,6 +18,7 @@ that records it; receivers get the idempotency key (webhook header, e-mail Messa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -171,10 +172,12 @@ class NotifyQueue:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # a failed COMMIT (disk full) may have rolled back already
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
