@@ -393,7 +393,7 @@ class Engine:
         now = datetime.fromtimestamp(t, self.tz)
         episodes, updates = advance_incidents(
             st.incidents, site_alerts, _Volumes(self, st, interval_of(t, self.step_s)), now, self.settings.incidents,
-            site=(st.site.id, st.site.name, st.site.district), tz=self.tz, language=self.language)
+            site=(st.site.id, st.site.name, st.site.district), tz=self.tz)
         try:
             self.store.record_evaluation(Evaluation(self._written, self._clears,
                                                     [(u.incident, u.changes) for u in updates]))

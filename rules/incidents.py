@@ -237,7 +237,6 @@ class _Site:
     name: str
     district: str
     tz: tzinfo
-    language: Language
 
 
 @dataclass
@@ -263,7 +262,7 @@ def advance(episodes: Mapping[IncidentKind, Episode], alerts: Sequence[Alert], v
             language: Language = Language.ZH) -> tuple[dict[IncidentKind, Episode], list[Update]]:
     """One evaluation of one site: the next episodes and the incidents that changed (each with its
     changes; an open incident changes at every evaluation: its volume and duration grow)."""
-    s = _Site(site[0], site[1], site[2], tz, language)
+    s = _Site(site[0], site[1], site[2], tz)
     work = {k: _Work(ep) for k, ep in episodes.items()}
     for alert in alerts:
         if alert.state is AlertState.PENDING:
