@@ -426,6 +426,16 @@ _KIND_WORDS = {
 }
 
 
+def _found(rule: str, figures: Mapping[str, Any], lang: Language) -> str:
+    """「抽水运行中回灌流量计无数据（R2）」: what a rule found, with its meters."""
+    meters = _meters(figures)
+    if not meters:
+        return rule_words(rule, lang)
+    if lang is Language.EN:
+        return f"{rule_words(rule, lang)} ({', '.join(meters)})"
+    return f"{rule_words(rule, lang)}（{'、'.join(meters)}）"
+
+
 def _text(s: _Site, inc: Incident) -> Incident:
     """The one-line summary in both languages."""
     out = {}
@@ -441,7 +451,7 @@ def _text(s: _Site, inc: Incident) -> Incident:
                 figures += (f", mean deficit {inc.mean_deficit_pct:.1f}%" if en
                             else f"，平均差额{inc.mean_deficit_pct:.1f}%")
         else:
-            found = sorted({rule_words(r, lang) for r in inc.rules if not r.startswith("balance_")})
+            found = sorted({_found(r, f, lang) for r, f in inc.rules.items() if not r.startswith("balance_")})
             figures = (f"since {since}: " + "; ".join(found)) if en else (f"自{since}起：" + "；".join(found))
         ended = ""
         if inc.ended_at is not None:

@@ -115,6 +115,12 @@ notify:
         assert "卧龙区第一中学" in w.json()["markdown"]["content"] and "m³" in w.json()["markdown"]["content"]
         assert sorted(m.topic for m in got) == ["gshp/alerts/卧龙区/wolong-school", "gshp/alerts/宛城区/hehua-plaza"]
         assert sorted(json.loads(m.payload)["incident"]["id"] for m in got) == sorted(ids.values())
+        # closing the case (the case store calls the hook) is one more message, naming the outcome
+        service.incident_case_closed(ids["hehua-plaza"], "confirmed_discharge")
+        wait_until(lambda: len(hook.received) == 3, 20)
+        closed = hook.received[-1].json()
+        assert (closed["change"], closed["outcome"], closed["incident"]["id"]) == (
+            "case_closed", "confirmed_discharge", ids["hehua-plaza"])
         assert len({_parsed(m)["Message-ID"] for m in box.messages}) == len(box.messages)  # none sent twice
         status = service.notifier.status()
         assert all(c.queued == c.failed == c.dead == 0 for c in status.values())
