@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "BROKER_DROPPED",
+    "BROKER_STORED",
     "DEADLETTERS",
     "DEADLETTERS_EVICTED",
     "FANOUT_CONNECTED",
@@ -91,6 +93,9 @@ MQTT_CONNECTS = Counter("gshp_mqtt_connects_total", "Successful MQTT connections
 MQTT_PAUSES = Counter("gshp_mqtt_pauses_total",
                       "Times MQTT consumption paused because readings could not be committed")
 DEADLETTERS = Counter("gshp_deadletters_total", "Payloads kept in the dead-letter store", ["source"])
+BROKER_DROPPED = Counter("gshp_broker_dropped", "Messages the MQTT broker reported dropping ($SYS) since this "
+                                                "process started watching: readings lost upstream")
+BROKER_STORED = Gauge("gshp_broker_stored_messages", "Messages the MQTT broker holds in its store ($SYS)")
 DEADLETTERS_EVICTED = Counter("gshp_deadletters_evicted_total",
                               "Oldest dead letters removed to keep the store within its bound")
 

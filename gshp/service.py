@@ -34,17 +34,20 @@ from collector.influx.reader import InfluxReader
 from collector.influx.sitemeta import site_lines
 from collector.influx.writer import make_writer
 from collector.model import MeterChange, Reading
+from collector.mqtt.brokerstats import BrokerStats, ride_out_need
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
+from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
-from gshp.api.auth import AuditLog
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import RuleLoop
 from gshp.live import LiveState
 from gshp.roles import ProcessRole
+from rules.audit import AuditChain
+from rules.cases import CaseStore
 from rules.engine import Engine
 from rules.notify import Notifier
-from rules.notify.silences import Matcher
+from rules.silence_store import SilenceStore
 from rules.store import AlertStore
 
 __all__ = ["ReportsChanges", "Service", "Source"]
@@ -88,6 +91,10 @@ class Service:
         self.sources = list(sources)
         self.live = LiveState(config.sites)
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
+        # people's writes (cases, maintenance, silences) and their audit chain share the alert database
+        self.audit = AuditChain(self.store)
+        self.cases = CaseStore(self.store, self.audit, config.state_dir / "attachments")
+        self.silences = SilenceStore(self.store, self.audit)
         self.engine = Engine(config.sites, config.rules, tz=config.tz, store=self.store)
         known = {s.id for s in config.sites}
         for declared in self.store.maintenance():  # windows declared through the API before a restart
@@ -96,7 +103,12 @@ class Service:
                                                 datetime.fromisoformat(declared.declared_at))
         # incident notices go to `self.notifier.submit(notice)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
-                                 public_url=config.api.public_url)
+                                 public_url=config.api.public_url, silences=self.silences.silences)
+        legacy = self.notifier.queue.legacy_silences()
+        if legacy:  # kept in notify.sqlite by earlier versions: moved (and audited) once
+            moved = self.silences.import_legacy(legacy)
+            self.notifier.queue.forget_legacy_silences([x.id for x in legacy])
+            log.info("%d silence(s) moved from notify.sqlite to the alert database", moved)
         self.alert_listeners: list[Callable[[Alert], object]] = []
         self.notice_listeners: list[Callable[[IncidentNotice], object]] = [self.notifier.submit]
         self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert,
@@ -119,7 +131,13 @@ class Service:
                 synchronous=config.outbox.synchronous))
             self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
                                              fanout_client_id or f"{config.mqtt.client_id}-fanout")
-        self.audit = AuditLog(config.state_dir / "audit.jsonl")
+        self.broker: BrokerStats | None = None
+        mqtt_meters = [m for s in config.sites for m in s.meters if m.mqtt is not None]
+        if config.mqtt is not None and config.mqtt.broker_stats and mqtt_meters and role.collects:
+            need = ride_out_need([m.interval or timedelta(minutes=1) for m in mqtt_meters], config.mqtt.ride_out)
+            self.broker = BrokerStats(config.mqtt, config.mqtt.client_id, need, config.state_dir / "broker.json")
+        self.anchors = AnchorJob(self.audit, self.outbox.put, chain_name(role, config.shard))
+        self.anchor_failing: str | None = None
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
@@ -156,15 +174,6 @@ class Service:
         prefix, shard = self.config.fanout.topic_prefix, self.config.shard.index
         return [f"{reading_topic(prefix, shard, r.site, r.meter)} {encode_reading(r).decode()}" for r in readings]
 
-    def silence_repeats(self, alert_id: str, by: str, days: int = 30) -> None:
-        """Acknowledgement silences reminders of a firing alert, not its state or its resolution."""
-        now = time.time()
-        try:
-            self.notifier.queue.add_silence([Matcher.parse(f"id={alert_id}"), Matcher.parse("state=firing")], now,
-                                            now + days * 86400, by, "acknowledged")
-        except Exception:
-            log.exception("could not silence reminders of acknowledged alert %s", alert_id)
-
     def incident_case_closed(self, incident_id: str, outcome: str, at: datetime | None = None) -> None:
         """Notify that an incident's case was closed (called once the close is stored). Raises `KeyError`
         for an unknown incident."""
@@ -190,14 +199,16 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         full = self.outbox.depth >= self.config.outbox.max_rows
-        problems = self.engine.problems()
+        problems = (self.broker.problems() if self.broker is not None else []) + self.engine.problems()
         return {
-            "status": "full" if full else ("degraded" if self.drainer.failing or problems else "ok"),
-            "problems": problems,
+            "status": "full" if full else ("degraded" if self.drainer.failing or problems or self.anchor_failing
+                                           else "ok"),
+            **({"problems": problems} if problems else {}),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),
             "influx": self.drainer.failing or "ok",
+            **({"audit_anchor": self.anchor_failing} if self.anchor_failing else {}),
             "sources": [s.name for s in self.sources],
             "role": self.role.value,
             "shard": str(self.config.shard),
@@ -221,6 +232,10 @@ class Service:
         self.drainer.start()
         if self.publisher is not None:
             self.publisher.start()
+        if self.broker is not None:
+            assert self.broker.need is not None
+            log.info("MQTT: %s", self.broker.need.advice())
+            self.broker.start()
         if self.role.evaluates:
             self.notifier.start()
             await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
@@ -233,6 +248,7 @@ class Service:
         tasks = [asyncio.create_task(self.http.serve(), name="http")]
         tasks += [asyncio.create_task(s.run(self.accept), name=s.name) for s in self.sources]
         tasks += [asyncio.ensure_future(a) for a in extra]
+        tasks.append(asyncio.create_task(self._anchor_loop(), name="audit-anchor"))
         log.info("gshp running as %s (shard %s): %d sites, %d sources, HTTP on %s", self.role.value,
                  self.config.shard, len(self.config.sites), len(self.sources), api.listen)
         stop = asyncio.create_task(self._stopping.wait())
@@ -244,6 +260,18 @@ class Service:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _anchor_loop(self) -> None:
+        """Anchor the audit chain's head in InfluxDB (through the outbox) at start and every `ANCHOR_CHECK`."""
+        while True:
+            try:
+                await asyncio.to_thread(self.anchors.tick, datetime.now(UTC))
+                self.anchor_failing = None
+            except Exception as exc:
+                if self.anchor_failing is None:
+                    log.exception("anchoring the audit chain's head failed; retrying every %s", ANCHOR_CHECK)
+                self.anchor_failing = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(ANCHOR_CHECK.total_seconds())
 
     def backfill_span(self) -> timedelta:
         """History the rule windows need after a restart: the longest window, its transit lag and a margin."""
@@ -265,6 +293,8 @@ class Service:
         self.rules.stop()
         if self.publisher is not None:
             await asyncio.to_thread(self.publisher.stop)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
         await asyncio.to_thread(self.drainer.stop)
         await asyncio.to_thread(self.notifier.stop)
         if self.fanout is not None:

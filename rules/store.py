@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -153,7 +153,7 @@ class AlertStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -168,12 +168,28 @@ class AlertStore:
         with self._lock:
             self._db.close()
 
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on the alert database, shared by the stores kept in it (cases, the audit
+        chain, silences): writes made inside it by any of them commit or roll back together."""
+        return self._tx()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads by the stores kept in this database."""
+        with self._lock:
+            yield self._db
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One transaction: committed whole, or rolled back whole (a failed COMMIT — disk full — included)."""
         with self._lock:
+            if self._db.in_transaction:  # nested in `transaction()` on this thread: the outer one commits
+                yield self._db
+                return
             try:
-                self._db.execute("BEGIN")
+                # IMMEDIATE: another process (`gshp notify silence`) cannot append to the chain between our read
+                # of its head and our write
+                self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -213,9 +229,11 @@ class AlertStore:
                 _write_incident(db, incident, changes)
 
     def acknowledge(self, alert_id: str, by: str, at: str, note: str | None = None) -> None:
-        """Mark an alert acknowledged (silences repeats, not state); a note becomes an annotation."""
+        """Mark an alert acknowledged (not its state); a note becomes an annotation. The first acknowledgement
+        stays: a later one only adds its note."""
         with self._tx() as db:
-            cur = db.execute("UPDATE alerts SET acked_by=?, acked_at=? WHERE id=?", (by, at, alert_id))
+            cur = db.execute("UPDATE alerts SET acked_by=COALESCE(acked_by, ?), acked_at=COALESCE(acked_at, ?) "
+                             "WHERE id=?", (by, at, alert_id))
             if cur.rowcount == 0:
                 raise StoreError(f"no alert with id {alert_id!r}: list alerts to find its id")
             if note:

@@ -69,6 +69,9 @@ class MqttSettings(BaseModel):
                               description="reject device timestamps older than this (buffered re-sends)")
     profiles_dir: Path | None = Field(default=None, description="extra payload profiles (*.yaml)")
     deadletter_max_rows: int = Field(default=100_000, ge=10, description="oldest dead letters go first")
+    broker_stats: bool = Field(default=True, description="read the broker's drop counter from $SYS (mosquitto)")
+    ride_out: Duration = Field(default=timedelta(hours=1),
+                               description="an outage of the collector the broker's queue must hold")
 
     @model_validator(mode="after")
     def _bounds(self) -> MqttSettings:

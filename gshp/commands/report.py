@@ -17,6 +17,8 @@ from typing import Any, TextIO
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.commands.configfile import load_config_or_exit
 from gshp.report import FORMATS, ReportError, build_daily_report, render
+from gshp.report.build import audit_note
+from rules.audit import AuditChain
 from rules.replay import Readings, ReplayError, parse_readings
 from rules.report import ONLINE_THRESHOLD_PCT, DailyReport
 from rules.store import AlertStore, StoreError
@@ -141,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         if store is not None:
+            last = AuditChain(store).last()
+            if last is not None:
+                print(f"report: {audit_note(last.seq, last.hash, last.at)}", file=sys.stderr)
             store.close()
         if isinstance(source, InfluxReader):
             source.close()

@@ -4,25 +4,37 @@ Every problem is collected before anything is raised, so a user fixes a file in 
 that span sections run over the valid part of a file with bad settings too (`gshp.config.salvage`).
 Each problem carries the line of the offending node, found by walking the YAML node tree alongside the
 data, and says what is allowed in words.
+
+Input is bounded before it is expanded: at most `MAX_CONFIG_BYTES`, nesting at most `MAX_DEPTH` levels,
+and YAML aliases may add at most `MAX_ALIAS_VALUES` values to what the file writes out (a "billion
+laughs" document of nested aliases is refused at once instead of filling the memory). The secrets of a
+valid config are registered with `collector.redact` so that no log line or message shows them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
+from collector.redact import redact, register_secrets, url_secrets
 from gshp.config.errors import ConfigError, Problem
 from gshp.config.salvage import Salvage, salvage
-from gshp.config.schema import LISTEN_PATTERN, SECRET_FIELDS, Config, cross_check
-from rules.notify.mask import mask_url
+from gshp.config.schema import LISTEN_PATTERN, PUBLIC_URL_PATTERN, SECRET_FIELDS, Config, cross_check
 
-__all__ = ["Check", "load_config", "parse_config"]
+__all__ = ["MAX_ALIAS_VALUES", "MAX_CONFIG_BYTES", "MAX_DEPTH", "Check", "load_config", "parse_config"]
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+"""A city of a thousand sites takes well under 1 MiB."""
+MAX_ALIAS_VALUES = 100_000
+"""Values that YAML aliases (``*name``) may add beyond those written in the file."""
+MAX_DEPTH = 64
+"""Levels of nesting (a config needs about eight)."""
 
 Path_ = tuple[str | int, ...]
 
@@ -105,7 +117,7 @@ def _shown(path: Path_, value: Any) -> str | None:
         return "(hidden)"
     if isinstance(value, dict | list):
         return None
-    text = repr(mask_url(value) if isinstance(value, str) and "://" in value else value)
+    text = repr(redact(value) if isinstance(value, str) and "://" in value else value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -163,6 +175,11 @@ _PATTERN_WORDS = {
     r"^[^@\s]+@[^@\s]+$": "an e-mail address, e.g. duty@example.org",
     r"^[^@\s]+@[^@\s]+$|^.*<[^@\s<>]+@[^@\s<>]+>$":
         "an e-mail address, alone or after a name: alarm@example.org or 监测平台 <alarm@example.org>",
+    r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$": "an HTTP header name (letters, digits and !#$%&'*+.^_`|~-), e.g. Authorization",
+    r"^\+?[0-9][0-9-]{2,19}$": "a mobile number, digits only, e.g. 13800000000",
+    PUBLIC_URL_PATTERN:
+        "an http:// or https:// URL without spaces, quotes, brackets or control characters, "
+        "e.g. https://gshp.example.gov.cn",
 }
 """What a `pattern=` of the schema allows, in words (a regular expression is no help in an error)."""
 
@@ -217,6 +234,69 @@ def _checks(config: Config, partial: Salvage, checks: Sequence[Check], earlier: 
     return out
 
 
+def _expansion(root: yaml.Node) -> tuple[int, int, int]:
+    """(values once every alias is expanded, distinct nodes written, deepest nesting) of a composed
+    document, in time linear in what is written: an alias is the same node object as its anchor, so each
+    node's expanded size is computed once."""
+    sizes: dict[int, int] = {}
+    depth = 0
+
+    def size(node: yaml.Node, level: int) -> int:
+        nonlocal depth
+        depth = max(depth, level)
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # while in progress: an alias inside its own anchor is reported by _construct
+        total = 1
+        if level <= MAX_DEPTH:
+            if isinstance(node, yaml.SequenceNode):
+                total += sum(size(v, level + 1) for v in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                total += sum(size(k, level + 1) + size(v, level + 1) for k, v in node.value)
+        sizes[id(node)] = total
+        return total
+
+    expanded = size(root, 1)
+    return expanded, len(sizes), depth
+
+
+def _bounded(nodes: yaml.Node, file: str) -> None:
+    """Refuse a document whose aliases expand past `MAX_ALIAS_VALUES` or that nests past `MAX_DEPTH`."""
+    expanded, written, depth = _expansion(nodes)
+    if depth > MAX_DEPTH:
+        raise ConfigError([Problem(file, None, "", f"nests deeper than {MAX_DEPTH} levels: a config needs about "
+                                                   "eight; flatten the document")])
+    if expanded - written > MAX_ALIAS_VALUES:
+        raise ConfigError([Problem(
+            file, None, "", f"is refused: its YAML aliases (*name) would expand {written:,} written values to "
+                            f"{expanded:,}, more than the {MAX_ALIAS_VALUES:,} aliases may add (a \"billion laughs\" "
+                            "document?); write the values out or use fewer nested aliases")])
+
+
+_AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "apikey"})
+
+
+def _secrets(value: Any) -> Iterator[str]:
+    """Every secret a config holds: secret settings, and the credentials and keys inside its URLs."""
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        yield secret
+        # a header's credential alone too: "Bearer <token>" is also shown as just the token
+        yield from (part for part in secret.split() if part.lower() not in _AUTH_SCHEMES)
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secrets(getattr(value, name))
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _secrets(v)
+    elif isinstance(value, tuple | list):
+        for v in value:
+            yield from _secrets(v)
+    elif isinstance(value, str) and "://" in value:
+        yield from url_secrets(value)
+
+
 def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None, *,
                  checks: Sequence[Check] = ()) -> Config:
     """Validate config text; raise `ConfigError` listing every problem.
@@ -226,14 +306,21 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
     over the valid part of the file when some settings are wrong (see `gshp.config.salvage`)."""
     env = os.environ if env is None else env
     problems: list[Problem] = []
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError([_too_large(file, size)])
     try:
         nodes = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError([Problem(file, mark.line + 1 if mark else None, "",
                                    f"is not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(file, None, "", f"nests deeper than {MAX_DEPTH} levels: a config needs about "
+                                                   "eight; flatten the document")]) from None
     if nodes is None:
         raise ConfigError([Problem(file, None, "", "is empty: see deploy/examples/ for a starting point")])
+    _bounded(nodes, file)
     lines = _Lines()
     data = _construct(nodes, (), lines, problems, file, env)
     if not isinstance(data, dict):
@@ -251,14 +338,24 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise ConfigError(problems)
     assert config is not None
+    register_secrets(_secrets(config))
     return config
+
+
+def _too_large(file: str, size: int) -> Problem:
+    return Problem(file, None, "", f"is {size:,} bytes, more than a config may be ({MAX_CONFIG_BYTES:,} bytes): "
+                                   "is it the right file?")
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *,
                 checks: Sequence[Check] = ()) -> Config:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError([_too_large(str(p), max(len(raw), os.fstat(f.fileno()).st_size))])
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError([Problem(str(p), None, "", f"cannot be read: {exc.strerror}")]) from None
     except UnicodeDecodeError:

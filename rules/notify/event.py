@@ -40,7 +40,7 @@ def sample_event(site: str = "hehua-plaza", site_name: str = "向阳荷花广场
     at = (at or datetime.now(UTC)).replace(microsecond=0)
     started = at - timedelta(minutes=40)
     incident = Incident(
-        id="sample0000000001", site=site, site_name=site_name, district=district, kind=IncidentKind.DISCHARGE,
+        id=f"sample-{site}", site=site, site_name=site_name, district=district, kind=IncidentKind.DISCHARGE,
         severity=Severity.HIGH, state=IncidentState.OPEN, started_at=started,
         first_firing_at=at - timedelta(minutes=10), ended_at=None, updated_at=at,
         volume_m3=VolumeEstimate(26.7, 22.1, 31.3), peak_deficit_pct=39.8, mean_deficit_pct=38.9,

@@ -124,7 +124,7 @@ def test_dingtalk_signed_markdown_message(tmp_path: Path, peer: HttpPeer) -> Non
     assert "向阳荷花广场" in msg["markdown"]["title"]
     text = msg["markdown"]["text"]
     for part in ("宛城区", "26.7 m³", "22.1 m³", "31.3 m³", "39.8%",
-                 "https://board.example.gov.cn/incidents/sample0000000001", "@13800000000"):
+                 "https://board.example.gov.cn/incidents/sample-hehua-plaza", "@13800000000"):
         assert part in text
     assert msg["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}
     n.queue.close()

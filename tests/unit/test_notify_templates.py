@@ -29,7 +29,7 @@ def test_chinese_default_names_site_district_volume_band_onset_and_incident_link
     out = Renderer("zh", public_url="https://board.example.gov.cn/").render(name, [EVENT])
     for part in ("向阳荷花广场", "宛城区", "26.7 m³", "22.1 m³", "31.3 m³", "39.8%",
                  "2026-07-01 10:00",  # the estimated onset, in Asia/Shanghai
-                 "https://board.example.gov.cn/incidents/sample0000000001", "疑似外排", "新事件"):
+                 "https://board.example.gov.cn/incidents/sample-hehua-plaza", "疑似外排", "新事件"):
         assert part in out, (name, part)
 
 
@@ -38,7 +38,7 @@ def test_english_default_and_configured_time_zone() -> None:
     out = r.render("text", [EVENT])
     assert "Estimated discharge: 26.7 m³ (band 22.1 m³ – 31.3 m³)" in out
     assert "Since (estimated onset): 2026-07-01 02:00 (UTC)" in out and "suspected discharge" in out
-    assert "Incident: https://b.example/incidents/sample0000000001" in out
+    assert "Incident: https://b.example/incidents/sample-hehua-plaza" in out
     assert r.render("subject", [EVENT]).startswith("[OPENED high] 宛城区 向阳荷花广场: suspected discharge, about 26.7")
 
 
@@ -58,10 +58,10 @@ def test_escalated_resolved_closed_reminder_and_an_incident_without_volume() -> 
     assert "查看事件详情" not in out  # no public_url, no link
 
 
-def test_html_escapes_incident_text() -> None:
+def test_html_and_markdown_escape_incident_text() -> None:
     evil = notice(site_name="<script>x</script>")
     assert "<script>" not in Renderer("zh").render("html", [evil])
-    assert "<script>" in Renderer("zh").render("markdown", [evil])  # robots get plain markdown
+    assert r"\<script\>x\</script\>" in Renderer("zh").render("markdown", [evil])  # text, not markup
 
 
 def test_a_template_dir_overrides_single_templates(tmp_path: Path) -> None:
