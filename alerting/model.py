@@ -283,6 +283,9 @@ class Incident:
             raise ModelError(f"not an incident: {type(exc).__name__} {exc}") from None
 
 
+_LABELS = frozenset({"id", "site", "site_name", "district", "kind", "severity", "state"})
+
+
 @dataclass(frozen=True, slots=True)
 class IncidentNotice:
     """One message-worthy change of an incident, as the notifiers send it. `key` is its idempotency key:
@@ -293,6 +296,48 @@ class IncidentNotice:
     incident: Incident
     outcome: str | None = None  # how the case was closed (CASE_CLOSED only)
     link: str | None = None  # the incident page (`api.public_url` + `/incidents/{id}`)
+
+    @property
+    def id(self) -> str:
+        return self.incident.id
+
+    @property
+    def site(self) -> str:
+        return self.incident.site
+
+    @property
+    def site_name(self) -> str:
+        return self.incident.site_name
+
+    @property
+    def district(self) -> str:
+        return self.incident.district
+
+    @property
+    def kind(self) -> IncidentKind:
+        return self.incident.kind
+
+    @property
+    def severity(self) -> Severity:
+        return self.incident.severity
+
+    @property
+    def state(self) -> IncidentState:
+        return self.incident.state
+
+    def label(self, name: str) -> str | None:
+        """A field as text for routing, grouping and silence matchers: id, site, site_name, district, kind,
+        severity, state, change, rule (any rule of the incident: the first), outcome; None when absent."""
+        if name == "change":
+            return self.change.value
+        if name == "outcome":
+            return self.outcome
+        if name == "rule":
+            return next(iter(self.incident.rules), None)
+        value = getattr(self.incident, name, None) if name in _LABELS else None
+        if value is None:
+            return None
+        return value.value if isinstance(value, StrEnum) else str(value)
 
     @property
     def key(self) -> str:

@@ -50,6 +50,10 @@ OUTBOX_REFUSED = Counter("gshp_outbox_refused_total", "Lines refused because the
 READINGS_ACCEPTED = Counter("gshp_readings_accepted_total", "Readings committed to the outbox", ["source"])
 POINTS_WRITTEN = Counter("gshp_points_written_total", "Lines acknowledged by InfluxDB")
 WRITE_ERRORS = Counter("gshp_write_errors_total", "Failed InfluxDB write requests", ["error_class"])
+NOTICES_DROPPED = Counter("gshp_incident_notices_dropped_total",
+                          "Incident notices given up after the notifier refused them too long (they stay stored)")
+STORE_ERRORS = Counter("gshp_store_errors_total",
+                       "Failed writes to a state store (retried: the state they carry does not move)", ["store"])
 POINTS_DROPPED = Counter(
     "gshp_points_dropped_total", "Single lines InfluxDB rejected as invalid (dropped, logged)", ["reason"]
 )

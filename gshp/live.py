@@ -10,7 +10,8 @@ Events (`event:` name, then one JSON object as `data:`):
   (a reading older than the meter's newest is not sent);
 - `flow`: a site's summed flows after those readings — site, ts, extraction_m3h, reinjection_m3h,
   deficit_m3h (the live chart);
-- `alert`: an alert transition, in the one alert event shape (`rules.events.AlertEvent.to_dict`);
+- `alert`: an alert transition, in the one alert event shape (`alerting.model.Alert.to_dict`);
+- `incident`: an incident change, `alerting.model.IncidentNotice.to_dict` (change, at, incident);
 - `ack`: an alert acknowledged — id, site, by.
 """
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 
-from alerting.model import Alert
+from alerting.model import Alert, IncidentChange, IncidentNotice
 from collector import metrics
 from collector.drain import Drainer
 from collector.fanout import FanoutOutbox, FanoutPublisher, encode_reading, reading_topic
@@ -100,8 +100,9 @@ class Service:
         known = {s.id for s in config.sites}
         for declared in self.store.maintenance():  # windows declared through the API before a restart
             if declared.site in known:
-                self.engine.declare_maintenance(declared.site, declared.window)
-        # alert events go to `self.notifier.submit(event)`; it records them durably before returning
+                self.engine.declare_maintenance(declared.site, declared.window, declared.declared_by,
+                                                datetime.fromisoformat(declared.declared_at))
+        # incident notices go to `self.notifier.submit(notice)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
                                  public_url=config.api.public_url, silences=self.silences.silences)
         legacy = self.notifier.queue.legacy_silences()
@@ -109,9 +110,10 @@ class Service:
             moved = self.silences.import_legacy(legacy)
             self.notifier.queue.forget_legacy_silences([x.id for x in legacy])
             log.info("%d silence(s) moved from notify.sqlite to the alert database", moved)
-        self.alert_listeners: list[Callable[[Alert], object]] = [
-            lambda event: self.notifier.submit(event.to_dict())]
-        self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
+        self.alert_listeners: list[Callable[[Alert], object]] = []
+        self.notice_listeners: list[Callable[[IncidentNotice], object]] = [self.notifier.submit]
+        self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert,
+                              self._on_notice)
         self.listeners: list[ReadingListener] = [self.live.on_readings]
         if role.evaluates:
             self.listeners.insert(0, self.rules.on_readings)
@@ -157,7 +159,8 @@ class Service:
             try:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
-                log.exception("a reading listener failed; the readings are stored and will be replayed")
+                log.exception("a reading listener failed on %d readings from %s; they are stored (outbox, "
+                              "InfluxDB) but this consumer missed them", len(readings), source)
 
     def accept_changes(self, changes: Sequence[MeterChange], source: str) -> None:
         """Meter changes go to the same consumers as readings (the rule engine), in stream order: a source
@@ -173,6 +176,22 @@ class Service:
         prefix, shard = self.config.fanout.topic_prefix, self.config.shard.index
         return [f"{reading_topic(prefix, shard, r.site, r.meter)} {encode_reading(r).decode()}" for r in readings]
 
+    def incident_case_closed(self, incident_id: str, outcome: str, at: datetime | None = None) -> None:
+        """Notify that an incident's case was closed (called once the close is stored). Raises `KeyError`
+        for an unknown incident."""
+        incident = self.store.incident(incident_id)
+        if incident is None:
+            raise KeyError(f"no incident {incident_id!r}")
+        when = (at or datetime.now(UTC)).astimezone(self.config.tz)
+        self._on_notice(IncidentNotice(IncidentChange.CASE_CLOSED, when, incident, outcome=outcome))
+
+    def _on_notice(self, notice: IncidentNotice) -> None:
+        for listener in self.notice_listeners:
+            try:
+                listener(notice)
+            except Exception:
+                log.exception("an incident listener failed on %s (%s)", notice.id, notice.change)
+
     def _on_alert(self, event: Alert) -> None:
         for listener in self.alert_listeners:
             try:
@@ -182,11 +201,11 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         full = self.outbox.depth >= self.config.outbox.max_rows
-        upstream = self.broker.problems() if self.broker is not None else []
+        problems = (self.broker.problems() if self.broker is not None else []) + self.engine.problems()
         return {
-            "status": "full" if full else ("degraded" if self.drainer.failing or upstream or self.anchor_failing
+            "status": "full" if full else ("degraded" if self.drainer.failing or problems or self.anchor_failing
                                            else "ok"),
-            **({"problems": upstream} if upstream else {}),
+            **({"problems": problems} if problems else {}),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),

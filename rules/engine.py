@@ -8,8 +8,10 @@ sequential detector's state, one lifecycle track per rule and the site's inciden
 
 Write before you move: each site's alert transitions and incident changes of one evaluation are written to
 the store in one transaction before the site's state moves. A write that fails (disk full) leaves the site as
-it was — the next evaluation tries again — counts in `stats.store_errors` and shows in `problems()`;
-readings keep flowing into the ledgers meanwhile.
+it was, counts in `stats.store_errors` and shows in `problems()`; readings keep flowing into the ledgers
+meanwhile, and the next evaluation catches the site up at every interval boundary it missed (windows end at
+the evaluation's time, not at the newest reading), so the stored transitions are those of a run without
+the fault.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class _SiteState:
     incidents: dict[IncidentKind, Episode] = field(default_factory=dict)
     claimed: list[MaintenanceWindow] = field(default_factory=list)  # declared during an incident: not allowed
     claim_keys: set[tuple[str, str, str]] = field(default_factory=set)
+    held_since: float | None = None  # data time of the first evaluation whose write failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +347,9 @@ class Engine:
 
     def step(self, now: datetime) -> Step:
         """Evaluate every rule of every site at `now`: the alert transitions and incident notices, each site's
-        stored before its state moved. A site whose write fails is left as it was (see `problems()`)."""
+        stored before its state moved. A site whose write fails is left as it was (see `problems()`); the next
+        step first catches it up, evaluating it at every interval boundary it missed, so its transitions are
+        the ones it would have had without the fault."""
         if now.tzinfo is None:
             raise EngineError("evaluate(now) needs a timezone-aware time: pass datetime.now(UTC)")
         t = now.timestamp()
@@ -354,26 +359,49 @@ class Engine:
         with self._lock:
             self.stats.evaluations += 1
             for st in self._sites.values():
-                snapshot = _Snapshot.of(st)
-                self._written, self._clears = [], []
-                site_alerts = self._evaluate_site(st, t)
-                episodes, updates = advance_incidents(
-                    st.incidents, site_alerts, _Volumes(self, st), now.astimezone(self.tz), self.settings.incidents,
-                    site=(st.site.id, st.site.name, st.site.district), tz=self.tz, language=self.language)
-                try:
-                    self.store.record_evaluation(Evaluation(self._written, self._clears,
-                                                            [(u.incident, u.changes) for u in updates]))
-                except StoreError as exc:
-                    snapshot.restore(st)
-                    self.stats.store_errors += 1
-                    failed = str(exc)
-                    continue
-                st.incidents = episodes
-                alerts.extend(site_alerts)
-                notices.extend(IncidentNotice(c, u.incident.updated_at, u.incident)
-                               for u in updates for c in u.changes)
+                for at in self._instants(st, t):
+                    try:
+                        site_alerts, site_notices = self._evaluate_and_store(st, at)
+                    except StoreError as exc:
+                        if st.held_since is None:
+                            st.held_since = at
+                        self.stats.store_errors += 1
+                        failed = str(exc)
+                        break
+                    st.held_since = None
+                    alerts.extend(site_alerts)
+                    notices.extend(site_notices)
             self._note_store(failed, now)
         return Step(alerts, notices)
+
+    def _instants(self, st: _SiteState, t: float) -> list[float]:
+        """When to evaluate a site now: at `t`, after every interval boundary missed since a failed write
+        (as far back as the ledgers keep)."""
+        if st.held_since is None or st.held_since >= t:
+            return [t]
+        first = math.ceil(st.held_since / self.step_s)
+        last = math.floor(t / self.step_s)
+        keep = min(ms.ledger.retention for ms in st.meters.values())
+        ks = range(max(first, last - keep + 1), last + 1)
+        return [k * self.step_s for k in ks if k * self.step_s < t] + [t]
+
+    def _evaluate_and_store(self, st: _SiteState, t: float) -> tuple[list[Alert], list[IncidentNotice]]:
+        """One site at data time `t`, written before the site's state moves (`StoreError`: nothing moved)."""
+        snapshot = _Snapshot.of(st)
+        self._written, self._clears = [], []
+        site_alerts = self._evaluate_site(st, t)
+        now = datetime.fromtimestamp(t, self.tz)
+        episodes, updates = advance_incidents(
+            st.incidents, site_alerts, _Volumes(self, st, interval_of(t, self.step_s)), now, self.settings.incidents,
+            site=(st.site.id, st.site.name, st.site.district), tz=self.tz)
+        try:
+            self.store.record_evaluation(Evaluation(self._written, self._clears,
+                                                    [(u.incident, u.changes) for u in updates]))
+        except StoreError:
+            snapshot.restore(st)
+            raise
+        st.incidents = episodes
+        return site_alerts, [IncidentNotice(c, u.incident.updated_at, u.incident) for u in updates for c in u.changes]
 
     def _note_store(self, failed: str | None, now: datetime) -> None:
         if failed is not None:
@@ -429,14 +457,16 @@ class Engine:
         rei = [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION]
         return ext, rei
 
-    def _horizon_k(self, st: _SiteState) -> int | None:
+    def _horizon_k(self, st: _SiteState, until_k: int | None = None) -> int | None:
+        """The first interval not yet complete on both sides (at most `until_k`: not after the evaluation)."""
         ext, rei = self._sides(st)
         if not ext or not rei:
             return None
         last = [ms.track.last_ts for ms in ext + rei]
         if any(x is None for x in last):
             return None
-        return interval_of(min(x for x in last if x is not None), self.step_s)
+        k = interval_of(min(x for x in last if x is not None), self.step_s)
+        return k if until_k is None else min(k, until_k)
 
     def _sum(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[float, bool]:
         total, complete = 0.0, True
@@ -500,7 +530,7 @@ class Engine:
                 max((ms.meter.accuracy_pct for ms in rei), default=1.0))
 
     def _evaluate_balance(self, st: _SiteState, t: float) -> list[Alert]:
-        kb = self._horizon_k(st)
+        kb = self._horizon_k(st, interval_of(t, self.step_s))
         if kb is None or kb == st.last_balance_k:
             return []
         st.last_balance_k = kb
@@ -652,16 +682,17 @@ class Engine:
 class _Volumes:
     """One site's ledgers as the incident tracker reads them (`rules.incidents.SiteVolumes`)."""
 
-    def __init__(self, engine: Engine, st: _SiteState) -> None:
-        self._engine, self._st = engine, st
+    def __init__(self, engine: Engine, st: _SiteState, until_k: int) -> None:
+        self._engine, self._st, self._until_k = engine, st, until_k
         self.step_s = engine.step_s
-        self.baseline_pct = st.cusum.baseline_pct if st.cusum.n > 0 else 0.0
+        warm = st.cusum_params is not None and st.cusum.n > st.cusum_params.warmup_n
+        self.baseline_pct = st.cusum.baseline_pct if warm else 0.0
         self.drift_pct = st.rules.sequential.drift_pct
         self.transit_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / engine.step_s)
         self.accuracy_pct = engine._accuracy(st)
 
     def horizon(self) -> int | None:
-        return self._engine._horizon_k(self._st)
+        return self._engine._horizon_k(self._st, self._until_k)
 
     def oldest(self) -> int:
         kb = self.horizon() or 0

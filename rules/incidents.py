@@ -14,7 +14,8 @@ them before it moves its own state (write before you move).
   cumulated excess never fell back to zero before the first firing.
 - Volume (discharge): folded interval by interval from the onset. The episode ends where the cumulated
   excess peaks (after that the deficit is back within the drift), so a resolved incident keeps its volume and
-  the balanced hours after a discharge do not widen its band. Estimate `(E − R) − baseline·E` over
+  the balanced hours after a discharge do not widen its band. The baseline is the site's as learned before
+  the incident opened (0 before the CUSUM has warmed up). Estimate `(E − R) − baseline·E` over
   [onset, peak]; band ± `(acc_E·E + acc_R·R)/100` from each side's worst `accuracy_pct`, widened by the
   water the pipes may hold more at the end than at the start (extraction over the transit lag before each).
 - Severity only rises while open: discharge from volume and duration of the discharge (onset to the last
@@ -86,7 +87,7 @@ class SiteVolumes(Protocol):
     """What the tracker reads of one site's ledgers (the engine implements it)."""
 
     step_s: float
-    baseline_pct: float  # the site's learned systematic deficit (CUSUM baseline), %
+    baseline_pct: float  # the site's learned systematic deficit (CUSUM baseline once warmed up, else 0), %
     drift_pct: float  # excess below this is not discharge (the CUSUM's drift), %
     transit_k: int  # intervals of the longest transit lag (water between the two meters)
     accuracy_pct: tuple[float, float]  # worst accuracy of the extraction and of the reinjection meters
@@ -158,15 +159,16 @@ class Accumulation:
     unknown: int = 0
     e_lag_start: float = 0.0  # extracted during the transit lag before the onset
     e_lag_end: float = 0.0  # … and before the peak
+    baseline_pct: float = 0.0  # the site's baseline when the incident opened (learned before it)
 
     @property
     def transit_m3(self) -> float:
         """How much more water the pipes may hold at the peak than at the onset (either sign)."""
         return self.e_lag_end - self.e_lag_start
 
-    def fold(self, rows: Sequence[tuple[float, float, bool]], baseline_pct: float, drift_pct: float
-             ) -> Accumulation:
+    def fold(self, rows: Sequence[tuple[float, float, bool]], drift_pct: float) -> Accumulation:
         """Take intervals next_k, next_k+1, …"""
+        baseline_pct = self.baseline_pct
         a = self
         k, e_sum, r_sum, x_sum = a.next_k, a.cum_e, a.cum_r, a.cum_x
         peak_x, peak_k, e_pk, r_pk, unknown = a.peak_x, a.peak_k or a.onset_k, a.e_at_peak, a.r_at_peak, a.unknown
@@ -183,21 +185,20 @@ class Accumulation:
         return replace(a, next_k=k, cum_e=e_sum, cum_r=r_sum, cum_x=x_sum, peak_x=peak_x, peak_k=peak_k,
                        e_at_peak=e_pk, r_at_peak=r_pk, unknown=unknown)
 
-    def basis(self, step_s: float, tz: tzinfo, baseline_pct: float, accuracy: tuple[float, float]
-              ) -> dict[str, Any]:
+    def basis(self, step_s: float, tz: tzinfo, accuracy: tuple[float, float]) -> dict[str, Any]:
         """The figures the estimate rests on, as stored with the incident (and read back by `of_basis`)."""
         return {
             "from": iso(datetime.fromtimestamp(self.onset_k * step_s, tz)),
             "to": iso(datetime.fromtimestamp(max(self.peak_k, self.onset_k) * step_s, tz)),
             "extracted_m3": round(self.e_at_peak, 3), "reinjected_m3": round(self.r_at_peak, 3),
-            "baseline_pct": round(baseline_pct, 3), "transit_m3": round(self.transit_m3, 3),
+            "baseline_pct": round(self.baseline_pct, 3), "transit_m3": round(self.transit_m3, 3),
             "extraction_accuracy_pct": accuracy[0],
             "reinjection_accuracy_pct": accuracy[1], "unknown_intervals": self.unknown, "interval_s": step_s,
             "through": iso(datetime.fromtimestamp(self.next_k * step_s, tz)),
             "cumulated": {"extracted_m3": self.cum_e, "reinjected_m3": self.cum_r, "excess_m3": self.cum_x,
                           "peak_excess_m3": self.peak_x, "e_at_peak_m3": self.e_at_peak,
                           "r_at_peak_m3": self.r_at_peak, "e_lag_start_m3": self.e_lag_start,
-                          "e_lag_end_m3": self.e_lag_end},
+                          "e_lag_end_m3": self.e_lag_end, "baseline_pct": self.baseline_pct},
         }
 
     @classmethod
@@ -210,7 +211,7 @@ class Accumulation:
                        float(c["reinjected_m3"]), float(c["excess_m3"]), float(c["peak_excess_m3"]),
                        round(parse_time(basis["to"]).timestamp() / step), float(c["e_at_peak_m3"]),
                        float(c["r_at_peak_m3"]), int(basis["unknown_intervals"]), float(c["e_lag_start_m3"]),
-                       float(c["e_lag_end_m3"]))
+                       float(c["e_lag_end_m3"]), float(c["baseline_pct"]))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -236,7 +237,6 @@ class _Site:
     name: str
     district: str
     tz: tzinfo
-    language: Language
 
 
 @dataclass
@@ -262,7 +262,7 @@ def advance(episodes: Mapping[IncidentKind, Episode], alerts: Sequence[Alert], v
             language: Language = Language.ZH) -> tuple[dict[IncidentKind, Episode], list[Update]]:
     """One evaluation of one site: the next episodes and the incidents that changed (each with its
     changes; an open incident changes at every evaluation: its volume and duration grow)."""
-    s = _Site(site[0], site[1], site[2], tz, language)
+    s = _Site(site[0], site[1], site[2], tz)
     work = {k: _Work(ep) for k, ep in episodes.items()}
     for alert in alerts:
         if alert.state is AlertState.PENDING:
@@ -337,7 +337,8 @@ def _onset(volumes: SiteVolumes, earliest: datetime) -> Accumulation | None:
     if onset >= kb:  # no excess in the ledgers: start at the newest interval
         onset = kb - 1
     lag = _extracted(volumes, onset)
-    return Accumulation(onset, onset, peak_k=onset, e_lag_start=lag, e_lag_end=lag)
+    return Accumulation(onset, onset, peak_k=onset, e_lag_start=lag, e_lag_end=lag,
+                        baseline_pct=volumes.baseline_pct)
 
 
 def _extracted(volumes: SiteVolumes, k: int) -> float:
@@ -386,15 +387,15 @@ def _refresh(s: _Site, ep: Episode, volumes: SiteVolumes, now: datetime, setting
             skipped = start - acc.next_k  # fell out of the ledgers (a long outage): unknown
             acc = replace(acc, next_k=start, unknown=acc.unknown + skipped)
             peak = acc.peak_k
-            acc = acc.fold(volumes.intervals(start, kb), volumes.baseline_pct, volumes.drift_pct)
+            acc = acc.fold(volumes.intervals(start, kb), volumes.drift_pct)
             if acc.peak_k != peak:
                 acc = replace(acc, e_lag_end=_extracted(volumes, acc.peak_k))
-        vol = estimate_volume(acc.e_at_peak, acc.r_at_peak, volumes.baseline_pct, *volumes.accuracy_pct,
+        vol = estimate_volume(acc.e_at_peak, acc.r_at_peak, acc.baseline_pct, *volumes.accuracy_pct,
                               transit_m3=acc.transit_m3)
         mean = None if acc.e_at_peak <= 0 else round(
             100.0 * (acc.e_at_peak - acc.r_at_peak) / acc.e_at_peak, 2)
         inc = inc.with_(volume_m3=vol, mean_deficit_pct=mean,
-                        volume_basis=acc.basis(volumes.step_s, s.tz, volumes.baseline_pct, volumes.accuracy_pct))
+                        volume_basis=acc.basis(volumes.step_s, s.tz, volumes.accuracy_pct))
     inc = inc.with_(severity=Severity.highest(inc.severity, _severity(inc, now, settings)))
     return replace(ep, incident=_text(s, inc), acc=acc)
 
@@ -425,6 +426,16 @@ _KIND_WORDS = {
 }
 
 
+def _found(rule: str, figures: Mapping[str, Any], lang: Language) -> str:
+    """「抽水运行中回灌流量计无数据（R2）」: what a rule found, with its meters."""
+    meters = _meters(figures)
+    if not meters:
+        return rule_words(rule, lang)
+    if lang is Language.EN:
+        return f"{rule_words(rule, lang)} ({', '.join(meters)})"
+    return f"{rule_words(rule, lang)}（{'、'.join(meters)}）"
+
+
 def _text(s: _Site, inc: Incident) -> Incident:
     """The one-line summary in both languages."""
     out = {}
@@ -440,7 +451,7 @@ def _text(s: _Site, inc: Incident) -> Incident:
                 figures += (f", mean deficit {inc.mean_deficit_pct:.1f}%" if en
                             else f"，平均差额{inc.mean_deficit_pct:.1f}%")
         else:
-            found = sorted({rule_words(r, lang) for r in inc.rules if not r.startswith("balance_")})
+            found = sorted({_found(r, f, lang) for r, f in inc.rules.items() if not r.startswith("balance_")})
             figures = (f"since {since}: " + "; ".join(found)) if en else (f"自{since}起：" + "；".join(found))
         ended = ""
         if inc.ended_at is not None:

@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -181,6 +181,7 @@ class AlertStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed whole, or rolled back whole (a failed COMMIT — disk full — included)."""
         with self._lock:
             if self._db.in_transaction:  # nested in `transaction()` on this thread: the outer one commits
                 yield self._db
@@ -192,12 +193,17 @@ class AlertStore:
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"alert store {self.path}: {exc}; check free disk space and permissions") \
                     from None
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite may have rolled back by itself (SQLITE_FULL at COMMIT)
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def record(self, alert: Alert, clear_since: float | None = None) -> None:
         """Store one alert transition and the alert's current state."""

@@ -68,7 +68,8 @@ def create_app(service: Service) -> FastAPI:
     app.state.ctx = ApiContext(
         config=service.config, store=service.store, live=service.live, reader=service.reader, engine=service.engine,
         clock=service.clock, audit=service.audit, cases=service.cases, auth=Authenticator(service.config.api),
-        health=service.health, evidence_key=service.evidence_key)
+        health=service.health, evidence_key=service.evidence_key,
+        case_closed=lambda incident, outcome: service.incident_case_closed(incident, outcome))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

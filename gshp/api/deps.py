@@ -84,6 +84,8 @@ class ApiContext:
     auth: Authenticator
     health: Callable[[], dict[str, Any]]
     evidence_key: ServiceKey
+    case_closed: Callable[[str, str], None]
+    """Notify that an incident's case was closed (incident id, outcome), once the close is stored."""
 
     @property
     def times(self) -> Times:

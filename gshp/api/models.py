@@ -156,6 +156,8 @@ class MaintenanceList(BaseModel):
 
 class MaintenanceDeclared(MaintenanceList):
     id: int
+    claim: bool = Field(description="declared while an incident of the site was open: recorded on it as a "
+                                    "claim, it excuses nothing")
 
 
 class SiteDetail(SiteSummary):

@@ -175,3 +175,17 @@ def test_the_cli_exports_what_the_api_serves_and_verifies_it(running: Running, h
     z = zipfile.ZipFile(out)
     assert json.loads(z.read("incident.json"))["incident"]["id"] == hospital["id"]
     assert main(["evidence", "export", "--config", str(config), "--incident", "nope", "--out", str(out)]) == 2
+
+
+def test_a_maintenance_declared_while_the_incident_is_open_is_only_a_claim_on_it(
+        running: Running, hospital: dict[str, Any]) -> None:
+    now = running.service.clock.now()
+    window = {"start": now.isoformat(), "end": (now + timedelta(hours=1)).isoformat(), "reason": "回扬 R1",
+              "volume_cap_m3": 10}
+    r = running.post("/api/sites/hospital/maintenance", window)
+    assert r.status_code == 201, r.text
+    assert r.json()["claim"] is True
+    claims = running.get(f"/api/incidents/{hospital['id']}").json()["maintenance_claims"]
+    assert [(c["reason"], c["declared_by"]) for c in claims] == [("回扬 R1", "宛城区执法大队")]
+    assert all(c["from"].endswith("+08:00") for c in claims)
+    assert running.get(f"/api/incidents/{hospital['id']}").json()["state"] == "open"

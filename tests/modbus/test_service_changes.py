@@ -75,7 +75,7 @@ def test_a_meter_swapped_under_the_running_service_raises_meter_changed(
     assert "meter_changed" in rules, [a.rule for a in alerts]
     alert = rules["meter_changed"]
     assert alert.state == "firing" and alert.kind == "data_quality" and alert.severity == "high"
-    ev = alert.event["evidence"]
+    ev = alert.evidence
     assert (ev["meter"], ev["kind"], ev["field"], ev["old"], ev["new"]) == (
         "R1", "serial_changed", "serial_number", 20240002, 30240002)
     assert alert.summary == ("向阳荷花广场 流量计被更换或设置被改动：R1 序列号（serial_number）20240002 → 30240002")

@@ -211,3 +211,28 @@ def test_volume_band_comes_from_each_sides_accuracy():
     with_transit = estimate_volume(1000.0, 800.0, 0.5, 1.0, 2.0, transit_m3=-4.0)
     assert (with_transit.estimate, with_transit.high) == pytest.approx((195.0, 195.0 + 30.0))
     assert estimate_volume(100.0, 101.0, 0.0, 1.0, 1.0).low == 0.0
+
+
+def test_a_restart_during_an_incident_continues_it_without_a_second_opening(tmp_path):
+    episodes = {"episode": (36.0, 44.0, 0.40)}
+    reference = _run(tmp_path / "reference", 2.5, episodes)
+    frame, truth, _ = _simulate(2.5, episodes)
+    config = _config()
+    path = tmp_path / "restarted" / "alerts.sqlite"
+    first = Engine(config.sites, config.rules, config.tz, store=AlertStore(path))
+    run = Run(first, first.store, [], [], frame, truth, {})
+    cut = (START + timedelta(hours=40)).timestamp()
+    _feed(run, frame[frame["ts"] < cut])
+    first.store.close()
+    # the service restarts: the engine restores from the store and back-fills its windows from history
+    second = Engine(config.sites, config.rules, config.tz, store=AlertStore(path))
+    second.backfill(frame[(frame["ts"] < cut) & (frame["ts"] >= cut - 26 * 3600)])
+    run.engine, run.store = second, second.store
+    _feed(run, frame[frame["ts"] >= cut])
+    (inc,) = _discharge_incidents(run)
+    (ref,) = _discharge_incidents(reference)
+    assert [n.change for n in run.notices].count(IncidentChange.OPENED) == 1
+    assert inc.id == ref.id and inc.started_at == ref.started_at
+    assert inc.volume_m3 is not None and ref.volume_m3 is not None
+    assert inc.volume_m3.low <= truth["episode"] <= inc.volume_m3.high
+    assert inc.volume_m3.estimate == pytest.approx(ref.volume_m3.estimate, rel=0.02)

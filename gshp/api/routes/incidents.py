@@ -118,9 +118,14 @@ def note_incident(incident_id: str, body: NoteBody, scope: EnforcerScope, ctx: C
 @router.post("/api/incidents/{incident_id}/close")
 def close_incident(incident_id: str, body: CloseBody, scope: EnforcerScope, ctx: Ctx, store: Store, cases: Cases,
                    live: Live) -> IncidentOut:
-    """Close with an outcome (exact strings only). A closed case is 409: reopen it first."""
-    return _act(scope, ctx, store, live, incident_id, "close",
-                lambda i: cases.close(i, scope.actor, _now(), body.outcome, body.comment))
+    """Close with an outcome (exact strings only). A closed case is 409: reopen it first. Once stored, the
+    closing is notified (one message naming the outcome)."""
+    def close(incident: str) -> Case:
+        case = cases.close(incident, scope.actor, _now(), body.outcome, body.comment)
+        ctx.case_closed(incident, case.outcome.value if case.outcome else body.outcome)
+        return case
+
+    return _act(scope, ctx, store, live, incident_id, "close", close)
 
 
 @router.post("/api/incidents/{incident_id}/reopen")

@@ -107,11 +107,13 @@ def declare_maintenance(site: ManagedSite, body: MaintenanceBody, who: Enforcer,
     """Declare a maintenance window: a balance deficit inside it and under `volume_cap_m3` does not alert,
     one beyond the cap does. It may start at most 15 minutes in the past, and its cap is at most what the
     site can extract over it (its extraction meters' `max_flow_m3h`, else their highest rate in 30 days).
-    Stored (it survives a restart), audited, and listed in the site's history and the daily report; a
-    declaration cannot be withdrawn."""
+    Declared while an incident of the site is open, it excuses nothing: it is recorded on the incident as a
+    claim for the officer to judge (`claim: true`). Stored (it survives a restart), audited, and listed in
+    the site's history and the daily report; a declaration cannot be withdrawn."""
     check_claim(site, body, reader, ctx.clock.now())
     window = body.window()
     stored = audited.declare_maintenance(store, audit, Actor(who.name, who.role), site.id, window,
                                          datetime.now(UTC).isoformat(timespec="seconds"))
-    engine.declare_maintenance(site.id, window)
-    return MaintenanceDeclared(site=site.id, id=stored.id, maintenance=maintenance_out(store, engine, site, ctx.times))
+    claim = engine.declare_maintenance(site.id, window, who.name, datetime.now(UTC))
+    return MaintenanceDeclared(site=site.id, id=stored.id, claim=claim,
+                               maintenance=maintenance_out(store, engine, site, ctx.times))
