@@ -285,7 +285,7 @@ def test_every_time_of_an_answer_is_in_the_configured_zone(running: Running,
     stamps = re.compile(r'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z))"')
     texts = [running.get(p, "admin").text for p in (
         "/api/sites", "/api/sites/hospital", f"/api/alerts/{hospital_alert['id']}", "/api/alerts",
-        "/api/sites/hospital/readings", "/api/sites/hospital/balance", "/api/audit")]
+        "/api/sites/hospital/readings", "/api/sites/hospital/balance", "/api/audit", "/api/incidents")]
     found = [t for text in texts for t in stamps.findall(text)]
     assert len(found) > 50
     assert {t[-6:] for t in found} == {"+08:00"}, {t for t in found if not t.endswith("+08:00")}
