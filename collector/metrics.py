@@ -44,6 +44,9 @@ __all__ = [
     "READINGS_TOO_OLD",
     "RULE_READINGS",
     "RULE_SITES",
+    "TELEMETRY_CLOSED",
+    "TELEMETRY_CONNECTIONS",
+    "TELEMETRY_FRAMES",
     "WRITE_ERRORS",
 ]
 
@@ -114,6 +117,16 @@ BROKER_DROPPED = Counter("gshp_broker_dropped", "Messages the MQTT broker report
 BROKER_STORED = Gauge("gshp_broker_stored_messages", "Messages the MQTT broker holds in its store ($SYS)")
 DEADLETTERS_EVICTED = Counter("gshp_deadletters_evicted_total",
                               "Oldest dead letters removed to keep the store within its bound")
+
+# -- telemetry servers (HJ 212, SZY 206) -----------------------------------------------------------------
+
+TELEMETRY_FRAMES = Counter("gshp_telemetry_frames_total", "Telemetry frames received, by outcome "
+                                                          "(committed, rejected, failed: not committed, not answered)",
+                           ["protocol", "outcome"])
+TELEMETRY_CONNECTIONS = Gauge("gshp_telemetry_connections", "Open telemetry connections", ["protocol"])
+TELEMETRY_CLOSED = Counter("gshp_telemetry_closed_total", "Telemetry connections closed by the server, by reason "
+                                                          "(idle, limit, framing, commit_failed)",
+                           ["protocol", "reason"])
 
 # -- fan-out to rule workers and the rules of one shard --------------------------------------------------
 

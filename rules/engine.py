@@ -203,7 +203,7 @@ class Engine:
         with self._lock:
             for r in readings:
                 self._ingest_one(r.site, r.meter, min(r.ts.timestamp(), limit), r.rate_m3h, r.total_m3,
-                                 r.signal_pct, r.error_code)
+                                 r.signal_pct, r.error_code, r.volume_m3, r.period_s)
 
     def ingest_values(self, site: str, meter: str, ts: float, rate_m3h: float | None, total_m3: float | None,
                       signal_pct: float | None = None, error_code: int | None = None) -> None:
@@ -214,12 +214,18 @@ class Engine:
     def ingest_columns(self, site: Sequence[str], meter: Sequence[str], ts: Sequence[float],
                        rate: Sequence[float | None], total: Sequence[float | None],
                        signal: Sequence[float | None], error: Sequence[int | None], start: int,
-                       stop: int) -> None:
-        """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill."""
+                       stop: int, volume: Sequence[float | None] | None = None,
+                       period: Sequence[float | None] | None = None) -> None:
+        """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill;
+        `volume` and `period` (interval volumes) when the rows hold any."""
         one = self._ingest_one
         with self._lock:
+            if volume is None or period is None:
+                for i in range(start, stop):
+                    one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
+                return
             for i in range(start, stop):
-                one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
+                one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i], volume[i], period[i])
 
     def note_changes(self, changes: Iterable[MeterChange]) -> None:
         """Take meter changes (a swapped meter, a new totalizer unit or multiplier, a touched scale factor),
@@ -251,18 +257,23 @@ class Engine:
             order = sorted(range(len(df)), key=lambda i: secs[i])
             site, meter = df["site"].to_numpy(), df["meter"].to_numpy()
             rate, total = df["rate_m3h"].to_numpy(), df["total_m3"].to_numpy()
+            volume = df["volume_m3"].to_numpy() if "volume_m3" in df else None
+            period = df["period_s"].to_numpy() if "period_s" in df else None
             with self._lock:
                 for i in order:
-                    r = None if rate[i] != rate[i] else float(rate[i])
-                    t = None if total[i] != total[i] else float(total[i])
-                    self._ingest_one(str(site[i]), str(meter[i]), float(secs[i]), r, t, None, None)
+                    r = _value(rate[i])
+                    t = _value(total[i])
+                    v = _value(volume[i]) if volume is not None else None
+                    p = _value(period[i]) if period is not None else None
+                    self._ingest_one(str(site[i]), str(meter[i]), float(secs[i]), r, t, None, None, v, p)
             return len(order)
         items = sorted(rows, key=lambda r: r.ts)
         self.ingest(items)
         return len(items)
 
     def _ingest_one(self, site_id: str, meter_id: str, ts: float, rate: float | None, total: float | None,
-                    signal: float | None, error: int | None) -> None:
+                    signal: float | None, error: int | None, volume: float | None = None,
+                    period: float | None = None) -> None:
         self.stats.readings += 1
         st = self._sites.get(site_id)
         ms = st.meters.get(meter_id) if st is not None else None
@@ -278,7 +289,13 @@ class Engine:
             return
         rs = st.rules
         step_kind: StepKind | None = None
-        if total is not None:
+        if volume is not None and period is not None:
+            # an interval volume is the ledger's own unit: the water of [ts − period, ts], nothing to difference
+            start = ts - period
+            if tr.last_ts is not None and start > tr.last_ts:
+                ms.ledger.mark_unknown(tr.last_ts, start)  # intervals not reported between: unknown, not zero
+            ms.ledger.add(start, ts, volume)
+        elif total is not None:
             rebase = ms.rebase_at is not None and ts >= ms.rebase_at
             if rebase:
                 ms.rebase_at = None
@@ -719,6 +736,11 @@ class _Volumes:
 
 def _claim_key(start: datetime, end: datetime, reason: str) -> tuple[str, str, str]:
     return (iso(start.astimezone(UTC)), iso(end.astimezone(UTC)), reason)
+
+
+def _value(x: Any) -> float | None:
+    """A DataFrame cell as a float, None for a missing one (NaN or None)."""
+    return None if x is None or x != x else float(x)
 
 
 _INACTIVE = AlertTrack()

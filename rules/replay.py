@@ -10,7 +10,7 @@ notices per evaluation). Same input, same output.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -48,6 +48,8 @@ class Readings:
     signal: list[float | None]
     error: list[int | None]
     bad: list[BadRow]
+    volume: list[float | None] = field(default_factory=list)  # interval volumes: empty when none is given
+    period: list[float | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.site)
@@ -144,7 +146,11 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
 
     rate, total = number("rate_m3h"), number("total_m3")
     signal, error = number("signal_pct"), number("error_code")
-    flag(np.isnan(rate) & np.isnan(total), "neither rate_m3h nor total_m3 is given")
+    volume, period = number("volume_m3"), number("period_s")
+    flag(np.isnan(rate) & np.isnan(total) & np.isnan(volume), "neither rate_m3h nor total_m3 is given")
+    with np.errstate(invalid="ignore"):
+        flag(~np.isnan(volume) & ~((volume >= 0) & np.isfinite(volume) & (period > 0) & np.isfinite(period)),
+             "an interval volume needs volume_m3 ≥ 0 and period_s > 0 (seconds)")
     flag(np.isinf(rate) | np.isinf(total), "rate_m3h and total_m3 must be finite")
     flag(total < 0, "total_m3 is negative: a totalizer counts up from 0")
     flag((signal < 0) | (signal > 100), "signal_pct must be within 0..100")
@@ -159,7 +165,9 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
     return Readings(
         ts=secs[order], site=site[order].tolist(), meter=meter[order].tolist(), rate=_opt(rate[order]),
         total=_opt(total[order]), signal=_opt(signal[order]),
-        error=[None if v != v else int(v) for v in error[order].tolist()], bad=bad)
+        error=[None if v != v else int(v) for v in error[order].tolist()], bad=bad,
+        **({"volume": _opt(volume[order]), "period": _opt(period[order])} if (~np.isnan(volume[order])).any()
+           else {}))
 
 
 def replay(engine: Engine, readings: Readings,
@@ -186,11 +194,12 @@ def replay_steps(engine: Engine, readings: Readings,
     ingest = engine.ingest_columns
     columns = (readings.site, readings.meter, ts.tolist(), readings.rate, readings.total, readings.signal,
                readings.error)
+    volume, period = readings.volume or None, readings.period or None  # interval volumes, if any
     i = 0
     for n, k in enumerate(range(k_first, k_last + 1)):
         j = int(bounds[n])
         if j > i:
-            ingest(*columns, i, j)
+            ingest(*columns, i, j, volume=volume, period=period)
             i = j
         result = engine.step(datetime.fromtimestamp(k * step, UTC))
         if result.alerts or result.notices:

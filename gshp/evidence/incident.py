@@ -50,7 +50,10 @@ READINGS_MARGIN = timedelta(hours=24)
 READINGS_CHUNK = timedelta(days=1)
 """The readings are read from InfluxDB and written out this much at a time."""
 
-READING_COLUMNS = ("ts", "site", "meter", "role", "rate_m3h", "total_m3", "signal_pct", "error_code")
+READING_COLUMNS = ("ts", "site", "meter", "role", "rate_m3h", "total_m3", "signal_pct", "error_code", "volume_m3",
+                   "period_s")
+"""The columns of readings.csv: every field of the `flow` measurement (`volume_m3`, `period_s` for meters whose
+logger reports interval volumes)."""
 
 KIND_WORDS = {"discharge": ("外排", "discharge"), "evasion": ("规避监测", "evasion"),
               "meter_fault": ("计量故障", "meter fault"), "compliance": ("许可合规", "compliance")}
