@@ -331,12 +331,9 @@ class AlertStore:
             args.append(until.timestamp())
         return self._incidents(" AND ".join(where), tuple(args))
 
-    def open_incidents(self) -> list[Incident]:
-        """Open incidents: what the incident tracker restores at start."""
-        return self._incidents("state='open'", ())
-
     def latest_incidents(self) -> list[Incident]:
-        """The newest incident of each (site, kind): a recurrence within the quiet period reopens it."""
+        """The newest incident of each (site, kind), open or not: what the engine restores at start (a
+        recurrence within the quiet period reopens a resolved one)."""
         return self._incidents(
             "rowid IN (SELECT rowid FROM incidents i WHERE started_ts = (SELECT MAX(started_ts) FROM incidents j "
             "WHERE j.site = i.site AND j.kind = i.kind))", ())
