@@ -94,7 +94,7 @@ class RuleLoop:
     def on_readings(self, readings: Sequence[Reading]) -> None:
         metrics.RULE_READINGS.inc(len(readings))
         if not isinstance(self.clock, DataClock):
-            self.engine.ingest(readings)
+            self.engine.ingest(readings, now=self.clock.now())
             return
         step = self.engine.step_s
         ordered = sorted(readings, key=lambda r: r.ts)

@@ -1,7 +1,9 @@
 """Wiring: one process that collects, stores and serves, built from a validated `Config`.
 
-Readings from every source go through `Service.accept`: committed to the outbox first (so the source may
-be acknowledged), then handed to the listeners (the rule engine, the live board). Meter changes a source
+Readings from every source go through `Service.accept`: judged against the index of stored readings (a
+reading is never rewritten: a repeat is counted, other values at a stored device time are refused and
+dead-lettered), committed to the outbox with the index in one transaction (so the source may be
+acknowledged), then handed to the listeners (the rule engine, the live board). Meter changes a source
 reports (`ReportsChanges`: a swapped meter, a rescaled totalizer) go through `Service.accept_changes` to the
 rule engine, before the readings decoded after them. The drainer thread moves
 the outbox into InfluxDB; the HTTP server and the sources run on one asyncio loop.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +30,7 @@ import uvicorn
 
 from alerting.model import Alert, IncidentChange, IncidentNotice
 from collector import metrics
+from collector.deadletter import DeadLetterStore, NewDeadLetter, ReadingRefusal
 from collector.drain import Drainer
 from collector.fanout import FanoutOutbox, FanoutPublisher, encode_reading, reading_topic
 from collector.influx.lineproto import FlowSchema
@@ -36,6 +40,7 @@ from collector.influx.writer import make_writer
 from collector.model import MeterChange, Reading
 from collector.mqtt.brokerstats import BrokerStats, ride_out_need
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
+from collector.seen import SeenIndex, Sorted
 from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
 from gshp.clock import Clock, SystemClock
@@ -87,12 +92,17 @@ class Service:
         self.clock: Clock = clock or SystemClock()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox.sqlite", config.outbox)
+        self.seen = SeenIndex(self.outbox.path, config.readings, clock=lambda: self.clock.now().timestamp())
+        # the store `gshp deadletter` reads: refused readings of every source join the MQTT payloads there
+        self._refusals_logged: dict[ReadingRefusal, tuple[float, int]] = {}
+        self.deadletters = DeadLetterStore(config.state_dir / "deadletter.sqlite", max_rows=(
+            config.mqtt.deadletter_max_rows if config.mqtt is not None else 100_000))
         self.schema = FlowSchema(config.sites)
         self.writer = make_writer(config.influx)
         self.drainer = Drainer(self.outbox, self.writer)
         self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.live = LiveState(config.sites)
+        self.live = LiveState(config.sites, now=self.clock.now)
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
         # people's writes (cases, maintenance, silences) and their audit chain share the alert database
         self.audit = AuditChain(self.store)
@@ -152,16 +162,55 @@ class Service:
         if not readings:
             return
         if self.role.collects:
-            self.outbox.put(self.schema.lines(readings))
+            judged = self.seen.commit(readings, self.schema.lines(readings), self.outbox.put_with)
+            if len(judged.readings) != len(readings):
+                self._refused(judged, source)
+            metrics.READINGS_ACCEPTED.labels(source).inc(len(judged.readings))
+            # repeats go on too: a source re-sends what a failure after the commit left unacknowledged, and
+            # the consumers take a repeat as one (the engine by device time, the board by value)
+            readings = judged.readings + judged.duplicates
+            if not readings:
+                return
             if self.fanout is not None:  # the rule worker's copy, committed before the source is acknowledged
                 self.fanout.put(self.fanout_lines(readings))
-            metrics.READINGS_ACCEPTED.labels(source).inc(len(readings))
         for listener in self.listeners:
             try:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
                 log.exception("a reading listener failed on %d readings from %s; they are stored (outbox, "
                               "InfluxDB) but this consumer missed them", len(readings), source)
+
+    def _refused(self, judged: Sorted, source: str) -> None:
+        """Count repeats; count and dead-letter the readings refused (before the source is acknowledged)."""
+        if judged.duplicates:
+            metrics.READINGS_DUPLICATE.labels(source).inc(len(judged.duplicates))
+        now = time.time()
+        letters = [NewDeadLetter.of_reading(
+            r, now, source, ReadingRefusal.CONFLICT,
+            f"{r.site}/{r.meter} at {r.ts.isoformat()} is stored already with other values: the stored "
+            "reading stands (readings are never rewritten)") for r in judged.conflicts]
+        letters += [NewDeadLetter.of_reading(
+            r, now, source, ReadingRefusal.TOO_OLD,
+            f"{r.site}/{r.meter} at {r.ts.isoformat()} is older than the device times checked for this meter "
+            f"(from {self.seen.floor(r.site, r.meter)}; see readings.horizon)") for r in judged.too_old]
+        if not letters:
+            return
+        self.deadletters.put(letters)
+        for reason, refused in ((ReadingRefusal.CONFLICT, judged.conflicts), (ReadingRefusal.TOO_OLD, judged.too_old)):
+            if not refused:
+                continue
+            counter = metrics.READINGS_CONFLICT if reason is ReadingRefusal.CONFLICT else metrics.READINGS_TOO_OLD
+            counter.labels(source).inc(len(refused))
+            last, quiet = self._refusals_logged.get(reason, (-math.inf, 0))
+            if time.monotonic() - last < 60:  # a flood of refusals is counted, not logged line by line
+                self._refusals_logged[reason] = (last, quiet + len(refused))
+                continue
+            self._refusals_logged[reason] = (time.monotonic(), 0)
+            first = refused[0]
+            log.warning("refused %d reading(s) from %s [%s], first %s/%s at %s%s — readings are never rewritten; "
+                        "kept in the dead-letter store (gshp deadletter list --reason %s)", len(refused), source,
+                        reason.value, first.site, first.meter, first.ts.isoformat(),
+                        f" ({quiet} more since the last report)" if quiet else "", reason.value)
 
     def accept_changes(self, changes: Sequence[MeterChange], source: str) -> None:
         """Meter changes go to the same consumers as readings (the rule engine), in stream order: a source
@@ -307,5 +356,7 @@ class Service:
         self.writer.close()
         self.reader.close()
         self.store.close()
+        self.seen.close()
+        self.deadletters.close()
         self.outbox.close()
         log.info("stopped; %d lines wait in the outbox for the next start", self.outbox.depth)

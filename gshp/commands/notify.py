@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from collector.duration import format_duration, parse_duration
 from collector.redact import redact
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import ALWAYS, load_config_or_exit
 from gshp.config import Config
 from rules.audit import Actor, AuditChain
 from rules.notify import (
@@ -28,6 +28,9 @@ from rules.notify import (
 from rules.notify.silences import Matcher
 from rules.silence_store import SilenceStore
 from rules.store import AlertStore, StoreError
+
+USES = ALWAYS | {"notify", "api"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -94,7 +97,7 @@ def _notifier(config: Config) -> Notifier:
 
 
 def _open(path: str) -> tuple[Config, Notifier] | None:
-    config = load_config_or_exit(path)
+    config = load_config_or_exit(path, USES)
     try:
         return config, _notifier(config)
     except NotifyError as exc:
@@ -215,7 +218,7 @@ def _local_actor(name: str | None) -> Actor:
 
 
 def run_silence_add(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     try:
         matchers = [Matcher.parse(m) for m in args.match]
         duration = parse_duration(args.duration).total_seconds()
@@ -233,7 +236,7 @@ def run_silence_add(args: argparse.Namespace) -> int:
 
 
 def run_silence_list(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     try:
         with _Silences(config) as store:
             silences = store.silences(include_expired=args.all)
@@ -251,7 +254,7 @@ def run_silence_list(args: argparse.Namespace) -> int:
 
 
 def run_silence_expire(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     try:
         with _Silences(config) as silences:
             ok = silences.expire(_local_actor(args.author), args.id)

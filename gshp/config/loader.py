@@ -13,11 +13,14 @@ valid config are registered with `collector.redact` so that no log line or messa
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -113,7 +116,8 @@ def _fmt(path: Path_) -> str:
 
 
 def _shown(path: Path_, value: Any) -> str | None:
-    if any(p in SECRET_FIELDS for p in path if isinstance(p, str)):
+    keys = [p for p in path if isinstance(p, str)]
+    if (keys and keys[-1] in SECRET_FIELDS) or "headers" in keys:  # a secret setting, or a header's value
         return "(hidden)"
     if isinstance(value, dict | list):
         return None
@@ -130,16 +134,24 @@ def _lookup(data: Any, path: Path_) -> Any:
     return data
 
 
-def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str) -> list[Problem]:
+def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str,
+                       earlier: Sequence[Problem] = ()) -> list[Problem]:
     problems = []
+    unset = {p.path for p in earlier}  # an unset ${VAR}: what follows from its empty value is not news
     for e in err.errors(include_url=False):
         # pydantic puts union-member and validator names into loc; keep the data path only
         path = _data_path(tuple(p for p in e["loc"] if not (isinstance(p, str) and _is_pseudo(p))), data)
-        if _superseded(path, e["type"]):
+        if _superseded(path, e["type"]) or _fmt(path) in unset:
             continue
         msg = e["msg"].removeprefix("Value error, ")
+        ctx = e.get("ctx", {})
         if e["type"] == "extra_forbidden":
-            msg = "is not a known setting (check the spelling; see deploy/examples/)"
+            msg = "is not a known setting" + (_did_you_mean(str(path[-1]), _known_keys(Config, path[:-1]))
+                                              or " (check the spelling; see deploy/examples/)")
+        elif e["type"] in ("too_short", "string_too_short", "too_long", "string_too_long"):
+            msg = _length_message(e["type"], ctx, _lookup(data, path))
+        elif e["type"] in ("literal_error", "enum"):
+            msg += _did_you_mean(_lookup(data, path), re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
         elif e["type"] == "missing":
             msg = "is required"
         elif e["type"] == "string_pattern_mismatch":
@@ -154,6 +166,63 @@ def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str
         problems.append(Problem(file, lines.line(path), _fmt(path), msg,
                                 None if e["type"] == "missing" else _shown(path, _lookup(data, path))))
     return problems
+
+
+def _did_you_mean(value: Any, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for a value close to one of `choices`, else ''."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close and close[0] != value else ""
+
+
+_KNOWN = re.compile(r"\(known: ([^)]*)\)")
+
+
+def _known_suggestion(message: str, value: Any) -> str:
+    """A did-you-mean for checks that list what is known: `… (known: a, b, c)`."""
+    m = _KNOWN.search(message)
+    return _did_you_mean(value, [k.strip() for k in m.group(1).split(",")]) if m else ""
+
+
+def _known_keys(model: Any, path: Path_) -> list[str]:
+    """The setting names (aliases included) the schema allows at `path`, through nested models, lists,
+    optional values and unions."""
+    types = [model]
+    for p in path:
+        nxt: list[Any] = []
+        for t in types:
+            for u in _members(t):
+                if isinstance(p, int):
+                    nxt += [a for a in get_args(u) if a is not Ellipsis]
+                elif isinstance(u, type) and issubclass(u, BaseModel):
+                    field = u.model_fields.get(p) or next(
+                        (f for f in u.model_fields.values() if f.alias == p), None)
+                    if field is not None:
+                        nxt.append(field.annotation)
+        types = nxt
+    keys: list[str] = []
+    for t in types:
+        for u in _members(t):
+            if isinstance(u, type) and issubclass(u, BaseModel):
+                keys += [f.alias or name for name, f in u.model_fields.items()]
+    return keys
+
+
+def _members(t: Any) -> list[Any]:
+    """A type's union members (Optional included); the type itself otherwise."""
+    args = get_args(t)
+    if get_origin(t) in (Union, UnionType) or (get_origin(t) is Annotated and args):
+        return [m for a in (args[:1] if get_origin(t) is Annotated else args) for m in _members(a)]
+    return [t]
+
+
+def _length_message(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    """Length limits in words: characters for text (and secrets), entries for lists."""
+    unit = "characters" if isinstance(value, str) or value is None else "entries"
+    if kind.endswith("too_short"):
+        return f"must be at least {ctx.get('min_length')} {unit} long"
+    return f"must be at most {ctx.get('max_length')} {unit} long"
 
 
 def _superseded(path: Path_, error_type: str) -> bool:
@@ -221,7 +290,8 @@ def _checks(config: Config, partial: Salvage, checks: Sequence[Check], earlier: 
             for path, message in check(config):
                 path = partial.original(path)
                 if not partial.touches(path) and _fmt(path) not in reported:
-                    found.append(Problem(file, lines.line(path), _fmt(path), message,
+                    found.append(Problem(file, lines.line(path), _fmt(path),
+                                         message + _known_suggestion(message, _lookup(data, path)),
                                          _shown(path, _lookup(data, path))))
         except Exception:
             if not salvaged:
@@ -298,12 +368,16 @@ def _secrets(value: Any) -> Iterator[str]:
 
 
 def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None, *,
-                 checks: Sequence[Check] = ()) -> Config:
+                 checks: Sequence[Check] = (), uses: Collection[str] | None = None) -> Config:
     """Validate config text; raise `ConfigError` listing every problem.
 
     Every layer runs in one pass: the YAML and the environment variables, each setting, the checks that
     span sections (`cross_check`), then the extra `checks` (e.g. the collector's planning) — the last two
-    over the valid part of the file when some settings are wrong (see `gshp.config.salvage`)."""
+    over the valid part of the file when some settings are wrong (see `gshp.config.salvage`).
+
+    A command that reads only some top-level sections names them in `uses`: problems elsewhere (an unset
+    token variable for `gshp poll`) are not its concern, and a section it does not use that cannot be
+    read is left at its defaults."""
     env = os.environ if env is None else env
     problems: list[Problem] = []
     size = len(text.encode("utf-8", errors="surrogatepass"))
@@ -329,11 +403,19 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
-        problems.extend(_pydantic_problems(err, data, lines, file))
+        problems.extend(_pydantic_problems(err, data, lines, file, problems))
+        failed = {str(e["loc"][0]) for e in err.errors() if e["loc"]}
+        unused = failed - set(uses or ())
+        if uses is not None and failed == unused:  # only sections this command does not read are wrong
+            data = {k: v for k, v in data.items() if k not in unused}
+            with contextlib.suppress(ValidationError):
+                config = Config.model_validate(data)
     checked, partial = (config, Salvage()) if config is not None else salvage(Config, data)
     if checked is not None:
         problems += _checks(checked, partial, (cross_check, *checks), problems, data, lines, file,
                             salvaged=config is None)
+    if uses is not None:
+        problems = [p for p in problems if not p.path or _section(p.path) in uses]
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise ConfigError(problems)
@@ -347,8 +429,13 @@ def _too_large(file: str, size: int) -> Problem:
                                    "is it the right file?")
 
 
+def _section(path: str) -> str:
+    """The top-level section of a problem's path (`api.tokens[0].token` → `api`)."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
+
+
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *,
-                checks: Sequence[Check] = ()) -> Config:
+                checks: Sequence[Check] = (), uses: Collection[str] | None = None) -> Config:
     p = Path(path)
     try:
         with p.open("rb") as f:
@@ -360,4 +447,4 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError([Problem(str(p), None, "", f"cannot be read: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([Problem(str(p), None, "", "is not UTF-8 text")]) from None
-    return parse_config(text, str(p), env, checks=checks)
+    return parse_config(text, str(p), env, checks=checks, uses=uses)

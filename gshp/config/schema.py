@@ -17,12 +17,13 @@ from collector.modbus.settings import Gateway
 from collector.model import FreeText, Site, TagText, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from collector.seen import SeenSettings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
 from rules.settings import RulesSettings
 
 __all__ = ["HOST_PATTERN", "LISTEN_PATTERN", "PUBLIC_URL_PATTERN", "SECRET_FIELDS", "ApiSettings", "ApiToken",
-           "Config", "OutboxSettings", "cross_check",
+           "Config", "OutboxSettings", "config_warnings", "cross_check",
            "shard_problems"]
 
 SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens", "access_token", "key", "headers"})
@@ -126,6 +127,7 @@ class Config(_Frozen):
     api: ApiSettings = ApiSettings()
     shard: ShardSettings = ShardSettings()
     fanout: FanoutSettings = FanoutSettings()
+    readings: SeenSettings = SeenSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -145,6 +147,18 @@ class Config(_Frozen):
             if s.id == site_id:
                 return s
         raise KeyError(site_id)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What is valid but most likely not meant: a config that collects nothing or stores by default."""
+    out = []
+    if not config.sites:
+        out.append("lists no sites: nothing is collected or evaluated (add them under `sites:`, see "
+                   "deploy/examples/)")
+    if "influx" not in config.model_fields_set:
+        out.append(f"has no `influx:` section: readings go to the default InfluxDB at {config.influx.url} "
+                   f"(api {config.influx.api.value}, database {config.influx.bucket}); say where they go")
+    return out
 
 
 def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
