@@ -161,6 +161,10 @@ class RuleLoop:
         self._notify(step.notices)
         return events
 
+    def renotify(self, notices: Sequence[IncidentNotice]) -> None:
+        """Offer stored incident changes to the notifier again (at start; it ignores what it already has)."""
+        self._notify(notices)
+
     def _notify(self, notices: Sequence[IncidentNotice]) -> None:
         """Hand incident notices to the notifier in order; the ones it cannot take now (its queue's disk is
         full) are kept, in order and bounded, and offered again at the next evaluation."""

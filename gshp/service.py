@@ -60,6 +60,9 @@ __all__ = ["ReportsChanges", "Service", "Source"]
 
 log = logging.getLogger(__name__)
 
+RENOTIFY = timedelta(days=7)
+"""At start, incident changes this recent are offered to the notifier again (its queue keeps 90 days)."""
+
 ReadingListener = Callable[[Sequence[Reading]], None]
 ChangeListener = Callable[[Sequence[MeterChange]], None]
 
@@ -289,6 +292,8 @@ class Service:
             self.broker.start()
         if self.role.evaluates:
             self.notifier.start()
+            # incident changes stored just before a crash reach the notifier now (it drops known ones)
+            self.rules.renotify(self.store.incident_notices(self.clock.now() - RENOTIFY))
             await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
             self.rules.start()
         api = self.config.api

@@ -439,11 +439,6 @@ class Engine:
         with self._lock:
             return [self._store_problem] if self._store_problem else []
 
-    def incidents(self, site_id: str) -> list[Episode]:
-        """The site's newest incident of each kind as the engine tracks it (open, or resolved and quiet)."""
-        with self._lock:
-            return list(self._site(site_id).incidents.values())
-
     def _evaluate_site(self, st: _SiteState, t: float) -> list[Alert]:
         if st.watch_since is None:
             st.watch_since = t

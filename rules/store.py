@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alerting.model import Alert, Incident, IncidentChange, IncidentKind, IncidentState
+from alerting.model import Alert, Incident, IncidentChange, IncidentKind, IncidentNotice, IncidentState
 from rules.settings import MaintenanceWindow
 
 __all__ = ["Acknowledgement", "AlertStore", "Annotation", "DeclaredMaintenance", "Evaluation", "StoreError"]
@@ -331,12 +331,9 @@ class AlertStore:
             args.append(until.timestamp())
         return self._incidents(" AND ".join(where), tuple(args))
 
-    def open_incidents(self) -> list[Incident]:
-        """Open incidents: what the incident tracker restores at start."""
-        return self._incidents("state='open'", ())
-
     def latest_incidents(self) -> list[Incident]:
-        """The newest incident of each (site, kind): a recurrence within the quiet period reopens it."""
+        """The newest incident of each (site, kind), open or not: what the engine restores at start (a
+        recurrence within the quiet period reopens a resolved one)."""
         return self._incidents(
             "rowid IN (SELECT rowid FROM incidents i WHERE started_ts = (SELECT MAX(started_ts) FROM incidents j "
             "WHERE j.site = i.site AND j.kind = i.kind))", ())
@@ -351,6 +348,21 @@ class AlertStore:
             rows = self._db.execute("SELECT change, at, body FROM incident_changes WHERE incident_id=? "
                                     "ORDER BY rowid", (incident_id,)).fetchall()
         return [{"change": r[0], "at": r[1], "incident": json.loads(r[2])} for r in rows]
+
+    def incident_notices(self, since: datetime) -> list[IncidentNotice]:
+        """The stored incident changes at or after `since`, in order, as the notices they were: what the
+        service offers the notifier again at start (a crash between this store and the notifier's queue
+        loses none; the queue drops the ones it already has)."""
+        with self._lock:
+            rows = self._db.execute("SELECT c.change, c.body FROM incident_changes c JOIN incidents i "
+                                    "ON i.id = c.incident_id WHERE i.ended_ts IS NULL OR i.ended_ts >= ? "
+                                    "ORDER BY c.rowid", (since.timestamp(),)).fetchall()
+        out = []
+        for change, body in rows:
+            incident = Incident.from_dict(json.loads(body))
+            if incident.updated_at >= since:
+                out.append(IncidentNotice(IncidentChange(change), incident.updated_at, incident))
+        return out
 
     def _incidents(self, where: str, args: tuple[Any, ...]) -> list[Incident]:
         with self._lock:

@@ -151,6 +151,8 @@ notify:
         service.writer.close()
         service.reader.close()
         service.store.close()
+        service.seen.close()
+        service.deadletters.close()
         service.outbox.close()
         hook.stop()
     return outcome

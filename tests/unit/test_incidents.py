@@ -163,6 +163,10 @@ def test_recurrence_within_the_quiet_period_reopens_the_same_incident(tmp_path):
     assert inc.episodes == 2 and inc.state is IncidentState.RESOLVED
     assert inc.volume_m3 is not None
     assert inc.volume_m3.low <= run.truth["first"] + run.truth["second"] <= inc.volume_m3.high
+    # what the store kept is exactly what was notified: a restart can offer it again under the same keys
+    assert [n.to_dict() for n in run.store.incident_notices(START)] == [n.to_dict() for n in run.notices]
+    later = START + timedelta(hours=35)
+    assert [n.key for n in run.store.incident_notices(later)] == [n.key for n in run.notices if n.at >= later]
 
 
 def test_recurrence_after_the_quiet_period_is_a_new_incident(tmp_path):
