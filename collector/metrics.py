@@ -72,6 +72,10 @@ READINGS_INDEXED = Gauge("gshp_readings_index_entries", "Device times in the ind
 READINGS_INDEX_BYTES = Gauge("gshp_readings_index_bytes", "Memory held by the index of stored readings")
 POINTS_WRITTEN = Counter("gshp_points_written_total", "Lines acknowledged by InfluxDB")
 WRITE_ERRORS = Counter("gshp_write_errors_total", "Failed InfluxDB write requests", ["error_class"])
+NOTICES_DROPPED = Counter("gshp_incident_notices_dropped_total",
+                          "Incident notices given up after the notifier refused them too long (they stay stored)")
+STORE_ERRORS = Counter("gshp_store_errors_total",
+                       "Failed writes to a state store (retried: the state they carry does not move)", ["store"])
 POINTS_DROPPED = Counter(
     "gshp_points_dropped_total", "Single lines InfluxDB rejected as invalid (dropped, logged)", ["reason"]
 )

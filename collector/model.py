@@ -189,6 +189,8 @@ class Meter(_Frozen):
     role: Role  # the role outside every `roles:` period
     roles: tuple[RolePeriod, ...] = ()
     accuracy_pct: float = Field(default=1.0, gt=0, le=20)
+    max_flow_m3h: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
+    """The most the meter's pipe can carry (nameplate or pump rating): bounds what a maintenance may excuse."""
     interval: Duration | None = Field(default=None, description="how often the meter reports (default: its "
                                                                  "gateway's poll interval, 1m over MQTT)")
     modbus: ModbusSource | None = None

@@ -4,7 +4,7 @@ A private mosquitto and influxd on loopback (or the InfluxDB and broker a config
 sites in four districts of 南阳 whose meters are real Modbus TCP simulators (one gateway per district,
 registers encoded from the TUF-2000M profile), MQTT DTUs publishing `dtu-json`, HJ 212 data loggers and an
 SZY 206 terminal uploading over TCP; the service collecting them, evaluating the rules and serving the
-board; a webhook receiver that prints every alert it is sent.
+board; a webhook receiver that prints every incident notice it is sent.
 Two sites drain water (one grossly, one at night only), one has a reinjection meter that goes silent.
 Everything runs on one accelerated clock and stops with Ctrl-C, leaving no process behind.
 
@@ -58,11 +58,12 @@ VIEWER_TOKEN, ENFORCEMENT_TOKEN = "GSHP_DEMO_VIEWER_TOKEN", "GSHP_DEMO_ENFORCEME
 
 log = logging.getLogger(__name__)
 
-MARK = {"firing": "告警 FIRING", "resolved": "恢复 RESOLVED"}
+MARK = {"opened": "新事件 OPENED", "reopened": "再次发生 REOPENED", "escalated": "升级 ESCALATED",
+        "resolved": "已结束 RESOLVED", "case_closed": "已结案 CLOSED"}
 
 
 class AlertPrinter:
-    """A webhook receiver on loopback that prints each alert event it is sent (and keeps them)."""
+    """A webhook receiver on loopback that prints each incident notice it is sent (and keeps them)."""
 
     def __init__(self, tz: Any) -> None:
         self.events: list[dict[str, Any]] = []
@@ -87,8 +88,9 @@ class AlertPrinter:
     def show(self, event: dict[str, Any]) -> None:
         self.events.append(event)
         at = datetime.fromisoformat(event["at"]).astimezone(self.tz)
-        print(f"[{at:%m-%d %H:%M}] {MARK.get(event['state'], event['state'])} {event['district']} "
-              f"{event['summary']}", flush=True)
+        incident = event["incident"]
+        print(f"[{at:%m-%d %H:%M}] {MARK.get(event['change'], event['change'])} {incident['district']} "
+              f"{incident['summary'].get('zh', '')}", flush=True)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -295,7 +297,7 @@ def run_demo(root: Path, speed: float, listen: str, hours: float | None = None,
         mqtt_where = f"{config.mqtt.host}:{config.mqtt.port}" + \
                      (f" (from {external.file}, topics under gshp-demo/)" if external.mqtt else "")
         print(f"  config      {path}\n  InfluxDB    {influx_where}\n  MQTT        {mqtt_where}\n"
-              "Alerts are printed below as the webhook receiver gets them. Ctrl-C stops everything.",
+              "Incidents are printed below as the webhook receiver gets them. Ctrl-C stops everything.",
               flush=True)
         asyncio.run(_serve(service, config, physics, clock, poll_s, hours))
     finally:

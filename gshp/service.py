@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 
+from alerting.model import Alert, IncidentChange, IncidentNotice
 from collector import metrics
 from collector.deadletter import DeadLetterStore, NewDeadLetter, ReadingRefusal
 from collector.drain import Drainer
@@ -45,12 +46,12 @@ from gshp.api.app import create_app
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import RuleLoop
+from gshp.evidence import KEY_FILE, ServiceKey
 from gshp.live import LiveState
 from gshp.roles import ProcessRole
 from rules.audit import AuditChain
 from rules.cases import CaseStore
 from rules.engine import Engine
-from rules.events import AlertEvent
 from rules.notify import Notifier
 from rules.silence_store import SilenceStore
 from rules.store import AlertStore
@@ -58,6 +59,9 @@ from rules.store import AlertStore
 __all__ = ["ReportsChanges", "Service", "Source"]
 
 log = logging.getLogger(__name__)
+
+RENOTIFY = timedelta(days=7)
+"""At start, incident changes this recent are offered to the notifier again (its queue keeps 90 days)."""
 
 ReadingListener = Callable[[Sequence[Reading]], None]
 ChangeListener = Callable[[Sequence[MeterChange]], None]
@@ -99,7 +103,7 @@ class Service:
         self.drainer = Drainer(self.outbox, self.writer)
         self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.live = LiveState(config.sites, now=self.clock.now)
+        self.live = LiveState(config.sites, now=self.clock.now, tz=config.tz)
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
         # people's writes (cases, maintenance, silences) and their audit chain share the alert database
         self.audit = AuditChain(self.store)
@@ -109,8 +113,9 @@ class Service:
         known = {s.id for s in config.sites}
         for declared in self.store.maintenance():  # windows declared through the API before a restart
             if declared.site in known:
-                self.engine.declare_maintenance(declared.site, declared.window)
-        # alert events go to `self.notifier.submit(event)`; it records them durably before returning
+                self.engine.declare_maintenance(declared.site, declared.window, declared.declared_by,
+                                                datetime.fromisoformat(declared.declared_at))
+        # incident notices go to `self.notifier.submit(notice)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
                                  public_url=config.api.public_url, silences=self.silences.silences)
         legacy = self.notifier.queue.legacy_silences()
@@ -118,9 +123,10 @@ class Service:
             moved = self.silences.import_legacy(legacy)
             self.notifier.queue.forget_legacy_silences([x.id for x in legacy])
             log.info("%d silence(s) moved from notify.sqlite to the alert database", moved)
-        self.alert_listeners: list[Callable[[AlertEvent], object]] = [
-            lambda event: self.notifier.submit(event.to_dict())]
-        self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
+        self.alert_listeners: list[Callable[[Alert], object]] = []
+        self.notice_listeners: list[Callable[[IncidentNotice], object]] = [self.notifier.submit]
+        self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert,
+                              self._on_notice)
         self.listeners: list[ReadingListener] = [self.live.on_readings]
         if role.evaluates:
             self.listeners.insert(0, self.rules.on_readings)
@@ -146,6 +152,7 @@ class Service:
             self.broker = BrokerStats(config.mqtt, config.mqtt.client_id, need, config.state_dir / "broker.json")
         self.anchors = AnchorJob(self.audit, self.outbox.put, chain_name(role, config.shard))
         self.anchor_failing: str | None = None
+        self.evidence_key = ServiceKey.load_or_create(config.state_dir / KEY_FILE)  # made on first start
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
@@ -172,7 +179,8 @@ class Service:
             try:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
-                log.exception("a reading listener failed; the readings are stored and will be replayed")
+                log.exception("a reading listener failed on %d readings from %s; they are stored (outbox, "
+                              "InfluxDB) but this consumer missed them", len(readings), source)
 
     def _refused(self, judged: Sorted, source: str) -> None:
         """Count repeats; count and dead-letter the readings refused (before the source is acknowledged)."""
@@ -220,7 +228,23 @@ class Service:
         prefix, shard = self.config.fanout.topic_prefix, self.config.shard.index
         return [f"{reading_topic(prefix, shard, r.site, r.meter)} {encode_reading(r).decode()}" for r in readings]
 
-    def _on_alert(self, event: AlertEvent) -> None:
+    def incident_case_closed(self, incident_id: str, outcome: str, at: datetime | None = None) -> None:
+        """Notify that an incident's case was closed (called once the close is stored). Raises `KeyError`
+        for an unknown incident."""
+        incident = self.store.incident(incident_id)
+        if incident is None:
+            raise KeyError(f"no incident {incident_id!r}")
+        when = (at or datetime.now(UTC)).astimezone(self.config.tz)
+        self._on_notice(IncidentNotice(IncidentChange.CASE_CLOSED, when, incident, outcome=outcome))
+
+    def _on_notice(self, notice: IncidentNotice) -> None:
+        for listener in self.notice_listeners:
+            try:
+                listener(notice)
+            except Exception:
+                log.exception("an incident listener failed on %s (%s)", notice.id, notice.change)
+
+    def _on_alert(self, event: Alert) -> None:
         for listener in self.alert_listeners:
             try:
                 listener(event)
@@ -242,11 +266,11 @@ class Service:
     def health(self) -> dict[str, Any]:
         full = self.outbox.depth >= self.config.outbox.max_rows
         stores = self.store_problems()
-        upstream = self.broker.problems() if self.broker is not None else []
+        problems = (self.broker.problems() if self.broker is not None else []) + self.engine.problems()
         return {
-            "status": "full" if full else ("degraded" if self.drainer.failing or upstream or self.anchor_failing
+            "status": "full" if full else ("degraded" if self.drainer.failing or problems or self.anchor_failing
                                            or stores else "ok"),
-            **({"problems": upstream} if upstream else {}),
+            **({"problems": problems} if problems else {}),
             **({"stores": stores} if stores else {}),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
@@ -282,6 +306,8 @@ class Service:
             self.broker.start()
         if self.role.evaluates:
             self.notifier.start()
+            # incident changes stored just before a crash reach the notifier now (it drops known ones)
+            self.rules.renotify(self.store.incident_notices(self.clock.now() - RENOTIFY))
             await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
             self.rules.start()
         api = self.config.api

@@ -3,7 +3,8 @@
 `parse_readings` turns CSV text (`ts,site,meter,rate_m3h,total_m3`, optional `signal_pct,error_code`)
 into `Readings` columns, listing every bad row with its line number. `replay` feeds the engine in
 timestamp order and evaluates it at every `evaluate_every` boundary of the data's own clock, exactly as the
-live scheduler would, yielding alert events as they happen. Same input, same output.
+live scheduler would, yielding alert events as they happen (`replay_steps`: alert transitions and incident
+notices per evaluation). Same input, same output.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from rules.engine import Engine
-from rules.events import AlertEvent
+from alerting.model import Alert
+from rules.engine import Engine, Step
 
-__all__ = ["BadRow", "Readings", "ReplayError", "parse_readings", "readings_from_frame", "replay"]
+__all__ = ["BadRow", "Readings", "ReplayError", "parse_readings", "readings_from_frame", "replay", "replay_steps"]
 
 REQUIRED = ("ts", "site", "meter", "rate_m3h", "total_m3")
 _OFFSET = r"(?:Z|z|[+-]\d\d:?\d\d)$"
@@ -170,8 +171,16 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
 
 
 def replay(engine: Engine, readings: Readings,
-           progress: Callable[[float, int], None] | None = None) -> Iterator[AlertEvent]:
+           progress: Callable[[float, int], None] | None = None) -> Iterator[Alert]:
     """Feed `readings` to `engine` in data time, evaluating at every step boundary; yield transitions."""
+    for step in replay_steps(engine, readings, progress):
+        yield from step.alerts
+
+
+def replay_steps(engine: Engine, readings: Readings,
+                 progress: Callable[[float, int], None] | None = None) -> Iterator[Step]:
+    """Like `replay`, one `Step` (alert transitions and incident notices) per evaluation that changed
+    something."""
     if len(readings) == 0:
         return
     step = engine.step_s
@@ -192,6 +201,8 @@ def replay(engine: Engine, readings: Readings,
         if j > i:
             ingest(*columns, i, j, volume=volume, period=period)
             i = j
-        yield from engine.evaluate(datetime.fromtimestamp(k * step, UTC))
+        result = engine.step(datetime.fromtimestamp(k * step, UTC))
+        if result.alerts or result.notices:
+            yield result
         if progress is not None and n % 2000 == 0:
             progress(k * step, i)

@@ -19,6 +19,7 @@ from gshp.config import ApiSettings
 from gshp.config.exposure import exposed_secrets, readable_by_others
 from gshp.config.planning import planning_problems
 from gshp.config.schema import config_warnings
+from gshp.evidence import EvidenceError
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.service import Service, Source
 from gshp.shard import ShardSettings
@@ -88,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     _warn_exposed(Path(args.config))
     clock: Clock = DataClock() if args.clock == "data" else SystemClock()
-    service = Service(plan.config, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
+    try:
+        service = Service(plan.config, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
+    except EvidenceError as err:
+        print(f"{args.config}: {err}", file=sys.stderr)
+        return 2
     asyncio.run(service.serve())
     return 0
 

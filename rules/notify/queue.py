@@ -2,8 +2,9 @@
 
 Tables:
 
-- ``items``: one row per (alert id, state, receiver) — the idempotency key. An event submitted twice
-  (a rule engine replaying after a restart) finds its row and is ignored.
+- ``items``: one row per (incident notice key, receiver) — the idempotency key. A notice submitted twice
+  (a rule engine replaying after a restart) finds its row and is ignored. (Columns ``alert_id`` and
+  ``state`` hold the incident id and the change.)
 - ``groups``: per (receiver, group) the grouping clock: first unsent item, last notification, repeats.
 - ``messages``: notifications ready to send, per receiver in FIFO order, with attempts, next try,
   last error and status ``queued`` → ``sent`` | ``failed`` (retrying) | ``dead`` (retry budget spent).
@@ -18,6 +19,7 @@ that records it; receivers get the idempotency key (webhook header, e-mail Messa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -30,9 +32,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from alerting.model import IncidentNotice
 from collector.sqlite import StoreHealth, StoreSpec, StoreVersionError, close_store, open_store
 from rules.notify.errors import NotifyError
-from rules.notify.event import AlertEvent
 from rules.notify.grouping import Item, ItemStatus
 from rules.notify.silences import Matcher, Silence
 
@@ -101,15 +103,15 @@ class MessageStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Message:
-    """A notification for one receiver: one event (webhook, MQTT) or a group's digest (robots, e-mail)."""
+    """A notification for one receiver: one notice (webhook, MQTT) or a group's digest (robots, e-mail)."""
 
     seq: int
     key: str  # the idempotency key
     receiver: str
-    events: tuple[AlertEvent, ...]
+    events: tuple[IncidentNotice, ...]
     item_keys: tuple[str, ...]
-    repeat: int  # 0, or the n-th reminder of still-firing alerts
-    site_state: dict[str, Any] | None  # for MQTT: the site's current alerts after this message
+    repeat: int  # 0, or the n-th reminder of still-open incidents
+    site_state: dict[str, Any] | None  # for MQTT: the site's open incidents after this message
     status: MessageStatus
     attempts: int
     next_at: float
@@ -131,14 +133,14 @@ class ReceiverCounts:
 
 
 def _item(row: sqlite3.Row) -> Item:
-    return Item(row["key"], row["receiver"], row["group_key"], AlertEvent.model_validate_json(row["event"]),
+    return Item(row["key"], row["receiver"], row["group_key"], IncidentNotice.from_dict(json.loads(row["event"])),
                 row["received"], ItemStatus(row["status"]))
 
 
 def _message(row: sqlite3.Row) -> Message:
     body = json.loads(row["body"])
     return Message(row["seq"], row["key"], row["receiver"],
-                   tuple(AlertEvent.model_validate(e) for e in body["events"]), tuple(body["items"]),
+                   tuple(IncidentNotice.from_dict(e) for e in body["events"]), tuple(body["items"]),
                    int(body.get("repeat", 0)), body.get("site_state"), MessageStatus(row["status"]),
                    row["attempts"], row["next_at"], row["created"], row["error"])
 
@@ -176,10 +178,12 @@ class NotifyQueue:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # a failed COMMIT (disk full) may have rolled back already
+                        with contextlib.suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self.health.failed(f"notification queue {self.path}: {exc}")
                 raise
@@ -203,12 +207,12 @@ class NotifyQueue:
                           "WHERE status IN ('queued','failed'))")
         return int(row[0][0])
 
-    def record(self, event: AlertEvent, targets: Sequence[tuple[str, str]]) -> list[str]:
-        """Record the event for each (receiver, group key) in one transaction; returns receivers it was new to."""
+    def record(self, event: IncidentNotice, targets: Sequence[tuple[str, str]]) -> list[str]:
+        """Record the notice for each (receiver, group key) in one transaction; returns receivers it was new to."""
         if not targets:
             return []
         now = self.clock()
-        body = event.model_dump_json()
+        body = event.to_json()
         new: list[str] = []
         with self._tx() as db:
             if self.max_queued and self.unsent() >= self.max_queued:
@@ -220,7 +224,7 @@ class NotifyQueue:
             for receiver, group in targets:
                 cur = db.execute("INSERT OR IGNORE INTO items (key, receiver, group_key, alert_id, state, event, "
                                  "received) VALUES (?,?,?,?,?,?,?)",
-                                 (f"{event.key_for}:{receiver}", receiver, group, event.id, event.state.value,
+                                 (f"{event.key}:{receiver}", receiver, group, event.id, event.change.value,
                                   body, now))
                 if cur.rowcount:
                     new.append(receiver)
