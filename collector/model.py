@@ -21,6 +21,8 @@ from collector.duration import Duration
 
 __all__ = [
     "ChangeKind",
+    "FreeText",
+    "Hj212Source",
     "Meter",
     "MeterChange",
     "ModbusSource",
@@ -31,6 +33,7 @@ __all__ = [
     "RolePeriod",
     "Site",
     "Slug",
+    "Szy206Source",
     "TagText",
     "expected_interval",
     "meter_problems",
@@ -52,7 +55,9 @@ class Role(StrEnum):
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 control characters (line breaks, tabs, escapes), line and paragraph separators, and the marks
+and overrides of bidirectional text (which can make a name read differently from what it holds)."""
 
 
 def _slug(value: str) -> str:
@@ -63,11 +68,23 @@ def _slug(value: str) -> str:
     return value
 
 
+def _no_control(value: str, where: str) -> None:
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"must not contain control characters (line breaks, tabs, …) or bidirectional-text "
+                         f"overrides: found U+{ord(found.group()):04X} at character {found.start() + 1}; "
+                         f"{where}")
+
+
+def _free_text(value: str) -> str:
+    _no_control(value, "it is shown in e-mail headers, chat messages and reports")
+    return value
+
+
 def _tag_text(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters (newline, tab, …): it becomes a database tag")
+    _no_control(value, "it becomes a database tag and is shown in e-mail headers, chat messages and reports")
     if value.endswith("\\"):
         raise ValueError("must not end with a backslash: InfluxDB line protocol cannot store it in a tag")
     return value
@@ -78,6 +95,10 @@ Slug = Annotated[str, AfterValidator(_slug)]
 
 TagText = Annotated[str, AfterValidator(_tag_text)]
 """Free text (any Unicode) that is stored as a database tag: no control characters."""
+
+FreeText = Annotated[str, AfterValidator(_free_text)]
+"""Text people read (a site's name, an operator, a reason) that also ends up in e-mail headers, chat
+markdown and reports: any Unicode but control characters and bidirectional-text overrides."""
 
 
 class _Frozen(BaseModel):
@@ -99,6 +120,48 @@ class MqttSource(_Frozen):
     profile: str = "dtu-json"
     key: str | None = Field(default=None, min_length=1, max_length=128,
                             description="how a multi-meter message names this meter (default: the meter id)")
+
+
+_FACTOR = r"^[A-Za-z0-9]{1,16}-(Rtd|Cou|Avg|Min|Max)$"
+
+
+class Hj212Source(_Frozen):
+    """A meter whose data logger uploads HJ 212-2017 frames: the logger's MN and the factor fields of its
+    data segment that carry the flow rate (m³/h) and the totalizer (m³) — or, for a logger that reports
+    per-interval volume (``-Cou`` of minute or hour data), `volume` instead of `total`."""
+
+    mn: str = Field(min_length=1, max_length=24, pattern=r"^[A-Za-z0-9_-]+$")
+    rate: str | None = Field(default="w00000-Rtd", pattern=_FACTOR)
+    total: str | None = Field(default="w00001-Rtd", pattern=_FACTOR)
+    volume: str | None = Field(default=None, pattern=_FACTOR,
+                               description="factor field holding the volume of the data's interval (-Cou)")
+
+    @model_validator(mode="after")
+    def _something_to_read(self) -> Hj212Source:
+        if self.volume is not None and self.total is not None and "total" in self.model_fields_set:
+            raise ValueError("give either `total:` (a totalizer) or `volume:` (interval volumes), not both")
+        if self.rate is None and self.total is None and self.volume is None:
+            raise ValueError("needs at least one of `rate:`, `total:` or `volume:`")
+        return self
+
+    @property
+    def totalizer(self) -> str | None:
+        """The totalizer field, unless the meter reports interval volumes."""
+        return None if self.volume is not None else self.total
+
+
+class Szy206Source(_Frozen):
+    """A meter whose RTU sends SZY 206-2016 link frames: the terminal's address (administrative division
+    code, six digits, and station number) and which flow point of its data it is (1 = the first)."""
+
+    division: str = Field(pattern=r"^[0-9]{6}$", description="administrative division code (行政区划码)")
+    station: int = Field(ge=1, le=65535)
+    point: int = Field(default=1, ge=1, le=16)
+
+    @property
+    def address(self) -> str:
+        """``DDDDDD-SSSSS``: how logs and dead letters name the terminal."""
+        return f"{self.division}-{self.station:05d}"
 
 
 _MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
@@ -130,32 +193,45 @@ class Meter(_Frozen):
     role: Role  # the role outside every `roles:` period
     roles: tuple[RolePeriod, ...] = ()
     accuracy_pct: float = Field(default=1.0, gt=0, le=20)
+    max_flow_m3h: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
+    """The most the meter's pipe can carry (nameplate or pump rating): bounds what a maintenance may excuse."""
     interval: Duration | None = Field(default=None, description="how often the meter reports (default: its "
                                                                  "gateway's poll interval, 1m over MQTT)")
     modbus: ModbusSource | None = None
     mqtt: MqttSource | None = None
+    hj212: Hj212Source | None = None
+    szy206: Szy206Source | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Meter:
-        if self.modbus is not None and self.mqtt is not None:
-            raise ValueError("a meter has one source: give either `modbus:` or `mqtt:`, not both")
+        given = [name for name in _SOURCES if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError("a meter has one source: give either `modbus:` or `mqtt:` or `hj212:` or `szy206:`, "
+                             f"not {' and '.join(given)}")
         return self
 
     @property
-    def source(self) -> Literal["modbus", "mqtt"] | None:
+    def source(self) -> Literal["modbus", "mqtt", "hj212", "szy206"] | None:
         if self.modbus is not None:
             return "modbus"
         if self.mqtt is not None:
             return "mqtt"
+        if self.hj212 is not None:
+            return "hj212"
+        if self.szy206 is not None:
+            return "szy206"
         return None
+
+
+_SOURCES = ("modbus", "mqtt", "hj212", "szy206")
 
 
 class Site(_Frozen):
     id: Slug
-    name: str = Field(min_length=1, max_length=200)
+    name: FreeText = Field(min_length=1, max_length=200)
     district: TagText
-    operator: str | None = None
-    location: str | None = None
+    operator: FreeText | None = Field(default=None, max_length=200)
+    location: FreeText | None = Field(default=None, max_length=200)
     meters: tuple[Meter, ...]
 
     @model_validator(mode="after")
@@ -219,7 +295,9 @@ class Reading:
     """One sample of one meter.
 
     `total_m3` is the forward totalizer, the basis of every volume; `rate_m3h` the instantaneous flow.
-    Either may be None when the meter did not deliver it (a rate-only meter, a failed field), never both.
+    Either may be None when the meter did not deliver it (a rate-only meter, a failed field). A logger
+    that reports per-interval volume instead of a totalizer gives `volume_m3`: the water passed over
+    [ts − period_s, ts]. A reading carries at least one of rate, total and volume.
     """
 
     site: str
@@ -230,14 +308,18 @@ class Reading:
     total_m3: float | None
     signal_pct: float | None = None
     error_code: int | None = None
+    volume_m3: float | None = None
+    period_s: float | None = None
 
     def __post_init__(self) -> None:
         # on the ingest path for every reading: the common case (UTC, finite numbers) costs few calls
         if self.ts.tzinfo is not UTC:
             _set_utc(self, f"reading {self.site}/{self.meter}")
         rate, total, signal = self.rate_m3h, self.total_m3, self.signal_pct
-        if rate is None and total is None:
-            raise ModelError(f"reading {self.site}/{self.meter}: neither rate nor total")
+        if self.volume_m3 is not None or self.period_s is not None:
+            _check_volume(self)
+        elif rate is None and total is None:
+            raise ModelError(f"reading {self.site}/{self.meter}: neither rate nor total (nor an interval volume)")
         for name, v in (("rate_m3h", rate), ("total_m3", total), ("signal_pct", signal)):
             if v is not None and not isfinite(v):
                 raise ModelError(f"reading {self.site}/{self.meter}: {name} is not a finite number ({v!r})")
@@ -251,6 +333,17 @@ class Reading:
             raise ModelError(f"reading {self.site}/{self.meter}: error_code {code} does not fit a 64-bit integer")
         if type(self.role) is not Role:
             _set_member(self, "role", Role, f"reading {self.site}/{self.meter}")
+
+
+def _check_volume(r: Reading) -> None:
+    """An interval volume comes with its period: finite, not negative, over a positive period."""
+    volume, period = r.volume_m3, r.period_s
+    if volume is None or period is None:
+        raise ModelError(f"reading {r.site}/{r.meter}: an interval volume needs both volume_m3 and period_s")
+    if not isfinite(volume) or volume < 0:
+        raise ModelError(f"reading {r.site}/{r.meter}: volume_m3 must be a finite number ≥ 0 ({volume!r})")
+    if not isfinite(period) or period <= 0:
+        raise ModelError(f"reading {r.site}/{r.meter}: period_s must be a positive number of seconds ({period!r})")
 
 
 class ChangeKind(StrEnum):

@@ -2,7 +2,9 @@
 of events to server-sent-event subscribers.
 
 Fed by `Service.accept` (after the outbox commit) and by the rule engine's alert transitions. Every
-buffer is bounded: a slow browser loses old events, never slows the collector.
+buffer is bounded: a slow browser loses old events, never slows the collector. "Newest" is judged by device
+time, but a device time after the clock's `now` counts as `now`: a reading dated in the future cannot hold
+back the genuine readings that follow it.
 
 Events (`event:` name, then one JSON object as `data:`):
 
@@ -10,7 +12,8 @@ Events (`event:` name, then one JSON object as `data:`):
   (a reading older than the meter's newest is not sent);
 - `flow`: a site's summed flows after those readings — site, ts, extraction_m3h, reinjection_m3h,
   deficit_m3h (the live chart);
-- `alert`: an alert transition, in the one alert event shape (`rules.events.AlertEvent.to_dict`);
+- `alert`: an alert transition, in the one alert event shape (`alerting.model.Alert.to_dict`);
+- `incident`: an incident change, `alerting.model.IncidentNotice.to_dict` (change, at, incident);
 - `ack`: an alert acknowledged — id, site, by.
 """
 
@@ -21,9 +24,9 @@ import json
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from collector.model import Reading, Role, Site
@@ -104,10 +107,14 @@ class Subscriber:
 
 class LiveState:
     def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000,
+                 now: Callable[[], datetime] | None = None, tz: tzinfo = UTC,
                  resolution: timedelta = timedelta(minutes=1)) -> None:
         self.sites = {s.id: s for s in sites}
+        self._now = now
+        self.tz = tz  # the events' times carry this zone's offset, as every time the API answers
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], Reading] = {}
+        self._order: dict[tuple[str, str], datetime] = {}  # the latest reading's time, no later than the clock
         self._history = {s.id: _SiteHistory() for s in sites}
         self._history_span = history.total_seconds()
         self._resolution = resolution.total_seconds()
@@ -120,12 +127,15 @@ class LiveState:
     def on_readings(self, readings: Sequence[Reading]) -> None:
         touched: set[str] = set()
         newest: dict[tuple[str, str], Reading] = {}
+        now = self._now() if self._now is not None else None
         with self._lock:
             for r in readings:
                 key = (r.site, r.meter)
-                prev = self._latest.get(key)
-                if prev is None or r.ts >= prev.ts:
+                at = r.ts if now is None or r.ts <= now else now
+                prev = self._order.get(key)
+                if prev is None or at >= prev:
                     self._latest[key] = r
+                    self._order[key] = at
                     newest[key] = r
                     touched.add(r.site)
             points = {site: self._site_point(site) for site in touched if site in self.sites}
@@ -134,8 +144,8 @@ class LiveState:
                     self._history[site].add(point, self._resolution, self._history_span, self._max_points)
         if not self._subscribers:  # nobody watches: no event is built (the board's state is kept above)
             return
-        events = [("reading", reading_event(r), r.site) for r in newest.values() if r.site in self.sites]
-        events += [("flow", {"site": site, "ts": point.ts.isoformat(),
+        events = [("reading", reading_event(r, self.tz), r.site) for r in newest.values() if r.site in self.sites]
+        events += [("flow", {"site": site, "ts": point.ts.astimezone(self.tz).isoformat(),
                              "extraction_m3h": round(point.extraction_m3h, 3),
                              "reinjection_m3h": round(point.reinjection_m3h, 3),
                              "deficit_m3h": round(point.deficit_m3h, 3)}, site)
@@ -150,7 +160,8 @@ class LiveState:
             if r is None:
                 continue
             sums[r.role] += r.rate_m3h or 0.0
-            newest = r.ts if newest is None or r.ts > newest else newest
+            at = self._order[(site, m.id)]
+            newest = at if newest is None or at > newest else newest
         if newest is None:
             return None
         return SitePoint(newest, sums[Role.EXTRACTION], sums[Role.REINJECTION], sums[Role.DISCHARGE])
@@ -175,7 +186,9 @@ class LiveState:
             return hist.point(len(hist.ts) - 1) if hist is not None and hist.ts else None
 
     def last_seen(self, site: str) -> datetime | None:
-        times = [r.ts for r in self.latest(site).values()]
+        meters = self.sites[site].meters if site in self.sites else ()
+        with self._lock:
+            times = [self._order[site, m.id] for m in meters if (site, m.id) in self._order]
         return max(times) if times else None
 
     # -- server-sent events --------------------------------------------------------------------------
@@ -213,8 +226,8 @@ class LiveState:
                 self.unsubscribe(sub)
 
 
-def reading_event(r: Reading) -> dict[str, Any]:
-    """A reading as the `reading` event (and the API's latest reading of a meter) shows it."""
-    return {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.isoformat(),
+def reading_event(r: Reading, tz: tzinfo = UTC) -> dict[str, Any]:
+    """A reading as the `reading` event (and the API's latest reading of a meter) shows it, its time in `tz`."""
+    return {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.astimezone(tz).isoformat(),
             "rate_m3h": r.rate_m3h, "total_m3": r.total_m3, "signal_pct": r.signal_pct,
             "error_code": r.error_code}

@@ -1,7 +1,9 @@
 """Wiring: one process that collects, stores and serves, built from a validated `Config`.
 
-Readings from every source go through `Service.accept`: committed to the outbox first (so the source may
-be acknowledged), then handed to the listeners (the rule engine, the live board). Meter changes a source
+Readings from every source go through `Service.accept`: judged against the index of stored readings (a
+reading is never rewritten: a repeat is counted, other values at a stored device time are refused and
+dead-lettered), committed to the outbox with the index in one transaction (so the source may be
+acknowledged), then handed to the listeners (the rule engine, the live board). Meter changes a source
 reports (`ReportsChanges`: a swapped meter, a rescaled totalizer) go through `Service.accept_changes` to the
 rule engine, before the readings decoded after them. The drainer thread moves
 the outbox into InfluxDB; the HTTP server and the sources run on one asyncio loop.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,7 +28,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 
+from alerting.model import Alert, IncidentChange, IncidentNotice
 from collector import metrics
+from collector.deadletter import DeadLetterStore, NewDeadLetter, ReadingRefusal
 from collector.drain import Drainer
 from collector.fanout import FanoutOutbox, FanoutPublisher, encode_reading, reading_topic
 from collector.influx.lineproto import FlowSchema
@@ -35,18 +40,19 @@ from collector.influx.writer import make_writer
 from collector.model import MeterChange, Reading
 from collector.mqtt.brokerstats import BrokerStats, ride_out_need
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
+from collector.seen import SeenIndex, Sorted
 from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
 from gshp.arrival import ArrivalTracker
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import RuleLoop
+from gshp.evidence import KEY_FILE, ServiceKey
 from gshp.live import LiveState
 from gshp.roles import ProcessRole
 from rules.audit import AuditChain
 from rules.cases import CaseStore
 from rules.engine import Engine
-from rules.events import AlertEvent
 from rules.notify import Notifier
 from rules.silence_store import SilenceStore
 from rules.store import AlertStore
@@ -54,6 +60,9 @@ from rules.store import AlertStore
 __all__ = ["ReportsChanges", "Service", "Source"]
 
 log = logging.getLogger(__name__)
+
+RENOTIFY = timedelta(days=7)
+"""At start, incident changes this recent are offered to the notifier again (its queue keeps 90 days)."""
 
 ReadingListener = Callable[[Sequence[Reading]], None]
 ChangeListener = Callable[[Sequence[MeterChange]], None]
@@ -85,12 +94,17 @@ class Service:
         self.clock: Clock = clock or SystemClock()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox.sqlite", config.outbox)
+        self.seen = SeenIndex(self.outbox.path, config.readings, clock=lambda: self.clock.now().timestamp())
+        # the store `gshp deadletter` reads: refused readings of every source join the MQTT payloads there
+        self._refusals_logged: dict[ReadingRefusal, tuple[float, int]] = {}
+        self.deadletters = DeadLetterStore(config.state_dir / "deadletter.sqlite", max_rows=(
+            config.mqtt.deadletter_max_rows if config.mqtt is not None else 100_000))
         self.schema = FlowSchema(config.sites)
         self.writer = make_writer(config.influx)
         self.drainer = Drainer(self.outbox, self.writer)
         self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.live = LiveState(config.sites)
+        self.live = LiveState(config.sites, now=self.clock.now, tz=config.tz)
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
         # people's writes (cases, maintenance, silences) and their audit chain share the alert database
         self.audit = AuditChain(self.store)
@@ -100,8 +114,9 @@ class Service:
         known = {s.id for s in config.sites}
         for declared in self.store.maintenance():  # windows declared through the API before a restart
             if declared.site in known:
-                self.engine.declare_maintenance(declared.site, declared.window)
-        # alert events go to `self.notifier.submit(event)`; it records them durably before returning
+                self.engine.declare_maintenance(declared.site, declared.window, declared.declared_by,
+                                                datetime.fromisoformat(declared.declared_at))
+        # incident notices go to `self.notifier.submit(notice)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
                                  public_url=config.api.public_url, silences=self.silences.silences)
         legacy = self.notifier.queue.legacy_silences()
@@ -109,9 +124,10 @@ class Service:
             moved = self.silences.import_legacy(legacy)
             self.notifier.queue.forget_legacy_silences([x.id for x in legacy])
             log.info("%d silence(s) moved from notify.sqlite to the alert database", moved)
-        self.alert_listeners: list[Callable[[AlertEvent], object]] = [
-            lambda event: self.notifier.submit(event.to_dict())]
-        self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
+        self.alert_listeners: list[Callable[[Alert], object]] = []
+        self.notice_listeners: list[Callable[[IncidentNotice], object]] = [self.notifier.submit]
+        self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert,
+                              self._on_notice)
         self.arrival = ArrivalTracker(config.intervals(), config.tz, config.state_dir / "arrival.json",
                                       self.clock.now().timestamp())
         self.arrival.export(lambda: self.clock.now().timestamp())
@@ -142,6 +158,7 @@ class Service:
             self.broker = BrokerStats(config.mqtt, config.mqtt.client_id, need, config.state_dir / "broker.json")
         self.anchors = AnchorJob(self.audit, self.outbox.put, chain_name(role, config.shard))
         self.anchor_failing: str | None = None
+        self.evidence_key = ServiceKey.load_or_create(config.state_dir / KEY_FILE)  # made on first start
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
@@ -154,15 +171,55 @@ class Service:
         if not readings:
             return
         if self.role.collects:
-            self.outbox.put(self.schema.lines(readings))
+            judged = self.seen.commit(readings, self.schema.lines(readings), self.outbox.put_with)
+            if len(judged.readings) != len(readings):
+                self._refused(judged, source)
+            metrics.READINGS_ACCEPTED.labels(source).inc(len(judged.readings))
+            # repeats go on too: a source re-sends what a failure after the commit left unacknowledged, and
+            # the consumers take a repeat as one (the engine by device time, the board by value)
+            readings = judged.readings + judged.duplicates
+            if not readings:
+                return
             if self.fanout is not None:  # the rule worker's copy, committed before the source is acknowledged
                 self.fanout.put(self.fanout_lines(readings))
-            metrics.READINGS_ACCEPTED.labels(source).inc(len(readings))
         for listener in self.listeners:
             try:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
-                log.exception("a reading listener failed; the readings are stored and will be replayed")
+                log.exception("a reading listener failed on %d readings from %s; they are stored (outbox, "
+                              "InfluxDB) but this consumer missed them", len(readings), source)
+
+    def _refused(self, judged: Sorted, source: str) -> None:
+        """Count repeats; count and dead-letter the readings refused (before the source is acknowledged)."""
+        if judged.duplicates:
+            metrics.READINGS_DUPLICATE.labels(source).inc(len(judged.duplicates))
+        now = time.time()
+        letters = [NewDeadLetter.of_reading(
+            r, now, source, ReadingRefusal.CONFLICT,
+            f"{r.site}/{r.meter} at {r.ts.isoformat()} is stored already with other values: the stored "
+            "reading stands (readings are never rewritten)") for r in judged.conflicts]
+        letters += [NewDeadLetter.of_reading(
+            r, now, source, ReadingRefusal.TOO_OLD,
+            f"{r.site}/{r.meter} at {r.ts.isoformat()} is older than the device times checked for this meter "
+            f"(from {self.seen.floor(r.site, r.meter)}; see readings.horizon)") for r in judged.too_old]
+        if not letters:
+            return
+        self.deadletters.put(letters)
+        for reason, refused in ((ReadingRefusal.CONFLICT, judged.conflicts), (ReadingRefusal.TOO_OLD, judged.too_old)):
+            if not refused:
+                continue
+            counter = metrics.READINGS_CONFLICT if reason is ReadingRefusal.CONFLICT else metrics.READINGS_TOO_OLD
+            counter.labels(source).inc(len(refused))
+            last, quiet = self._refusals_logged.get(reason, (-math.inf, 0))
+            if time.monotonic() - last < 60:  # a flood of refusals is counted, not logged line by line
+                self._refusals_logged[reason] = (last, quiet + len(refused))
+                continue
+            self._refusals_logged[reason] = (time.monotonic(), 0)
+            first = refused[0]
+            log.warning("refused %d reading(s) from %s [%s], first %s/%s at %s%s — readings are never rewritten; "
+                        "kept in the dead-letter store (gshp deadletter list --reason %s)", len(refused), source,
+                        reason.value, first.site, first.meter, first.ts.isoformat(),
+                        f" ({quiet} more since the last report)" if quiet else "", reason.value)
 
     def accept_changes(self, changes: Sequence[MeterChange], source: str) -> None:
         """Meter changes go to the same consumers as readings (the rule engine), in stream order: a source
@@ -178,20 +235,50 @@ class Service:
         prefix, shard = self.config.fanout.topic_prefix, self.config.shard.index
         return [f"{reading_topic(prefix, shard, r.site, r.meter)} {encode_reading(r).decode()}" for r in readings]
 
-    def _on_alert(self, event: AlertEvent) -> None:
+    def incident_case_closed(self, incident_id: str, outcome: str, at: datetime | None = None) -> None:
+        """Notify that an incident's case was closed (called once the close is stored). Raises `KeyError`
+        for an unknown incident."""
+        incident = self.store.incident(incident_id)
+        if incident is None:
+            raise KeyError(f"no incident {incident_id!r}")
+        when = (at or datetime.now(UTC)).astimezone(self.config.tz)
+        self._on_notice(IncidentNotice(IncidentChange.CASE_CLOSED, when, incident, outcome=outcome))
+
+    def _on_notice(self, notice: IncidentNotice) -> None:
+        for listener in self.notice_listeners:
+            try:
+                listener(notice)
+            except Exception:
+                log.exception("an incident listener failed on %s (%s)", notice.id, notice.change)
+
+    def _on_alert(self, event: Alert) -> None:
         for listener in self.alert_listeners:
             try:
                 listener(event)
             except Exception:
                 log.exception("an alert listener failed on %s (%s)", event.id, event.state)
 
+    def store_problems(self) -> dict[str, list[str]]:
+        """Per store with a problem (damage found and repaired since start, a failing write): its problems."""
+        stores: list[tuple[str, Any]] = [("outbox", self.outbox), ("fanout", self.fanout),
+                                         ("alerts", self.store), ("notify", self.notifier.queue)]
+        stores += [("deadletter", d) for s in self.sources if (d := getattr(s, "deadletters", None)) is not None]
+        out: dict[str, list[str]] = {}
+        for name, store in stores:
+            found = store.problems() if store is not None else []
+            if found:
+                out.setdefault(name, []).extend(found)
+        return out
+
     def health(self) -> dict[str, Any]:
         full = self.outbox.depth >= self.config.outbox.max_rows
-        upstream = self.broker.problems() if self.broker is not None else []
+        stores = self.store_problems()
+        problems = (self.broker.problems() if self.broker is not None else []) + self.engine.problems()
         return {
-            "status": "full" if full else ("degraded" if self.drainer.failing or upstream or self.anchor_failing
-                                           else "ok"),
-            **({"problems": upstream} if upstream else {}),
+            "status": "full" if full else ("degraded" if self.drainer.failing or problems or self.anchor_failing
+                                           or stores else "ok"),
+            **({"problems": problems} if problems else {}),
+            **({"stores": stores} if stores else {}),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),
@@ -229,6 +316,8 @@ class Service:
                                                               self.clock.now().timestamp()), name="arrival-rebuild")
         if self.role.evaluates:
             self.notifier.start()
+            # incident changes stored just before a crash reach the notifier now (it drops known ones)
+            self.rules.renotify(self.store.incident_notices(self.clock.now() - RENOTIFY))
             await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
             self.rules.start()
         api = self.config.api
@@ -293,5 +382,7 @@ class Service:
         self.writer.close()
         self.reader.close()
         self.store.close()
+        self.seen.close()
+        self.deadletters.close()
         self.outbox.close()
         log.info("stopped; %d lines wait in the outbox for the next start", self.outbox.depth)

@@ -15,12 +15,16 @@ import requests
 from collector.influx.influxql import quote_ident, quote_literal
 from collector.influx.retention import series_source
 from collector.influx.settings import InfluxApi, InfluxSettings
+from collector.redact import redact
 
 __all__ = ["InfluxReader", "QueryError", "quote_ident", "quote_literal"]
 
 
 class QueryError(Exception):
-    """InfluxDB could not answer a query."""
+    """InfluxDB could not answer a query; its message holds no secret (see `collector.redact`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 def _time(ts: datetime) -> str:
@@ -75,13 +79,14 @@ class InfluxReader:
 
     def flow(self, start: datetime, stop: datetime, site: str | None = None) -> pd.DataFrame:
         """Readings in [start, stop): columns ts, site, meter, role, rate_m3h, total_m3, signal_pct,
-        error_code — sorted by ts."""
+        error_code, volume_m3, period_s — sorted by ts."""
         where = f"time >= {_time(start)} AND time < {_time(stop)}"
         if site is not None:
             where += f" AND site = {quote_literal(site)}"
-        df = self.query(f"SELECT rate_m3h, total_m3, signal_pct, error_code, site, meter, role "
-                        f"FROM flow WHERE {where}")
-        columns = ["ts", "site", "meter", "role", "rate_m3h", "total_m3", "signal_pct", "error_code"]
+        df = self.query(f"SELECT rate_m3h, total_m3, signal_pct, error_code, volume_m3, period_s, site, meter, "
+                        f"role FROM flow WHERE {where}")
+        columns = ["ts", "site", "meter", "role", "rate_m3h", "total_m3", "signal_pct", "error_code", "volume_m3",
+                   "period_s"]
         if df.empty:
             return pd.DataFrame(columns=columns)
         df = df.rename(columns={"time": "ts"})

@@ -21,6 +21,7 @@ from collector.duration import parse_duration
 from collector.influx.influxql import quote_ident
 from collector.influx.retention import Policy, plan_retention
 from collector.influx.settings import InfluxApi, InfluxSettings
+from collector.redact import redact
 
 __all__ = [
     "WRITERS",
@@ -40,9 +41,12 @@ PRECISION = "ms"
 
 
 class WriteError(Exception):
-    """A write to InfluxDB did not succeed."""
+    """A write to InfluxDB did not succeed; its message holds no secret (see `collector.redact`)."""
 
     error_class = "other"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class RejectedWrite(WriteError):

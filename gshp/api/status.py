@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from alerting.model import Alert, AlertKind, AlertState
 from collector.model import Site
 from gshp.api.arrival import arrival_figures, site_arrival_summary
+from gshp.arrival import ArrivalTracker
 from gshp.evaluation import BOARD_WINDOWS
-from gshp.live import reading_event
+from gshp.live import LiveState, reading_event
 from rules.arrival import NOTHING, Arrival
-from rules.store import StoredAlert
-
-if TYPE_CHECKING:
-    from gshp.service import Service
+from rules.engine import Engine
+from rules.settings import RulesSettings
 
 __all__ = ["STATUSES", "SiteStatus", "district_counts", "site_status"]
 
@@ -40,31 +40,23 @@ class SiteStatus:
     def district(self) -> str:
         return self.site.district
 
-    def summary(self) -> dict[str, Any]:
-        return {"id": self.site.id, "name": self.site.name, "district": self.site.district,
-                "status": self.status, "last_seen": self.last_seen.isoformat() if self.last_seen else None,
-                "age_s": None if self.age_s is None else round(self.age_s, 1),
-                "extraction_m3h": self.extraction_m3h, "reinjection_m3h": self.reinjection_m3h,
-                "balance": self.balance, "alerts_firing": self.alerts_firing,
-                "arrival": arrival_figures(self.arrival)}
 
-
-def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]) -> SiteStatus:
-    now = service.clock.now()
-    offline_after = service.config.rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
-    latest = service.live.latest(site.id)
-    arrived, per_meter = site_arrival_summary(service.arrival, site, now.timestamp())
+def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, engine: Engine,
+                rules: RulesSettings, now: datetime, arrival: ArrivalTracker | None = None) -> SiteStatus:
+    offline_after = rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
+    latest = live.latest(site.id)
+    arrived, per_meter = site_arrival_summary(arrival, site, now.timestamp()) if arrival else (NOTHING, {})
     meters = []
     for m in site.meters:
         r = latest.get(m.id)
         age = None if r is None else (now - r.ts).total_seconds()
         meters.append({"id": m.id, "role": m.role.value, "source": m.source,
                        "status": "unknown" if age is None else ("offline" if age > offline_after else "normal"),
-                       "latest": None if r is None else reading_event(r), "arrival_pct": per_meter[m.id]})
-    last_seen = service.live.last_seen(site.id)
+                       "latest": None if r is None else reading_event(r), "arrival_pct": per_meter.get(m.id)})
+    last_seen = live.last_seen(site.id)
     age_s = None if last_seen is None else max(0.0, (now - last_seen).total_seconds())
-    firing = [a for a in open_alerts if a.site == site.id and a.state == "firing"]
-    if any(a.kind == "discharge" for a in firing):
+    firing = [a for a in open_alerts if a.site == site.id and a.state is AlertState.FIRING]
+    if any(a.kind is AlertKind.DISCHARGE for a in firing):
         status = "discharge"
     elif age_s is None:
         status = "unknown"
@@ -74,12 +66,12 @@ def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]
         status = "fault"
     else:
         status = "normal"
-    point = service.live.last_point(site.id)
+    point = live.last_point(site.id)
     return SiteStatus(
         site, status, last_seen, age_s,
         None if point is None else round(point.extraction_m3h, 3),
         None if point is None else round(point.reinjection_m3h, 3),
-        {name: service.engine.balance(site.id, window) for name, window in BOARD_WINDOWS.items()},
+        {name: engine.balance(site.id, window) for name, window in BOARD_WINDOWS.items()},
         len(firing), meters, arrived)
 
 

@@ -21,10 +21,13 @@ from pydantic import ValidationError
 
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.anchor import chain_name, latest_anchor
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import ALWAYS, load_config_or_exit
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.shard import ShardSettings
 from rules.audit import Anchor, parse_anchor, verify
+
+USES = ALWAYS | {"influx", "shard"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -68,7 +71,7 @@ def _process_arguments(p: argparse.ArgumentParser) -> None:
 
 def _process(args: argparse.Namespace) -> tuple[Path, str]:
     """The chain's database and its anchor name for the process `gshp run --role --shard` would run."""
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     role = ProcessRole(args.role)
     try:
         shard = ShardSettings.model_validate(args.shard) if args.shard is not None else None
@@ -107,7 +110,7 @@ def _rows(path: Path) -> list[tuple[Any, ...]]:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     path, chain = _process(args)
     anchors: list[Anchor] = list(args.anchor)
     unreachable: str | None = None

@@ -13,7 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from gshp.backup import BackupError, backup, influx_commands, restore, write_manifest
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import ALWAYS, load_config_or_exit
+
+USES = ALWAYS | {"influx"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -50,7 +53,7 @@ def _plain_url(url: str) -> str:
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     dest = Path(args.to)
     try:
         files = backup(config.state_dir, dest, progress=lambda what: print(f"  {what}", file=sys.stderr))
@@ -79,7 +82,7 @@ def run_backup(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     source = Path(args.source)
     try:
         aside = restore(source, config.state_dir, force=args.force,

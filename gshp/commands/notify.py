@@ -13,7 +13,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.duration import format_duration, parse_duration
-from gshp.commands.configfile import load_config_or_exit
+from collector.redact import redact
+from gshp.commands.configfile import ALWAYS, load_config_or_exit
 from gshp.config import Config
 from rules.audit import Actor, AuditChain
 from rules.notify import (
@@ -24,26 +25,28 @@ from rules.notify import (
     RetryableDeliveryError,
     sample_event,
 )
-from rules.notify.mask import mask_text
 from rules.notify.silences import Matcher
 from rules.silence_store import SilenceStore
 from rules.store import AlertStore, StoreError
+
+USES = ALWAYS | {"notify", "api"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "notify", help="test receivers, show the notification queue, manage silences",
-        description="Notifications to enforcement: send a sample alert through one receiver, list what is "
-                    "queued, failing or dead per receiver, and silence alerts for a while.")
+        description="Notifications to enforcement: send a sample incident notice through one receiver, list what "
+                    "is queued, failing or dead per receiver, and silence notifications for a while.")
     cmds = p.add_subparsers(dest="notify_command", metavar="ACTION", required=True)
 
-    t = cmds.add_parser("test", help="send a sample alert event through one receiver and report the result",
-                        description="Sends a sample firing discharge alert (the full event shape) through "
-                                    "one receiver now, bypassing routing, grouping and the queue. Exit 0 when "
+    t = cmds.add_parser("test", help="send a sample incident notice through one receiver and report the result",
+                        description="Sends a sample notice of an opened discharge incident (the full notice shape) "
+                                    "through one receiver now, bypassing routing, grouping and the queue. Exit 0 when "
                                     "the receiver accepted it, 1 otherwise.")
     t.add_argument("--config", required=True, help="the YAML configuration file")
     t.add_argument("--receiver", required=True, help="the receiver's name under notify:")
-    t.add_argument("--event", type=Path, help="a JSON file with the alert event to send instead of the sample")
+    t.add_argument("--event", type=Path, help="a JSON file with the incident notice to send instead of the sample")
     t.set_defaults(func=run_test)
 
     s = cmds.add_parser("status", help="queued / failed / dead notifications per receiver",
@@ -94,7 +97,7 @@ def _notifier(config: Config) -> Notifier:
 
 
 def _open(path: str) -> tuple[Config, Notifier] | None:
-    config = load_config_or_exit(path)
+    config = load_config_or_exit(path, USES)
     try:
         return config, _notifier(config)
     except NotifyError as exc:
@@ -118,16 +121,17 @@ def run_test(args: argparse.Namespace) -> int:
             print(f"error: no receiver named {args.receiver!r} under notify: (known: {known})", file=sys.stderr)
             return 2
         target = notifier.receivers[args.receiver].target()
-        print(f"sending a sample {event.get('kind')} alert for {event.get('site_name')} to {args.receiver} "
+        incident = event.get("incident") or {}
+        print(f"sending a sample {incident.get('kind')} incident for {incident.get('site_name')} to {args.receiver} "
               f"({target}) …")
         try:
             took = notifier.send_test(args.receiver, event)
         except DeliveryError as exc:
             kind = "retryable" if isinstance(exc, RetryableDeliveryError) else "permanent"
-            print(f"FAILED ({kind}): {mask_text(str(exc))}")
+            print(f"FAILED ({kind}): {redact(str(exc))}")
             return 1
         except NotifyError as exc:
-            print(f"FAILED: {mask_text(str(exc))}")
+            print(f"FAILED: {redact(str(exc))}")
             return 1
         print(f"OK: {args.receiver} accepted it in {took * 1000:.0f} ms")
         return 0
@@ -153,10 +157,10 @@ def run_status(args: argparse.Namespace) -> int:
                          "dead": c.dead if c else 0, "sent": c.sent if c else 0,
                          "silenced": c.silenced if c else 0,
                          "oldest_unsent_s": round(now - c.oldest_unsent) if c and c.oldest_unsent else None,
-                         "last_error": mask_text(c.last_error) if c and c.last_error else None})
+                         "last_error": redact(c.last_error) if c and c.last_error else None})
         listed = [{"receiver": m.receiver, "key": m.key, "status": m.status.value, "attempts": m.attempts,
                    "next_try": _local(m.next_at, config.tz) if m.status is MessageStatus.FAILED else None,
-                   "error": mask_text(m.error or "")}
+                   "error": redact(m.error or "")}
                   for m in notifier.queue.messages([MessageStatus.FAILED, MessageStatus.DEAD])] if args.list else []
         if args.json:
             print(json.dumps({"receivers": rows, "messages": listed}, ensure_ascii=False, indent=2))
@@ -214,7 +218,7 @@ def _local_actor(name: str | None) -> Actor:
 
 
 def run_silence_add(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     try:
         matchers = [Matcher.parse(m) for m in args.match]
         duration = parse_duration(args.duration).total_seconds()
@@ -232,7 +236,7 @@ def run_silence_add(args: argparse.Namespace) -> int:
 
 
 def run_silence_list(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     try:
         with _Silences(config) as store:
             silences = store.silences(include_expired=args.all)
@@ -250,7 +254,7 @@ def run_silence_list(args: argparse.Namespace) -> int:
 
 
 def run_silence_expire(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     try:
         with _Silences(config) as silences:
             ok = silences.expire(_local_actor(args.author), args.id)

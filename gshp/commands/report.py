@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from collector.influx.reader import InfluxReader, QueryError
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import SITES, load_config_or_exit
 from gshp.report import FORMATS, ReportError, build_daily_report, render
 from gshp.report.build import audit_note
 from rules.audit import AuditChain
@@ -24,6 +24,10 @@ from rules.report import ONLINE_THRESHOLD_PCT, DailyReport
 from rules.store import AlertStore, StoreError
 
 MAX_DAYS = 366
+
+
+USES = SITES | {"rules", "influx"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -82,7 +86,7 @@ class Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     if not 1 <= args.days <= MAX_DAYS:
         print(f"--days {args.days}: give 1 to {MAX_DAYS}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from ipaddress import ip_address
@@ -12,16 +13,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from collector.fanout.settings import FanoutSettings
+from collector.hj212.settings import Hj212Settings
 from collector.influx.settings import InfluxSettings
 from collector.modbus.settings import Gateway
-from collector.model import Site, TagText, expected_interval, meter_problems
+from collector.model import FreeText, Site, TagText, expected_interval, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from collector.seen import SeenSettings
+from collector.szy206.settings import Szy206Settings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
 from rules.settings import RulesSettings
 
-__all__ = ["LISTEN_PATTERN", "SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check",
+__all__ = ["HOST_PATTERN", "LISTEN_PATTERN", "PUBLIC_URL_PATTERN", "SECRET_FIELDS", "ApiSettings", "ApiToken",
+           "Config", "OutboxSettings", "config_warnings", "cross_check",
            "shard_problems"]
 
 SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens", "access_token", "key", "headers"})
@@ -35,7 +40,7 @@ class _Frozen(BaseModel):
 class ApiToken(_Frozen):
     token: SecretStr = Field(min_length=16)
     role: Literal["viewer", "enforcement", "admin"]
-    name: str | None = None  # who holds it, for the audit log
+    name: FreeText | None = Field(default=None, max_length=100)  # who holds it, for the audit log
     districts: tuple[TagText, ...] | None = None
 
 
@@ -47,6 +52,12 @@ class ApiTls(_Frozen):
 LISTEN_PATTERN = r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$"
 """``HOST:PORT`` (an IPv6 host in brackets)."""
 
+PUBLIC_URL_PATTERN = r"^https?://[^\s<>\"'()\\\x00-\x1f\x7f-\x9f]+$"
+"""A URL that goes into links of e-mail and chat markdown as it is: no spaces, quotes, brackets or controls."""
+
+HOST_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}))(:\d{1,5})?$")
+"""A Host header value: a DNS name or IPv4 address, or an IPv6 address in brackets, with an optional port."""
+
 
 class ApiSettings(_Frozen):
     listen: str = Field(default="127.0.0.1:8080", pattern=LISTEN_PATTERN)
@@ -56,7 +67,22 @@ class ApiSettings(_Frozen):
                                    "(the demo: anyone on this machine reads, acknowledging needs a token); without "
                                    "tokens a loopback API is readable anyway, and another address never is")
     tls: ApiTls | None = None
-    public_url: str | None = None  # used in links sent to enforcement
+    public_url: str | None = Field(default=None, pattern=PUBLIC_URL_PATTERN)
+    """The board's address as officers reach it, for links in notifications."""
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(), description="Host header values the API answers besides localhost, 127.0.0.1, [::1] and the "
+                                "host of public_url (with or without a port): the names it is reached by through "
+                                "a proxy or on the network. Where reading needs no token, and wherever this is "
+                                "set, every other Host is refused (421)")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for host in v:
+            if not HOST_PATTERN.match(host):
+                raise ValueError(f"{host!r} is not a host name: write a name or address as in a URL, with an "
+                                 "optional port, e.g. gshp.example.gov.cn, 10.0.0.8:8080 or [fd00::8]")
+        return tuple(h.lower() for h in v)
 
     @field_validator("listen")
     @classmethod
@@ -95,6 +121,8 @@ class Config(_Frozen):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     influx: InfluxSettings = InfluxSettings(api="v1")  # type: ignore[arg-type]
     mqtt: MqttSettings | None = None
+    hj212: Hj212Settings | None = None
+    szy206: Szy206Settings | None = None
     outbox: OutboxSettings = OutboxSettings()
     gateways: tuple[Gateway, ...] = ()
     modbus_profiles: Path | None = None  # a directory of extra register profiles (*.yaml)
@@ -104,6 +132,7 @@ class Config(_Frozen):
     api: ApiSettings = ApiSettings()
     shard: ShardSettings = ShardSettings()
     fanout: FanoutSettings = FanoutSettings()
+    readings: SeenSettings = SeenSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -130,6 +159,18 @@ class Config(_Frozen):
         raise KeyError(site_id)
 
 
+def config_warnings(config: Config) -> list[str]:
+    """What is valid but most likely not meant: a config that collects nothing or stores by default."""
+    out = []
+    if not config.sites:
+        out.append("lists no sites: nothing is collected or evaluated (add them under `sites:`, see "
+                   "deploy/examples/)")
+    if "influx" not in config.model_fields_set:
+        out.append(f"has no `influx:` section: readings go to the default InfluxDB at {config.influx.url} "
+                   f"(api {config.influx.api.value}, database {config.influx.bucket}); say where they go")
+    return out
+
+
 def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Checks that span sections, and the site's meter checks at the offending meter; yields (data path,
     message). The loader runs them over whatever part of the file is valid."""
@@ -153,6 +194,7 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
             if m.mqtt is not None and config.mqtt is None:
                 yield (("sites", i, "meters", j, "mqtt"),
                        "an MQTT meter needs the `mqtt:` broker section")
+            yield from _telemetry_problems(config, i, j)
     districts = {s.district for s in config.sites}
     for name in config.rules.districts:
         if name not in districts:
@@ -165,6 +207,20 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
         if r.name in receivers:
             yield ("notify", i, "name"), f"receiver name {r.name!r} appears twice"
         receivers.add(r.name)
+
+
+def _telemetry_problems(config: Config, i: int, j: int) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """An HJ 212 meter needs the `hj212:` listener and its MN among the stations; an SZY 206 meter the
+    `szy206:` listener."""
+    m = config.sites[i].meters[j]
+    if m.hj212 is not None:
+        if config.hj212 is None:
+            yield ("sites", i, "meters", j, "hj212"), "an HJ 212 meter needs the `hj212:` listener section"
+        elif m.hj212.mn not in {s.mn for s in config.hj212.stations}:
+            yield (("sites", i, "meters", j, "hj212", "mn"),
+                   f"MN {m.hj212.mn!r} is not under `hj212: stations:` (add it with its password)")
+    if m.szy206 is not None and config.szy206 is None:
+        yield ("sites", i, "meters", j, "szy206"), "an SZY 206 meter needs the `szy206:` listener section"
 
 
 def shard_problems(config: Config, count: int) -> Iterator[tuple[tuple[str | int, ...], str]]:
