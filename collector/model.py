@@ -42,6 +42,10 @@ __all__ = [
 MQTT_INTERVAL = timedelta(minutes=1)
 """How often an MQTT meter is expected to report when neither it nor its DTU says otherwise."""
 
+TELEMETRY_INTERVAL = timedelta(hours=1)
+"""How often an HJ 212 / SZY 206 data logger is expected to report without `interval:` (their hourly data; one
+that sends minute data fills every hour's slot too)."""
+
 
 class ModelError(ValueError):
     """A value object was given a value it cannot hold."""
@@ -196,7 +200,8 @@ class Meter(_Frozen):
     max_flow_m3h: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
     """The most the meter's pipe can carry (nameplate or pump rating): bounds what a maintenance may excuse."""
     interval: Duration | None = Field(default=None, description="how often the meter reports (default: its "
-                                                                 "gateway's poll interval, 1m over MQTT)")
+                                                                 "gateway's poll interval, 1m over MQTT, "
+                                                                 "1h for HJ 212 / SZY 206)")
     modbus: ModbusSource | None = None
     mqtt: MqttSource | None = None
     hj212: Hj212Source | None = None
@@ -250,12 +255,15 @@ class Site(_Frozen):
 
 def expected_interval(meter: Meter, gateway_intervals: Mapping[str, timedelta]) -> timedelta:
     """How often `meter` is expected to report: its own `interval:`, else its Modbus gateway's poll interval
-    (`gateway_intervals`: gateway id → interval), else `MQTT_INTERVAL`. The one rule for every count of
-    expected readings (arrival rate, broker queue needs, reports)."""
+    (`gateway_intervals`: gateway id → interval), else `TELEMETRY_INTERVAL` for an HJ 212 / SZY 206 data
+    logger, else `MQTT_INTERVAL`. The one rule for every count of expected readings (arrival rate, broker queue
+    needs, reports)."""
     if meter.interval is not None:
         return meter.interval
     if meter.modbus is not None and meter.modbus.gateway in gateway_intervals:
         return gateway_intervals[meter.modbus.gateway]
+    if meter.hj212 is not None or meter.szy206 is not None:
+        return TELEMETRY_INTERVAL
     return MQTT_INTERVAL
 
 

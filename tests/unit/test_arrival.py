@@ -85,6 +85,8 @@ def test_the_expected_interval_is_the_meters_then_the_gateways_then_a_minute() -
     assert expected_interval(own, gateways) == timedelta(seconds=30)
     assert expected_interval(polled, gateways) == timedelta(seconds=10)
     assert expected_interval(pushed, gateways) == timedelta(minutes=1)
+    logger = Meter.model_validate({"id": "E3", "role": "extraction", "hj212": {"mn": "MN0001"}})
+    assert expected_interval(logger, gateways) == timedelta(hours=1)
 
 
 def test_the_books_readings_come_from_the_service_batch() -> None:
