@@ -128,8 +128,8 @@ class Service:
         self.notice_listeners: list[Callable[[IncidentNotice], object]] = [self.notifier.submit]
         self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert,
                               self._on_notice)
-        self.arrival = ArrivalTracker(config.intervals(), config.tz, config.state_dir / "arrival.json",
-                                      self.clock.now().timestamp())
+        self.arrival = ArrivalTracker(config.intervals(poll_speed=1.0 / self.clock.wall_seconds(1.0)), config.tz,
+                                      config.state_dir / "arrival.json", self.clock.now().timestamp())
         self.arrival.export(lambda: self.clock.now().timestamp())
         self.rules.before_evaluate.append(lambda now: self.arrival.judge(self.engine, now.timestamp()))
         self.listeners: list[ReadingListener] = [self.arrival.on_readings, self.live.on_readings]

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from collector.model import MQTT_INTERVAL, Meter, Reading, Role, expected_interval
+from gshp.config import parse_config
 from rules.arrival import Arrival, ArrivalBook, arrival, day_span, missing_ranges, slot_range, slots_of
 from rules.balance import Condition
 from rules.quality import QUALITY_RULES, MeterTrack, QualityPlan
@@ -113,3 +114,17 @@ def test_low_arrival_fires_below_the_threshold_and_not_before_a_meter_is_judged(
     assert found.evidence["arrival_pct"] == {"R1": 59.0}
     low.arrival_pct = 90.0
     assert rule.detect([ok, low, new], 0.0, plan).condition is Condition.CLEAR
+
+
+def test_a_gateways_poll_interval_is_stretched_by_an_accelerated_clock() -> None:
+    config = parse_config("""
+mqtt: {host: 127.0.0.1}
+gateways: [{id: gw, host: 127.0.0.1, port: 502, interval: 500ms, timeout: 200ms}]
+sites:
+  - {id: s1, name: s, district: d, meters: [
+      {id: E1, role: extraction, modbus: {gateway: gw, unit: 1}},
+      {id: R1, role: reinjection, interval: 5m, mqtt: {topic: t}}]}
+""")
+    assert config.intervals() == {("s1", "E1"): timedelta(milliseconds=500), ("s1", "R1"): timedelta(minutes=5)}
+    assert config.intervals(poll_speed=600)[("s1", "E1")] == timedelta(minutes=5)  # the demo's data time
+    assert config.intervals(poll_speed=600)[("s1", "R1")] == timedelta(minutes=5)  # its own: device time already
