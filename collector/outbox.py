@@ -149,6 +149,7 @@ class Outbox:
                               "(check state_dir and its permissions)") from exc
         self._warned = False
         self._closed = False
+        self._faults: dict[str, str] = {}  # verb → the last failure of a transaction of that kind
         self._update_gauges()
         self._watch_age()
         if self._rows:
@@ -275,6 +276,10 @@ class Outbox:
     def depth(self) -> int:
         return self._rows
 
+    def problems(self) -> list[str]:
+        """Writes that failed and have not succeeded since (health reports them)."""
+        return list(self._faults.values())
+
     def close(self) -> None:
         with self._put_lock, self._drain_lock, self._delete_lock, self._lock:
             if not self._closed:
@@ -291,11 +296,14 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             result = work(db)
             db.execute("COMMIT")
-            return result
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
-            raise OutboxError(f"cannot {verb} the outbox {self.path}: {exc}") from exc
+            error = OutboxError(f"cannot {verb} the outbox {self.path}: {exc}")
+            self._faults[verb] = str(error)
+            raise error from exc
+        self._faults.pop(verb, None)
+        return result
 
     def _check_bound(self) -> None:
         self._update_gauges()

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -122,6 +122,7 @@ class AlertStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        self._fault: str | None = None
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +137,11 @@ class AlertStore:
         with self._lock:
             self._db.close()
 
+    def problems(self) -> list[str]:
+        """The last write's failure while no write has succeeded since (health reports it)."""
+        fault = self._fault
+        return [fault] if fault is not None else []
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
@@ -144,12 +150,14 @@ class AlertStore:
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise StoreError(f"alert store {self.path}: {exc}; check free disk space and permissions") \
-                    from None
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                self._fault = f"alert store {self.path}: {exc}; check free disk space and permissions"
+                raise StoreError(self._fault) from None
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._fault = None
 
     def record(self, event: AlertEvent, starts_ts: float, clear_since: float | None = None) -> None:
         """Store one transition and the alert's current state."""

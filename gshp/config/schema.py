@@ -16,6 +16,7 @@ from collector.modbus.settings import Gateway
 from collector.model import Site, TagText, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from gshp.health import HealthSettings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
 from rules.settings import RulesSettings
@@ -103,6 +104,7 @@ class Config(_Frozen):
     api: ApiSettings = ApiSettings()
     shard: ShardSettings = ShardSettings()
     fanout: FanoutSettings = FanoutSettings()
+    health: HealthSettings = HealthSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -149,6 +149,7 @@ class NotifyQueue:
         self.clock = clock
         self.max_queued = max_queued
         self._lock = threading.RLock()
+        self._fault: str | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
@@ -164,16 +165,28 @@ class NotifyQueue:
         with self._lock:
             self._db.close()
 
+    def problems(self) -> list[str]:
+        """The last write's failure while no write has succeeded since (health reports it)."""
+        fault = self._fault
+        return [fault] if fault is not None else []
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:  # a failed COMMIT (a full disk) leaves it open
+                    self._db.execute("ROLLBACK")
+                self._fault = f"notification queue {self.path}: {exc}; check free disk space and permissions"
                 raise
-            self._db.execute("COMMIT")
+            self._fault = None
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
