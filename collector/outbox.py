@@ -248,8 +248,12 @@ class Outbox:
             # leaves the depth alone the second time
             removed = self._transaction(self._delete_db, "delete from", lambda db: sum(
                 n for (n,) in db.execute(f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING n", ids).fetchall()))
-            with contextlib.suppress(sqlite3.Error):  # PASSIVE never blocks a producer; retried next ack
+            try:  # PASSIVE never blocks a producer; retried next ack
                 self._delete_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:  # e.g. a full disk: the WAL cannot be emptied and keeps growing
+                self._faults["checkpoint"] = f"cannot checkpoint the outbox {self.path}: {exc}"
+            else:
+                self._faults.pop("checkpoint", None)
         with self._lock:
             self._rows = max(0, self._rows - removed)
             self._check_bound()
