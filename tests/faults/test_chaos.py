@@ -242,7 +242,7 @@ def test_chaos_under_ten_times_a_city_loses_invents_rewrites_nothing_and_health_
     started = time.monotonic()
     influxd = Influxd(tmp_path / "influxd").start()
     broker = Mosquitto(tmp_path / "broker").start()
-    sims = ModbusSims({"gw1": [1, 2]})
+    sims = ModbusSims({"gw1": [1, 2]}, speed=1.0)  # totals at the meters' real pace, as the DTUs'
     db = "chaos"
     with _tmpfs(tmp_path / "disk", "128m") as disk:
         state = disk / "state"
