@@ -1,7 +1,9 @@
 """The dead-letter store: inputs that could not be turned into readings, kept for inspection.
 
-Each entry has the raw bytes (up to a bound), where it came from (source, topic), the reason label, a
-human detail and the receive time. The store is bounded by rows: beyond `max_rows` the oldest entries
+Each entry has the raw bytes (up to a bound), where it came from (source, and where in it: the MQTT topic,
+or ``site/meter`` for a decoded reading that was refused), the reason label, a human detail and the receive
+time. Reasons are the source's (e.g. MQTT's `RejectReason`) or, for any source, a `ReadingRefusal`.
+The store is bounded by rows: beyond `max_rows` the oldest entries
 go first (counted in `gshp_deadletters_evicted_total`). Entries are committed before the source is
 acknowledged, so a crash never loses one; a redelivered message may appear twice.
 """
@@ -9,17 +11,20 @@ acknowledged, so a crash never loses one; a redelivered message may appear twice
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from collector import metrics
+from collector.model import Reading
 
-__all__ = ["DeadLetter", "DeadLetterError", "DeadLetterStore", "NewDeadLetter"]
+__all__ = ["DeadLetter", "DeadLetterError", "DeadLetterStore", "NewDeadLetter", "ReadingRefusal"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deadletter (
@@ -40,14 +45,31 @@ class DeadLetterError(Exception):
     """The dead-letter store cannot be opened or written."""
 
 
+class ReadingRefusal(StrEnum):
+    """Why a decoded reading, from any source, was not stored."""
+
+    CONFLICT = "conflict"  # another value is stored at the same (site, meter, device time)
+    TOO_OLD = "too_old"  # older than what the index of stored readings checks (`readings.horizon`)
+
+
 @dataclass(frozen=True, slots=True)
 class NewDeadLetter:
     received: float  # Unix seconds
     source: str
-    topic: str
+    topic: str  # where in the source: the MQTT topic, or site/meter for a refused reading
     reason: str
     detail: str
     payload: bytes
+
+    @classmethod
+    def of_reading(cls, r: Reading, received: float, source: str, reason: ReadingRefusal,
+                   detail: str) -> NewDeadLetter:
+        """A refused reading, kept as JSON with its device time and values."""
+        body = {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.isoformat(),
+                "rate_m3h": r.rate_m3h, "total_m3": r.total_m3, "signal_pct": r.signal_pct,
+                "error_code": r.error_code}
+        return cls(received, source, f"{r.site}/{r.meter}", reason.value, detail,
+                   json.dumps(body, ensure_ascii=False).encode())
 
 
 @dataclass(frozen=True, slots=True)

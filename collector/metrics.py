@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "BROKER_DROPPED",
+    "BROKER_STORED",
     "DEADLETTERS",
     "DEADLETTERS_EVICTED",
     "FANOUT_CONNECTED",
@@ -35,6 +37,11 @@ __all__ = [
     "POINTS_DROPPED",
     "POINTS_WRITTEN",
     "READINGS_ACCEPTED",
+    "READINGS_CONFLICT",
+    "READINGS_DUPLICATE",
+    "READINGS_INDEXED",
+    "READINGS_INDEX_BYTES",
+    "READINGS_TOO_OLD",
     "RULE_READINGS",
     "RULE_SITES",
     "WRITE_ERRORS",
@@ -46,6 +53,17 @@ OUTBOX_OLDEST_AGE = Gauge("gshp_outbox_oldest_age_seconds", "Age of the oldest u
 OUTBOX_FILL = Gauge("gshp_outbox_fill_ratio", "Outbox depth as a fraction of its configured bound")
 OUTBOX_REFUSED = Counter("gshp_outbox_refused_total", "Lines refused because the outbox was at its bound")
 READINGS_ACCEPTED = Counter("gshp_readings_accepted_total", "Readings committed to the outbox", ["source"])
+READINGS_DUPLICATE = Counter("gshp_readings_duplicate_total",
+                             "Readings identical to one stored at the same device time (not written again)",
+                             ["source"])
+READINGS_CONFLICT = Counter("gshp_readings_conflict_total",
+                            "Readings refused: another value is stored at the same device time (dead-lettered)",
+                            ["source"])
+READINGS_TOO_OLD = Counter("gshp_readings_too_old_total",
+                           "Readings refused: older than the checked horizon of their meter (dead-lettered)",
+                           ["source"])
+READINGS_INDEXED = Gauge("gshp_readings_index_entries", "Device times in the index of stored readings")
+READINGS_INDEX_BYTES = Gauge("gshp_readings_index_bytes", "Memory held by the index of stored readings")
 POINTS_WRITTEN = Counter("gshp_points_written_total", "Lines acknowledged by InfluxDB")
 WRITE_ERRORS = Counter("gshp_write_errors_total", "Failed InfluxDB write requests", ["error_class"])
 POINTS_DROPPED = Counter(
@@ -87,6 +105,9 @@ MQTT_CONNECTS = Counter("gshp_mqtt_connects_total", "Successful MQTT connections
 MQTT_PAUSES = Counter("gshp_mqtt_pauses_total",
                       "Times MQTT consumption paused because readings could not be committed")
 DEADLETTERS = Counter("gshp_deadletters_total", "Payloads kept in the dead-letter store", ["source"])
+BROKER_DROPPED = Counter("gshp_broker_dropped", "Messages the MQTT broker reported dropping ($SYS) since this "
+                                                "process started watching: readings lost upstream")
+BROKER_STORED = Gauge("gshp_broker_stored_messages", "Messages the MQTT broker holds in its store ($SYS)")
 DEADLETTERS_EVICTED = Counter("gshp_deadletters_evicted_total",
                               "Oldest dead letters removed to keep the store within its bound")
 

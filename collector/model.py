@@ -17,8 +17,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from collector.duration import Duration
+
 __all__ = [
     "ChangeKind",
+    "FreeText",
     "Meter",
     "MeterChange",
     "ModbusSource",
@@ -46,7 +49,9 @@ class Role(StrEnum):
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 control characters (line breaks, tabs, escapes), line and paragraph separators, and the marks
+and overrides of bidirectional text (which can make a name read differently from what it holds)."""
 
 
 def _slug(value: str) -> str:
@@ -57,11 +62,23 @@ def _slug(value: str) -> str:
     return value
 
 
+def _no_control(value: str, where: str) -> None:
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"must not contain control characters (line breaks, tabs, …) or bidirectional-text "
+                         f"overrides: found U+{ord(found.group()):04X} at character {found.start() + 1}; "
+                         f"{where}")
+
+
+def _free_text(value: str) -> str:
+    _no_control(value, "it is shown in e-mail headers, chat messages and reports")
+    return value
+
+
 def _tag_text(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters (newline, tab, …): it becomes a database tag")
+    _no_control(value, "it becomes a database tag and is shown in e-mail headers, chat messages and reports")
     if value.endswith("\\"):
         raise ValueError("must not end with a backslash: InfluxDB line protocol cannot store it in a tag")
     return value
@@ -72,6 +89,10 @@ Slug = Annotated[str, AfterValidator(_slug)]
 
 TagText = Annotated[str, AfterValidator(_tag_text)]
 """Free text (any Unicode) that is stored as a database tag: no control characters."""
+
+FreeText = Annotated[str, AfterValidator(_free_text)]
+"""Text people read (a site's name, an operator, a reason) that also ends up in e-mail headers, chat
+markdown and reports: any Unicode but control characters and bidirectional-text overrides."""
 
 
 class _Frozen(BaseModel):
@@ -124,6 +145,8 @@ class Meter(_Frozen):
     role: Role  # the role outside every `roles:` period
     roles: tuple[RolePeriod, ...] = ()
     accuracy_pct: float = Field(default=1.0, gt=0, le=20)
+    interval: Duration | None = Field(default=None, description="how often the meter reports (default: its "
+                                                                 "gateway's poll interval, 1m over MQTT)")
     modbus: ModbusSource | None = None
     mqtt: MqttSource | None = None
 
@@ -144,10 +167,10 @@ class Meter(_Frozen):
 
 class Site(_Frozen):
     id: Slug
-    name: str = Field(min_length=1, max_length=200)
+    name: FreeText = Field(min_length=1, max_length=200)
     district: TagText
-    operator: str | None = None
-    location: str | None = None
+    operator: FreeText | None = Field(default=None, max_length=200)
+    location: FreeText | None = Field(default=None, max_length=200)
     meters: tuple[Meter, ...]
 
     @model_validator(mode="after")

@@ -19,16 +19,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from collector import metrics
 from collector.duration import Duration
 
-__all__ = ["Chunk", "Outbox", "OutboxError", "OutboxFull", "OutboxSettings"]
+__all__ = ["Chunk", "Companion", "Outbox", "OutboxError", "OutboxFull", "OutboxSettings"]
 
 T = TypeVar("T")
+
+Companion = Sequence[tuple[str, Sequence[Sequence[Any]]]]
+"""Statements (SQL, rows) run in the transaction that commits a put's lines (`Outbox.put_with`)."""
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +93,15 @@ class _Pending:
 
     n: int
     rows: list[tuple[float, int, str, int]]
+    also: Companion = ()
     done: bool = False
     error: OutboxError | None = None
+
+
+def _insert(db: sqlite3.Connection, rows: list[tuple[float, int, str, int]], also: list[Any]) -> None:
+    db.executemany("INSERT INTO outbox (created, n, body, is_json) VALUES (?, ?, ?, ?)", rows)
+    for sql, args in also:
+        db.executemany(sql, args)
 
 
 # One row per committed chunk rather than per line: a put is one INSERT and one fsync whatever its size,
@@ -173,12 +183,16 @@ class Outbox:
         Group commit: puts that arrive while another commit is under way are committed together in the
         next transaction, so concurrent sources share one fsync instead of queueing for one each.
         """
-        batch = list(lines)
+        return self.put_with(list(lines), ())
+
+    def put_with(self, batch: list[str], also: Companion) -> int:
+        """`put`, and run the statements of `also` (rows of tables kept beside the outbox, such as the index
+        of stored readings) in the same transaction: both are committed, or neither."""
         if not batch:
             return 0
         now, size = self._clock(), self.settings.batch_size
         rows = [_row(now, batch[i:i + size]) for i in range(0, len(batch), size)]
-        mine = _Pending(len(batch), rows)
+        mine = _Pending(len(batch), rows, also)
         with self._lock:
             if self._closed:
                 raise OutboxError("the outbox is closed")
@@ -207,8 +221,8 @@ class Outbox:
         try:
             if accepted:
                 rows = [row for p in accepted for row in p.rows]
-                self._transaction(self._db, "commit to", lambda db: db.executemany(
-                    "INSERT INTO outbox (created, n, body, is_json) VALUES (?, ?, ?, ?)", rows))
+                also = [stmt for p in accepted for stmt in p.also]
+                self._transaction(self._db, "commit to", lambda db: _insert(db, rows, also))
         except OutboxError as exc:
             for p in accepted:
                 p.error = exc

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from collector.redact import install_log_redaction
 from gshp import __version__
 from gshp.commands import COMMANDS
 
@@ -33,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(encoding="utf-8", errors="replace")
     parser = build_parser()
     args = parser.parse_args(argv)
+    install_log_redaction()  # before anything logs: no handler may print a secret
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # the scheduler logs every job run at INFO: far too chatty for an interval of seconds

@@ -37,6 +37,7 @@ from collector.modbus import PROFILES
 from collector.modbus.dtu import ProfileCodec
 from collector.mqtt.profile import load_profiles
 from collector.mqtt.topics import plan_routes
+from collector.redact import redact
 from gshp.config import ApiSettings, Config, ConfigError, Problem, load_config
 from gshp.devstack import Influxd, Mosquitto, free_port
 from gshp.service import Service
@@ -254,7 +255,7 @@ def run_demo(root: Path, speed: float, listen: str, hours: float | None = None,
         for line in access_lines(config.api, tokens[VIEWER_TOKEN], tokens[ENFORCEMENT_TOKEN]):
             print(line)
         assert config.mqtt is not None
-        influx_where = f"{config.influx.url} ({'bucket' if config.influx.api == 'v2' else 'database'} " \
+        influx_where = f"{redact(config.influx.url)} ({'bucket' if config.influx.api == 'v2' else 'database'} " \
                        f"{config.influx.bucket}{', from ' + str(external.file) if external.influx else ''})"
         mqtt_where = f"{config.mqtt.host}:{config.mqtt.port}" + \
                      (f" (from {external.file}, topics under gshp-demo/)" if external.mqtt else "")

@@ -174,7 +174,7 @@ class RuleLoop:
 
     def _take(self, readings: Sequence[Reading]) -> None:
         if not isinstance(self.clock, DataClock):
-            self.engine.ingest(readings)
+            self.engine.ingest(readings, now=self.clock.now())
             return
         step = self.engine.step_s
         ordered = sorted(readings, key=lambda r: r.ts)

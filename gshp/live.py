@@ -2,7 +2,9 @@
 of events to server-sent-event subscribers.
 
 Fed by `Service.accept` (after the outbox commit) and by the rule engine's alert transitions. Every
-buffer is bounded: a slow browser loses old events, never slows the collector.
+buffer is bounded: a slow browser loses old events, never slows the collector. "Newest" is judged by device
+time, but a device time after the clock's `now` counts as `now`: a reading dated in the future cannot hold
+back the genuine readings that follow it.
 
 Events (`event:` name, then one JSON object as `data:`):
 
@@ -20,7 +22,7 @@ import asyncio
 import json
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,10 +68,13 @@ class Subscriber:
 
 
 class LiveState:
-    def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000) -> None:
+    def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000,
+                 now: Callable[[], datetime] | None = None) -> None:
         self.sites = {s.id: s for s in sites}
+        self._now = now
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], Reading] = {}
+        self._order: dict[tuple[str, str], datetime] = {}  # the latest reading's time, no later than the clock
         self._history: dict[str, deque[SitePoint]] = {s.id: deque(maxlen=max_points) for s in sites}
         self._history_span = history
         self._subscribers: set[Subscriber] = set()
@@ -80,12 +85,15 @@ class LiveState:
     def on_readings(self, readings: Sequence[Reading]) -> None:
         touched: set[str] = set()
         newest: dict[tuple[str, str], Reading] = {}
+        now = self._now() if self._now is not None else None
         with self._lock:
             for r in readings:
                 key = (r.site, r.meter)
-                prev = self._latest.get(key)
-                if prev is None or r.ts >= prev.ts:
+                at = r.ts if now is None or r.ts <= now else now
+                prev = self._order.get(key)
+                if prev is None or at >= prev:
                     self._latest[key] = r
+                    self._order[key] = at
                     newest[key] = r
                     touched.add(r.site)
             points = {site: self._site_point(site) for site in touched if site in self.sites}
@@ -112,7 +120,8 @@ class LiveState:
             if r is None:
                 continue
             sums[r.role] += r.rate_m3h or 0.0
-            newest = r.ts if newest is None or r.ts > newest else newest
+            at = self._order[(site, m.id)]
+            newest = at if newest is None or at > newest else newest
         if newest is None:
             return None
         return SitePoint(newest, sums[Role.EXTRACTION], sums[Role.REINJECTION], sums[Role.DISCHARGE])
@@ -129,7 +138,7 @@ class LiveState:
 
     def last_seen(self, site: str) -> datetime | None:
         with self._lock:
-            times = [r.ts for (s, _), r in self._latest.items() if s == site]
+            times = [at for (s, _), at in self._order.items() if s == site]
         return max(times) if times else None
 
     # -- server-sent events --------------------------------------------------------------------------

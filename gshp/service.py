@@ -1,7 +1,9 @@
 """Wiring: one process that collects, stores and serves, built from a validated `Config`.
 
-Readings from every source go through `Service.accept`: committed to the outbox first (so the source may
-be acknowledged), then handed to the listeners (the rule engine, the live board). Meter changes a source
+Readings from every source go through `Service.accept`: judged against the index of stored readings (a
+reading is never rewritten: a repeat is counted, other values at a stored device time are refused and
+dead-lettered), committed to the outbox with the index in one transaction (so the source may be
+acknowledged), then handed to the listeners (the rule engine, the live board). Meter changes a source
 reports (`ReportsChanges`: a swapped meter, a rescaled totalizer) go through `Service.accept_changes` to the
 rule engine, before the readings decoded after them. The drainer thread moves
 the outbox into InfluxDB; the HTTP server and the sources run on one asyncio loop.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -32,6 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 import uvicorn
 
 from collector import metrics
+from collector.deadletter import DeadLetterStore, NewDeadLetter, ReadingRefusal
 from collector.drain import Drainer
 from collector.fanout import FanoutOutbox, FanoutPublisher, encode_reading, reading_topic
 from collector.influx.lineproto import FlowSchema
@@ -39,19 +43,23 @@ from collector.influx.reader import InfluxReader
 from collector.influx.sitemeta import site_lines
 from collector.influx.writer import make_writer
 from collector.model import MeterChange, Reading
+from collector.mqtt.brokerstats import BrokerStats, ride_out_need
 from collector.outbox import Outbox, OutboxFull, OutboxSettings
+from collector.seen import SeenIndex, Sorted
+from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
-from gshp.api.auth import AuditLog
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import BackfillState, RuleLoop
 from gshp.health import Check, HealthMonitor, Reason, outage_reasons, problem_reasons
 from gshp.live import LiveState
 from gshp.roles import ProcessRole
+from rules.audit import AuditChain
+from rules.cases import CaseStore
 from rules.engine import Engine
 from rules.events import AlertEvent
 from rules.notify import Notifier
-from rules.notify.silences import Matcher
+from rules.silence_store import SilenceStore
 from rules.store import AlertStore
 
 __all__ = ["ReportsChanges", "Service", "Source"]
@@ -88,13 +96,22 @@ class Service:
         self.clock: Clock = clock or SystemClock()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox.sqlite", config.outbox)
+        self.seen = SeenIndex(self.outbox.path, config.readings, clock=lambda: self.clock.now().timestamp())
+        # the store `gshp deadletter` reads: refused readings of every source join the MQTT payloads there
+        self._refusals_logged: dict[ReadingRefusal, tuple[float, int]] = {}
+        self.deadletters = DeadLetterStore(config.state_dir / "deadletter.sqlite", max_rows=(
+            config.mqtt.deadletter_max_rows if config.mqtt is not None else 100_000))
         self.schema = FlowSchema(config.sites)
         self.writer = make_writer(config.influx)
         self.drainer = Drainer(self.outbox, self.writer)
         self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.live = LiveState(config.sites)
+        self.live = LiveState(config.sites, now=self.clock.now)
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
+        # people's writes (cases, maintenance, silences) and their audit chain share the alert database
+        self.audit = AuditChain(self.store)
+        self.cases = CaseStore(self.store, self.audit, config.state_dir / "attachments")
+        self.silences = SilenceStore(self.store, self.audit)
         self.engine = Engine(config.sites, config.rules, tz=config.tz, store=self.store)
         known = {s.id for s in config.sites}
         for declared in self.store.maintenance():  # windows declared through the API before a restart
@@ -102,7 +119,12 @@ class Service:
                 self.engine.declare_maintenance(declared.site, declared.window)
         # alert events go to `self.notifier.submit(event)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
-                                 public_url=config.api.public_url)
+                                 public_url=config.api.public_url, silences=self.silences.silences)
+        legacy = self.notifier.queue.legacy_silences()
+        if legacy:  # kept in notify.sqlite by earlier versions: moved (and audited) once
+            moved = self.silences.import_legacy(legacy)
+            self.notifier.queue.forget_legacy_silences([x.id for x in legacy])
+            log.info("%d silence(s) moved from notify.sqlite to the alert database", moved)
         self.alert_listeners: list[Callable[[AlertEvent], object]] = [
             lambda event: self.notifier.submit(event.to_dict())]
         self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
@@ -124,7 +146,13 @@ class Service:
                 synchronous=config.outbox.synchronous))
             self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
                                              fanout_client_id or f"{config.mqtt.client_id}-fanout")
-        self.audit = AuditLog(config.state_dir / "audit.jsonl")
+        self.broker: BrokerStats | None = None
+        mqtt_meters = [m for s in config.sites for m in s.meters if m.mqtt is not None]
+        if config.mqtt is not None and config.mqtt.broker_stats and mqtt_meters and role.collects:
+            need = ride_out_need([m.interval or timedelta(minutes=1) for m in mqtt_meters], config.mqtt.ride_out)
+            self.broker = BrokerStats(config.mqtt, config.mqtt.client_id, need, config.state_dir / "broker.json")
+        self.anchors = AnchorJob(self.audit, self.outbox.put, chain_name(role, config.shard))
+        self.anchor_failing: str | None = None
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
@@ -139,15 +167,54 @@ class Service:
         if not readings:
             return
         if self.role.collects:
-            self.outbox.put(self.schema.lines(readings))
+            judged = self.seen.commit(readings, self.schema.lines(readings), self.outbox.put_with)
+            if len(judged.readings) != len(readings):
+                self._refused(judged, source)
+            metrics.READINGS_ACCEPTED.labels(source).inc(len(judged.readings))
+            # repeats go on too: a source re-sends what a failure after the commit left unacknowledged, and
+            # the consumers take a repeat as one (the engine by device time, the board by value)
+            readings = judged.readings + judged.duplicates
+            if not readings:
+                return
             if self.fanout is not None:  # the rule worker's copy, committed before the source is acknowledged
                 self.fanout.put(self.fanout_lines(readings))
-            metrics.READINGS_ACCEPTED.labels(source).inc(len(readings))
         for listener in self.listeners:
             try:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
                 log.exception("a reading listener failed; the readings are stored and will be replayed")
+
+    def _refused(self, judged: Sorted, source: str) -> None:
+        """Count repeats; count and dead-letter the readings refused (before the source is acknowledged)."""
+        if judged.duplicates:
+            metrics.READINGS_DUPLICATE.labels(source).inc(len(judged.duplicates))
+        now = time.time()
+        letters = [NewDeadLetter.of_reading(
+            r, now, source, ReadingRefusal.CONFLICT,
+            f"{r.site}/{r.meter} at {r.ts.isoformat()} is stored already with other values: the stored "
+            "reading stands (readings are never rewritten)") for r in judged.conflicts]
+        letters += [NewDeadLetter.of_reading(
+            r, now, source, ReadingRefusal.TOO_OLD,
+            f"{r.site}/{r.meter} at {r.ts.isoformat()} is older than the device times checked for this meter "
+            f"(from {self.seen.floor(r.site, r.meter)}; see readings.horizon)") for r in judged.too_old]
+        if not letters:
+            return
+        self.deadletters.put(letters)
+        for reason, refused in ((ReadingRefusal.CONFLICT, judged.conflicts), (ReadingRefusal.TOO_OLD, judged.too_old)):
+            if not refused:
+                continue
+            counter = metrics.READINGS_CONFLICT if reason is ReadingRefusal.CONFLICT else metrics.READINGS_TOO_OLD
+            counter.labels(source).inc(len(refused))
+            last, quiet = self._refusals_logged.get(reason, (-math.inf, 0))
+            if time.monotonic() - last < 60:  # a flood of refusals is counted, not logged line by line
+                self._refusals_logged[reason] = (last, quiet + len(refused))
+                continue
+            self._refusals_logged[reason] = (time.monotonic(), 0)
+            first = refused[0]
+            log.warning("refused %d reading(s) from %s [%s], first %s/%s at %s%s — readings are never rewritten; "
+                        "kept in the dead-letter store (gshp deadletter list --reason %s)", len(refused), source,
+                        reason.value, first.site, first.meter, first.ts.isoformat(),
+                        f" ({quiet} more since the last report)" if quiet else "", reason.value)
 
     def accept_changes(self, changes: Sequence[MeterChange], source: str) -> None:
         """Meter changes go to the same consumers as readings (the rule engine), in stream order: a source
@@ -163,15 +230,6 @@ class Service:
         prefix, shard = self.config.fanout.topic_prefix, self.config.shard.index
         return [f"{reading_topic(prefix, shard, r.site, r.meter)} {encode_reading(r).decode()}" for r in readings]
 
-    def silence_repeats(self, alert_id: str, by: str, days: int = 30) -> None:
-        """Acknowledgement silences reminders of a firing alert, not its state or its resolution."""
-        now = time.time()
-        try:
-            self.notifier.queue.add_silence([Matcher.parse(f"id={alert_id}"), Matcher.parse("state=firing")], now,
-                                            now + days * 86400, by, "acknowledged")
-        except Exception:
-            log.exception("could not silence reminders of acknowledged alert %s", alert_id)
-
     def _on_alert(self, event: AlertEvent) -> None:
         for listener in self.alert_listeners:
             try:
@@ -183,13 +241,16 @@ class Service:
         """`/healthz`: the verdict with its reasons, and the figures behind it."""
         full = self.outbox.depth >= self.config.outbox.max_rows
         report = self.monitor.evaluate(full=full)
+        upstream = self.broker.problems() if self.broker is not None else []
         return {
             "status": report.status,
             "reasons": [r.as_dict() for r in report.reasons],
+            **({"problems": upstream} if upstream else {}),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),
             "influx": self.drainer.failing or "ok",
+            **({"audit_anchor": self.anchor_failing} if self.anchor_failing else {}),
             "sources": [s.name for s in self.sources],
             "role": self.role.value,
             "shard": str(self.config.shard),
@@ -236,6 +297,16 @@ class Service:
         def sources() -> list[Reason]:
             return [r for source in self.sources for r in outage_reasons(source, grace)]
 
+        def upstream() -> list[Reason]:
+            out = []
+            for text in self.broker.problems() if self.broker is not None else []:
+                en, _, zh = text.partition(" / ")  # the broker's texts are bilingual already
+                out.append(Reason("broker", zh or en, en))
+            if self.anchor_failing:
+                out.append(Reason("audit_anchor", f"审计链锚定失败：{self.anchor_failing}",
+                                  f"anchoring the audit chain's head failed: {self.anchor_failing}"))
+            return out
+
         def backfill() -> list[Reason]:
             progress = self.rules.progress
             if not self.role.evaluates or progress.state is not BackfillState.RUNNING:
@@ -245,7 +316,7 @@ class Service:
                            f"the rule windows are being back-filled from InfluxDB ({seconds} s so far); "
                            "the rules do not evaluate yet")]
 
-        return [influx, outbox, stores, sources, backfill]
+        return [influx, outbox, stores, sources, upstream, backfill]
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -261,6 +332,10 @@ class Service:
             log.warning("outbox full at start-up: site metadata not queued")
         if self.publisher is not None:
             self.publisher.start()
+        if self.broker is not None:
+            assert self.broker.need is not None
+            log.info("MQTT: %s", self.broker.need.advice())
+            self.broker.start()
         if self.role.evaluates:
             self.notifier.start()
             self.rules.hold()  # the live stream waits beside the history, which goes first
@@ -277,6 +352,7 @@ class Service:
         tasks = [asyncio.create_task(self.http.serve(), name="http")]
         tasks += [asyncio.create_task(s.run(self.accept), name=s.name) for s in self.sources]
         tasks += [asyncio.ensure_future(a) for a in extra]
+        tasks.append(asyncio.create_task(self._anchor_loop(), name="audit-anchor"))
         log.info("gshp running as %s (shard %s): %d sites, %d sources, HTTP on %s", self.role.value,
                  self.config.shard, len(self.config.sites), len(self.sources), api.listen)
         stop = asyncio.create_task(self._stopping.wait())
@@ -331,6 +407,18 @@ class Service:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def _anchor_loop(self) -> None:
+        """Anchor the audit chain's head in InfluxDB (through the outbox) at start and every `ANCHOR_CHECK`."""
+        while True:
+            try:
+                await asyncio.to_thread(self.anchors.tick, datetime.now(UTC))
+                self.anchor_failing = None
+            except Exception as exc:
+                if self.anchor_failing is None:
+                    log.exception("anchoring the audit chain's head failed; retrying every %s", ANCHOR_CHECK)
+                self.anchor_failing = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(ANCHOR_CHECK.total_seconds())
+
     def backfill_span(self) -> timedelta:
         """History the rule windows need after a restart: the longest window, its transit lag and a margin."""
         rules = self.config.rules
@@ -351,6 +439,8 @@ class Service:
         self.rules.stop()
         if self.publisher is not None:
             await asyncio.to_thread(self.publisher.stop)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
         with self._start_lock:
             self._shut = True
         await asyncio.to_thread(self.drainer.stop)
@@ -360,5 +450,7 @@ class Service:
         self.writer.close()
         self.reader.close()
         self.store.close()
+        self.seen.close()
+        self.deadletters.close()
         self.outbox.close()
         log.info("stopped; %d lines wait in the outbox for the next start", self.outbox.depth)

@@ -131,12 +131,16 @@ class Engine:
             st.alerts[a.rule] = AlertTrack(AlertState(a.state), a.id, a.starts_ts, a.clear_since)
 
     # ---------------------------------------------------------------- ingest
-    def ingest(self, readings: Iterable[Reading]) -> None:
-        """Take readings (any order across meters; per meter, older-than-newest ones are ignored)."""
+    def ingest(self, readings: Iterable[Reading], now: datetime | None = None) -> None:
+        """Take readings (any order across meters; per meter, older-than-newest ones are ignored).
+
+        Live, pass the clock's `now`: a reading dated after it counts as taken at `now`, so a device clock
+        running ahead cannot make the meter's next genuine readings look older than its newest."""
+        limit = math.inf if now is None else now.timestamp()
         with self._lock:
             for r in readings:
-                self._ingest_one(r.site, r.meter, r.ts.timestamp(), r.rate_m3h, r.total_m3, r.signal_pct,
-                                 r.error_code)
+                self._ingest_one(r.site, r.meter, min(r.ts.timestamp(), limit), r.rate_m3h, r.total_m3,
+                                 r.signal_pct, r.error_code)
 
     def ingest_values(self, site: str, meter: str, ts: float, rate_m3h: float | None, total_m3: float | None,
                       signal_pct: float | None = None, error_code: int | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collector.duration import Duration
+from collector.model import FreeText
 
 __all__ = [
     "BalanceSettings",
@@ -153,7 +154,7 @@ class MaintenanceWindow(_Frozen):
 
     start: datetime = Field(alias="from")
     end: datetime = Field(alias="to")
-    reason: str = Field(min_length=1, max_length=200)
+    reason: FreeText = Field(min_length=1, max_length=200)  # shown in reports and the board
     volume_cap_m3: float = Field(ge=0)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -121,7 +121,7 @@ class AlertStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._fault: str | None = None
         try:
             if self.path != ":memory:":
@@ -142,11 +142,27 @@ class AlertStore:
         fault = self._fault
         return [fault] if fault is not None else []
 
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on the alert database, shared by the stores kept in it (cases, the audit
+        chain, silences): writes made inside it by any of them commit or roll back together."""
+        return self._tx()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads by the stores kept in this database."""
+        with self._lock:
+            yield self._db
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._db.in_transaction:  # nested in `transaction()` on this thread: the outer one commits
+                yield self._db
+                return
             try:
-                self._db.execute("BEGIN")
+                # IMMEDIATE: another process (`gshp notify silence`) cannot append to the chain between our read
+                # of its head and our write
+                self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -181,9 +197,11 @@ class AlertStore:
             db.execute("UPDATE alerts SET clear_since=? WHERE id=?", (clear_since, alert_id))
 
     def acknowledge(self, alert_id: str, by: str, at: str, note: str | None = None) -> None:
-        """Mark an alert acknowledged (silences repeats, not state); a note becomes an annotation."""
+        """Mark an alert acknowledged (not its state); a note becomes an annotation. The first acknowledgement
+        stays: a later one only adds its note."""
         with self._tx() as db:
-            cur = db.execute("UPDATE alerts SET acked_by=?, acked_at=? WHERE id=?", (by, at, alert_id))
+            cur = db.execute("UPDATE alerts SET acked_by=COALESCE(acked_by, ?), acked_at=COALESCE(acked_at, ?) "
+                             "WHERE id=?", (by, at, alert_id))
             if cur.rowcount == 0:
                 raise StoreError(f"no alert with id {alert_id!r}: list alerts to find its id")
             if note:

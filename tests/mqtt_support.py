@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -112,14 +112,14 @@ sites:
 class Collector:
     """`gshp run` as a child process; `kill()` is SIGKILL (no clean shutdown)."""
 
-    def __init__(self, config: Path, api_port: int, log: Path) -> None:
-        self.config, self.api_port, self.log = config, api_port, log
+    def __init__(self, config: Path, api_port: int, log: Path, extra: Sequence[str] = ()) -> None:
+        self.config, self.api_port, self.log, self.extra = config, api_port, log, list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Collector:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "ab") as out:
-            cmd = [sys.executable, "-m", "gshp.cli", "run", "--config", str(self.config)]
+            cmd = [sys.executable, "-m", "gshp.cli", "run", "--config", str(self.config), *self.extra]
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         return self
 

@@ -7,29 +7,24 @@ with `quote_literal` / `quote_ident`; nothing from a payload reaches a query unq
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import requests
 
+from collector.influx.influxql import quote_ident, quote_literal
+from collector.influx.retention import series_source
 from collector.influx.settings import InfluxApi, InfluxSettings
+from collector.redact import redact
 
 __all__ = ["InfluxReader", "QueryError", "quote_ident", "quote_literal"]
 
 
 class QueryError(Exception):
-    """InfluxDB could not answer a query."""
+    """InfluxDB could not answer a query; its message holds no secret (see `collector.redact`)."""
 
-
-def quote_literal(value: str) -> str:
-    """An InfluxQL string literal: single quotes, with backslash, quote and line break escaped (a raw line
-    break ends the literal: InfluxDB would refuse the query)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
-
-
-def quote_ident(value: str) -> str:
-    """An InfluxQL identifier: double quotes, with backslash, quote and line break escaped."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 def _time(ts: datetime) -> str:
@@ -74,6 +69,13 @@ class InfluxReader:
         df = pd.concat(frames, ignore_index=True)
         df["time"] = pd.to_datetime(df["time"], unit="ms", utc=True)
         return df
+
+    def source(self, measurement: str, start: datetime, stop: datetime, step: timedelta) -> str:
+        """The FROM clause for a read of `measurement` over [start, stop) at `step`: the raw series, or over a
+        long range the downsampled one (`collector.influx.retention.series_source`)."""
+        s = self.settings
+        raw_since = datetime.now(UTC) - s.retention if s.retention is not None else None
+        return series_source(measurement, start, stop, step, [d.every for d in s.downsample], raw_since)
 
     def flow(self, start: datetime, stop: datetime, site: str | None = None) -> pd.DataFrame:
         """Readings in [start, stop): columns ts, site, meter, role, rate_m3h, total_m3, signal_pct,

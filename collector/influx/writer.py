@@ -13,12 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import requests
 from influxdb_client.domain.write_precision import WritePrecision
 
+from collector.duration import parse_duration
+from collector.influx.influxql import quote_ident
+from collector.influx.retention import Policy, plan_retention
 from collector.influx.settings import InfluxApi, InfluxSettings
+from collector.redact import redact
 
 __all__ = [
     "WRITERS",
@@ -38,9 +42,12 @@ PRECISION = "ms"
 
 
 class WriteError(Exception):
-    """A write to InfluxDB did not succeed."""
+    """A write to InfluxDB did not succeed; its message holds no secret (see `collector.redact`)."""
 
     error_class = "other"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class RejectedWrite(WriteError):
@@ -121,9 +128,53 @@ class V1Writer:
             self._params["rp"] = settings.retention_policy
 
     def ensure_target(self) -> None:
-        """Create the database if it is missing (CREATE DATABASE is idempotent)."""
+        """Create the database if it is missing (CREATE DATABASE is idempotent), then its retention policies
+        and downsampling continuous queries (`collector.influx.retention`). Those need an admin user: without
+        one they are logged with the statements to run, and writing goes on."""
         name = self.settings.bucket.replace("\\", "\\\\").replace('"', '\\"')
         self._post("/query", {"q": f'CREATE DATABASE "{name}"'}, b"")
+        try:
+            statements = self.retention_plan()
+            for q in statements:
+                self._query(q)
+        except WriteError as exc:
+            log.warning("retention policies / continuous queries not set up (%s); an InfluxDB admin can run "
+                        "them by hand: %s", exc, "; ".join(self.retention_plan(strict=False)))
+            return
+        if statements:
+            log.info("InfluxDB retention and downsampling set up: %s", "; ".join(statements))
+
+    def retention_plan(self, strict: bool = True) -> list[str]:
+        """What `ensure_target` would run to bring retention and downsampling up to the config."""
+        db, s = self.settings.bucket, self.settings
+        try:
+            rps = self._query(f"SHOW RETENTION POLICIES ON {quote_ident(db)}")
+            cqs = self._query("SHOW CONTINUOUS QUERIES")
+        except WriteError:
+            if strict:
+                raise
+            rps, cqs = [], []
+        policies = [Policy(str(v[0]), parse_duration(str(v[1])), bool(v[-1]))
+                    for series in rps for v in series.get("values") or []]
+        queries = [str(v[0]) for series in cqs if series.get("name") == db for v in series.get("values") or []]
+        return plan_retention(db, policies, queries, s.retention_policy, s.retention,
+                              [(d.every, d.keep) for d in s.downsample])
+
+    def _query(self, q: str) -> list[dict[str, Any]]:
+        """One InfluxQL statement over POST /query; its series (raises like a write)."""
+        try:
+            r = self._session.post(self.settings.url.rstrip("/") + "/query", params={"q": q},
+                                   timeout=self.settings.timeout.total_seconds())
+        except requests.RequestException as exc:
+            raise RetryableWriteError("connection", f"cannot reach InfluxDB: {type(exc).__name__}") from exc
+        if r.status_code >= 300:
+            raise classify(r.status_code, r.text, r.headers.get("Retry-After"))
+        out: list[dict[str, Any]] = []
+        for result in r.json().get("results", []):
+            if "error" in result:
+                raise RejectedWrite(400, str(result["error"]))
+            out += result.get("series") or []
+        return out
 
     def write(self, lines: Sequence[str]) -> None:
         self.write_body("\n".join(lines))

@@ -70,22 +70,24 @@ def plan_collection(gateways: Iterable[Gateway], sites: Iterable[Site],
             if src is None:
                 continue
             gw = by_id.get(src.gateway)
-            if gw is None:
+            if gw is None:  # reported, and the meter's other settings checked all the same
                 problems.append(_problem((i, j), site, meter, "modbus.gateway", f"no gateway {src.gateway!r} "
                                          f"(known: {', '.join(sorted(by_id)) or 'none'})"))
-                continue
-            if src.unit == 0 and gw.transport is not Transport.TCP:
-                problems.append(_problem((i, j), site, meter, "modbus.unit",
-                                         "0 is the broadcast address on a serial line; use 1-247"))
-            other = units.get((gw.id, src.unit))
-            if other is not None:
-                problems.append(_problem((i, j), site, meter, "modbus.unit",
-                                         f"unit {src.unit} on gateway {gw.id} is also {other}"))
-            units[(gw.id, src.unit)] = f"{site.id}/{meter.id}"
+            else:
+                if src.unit == 0 and gw.transport is not Transport.TCP:
+                    problems.append(_problem((i, j), site, meter, "modbus.unit",
+                                             "0 is the broadcast address on a serial line; use 1-247"))
+                other = units.get((gw.id, src.unit))
+                if other is not None:
+                    problems.append(_problem((i, j), site, meter, "modbus.unit",
+                                             f"unit {src.unit} on gateway {gw.id} is also {other}"))
+                units[(gw.id, src.unit)] = f"{site.id}/{meter.id}"
             try:
                 profile = profiles.get(src.profile)
             except ProfileError as exc:
                 problems.append(_problem((i, j), site, meter, "modbus.profile", str(exc)))
+                continue
+            if gw is None:
                 continue
             per_gateway[gw.id].append(MeterPlan(
                 site=site, meter=meter, unit=src.unit, profile=profile,

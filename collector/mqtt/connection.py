@@ -262,13 +262,14 @@ class Client(mqtt.Client):
         return self._packet_queue(mqtt.PUBACK, packet, 0, 1)
 
 
-def make_client(settings: MqttSettings, client_id: str | None = None) -> Client:
-    """A VERSION2-callback client with a fixed id and a persistent session (not connected yet)."""
+def make_client(settings: MqttSettings, client_id: str | None = None, persistent: bool = True) -> Client:
+    """A VERSION2-callback client with a fixed id and (unless not `persistent`) a persistent session, not
+    connected yet."""
     cid = client_id or settings.client_id
     if settings.protocol is MqttProtocol.V5:
         client = Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
     else:
-        client = Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False,
+        client = Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=not persistent,
                         protocol=mqtt.MQTTv311)
     if settings.username is not None:
         client.username_pw_set(settings.username,

@@ -45,7 +45,7 @@ class Binding:
 @dataclass(frozen=True)
 class DecodeContext:
     tz: tzinfo
-    max_clock_skew: timedelta = timedelta(minutes=10)
+    max_clock_skew: timedelta = timedelta(minutes=2)
     max_age: timedelta = timedelta(days=30)
     max_payload: int = 256 * 1024
     codec: RegisterCodec = NO_REGISTER_CODEC

@@ -34,6 +34,7 @@ class RejectReason(StrEnum):
     BAD_TIMESTAMP = "bad_timestamp"
     TS_FUTURE = "ts_future"
     TS_PAST = "ts_past"
+    RETAINED = "retained"  # the broker's retained copy, sent on subscribing (mqtt.accept_retained)
     UNKNOWN_TOPIC = "unknown_topic"
     UNKNOWN_METER = "unknown_meter"
     BAD_REGISTERS = "bad_registers"

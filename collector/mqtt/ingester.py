@@ -61,6 +61,7 @@ class _Message:
     payload: bytes
     received: float
     dup: bool
+    retain: bool = False  # sent from the broker's retained store (on subscribing): not a reading unless accepted
 
 
 class MqttSource:
@@ -223,7 +224,8 @@ class MqttSource:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._paused:
             return  # not acknowledged: the broker redelivers it on the next connection
-        m = _Message(self._epoch, msg.mid, msg.qos, msg.topic, bytes(msg.payload), self._clock(), bool(msg.dup))
+        m = _Message(self._epoch, msg.mid, msg.qos, msg.topic, bytes(msg.payload), self._clock(), bool(msg.dup),
+                     bool(msg.retain))
         with self._cond:
             # The broker bounds what it sends unacknowledged (max_inflight); should it send more, wait
             # here: TCP backpressure, never an unbounded queue.
@@ -239,8 +241,8 @@ class MqttSource:
         if self._paused:
             return  # not acknowledged: the broker redelivers them on the next connection
         epoch, received = self._epoch, self._clock()
-        messages = [_Message(epoch, mid, qos, topic, payload, received, dup)
-                    for mid, qos, dup, _retain, topic, payload in batch]
+        messages = [_Message(epoch, mid, qos, topic, payload, received, dup, retain)
+                    for mid, qos, dup, retain, topic, payload in batch]
         bound, full = self.settings.max_inflight, self._batch_size()
         with self._cond:
             i = 0
@@ -322,8 +324,11 @@ class MqttSource:
         seconds, received = -1.0, datetime.fromtimestamp(0, UTC)  # messages of one read share a receive time
         for m in batch:
             try:
-                hit = self.router.route(m.topic)
-                if hit is None:
+                hit = None if m.retain and not self.settings.accept_retained else self.router.route(m.topic)
+                if m.retain and not self.settings.accept_retained:
+                    rejected = [Rejected(RejectReason.RETAINED, "a retained message is the broker's copy of an "
+                                         "old publish, not a reading (see mqtt.accept_retained)")]
+                elif hit is None:
                     rejected = [Rejected(RejectReason.UNKNOWN_TOPIC, "no configured meter has this topic")]
                 else:
                     route, key = hit

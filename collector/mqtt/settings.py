@@ -63,12 +63,16 @@ class MqttSettings(BaseModel):
     reconnect_min: Duration = timedelta(seconds=1)
     reconnect_max: Duration = timedelta(seconds=60)
     max_payload: int = Field(default=256 * 1024, ge=64, description="larger payloads are dead-lettered")
-    max_clock_skew: Duration = Field(default=timedelta(minutes=10),
+    max_clock_skew: Duration = Field(default=timedelta(minutes=2),
                                      description="reject device timestamps further in the future")
     max_age: Duration = Field(default=timedelta(days=30),
                               description="reject device timestamps older than this (buffered re-sends)")
+    accept_retained: bool = Field(default=False, description="take retained messages as readings")
     profiles_dir: Path | None = Field(default=None, description="extra payload profiles (*.yaml)")
     deadletter_max_rows: int = Field(default=100_000, ge=10, description="oldest dead letters go first")
+    broker_stats: bool = Field(default=True, description="read the broker's drop counter from $SYS (mosquitto)")
+    ride_out: Duration = Field(default=timedelta(hours=1),
+                               description="an outage of the collector the broker's queue must hold")
 
     @model_validator(mode="after")
     def _bounds(self) -> MqttSettings:

@@ -2,7 +2,8 @@
 package, no CDN), the live board at /, health and metrics.
 
 Every `/api` route checks the caller's role (see `gshp.api.auth`); enforcement tokens limited to
-districts see and act on those districts only. Writes are audit-logged with who and when.
+districts see and act on those districts only. Every write is recorded in the audit chain (`rules.audit`) in
+the transaction of the change.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from collector.influx.reader import QueryError, quote_literal
 from collector.model import Site
 from gshp import __version__
 from gshp.api.auth import Authenticator, Principal
+from gshp.api.hosts import HostCheck
 from gshp.api.status import SiteStatus, district_counts, site_status
 from gshp.evaluation import BOARD_WINDOWS
 from gshp.report import ReportError, build_daily_report, render
+from rules import audited
+from rules.audit import Actor
 from rules.settings import MaintenanceWindow
 from rules.store import DeclaredMaintenance
 
@@ -118,6 +122,14 @@ def _step_seconds(step: str, start: datetime, stop: datetime) -> int:
     return step_s
 
 
+def _actor(who: Principal) -> Actor:
+    return Actor(who.name, who.role)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def _value(v: Any) -> Any:
     """A DataFrame cell as JSON: a missing field (NaN) is null."""
     return None if isinstance(v, float) and math.isnan(v) else v
@@ -135,6 +147,7 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPIOffline(title="gshp-monitor", version=__version__,
                          description="Groundwater balance monitoring for open-loop ground-source heat-pump sites",
                          redoc_url=None, swagger_ui_parameters={"validatorUrl": None})
+    app.add_middleware(HostCheck, settings=config.api)
 
     def visible_site(site_id: str, who: Principal) -> Site:
         site = sites_by_id.get(site_id)
@@ -207,7 +220,8 @@ def create_app(service: Service) -> FastAPI:
         stop = _time(to, "to") or datetime.now(UTC)
         assert start is not None
         step_s = _step_seconds(step, start, stop)
-        q = (f"SELECT mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3 FROM flow "
+        source = service.reader.source("flow", start, stop, timedelta(seconds=step_s))
+        q = (f"SELECT mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3 FROM {source} "
              f"WHERE site = {quote_literal(site.id)} AND time >= {quote_literal(start.isoformat())} "
              f"AND time < {quote_literal(stop.isoformat())} GROUP BY time({step_s}s), meter, role fill(none)")
         try:
@@ -235,8 +249,9 @@ def create_app(service: Service) -> FastAPI:
         assert start is not None
         step_s = _step_seconds(step, start, stop)
         # one selector with the other fields: every value of a step comes from the same balance point
+        source = service.reader.source("balance", start, stop, timedelta(seconds=step_s))
         q = (f"SELECT last(extracted_m3) AS extracted_m3, reinjected_m3, deficit_m3, deficit_pct, complete "
-             f"FROM balance WHERE site = {quote_literal(site.id)} AND \"window\" = {quote_literal(window)} "
+             f"FROM {source} WHERE site = {quote_literal(site.id)} AND \"window\" = {quote_literal(window)} "
              f"AND time >= {quote_literal(start.isoformat())} AND time < {quote_literal(stop.isoformat())} "
              f"GROUP BY time({step_s}s) fill(none)")
         try:
@@ -278,12 +293,8 @@ def create_app(service: Service) -> FastAPI:
         history and the daily report; a declaration cannot be withdrawn."""
         site = visible_site(site_id, who)
         window = body.window()
-        stored = service.store.declare_maintenance(site.id, window, who.name,
-                                                   datetime.now(UTC).isoformat(timespec="seconds"))
+        stored = audited.declare_maintenance(service.store, service.audit, _actor(who), site.id, window, _now())
         service.engine.declare_maintenance(site.id, window)
-        service.audit.write(who, "maintenance", site.id, {
-            "start": window.start.isoformat(), "end": window.end.isoformat(), "reason": window.reason,
-            "volume_cap_m3": window.volume_cap_m3})
         return {"site": site.id, "id": stored.id, "maintenance": maintenance_view(site)}
 
     # -- alerts --------------------------------------------------------------------------------------
@@ -320,26 +331,21 @@ def create_app(service: Service) -> FastAPI:
     @app.post("/api/alerts/{alert_id}/ack", tags=["api"])
     def ack_alert(alert_id: str, body: AckBody, who: Principal = enforcer) -> dict[str, Any]:
         a = visible_alert(alert_id, who)
-        at = datetime.now(UTC).isoformat(timespec="seconds")
-        service.store.acknowledge(a.id, who.name, at, body.comment or None)
-        service.silence_repeats(a.id, who.name)
-        service.audit.write(who, "ack", a.id, {"comment": body.comment} if body.comment else None)
+        audited.acknowledge_alert(service.store, service.audit, _actor(who), a.id, _now(), body.comment or None)
         service.live.publish("ack", {"id": a.id, "site": a.site, "by": who.name}, a.site)
         return alert_view(visible_alert(alert_id, who))
 
     @app.post("/api/alerts/{alert_id}/notes", tags=["api"])
     def annotate_alert(alert_id: str, body: NoteBody, who: Principal = enforcer) -> dict[str, Any]:
         a = visible_alert(alert_id, who)
-        service.store.annotate(a.id, who.name, datetime.now(UTC).isoformat(timespec="seconds"), body.text)
-        service.audit.write(who, "note", a.id, {"text": body.text})
+        audited.annotate_alert(service.store, service.audit, _actor(who), a.id, _now(), body.text)
         return alert_view(visible_alert(alert_id, who))
 
     @app.post("/api/alerts/{alert_id}/close", tags=["api"])
     def close_alert(alert_id: str, body: CloseBody, who: Principal = enforcer) -> dict[str, Any]:
         a = visible_alert(alert_id, who)
         outcome = body.outcome.value if isinstance(body.outcome, Outcome) else body.outcome
-        service.store.close_case(a.id, who.name, datetime.now(UTC).isoformat(timespec="seconds"), outcome, body.text)
-        service.audit.write(who, "close", a.id, {"outcome": outcome, "text": body.text})
+        audited.close_alert(service.store, service.audit, _actor(who), a.id, _now(), outcome, body.text)
         return alert_view(visible_alert(alert_id, who))
 
     @app.get("/api/audit", tags=["api"])

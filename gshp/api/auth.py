@@ -1,4 +1,4 @@
-"""Bearer tokens mapped to roles, district scoping, and the audit log of every write.
+"""Bearer tokens mapped to roles and district scoping (every write is recorded in `rules.audit`).
 
 Roles are ordered: `viewer` (the bureau: read) < `enforcement` (may acknowledge, annotate, close; optionally
 limited to districts) < `admin`. No token → 401; a role that may not → 403. Without a token the API is
@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import HTTPException, Request
 
 from gshp.config import ApiSettings
 
-__all__ = ["AuditLog", "Authenticator", "Principal", "Role"]
+__all__ = ["Authenticator", "Principal", "Role"]
 
 Role = Literal["viewer", "enforcement", "admin"]
 _RANK: dict[str, int] = {"viewer": 0, "enforcement": 1, "admin": 2}
-
-log = logging.getLogger("gshp.audit")
-
 
 @dataclass(frozen=True)
 class Principal:
@@ -53,7 +45,7 @@ class Authenticator:
         self._tokens: list[tuple[bytes, Principal]] = []
         for t in settings.tokens:
             secret = t.token.get_secret_value()
-            # a token's holder is named in the audit log by its name, else by a short digest — never the token
+            # a token's holder is named in the audit chain by its name, else by a short digest — never the token
             name = t.name or f"{t.role}-{hashlib.sha256(secret.encode()).hexdigest()[:8]}"
             districts = frozenset(t.districts) if t.districts is not None else None
             self._tokens.append((secret.encode(), Principal(name, t.role, districts)))
@@ -84,27 +76,3 @@ class Authenticator:
             return principal
 
         return dependency
-
-
-class AuditLog:
-    """Append-only JSON lines: who did what to which alert, and when."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, who: Principal, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
-        entry = {"at": datetime.now(UTC).isoformat(), "who": who.name, "role": who.role, "action": action,
-                 "target": target, **({"detail": detail} if detail else {})}
-        line = json.dumps(entry, ensure_ascii=False)
-        with self._lock, self.path.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-        log.info("audit: %s", line)
-
-    def entries(self, limit: int = 200) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        with self._lock:
-            lines = self.path.read_text(encoding="utf-8").splitlines()[-limit:]
-        return [json.loads(x) for x in lines]

@@ -8,6 +8,7 @@ from typing import Any
 
 from gshp.config import ConfigError, load_config
 from gshp.config.planning import planning_problems
+from gshp.config.schema import config_warnings
 from gshp.shard import plan_shards
 
 
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{len(err.problems)} problem(s) in {args.file}", file=sys.stderr)
         return 2
+    for warning in config_warnings(config):
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
     meters = sum(len(s.meters) for s in config.sites)
     print(f"{args.file}: OK — {len(config.sites)} sites, {meters} meters, {len(config.gateways)} gateways, "
           f"timezone {config.timezone}")

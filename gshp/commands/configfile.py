@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection, Sequence
 from os import PathLike
 
 from gshp.config import Config, ConfigError, load_config
+from gshp.config.loader import Check
 
-__all__ = ["load_config_or_exit", "print_problems"]
+__all__ = ["ALWAYS", "SITES", "load_config_or_exit", "print_problems"]
 
 
 def print_problems(err: ConfigError) -> int:
@@ -17,8 +19,17 @@ def print_problems(err: ConfigError) -> int:
     return 2
 
 
-def load_config_or_exit(path: str | PathLike[str]) -> Config:
+ALWAYS = frozenset({"timezone", "state_dir", "log_level"})
+SITES = ALWAYS | {"sites", "gateways", "mqtt", "modbus_profiles"}
+"""The sections a command reading the sites uses: meters name their gateway or broker."""
+
+
+def load_config_or_exit(path: str | PathLike[str], uses: Collection[str] | None = None,
+                        checks: Sequence[Check] = ()) -> Config:
+    """The config, or every problem on stderr and exit 2. A command that reads only some sections names
+    them in `uses` (problems elsewhere are not its concern); None: every section. `checks` run over the
+    whole config too (the collector's planning, for a command that collects)."""
     try:
-        return load_config(path)
+        return load_config(path, uses=uses, checks=checks)
     except ConfigError as err:
         raise SystemExit(print_problems(err)) from None

@@ -11,8 +11,11 @@ from typing import Any
 
 from collector.deadletter import DeadLetter, DeadLetterStore
 from collector.duration import parse_duration
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import ALWAYS, load_config_or_exit
 from gshp.sources import deadletter_path
+
+USES = ALWAYS | {"mqtt"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -30,7 +33,7 @@ def register_list(group: Any) -> None:
     p: argparse.ArgumentParser = group.add_parser("list", help="show dead letters, newest first")
     p.add_argument("--config", required=True, help="the YAML configuration file")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    p.add_argument("--reason", help="only this reason (e.g. bad_json, unknown_meter)")
+    p.add_argument("--reason", help="only this reason (e.g. bad_json, unknown_meter, conflict, retained)")
     p.add_argument("--topic", help="only this exact topic")
     p.add_argument("--format", choices=["table", "json"], default="table",
                    help="table for people, json (one object per line) for tools")
@@ -45,7 +48,7 @@ def register_purge(group: Any) -> None:
 
 
 def _open(config_file: str) -> DeadLetterStore:
-    config = load_config_or_exit(config_file)
+    config = load_config_or_exit(config_file, USES)
     return DeadLetterStore(deadletter_path(config))
 
 

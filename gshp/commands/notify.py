@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 import time
@@ -12,8 +13,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.duration import format_duration, parse_duration
-from gshp.commands.configfile import load_config_or_exit
+from collector.redact import redact
+from gshp.commands.configfile import ALWAYS, load_config_or_exit
 from gshp.config import Config
+from rules.audit import Actor, AuditChain
 from rules.notify import (
     DeliveryError,
     MessageStatus,
@@ -22,8 +25,12 @@ from rules.notify import (
     RetryableDeliveryError,
     sample_event,
 )
-from rules.notify.mask import mask_text
 from rules.notify.silences import Matcher
+from rules.silence_store import SilenceStore
+from rules.store import AlertStore, StoreError
+
+USES = ALWAYS | {"notify", "api"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -59,7 +66,8 @@ def register(sub: Any) -> None:
 
     sil = cmds.add_parser("silence", help="add, list or expire silences",
                           description="A silence suppresses sending (not alert state) for alerts matching all "
-                                      "its matchers, for a while.")
+                                      "its matchers, for a while. Silences are kept in <state_dir>/alerts.sqlite; "
+                                      "adding and expiring one is recorded in the audit chain.")
     sc = sil.add_subparsers(dest="silence_command", metavar="ACTION", required=True)
     a = sc.add_parser("add", help="silence matching alerts for a duration")
     a.add_argument("--config", required=True, help="the YAML configuration file")
@@ -78,6 +86,7 @@ def register(sub: Any) -> None:
     ex = sc.add_parser("expire", help="end a silence now")
     ex.add_argument("--config", required=True, help="the YAML configuration file")
     ex.add_argument("id", help="the silence id shown by `silence list`")
+    ex.add_argument("--author", help="who ends it (kept in the audit chain; default: your login name)")
     ex.set_defaults(func=run_silence_expire)
 
 
@@ -88,7 +97,7 @@ def _notifier(config: Config) -> Notifier:
 
 
 def _open(path: str) -> tuple[Config, Notifier] | None:
-    config = load_config_or_exit(path)
+    config = load_config_or_exit(path, USES)
     try:
         return config, _notifier(config)
     except NotifyError as exc:
@@ -118,10 +127,10 @@ def run_test(args: argparse.Namespace) -> int:
             took = notifier.send_test(args.receiver, event)
         except DeliveryError as exc:
             kind = "retryable" if isinstance(exc, RetryableDeliveryError) else "permanent"
-            print(f"FAILED ({kind}): {mask_text(str(exc))}")
+            print(f"FAILED ({kind}): {redact(str(exc))}")
             return 1
         except NotifyError as exc:
-            print(f"FAILED: {mask_text(str(exc))}")
+            print(f"FAILED: {redact(str(exc))}")
             return 1
         print(f"OK: {args.receiver} accepted it in {took * 1000:.0f} ms")
         return 0
@@ -147,10 +156,10 @@ def run_status(args: argparse.Namespace) -> int:
                          "dead": c.dead if c else 0, "sent": c.sent if c else 0,
                          "silenced": c.silenced if c else 0,
                          "oldest_unsent_s": round(now - c.oldest_unsent) if c and c.oldest_unsent else None,
-                         "last_error": mask_text(c.last_error) if c and c.last_error else None})
+                         "last_error": redact(c.last_error) if c and c.last_error else None})
         listed = [{"receiver": m.receiver, "key": m.key, "status": m.status.value, "attempts": m.attempts,
                    "next_try": _local(m.next_at, config.tz) if m.status is MessageStatus.FAILED else None,
-                   "error": mask_text(m.error or "")}
+                   "error": redact(m.error or "")}
                   for m in notifier.queue.messages([MessageStatus.FAILED, MessageStatus.DEAD])] if args.list else []
         if args.json:
             print(json.dumps({"receivers": rows, "messages": listed}, ensure_ascii=False, indent=2))
@@ -188,37 +197,51 @@ def run_retry(args: argparse.Namespace) -> int:
         notifier.stop()
 
 
+class _Silences:
+    """The silence store in the alert database (where the running service reads silences from)."""
+
+    def __init__(self, config: Config) -> None:
+        self.store = AlertStore(config.state_dir / "alerts.sqlite")
+        self.silences = SilenceStore(self.store, AuditChain(self.store))
+
+    def __enter__(self) -> SilenceStore:
+        return self.silences
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
+
+def _local_actor(name: str | None) -> Actor:
+    """Someone at the command line: the name given, else the login name."""
+    return Actor(name or getpass.getuser(), "local")
+
+
 def run_silence_add(args: argparse.Namespace) -> int:
-    opened = _open(args.config)
-    if opened is None:
-        return 2
-    config, notifier = opened
+    config = load_config_or_exit(args.config, USES)
     try:
         matchers = [Matcher.parse(m) for m in args.match]
         duration = parse_duration(args.duration).total_seconds()
         start = datetime.fromisoformat(args.start).timestamp() if args.start else time.time()
         if args.start and datetime.fromisoformat(args.start).tzinfo is None:
             raise NotifyError("--start needs an offset, e.g. 2026-07-01T08:00:00+08:00")
-        s = notifier.queue.add_silence(matchers, start, start + duration, args.author, args.comment)
-    except (NotifyError, ValueError) as exc:
+        with _Silences(config) as silences:
+            s = silences.add(_local_actor(args.author), matchers, start, start + duration, args.comment)
+    except (NotifyError, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        notifier.stop()
     print(f"silence {s.id}: {', '.join(str(m) for m in s.matchers)} from {_local(s.starts_at, config.tz)} "
           f"until {_local(s.ends_at, config.tz)} ({config.timezone}) by {s.author}: {s.comment}")
     return 0
 
 
 def run_silence_list(args: argparse.Namespace) -> int:
-    opened = _open(args.config)
-    if opened is None:
-        return 2
-    config, notifier = opened
+    config = load_config_or_exit(args.config, USES)
     try:
-        silences = notifier.queue.silences(include_expired=args.all)
-    finally:
-        notifier.stop()
+        with _Silences(config) as store:
+            silences = store.silences(include_expired=args.all)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     now = time.time()
     if not silences:
         print("no silences")
@@ -230,14 +253,13 @@ def run_silence_list(args: argparse.Namespace) -> int:
 
 
 def run_silence_expire(args: argparse.Namespace) -> int:
-    opened = _open(args.config)
-    if opened is None:
-        return 2
-    _, notifier = opened
+    config = load_config_or_exit(args.config, USES)
     try:
-        ok = notifier.queue.expire_silence(args.id)
-    finally:
-        notifier.stop()
+        with _Silences(config) as silences:
+            ok = silences.expire(_local_actor(args.author), args.id)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not ok:
         print(f"error: no active silence {args.id!r} (see `gshp notify silence list`)", file=sys.stderr)
         return 1

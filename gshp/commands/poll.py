@@ -18,9 +18,13 @@ from collector.modbus import (
     ProfileError,
     plan_collection,
 )
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import SITES, load_config_or_exit
 
 __all__ = ["format_table", "register", "run"]
+
+
+USES = SITES
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger("collector.modbus").setLevel(logging.ERROR)
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     try:
         profiles = PROFILES
         if args.profiles:

@@ -15,13 +15,17 @@ from typing import Any
 import pandas as pd
 
 from collector.influx.reader import InfluxReader, QueryError
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import SITES, load_config_or_exit
 from gshp.config import Config
 from rules.engine import Engine
 from rules.events import AlertEvent
 from rules.replay import Readings, ReplayError, parse_readings, readings_from_frame, replay
 
 BAD_ROWS_SHOWN = 20
+
+
+USES = SITES | {"rules", "influx"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -44,7 +48,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     started = time.monotonic()
     if args.from_influx:
         return _from_influx(args, config, started)

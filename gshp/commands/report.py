@@ -15,13 +15,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from collector.influx.reader import InfluxReader, QueryError
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import SITES, load_config_or_exit
 from gshp.report import FORMATS, ReportError, build_daily_report, render
+from gshp.report.build import audit_note
+from rules.audit import AuditChain
 from rules.replay import Readings, ReplayError, parse_readings
 from rules.report import ONLINE_THRESHOLD_PCT, DailyReport
 from rules.store import AlertStore, StoreError
 
 MAX_DAYS = 366
+
+
+USES = SITES | {"rules", "influx"}
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -80,7 +86,7 @@ class Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     if not 1 <= args.days <= MAX_DAYS:
         print(f"--days {args.days}: give 1 to {MAX_DAYS}", file=sys.stderr)
         return 2
@@ -141,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         if store is not None:
+            last = AuditChain(store).last()
+            if last is not None:
+                print(f"report: {audit_note(last.seq, last.hash, last.at)}", file=sys.stderr)
             store.close()
         if isinstance(source, InfluxReader):
             source.close()

@@ -14,10 +14,14 @@ from pydantic import ValidationError
 from gshp.clock import Clock, DataClock, SystemClock
 from gshp.commands.configfile import load_config_or_exit
 from gshp.config import ApiSettings
+from gshp.config.planning import planning_problems
+from gshp.config.schema import config_warnings
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.service import Service, Source
 from gshp.shard import ShardSettings
 from gshp.sources import SourceConfigError, build_sources, fanout_source
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -44,8 +48,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, checks=(planning_problems,))
     logging.getLogger().setLevel(config.log_level)
+    for warning in config_warnings(config):
+        log.warning("%s %s", args.config, warning)
     role = ProcessRole(args.role)
     if args.listen is not None:
         try:

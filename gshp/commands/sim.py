@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from collector.modbus import PROFILES, ProfileError, Transport
-from gshp.commands.configfile import load_config_or_exit
+from gshp.commands.configfile import SITES, load_config_or_exit
 from simulators.flow import DTU_SCENARIOS, Scenario, local_hour
 from simulators.modbus import (
     Framer,
@@ -35,6 +35,10 @@ from simulators.modbus import (
 from simulators.scenarios import SCENARIOS, build
 
 __all__ = ["register", "register_modbus", "register_mqtt", "register_scenarios", "register_site"]
+
+
+USES = SITES
+"""The config sections this command reads."""
 
 
 def register(sub: Any) -> None:
@@ -200,7 +204,7 @@ _FRAMERS = {Transport.TCP: Framer.TCP, Transport.RTU_OVER_TCP: Framer.RTU_OVER_T
 
 def run_site(args: argparse.Namespace) -> int:
     _quiet(args)
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     try:
         site = config.site(args.site)
     except KeyError:
@@ -309,7 +313,7 @@ def run_mqtt(args: argparse.Namespace) -> int:
     from simulators.city import site_physics
     from simulators.mqtt.publisher import DtuSimulator, SimPlan
 
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES)
     if config.mqtt is None:
         print(f"{args.config}: has no `mqtt:` section", file=sys.stderr)
         return 2

@@ -4,25 +4,40 @@ Every problem is collected before anything is raised, so a user fixes a file in 
 that span sections run over the valid part of a file with bad settings too (`gshp.config.salvage`).
 Each problem carries the line of the offending node, found by walking the YAML node tree alongside the
 data, and says what is allowed in words.
+
+Input is bounded before it is expanded: at most `MAX_CONFIG_BYTES`, nesting at most `MAX_DEPTH` levels,
+and YAML aliases may add at most `MAX_ALIAS_VALUES` values to what the file writes out (a "billion
+laughs" document of nested aliases is refused at once instead of filling the memory). The secrets of a
+valid config are registered with `collector.redact` so that no log line or message shows them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
+from collector.redact import redact, register_secrets, url_secrets
 from gshp.config.errors import ConfigError, Problem
 from gshp.config.salvage import Salvage, salvage
-from gshp.config.schema import LISTEN_PATTERN, SECRET_FIELDS, Config, cross_check
-from rules.notify.mask import mask_url
+from gshp.config.schema import LISTEN_PATTERN, PUBLIC_URL_PATTERN, SECRET_FIELDS, Config, cross_check
 
-__all__ = ["Check", "load_config", "parse_config"]
+__all__ = ["MAX_ALIAS_VALUES", "MAX_CONFIG_BYTES", "MAX_DEPTH", "Check", "load_config", "parse_config"]
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+"""A city of a thousand sites takes well under 1 MiB."""
+MAX_ALIAS_VALUES = 100_000
+"""Values that YAML aliases (``*name``) may add beyond those written in the file."""
+MAX_DEPTH = 64
+"""Levels of nesting (a config needs about eight)."""
 
 Path_ = tuple[str | int, ...]
 
@@ -101,11 +116,12 @@ def _fmt(path: Path_) -> str:
 
 
 def _shown(path: Path_, value: Any) -> str | None:
-    if any(p in SECRET_FIELDS for p in path if isinstance(p, str)):
+    keys = [p for p in path if isinstance(p, str)]
+    if (keys and keys[-1] in SECRET_FIELDS) or "headers" in keys:  # a secret setting, or a header's value
         return "(hidden)"
     if isinstance(value, dict | list):
         return None
-    text = repr(mask_url(value) if isinstance(value, str) and "://" in value else value)
+    text = repr(redact(value) if isinstance(value, str) and "://" in value else value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -118,16 +134,24 @@ def _lookup(data: Any, path: Path_) -> Any:
     return data
 
 
-def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str) -> list[Problem]:
+def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str,
+                       earlier: Sequence[Problem] = ()) -> list[Problem]:
     problems = []
+    unset = {p.path for p in earlier}  # an unset ${VAR}: what follows from its empty value is not news
     for e in err.errors(include_url=False):
         # pydantic puts union-member and validator names into loc; keep the data path only
         path = _data_path(tuple(p for p in e["loc"] if not (isinstance(p, str) and _is_pseudo(p))), data)
-        if _superseded(path, e["type"]):
+        if _superseded(path, e["type"]) or _fmt(path) in unset:
             continue
         msg = e["msg"].removeprefix("Value error, ")
+        ctx = e.get("ctx", {})
         if e["type"] == "extra_forbidden":
-            msg = "is not a known setting (check the spelling; see deploy/examples/)"
+            msg = "is not a known setting" + (_did_you_mean(str(path[-1]), _known_keys(Config, path[:-1]))
+                                              or " (check the spelling; see deploy/examples/)")
+        elif e["type"] in ("too_short", "string_too_short", "too_long", "string_too_long"):
+            msg = _length_message(e["type"], ctx, _lookup(data, path))
+        elif e["type"] in ("literal_error", "enum"):
+            msg += _did_you_mean(_lookup(data, path), re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
         elif e["type"] == "missing":
             msg = "is required"
         elif e["type"] == "string_pattern_mismatch":
@@ -142,6 +166,63 @@ def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str
         problems.append(Problem(file, lines.line(path), _fmt(path), msg,
                                 None if e["type"] == "missing" else _shown(path, _lookup(data, path))))
     return problems
+
+
+def _did_you_mean(value: Any, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for a value close to one of `choices`, else ''."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close and close[0] != value else ""
+
+
+_KNOWN = re.compile(r"\(known: ([^)]*)\)")
+
+
+def _known_suggestion(message: str, value: Any) -> str:
+    """A did-you-mean for checks that list what is known: `… (known: a, b, c)`."""
+    m = _KNOWN.search(message)
+    return _did_you_mean(value, [k.strip() for k in m.group(1).split(",")]) if m else ""
+
+
+def _known_keys(model: Any, path: Path_) -> list[str]:
+    """The setting names (aliases included) the schema allows at `path`, through nested models, lists,
+    optional values and unions."""
+    types = [model]
+    for p in path:
+        nxt: list[Any] = []
+        for t in types:
+            for u in _members(t):
+                if isinstance(p, int):
+                    nxt += [a for a in get_args(u) if a is not Ellipsis]
+                elif isinstance(u, type) and issubclass(u, BaseModel):
+                    field = u.model_fields.get(p) or next(
+                        (f for f in u.model_fields.values() if f.alias == p), None)
+                    if field is not None:
+                        nxt.append(field.annotation)
+        types = nxt
+    keys: list[str] = []
+    for t in types:
+        for u in _members(t):
+            if isinstance(u, type) and issubclass(u, BaseModel):
+                keys += [f.alias or name for name, f in u.model_fields.items()]
+    return keys
+
+
+def _members(t: Any) -> list[Any]:
+    """A type's union members (Optional included); the type itself otherwise."""
+    args = get_args(t)
+    if get_origin(t) in (Union, UnionType) or (get_origin(t) is Annotated and args):
+        return [m for a in (args[:1] if get_origin(t) is Annotated else args) for m in _members(a)]
+    return [t]
+
+
+def _length_message(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
+    """Length limits in words: characters for text (and secrets), entries for lists."""
+    unit = "characters" if isinstance(value, str) or value is None else "entries"
+    if kind.endswith("too_short"):
+        return f"must be at least {ctx.get('min_length')} {unit} long"
+    return f"must be at most {ctx.get('max_length')} {unit} long"
 
 
 def _superseded(path: Path_, error_type: str) -> bool:
@@ -163,6 +244,11 @@ _PATTERN_WORDS = {
     r"^[^@\s]+@[^@\s]+$": "an e-mail address, e.g. duty@example.org",
     r"^[^@\s]+@[^@\s]+$|^.*<[^@\s<>]+@[^@\s<>]+>$":
         "an e-mail address, alone or after a name: alarm@example.org or 监测平台 <alarm@example.org>",
+    r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$": "an HTTP header name (letters, digits and !#$%&'*+.^_`|~-), e.g. Authorization",
+    r"^\+?[0-9][0-9-]{2,19}$": "a mobile number, digits only, e.g. 13800000000",
+    PUBLIC_URL_PATTERN:
+        "an http:// or https:// URL without spaces, quotes, brackets or control characters, "
+        "e.g. https://gshp.example.gov.cn",
 }
 """What a `pattern=` of the schema allows, in words (a regular expression is no help in an error)."""
 
@@ -204,7 +290,8 @@ def _checks(config: Config, partial: Salvage, checks: Sequence[Check], earlier: 
             for path, message in check(config):
                 path = partial.original(path)
                 if not partial.touches(path) and _fmt(path) not in reported:
-                    found.append(Problem(file, lines.line(path), _fmt(path), message,
+                    found.append(Problem(file, lines.line(path), _fmt(path),
+                                         message + _known_suggestion(message, _lookup(data, path)),
                                          _shown(path, _lookup(data, path))))
         except Exception:
             if not salvaged:
@@ -217,23 +304,97 @@ def _checks(config: Config, partial: Salvage, checks: Sequence[Check], earlier: 
     return out
 
 
+def _expansion(root: yaml.Node) -> tuple[int, int, int]:
+    """(values once every alias is expanded, distinct nodes written, deepest nesting) of a composed
+    document, in time linear in what is written: an alias is the same node object as its anchor, so each
+    node's expanded size is computed once."""
+    sizes: dict[int, int] = {}
+    depth = 0
+
+    def size(node: yaml.Node, level: int) -> int:
+        nonlocal depth
+        depth = max(depth, level)
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # while in progress: an alias inside its own anchor is reported by _construct
+        total = 1
+        if level <= MAX_DEPTH:
+            if isinstance(node, yaml.SequenceNode):
+                total += sum(size(v, level + 1) for v in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                total += sum(size(k, level + 1) + size(v, level + 1) for k, v in node.value)
+        sizes[id(node)] = total
+        return total
+
+    expanded = size(root, 1)
+    return expanded, len(sizes), depth
+
+
+def _bounded(nodes: yaml.Node, file: str) -> None:
+    """Refuse a document whose aliases expand past `MAX_ALIAS_VALUES` or that nests past `MAX_DEPTH`."""
+    expanded, written, depth = _expansion(nodes)
+    if depth > MAX_DEPTH:
+        raise ConfigError([Problem(file, None, "", f"nests deeper than {MAX_DEPTH} levels: a config needs about "
+                                                   "eight; flatten the document")])
+    if expanded - written > MAX_ALIAS_VALUES:
+        raise ConfigError([Problem(
+            file, None, "", f"is refused: its YAML aliases (*name) would expand {written:,} written values to "
+                            f"{expanded:,}, more than the {MAX_ALIAS_VALUES:,} aliases may add (a \"billion laughs\" "
+                            "document?); write the values out or use fewer nested aliases")])
+
+
+_AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "apikey"})
+
+
+def _secrets(value: Any) -> Iterator[str]:
+    """Every secret a config holds: secret settings, and the credentials and keys inside its URLs."""
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        yield secret
+        # a header's credential alone too: "Bearer <token>" is also shown as just the token
+        yield from (part for part in secret.split() if part.lower() not in _AUTH_SCHEMES)
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secrets(getattr(value, name))
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _secrets(v)
+    elif isinstance(value, tuple | list):
+        for v in value:
+            yield from _secrets(v)
+    elif isinstance(value, str) and "://" in value:
+        yield from url_secrets(value)
+
+
 def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None, *,
-                 checks: Sequence[Check] = ()) -> Config:
+                 checks: Sequence[Check] = (), uses: Collection[str] | None = None) -> Config:
     """Validate config text; raise `ConfigError` listing every problem.
 
     Every layer runs in one pass: the YAML and the environment variables, each setting, the checks that
     span sections (`cross_check`), then the extra `checks` (e.g. the collector's planning) — the last two
-    over the valid part of the file when some settings are wrong (see `gshp.config.salvage`)."""
+    over the valid part of the file when some settings are wrong (see `gshp.config.salvage`).
+
+    A command that reads only some top-level sections names them in `uses`: problems elsewhere (an unset
+    token variable for `gshp poll`) are not its concern, and a section it does not use that cannot be
+    read is left at its defaults."""
     env = os.environ if env is None else env
     problems: list[Problem] = []
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError([_too_large(file, size)])
     try:
         nodes = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError([Problem(file, mark.line + 1 if mark else None, "",
                                    f"is not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(file, None, "", f"nests deeper than {MAX_DEPTH} levels: a config needs about "
+                                                   "eight; flatten the document")]) from None
     if nodes is None:
         raise ConfigError([Problem(file, None, "", "is empty: see deploy/examples/ for a starting point")])
+    _bounded(nodes, file)
     lines = _Lines()
     data = _construct(nodes, (), lines, problems, file, env)
     if not isinstance(data, dict):
@@ -242,25 +403,48 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
-        problems.extend(_pydantic_problems(err, data, lines, file))
+        problems.extend(_pydantic_problems(err, data, lines, file, problems))
+        failed = {str(e["loc"][0]) for e in err.errors() if e["loc"]}
+        unused = failed - set(uses or ())
+        if uses is not None and failed == unused:  # only sections this command does not read are wrong
+            data = {k: v for k, v in data.items() if k not in unused}
+            with contextlib.suppress(ValidationError):
+                config = Config.model_validate(data)
     checked, partial = (config, Salvage()) if config is not None else salvage(Config, data)
     if checked is not None:
         problems += _checks(checked, partial, (cross_check, *checks), problems, data, lines, file,
                             salvaged=config is None)
+    if uses is not None:
+        problems = [p for p in problems if not p.path or _section(p.path) in uses]
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise ConfigError(problems)
     assert config is not None
+    register_secrets(_secrets(config))
     return config
 
 
+def _too_large(file: str, size: int) -> Problem:
+    return Problem(file, None, "", f"is {size:,} bytes, more than a config may be ({MAX_CONFIG_BYTES:,} bytes): "
+                                   "is it the right file?")
+
+
+def _section(path: str) -> str:
+    """The top-level section of a problem's path (`api.tokens[0].token` → `api`)."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
+
+
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *,
-                checks: Sequence[Check] = ()) -> Config:
+                checks: Sequence[Check] = (), uses: Collection[str] | None = None) -> Config:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError([_too_large(str(p), max(len(raw), os.fstat(f.fileno()).st_size))])
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError([Problem(str(p), None, "", f"cannot be read: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([Problem(str(p), None, "", "is not UTF-8 text")]) from None
-    return parse_config(text, str(p), env, checks=checks)
+    return parse_config(text, str(p), env, checks=checks, uses=uses)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from ipaddress import ip_address
 from pathlib import Path
@@ -13,15 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from collector.fanout.settings import FanoutSettings
 from collector.influx.settings import InfluxSettings
 from collector.modbus.settings import Gateway
-from collector.model import Site, TagText, meter_problems
+from collector.model import FreeText, Site, TagText, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from collector.seen import SeenSettings
 from gshp.health import HealthSettings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
 from rules.settings import RulesSettings
 
-__all__ = ["LISTEN_PATTERN", "SECRET_FIELDS", "ApiSettings", "ApiToken", "Config", "OutboxSettings", "cross_check",
+__all__ = ["HOST_PATTERN", "LISTEN_PATTERN", "PUBLIC_URL_PATTERN", "SECRET_FIELDS", "ApiSettings", "ApiToken",
+           "Config", "OutboxSettings", "config_warnings", "cross_check",
            "shard_problems"]
 
 SECRET_FIELDS = frozenset({"token", "password", "secret", "tokens", "access_token", "key", "headers"})
@@ -35,7 +38,7 @@ class _Frozen(BaseModel):
 class ApiToken(_Frozen):
     token: SecretStr = Field(min_length=16)
     role: Literal["viewer", "enforcement", "admin"]
-    name: str | None = None  # who holds it, for the audit log
+    name: FreeText | None = Field(default=None, max_length=100)  # who holds it, for the audit log
     districts: tuple[TagText, ...] | None = None
 
 
@@ -47,6 +50,12 @@ class ApiTls(_Frozen):
 LISTEN_PATTERN = r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$"
 """``HOST:PORT`` (an IPv6 host in brackets)."""
 
+PUBLIC_URL_PATTERN = r"^https?://[^\s<>\"'()\\\x00-\x1f\x7f-\x9f]+$"
+"""A URL that goes into links of e-mail and chat markdown as it is: no spaces, quotes, brackets or controls."""
+
+HOST_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}))(:\d{1,5})?$")
+"""A Host header value: a DNS name or IPv4 address, or an IPv6 address in brackets, with an optional port."""
+
 
 class ApiSettings(_Frozen):
     listen: str = Field(default="127.0.0.1:8080", pattern=LISTEN_PATTERN)
@@ -56,7 +65,22 @@ class ApiSettings(_Frozen):
                                    "(the demo: anyone on this machine reads, acknowledging needs a token); without "
                                    "tokens a loopback API is readable anyway, and another address never is")
     tls: ApiTls | None = None
-    public_url: str | None = None  # used in links sent to enforcement
+    public_url: str | None = Field(default=None, pattern=PUBLIC_URL_PATTERN)
+    """The board's address as officers reach it, for links in notifications."""
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(), description="Host header values the API answers besides localhost, 127.0.0.1, [::1] and the "
+                                "host of public_url (with or without a port): the names it is reached by through "
+                                "a proxy or on the network. Where reading needs no token, and wherever this is "
+                                "set, every other Host is refused (421)")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for host in v:
+            if not HOST_PATTERN.match(host):
+                raise ValueError(f"{host!r} is not a host name: write a name or address as in a URL, with an "
+                                 "optional port, e.g. gshp.example.gov.cn, 10.0.0.8:8080 or [fd00::8]")
+        return tuple(h.lower() for h in v)
 
     @field_validator("listen")
     @classmethod
@@ -104,6 +128,7 @@ class Config(_Frozen):
     api: ApiSettings = ApiSettings()
     shard: ShardSettings = ShardSettings()
     fanout: FanoutSettings = FanoutSettings()
+    readings: SeenSettings = SeenSettings()
     health: HealthSettings = HealthSettings()
 
     @field_validator("timezone")
@@ -124,6 +149,18 @@ class Config(_Frozen):
             if s.id == site_id:
                 return s
         raise KeyError(site_id)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What is valid but most likely not meant: a config that collects nothing or stores by default."""
+    out = []
+    if not config.sites:
+        out.append("lists no sites: nothing is collected or evaluated (add them under `sites:`, see "
+                   "deploy/examples/)")
+    if "influx" not in config.model_fields_set:
+        out.append(f"has no `influx:` section: readings go to the default InfluxDB at {config.influx.url} "
+                   f"(api {config.influx.api.value}, database {config.influx.bucket}); say where they go")
+    return out
 
 
 def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:

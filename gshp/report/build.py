@@ -1,9 +1,11 @@
 """Gathering a day's report: readings from InfluxDB (or a recorded CSV), alerts from the alert store, the
-computation in `rules.report`. The HTTP API and `gshp report` call the same `build_daily_report`."""
+computation in `rules.report`; the audit chain's head goes into the report's notes as an anchor. The HTTP API
+and `gshp report` call the same `build_daily_report`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Protocol
 
@@ -11,6 +13,7 @@ import pandas as pd
 
 from collector.model import Site
 from gshp.config import Config
+from rules.audit import AuditChain
 from rules.replay import REQUIRED, Readings, readings_from_frame
 from rules.report import (
     ONLINE_THRESHOLD_PCT,
@@ -23,7 +26,7 @@ from rules.report import (
 from rules.settings import MaintenanceWindow
 from rules.store import AlertStore
 
-__all__ = ["FlowReader", "Progress", "alert_spans", "build_daily_report", "read_flow"]
+__all__ = ["FlowReader", "Progress", "alert_spans", "audit_note", "build_daily_report", "read_flow"]
 
 Progress = Callable[[int, int, str], None]
 """Called with (done, total, what) after each site's readings are read."""
@@ -105,5 +108,15 @@ def build_daily_report(config: Config, day: date, district: str | None, reader: 
     declared: dict[str, list[MaintenanceWindow]] = {}
     for m in store.maintenance() if store is not None else ():
         declared.setdefault(m.site, []).append(m.window)
-    return compute_daily_report(day, config.tz, config.sites, config.rules, readings, alerts, district,
-                                online_threshold_pct, declared)
+    report = compute_daily_report(day, config.tz, config.sites, config.rules, readings, alerts, district,
+                                  online_threshold_pct, declared)
+    last = AuditChain(store).last() if store is not None else None
+    if last is None:
+        return report
+    return replace(report, notes=(*report.notes, audit_note(last.seq, last.hash, last.at)))
+
+
+def audit_note(seq: int, digest: str, at: str) -> str:
+    """The audit chain's head as the report prints it: an anchor kept outside the state directory, for
+    `gshp audit verify --anchor HASH@SEQ`."""
+    return f"审计链头 audit chain head: {digest}@{seq} (最新记录 latest record {at})"

@@ -2,7 +2,7 @@
 
 ```python
 notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
-                    public_url=config.api.public_url).start()
+                    public_url=config.api.public_url, silences=silence_store.silences).start()
 notifier.submit(event)          # from the rule engine, for every transition; returns once committed
 notifier.stop()
 ```
@@ -10,7 +10,8 @@ notifier.stop()
 Threads: one scheduler (grouping decisions, every `poll` seconds or when an event arrives) and one
 delivery worker per receiver (FIFO, head-of-line retry with backoff, so a down receiver delays only
 itself and gets everything in order once it is back). Every wait is bounded; the queue is bounded by
-`max_queued` unsent notifications.
+`max_queued` unsent notifications. Silences come from `silences()` (the alert database keeps them with
+their audit records); without it nothing is silenced.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.backoff import Backoff
+from collector.redact import redact
 from rules.notify import metrics
 from rules.notify.errors import NotifyError, PermanentDeliveryError, RetryableDeliveryError
 from rules.notify.event import AlertEvent, AlertState, parse_event, sample_event
@@ -46,6 +48,7 @@ from rules.notify.queue import Message, NotifyQueue, QueueFull, ReceiverCounts
 from rules.notify.receivers import RECEIVERS, Delivery, Receiver
 from rules.notify.routing import group_key, route
 from rules.notify.settings import ReceiverSettings
+from rules.notify.silences import Silence
 from rules.notify.templates import Renderer
 
 __all__ = ["Notifier"]
@@ -63,7 +66,8 @@ def _timings(rs: ReceiverSettings) -> Timings:
 class Notifier:
     def __init__(self, receivers: Sequence[ReceiverSettings], path: str | os.PathLike[str], *,
                  timezone: str | ZoneInfo = "Asia/Shanghai", public_url: str | None = None,
-                 clock: Callable[[], float] = time.time, max_queued: int = 100_000, poll: float = 0.5) -> None:
+                 clock: Callable[[], float] = time.time, max_queued: int = 100_000, poll: float = 0.5,
+                 silences: Callable[[], Sequence[Silence]] = tuple) -> None:
         names = [r.name for r in receivers]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -76,6 +80,7 @@ class Notifier:
             self.receivers[rs.name] = RECEIVERS[rs.type](rs, renderer)
         self.clock = clock
         self.poll = poll
+        self.silences = silences  # the active and future silences, read at each tick
         self.queue = NotifyQueue(path, clock, max_queued)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -113,7 +118,7 @@ class Notifier:
     def tick(self) -> int:
         """Turn every group that is due now into queued notifications. Returns how many were queued."""
         now = self.clock()
-        silences = self.queue.silences()
+        silences = self.silences()
         queued = 0
         for row in self.queue.groups():
             rs = self.settings.get(row["receiver"])
@@ -216,6 +221,7 @@ class Notifier:
         return 0.0
 
     def _retry(self, rs: ReceiverSettings, msg: Message, error: str, retry_after: float | None) -> None:
+        error = redact(error)  # stored, logged and shown by `gshp notify status`
         metrics.FAILURES.labels(rs.name).inc()
         attempts = msg.attempts + 1
         if attempts >= rs.retry.max_attempts:
@@ -233,6 +239,7 @@ class Notifier:
             self._failing[rs.name] = error.split(":")[0]
 
     def _dead(self, rs: ReceiverSettings, msg: Message, error: str, counted: bool = False) -> None:
+        error = redact(error)
         if not counted:
             metrics.FAILURES.labels(rs.name).inc()
         metrics.DEAD.labels(rs.name).inc()

@@ -1,6 +1,6 @@
 """The durable notification queue in SQLite (``<state_dir>/notify.sqlite``, WAL, fsynced commits).
 
-Four tables:
+Tables:
 
 - ``items``: one row per (alert id, state, receiver) — the idempotency key. An event submitted twice
   (a rule engine replaying after a restart) finds its row and is ignored.
@@ -9,7 +9,8 @@ Four tables:
   last error and status ``queued`` → ``sent`` | ``failed`` (retrying) | ``dead`` (retry budget spent).
   A message is inserted in the same transaction that marks its items notified, so a crash can neither
   lose nor duplicate one; it leaves ``queued`` only after the receiver acknowledged it.
-- ``silences``: written by ``gshp notify silence`` (another process) and read at each notification.
+- ``silences``: where earlier versions kept silences; they now live in the alert database (with the audit
+  chain) and are moved there once at start.
 
 The only window for a second delivery is a crash between a receiver's acknowledgement and the commit
 that records it; receivers get the idempotency key (webhook header, e-mail Message-ID) to drop it.
@@ -22,7 +23,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -326,30 +326,15 @@ class NotifyQueue:
             db.execute("DELETE FROM items WHERE status != 'pending' AND received < ?", (cutoff,))
             db.execute("DELETE FROM silences WHERE ends < ?", (cutoff,))
 
-    # -- silences ------------------------------------------------------------------------------------
+    # -- silences kept here by earlier versions -------------------------------------------------------
 
-    def add_silence(self, matchers: Sequence[Matcher], starts_at: float, ends_at: float, author: str,
-                    comment: str) -> Silence:
-        if not matchers:
-            raise NotifyError("a silence needs at least one matcher (e.g. site=hehua-plaza)")
-        if ends_at <= starts_at:
-            raise NotifyError("a silence must end after it starts")
-        s = Silence(uuid.uuid4().hex[:12], tuple(matchers), starts_at, ends_at, author, comment, self.clock())
-        with self._tx() as db:
-            db.execute("INSERT INTO silences (id, matchers, starts, ends, author, comment, created) "
-                       "VALUES (?,?,?,?,?,?,?)",
-                       (s.id, json.dumps([str(m) for m in matchers], ensure_ascii=False), starts_at, ends_at,
-                        author, comment, s.created_at))
-        return s
-
-    def silences(self, include_expired: bool = False) -> list[Silence]:
-        now = self.clock()
-        rows = self._query("SELECT * FROM silences WHERE ? OR ends > ? ORDER BY starts, id", (include_expired, now))
+    def legacy_silences(self) -> list[Silence]:
+        """Silences this queue held before they moved to the alert database; the service moves them once."""
+        rows = self._query("SELECT * FROM silences ORDER BY starts, id")
         return [Silence(r["id"], tuple(Matcher.parse(m) for m in json.loads(r["matchers"])), r["starts"], r["ends"],
                         r["author"], r["comment"], r["created"]) for r in rows]
 
-    def expire_silence(self, silence_id: str) -> bool:
+    def forget_legacy_silences(self, ids: Sequence[str]) -> None:
+        """Drop silences once they are stored in the alert database."""
         with self._tx() as db:
-            cur = db.execute("UPDATE silences SET ends=? WHERE id=? AND ends > ?",
-                             (self.clock(), silence_id, self.clock()))
-            return bool(cur.rowcount)
+            db.executemany("DELETE FROM silences WHERE id=?", [(i,) for i in ids])

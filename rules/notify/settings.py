@@ -15,6 +15,7 @@ Every receiver shares routing (`match`), grouping (`group_by`, `group_wait`, `gr
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from collector.duration import Duration
+from collector.model import FreeText
 from collector.mqtt.settings import MqttProtocol, MqttTls
 from rules.notify.event import Kind, Severity
 
@@ -88,10 +90,16 @@ class _Receiver(_Frozen):
         return v
 
 
+_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+_HEADER_BREAK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _http_url(v: str) -> str:
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// URL")
+    if any(c.isspace() or not c.isprintable() for c in v):
+        raise ValueError("must be a URL without spaces or control characters (percent-encode them: %20)")
     return v
 
 
@@ -118,7 +126,7 @@ class WebhookSettings(_Receiver):
     type: Literal["webhook"]
     url: str
     secret: SecretStr | None = None
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: dict[Annotated[str, Field(pattern=_HEADER_NAME)], SecretStr] = Field(default_factory=dict)
     verify_tls: bool = True
 
     @field_validator("url")
@@ -126,17 +134,27 @@ class WebhookSettings(_Receiver):
     def _url(cls, v: str) -> str:
         return _http_url(v)
 
+    @field_validator("headers")
+    @classmethod
+    def _header_values(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, value in v.items():
+            if _HEADER_BREAK.search(value.get_secret_value()):
+                # the value is a secret: say where, never what
+                raise ValueError(f"the value of header {name} must not contain control characters (a line "
+                                 "break would start another header)")
+        return v
+
 
 class EmailSettings(_Receiver):
     """SMTP with STARTTLS, implicit TLS (`ssl`) or none; plain text + HTML body."""
 
     type: Literal["email"]
-    host: str
+    host: FreeText
     port: int | None = Field(default=None, ge=1, le=65535)  # default 587 starttls, 465 ssl, 25 none
     security: Literal["starttls", "ssl", "none"] = "starttls"
-    username: str | None = None
+    username: FreeText | None = None
     password: SecretStr | None = None
-    from_: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$|^.*<[^@\s<>]+@[^@\s<>]+>$")
+    from_: FreeText = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$|^.*<[^@\s<>]+@[^@\s<>]+>$")
     to: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...] = Field(min_length=1)
     verify_tls: bool = True
 
@@ -158,7 +176,7 @@ class DingTalkSettings(_Receiver):
     url: str = "https://oapi.dingtalk.com/robot/send"
     access_token: SecretStr
     secret: SecretStr | None = None  # the SEC… string of the robot's 加签 security setting
-    at_mobiles: tuple[str, ...] = ()
+    at_mobiles: tuple[Annotated[str, Field(pattern=r"^\+?[0-9][0-9-]{2,19}$")], ...] = ()
     at_all: bool = False
 
     @model_validator(mode="before")

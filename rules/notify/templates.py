@@ -3,24 +3,30 @@
 A receiver's ``templates: DIR`` is searched first for ``<language>/<name>.j2`` (names: ``subject``,
 ``text``, ``html``, ``markdown``), then the shipped ``rules/notify/templates/<language>/<name>.j2``.
 Templates see ``alerts`` (a list of `AlertView`), ``repeat`` (0 or the reminder number), ``language``
-and ``timezone``; ``html`` templates are auto-escaped.
+and ``timezone``. Every value a template prints is escaped for what the template makes: ``html``
+templates HTML-escape it, ``markdown`` templates backslash-escape markdown's metacharacters (and HTML's
+``<`` ``>`` ``&``), so a site named ``**x** [y](z)`` or ``<b>`` shows as written and links nowhere; a
+value a template marks ``| safe`` is left alone.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import jinja2
+from markupsafe import Markup
 
 from rules.notify.errors import NotifyError
 from rules.notify.event import AlertEvent, AlertState, Kind, Severity, parse_event, sample_event
 
-__all__ = ["TEMPLATE_NAMES", "AlertView", "Renderer"]
+__all__ = ["TEMPLATE_NAMES", "AlertView", "Renderer", "escape_markdown"]
 
 TEMPLATE_NAMES = ("subject", "text", "html", "markdown")
 
@@ -80,15 +86,39 @@ class AlertView:
         return _local(self.event.at, self.tz)
 
     @property
-    def link(self) -> str | None:
-        """The site on the live board, or None without ``api.public_url``."""
+    def link(self) -> Markup | None:
+        """The site on the live board, or None without ``api.public_url``. Printed as it is: the configured
+        URL holds no space, quote or bracket, and the site id is a slug; anything else is percent-encoded."""
         if not self.public_url:
             return None
-        return f"{self.public_url.rstrip('/')}/sites/{self.event.site}"
+        return Markup(quote(f"{self.public_url.rstrip('/')}/sites/{self.event.site}", safe=_URL_SAFE))
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~&$^])")
+_LINE_START = re.compile(r"^(\s*)([-=]|\d+[.)])(?=\s|$)")
+_BREAK = re.compile(r"[\r\n\u2028\u2029]+")
+
+
+def escape_markdown(text: str) -> str:
+    """Text that markdown (DingTalk, WeCom, CommonMark) shows as written: metacharacters and HTML's
+    ``<`` ``>`` ``&`` backslash-escaped, a list or heading marker at the start escaped, breaks as spaces."""
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", _BREAK.sub(" ", text))
+    return _LINE_START.sub(lambda m: m[1] + m[2][:-1] + "\\" + m[2][-1], text)
+
+
+@jinja2.pass_context
+def _finalize(context: jinja2.runtime.Context, value: Any) -> Any:
+    """Escape what a markdown template prints (html templates have jinja2's autoescape)."""
+    if context.name is not None and context.name.endswith("markdown.j2") and not isinstance(value, Markup):
+        return escape_markdown(str(value))
+    return value
 
 
 def _local(t: datetime, tz: ZoneInfo) -> str:
     return t.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+_URL_SAFE = ":/?#@!$&*+,;=%~._-"
 
 
 def _m3(v: float | None) -> str:
@@ -117,7 +147,8 @@ class Renderer:
         loaders.append(jinja2.PackageLoader("rules.notify", "templates"))
         self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
                                       autoescape=lambda name: name is not None and "html" in name,
-                                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+                                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+                                      finalize=_finalize)
         self.env.filters["m3"] = _m3
         self.env.filters["pct"] = _pct
 

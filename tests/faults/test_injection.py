@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from collector.drain import Drainer
 from collector.influx.lineproto import FlowSchema
@@ -44,8 +45,9 @@ INJECTIONS = [
     "宛城区 \"' ,=\\ 区",
     "flow,site=evil,meter=E1,role=extraction total_m3=1 1",
 ]
-# site names are string fields and may even hold line breaks
-NAMES = ["x\nflow,site=evil total_m3=1 0", 'name" total_m3=5', "\\\"\\", "向阳荷花广场\r\n'; DROP SERIES FROM flow --"]
+# site names are string fields: quotes, backslashes, commas, = and line protocol inside them stay text (line
+# breaks are refused by the config: see test_a_line_break_in_a_name_is_refused_by_the_config)
+NAMES = ["x flow,site=evil total_m3=1 0", 'name" total_m3=5', "\\\"\\", "向阳荷花广场 '; DROP SERIES FROM flow --"]
 
 
 def _series(influxd: Influxd, db: str) -> set[str]:
@@ -114,6 +116,13 @@ def test_injected_tag_and_field_text_creates_no_other_series(influxd: Influxd, i
     res = influxd.query("SELECT count(total_m3) FROM flow", influx_db)
     assert res[0]["series"][0]["values"][0][1] == 6 * len(sites)  # type: ignore[index]
     figures.update(hostile_tag_values=len(INJECTIONS), hostile_names=len(NAMES), series=len(series))
+
+
+@pytest.mark.parametrize("name", ["x\nflow,site=evil total_m3=1 0", "向阳荷花广场\r\n'; DROP SERIES FROM flow --"])
+def test_a_line_break_in_a_name_is_refused_by_the_config(name: str) -> None:
+    """A name goes into e-mail headers and chat messages as well as the database: no line breaks."""
+    with pytest.raises(ValidationError, match="must not contain control characters"):
+        _sites(["宛城区"], [name])
 
 
 def test_a_tag_ending_in_a_backslash_is_refused_by_the_config() -> None:

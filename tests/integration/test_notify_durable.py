@@ -16,8 +16,12 @@ import pytest
 from pydantic import TypeAdapter
 
 from gshp.devstack import free_port
+from rules.audit import Actor, AuditChain
 from rules.notify import MessageStatus, Notifier, sample_event
 from rules.notify.settings import ReceiverSettings
+from rules.notify.silences import Matcher
+from rules.silence_store import SilenceStore
+from rules.store import AlertStore
 from tests.helpers import wait_until
 from tests.integration.notify_child import events
 from tests.notify_peers import HttpPeer, Received
@@ -170,7 +174,9 @@ def test_grouping_timings_on_an_accelerated_clock(tmp_path: Path) -> None:
     clock = Clock()
     robot = SETTINGS.validate_python({"name": "ding", "type": "dingtalk", "url": peer.url, "access_token": "t",
                                       "group_wait": "30s", "group_interval": "5m", "repeat_interval": "1h"})
-    n = Notifier([robot], tmp_path / "n.sqlite", clock=clock)
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    silences = SilenceStore(store, AuditChain(store), clock=clock)
+    n = Notifier([robot], tmp_path / "n.sqlite", clock=clock, silences=silences.silences)
 
     def step(seconds: float) -> list[str]:
         clock.at(seconds)
@@ -200,9 +206,7 @@ def test_grouping_timings_on_an_accelerated_clock(tmp_path: Path) -> None:
         (title,) = step(330 + 3600)  # only B still fires: reminded
         assert title.startswith("[重复提醒]") and "等" not in title
         # a silence on B stops its reminders; the state is kept (the next reminder resumes after expiry)
-        from rules.notify.silences import Matcher
-
-        n.queue.add_silence([Matcher.parse("id=B")], clock(), clock() + 7200, "张三", "回扬 backwash")
+        silences.add(Actor("张三", "local"), [Matcher.parse("id=B")], clock(), clock() + 7200, "回扬 backwash")
         assert step(330 + 7200) == []  # the reminder due now is suppressed
         assert step(330 + 3600 + 7199) == []  # the silence lasts until 2h after it was set
         (title,) = step(330 + 3600 + 7200)  # expired: B is still firing, so the reminder goes out
@@ -212,3 +216,4 @@ def test_grouping_timings_on_an_accelerated_clock(tmp_path: Path) -> None:
     finally:
         n.stop()
         peer.stop()
+        store.close()

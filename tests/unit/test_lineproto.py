@@ -50,9 +50,9 @@ def test_missing_fields_are_left_out_not_written_as_zero() -> None:
 
 def test_site_metadata_carries_the_name_as_a_field() -> None:
     ts = datetime(2026, 7, 1, tzinfo=UTC)
-    (line,) = site_lines([make_site(name='北区 "1号", A=B\n二期')], ts)
+    (line,) = site_lines([make_site(name='北区 "1号", A=B 二期\\')], ts)  # a name has no line break
     assert line.startswith("site,district=宛城区,site=s1 ")
-    assert 'name="北区 \\"1号\\", A=B\n二期"' in line
+    assert 'name="北区 \\"1号\\", A=B 二期\\\\"' in line
 
 
 def test_a_point_needs_a_field() -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from collector.redact import redact
 from rules.notify.errors import NotifyError
 from rules.notify.event import AlertEvent, parse_event, sample_event
 from rules.notify.grouping import GroupState, Item, ItemStatus, Reason, Timings, due, plan_flush, plan_repeat
-from rules.notify.mask import mask_text, mask_url
 from rules.notify.routing import group_key, route
 from rules.notify.settings import WebhookSettings
 from rules.notify.silences import Matcher, Silence, silenced_by
@@ -120,6 +120,6 @@ def test_matchers_parse_every_operator_and_refuse_nonsense() -> None:
 
 def test_robot_urls_are_masked_in_logs() -> None:
     url = "https://oapi.dingtalk.com/robot/send?access_token=abc123&timestamp=1&sign=xyz"
-    assert "abc123" not in mask_url(url) and "xyz" not in mask_url(url) and "timestamp=1" in mask_url(url)
-    assert mask_url("https://u:pw@h/x?key=K") == "https://***@h/x?key=***"
-    assert "K9" not in mask_text("Max retries exceeded with url: /cgi-bin/webhook/send?key=K9 (Caused by …)")
+    assert "abc123" not in redact(url) and "xyz" not in redact(url) and "timestamp=1" in redact(url)
+    assert redact("https://u:pw@h/x?key=K") == "https://***@h/x?key=***"
+    assert "K9" not in redact("Max retries exceeded with url: /cgi-bin/webhook/send?key=K9 (Caused by …)")

@@ -42,10 +42,10 @@ def test_resolved_reminder_and_data_quality_without_volumes() -> None:
     assert "查看站点" not in out  # no public_url, no link
 
 
-def test_html_escapes_event_text() -> None:
+def test_html_and_markdown_escape_event_text() -> None:
     evil = parse_event({**EVENT.to_json(), "site_name": "<script>x</script>"})
     assert "<script>" not in Renderer("zh").render("html", [evil])
-    assert "<script>" in Renderer("zh").render("markdown", [evil])  # robots get plain markdown
+    assert r"\<script\>x\</script\>" in Renderer("zh").render("markdown", [evil])  # text, not markup
 
 
 def test_a_template_dir_overrides_single_templates(tmp_path: Path) -> None:

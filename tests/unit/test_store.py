@@ -45,7 +45,7 @@ def test_acknowledgement_and_annotations_are_kept_with_the_alert(tmp_path):
     alert = store.get("a1")
     assert alert is not None and alert.acked_by == "执法一队"
     assert [n.text for n in store.annotations("a1")] == ["已派员现场核查", "现场发现雨水井有水流出"]
-    assert alert.state == "firing"  # acknowledging silences repeats, not state
+    assert alert.state == "firing"  # acknowledging changes the case, not the state
 
 
 def test_unknown_alert_ids_are_refused_with_a_hint():

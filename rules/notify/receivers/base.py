@@ -11,9 +11,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import requests
 
+from collector.redact import redact
 from rules.notify.errors import PermanentDeliveryError, RetryableDeliveryError
 from rules.notify.event import AlertEvent
-from rules.notify.mask import mask_text, mask_url
 from rules.notify.settings import ReceiverSettings
 from rules.notify.templates import Renderer
 
@@ -94,18 +94,18 @@ def post(session: requests.Session, url: str, body: bytes, headers: dict[str, st
          verify: bool = True, params: dict[str, str] | None = None) -> requests.Response:
     """POST and classify the outcome: 2xx returns; 408/429/5xx and network errors are retryable; other
     statuses are permanent. Error messages show the URL with its credentials masked."""
-    shown = mask_url(url)
+    shown = redact(url)
     try:
         resp = session.post(url, data=body, headers=headers, timeout=timeout, verify=verify, params=params,
                             allow_redirects=False)
     except requests.Timeout:
         raise RetryableDeliveryError(f"{shown}: no answer within {timeout:g}s") from None
     except requests.RequestException as exc:
-        raise RetryableDeliveryError(f"{shown}: {mask_text(type(exc).__name__)}: "
-                                     f"{mask_text(str(exc))[:300]}") from None
+        raise RetryableDeliveryError(f"{shown}: {redact(type(exc).__name__)}: "
+                                     f"{redact(str(exc))[:300]}") from None
     if 200 <= resp.status_code < 300:
         return resp
-    text = mask_text(resp.text[:200].strip())
+    text = redact(resp.text[:200].strip())
     msg = f"{shown}: HTTP {resp.status_code} {resp.reason or ''} {text}".rstrip()
     if resp.status_code in _RETRY_STATUS:
         raise RetryableDeliveryError(msg, _retry_after(resp))
@@ -121,11 +121,11 @@ def robot_result(resp: requests.Response, shown: str, rate_limited: Callable[[in
     try:
         data = resp.json()
     except (json.JSONDecodeError, ValueError):
-        raise RetryableDeliveryError(f"{shown}: answer is not JSON: {mask_text(resp.text[:200])}") from None
+        raise RetryableDeliveryError(f"{shown}: answer is not JSON: {redact(resp.text[:200])}") from None
     code = int(data.get("errcode", -1)) if isinstance(data, dict) else -1
     if code == 0:
         return
-    msg = f"{shown}: errcode {code} {mask_text(str(data.get('errmsg', '')))[:200]}"
+    msg = f"{shown}: errcode {code} {redact(str(data.get('errmsg', '')))[:200]}"
     raise RetryableDeliveryError(msg, 60.0 if rate_limited(code) else None)
 
 

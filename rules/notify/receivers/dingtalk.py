@@ -18,7 +18,7 @@ import time
 
 import requests
 
-from rules.notify.mask import mask_url
+from collector.redact import redact
 from rules.notify.receivers.base import Delivery, Receiver, post, register, robot_result, truncate_utf8
 from rules.notify.settings import DingTalkSettings
 from rules.notify.templates import Renderer
@@ -45,7 +45,7 @@ class DingTalkReceiver(Receiver[DingTalkSettings]):
         self.session = requests.Session()
 
     def target(self) -> str:
-        return mask_url(self.settings.url) + " (access_token=***)"
+        return redact(self.settings.url) + " (access_token=***)"
 
     def message(self, delivery: Delivery) -> dict[str, object]:
         s = self.settings

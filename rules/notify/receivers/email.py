@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import ssl
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -60,7 +61,10 @@ class EmailReceiver(Receiver[EmailSettings]):
 
     def send(self, delivery: Delivery) -> None:
         s = self.settings
-        msg = self.message(delivery)
+        try:
+            msg = self.message(delivery)
+        except (ValueError, TypeError, MessageError) as exc:  # e.g. a line break in a header: no retry helps
+            raise PermanentDeliveryError(f"the e-mail cannot be built: {exc}") from None
         timeout = s.timeout.total_seconds()
         where = f"{s.host}:{s.effective_port}"
         try:

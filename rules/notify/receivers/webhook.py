@@ -1,27 +1,27 @@
-"""`type: webhook` — POST the alert event JSON, signed with HMAC-SHA256 when a `secret` is set."""
+"""`type: webhook` — POST the alert event JSON, signed with HMAC-SHA256 when a `secret` is set (v1 over the
+body, v2 over the time, the idempotency key and the body: see `rules.notify.verify`)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+import time
 
 import requests
 
-from rules.notify.mask import mask_url
+from collector.redact import redact
 from rules.notify.receivers.base import Delivery, Receiver, post, register
 from rules.notify.settings import WebhookSettings
 from rules.notify.templates import Renderer
+from rules.notify.verify import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    SIGNATURE_V2_HEADER,
+    TIMESTAMP_HEADER,
+    sign_body,
+    sign_v2,
+)
 
-__all__ = ["SIGNATURE_HEADER", "WebhookReceiver", "body_of", "sign"]
-
-SIGNATURE_HEADER = "X-Gshp-Signature"
-IDEMPOTENCY_HEADER = "X-Gshp-Idempotency-Key"
-
-
-def sign(secret: bytes, body: bytes) -> str:
-    """``sha256=<hex>``: HMAC-SHA256 of the raw request body with the shared secret."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+__all__ = ["WebhookReceiver", "body_of"]
 
 
 def body_of(delivery: Delivery) -> bytes:
@@ -42,7 +42,7 @@ class WebhookReceiver(Receiver[WebhookSettings]):
         self.session = requests.Session()
 
     def target(self) -> str:
-        return mask_url(self.settings.url)
+        return redact(self.settings.url)
 
     def send(self, delivery: Delivery) -> None:
         s = self.settings
@@ -55,7 +55,10 @@ class WebhookReceiver(Receiver[WebhookSettings]):
             "X-Gshp-Event": delivery.events[0].state.value,
         })
         if s.secret is not None:
-            headers[SIGNATURE_HEADER] = sign(s.secret.get_secret_value().encode("utf-8"), body)
+            secret, now = s.secret.get_secret_value(), int(time.time())  # signed at each attempt
+            headers[SIGNATURE_HEADER] = sign_body(secret, body)
+            headers[TIMESTAMP_HEADER] = str(now)
+            headers[SIGNATURE_V2_HEADER] = sign_v2(secret, now, delivery.key, body)
         post(self.session, s.url, body, headers, s.timeout.total_seconds(), s.verify_tls)
 
     def close(self) -> None:

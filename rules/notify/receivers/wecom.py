@@ -11,7 +11,7 @@ import json
 
 import requests
 
-from rules.notify.mask import mask_url
+from collector.redact import redact
 from rules.notify.receivers.base import Delivery, Receiver, post, register, robot_result, truncate_utf8
 from rules.notify.settings import WeComSettings
 from rules.notify.templates import Renderer
@@ -32,7 +32,7 @@ class WeComReceiver(Receiver[WeComSettings]):
         self.session = requests.Session()
 
     def target(self) -> str:
-        return mask_url(self.settings.url) + " (key=***)"
+        return redact(self.settings.url) + " (key=***)"
 
     def message(self, delivery: Delivery) -> dict[str, object]:
         text = self.renderer.render("markdown", delivery.events, delivery.repeat)
