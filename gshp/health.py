@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field
@@ -156,6 +156,3 @@ class HealthMonitor:
             if not reasons:
                 log.info("health: ok again")
         self._current = dict(reasons)
-
-    def as_dict(self, report: HealthReport) -> dict[str, Any]:
-        return {"status": report.status, "reasons": [r.as_dict() for r in report.reasons]}
