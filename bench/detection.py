@@ -16,10 +16,10 @@ from datetime import timedelta
 
 import yaml
 
+from alerting.model import Alert
 from bench.table import Row
 from gshp.config import parse_config
 from rules.engine import Engine
-from rules.events import AlertEvent
 from rules.replay import readings_from_frame, replay
 from simulators.scenarios import SCENARIOS, build
 
@@ -57,7 +57,7 @@ def run_scenario(name: str) -> Outcome:
     config = parse_config(yaml.safe_dump(data.config(), allow_unicode=True), f"<{name}>", env={})
     engine = Engine(config.sites, config.rules, config.tz)
     readings = readings_from_frame(data.readings)
-    events: list[AlertEvent] = list(replay(engine, readings))
+    events: list[Alert] = list(replay(engine, readings))
     onset = data.onset.timestamp() if data.onset else None
     delay = None
     first_rule = None

@@ -44,6 +44,10 @@ __all__ = [
     "READINGS_TOO_OLD",
     "RULE_READINGS",
     "RULE_SITES",
+    "STORE_ERRORS",
+    "TELEMETRY_CLOSED",
+    "TELEMETRY_CONNECTIONS",
+    "TELEMETRY_FRAMES",
     "WRITE_ERRORS",
 ]
 
@@ -52,6 +56,8 @@ OUTBOX_DEPTH = Gauge("gshp_outbox_depth",
 OUTBOX_OLDEST_AGE = Gauge("gshp_outbox_oldest_age_seconds", "Age of the oldest unsent line in the outbox")
 OUTBOX_FILL = Gauge("gshp_outbox_fill_ratio", "Outbox depth as a fraction of its configured bound")
 OUTBOX_REFUSED = Counter("gshp_outbox_refused_total", "Lines refused because the outbox was at its bound")
+STORE_ERRORS = Counter("gshp_store_errors_total",
+                       "Errors of a SQLite store: failed reads and writes, damage found and repaired", ["store"])
 READINGS_ACCEPTED = Counter("gshp_readings_accepted_total", "Readings committed to the outbox", ["source"])
 READINGS_DUPLICATE = Counter("gshp_readings_duplicate_total",
                              "Readings identical to one stored at the same device time (not written again)",
@@ -66,6 +72,10 @@ READINGS_INDEXED = Gauge("gshp_readings_index_entries", "Device times in the ind
 READINGS_INDEX_BYTES = Gauge("gshp_readings_index_bytes", "Memory held by the index of stored readings")
 POINTS_WRITTEN = Counter("gshp_points_written_total", "Lines acknowledged by InfluxDB")
 WRITE_ERRORS = Counter("gshp_write_errors_total", "Failed InfluxDB write requests", ["error_class"])
+NOTICES_DROPPED = Counter("gshp_incident_notices_dropped_total",
+                          "Incident notices given up after the notifier refused them too long (they stay stored)")
+STORE_ERRORS = Counter("gshp_store_errors_total",
+                       "Failed writes to a state store (retried: the state they carry does not move)", ["store"])
 POINTS_DROPPED = Counter(
     "gshp_points_dropped_total", "Single lines InfluxDB rejected as invalid (dropped, logged)", ["reason"]
 )
@@ -110,6 +120,16 @@ BROKER_DROPPED = Counter("gshp_broker_dropped", "Messages the MQTT broker report
 BROKER_STORED = Gauge("gshp_broker_stored_messages", "Messages the MQTT broker holds in its store ($SYS)")
 DEADLETTERS_EVICTED = Counter("gshp_deadletters_evicted_total",
                               "Oldest dead letters removed to keep the store within its bound")
+
+# -- telemetry servers (HJ 212, SZY 206) -----------------------------------------------------------------
+
+TELEMETRY_FRAMES = Counter("gshp_telemetry_frames_total", "Telemetry frames received, by outcome "
+                                                          "(committed, rejected, failed: not committed, not answered)",
+                           ["protocol", "outcome"])
+TELEMETRY_CONNECTIONS = Gauge("gshp_telemetry_connections", "Open telemetry connections", ["protocol"])
+TELEMETRY_CLOSED = Counter("gshp_telemetry_closed_total", "Telemetry connections closed by the server, by reason "
+                                                          "(idle, limit, framing, commit_failed)",
+                           ["protocol", "reason"])
 
 # -- fan-out to rule workers and the rules of one shard --------------------------------------------------
 

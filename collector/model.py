@@ -22,6 +22,7 @@ from collector.duration import Duration
 __all__ = [
     "ChangeKind",
     "FreeText",
+    "Hj212Source",
     "Meter",
     "MeterChange",
     "ModbusSource",
@@ -32,6 +33,7 @@ __all__ = [
     "RolePeriod",
     "Site",
     "Slug",
+    "Szy206Source",
     "TagText",
     "meter_problems",
 ]
@@ -116,6 +118,48 @@ class MqttSource(_Frozen):
                             description="how a multi-meter message names this meter (default: the meter id)")
 
 
+_FACTOR = r"^[A-Za-z0-9]{1,16}-(Rtd|Cou|Avg|Min|Max)$"
+
+
+class Hj212Source(_Frozen):
+    """A meter whose data logger uploads HJ 212-2017 frames: the logger's MN and the factor fields of its
+    data segment that carry the flow rate (m³/h) and the totalizer (m³) — or, for a logger that reports
+    per-interval volume (``-Cou`` of minute or hour data), `volume` instead of `total`."""
+
+    mn: str = Field(min_length=1, max_length=24, pattern=r"^[A-Za-z0-9_-]+$")
+    rate: str | None = Field(default="w00000-Rtd", pattern=_FACTOR)
+    total: str | None = Field(default="w00001-Rtd", pattern=_FACTOR)
+    volume: str | None = Field(default=None, pattern=_FACTOR,
+                               description="factor field holding the volume of the data's interval (-Cou)")
+
+    @model_validator(mode="after")
+    def _something_to_read(self) -> Hj212Source:
+        if self.volume is not None and self.total is not None and "total" in self.model_fields_set:
+            raise ValueError("give either `total:` (a totalizer) or `volume:` (interval volumes), not both")
+        if self.rate is None and self.total is None and self.volume is None:
+            raise ValueError("needs at least one of `rate:`, `total:` or `volume:`")
+        return self
+
+    @property
+    def totalizer(self) -> str | None:
+        """The totalizer field, unless the meter reports interval volumes."""
+        return None if self.volume is not None else self.total
+
+
+class Szy206Source(_Frozen):
+    """A meter whose RTU sends SZY 206-2016 link frames: the terminal's address (administrative division
+    code, six digits, and station number) and which flow point of its data it is (1 = the first)."""
+
+    division: str = Field(pattern=r"^[0-9]{6}$", description="administrative division code (行政区划码)")
+    station: int = Field(ge=1, le=65535)
+    point: int = Field(default=1, ge=1, le=16)
+
+    @property
+    def address(self) -> str:
+        """``DDDDDD-SSSSS``: how logs and dead letters name the terminal."""
+        return f"{self.division}-{self.station:05d}"
+
+
 _MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 
 
@@ -145,24 +189,37 @@ class Meter(_Frozen):
     role: Role  # the role outside every `roles:` period
     roles: tuple[RolePeriod, ...] = ()
     accuracy_pct: float = Field(default=1.0, gt=0, le=20)
+    max_flow_m3h: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
+    """The most the meter's pipe can carry (nameplate or pump rating): bounds what a maintenance may excuse."""
     interval: Duration | None = Field(default=None, description="how often the meter reports (default: its "
                                                                  "gateway's poll interval, 1m over MQTT)")
     modbus: ModbusSource | None = None
     mqtt: MqttSource | None = None
+    hj212: Hj212Source | None = None
+    szy206: Szy206Source | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Meter:
-        if self.modbus is not None and self.mqtt is not None:
-            raise ValueError("a meter has one source: give either `modbus:` or `mqtt:`, not both")
+        given = [name for name in _SOURCES if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError("a meter has one source: give either `modbus:` or `mqtt:` or `hj212:` or `szy206:`, "
+                             f"not {' and '.join(given)}")
         return self
 
     @property
-    def source(self) -> Literal["modbus", "mqtt"] | None:
+    def source(self) -> Literal["modbus", "mqtt", "hj212", "szy206"] | None:
         if self.modbus is not None:
             return "modbus"
         if self.mqtt is not None:
             return "mqtt"
+        if self.hj212 is not None:
+            return "hj212"
+        if self.szy206 is not None:
+            return "szy206"
         return None
+
+
+_SOURCES = ("modbus", "mqtt", "hj212", "szy206")
 
 
 class Site(_Frozen):
@@ -223,7 +280,9 @@ class Reading:
     """One sample of one meter.
 
     `total_m3` is the forward totalizer, the basis of every volume; `rate_m3h` the instantaneous flow.
-    Either may be None when the meter did not deliver it (a rate-only meter, a failed field), never both.
+    Either may be None when the meter did not deliver it (a rate-only meter, a failed field). A logger
+    that reports per-interval volume instead of a totalizer gives `volume_m3`: the water passed over
+    [ts − period_s, ts]. A reading carries at least one of rate, total and volume.
     """
 
     site: str
@@ -234,14 +293,18 @@ class Reading:
     total_m3: float | None
     signal_pct: float | None = None
     error_code: int | None = None
+    volume_m3: float | None = None
+    period_s: float | None = None
 
     def __post_init__(self) -> None:
         # on the ingest path for every reading: the common case (UTC, finite numbers) costs few calls
         if self.ts.tzinfo is not UTC:
             _set_utc(self, f"reading {self.site}/{self.meter}")
         rate, total, signal = self.rate_m3h, self.total_m3, self.signal_pct
-        if rate is None and total is None:
-            raise ModelError(f"reading {self.site}/{self.meter}: neither rate nor total")
+        if self.volume_m3 is not None or self.period_s is not None:
+            _check_volume(self)
+        elif rate is None and total is None:
+            raise ModelError(f"reading {self.site}/{self.meter}: neither rate nor total (nor an interval volume)")
         for name, v in (("rate_m3h", rate), ("total_m3", total), ("signal_pct", signal)):
             if v is not None and not isfinite(v):
                 raise ModelError(f"reading {self.site}/{self.meter}: {name} is not a finite number ({v!r})")
@@ -255,6 +318,17 @@ class Reading:
             raise ModelError(f"reading {self.site}/{self.meter}: error_code {code} does not fit a 64-bit integer")
         if type(self.role) is not Role:
             _set_member(self, "role", Role, f"reading {self.site}/{self.meter}")
+
+
+def _check_volume(r: Reading) -> None:
+    """An interval volume comes with its period: finite, not negative, over a positive period."""
+    volume, period = r.volume_m3, r.period_s
+    if volume is None or period is None:
+        raise ModelError(f"reading {r.site}/{r.meter}: an interval volume needs both volume_m3 and period_s")
+    if not isfinite(volume) or volume < 0:
+        raise ModelError(f"reading {r.site}/{r.meter}: volume_m3 must be a finite number ≥ 0 ({volume!r})")
+    if not isfinite(period) or period <= 0:
+        raise ModelError(f"reading {r.site}/{r.meter}: period_s must be a positive number of seconds ({period!r})")
 
 
 class ChangeKind(StrEnum):

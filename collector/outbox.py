@@ -4,6 +4,11 @@ Lines leave the outbox only when InfluxDB has acknowledged them (`Outbox.ack`), 
 restart or a database outage loses nothing. The outbox is bounded: near the bound it warns loudly, at the
 bound `put` raises `OutboxFull` and the source is not acknowledged (MQTT redelivers later; a meter's
 totalizer keeps counting, so the volume is recovered from the next reading).
+
+The file is opened by `collector.sqlite.open_store` (checked, repaired, migrated, 0600). A file found
+damaged while running (``database disk image is malformed`` on a read or write) is repaired the same way —
+moved aside, its readable chunks salvaged into a fresh file — and the call is retried once; what was lost
+is counted, logged and listed in `problems()` for the health check.
 """
 
 from __future__ import annotations
@@ -25,8 +30,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from collector import metrics
 from collector.duration import Duration
+from collector.sqlite import (
+    StoreHealth,
+    StoreSpec,
+    StoreVersionError,
+    Synchronous,
+    close_store,
+    connect,
+    is_corrupt,
+    open_store,
+    repair,
+)
 
-__all__ = ["Chunk", "Companion", "Outbox", "OutboxError", "OutboxFull", "OutboxSettings"]
+__all__ = ["Chunk", "Companion", "Outbox", "OutboxDamaged", "OutboxError", "OutboxFull", "OutboxSettings"]
 
 T = TypeVar("T")
 
@@ -51,6 +67,10 @@ class OutboxSettings(BaseModel):
 
 class OutboxError(Exception):
     """The outbox cannot take or give lines."""
+
+
+class OutboxDamaged(OutboxError):
+    """The outbox file is damaged (SQLite: malformed, not a database); it is repaired and the call retried."""
 
 
 class OutboxFull(OutboxError):
@@ -103,6 +123,15 @@ def _insert(db: sqlite3.Connection, rows: list[tuple[float, int, str, int]], als
     for sql, args in also:
         db.executemany(sql, args)
 
+# What a damaged page can make of a chunk: text with NULs, a count that does not match the lines
+_SALVAGE_REJECTS = (
+    "DELETE FROM outbox WHERE n < 1 OR instr(body, char(0)) > 0 OR (is_json = 0 AND "
+    "length(body) - length(replace(body, char(10), '')) + 1 != n) OR (is_json = 1 AND NOT json_valid(body))",
+)
+
+# Debian builds SQLite with SECURE_DELETE: every sent line would be overwritten with zeros, doubling the pages
+# written per acknowledgement; the lines are in InfluxDB, there is nothing to hide
+_PRAGMAS = ("secure_delete=OFF",)
 
 # One row per committed chunk rather than per line: a put is one INSERT and one fsync whatever its size,
 # and the drainer reads and deletes whole chunks. `n` keeps the bound and the depth in lines.
@@ -127,6 +156,8 @@ class Outbox:
     Unix seconds and is injected for tests.
     """
 
+    store_name = "outbox"
+    """The store's label in metrics and health."""
     consumer = "InfluxDB"
     """Who empties this outbox (for messages); a subclass with another consumer names its own."""
     full_hint = ("InfluxDB has not accepted writes for a long time; fix the database connection or raise "
@@ -136,6 +167,9 @@ class Outbox:
                  clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.settings = settings or OutboxSettings()
+        self.health = StoreHealth(self.store_name)
+        self._spec = StoreSpec(self.store_name, _SCHEMA, synchronous=Synchronous(self.settings.synchronous),
+                               pragmas=_PRAGMAS, salvage_rejects=_SALVAGE_REJECTS)
         self._clock = clock
         self._lock = threading.Lock()  # guards the line count and the closed flag
         self._new = threading.Condition(self._lock)
@@ -143,37 +177,34 @@ class Outbox:
         self._pending: list[_Pending] = []
         self._drain_lock = threading.Lock()  # the reading connection (peek, age)
         self._delete_lock = threading.Lock()  # the deleting one: a delete runs while the next batch is read
+        self._generation = 0  # counts repairs: a failure seen before the last repair needs none
+        self._peeked = 0  # the newest chunk id handed out: ids after a repair start above it
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = self._connect(self.settings.synchronous)
-            self._db.executescript(_SCHEMA)
-            # checkpoints (copying the WAL into the database, two more fsyncs) run on the drainer's
-            # connection after its deletes, so a producer's commit usually costs one WAL fsync only; the
-            # producer checkpoints itself only when the WAL grows large (InfluxDB down for a long time)
-            self._db.execute("PRAGMA wal_autocheckpoint=10000")
-            self._drain_db = self._connect("normal")
-            self._delete_db = self._connect("normal")
-            self._rows = int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM outbox").fetchone()[0])
-        except (sqlite3.Error, OSError) as exc:
+            self._db = open_store(self.path, self._spec, self.health)
+            self._rows = self._connect_others()
+        except (sqlite3.Error, OSError, StoreVersionError) as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc} "
                               "(check state_dir and its permissions)") from exc
         self._warned = False
         self._closed = False
-        self._faults: dict[str, str] = {}  # verb → the last failure of a transaction of that kind
+        self._faults: dict[str, str] = {}  # a WAL checkpoint that failed (a full disk: the WAL keeps growing)
         self._update_gauges()
         self._watch_age()
         if self._rows:
             log.info("outbox %s holds %d unsent lines from before; they will be sent first", self.path,
                      self._rows)
 
-    def _connect(self, synchronous: str) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        # Debian builds SQLite with SECURE_DELETE: every sent line would be overwritten with zeros, doubling
-        # the pages written per acknowledgement; the lines are in InfluxDB, there is nothing to hide
-        db.execute("PRAGMA secure_delete=OFF")
-        return db
+    def _connect_others(self) -> int:
+        """The drainer's two connections (not fsynced) beside the producer's; returns the lines waiting.
+
+        Checkpoints (copying the WAL into the database, two more fsyncs) run on the drainer's connection
+        after its deletes, so a producer's commit usually costs one WAL fsync only; the producer
+        checkpoints itself only when the WAL grows large (InfluxDB down for a long time).
+        """
+        self._db.execute("PRAGMA wal_autocheckpoint=10000")
+        self._drain_db = connect(self.path, self._spec, Synchronous.NORMAL)
+        self._delete_db = connect(self.path, self._spec, Synchronous.NORMAL)
+        return int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM outbox").fetchone()[0])
 
     # -- producer side -------------------------------------------------------------------------------
 
@@ -190,6 +221,14 @@ class Outbox:
         of stored readings) in the same transaction: both are committed, or neither."""
         if not batch:
             return 0
+        generation = self._generation
+        try:
+            return self._put(batch, also)
+        except OutboxDamaged as exc:
+            self._repair(exc, generation)
+        return self._put(batch, also)  # once more, into the repaired store
+
+    def _put(self, batch: list[str], also: Companion) -> int:
         now, size = self._clock(), self.settings.batch_size
         rows = [_row(now, batch[i:i + size]) for i in range(0, len(batch), size)]
         mine = _Pending(len(batch), rows, also)
@@ -240,21 +279,42 @@ class Outbox:
     def peek(self, limit: int, after: int = 0) -> list[Chunk]:
         """The oldest chunks (after chunk id `after`), still in the outbox: as many as fit in `limit` lines,
         and at least one."""
+        generation = self._generation
+        try:
+            return self._peek(limit, after)
+        except OutboxDamaged as exc:
+            self._repair(exc, generation)
+        return self._peek(limit, after)
+
+    def _peek(self, limit: int, after: int) -> list[Chunk]:
         out: list[Chunk] = []
         total = 0
         with self._drain_lock:
-            for row_id, n, body, is_json in self._drain_db.execute(
-                    "SELECT id, n, body, is_json FROM outbox WHERE id > ? ORDER BY id", (after,)):
-                if out and total + n > limit:
-                    break
-                out.append(Chunk(row_id, n, body, bool(is_json)))
-                total += n
+            try:
+                for row_id, n, body, is_json in self._drain_db.execute(
+                        "SELECT id, n, body, is_json FROM outbox WHERE id > ? ORDER BY id", (after,)):
+                    if out and total + n > limit:
+                        break
+                    out.append(Chunk(row_id, n, body, bool(is_json)))
+                    total += n
+            except sqlite3.Error as exc:
+                raise self._error("read from", exc) from exc
+            if out:
+                self._peeked = max(self._peeked, out[-1].id)
         return out
 
     def ack(self, chunks: Sequence[Chunk]) -> None:
         """Remove chunks whose every line InfluxDB acknowledged (or refused as invalid and was dropped)."""
         if not chunks:
             return
+        generation = self._generation
+        try:
+            self._ack(chunks)
+        except OutboxDamaged as exc:  # repaired: the chunks salvaged are deleted from the fresh store
+            self._repair(exc, generation)
+            self._ack(chunks)
+
+    def _ack(self, chunks: Sequence[Chunk]) -> None:
         ids = [c.id for c in chunks]
         marks = ",".join("?" * len(ids))
         with self._delete_lock:
@@ -287,25 +347,30 @@ class Outbox:
         with self._drain_lock:
             if self._closed:
                 return 0.0
-            row = self._drain_db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+            try:
+                row = self._drain_db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+            except sqlite3.Error as exc:  # read at scrape time: the drainer's next read repairs a damaged file
+                self._error("read from", exc)
+                return 0.0
         return max(0.0, self._clock() - row[0]) if row else 0.0
 
     @property
     def depth(self) -> int:
         return self._rows
 
-    def problems(self) -> list[str]:
-        """Writes that failed and have not succeeded since (health reports them)."""
-        return list(self._faults.values())
-
     def close(self) -> None:
         with self._put_lock, self._drain_lock, self._delete_lock, self._lock:
             if not self._closed:
                 self._closed = True
                 self._new.notify_all()
-                self._db.close()
                 self._drain_db.close()
                 self._delete_db.close()
+                close_store(self.path, self._db)
+
+    def problems(self) -> list[str]:
+        """What is wrong with this store now (damage repaired since start, a failing write or checkpoint),
+        for health."""
+        return self.health.problems() + list(self._faults.values())
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -317,11 +382,51 @@ class Outbox:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
-            error = OutboxError(f"cannot {verb} the outbox {self.path}: {exc}")
-            self._faults[verb] = str(error)
-            raise error from exc
-        self._faults.pop(verb, None)
+            raise self._error(verb, exc) from exc
+        if self.health.succeeded():
+            log.info("outbox %s: writes succeed again", self.path)
         return result
+
+    def _error(self, verb: str, exc: sqlite3.Error) -> OutboxError:
+        """Count and list a failed read or write; a damaged file gives `OutboxDamaged` (the caller repairs)."""
+        text = f"cannot {verb} the outbox {self.path}: {exc}"
+        self.health.failed(text)
+        return OutboxDamaged(text) if is_corrupt(exc) else OutboxError(text)
+
+    def _repair(self, exc: OutboxDamaged, generation: int) -> None:
+        """Met while running: move the damaged file aside, salvage its readable chunks into a fresh one and
+        go on with it. Raises `OutboxError` when even that fails (the file stays where it was)."""
+        with self._put_lock, self._drain_lock, self._delete_lock:
+            if self._closed:
+                raise OutboxError("the outbox is closed") from exc
+            if generation != self._generation:
+                return  # another caller repaired it meanwhile
+            before = self._rows
+            for db in (self._db, self._drain_db, self._delete_db):
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            try:
+                fixed = repair(self.path, self._spec, str(exc).rsplit(": ", 1)[-1])
+                self._db = connect(self.path, self._spec)
+                # new chunks must sort after every id the drainer has seen, salvaged or lost
+                self._db.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'outbox'",
+                                 (self._peeked,))
+                self._db.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'outbox', ? WHERE NOT EXISTS "
+                                 "(SELECT 1 FROM sqlite_sequence WHERE name = 'outbox')", (self._peeked,))
+                rows = self._connect_others()
+            except (sqlite3.Error, OSError) as err:
+                self.health.failed(f"cannot repair the damaged outbox {self.path}: {err}")
+                raise OutboxError(f"the outbox {self.path} is damaged and cannot be repaired: {err}; free "
+                                  "space under state_dir and restart") from err
+            self._generation += 1
+            self.health.succeeded()
+            self.health.damaged(f"{self.path} was found damaged while running ({fixed.reason}); moved aside to "
+                                f"{fixed.moved_to.name}: {rows} of {before} waiting lines salvaged into a fresh "
+                                f"outbox, {max(0, before - rows)} lost")
+            with self._lock:
+                self._rows = rows
+                self._check_bound()
+                self._new.notify_all()
 
     def _check_bound(self) -> None:
         self._update_gauges()

@@ -1,9 +1,10 @@
 """The demo city, end to end on this machine.
 
-A private mosquitto and influxd on loopback (or the InfluxDB and broker a config file names); twelve
+A private mosquitto and influxd on loopback (or the InfluxDB and broker a config file names); fourteen
 sites in four districts of 南阳 whose meters are real Modbus TCP simulators (one gateway per district,
-registers encoded from the TUF-2000M profile) and MQTT DTUs publishing `dtu-json`; the service collecting
-them, evaluating the rules and serving the board; a webhook receiver that prints every alert it is sent.
+registers encoded from the TUF-2000M profile), MQTT DTUs publishing `dtu-json`, HJ 212 data loggers and an
+SZY 206 terminal uploading over TCP; the service collecting them, evaluating the rules and serving the
+board; a webhook receiver that prints every incident notice it is sent.
 Two sites drain water (one grossly, one at night only), one has a reinjection meter that goes silent.
 Everything runs on one accelerated clock and stops with Ctrl-C, leaving no process behind.
 
@@ -44,8 +45,11 @@ from gshp.service import Service
 from gshp.sources import build_sources
 from simulators.city import CITY, CityPhysics, SitePlan, city_config
 from simulators.clock import SimClock
+from simulators.datalogger import DataLogger, Encoder
+from simulators.hj212 import hj212_answers, hj212_stations
 from simulators.modbus import Framer, ModbusSimServer, SimulatedMeter, image_size
 from simulators.mqtt.publisher import DtuSimulator
+from simulators.szy206 import szy206_answers, szy206_terminals
 
 __all__ = ["AlertPrinter", "ExternalServers", "access_lines", "demo_api", "external_servers", "run_demo"]
 
@@ -54,11 +58,12 @@ VIEWER_TOKEN, ENFORCEMENT_TOKEN = "GSHP_DEMO_VIEWER_TOKEN", "GSHP_DEMO_ENFORCEME
 
 log = logging.getLogger(__name__)
 
-MARK = {"firing": "告警 FIRING", "resolved": "恢复 RESOLVED"}
+MARK = {"opened": "新事件 OPENED", "reopened": "再次发生 REOPENED", "escalated": "升级 ESCALATED",
+        "resolved": "已结束 RESOLVED", "case_closed": "已结案 CLOSED"}
 
 
 class AlertPrinter:
-    """A webhook receiver on loopback that prints each alert event it is sent (and keeps them)."""
+    """A webhook receiver on loopback that prints each incident notice it is sent (and keeps them)."""
 
     def __init__(self, tz: Any) -> None:
         self.events: list[dict[str, Any]] = []
@@ -83,8 +88,9 @@ class AlertPrinter:
     def show(self, event: dict[str, Any]) -> None:
         self.events.append(event)
         at = datetime.fromisoformat(event["at"]).astimezone(self.tz)
-        print(f"[{at:%m-%d %H:%M}] {MARK.get(event['state'], event['state'])} {event['district']} "
-              f"{event['summary']}", flush=True)
+        incident = event["incident"]
+        print(f"[{at:%m-%d %H:%M}] {MARK.get(event['change'], event['change'])} {incident['district']} "
+              f"{incident['summary'].get('zh', '')}", flush=True)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -193,6 +199,33 @@ async def _publish_dtus(config: Config, physics: CityPhysics, clock: SimClock, e
         dtus.close()
 
 
+async def _upload_loggers(config: Config, physics: CityPhysics, clock: SimClock, every_s: float) -> None:
+    """The HJ 212 data loggers and SZY 206 terminals: every `every_s` of data time, each station's frames
+    (waiting for the centre's answers, sending again what is not answered)."""
+    stations: list[tuple[str, Encoder, DataLogger]] = []
+    if config.hj212 is not None:
+        host, port = config.hj212.host, config.hj212.port
+        for e in hj212_stations(config.sites, config.hj212.passwords(), config.tz, config.hj212.minute_interval):
+            stations.append(("hj212", e, DataLogger(host, port, hj212_answers, window=4)))
+    if config.szy206 is not None:
+        host, port = config.szy206.host, config.szy206.port
+        for t in szy206_terminals(config.sites, config.tz, config.szy206.flow_unit):
+            stations.append(("szy206", t, DataLogger(host, port, szy206_answers)))
+    try:
+        while stations:
+            now = clock.now()
+            readings = {name: physics.readings(now, source=name) for name in ("hj212", "szy206")}
+            for name, encoder, logger in stations:
+                for upload in encoder.uploads(readings[name], now):
+                    logger.add(upload)
+            budget = clock.wall_seconds(every_s)
+            await asyncio.gather(*(asyncio.to_thread(lg.pump, budget * 0.8) for _, _, lg in stations))
+            await asyncio.sleep(max(0.0, budget - (clock.now() - now).total_seconds() / clock.speed))
+    finally:
+        for _, _, logger in stations:
+            logger.close()
+
+
 async def _report(service: Service, every_s: float = 10.0) -> None:
     while True:
         await asyncio.sleep(every_s)
@@ -230,6 +263,7 @@ def run_demo(root: Path, speed: float, listen: str, hours: float | None = None,
         poll_s = max(0.5, min(10.0, 60.0 / speed))  # one reading per data minute, but not faster than 2/s
         raw = city_config(CITY, influx_url=influxd.url if influxd else "", mqtt_port=mosquitto.port if mosquitto else 0,
                           gateway_ports={d: free_port() for d in districts}, state_dir=str(root / "state"),
+                          hj212_port=free_port(), szy206_port=free_port(),
                           listen=listen, interval=f"{round(poll_s * 1000)}ms",
                           timeout=f"{round(min(1.0, poll_s * 0.8) * 1000)}ms")
         _use(raw, external)
@@ -248,8 +282,11 @@ def run_demo(root: Path, speed: float, listen: str, hours: float | None = None,
         service = Service(config, build_sources(config, clock), clock=clock)
         modbus = sum(1 for s in config.sites for m in s.meters if m.modbus)
         mqtt = sum(1 for s in config.sites for m in s.meters if m.mqtt)
+        hj212 = sum(1 for s in config.sites for m in s.meters if m.hj212)
+        szy206 = sum(1 for s in config.sites for m in s.meters if m.szy206)
         print(f"demo city: {len(config.sites)} sites in {len(districts)} districts, {modbus} Modbus meters on "
-              f"{len(config.gateways)} gateways, {mqtt} MQTT DTU meters; data time runs ×{speed:g}")
+              f"{len(config.gateways)} gateways, {mqtt} MQTT DTU meters, {hj212} HJ 212 and {szy206} SZY 206 "
+              f"meters; data time runs ×{speed:g}")
         for line in _plan_lines(CITY):
             print(line)
         for line in access_lines(config.api, tokens[VIEWER_TOKEN], tokens[ENFORCEMENT_TOKEN]):
@@ -260,7 +297,7 @@ def run_demo(root: Path, speed: float, listen: str, hours: float | None = None,
         mqtt_where = f"{config.mqtt.host}:{config.mqtt.port}" + \
                      (f" (from {external.file}, topics under gshp-demo/)" if external.mqtt else "")
         print(f"  config      {path}\n  InfluxDB    {influx_where}\n  MQTT        {mqtt_where}\n"
-              "Alerts are printed below as the webhook receiver gets them. Ctrl-C stops everything.",
+              "Incidents are printed below as the webhook receiver gets them. Ctrl-C stops everything.",
               flush=True)
         asyncio.run(_serve(service, config, physics, clock, poll_s, hours))
     finally:
@@ -291,7 +328,8 @@ async def _serve(service: Service, config: Config, physics: CityPhysics, clock: 
     servers = _modbus_servers(config, physics, clock)
     for s in servers:
         await s.start()
-    extra = [_publish_dtus(config, physics, clock, 60.0), _report(service)]
+    extra = [_publish_dtus(config, physics, clock, 60.0), _upload_loggers(config, physics, clock, 60.0),
+             _report(service)]
     if hours is not None:
         extra.append(_stop_after(service, clock.wall_seconds(hours * 3600)))
     try:

@@ -1,5 +1,6 @@
-"""The live rule loop: the reading stream feeds the engine, a schedule evaluates it, and each alert
-transition is stored, written to InfluxDB, shown on the board and handed to the notifier. Meter changes
+"""The live rule loop: the reading stream feeds the engine, a schedule evaluates it; each alert transition
+and incident change is stored by the engine (before it moves), then written to InfluxDB and shown on the
+board; each incident notice is handed to the notifier. Meter changes
 (identity registers: a swapped meter, a rescaled totalizer) reach the engine on the same path, before the
 readings decoded after them.
 
@@ -21,6 +22,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +31,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from alerting.model import Alert, IncidentNotice
 from collector import metrics
 from collector.influx.lineproto import format_line, to_ms
 from collector.influx.reader import InfluxReader, QueryError
@@ -37,11 +40,13 @@ from collector.outbox import OutboxError
 from gshp.clock import Clock, DataClock
 from gshp.live import LiveState
 from rules.engine import Engine
-from rules.events import AlertEvent
 
 __all__ = ["BOARD_WINDOWS", "HOLD_MAX", "Backfill", "BackfillState", "RuleLoop", "alert_line", "balance_lines"]
 
 log = logging.getLogger(__name__)
+
+MAX_UNSENT = 10_000
+"""Incident notices kept for a notifier that cannot take them (they are stored in the alert store anyway)."""
 
 MAX_CATCH_UP = 10_000
 """Data time jumping further than this many evaluation steps at once is evaluated at its last steps only."""
@@ -82,7 +87,7 @@ class Backfill:
         return {"state": self.state.value, "rows": self.rows, "elapsed": round(self.elapsed, 1)}
 
 
-def alert_line(event: AlertEvent) -> str:
+def alert_line(event: Alert) -> str:
     return format_line("alert", {"site": event.site, "rule": event.rule, "severity": event.severity.value,
                                  "district": event.district},
                        {"state": event.state, "kind": event.kind.value, "id": event.id, "summary": event.summary},
@@ -106,13 +111,18 @@ def balance_lines(engine: Engine, sites: Sequence[Site], at_ms: int) -> list[str
 class RuleLoop:
     def __init__(self, engine: Engine, sites: Sequence[Site], clock: Clock, live: LiveState,
                  put_lines: Callable[[list[str]], object],
-                 on_event: Callable[[AlertEvent], object]) -> None:
+                 on_event: Callable[[Alert], object],
+                 on_notice: Callable[[IncidentNotice], object] | None = None) -> None:
         self.engine = engine
         self.sites = list(sites)
         self.clock = clock
         self.live = live
         self.put_lines = put_lines
         self.on_event = on_event
+        self.on_notice = on_notice
+        self._store_errors = 0
+        self._unsent: deque[IncidentNotice] = deque()  # stored incident changes the notifier has not taken
+        self._notify_failing = False
         self._scheduler: AsyncIOScheduler | None = None
         self.evaluations = 0
         self._next_k: int | None = None  # data time: the next evaluation boundary (in steps)
@@ -234,11 +244,16 @@ class RuleLoop:
         if self.progress.state is BackfillState.RUNNING:
             self.progress.state, self.progress.finished = state, time.monotonic()
 
-    def evaluate(self, at: datetime | None = None) -> list[AlertEvent]:
+    def evaluate(self, at: datetime | None = None) -> list[Alert]:
         """One evaluation at `at` (default: the clock's now): transitions fanned out, balances written."""
         now = at or self.clock.now()
-        events = self.engine.evaluate(now)
+        step = self.engine.step(now)
+        events = step.alerts
         self.evaluations += 1
+        errors = self.engine.stats.store_errors
+        if errors > self._store_errors:
+            metrics.STORE_ERRORS.labels("alerts").inc(errors - self._store_errors)
+            self._store_errors = errors
         lines = [alert_line(e) for e in events] + balance_lines(self.engine, self.sites, to_ms(now))
         try:
             if lines:
@@ -250,8 +265,41 @@ class RuleLoop:
             try:
                 self.on_event(event)
             except Exception:
-                log.exception("handing alert %s (%s) to the notifier failed", event.id, event.state)
+                log.exception("handing alert %s (%s) on failed", event.id, event.state)
+        for notice in step.notices:
+            self.live.publish("incident", notice.to_dict(), notice.site)
+        self._notify(step.notices)
         return events
+
+    def renotify(self, notices: Sequence[IncidentNotice]) -> None:
+        """Offer stored incident changes to the notifier again (at start; it ignores what it already has)."""
+        self._notify(notices)
+
+    def _notify(self, notices: Sequence[IncidentNotice]) -> None:
+        """Hand incident notices to the notifier in order; the ones it cannot take now (its queue's disk is
+        full) are kept, in order and bounded, and offered again at the next evaluation."""
+        if self.on_notice is None:
+            return
+        self._unsent.extend(notices)
+        while len(self._unsent) > MAX_UNSENT:
+            dropped = self._unsent.popleft()
+            metrics.NOTICES_DROPPED.inc()
+            log.error("incident %s (%s) not notified: %d notices wait for the notifier", dropped.id,
+                      dropped.change, MAX_UNSENT)
+        while self._unsent:
+            notice = self._unsent[0]
+            try:
+                self.on_notice(notice)
+            except Exception as exc:
+                if not self._notify_failing:
+                    log.warning("the notifier cannot take incident %s (%s) now: %s; offered again at every "
+                                "evaluation", notice.id, notice.change, exc)
+                self._notify_failing = True
+                return
+            self._unsent.popleft()
+            if self._notify_failing:
+                log.info("the notifier takes incident notices again")
+                self._notify_failing = False
 
     async def _tick(self) -> None:
         await asyncio.to_thread(self.evaluate)

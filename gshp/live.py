@@ -12,7 +12,8 @@ Events (`event:` name, then one JSON object as `data:`):
   (a reading older than the meter's newest is not sent);
 - `flow`: a site's summed flows after those readings — site, ts, extraction_m3h, reinjection_m3h,
   deficit_m3h (the live chart);
-- `alert`: an alert transition, in the one alert event shape (`rules.events.AlertEvent.to_dict`);
+- `alert`: an alert transition, in the one alert event shape (`alerting.model.Alert.to_dict`);
+- `incident`: an incident change, `alerting.model.IncidentNotice.to_dict` (change, at, incident);
 - `ack`: an alert acknowledged — id, site, by.
 """
 
@@ -24,7 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from collector.model import Reading, Role, Site
@@ -69,9 +70,10 @@ class Subscriber:
 
 class LiveState:
     def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000,
-                 now: Callable[[], datetime] | None = None) -> None:
+                 now: Callable[[], datetime] | None = None, tz: tzinfo = UTC) -> None:
         self.sites = {s.id: s for s in sites}
         self._now = now
+        self.tz = tz  # the events' times carry this zone's offset, as every time the API answers
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], Reading] = {}
         self._order: dict[tuple[str, str], datetime] = {}  # the latest reading's time, no later than the clock
@@ -104,8 +106,8 @@ class LiveState:
                         hist.append(point)
                     while hist and hist[0].ts < point.ts - self._history_span:
                         hist.popleft()
-        events = [("reading", reading_event(r), r.site) for r in newest.values() if r.site in self.sites]
-        events += [("flow", {"site": site, "ts": point.ts.isoformat(),
+        events = [("reading", reading_event(r, self.tz), r.site) for r in newest.values() if r.site in self.sites]
+        events += [("flow", {"site": site, "ts": point.ts.astimezone(self.tz).isoformat(),
                              "extraction_m3h": round(point.extraction_m3h, 3),
                              "reinjection_m3h": round(point.reinjection_m3h, 3),
                              "deficit_m3h": round(point.deficit_m3h, 3)}, site)
@@ -176,8 +178,8 @@ class LiveState:
                 self.unsubscribe(sub)
 
 
-def reading_event(r: Reading) -> dict[str, Any]:
-    """A reading as the `reading` event (and the API's latest reading of a meter) shows it."""
-    return {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.isoformat(),
+def reading_event(r: Reading, tz: tzinfo = UTC) -> dict[str, Any]:
+    """A reading as the `reading` event (and the API's latest reading of a meter) shows it, its time in `tz`."""
+    return {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.astimezone(tz).isoformat(),
             "rate_m3h": r.rate_m3h, "total_m3": r.total_m3, "signal_pct": r.signal_pct,
             "error_code": r.error_code}

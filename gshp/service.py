@@ -34,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 
+from alerting.model import Alert, IncidentChange, IncidentNotice
 from collector import metrics
 from collector.deadletter import DeadLetterStore, NewDeadLetter, ReadingRefusal
 from collector.drain import Drainer
@@ -51,13 +52,13 @@ from gshp.api.app import create_app
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import BackfillState, RuleLoop
+from gshp.evidence import KEY_FILE, ServiceKey
 from gshp.health import Check, HealthMonitor, Reason, outage_reasons, problem_reasons
 from gshp.live import LiveState
 from gshp.roles import ProcessRole
 from rules.audit import AuditChain
 from rules.cases import CaseStore
 from rules.engine import Engine
-from rules.events import AlertEvent
 from rules.notify import Notifier
 from rules.silence_store import SilenceStore
 from rules.store import AlertStore
@@ -65,6 +66,9 @@ from rules.store import AlertStore
 __all__ = ["ReportsChanges", "Service", "Source"]
 
 log = logging.getLogger(__name__)
+
+RENOTIFY = timedelta(days=7)
+"""At start, incident changes this recent are offered to the notifier again (its queue keeps 90 days)."""
 
 ReadingListener = Callable[[Sequence[Reading]], None]
 ChangeListener = Callable[[Sequence[MeterChange]], None]
@@ -106,7 +110,7 @@ class Service:
         self.drainer = Drainer(self.outbox, self.writer)
         self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.live = LiveState(config.sites, now=self.clock.now)
+        self.live = LiveState(config.sites, now=self.clock.now, tz=config.tz)
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
         # people's writes (cases, maintenance, silences) and their audit chain share the alert database
         self.audit = AuditChain(self.store)
@@ -116,8 +120,9 @@ class Service:
         known = {s.id for s in config.sites}
         for declared in self.store.maintenance():  # windows declared through the API before a restart
             if declared.site in known:
-                self.engine.declare_maintenance(declared.site, declared.window)
-        # alert events go to `self.notifier.submit(event)`; it records them durably before returning
+                self.engine.declare_maintenance(declared.site, declared.window, declared.declared_by,
+                                                datetime.fromisoformat(declared.declared_at))
+        # incident notices go to `self.notifier.submit(notice)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
                                  public_url=config.api.public_url, silences=self.silences.silences)
         legacy = self.notifier.queue.legacy_silences()
@@ -125,9 +130,10 @@ class Service:
             moved = self.silences.import_legacy(legacy)
             self.notifier.queue.forget_legacy_silences([x.id for x in legacy])
             log.info("%d silence(s) moved from notify.sqlite to the alert database", moved)
-        self.alert_listeners: list[Callable[[AlertEvent], object]] = [
-            lambda event: self.notifier.submit(event.to_dict())]
-        self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert)
+        self.alert_listeners: list[Callable[[Alert], object]] = []
+        self.notice_listeners: list[Callable[[IncidentNotice], object]] = [self.notifier.submit]
+        self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert,
+                              self._on_notice)
         self.listeners: list[ReadingListener] = [self.live.on_readings]
         if role.evaluates:
             self.listeners.insert(0, self.rules.on_readings)
@@ -153,6 +159,7 @@ class Service:
             self.broker = BrokerStats(config.mqtt, config.mqtt.client_id, need, config.state_dir / "broker.json")
         self.anchors = AnchorJob(self.audit, self.outbox.put, chain_name(role, config.shard))
         self.anchor_failing: str | None = None
+        self.evidence_key = ServiceKey.load_or_create(config.state_dir / KEY_FILE)  # made on first start
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
@@ -182,7 +189,8 @@ class Service:
             try:
                 listener(readings)
             except Exception:  # a consumer's fault must not make the source re-send committed data
-                log.exception("a reading listener failed; the readings are stored and will be replayed")
+                log.exception("a reading listener failed on %d readings from %s; they are stored (outbox, "
+                              "InfluxDB) but this consumer missed them", len(readings), source)
 
     def _refused(self, judged: Sorted, source: str) -> None:
         """Count repeats; count and dead-letter the readings refused (before the source is acknowledged)."""
@@ -230,22 +238,52 @@ class Service:
         prefix, shard = self.config.fanout.topic_prefix, self.config.shard.index
         return [f"{reading_topic(prefix, shard, r.site, r.meter)} {encode_reading(r).decode()}" for r in readings]
 
-    def _on_alert(self, event: AlertEvent) -> None:
+    def incident_case_closed(self, incident_id: str, outcome: str, at: datetime | None = None) -> None:
+        """Notify that an incident's case was closed (called once the close is stored). Raises `KeyError`
+        for an unknown incident."""
+        incident = self.store.incident(incident_id)
+        if incident is None:
+            raise KeyError(f"no incident {incident_id!r}")
+        when = (at or datetime.now(UTC)).astimezone(self.config.tz)
+        self._on_notice(IncidentNotice(IncidentChange.CASE_CLOSED, when, incident, outcome=outcome))
+
+    def _on_notice(self, notice: IncidentNotice) -> None:
+        for listener in self.notice_listeners:
+            try:
+                listener(notice)
+            except Exception:
+                log.exception("an incident listener failed on %s (%s)", notice.id, notice.change)
+
+    def _on_alert(self, event: Alert) -> None:
         for listener in self.alert_listeners:
             try:
                 listener(event)
             except Exception:
                 log.exception("an alert listener failed on %s (%s)", event.id, event.state)
 
+    def store_problems(self) -> dict[str, list[str]]:
+        """Per store with a problem (damage found and repaired since start, a failing write): its problems."""
+        stores: list[tuple[str, Any]] = [("outbox", self.outbox), ("fanout", self.fanout),
+                                         ("alerts", self.store), ("notify", self.notifier.queue)]
+        stores += [("deadletter", d) for s in self.sources if (d := getattr(s, "deadletters", None)) is not None]
+        out: dict[str, list[str]] = {}
+        for name, store in stores:
+            found = store.problems() if store is not None else []
+            if found:
+                out.setdefault(name, []).extend(found)
+        return out
+
     def health(self) -> dict[str, Any]:
         """`/healthz`: the verdict with its reasons, and the figures behind it."""
         full = self.outbox.depth >= self.config.outbox.max_rows
         report = self.monitor.evaluate(full=full)
-        upstream = self.broker.problems() if self.broker is not None else []
+        stores = self.store_problems()
+        problems = (self.broker.problems() if self.broker is not None else []) + self.engine.problems()
         return {
             "status": report.status,
             "reasons": [r.as_dict() for r in report.reasons],
-            **({"problems": upstream} if upstream else {}),
+            **({"problems": problems} if problems else {}),
+            **({"stores": stores} if stores else {}),
             "uptime_s": round(time.time() - self.started, 1),
             "outbox_depth": self.outbox.depth,
             "outbox_oldest_age_s": round(self.outbox.oldest_age(), 1),
@@ -292,7 +330,10 @@ class Service:
                                      self.notifier.queue),
                     *problem_reasons("store:fanout", "分发发件箱无法写入", "the fan-out outbox cannot be written",
                                      self.fanout),
-                    *problem_reasons("engine", "规则引擎", "the rule engine", self.engine)]
+                    *problem_reasons("engine", "规则引擎", "the rule engine", self.engine),
+                    *[r for s in self.sources for r in problem_reasons(
+                        "store:deadletter", "死信库无法写入", "the dead-letter store cannot be written",
+                        getattr(s, "deadletters", None))]]
 
         def sources() -> list[Reason]:
             return [r for source in self.sources for r in outage_reasons(source, grace)]
@@ -338,6 +379,8 @@ class Service:
             self.broker.start()
         if self.role.evaluates:
             self.notifier.start()
+            # incident changes stored just before a crash reach the notifier now (it drops known ones)
+            self.rules.renotify(self.store.incident_notices(self.clock.now() - RENOTIFY))
             self.rules.hold()  # the live stream waits beside the history, which goes first
         backfilled = asyncio.Event()
         threading.Thread(target=self._start_up, args=(loop, backfilled), name="start-up", daemon=True).start()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from collector.deadletter import DeadLetterStore
 from collector.fanout import plan_fanout_routes
+from collector.hj212 import Hj212Protocol, plan_hj212
 from collector.modbus import PROFILES, ModbusConfigError, plan_collection
 from collector.modbus import ProfileError as RegisterProfileError
 from collector.modbus.dtu import ProfileCodec
@@ -23,6 +24,8 @@ from collector.mqtt.ingester import MqttSource
 from collector.mqtt.profile import load_profiles
 from collector.mqtt.registers import RegisterCodec
 from collector.mqtt.topics import plan_routes
+from collector.szy206 import Szy206Protocol, plan_szy206
+from collector.telemetry import TelemetryServer
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.service import Source
@@ -102,7 +105,8 @@ def mqtt_source(config: Config, clock: Clock) -> Source | None:
         raise SourceConfigError([f"modbus_profiles: {err}"]) from None
     context = DecodeContext(tz=config.tz, max_clock_skew=settings.max_clock_skew, max_age=settings.max_age,
                             max_payload=settings.max_payload, codec=codec)
-    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
+    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows,
+                            max_bytes=settings.deadletter_max_bytes)
     return MqttSource(settings, router, context, store, clock=lambda: clock.now().timestamp())
 
 
@@ -118,6 +122,31 @@ def modbus_source(config: Config, clock: Clock) -> Source | None:
         raise SourceConfigError([f"modbus: {p}" for p in err.problems]) from None
     # meter changes (identity registers) go to the service's change sink: `Service` sets `on_change`
     return ModbusSource(plan, clock=clock.now)
+
+
+@register_source("hj212")
+def hj212_source(config: Config, clock: Clock) -> Source | None:
+    """The HJ 212 listener, when the config has one (stations may upload before their meters are added:
+    their packets are answered and dead-lettered as unknown until then)."""
+    settings = config.hj212
+    if settings is None:
+        return None
+    plan = plan_hj212(settings.passwords(), config.sites, settings.minute_interval, settings.volume_data)
+    protocol = Hj212Protocol(plan, config.tz, settings.max_clock_skew, settings.max_age)
+    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
+    return TelemetryServer(protocol, settings, store, clock=lambda: clock.now().timestamp())
+
+
+@register_source("szy206")
+def szy206_source(config: Config, clock: Clock) -> Source | None:
+    """The SZY 206 listener, when the config has one."""
+    settings = config.szy206
+    if settings is None:
+        return None
+    protocol = Szy206Protocol(plan_szy206(config.sites, settings.flow_unit), config.tz, settings.max_clock_skew,
+                              settings.max_age)
+    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
+    return TelemetryServer(protocol, settings, store, clock=lambda: clock.now().timestamp())
 
 
 def fanout_source(config: Config, client_id: str) -> Source:
@@ -137,7 +166,8 @@ def fanout_source(config: Config, client_id: str) -> Source:
         raise SourceConfigError([f"fanout: {p}" for p in err.problems]) from None
     context = DecodeContext(tz=config.tz, max_clock_skew=settings.max_clock_skew + timedelta(hours=1),
                             max_age=timedelta(days=3650), max_payload=settings.max_payload)
-    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows)
+    store = DeadLetterStore(deadletter_path(config), max_rows=settings.deadletter_max_rows,
+                            max_bytes=settings.deadletter_max_bytes)
     source = MqttSource(settings, router, context, store)
     source.name = "fanout"
     return source

@@ -1,16 +1,16 @@
 """Rules: volume balance, data-quality and evasion detection, alert lifecycle and store, replay.
 
 The public surface is small: build an `Engine` from the sites and `RulesSettings`, feed it readings,
-call `evaluate(now)` and act on the `AlertEvent`s it returns.
+call `evaluate(now)` and act on the `Alert`s it returns (the model lives in `alerting`).
 """
 
+from alerting.model import Alert, AlertKind
 from rules.engine import Engine, EngineError, EngineStats
-from rules.events import AlertEvent, AlertKind
 from rules.settings import MaintenanceWindow, RuleSet, RulesSettings, Severity
 from rules.store import AlertStore, StoreError
 
 __all__ = [
-    "AlertEvent",
+    "Alert",
     "AlertKind",
     "AlertStore",
     "Engine",

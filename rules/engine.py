@@ -1,10 +1,17 @@
-"""The rule engine: readings in (`ingest`), meter changes in (`note_changes`), alert transitions out
-(`evaluate(now)`).
+"""The rule engine: readings in (`ingest`), meter changes in (`note_changes`), alert transitions and
+incident changes out (`step(now)`; `evaluate(now)` gives the alerts alone).
 
 The same object runs live (fed by the collector, evaluated on a schedule), in replay (fed by a recorded
 stream, evaluated on the data's clock) and in tests. It has no clock of its own: `now` is passed in.
 Per site it keeps each meter's `MeterTrack` (data-quality state) and `Ledger` (interval volumes), the
-sequential detector's state and one lifecycle track per rule.
+sequential detector's state, one lifecycle track per rule and the site's incidents (`rules.incidents`).
+
+Write before you move: each site's alert transitions and incident changes of one evaluation are written to
+the store in one transaction before the site's state moves. A write that fails (disk full) leaves the site as
+it was, counts in `stats.store_errors` and shows in `problems()`; readings keep flowing into the ledgers
+meanwhile, and the next evaluation catches the site up at every interval boundary it missed (windows end at
+the evaluation's time, not at the newest reading), so the stored transitions are those of a run without
+the fault.
 """
 
 from __future__ import annotations
@@ -20,20 +27,30 @@ from typing import Any
 
 import pandas as pd
 
+from alerting.model import (
+    Alert,
+    AlertKind,
+    IncidentKind,
+    IncidentNotice,
+    MaintenanceClaim,
+)
+from alerting.model import AlertState as AlertPhase
 from collector.duration import format_duration
 from collector.model import Meter, MeterChange, Reading, Role, Site
 from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
 from rules.counters import REBASING, StepKind, classify_step, rebase_step
-from rules.events import AlertEvent, AlertKind, iso, summarize
+from rules.events import iso, summarize
+from rules.incidents import Episode, claim, restore_episode
+from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
 from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, note_bridged, note_change, observe
 from rules.roles import role_at, roles_constant
 from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_update
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
-from rules.store import AlertStore
+from rules.store import AlertStore, Evaluation, StoreError
 from rules.windows import IntervalSeries, Ledger, interval_of
 
-__all__ = ["Engine", "EngineError", "EngineStats"]
+__all__ = ["Engine", "EngineError", "EngineStats", "Step"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +69,15 @@ class EngineStats:
     unknown: int = 0  # site or meter not in the config: ignored
     changes: int = 0  # meter changes noted (swapped meter, new totalizer unit or multiplier, new scale)
     evaluations: int = 0
+    store_errors: int = 0  # evaluations of a site whose transitions could not be written (retried)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one evaluation changed: alert transitions and incident notices, both already stored."""
+
+    alerts: list[Alert]
+    notices: list[IncidentNotice]
 
 
 @dataclass(slots=True)
@@ -80,6 +106,30 @@ class _SiteState:
     maintenance: list[MaintenanceWindow] = field(default_factory=list)
     quality: QualityPlan | None = None
     gap_s: float = 600.0
+    incidents: dict[IncidentKind, Episode] = field(default_factory=dict)
+    claimed: list[MaintenanceWindow] = field(default_factory=list)  # declared during an incident: not allowed
+    claim_keys: set[tuple[str, str, str]] = field(default_factory=set)
+    held_since: float | None = None  # data time of the first evaluation whose write failed
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """The evaluation state of a site, put back when the evaluation's write fails."""
+
+    alerts: dict[str, AlertTrack]
+    cusum: CusumState
+    seq_next: int | None
+    events_seen: int
+    last_balance_k: int | None
+    watch_since: float | None
+
+    @classmethod
+    def of(cls, st: _SiteState) -> _Snapshot:
+        return cls(dict(st.alerts), st.cusum, st.seq_next, st.events_seen, st.last_balance_k, st.watch_since)
+
+    def restore(self, st: _SiteState) -> None:
+        st.alerts, st.cusum, st.seq_next = self.alerts, self.cusum, self.seq_next
+        st.events_seen, st.last_balance_k, st.watch_since = self.events_seen, self.last_balance_k, self.watch_since
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +153,9 @@ class Engine:
         self.stats = EngineStats()
         self._lock = threading.RLock()
         self._sites: dict[str, _SiteState] = {}
+        self._written: list[tuple[Alert, float | None]] = []  # this site's evaluation, until it is stored
+        self._clears: list[tuple[str, float | None]] = []
+        self._store_problem: str | None = None
         for site in sites:
             rs = settings.resolve(site.id, site.district)
             longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval,
@@ -128,7 +181,17 @@ class Engine:
             st = self._sites.get(a.site)
             if st is None:
                 continue
-            st.alerts[a.rule] = AlertTrack(AlertState(a.state), a.id, a.starts_ts, a.clear_since)
+            st.alerts[a.rule] = AlertTrack(AlertState(a.state.value), a.id, a.starts_at.timestamp(),
+                                           self.store.clear_since(a.id))
+        firing = frozenset(a.id for a in self.store.open_alerts() if a.state is AlertPhase.FIRING)
+        for inc in self.store.latest_incidents():
+            st = self._sites.get(inc.site)
+            if st is not None:
+                st.incidents[inc.kind] = restore_episode(inc, firing)
+        for inc in self.store.incidents():
+            st = self._sites.get(inc.site)
+            if st is not None:
+                st.claim_keys.update(_claim_key(c.starts_at, c.ends_at, c.reason) for c in inc.maintenance_claims)
 
     # ---------------------------------------------------------------- ingest
     def ingest(self, readings: Iterable[Reading], now: datetime | None = None) -> None:
@@ -140,7 +203,7 @@ class Engine:
         with self._lock:
             for r in readings:
                 self._ingest_one(r.site, r.meter, min(r.ts.timestamp(), limit), r.rate_m3h, r.total_m3,
-                                 r.signal_pct, r.error_code)
+                                 r.signal_pct, r.error_code, r.volume_m3, r.period_s)
 
     def ingest_values(self, site: str, meter: str, ts: float, rate_m3h: float | None, total_m3: float | None,
                       signal_pct: float | None = None, error_code: int | None = None) -> None:
@@ -151,12 +214,18 @@ class Engine:
     def ingest_columns(self, site: Sequence[str], meter: Sequence[str], ts: Sequence[float],
                        rate: Sequence[float | None], total: Sequence[float | None],
                        signal: Sequence[float | None], error: Sequence[int | None], start: int,
-                       stop: int) -> None:
-        """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill."""
+                       stop: int, volume: Sequence[float | None] | None = None,
+                       period: Sequence[float | None] | None = None) -> None:
+        """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill;
+        `volume` and `period` (interval volumes) when the rows hold any."""
         one = self._ingest_one
         with self._lock:
+            if volume is None or period is None:
+                for i in range(start, stop):
+                    one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
+                return
             for i in range(start, stop):
-                one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
+                one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i], volume[i], period[i])
 
     def note_changes(self, changes: Iterable[MeterChange]) -> None:
         """Take meter changes (a swapped meter, a new totalizer unit or multiplier, a touched scale factor),
@@ -188,18 +257,23 @@ class Engine:
             order = sorted(range(len(df)), key=lambda i: secs[i])
             site, meter = df["site"].to_numpy(), df["meter"].to_numpy()
             rate, total = df["rate_m3h"].to_numpy(), df["total_m3"].to_numpy()
+            volume = df["volume_m3"].to_numpy() if "volume_m3" in df else None
+            period = df["period_s"].to_numpy() if "period_s" in df else None
             with self._lock:
                 for i in order:
-                    r = None if rate[i] != rate[i] else float(rate[i])
-                    t = None if total[i] != total[i] else float(total[i])
-                    self._ingest_one(str(site[i]), str(meter[i]), float(secs[i]), r, t, None, None)
+                    r = _value(rate[i])
+                    t = _value(total[i])
+                    v = _value(volume[i]) if volume is not None else None
+                    p = _value(period[i]) if period is not None else None
+                    self._ingest_one(str(site[i]), str(meter[i]), float(secs[i]), r, t, None, None, v, p)
             return len(order)
         items = sorted(rows, key=lambda r: r.ts)
         self.ingest(items)
         return len(items)
 
     def _ingest_one(self, site_id: str, meter_id: str, ts: float, rate: float | None, total: float | None,
-                    signal: float | None, error: int | None) -> None:
+                    signal: float | None, error: int | None, volume: float | None = None,
+                    period: float | None = None) -> None:
         self.stats.readings += 1
         st = self._sites.get(site_id)
         ms = st.meters.get(meter_id) if st is not None else None
@@ -215,7 +289,13 @@ class Engine:
             return
         rs = st.rules
         step_kind: StepKind | None = None
-        if total is not None:
+        if volume is not None and period is not None:
+            # an interval volume is the ledger's own unit: the water of [ts − period, ts], nothing to difference
+            start = ts - period
+            if tr.last_ts is not None and start > tr.last_ts:
+                ms.ledger.mark_unknown(tr.last_ts, start)  # intervals not reported between: unknown, not zero
+            ms.ledger.add(start, ts, volume)
+        elif total is not None:
             rebase = ms.rebase_at is not None and ts >= ms.rebase_at
             if rebase:
                 ms.rebase_at = None
@@ -243,13 +323,37 @@ class Engine:
 
     # ---------------------------------------------------------------- maintenance
     def maintenance(self, site_id: str) -> tuple[MaintenanceWindow, ...]:
-        """Every declared maintenance window of a site (kept visible for history and reports)."""
+        """Every declared maintenance window of a site, claims included (kept visible for history and
+        reports)."""
         with self._lock:
-            return tuple(sorted(self._site(site_id).maintenance, key=lambda m: m.start))
+            st = self._site(site_id)
+            return tuple(sorted(st.maintenance + st.claimed, key=lambda m: m.start))
 
-    def declare_maintenance(self, site_id: str, window: MaintenanceWindow) -> None:
+    def declare_maintenance(self, site_id: str, window: MaintenanceWindow, declared_by: str = "",
+                            declared_at: datetime | None = None) -> bool:
+        """Allow a deficit up to the window's cap in the balance windows — unless an incident of the site is
+        open: then the window is recorded on each open incident as a claim (stored first) and allows nothing,
+        so it never resolves or shrinks the incident. Returns True when it became a claim. Raises
+        `StoreError` when the claim cannot be stored (nothing changes)."""
         with self._lock:
-            self._site(site_id).maintenance.append(window)
+            st = self._site(site_id)
+            key = _claim_key(window.start, window.end, window.reason)
+            if key in st.claim_keys:  # a claim declared before a restart
+                st.claimed.append(window)
+                return True
+            open_eps = {k: ep for k, ep in st.incidents.items() if ep.incident.open}
+            if not open_eps:
+                st.maintenance.append(window)
+                return False
+            at = declared_at or datetime.now(UTC)
+            c = MaintenanceClaim(window.start, window.end, window.reason, window.volume_cap_m3, declared_by,
+                                 at.astimezone(self.tz))
+            claimed = {k: claim(ep, c, at.astimezone(self.tz)) for k, ep in open_eps.items()}
+            self.store.record_evaluation(Evaluation(incidents=[(ep.incident, ()) for ep in claimed.values()]))
+            st.incidents.update(claimed)
+            st.claimed.append(window)
+            st.claim_keys.add(key)
+            return True
 
     def _site(self, site_id: str) -> _SiteState:
         try:
@@ -258,22 +362,87 @@ class Engine:
             raise EngineError(f"unknown site {site_id!r}: add it under `sites:` in the config") from None
 
     # ---------------------------------------------------------------- evaluate
-    def evaluate(self, now: datetime) -> list[AlertEvent]:
+    def evaluate(self, now: datetime) -> list[Alert]:
         """Evaluate every rule of every site at `now`; return the alert transitions, in a stable order."""
+        return self.step(now).alerts
+
+    def step(self, now: datetime) -> Step:
+        """Evaluate every rule of every site at `now`: the alert transitions and incident notices, each site's
+        stored before its state moved. A site whose write fails is left as it was (see `problems()`); the next
+        step first catches it up, evaluating it at every interval boundary it missed, so its transitions are
+        the ones it would have had without the fault."""
         if now.tzinfo is None:
             raise EngineError("evaluate(now) needs a timezone-aware time: pass datetime.now(UTC)")
         t = now.timestamp()
-        out: list[AlertEvent] = []
+        alerts: list[Alert] = []
+        notices: list[IncidentNotice] = []
+        failed: str | None = None
         with self._lock:
             self.stats.evaluations += 1
             for st in self._sites.values():
-                out.extend(self._evaluate_site(st, t))
-        return out
+                for at in self._instants(st, t):
+                    try:
+                        site_alerts, site_notices = self._evaluate_and_store(st, at)
+                    except StoreError as exc:
+                        if st.held_since is None:
+                            st.held_since = at
+                        self.stats.store_errors += 1
+                        failed = str(exc)
+                        break
+                    st.held_since = None
+                    alerts.extend(site_alerts)
+                    notices.extend(site_notices)
+            self._note_store(failed, now)
+        return Step(alerts, notices)
 
-    def _evaluate_site(self, st: _SiteState, t: float) -> list[AlertEvent]:
+    def _instants(self, st: _SiteState, t: float) -> list[float]:
+        """When to evaluate a site now: at `t`, after every interval boundary missed since a failed write
+        (as far back as the ledgers keep)."""
+        if st.held_since is None or st.held_since >= t:
+            return [t]
+        first = math.ceil(st.held_since / self.step_s)
+        last = math.floor(t / self.step_s)
+        keep = min(ms.ledger.retention for ms in st.meters.values())
+        ks = range(max(first, last - keep + 1), last + 1)
+        return [k * self.step_s for k in ks if k * self.step_s < t] + [t]
+
+    def _evaluate_and_store(self, st: _SiteState, t: float) -> tuple[list[Alert], list[IncidentNotice]]:
+        """One site at data time `t`, written before the site's state moves (`StoreError`: nothing moved)."""
+        snapshot = _Snapshot.of(st)
+        self._written, self._clears = [], []
+        site_alerts = self._evaluate_site(st, t)
+        now = datetime.fromtimestamp(t, self.tz)
+        episodes, updates = advance_incidents(
+            st.incidents, site_alerts, _Volumes(self, st, interval_of(t, self.step_s)), now, self.settings.incidents,
+            site=(st.site.id, st.site.name, st.site.district), tz=self.tz)
+        try:
+            self.store.record_evaluation(Evaluation(self._written, self._clears,
+                                                    [(u.incident, u.changes) for u in updates]))
+        except StoreError:
+            snapshot.restore(st)
+            raise
+        st.incidents = episodes
+        return site_alerts, [IncidentNotice(c, u.incident.updated_at, u.incident) for u in updates for c in u.changes]
+
+    def _note_store(self, failed: str | None, now: datetime) -> None:
+        if failed is not None:
+            if self._store_problem is None:
+                log.error("cannot store alert transitions (%s); the rules hold their state and retry at the next "
+                          "evaluation", failed)
+                self._store_problem = f"alert store not writable since {iso(now.astimezone(self.tz))}: {failed}"
+        elif self._store_problem is not None:
+            log.info("the alert store is writable again; held transitions stored")
+            self._store_problem = None
+
+    def problems(self) -> list[str]:
+        """What keeps the engine from working as it should (for the health report); empty when all is well."""
+        with self._lock:
+            return [self._store_problem] if self._store_problem else []
+
+    def _evaluate_site(self, st: _SiteState, t: float) -> list[Alert]:
         if st.watch_since is None:
             st.watch_since = t
-        events: list[AlertEvent] = []
+        events: list[Alert] = []
         now_dt = datetime.fromtimestamp(t, UTC)
         for ms in st.meters.values():
             ms.track.role = role_at(ms.meter, now_dt, self.tz)
@@ -282,11 +451,11 @@ class Engine:
         events.extend(self._evaluate_sequential(st))
         return events
 
-    def _evaluate_quality(self, st: _SiteState, t: float) -> list[AlertEvent]:
+    def _evaluate_quality(self, st: _SiteState, t: float) -> list[Alert]:
         q = st.quality
         assert q is not None
         tracks = [ms.track for ms in st.meters.values()]
-        out: list[AlertEvent] = []
+        out: list[Alert] = []
         grace = st.watch_since is not None and t - st.watch_since <= q.offline_after
         alerts = st.alerts
         unseen = any(tr.last_ts is None for tr in tracks)
@@ -305,14 +474,16 @@ class Engine:
         rei = [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION]
         return ext, rei
 
-    def _horizon_k(self, st: _SiteState) -> int | None:
+    def _horizon_k(self, st: _SiteState, until_k: int | None = None) -> int | None:
+        """The first interval not yet complete on both sides (at most `until_k`: not after the evaluation)."""
         ext, rei = self._sides(st)
         if not ext or not rei:
             return None
         last = [ms.track.last_ts for ms in ext + rei]
         if any(x is None for x in last):
             return None
-        return interval_of(min(x for x in last if x is not None), self.step_s)
+        k = interval_of(min(x for x in last if x is not None), self.step_s)
+        return k if until_k is None else min(k, until_k)
 
     def _sum(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[float, bool]:
         total, complete = 0.0, True
@@ -375,8 +546,8 @@ class Engine:
         return (max((ms.meter.accuracy_pct for ms in ext), default=1.0),
                 max((ms.meter.accuracy_pct for ms in rei), default=1.0))
 
-    def _evaluate_balance(self, st: _SiteState, t: float) -> list[AlertEvent]:
-        kb = self._horizon_k(st)
+    def _evaluate_balance(self, st: _SiteState, t: float) -> list[Alert]:
+        kb = self._horizon_k(st, interval_of(t, self.step_s))
         if kb is None or kb == st.last_balance_k:
             return []
         st.last_balance_k = kb
@@ -394,7 +565,7 @@ class Engine:
                                      partial(_window_evidence, format_duration(w.window), ev)))
         return out
 
-    def _evaluate_sequential(self, st: _SiteState) -> list[AlertEvent]:
+    def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
         seq = st.rules.sequential
         p = st.cusum_params
         if not seq.enabled or p is None or st.last_balance_k is None:
@@ -410,7 +581,7 @@ class Engine:
             oldest_kept = st.last_balance_k - min(ms.ledger.retention for ms in ext + rei) + 1
             st.seq_next = -(-max(first_k, oldest_kept) // m)
             st.events_seen = sum(ms.track.events for ms in st.meters.values())
-        out: list[AlertEvent] = []
+        out: list[Alert] = []
         events_now = sum(ms.track.events for ms in st.meters.values())
         lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
         while st.seq_next < last_j:
@@ -454,7 +625,7 @@ class Engine:
 
     # ---------------------------------------------------------------- lifecycle
     def _advance(self, st: _SiteState, rule: str, info: _RuleInfo, cond: Condition, at: float, hold_s: float,
-                 clear_for_s: float, evidence: Callable[[], dict[str, Any]]) -> list[AlertEvent]:
+                 clear_for_s: float, evidence: Callable[[], dict[str, Any]]) -> list[Alert]:
         before = st.alerts.get(rule, _INACTIVE)
         if before.state is AlertState.INACTIVE and cond is not Condition.ACTIVE:
             return []
@@ -465,18 +636,18 @@ class Engine:
             st.alerts[rule] = after
         if tr is None:
             if after.clear_since != before.clear_since and after.alert_id is not None:
-                self.store.set_clear_since(after.alert_id, after.clear_since)
+                self._clears.append((after.alert_id, after.clear_since))
             return []
         event = self._event(st, rule, info, tr, evidence())
-        self.store.record(event, tr.starts_at, after.clear_since)
+        self._written.append((event, after.clear_since))
         return [event]
 
     def _event(self, st: _SiteState, rule: str, info: _RuleInfo, tr: Transition,
-               evidence: dict[str, Any]) -> AlertEvent:
+               evidence: dict[str, Any]) -> Alert:
         site = st.site
-        return AlertEvent(
+        return Alert(
             id=tr.alert_id, site=site.id, site_name=site.name, district=site.district, rule=rule,
-            kind=info.kind, severity=info.severity, state=tr.state.value,
+            kind=info.kind, severity=info.severity, state=AlertPhase(tr.state.value),
             at=datetime.fromtimestamp(tr.at, self.tz),
             starts_at=datetime.fromtimestamp(tr.starts_at, self.tz),
             ends_at=None if tr.ends_at is None else datetime.fromtimestamp(tr.ends_at, self.tz),
@@ -523,6 +694,49 @@ class Engine:
     def alert_states(self, site_id: str) -> dict[str, AlertState]:
         with self._lock:
             return {rule: tr.state for rule, tr in self._site(site_id).alerts.items()}
+
+
+class _Volumes:
+    """One site's ledgers as the incident tracker reads them (`rules.incidents.SiteVolumes`)."""
+
+    def __init__(self, engine: Engine, st: _SiteState, until_k: int) -> None:
+        self._engine, self._st, self._until_k = engine, st, until_k
+        self.step_s = engine.step_s
+        warm = st.cusum_params is not None and st.cusum.n > st.cusum_params.warmup_n
+        self.baseline_pct = st.cusum.baseline_pct if warm else 0.0
+        self.drift_pct = st.rules.sequential.drift_pct
+        self.transit_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / engine.step_s)
+        self.accuracy_pct = engine._accuracy(st)
+
+    def horizon(self) -> int | None:
+        return self._engine._horizon_k(self._st, self._until_k)
+
+    def oldest(self) -> int:
+        kb = self.horizon() or 0
+        return kb - min(ms.ledger.retention for ms in self._st.meters.values()) + 1
+
+    def intervals(self, ka: int, kb: int) -> list[tuple[float, float, bool]]:
+        ext, rei = self._engine._sides(self._st)
+        rows = [[0.0, 0.0, True] for _ in range(ka, kb)]
+        for side, meters in ((0, ext), (1, rei)):
+            for ms in meters:
+                first, last = ms.track.first_ts, ms.track.last_ts
+                for n, (v, ok) in enumerate(ms.ledger.intervals(ka, kb)):
+                    a = (ka + n) * self.step_s
+                    row = rows[n]
+                    row[side] = float(row[side]) + v
+                    covered = first is not None and last is not None and first <= a and last >= a + self.step_s
+                    row[2] = bool(row[2]) and ok and covered
+        return [(float(e), float(r), bool(k)) for e, r, k in rows]
+
+
+def _claim_key(start: datetime, end: datetime, reason: str) -> tuple[str, str, str]:
+    return (iso(start.astimezone(UTC)), iso(end.astimezone(UTC)), reason)
+
+
+def _value(x: Any) -> float | None:
+    """A DataFrame cell as a float, None for a missing one (NaN or None)."""
+    return None if x is None or x != x else float(x)
 
 
 _INACTIVE = AlertTrack()

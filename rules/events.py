@@ -1,4 +1,4 @@
-"""The alert event (one JSON shape everywhere) and its summary in Chinese or English.
+"""Alert summaries in Chinese or English (the alert itself is `alerting.model.Alert`).
 
 Summaries come from per-rule templates registered in `SUMMARIES`; a rule without its own template gets
 the generic data-quality sentence.
@@ -6,60 +6,14 @@ the generic data-quality sentence.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
-from enum import StrEnum
+from datetime import timedelta
 from typing import Any
 
+from alerting.model import Language, iso
 from collector.duration import format_duration, parse_duration
-from rules.settings import Language, Severity
 
-__all__ = ["SUMMARIES", "AlertEvent", "AlertKind", "iso", "summarize", "window_words"]
-
-
-class AlertKind(StrEnum):
-    DISCHARGE = "discharge"
-    DATA_QUALITY = "data_quality"
-
-
-@dataclass(frozen=True, slots=True)
-class AlertEvent:
-    id: str
-    site: str
-    site_name: str
-    district: str
-    rule: str
-    kind: AlertKind
-    severity: Severity
-    state: str  # "pending" | "firing" | "resolved"
-    at: datetime
-    starts_at: datetime
-    ends_at: datetime | None
-    summary: str
-    evidence: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "site": self.site, "site_name": self.site_name, "district": self.district,
-            "rule": self.rule, "kind": self.kind.value, "severity": self.severity.value, "state": self.state,
-            "at": iso(self.at), "starts_at": iso(self.starts_at),
-            "ends_at": iso(self.ends_at) if self.ends_at is not None else None,
-            "summary": self.summary, "evidence": dict(self.evidence),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), sort_keys=False)
-
-
-def iso(t: datetime) -> str:
-    """ISO-8601 with an explicit offset, seconds precision."""
-    return t.isoformat(timespec="seconds")
-
-
-def to_datetime(ts: float, tz: tzinfo) -> datetime:
-    return datetime.fromtimestamp(ts, tz)
+__all__ = ["SUMMARIES", "iso", "rule_words", "summarize", "window_words"]
 
 
 def window_words(td: timedelta, lang: Language) -> str:
@@ -115,6 +69,12 @@ _CHANGE_WORDS: dict[str, tuple[str, str]] = {
     "multiplier_changed": ("累积倍率", "totalizer multiplier"),
     "scale_changed": ("仪表系数", "user scale factor"),
 }
+
+
+def rule_words(rule: str, lang: Language) -> str:
+    """What a data-quality or evasion rule found, in a few words (the rule's name when it has none)."""
+    zh, en = _DQ_WORDS.get(rule, (rule, rule))
+    return en if lang is Language.EN else zh
 
 
 def _quality(rule: str) -> Template:

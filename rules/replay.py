@@ -3,23 +3,24 @@
 `parse_readings` turns CSV text (`ts,site,meter,rate_m3h,total_m3`, optional `signal_pct,error_code`)
 into `Readings` columns, listing every bad row with its line number. `replay` feeds the engine in
 timestamp order and evaluates it at every `evaluate_every` boundary of the data's own clock, exactly as the
-live scheduler would, yielding alert events as they happen. Same input, same output.
+live scheduler would, yielding alert events as they happen (`replay_steps`: alert transitions and incident
+notices per evaluation). Same input, same output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
-from rules.engine import Engine
-from rules.events import AlertEvent
+from alerting.model import Alert
+from rules.engine import Engine, Step
 
-__all__ = ["BadRow", "Readings", "ReplayError", "parse_readings", "readings_from_frame", "replay"]
+__all__ = ["BadRow", "Readings", "ReplayError", "parse_readings", "readings_from_frame", "replay", "replay_steps"]
 
 REQUIRED = ("ts", "site", "meter", "rate_m3h", "total_m3")
 _OFFSET = r"(?:Z|z|[+-]\d\d:?\d\d)$"
@@ -47,6 +48,8 @@ class Readings:
     signal: list[float | None]
     error: list[int | None]
     bad: list[BadRow]
+    volume: list[float | None] = field(default_factory=list)  # interval volumes: empty when none is given
+    period: list[float | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.site)
@@ -143,7 +146,11 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
 
     rate, total = number("rate_m3h"), number("total_m3")
     signal, error = number("signal_pct"), number("error_code")
-    flag(np.isnan(rate) & np.isnan(total), "neither rate_m3h nor total_m3 is given")
+    volume, period = number("volume_m3"), number("period_s")
+    flag(np.isnan(rate) & np.isnan(total) & np.isnan(volume), "neither rate_m3h nor total_m3 is given")
+    with np.errstate(invalid="ignore"):
+        flag(~np.isnan(volume) & ~((volume >= 0) & np.isfinite(volume) & (period > 0) & np.isfinite(period)),
+             "an interval volume needs volume_m3 ≥ 0 and period_s > 0 (seconds)")
     flag(np.isinf(rate) | np.isinf(total), "rate_m3h and total_m3 must be finite")
     flag(total < 0, "total_m3 is negative: a totalizer counts up from 0")
     flag((signal < 0) | (signal > 100), "signal_pct must be within 0..100")
@@ -158,12 +165,22 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
     return Readings(
         ts=secs[order], site=site[order].tolist(), meter=meter[order].tolist(), rate=_opt(rate[order]),
         total=_opt(total[order]), signal=_opt(signal[order]),
-        error=[None if v != v else int(v) for v in error[order].tolist()], bad=bad)
+        error=[None if v != v else int(v) for v in error[order].tolist()], bad=bad,
+        **({"volume": _opt(volume[order]), "period": _opt(period[order])} if (~np.isnan(volume[order])).any()
+           else {}))
 
 
 def replay(engine: Engine, readings: Readings,
-           progress: Callable[[float, int], None] | None = None) -> Iterator[AlertEvent]:
+           progress: Callable[[float, int], None] | None = None) -> Iterator[Alert]:
     """Feed `readings` to `engine` in data time, evaluating at every step boundary; yield transitions."""
+    for step in replay_steps(engine, readings, progress):
+        yield from step.alerts
+
+
+def replay_steps(engine: Engine, readings: Readings,
+                 progress: Callable[[float, int], None] | None = None) -> Iterator[Step]:
+    """Like `replay`, one `Step` (alert transitions and incident notices) per evaluation that changed
+    something."""
     if len(readings) == 0:
         return
     step = engine.step_s
@@ -177,12 +194,15 @@ def replay(engine: Engine, readings: Readings,
     ingest = engine.ingest_columns
     columns = (readings.site, readings.meter, ts.tolist(), readings.rate, readings.total, readings.signal,
                readings.error)
+    volume, period = readings.volume or None, readings.period or None  # interval volumes, if any
     i = 0
     for n, k in enumerate(range(k_first, k_last + 1)):
         j = int(bounds[n])
         if j > i:
-            ingest(*columns, i, j)
+            ingest(*columns, i, j, volume=volume, period=period)
             i = j
-        yield from engine.evaluate(datetime.fromtimestamp(k * step, UTC))
+        result = engine.step(datetime.fromtimestamp(k * step, UTC))
+        if result.alerts or result.notices:
+            yield result
         if progress is not None and n % 2000 == 0:
             progress(k * step, i)

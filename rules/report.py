@@ -258,7 +258,8 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     i0, i1 = (int(x) for x in np.searchsorted(readings.ts, [span_start.timestamp(), span_end.timestamp()],
                                               side="left"))
     engine.ingest_columns(readings.site, readings.meter, readings.ts.tolist(), readings.rate, readings.total,
-                          readings.signal, readings.error, i0, i1)
+                          readings.signal, readings.error, i0, i1, volume=readings.volume or None,
+                          period=readings.period or None)
     notes: list[str] = []
     step = engine.step_s
     if start.timestamp() % step or end.timestamp() % step:

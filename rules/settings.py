@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from alerting.model import Language, Severity
 from collector.duration import Duration
 from collector.model import FreeText
 
 __all__ = [
     "BalanceSettings",
     "CounterSettings",
+    "IncidentSettings",
     "Language",
     "MaintenanceWindow",
     "QualitySettings",
@@ -31,18 +32,6 @@ __all__ = [
     "Severity",
     "WindowRule",
 ]
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-
-class Language(StrEnum):
-    ZH = "zh"
-    EN = "en"
 
 
 class _Frozen(BaseModel):
@@ -169,6 +158,17 @@ class MaintenanceWindow(_Frozen):
         return self
 
 
+class IncidentSettings(_Frozen):
+    """How alerts become incidents (see `rules.incidents`)."""
+
+    quiet_period: Duration = Field(default=timedelta(hours=6),
+                                   description="a recurrence within this after the end reopens the incident")
+    high_m3: float = Field(default=100.0, gt=0, description="a discharge of this estimated volume is high")
+    critical_m3: float = Field(default=500.0, gt=0, description="… and of this volume critical")
+    high_after: Duration = Field(default=timedelta(hours=6), description="an incident open this long is high")
+    critical_after: Duration = Field(default=timedelta(hours=24), description="… and this long critical")
+
+
 class RuleSet(_Frozen):
     """The settings that can differ per district and per site."""
 
@@ -190,6 +190,7 @@ class RulesSettings(RuleSet):
     evaluate_every: Duration = Field(default=timedelta(minutes=5),
                                      description="evaluation cadence and the ledger's interval")
     language: Language = Language.ZH
+    incidents: IncidentSettings = IncidentSettings()
     districts: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sites: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -23,14 +23,14 @@ from typing import Any
 from collector.model import Reading, Role, Site
 from simulators.flow import DayCycleFlow, MeterModel, ScaledFlow, Scenario, ScenarioKind, TrueFlow, local_hour
 
-__all__ = ["CITY", "CityPhysics", "MeterPlan", "SitePlan", "city_config", "meter_plan", "site_physics"]
+__all__ = ["CITY", "DIVISIONS", "CityPhysics", "MeterPlan", "SitePlan", "city_config", "meter_plan", "site_physics"]
 
 
 @dataclass(frozen=True, slots=True)
 class MeterPlan:
     id: str
     role: Role
-    source: str  # "modbus" or "mqtt" (anything else: simulated, published by neither)
+    source: str  # "modbus", "mqtt", "hj212" or "szy206" (anything else: simulated, sent by none)
     bias: float = 0.0  # reads this much high (0.003 = +0.3 %)
     silent_after_h: float | None = None  # stops reporting after this many hours
 
@@ -113,28 +113,54 @@ CITY: tuple[SitePlan, ...] = (
     SitePlan("baihe-villas", "白河湾别墅区", "城乡一体化示范区", (_m("E1@modbus", 0.002), _m("R1@modbus")), 30),
     SitePlan("eco-school", "示范区实验学校", "城乡一体化示范区", (_m("E1@modbus"), _m("R1@mqtt", -0.002),
                                                             _m("R2@mqtt", 0.001)), 45),
+    # a data logger speaking HJ 212: real-time totals for extraction, minute volumes (-Cou) for reinjection
+    SitePlan("baihe-waterworks", "白河水厂办公楼", "宛城区", (_m("E1@hj212", 0.001), _m("R1@hj212", -0.002)), 50),
+    # an RTU of the water-resource monitoring program speaking SZY 206, both flow points on one terminal
+    SitePlan("wolong-library", "卧龙区图书馆", "卧龙区", (_m("E1@szy206", -0.001), _m("R1@szy206", 0.002)), 40),
 )
+
+DIVISIONS = {"宛城区": "411302", "卧龙区": "411303", "高新区": "411371", "城乡一体化示范区": "411372"}
+"""Administrative division codes the demo's SZY 206 terminals report (the last two: development zones)."""
 
 
 def city_config(plans: Sequence[SitePlan], *, influx_url: str, mqtt_port: int, gateway_ports: dict[str, int],
-                state_dir: str, listen: str, interval: str, timeout: str) -> dict[str, Any]:
-    """A config for the city: one Modbus TCP gateway per district, one DTU topic per MQTT meter."""
+                state_dir: str, listen: str, interval: str, timeout: str, hj212_port: int = 9212,
+                szy206_port: int = 9206) -> dict[str, Any]:
+    """A config for the city: one Modbus TCP gateway per district, one DTU topic per MQTT meter, one HJ 212
+    logger (MN) per meter — a reinjection meter reporting minute volumes — and one SZY 206 terminal per
+    site, its meters as flow points."""
     districts = sorted({p.district for p in plans})
     gw_id = {d: f"gw-{i + 1}" for i, d in enumerate(districts)}
     units: dict[str, int] = {}
     sites = []
-    for p in plans:
+    stations = []
+    for i, p in enumerate(plans):
         meters = []
+        points = 0
         for m in p.meters:
             entry: dict[str, Any] = {"id": m.id, "role": m.role.value, "accuracy_pct": 1.0}
             if m.source == "modbus":
                 gw = gw_id[p.district]
                 units[gw] = units.get(gw, 0) + 1
                 entry["modbus"] = {"gateway": gw, "unit": units[gw], "profile": "tuf2000m"}
+            elif m.source == "hj212":
+                mn = f"GSHP{i + 1:04d}{m.id}"
+                stations.append({"mn": mn, "password": f"pw{i + 1:04d}"})
+                entry["hj212"] = ({"mn": mn, "rate": "w00000-Avg", "volume": "w00000-Cou"}
+                                  if m.role is Role.REINJECTION else {"mn": mn})
+            elif m.source == "szy206":
+                points += 1
+                entry["szy206"] = {"division": DIVISIONS.get(p.district, "411300"), "station": i + 1,
+                                   "point": points}
             else:
                 entry["mqtt"] = {"topic": f"dtu/{p.id}/{m.id}", "profile": "dtu-json"}
             meters.append(entry)
         sites.append({"id": p.id, "name": p.name, "district": p.district, "meters": meters})
+    telemetry: dict[str, Any] = {}
+    if stations:
+        telemetry["hj212"] = {"listen": f"127.0.0.1:{hj212_port}", "stations": stations}
+    if any(m.source == "szy206" for p in plans for m in p.meters):
+        telemetry["szy206"] = {"listen": f"127.0.0.1:{szy206_port}"}
     return {
         "timezone": "Asia/Shanghai",
         "state_dir": state_dir,
@@ -143,6 +169,7 @@ def city_config(plans: Sequence[SitePlan], *, influx_url: str, mqtt_port: int, g
         "outbox": {"max_batch_age": "500ms"},
         "gateways": [{"id": gw_id[d], "transport": "tcp", "host": "127.0.0.1", "port": gateway_ports[d],
                       "interval": interval, "timeout": timeout, "retries": 0} for d in districts],
+        **telemetry,
         "sites": sites,
         "api": {"listen": listen},
     }

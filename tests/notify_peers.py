@@ -80,3 +80,15 @@ class HttpPeer:
     def keys(self) -> Counter[str]:
         with self._lock:
             return Counter(r.headers.get("x-gshp-idempotency-key", "") for r in self.received)
+
+
+def notice(change: str = "opened", **incident: Any) -> dict[str, Any]:
+    """A sample incident notice (`rules.notify.sample_event`) with another change and incident fields."""
+    from rules.notify import sample_event
+
+    d = sample_event(**{k: incident.pop(k) for k in ("site", "site_name", "district") if k in incident})
+    d["change"] = change
+    d["incident"].update(incident)
+    if change == "resolved":
+        d["incident"].update(state="resolved", ended_at=d["at"])
+    return d

@@ -5,6 +5,8 @@ Topic ``{prefix}/{shard}/{site}/{meter}``; payload, with absent values left out:
     {"site":"hehua-plaza","meter":"E1","role":"extraction","ts":"2026-07-01T00:00:00+00:00",
      "rate_m3h":52.5,"total_m3":123456.78,"signal_pct":87.0,"error_code":0}
 
+(an interval-volume meter's reading carries ``volume_m3`` and ``period_s`` instead of ``total_m3``).
+
 A rule worker decodes it with the `gshp-reading` payload profile through the same MQTT source as DTU
 messages: site, meter and role come from its configuration (the topic names the configured meter), the
 values and the device time from the payload.
@@ -38,7 +40,7 @@ def shard_filter(prefix: str, shard: int) -> str:
 
 def encode_reading(r: Reading) -> bytes:
     doc: dict[str, Any] = {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.isoformat()}
-    for name in ("rate_m3h", "total_m3", "signal_pct", "error_code"):
+    for name in ("rate_m3h", "total_m3", "signal_pct", "error_code", "volume_m3", "period_s"):
         v = getattr(r, name)
         if v is not None:
             doc[name] = v
@@ -49,7 +51,7 @@ def decode_reading(payload: bytes) -> Reading:
     """The inverse of `encode_reading` (for tools and tests; the rule worker decodes with the profile)."""
     d = json.loads(payload)
     return Reading(d["site"], d["meter"], Role(d["role"]), datetime.fromisoformat(d["ts"]), d.get("rate_m3h"),
-                   d.get("total_m3"), d.get("signal_pct"), d.get("error_code"))
+                   d.get("total_m3"), d.get("signal_pct"), d.get("error_code"), d.get("volume_m3"), d.get("period_s"))
 
 
 def fanout_profile() -> PayloadProfile:
@@ -59,7 +61,7 @@ def fanout_profile() -> PayloadProfile:
         "time": {"path": "ts", "format": "iso8601", "missing": "reject"},
         "fields": {"rate_m3h": {"path": "rate_m3h"}, "total_m3": {"path": "total_m3"},
                    "signal_pct": {"path": "signal_pct"}, "error_code": {"path": "error_code"},
-                   "required": []},
+                   "volume_m3": {"path": "volume_m3"}, "period_s": {"path": "period_s"}, "required": []},
         "null_values": [],
     })
 

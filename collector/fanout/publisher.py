@@ -38,6 +38,7 @@ _POLL = 0.002
 class FanoutOutbox(Outbox):
     """The collector's second outbox: readings waiting to be published to the rule workers."""
 
+    store_name = "fanout"
     consumer = "the MQTT broker (fan-out to the rule workers)"
     full_hint = ("the broker has not acknowledged the fan-out for a long time; check the broker and `mqtt:`, "
                  "or raise fanout.max_rows")

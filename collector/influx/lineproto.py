@@ -74,7 +74,8 @@ def format_line(measurement: str, tags: Mapping[str, str | None], fields: Mappin
 
 
 class FlowSchema:
-    """Encodes readings as `flow` lines with tags site, meter, role, district (from config, never payload)."""
+    """Encodes readings as `flow` lines with tags site, meter, role, district (from config, never payload);
+    an interval volume is stored as `volume_m3` with its `period_s`, beside (never instead of) a total."""
 
     MEASUREMENT = "flow"
 
@@ -91,12 +92,16 @@ class FlowSchema:
             self._prefix[key] = prefix
         # the hot path: fields in sorted order, as Point writes them; numbers always as floats
         fields = f"error_code={int(r.error_code)}i," if r.error_code is not None else ""
+        if r.period_s is not None:  # an interval volume: the water of [ts − period_s, ts]
+            fields += f"period_s={_float(r.period_s)},"
         if r.rate_m3h is not None:
             fields += f"rate_m3h={_float(r.rate_m3h)},"
         if r.signal_pct is not None:
             fields += f"signal_pct={_float(r.signal_pct)},"
         if r.total_m3 is not None:
             fields += f"total_m3={_float(r.total_m3)},"
+        if r.volume_m3 is not None:
+            fields += f"volume_m3={_float(r.volume_m3)},"
         return f"{prefix} {fields[:-1]} {round(r.ts.timestamp() * 1000)}"
 
     def lines(self, readings: Iterable[Reading]) -> list[str]:

@@ -79,13 +79,14 @@ class InfluxReader:
 
     def flow(self, start: datetime, stop: datetime, site: str | None = None) -> pd.DataFrame:
         """Readings in [start, stop): columns ts, site, meter, role, rate_m3h, total_m3, signal_pct,
-        error_code — sorted by ts."""
+        error_code, volume_m3, period_s — sorted by ts."""
         where = f"time >= {_time(start)} AND time < {_time(stop)}"
         if site is not None:
             where += f" AND site = {quote_literal(site)}"
-        df = self.query(f"SELECT rate_m3h, total_m3, signal_pct, error_code, site, meter, role "
-                        f"FROM flow WHERE {where}")
-        columns = ["ts", "site", "meter", "role", "rate_m3h", "total_m3", "signal_pct", "error_code"]
+        df = self.query(f"SELECT rate_m3h, total_m3, signal_pct, error_code, volume_m3, period_s, site, meter, "
+                        f"role FROM flow WHERE {where}")
+        columns = ["ts", "site", "meter", "role", "rate_m3h", "total_m3", "signal_pct", "error_code", "volume_m3",
+                   "period_s"]
         if df.empty:
             return pd.DataFrame(columns=columns)
         df = df.rename(columns={"time": "ts"})

@@ -23,7 +23,8 @@ __all__ = ["DOWNSAMPLED", "Policy", "downsample_policy", "plan_retention", "seri
 
 DOWNSAMPLED: Mapping[str, str] = {
     "flow": ("mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3, min(signal_pct) AS signal_pct, "
-             "max(error_code) AS error_code, count(total_m3) AS readings"),
+             "max(error_code) AS error_code, count(total_m3) AS readings, sum(volume_m3) AS volume_m3, "
+             "sum(period_s) AS period_s"),
     "balance": ("last(extracted_m3) AS extracted_m3, last(reinjected_m3) AS reinjected_m3, "
                 "last(deficit_m3) AS deficit_m3, last(deficit_pct) AS deficit_pct, last(complete) AS complete"),
 }

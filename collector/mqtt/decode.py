@@ -47,7 +47,7 @@ class DecodeContext:
     tz: tzinfo
     max_clock_skew: timedelta = timedelta(minutes=2)
     max_age: timedelta = timedelta(days=30)
-    max_payload: int = 256 * 1024
+    max_payload: int = 64 * 1024
     codec: RegisterCodec = NO_REGISTER_CODEC
 
 
@@ -285,10 +285,12 @@ def _build(b: Binding, ts: datetime, values: Mapping[str, float | int | None]) -
         raise Rejected(R.OUT_OF_RANGE, f"signal_pct {signal} is not in 0..100")
     code = values.get("error_code")
     rate = values.get("rate_m3h")
+    volume, period = values.get("volume_m3"), values.get("period_s")
     try:
         return Reading(b.site, b.meter, b.role, ts, None if rate is None else float(rate),
                        None if total is None else float(total), None if signal is None else float(signal),
-                       None if code is None else int(code))
+                       None if code is None else int(code), None if volume is None else float(volume),
+                       None if period is None else float(period))
     except ModelError as exc:
         raise Rejected(R.MISSING_FIELD if "neither" in str(exc) else R.OUT_OF_RANGE, str(exc)) from None
 

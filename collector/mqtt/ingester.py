@@ -1,10 +1,12 @@
 """The MQTT source: subscribe, decode, commit, then acknowledge — at-least-once from DTU to outbox.
 
-Threads: paho's network thread receives and hands each message to a bounded inbox; the ingest thread
-takes batches (up to `batch_max` messages and half of `max_inflight`, gathered for at most `batch_wait`)
-and decodes them; a commit thread commits the readings through `accept` (on the service's event loop, so
-listeners run where every source's readings arrive) and the rejects to the dead-letter store while the
-next batch is decoded; only then is every message of the batch acknowledged (manual ack, one write).
+Threads: paho's network thread receives and hands each message to a bounded inbox (a payload above
+`max_payload` keeps only its first `TOO_LARGE_PREFIX` bytes there, so the inbox is bounded in bytes too);
+the ingest thread takes batches (up to `batch_max` messages and half of `max_inflight`, gathered for at
+most `batch_wait`) and decodes them; a commit thread commits the readings through `accept` (on the
+service's event loop, so listeners run where every source's readings arrive) and the rejects to the
+dead-letter store while the next batch is decoded; only then is every message of the batch acknowledged
+(manual ack, one write).
 A crash at any point leaves the unacknowledged messages with the broker, which redelivers
 them to the persistent session; the points they produce are identical (same tags, same device time), so
 InfluxDB stores them once, and readings carry the device time so the rule engine can drop repeats by
@@ -49,6 +51,8 @@ log = logging.getLogger("collector.mqtt")
 Accept = Callable[[Sequence[Reading], str], None]
 
 _ACCEPT_TIMEOUT = 60.0
+TOO_LARGE_PREFIX = 4096
+"""Bytes kept of a payload above `max_payload`: enough to see what sent it, never the flood itself."""
 _POLL = 0.2
 
 
@@ -61,6 +65,7 @@ class _Message:
     payload: bytes
     received: float
     dup: bool
+    size: int  # of the payload as received (`payload` holds its first bytes only when above the bound)
     retain: bool = False  # sent from the broker's retained store (on subscribing): not a reading unless accepted
 
 
@@ -224,8 +229,11 @@ class MqttSource:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._paused:
             return  # not acknowledged: the broker redelivers it on the next connection
-        m = _Message(self._epoch, msg.mid, msg.qos, msg.topic, bytes(msg.payload), self._clock(), bool(msg.dup),
-                     bool(msg.retain))
+        payload = msg.payload
+        size, bound = len(payload), self.context.max_payload
+        m = _Message(self._epoch, msg.mid, msg.qos, msg.topic,
+                     bytes(payload if size <= bound else payload[:TOO_LARGE_PREFIX]), self._clock(), bool(msg.dup),
+                     size, bool(msg.retain))
         with self._cond:
             # The broker bounds what it sends unacknowledged (max_inflight); should it send more, wait
             # here: TCP backpressure, never an unbounded queue.
@@ -240,8 +248,9 @@ class MqttSource:
         """The fast path's runs of PUBLISH packets: into the inbox under one lock, within its bound."""
         if self._paused:
             return  # not acknowledged: the broker redelivers them on the next connection
-        epoch, received = self._epoch, self._clock()
-        messages = [_Message(epoch, mid, qos, topic, payload, received, dup, retain)
+        epoch, received, cap = self._epoch, self._clock(), self.context.max_payload
+        messages = [_Message(epoch, mid, qos, topic, payload if len(payload) <= cap else payload[:TOO_LARGE_PREFIX],
+                             received, dup, len(payload), retain)
                     for mid, qos, dup, retain, topic, payload in batch]
         bound, full = self.settings.max_inflight, self._batch_size()
         with self._cond:
@@ -324,8 +333,13 @@ class MqttSource:
         seconds, received = -1.0, datetime.fromtimestamp(0, UTC)  # messages of one read share a receive time
         for m in batch:
             try:
-                hit = None if m.retain and not self.settings.accept_retained else self.router.route(m.topic)
-                if m.retain and not self.settings.accept_retained:
+                refuse_retained = m.retain and not self.settings.accept_retained
+                hit = None if refuse_retained else self.router.route(m.topic)
+                if m.size > len(m.payload):  # cut on receipt: never decoded
+                    rejected = [Rejected(RejectReason.TOO_LARGE, f"{m.size} bytes, the bound is "
+                                         f"{self.context.max_payload} (mqtt.max_payload); the first "
+                                         f"{len(m.payload)} are kept")]
+                elif refuse_retained:
                     rejected = [Rejected(RejectReason.RETAINED, "a retained message is the broker's copy of an "
                                          "old publish, not a reading (see mqtt.accept_retained)")]
                 elif hit is None:
@@ -346,7 +360,7 @@ class MqttSource:
                 first = rejected[0]
                 detail = first.detail if len(rejected) == 1 else f"{first.detail} (+{len(rejected) - 1} more)"
                 letters.append(NewDeadLetter(m.received, "mqtt", m.topic, first.reason.value, detail,
-                                             m.payload))
+                                             m.payload, m.size))
         return readings, letters
 
     def _count(self, batch: list[_Message]) -> None:

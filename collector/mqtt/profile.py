@@ -134,7 +134,7 @@ class FieldSpec(_Frozen):
         return compile_path(self.path)
 
 
-_FIELD_NAMES = ("rate_m3h", "total_m3", "signal_pct", "error_code")
+_FIELD_NAMES = ("rate_m3h", "total_m3", "signal_pct", "error_code", "volume_m3", "period_s")
 
 
 class Fields(_Frozen):
@@ -142,12 +142,20 @@ class Fields(_Frozen):
     total_m3: FieldSpec | None = None
     signal_pct: FieldSpec | None = None
     error_code: FieldSpec | None = None
+    volume_m3: FieldSpec | None = None  # an interval volume: the water of [time − period_s, time]
+    period_s: FieldSpec | None = None  # seconds
     required: tuple[str, ...] = ("total_m3",)  # a record lacking one of these is rejected
 
     @model_validator(mode="after")
     def _units(self) -> Fields:
-        if self.rate_m3h is None and self.total_m3 is None:
+        if self.rate_m3h is None and self.total_m3 is None and self.volume_m3 is None:
             raise ValueError("needs `rate_m3h` or `total_m3` (or both)")
+        if (self.volume_m3 is None) != (self.period_s is None):
+            raise ValueError("an interval volume needs both `volume_m3` and `period_s`")
+        if self.period_s and self.period_s.unit:
+            raise ValueError("period_s is in seconds: give it no unit (use `scale` for minutes)")
+        if self.volume_m3 and self.volume_m3.unit and self.volume_m3.unit not in VOLUME_UNITS:
+            raise ValueError(f"volume_m3.unit {self.volume_m3.unit!r}: use one of {', '.join(VOLUME_UNITS)}")
         if self.rate_m3h and self.rate_m3h.unit and self.rate_m3h.unit not in RATE_UNITS:
             raise ValueError(f"rate_m3h.unit {self.rate_m3h.unit!r}: use one of {', '.join(RATE_UNITS)}")
         if self.total_m3 and self.total_m3.unit and self.total_m3.unit not in VOLUME_UNITS:
@@ -170,7 +178,7 @@ class Fields(_Frozen):
         to m³/h or m³ — None for error_code, which is an integer and takes neither)."""
         return tuple((n, s, s.compiled, s.scale,
                       None if n == "error_code" else
-                      1.0 if s.unit is None else
+                      1.0 if s.unit is None or n == "period_s" else
                       rate_factor(s.unit) if n == "rate_m3h" else volume_factor(s.unit))
                      for n, s in self.items())
 

@@ -62,7 +62,9 @@ class MqttSettings(BaseModel):
                                  description="gather a batch for at most this long")
     reconnect_min: Duration = timedelta(seconds=1)
     reconnect_max: Duration = timedelta(seconds=60)
-    max_payload: int = Field(default=256 * 1024, ge=64, description="larger payloads are dead-lettered")
+    max_payload: int = Field(default=64 * 1024, ge=64, le=256 * 1024 * 1024,
+                             description="bytes; a larger payload is dead-lettered (too_large) before decoding, "
+                                         "its first bytes only are kept")
     max_clock_skew: Duration = Field(default=timedelta(minutes=2),
                                      description="reject device timestamps further in the future")
     max_age: Duration = Field(default=timedelta(days=30),
@@ -70,6 +72,8 @@ class MqttSettings(BaseModel):
     accept_retained: bool = Field(default=False, description="take retained messages as readings")
     profiles_dir: Path | None = Field(default=None, description="extra payload profiles (*.yaml)")
     deadletter_max_rows: int = Field(default=100_000, ge=10, description="oldest dead letters go first")
+    deadletter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024,
+                                      description="bytes the dead-letter store holds; oldest entries go first")
     broker_stats: bool = Field(default=True, description="read the broker's drop counter from $SYS (mosquitto)")
     ride_out: Duration = Field(default=timedelta(hours=1),
                                description="an outage of the collector the broker's queue must hold")

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from alerting.model import Alert, AlertKind, AlertState
 from collector.model import Site
 from gshp.evaluation import BOARD_WINDOWS
-from gshp.live import reading_event
-from rules.store import StoredAlert
-
-if TYPE_CHECKING:
-    from gshp.service import Service
+from gshp.live import LiveState, reading_event
+from rules.engine import Engine
+from rules.settings import RulesSettings
 
 __all__ = ["STATUSES", "SiteStatus", "district_counts", "site_status"]
 
@@ -37,18 +36,11 @@ class SiteStatus:
     def district(self) -> str:
         return self.site.district
 
-    def summary(self) -> dict[str, Any]:
-        return {"id": self.site.id, "name": self.site.name, "district": self.site.district,
-                "status": self.status, "last_seen": self.last_seen.isoformat() if self.last_seen else None,
-                "age_s": None if self.age_s is None else round(self.age_s, 1),
-                "extraction_m3h": self.extraction_m3h, "reinjection_m3h": self.reinjection_m3h,
-                "balance": self.balance, "alerts_firing": self.alerts_firing}
 
-
-def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]) -> SiteStatus:
-    now = service.clock.now()
-    offline_after = service.config.rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
-    latest = service.live.latest(site.id)
+def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, engine: Engine,
+                rules: RulesSettings, now: datetime) -> SiteStatus:
+    offline_after = rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
+    latest = live.latest(site.id)
     meters = []
     for m in site.meters:
         r = latest.get(m.id)
@@ -56,10 +48,10 @@ def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]
         meters.append({"id": m.id, "role": m.role.value, "source": m.source,
                        "status": "unknown" if age is None else ("offline" if age > offline_after else "normal"),
                        "latest": None if r is None else reading_event(r)})
-    last_seen = service.live.last_seen(site.id)
+    last_seen = live.last_seen(site.id)
     age_s = None if last_seen is None else max(0.0, (now - last_seen).total_seconds())
-    firing = [a for a in open_alerts if a.site == site.id and a.state == "firing"]
-    if any(a.kind == "discharge" for a in firing):
+    firing = [a for a in open_alerts if a.site == site.id and a.state is AlertState.FIRING]
+    if any(a.kind is AlertKind.DISCHARGE for a in firing):
         status = "discharge"
     elif age_s is None:
         status = "unknown"
@@ -69,13 +61,13 @@ def site_status(service: Service, site: Site, open_alerts: Iterable[StoredAlert]
         status = "fault"
     else:
         status = "normal"
-    history = service.live.history(site.id)
+    history = live.history(site.id)
     point = history[-1] if history else None
     return SiteStatus(
         site, status, last_seen, age_s,
         None if point is None else round(point.extraction_m3h, 3),
         None if point is None else round(point.reinjection_m3h, 3),
-        {name: service.engine.balance(site.id, window) for name, window in BOARD_WINDOWS.items()},
+        {name: engine.balance(site.id, window) for name, window in BOARD_WINDOWS.items()},
         len(firing), meters)
 
 

@@ -1,7 +1,20 @@
 """Subcommands of `gshp`. Each module exposes `register(subparsers)` and sets `func` on its parser."""
 
-from gshp.commands import audit, backup, check_config, deadletter, demo, notify, poll, replay, report, run, sim
+from gshp.commands import (
+    audit,
+    backup,
+    check_config,
+    deadletter,
+    demo,
+    evidence,
+    notify,
+    poll,
+    replay,
+    report,
+    run,
+    sim,
+)
 
-COMMANDS = [check_config, run, poll, replay, report, sim, notify, deadletter, audit, demo, backup]
+COMMANDS = [check_config, run, poll, replay, report, sim, notify, deadletter, audit, demo, backup, evidence]
 
 __all__ = ["COMMANDS"]

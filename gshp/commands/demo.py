@@ -11,7 +11,8 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "demo", help="run a simulated city end to end on this machine",
         description="Start a private mosquitto and influxd on loopback (or use those --config names), simulate "
-                    "a city of 12 sites in 4 districts (Modbus TCP meters and MQTT DTUs; one site drains 35 %, "
+                    "a city of 14 sites in 4 districts (Modbus TCP meters, MQTT DTUs, HJ 212 data loggers and an "
+                    "SZY 206 terminal; one site drains 35 %, "
                     "one drains at night, one reinjection meter goes silent), run the service on it with its "
                     "board, and print each alert as a webhook receives it. The start prints a viewer and an "
                     "enforcement token for this run: on loopback reading needs none and acknowledging needs the "

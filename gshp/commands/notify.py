@@ -36,17 +36,17 @@ USES = ALWAYS | {"notify", "api"}
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "notify", help="test receivers, show the notification queue, manage silences",
-        description="Notifications to enforcement: send a sample alert through one receiver, list what is "
-                    "queued, failing or dead per receiver, and silence alerts for a while.")
+        description="Notifications to enforcement: send a sample incident notice through one receiver, list what "
+                    "is queued, failing or dead per receiver, and silence notifications for a while.")
     cmds = p.add_subparsers(dest="notify_command", metavar="ACTION", required=True)
 
-    t = cmds.add_parser("test", help="send a sample alert event through one receiver and report the result",
-                        description="Sends a sample firing discharge alert (the full event shape) through "
-                                    "one receiver now, bypassing routing, grouping and the queue. Exit 0 when "
+    t = cmds.add_parser("test", help="send a sample incident notice through one receiver and report the result",
+                        description="Sends a sample notice of an opened discharge incident (the full notice shape) "
+                                    "through one receiver now, bypassing routing, grouping and the queue. Exit 0 when "
                                     "the receiver accepted it, 1 otherwise.")
     t.add_argument("--config", required=True, help="the YAML configuration file")
     t.add_argument("--receiver", required=True, help="the receiver's name under notify:")
-    t.add_argument("--event", type=Path, help="a JSON file with the alert event to send instead of the sample")
+    t.add_argument("--event", type=Path, help="a JSON file with the incident notice to send instead of the sample")
     t.set_defaults(func=run_test)
 
     s = cmds.add_parser("status", help="queued / failed / dead notifications per receiver",
@@ -121,7 +121,8 @@ def run_test(args: argparse.Namespace) -> int:
             print(f"error: no receiver named {args.receiver!r} under notify: (known: {known})", file=sys.stderr)
             return 2
         target = notifier.receivers[args.receiver].target()
-        print(f"sending a sample {event.get('kind')} alert for {event.get('site_name')} to {args.receiver} "
+        incident = event.get("incident") or {}
+        print(f"sending a sample {incident.get('kind')} incident for {incident.get('site_name')} to {args.receiver} "
               f"({target}) …")
         try:
             took = notifier.send_test(args.receiver, event)

@@ -1,7 +1,8 @@
 """`gshp replay --config FILE --readings FILE.csv`: run the live rules over recorded readings.
 
-stdout carries only the alert transitions (one JSON object per line, or a table with --format table);
-progress and bad rows go to stderr.
+stdout carries only the alert transitions (one JSON object per line, or a table with --format table) and,
+with --incidents, the incident changes (`{"change": …, "at": …, "incident": {…}}` lines, after the alerts of
+the same evaluation); progress and bad rows go to stderr.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
+from alerting.model import Alert, IncidentNotice
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.commands.configfile import SITES, load_config_or_exit
 from gshp.config import Config
 from rules.engine import Engine
-from rules.events import AlertEvent
-from rules.replay import Readings, ReplayError, parse_readings, readings_from_frame, replay
+from rules.replay import Readings, ReplayError, parse_readings, readings_from_frame, replay_steps
 
 BAD_ROWS_SHOWN = 20
 
@@ -44,6 +45,8 @@ def register(sub: Any) -> None:
     p.add_argument("--site", action="append", help="with --from-influx: only this site (repeatable)")
     p.add_argument("--format", choices=("json", "table"), default="json", help="output format (json lines)")
     p.add_argument("--language", choices=("zh", "en"), default=None, help="summary language (rules.language)")
+    p.add_argument("--incidents", action="store_true",
+                   help="also print the incident changes (opened, escalated, resolved…) as JSON lines")
     p.set_defaults(func=run)
 
 
@@ -132,9 +135,13 @@ def _replay(args: argparse.Namespace, config: Config, readings: Readings, starte
         print(f"replay: {rows}/{len(readings)} rows", file=sys.stderr)
 
     count = 0
-    for event in replay(engine, readings, progress if sys.stderr.isatty() else None):
-        count += 1
-        out.write(_format(event, args.format))
+    for step in replay_steps(engine, readings, progress if sys.stderr.isatty() else None):
+        for event in step.alerts:
+            count += 1
+            out.write(_format(event, args.format))
+        if args.incidents:
+            for notice in step.notices:
+                out.write(_format_notice(notice, args.format, args.language or config.rules.language.value))
     out.flush()
     s = engine.stats
     print(f"replay: {len(readings)} readings ({len(readings.bad)} bad rows skipped, "
@@ -144,7 +151,16 @@ def _replay(args: argparse.Namespace, config: Config, readings: Readings, starte
     return 0
 
 
-def _format(event: AlertEvent, fmt: str) -> str:
+def _format_notice(notice: IncidentNotice, fmt: str, language: str) -> str:
+    if fmt == "json":
+        return notice.to_json() + "\n"
+    i = notice.incident
+    volume = "" if i.volume_m3 is None else f"{i.volume_m3.estimate:.1f} m³ "
+    return (f"{notice.to_dict()['at']:25} {i.site:16} {'incident:' + i.kind.value:20} {notice.change.value:9} "
+            f"{i.severity.value:9} {volume}{i.text((i.summary and next(iter(i.summary))) or 'zh')}\n")
+
+
+def _format(event: Alert, fmt: str) -> str:
     if fmt == "json":
         return event.to_json() + "\n"
     d = event.to_dict()

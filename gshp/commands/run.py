@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,14 +16,17 @@ from pydantic import ValidationError
 from gshp.clock import Clock, DataClock, SystemClock
 from gshp.commands.configfile import load_config_or_exit
 from gshp.config import ApiSettings
+from gshp.config.exposure import exposed_secrets, readable_by_others
 from gshp.config.planning import planning_problems
 from gshp.config.schema import config_warnings
+from gshp.evidence import EvidenceError
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.service import Service, Source
 from gshp.shard import ShardSettings
 from gshp.sources import SourceConfigError, build_sources, fanout_source
+from gshp.statelock import StateDirBusy, lock_state_dir
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gshp.run")
 
 
 def register(sub: Any) -> None:
@@ -73,7 +78,35 @@ def run(args: argparse.Namespace) -> int:
         for text in err.problems:
             print(f"{args.config}: {text}", file=sys.stderr)
         return 2
+    os.umask(0o077)  # every state file this process creates: 0600, directories 0700
+    try:
+        lock_state_dir(plan.config.state_dir)  # held until the process ends
+    except StateDirBusy as err:
+        print(f"{args.config}: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"{args.config}: state_dir {plan.config.state_dir} cannot be used: {err}", file=sys.stderr)
+        return 2
+    _warn_exposed(Path(args.config))
     clock: Clock = DataClock() if args.clock == "data" else SystemClock()
-    service = Service(plan.config, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
+    try:
+        service = Service(plan.config, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
+    except EvidenceError as err:
+        print(f"{args.config}: {err}", file=sys.stderr)
+        return 2
     asyncio.run(service.serve())
     return 0
+
+
+def _warn_exposed(path: Path) -> None:
+    """A config file that other users can read must not hold secrets written into it."""
+    try:
+        if not readable_by_others(path):
+            return
+        found = exposed_secrets(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return
+    if found:
+        log.warning("%s is readable by other users (mode %o) and holds secrets written into it: %s — "
+                    "run `chmod 600 %s`, or take them from the environment (${VAR})", path,
+                    path.stat().st_mode & 0o777, ", ".join(found), path)

@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from simulators.modbus import (
 )
 from simulators.scenarios import SCENARIOS, build
 
-__all__ = ["register", "register_modbus", "register_mqtt", "register_scenarios", "register_site"]
+__all__ = ["register", "register_hj212", "register_modbus", "register_mqtt", "register_scenarios", "register_site",
+           "register_szy206"]
 
 
 USES = SITES
@@ -48,6 +50,8 @@ def register(sub: Any) -> None:
     register_modbus(simsub)
     register_site(simsub)
     register_mqtt(simsub)
+    register_hj212(simsub)
+    register_szy206(simsub)
     register_scenarios(simsub)
 
 
@@ -340,3 +344,143 @@ def run_mqtt(args: argparse.Namespace) -> int:
         sim.stop()
     print(f"published {sim.readings} readings in {sim.published} messages ({args.scenario})")
     return 0
+
+
+def _outage(text: str) -> tuple[timedelta, timedelta]:
+    start, sep, length = text.partition(":")
+    try:
+        a, b = float(start), float(length)
+    except ValueError:
+        a = b = -1.0
+    if not sep or a < 0 or b <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: write START:MINUTES in data minutes, e.g. 10:30")
+    return timedelta(minutes=a), timedelta(minutes=b)
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a fraction from 0 to 1, e.g. 0.05")
+    return v
+
+
+def _uplink_args(p: argparse.ArgumentParser, what: str, interval: str) -> None:
+    p.add_argument("--config", required=True, help="the YAML configuration file")
+    p.add_argument("--sites", nargs="+", metavar="SITE", help="only these site ids (default: all)")
+    p.add_argument("--scenario", type=_dtu_scenario, default=Scenario(),
+                   help=f"one of {Scenario.names(DTU_SCENARIOS)} (default balanced)")
+    p.add_argument("--flow", type=float, default=40.0, help="nominal flow per extraction meter, m3/h")
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    p.add_argument("--hours", type=float, default=1.0, help="simulated span ending now (default 1)")
+    p.add_argument("--interval", type=float, default=None, help=f"seconds between uploads (default {interval})")
+    p.add_argument("--host", default=None, help=f"the collector's host (default: from `{what}: listen`)")
+    p.add_argument("--port", type=int, default=None, help=f"the collector's port (default: from `{what}: listen`)")
+    p.add_argument("--window", type=int, default=1, help="frames in flight per logger (default 1)")
+    p.add_argument("--answer-timeout", type=float, default=2.0,
+                   help="seconds to wait for an answer before sending a frame again (default 2)")
+    p.add_argument("--bad-crc", type=_fraction, default=0.0, metavar="FRACTION",
+                   help="send this fraction of frames with a broken CRC (sent once, not waited for)")
+    p.add_argument("--outage", type=_outage, metavar="START:MINUTES",
+                   help="no connection from START for MINUTES (data minutes): frames are buffered, uploaded after")
+
+
+def register_hj212(group: Any) -> None:
+    p: argparse.ArgumentParser = group.add_parser(
+        "hj212", help="upload like the config's HJ 212 data loggers",
+        description="Upload the config's HJ 212 meters as their data loggers would (real-time data with "
+                    "rate and totalizer; minute data with the interval volume for `volume:` meters) from the "
+                    "site physics every simulator shares, waiting for each data answer and sending again what "
+                    "is not answered. Simulated time runs over the last --hours up to now, --speed times "
+                    "faster than real time.")
+    _uplink_args(p, "hj212", "hj212.minute_interval, which a `volume:` meter's uploads must span")
+    p.add_argument("--wrong-password", action="store_true", help="upload with a wrong password (PW)")
+    p.set_defaults(func=run_hj212)
+
+
+def register_szy206(group: Any) -> None:
+    p: argparse.ArgumentParser = group.add_parser(
+        "szy206", help="report like the config's SZY 206 terminals",
+        description="Report the config's SZY 206 meters as their terminals would (self-reported real-time "
+                    "data, AFN C0H, flow points of instantaneous flow and cumulative volume) from the site "
+                    "physics every simulator shares, waiting for each confirmation and sending again what is "
+                    "not confirmed. Simulated time runs over the last --hours up to now, --speed times faster "
+                    "than real time.")
+    _uplink_args(p, "szy206", "60")
+    p.set_defaults(func=run_szy206)
+
+
+def _run_uplinks(args: argparse.Namespace, name: str, listen: str,
+                 build: Any, answers: Any) -> int:
+    from simulators.city import site_physics
+    from simulators.datalogger import DataLogger, UplinkPlan, run_uplinks
+
+    config = load_config_or_exit(args.config)
+    sites = [s for s in config.sites if not args.sites or s.id in args.sites]
+    unknown = set(args.sites or ()) - {s.id for s in sites}
+    if unknown:
+        print(f"unknown site ids: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    host, _, port = listen.rpartition(":")
+    host = args.host or (host.strip("[]") if host not in ("0.0.0.0", "::", "[::]", "") else "127.0.0.1")
+    end = datetime.now(UTC).replace(microsecond=0)
+    plan = UplinkPlan(start=end - timedelta(hours=args.hours), end=end, interval=timedelta(seconds=args.interval or 60),
+                      speed=args.speed, outage=args.outage)
+    physics = site_physics(sites, args.scenario, plan.start, config.tz, flow_m3h=args.flow)
+    encoders = build(config, sites)
+    if not encoders:
+        print(f"{args.config}: no {name} meters in the chosen sites", file=sys.stderr)
+        return 2
+    stations = [(e, DataLogger(host, args.port or int(port), answers, window=args.window,
+                               answer_timeout=args.answer_timeout)) for e in encoders]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"{name}: {len(stations)} loggers to {host}:{args.port or port}, scenario {args.scenario}, "
+          f"speed {args.speed:g}x", flush=True)
+    try:
+        left = run_uplinks(plan, lambda t: physics.readings(t, source=name), stations, stop)
+    except KeyboardInterrupt:
+        left = sum(lg.pending for _, lg in stations)
+    sent = sum(lg.sent for _, lg in stations)
+    print(f"{name}: sent {sent} frames ({sum(lg.resent for _, lg in stations)} again), "
+          f"{sum(lg.answered for _, lg in stations)} answered, {left} unanswered, "
+          f"{sum(lg.dropped for _, lg in stations)} dropped from full buffers")
+    return 0 if left == 0 else 1
+
+
+def run_hj212(args: argparse.Namespace) -> int:
+    from simulators.hj212 import Hj212Faults, hj212_answers, hj212_stations
+
+    def build(config: Any, sites: Any) -> Any:
+        passwords = config.hj212.passwords() if config.hj212 is not None else {}
+        minute = config.hj212.minute_interval if config.hj212 is not None else timedelta(minutes=1)
+        faults = Hj212Faults(bad_crc=args.bad_crc, wrong_password=args.wrong_password)
+        return hj212_stations(sites, passwords, config.tz, minute, faults)
+
+    config = load_config_or_exit(args.config)
+    if config.hj212 is None:
+        print(f"{args.config}: has no `hj212:` section", file=sys.stderr)
+        return 2
+    minute = config.hj212.minute_interval.total_seconds()
+    args.interval = args.interval or minute
+    if args.interval != minute and any(m.hj212 and m.hj212.volume for s in config.sites for m in s.meters):
+        print(f"--interval {args.interval:g}s: minute data must span hj212.minute_interval ({minute:g}s)",
+              file=sys.stderr)
+        return 2
+    return _run_uplinks(args, "hj212", config.hj212.listen, build, hj212_answers)
+
+
+def run_szy206(args: argparse.Namespace) -> int:
+    from simulators.szy206 import szy206_answers, szy206_terminals
+
+    def build(config: Any, sites: Any) -> Any:
+        unit = config.szy206.flow_unit
+        return szy206_terminals(sites, config.tz, unit, bad_crc=args.bad_crc)
+
+    config = load_config_or_exit(args.config)
+    if config.szy206 is None:
+        print(f"{args.config}: has no `szy206:` section", file=sys.stderr)
+        return 2
+    return _run_uplinks(args, "szy206", config.szy206.listen, build, szy206_answers)

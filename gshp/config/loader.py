@@ -244,6 +244,9 @@ _PATTERN_WORDS = {
     r"^[^@\s]+@[^@\s]+$": "an e-mail address, e.g. duty@example.org",
     r"^[^@\s]+@[^@\s]+$|^.*<[^@\s<>]+@[^@\s<>]+>$":
         "an e-mail address, alone or after a name: alarm@example.org or 监测平台 <alarm@example.org>",
+    r"^[0-9]{6}$": "six digits, e.g. 411302",
+    r"^[A-Za-z0-9]{1,16}-(Rtd|Cou|Avg|Min|Max)$": "an HJ 212 factor field: code-Rtd, -Cou, -Avg, -Min or -Max, "
+                                                  "e.g. w00000-Rtd",
     r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$": "an HTTP header name (letters, digits and !#$%&'*+.^_`|~-), e.g. Authorization",
     r"^\+?[0-9][0-9-]{2,19}$": "a mobile number, digits only, e.g. 13800000000",
     PUBLIC_URL_PATTERN:

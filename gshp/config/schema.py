@@ -12,12 +12,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from collector.fanout.settings import FanoutSettings
+from collector.hj212.settings import Hj212Settings
 from collector.influx.settings import InfluxSettings
 from collector.modbus.settings import Gateway
 from collector.model import FreeText, Site, TagText, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
 from collector.seen import SeenSettings
+from collector.szy206.settings import Szy206Settings
 from gshp.health import HealthSettings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
@@ -119,6 +121,8 @@ class Config(_Frozen):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     influx: InfluxSettings = InfluxSettings(api="v1")  # type: ignore[arg-type]
     mqtt: MqttSettings | None = None
+    hj212: Hj212Settings | None = None
+    szy206: Szy206Settings | None = None
     outbox: OutboxSettings = OutboxSettings()
     gateways: tuple[Gateway, ...] = ()
     modbus_profiles: Path | None = None  # a directory of extra register profiles (*.yaml)
@@ -186,6 +190,7 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
             if m.mqtt is not None and config.mqtt is None:
                 yield (("sites", i, "meters", j, "mqtt"),
                        "an MQTT meter needs the `mqtt:` broker section")
+            yield from _telemetry_problems(config, i, j)
     districts = {s.district for s in config.sites}
     for name in config.rules.districts:
         if name not in districts:
@@ -198,6 +203,20 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
         if r.name in receivers:
             yield ("notify", i, "name"), f"receiver name {r.name!r} appears twice"
         receivers.add(r.name)
+
+
+def _telemetry_problems(config: Config, i: int, j: int) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """An HJ 212 meter needs the `hj212:` listener and its MN among the stations; an SZY 206 meter the
+    `szy206:` listener."""
+    m = config.sites[i].meters[j]
+    if m.hj212 is not None:
+        if config.hj212 is None:
+            yield ("sites", i, "meters", j, "hj212"), "an HJ 212 meter needs the `hj212:` listener section"
+        elif m.hj212.mn not in {s.mn for s in config.hj212.stations}:
+            yield (("sites", i, "meters", j, "hj212", "mn"),
+                   f"MN {m.hj212.mn!r} is not under `hj212: stations:` (add it with its password)")
+    if m.szy206 is not None and config.szy206 is None:
+        yield ("sites", i, "meters", j, "szy206"), "an SZY 206 meter needs the `szy206:` listener section"
 
 
 def shard_problems(config: Config, count: int) -> Iterator[tuple[tuple[str | int, ...], str]]:

@@ -65,13 +65,6 @@ def read_flow(reader: FlowReader, sites: Sequence[Site], start: datetime, stop: 
     return readings_from_frame(pd.concat(frames, ignore_index=True))
 
 
-def _when(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    t = datetime.fromisoformat(text)
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-
-
 def alert_spans(store: AlertStore, sites: Iterable[str]) -> list[AlertSpan]:
     """Every stored alert of `sites` as a span; `fired` is read from its transitions when it resolved."""
     wanted = set(sites)
@@ -81,8 +74,9 @@ def alert_spans(store: AlertStore, sites: Iterable[str]) -> list[AlertSpan]:
             continue
         fired = a.state == "firing" or (a.state == "resolved"
                                         and any(t.get("state") == "firing" for t in store.transitions(a.id)))
-        out.append(AlertSpan(id=a.id, site=a.site, rule=a.rule, kind=a.kind, severity=a.severity,
-                             start=datetime.fromtimestamp(a.starts_ts, UTC), end=_when(a.ends_at), fired=fired))
+        out.append(AlertSpan(id=a.id, site=a.site, rule=a.rule, kind=a.kind.value, severity=a.severity.value,
+                             start=a.starts_at.astimezone(UTC),
+                             end=None if a.ends_at is None else a.ends_at.astimezone(UTC), fired=fired))
     return out
 
 

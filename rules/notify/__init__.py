@@ -1,6 +1,7 @@
 """Notifications to enforcement: receivers (webhook, email, DingTalk, WeCom, MQTT), routing, grouping,
-silences, a durable queue and templates. The service builds one `Notifier` and the rule engine calls
-`Notifier.submit(event)` for every alert transition."""
+silences, a durable queue and templates. The service builds one `Notifier` and submits every incident
+notice (`alerting.model.IncidentNotice`: opened, escalated, resolved, case closed) with
+`Notifier.submit(notice)`. The package depends on `alerting` and `collector` only."""
 
 from rules.notify.errors import (
     DeliveryError,
@@ -8,7 +9,7 @@ from rules.notify.errors import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
-from rules.notify.event import AlertEvent, AlertState, Kind, Severity, parse_event, sample_event
+from rules.notify.event import IncidentNotice, parse_event, sample_event
 from rules.notify.notifier import Notifier
 from rules.notify.queue import MessageStatus, NotifyQueue, QueueFull
 from rules.notify.receivers import RECEIVERS
@@ -17,10 +18,8 @@ from rules.notify.silences import Matcher, Silence
 
 __all__ = [
     "RECEIVERS",
-    "AlertEvent",
-    "AlertState",
     "DeliveryError",
-    "Kind",
+    "IncidentNotice",
     "Matcher",
     "MessageStatus",
     "Notifier",
@@ -30,7 +29,6 @@ __all__ = [
     "QueueFull",
     "ReceiverSettings",
     "RetryableDeliveryError",
-    "Severity",
     "Silence",
     "parse_event",
     "sample_event",

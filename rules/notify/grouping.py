@@ -2,12 +2,13 @@
 
 - A group whose alerts are all new waits ``group_wait`` after its first unsent item, so alerts raised
   together go out together.
-- A group already notified (some alert in it was sent as firing and has not been sent as resolved) sends
-  news — new alerts, resolutions — at most every ``group_interval``.
-- With no news, a group with firing alerts repeats them every ``repeat_interval`` (0 = never).
+- A group already notified (some incident in it was sent as open and has not been sent as resolved) sends
+  news — new incidents, escalations, resolutions — at most every ``group_interval``.
+- With no news, a group with open incidents repeats them every ``repeat_interval`` (0 = never).
 
-Silences drop items from a notification without changing the alert's state; a `resolved` item goes
-out only to receivers that were told about the firing (and have ``send_resolved``).
+Items are incident notices (`alerting.model.IncidentNotice`). Silences drop items from a notification
+without changing the incident; a `resolved` notice goes out only to receivers that were told about the
+incident while it was open (and have ``send_resolved``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from rules.notify.event import AlertEvent, AlertState
+from alerting.model import IncidentChange, IncidentNotice, IncidentState
 from rules.notify.silences import Silence, silenced_by
 
 __all__ = ["FlushPlan", "GroupState", "Item", "ItemStatus", "Reason", "Timings", "due", "latest_by_alert",
@@ -38,18 +39,18 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True)
 class Item:
-    """One (alert id, state, receiver): the unit that is notified at most once."""
+    """One (incident change, receiver): the unit that is notified at most once."""
 
     key: str
     receiver: str
     group_key: str
-    event: AlertEvent
+    event: IncidentNotice
     received: float
     status: ItemStatus
 
     @property
     def order(self) -> tuple[float, int]:
-        return self.event.at.timestamp(), 1 if self.event.state is AlertState.RESOLVED else 0
+        return self.event.at.timestamp(), _RANK[self.event.change]
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Timings:
 class GroupState:
     first_pending: float | None  # when the oldest unsent item was recorded
     last_flush: float | None  # when the group last produced a notification
-    active: bool  # some alert of the group was notified as firing and is still firing
+    active: bool  # some incident of the group was notified while open and is still open
 
 
 def due(state: GroupState, t: Timings) -> tuple[float, Reason] | None:
@@ -78,7 +79,7 @@ def due(state: GroupState, t: Timings) -> tuple[float, Reason] | None:
 
 
 def latest_by_alert(items: Iterable[Item]) -> dict[str, Item]:
-    """The newest item of each alert id (a resolution wins over a firing at the same instant)."""
+    """The newest item of each incident (a resolution wins over an opening at the same instant)."""
     out: dict[str, Item] = {}
     for it in items:
         cur = out.get(it.event.id)
@@ -88,9 +89,9 @@ def latest_by_alert(items: Iterable[Item]) -> dict[str, Item]:
 
 
 def is_active(history: Iterable[Item]) -> bool:
-    """Whether some alert's newest settled item is a firing that was notified."""
+    """Whether some incident's newest settled item is an open one that was notified."""
     settled = latest_by_alert(i for i in history if i.status is not ItemStatus.PENDING)
-    return any(i.event.state is AlertState.FIRING and i.status is ItemStatus.NOTIFIED for i in settled.values())
+    return any(_open(i) and i.status is ItemStatus.NOTIFIED for i in settled.values())
 
 
 @dataclass(frozen=True)
@@ -102,26 +103,33 @@ class FlushPlan:
 def plan_flush(pending: Sequence[Item], history: Sequence[Item], send_resolved: bool,
                silences: Sequence[Silence], now: float) -> FlushPlan:
     """Decide, for a group's pending items, which are sent, silenced or skipped."""
-    told_firing = {i.event.id for i in history
-                   if i.event.state is AlertState.FIRING and i.status is ItemStatus.NOTIFIED}
+    told_firing = {i.event.id for i in history if _open(i) and i.status is ItemStatus.NOTIFIED}
     send: list[Item] = []
     statuses: dict[str, ItemStatus] = {}
     for it in sorted(pending, key=lambda i: i.order):
         if silenced_by(silences, it.event, it.receiver, now) is not None:
             statuses[it.key] = ItemStatus.SILENCED
-        elif it.event.state is AlertState.RESOLVED and (not send_resolved or it.event.id not in told_firing):
+        elif it.event.change is IncidentChange.RESOLVED and (not send_resolved or it.event.id not in told_firing):
             statuses[it.key] = ItemStatus.SKIPPED
         else:
             statuses[it.key] = ItemStatus.NOTIFIED
             send.append(it)
-            if it.event.state is AlertState.FIRING:
+            if _open(it):
                 told_firing.add(it.event.id)
     return FlushPlan(tuple(send), statuses)
 
 
 def plan_repeat(history: Sequence[Item], silences: Sequence[Silence], now: float) -> tuple[Item, ...]:
-    """The still-firing, notified, unsilenced alerts of a group, to remind the receiver of."""
+    """The still-open, notified, unsilenced incidents of a group, to remind the receiver of."""
     latest = latest_by_alert(i for i in history if i.status is not ItemStatus.PENDING)
     return tuple(sorted((i for i in latest.values()
-                         if i.event.state is AlertState.FIRING and i.status is ItemStatus.NOTIFIED
+                         if _open(i) and i.status is ItemStatus.NOTIFIED
                          and silenced_by(silences, i.event, i.receiver, now) is None), key=lambda i: i.order))
+
+
+_RANK = {IncidentChange.OPENED: 0, IncidentChange.REOPENED: 0, IncidentChange.ESCALATED: 1,
+         IncidentChange.RESOLVED: 2, IncidentChange.CASE_CLOSED: 3}
+
+
+def _open(item: Item) -> bool:
+    return item.event.state is IncidentState.OPEN and item.event.change is not IncidentChange.RESOLVED

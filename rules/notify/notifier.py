@@ -1,9 +1,9 @@
-"""The notifier: routes alert events, groups them, queues notifications durably and delivers them.
+"""The notifier: routes incident notices, groups them, queues notifications durably and delivers them.
 
 ```python
 notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
                     public_url=config.api.public_url, silences=silence_store.silences).start()
-notifier.submit(event)          # from the rule engine, for every transition; returns once committed
+notifier.submit(notice)         # an incident opened, escalated, resolved or its case closed; once committed
 notifier.stop()
 ```
 
@@ -23,15 +23,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alerting.model import IncidentChange, IncidentNotice, IncidentState
 from collector.backoff import Backoff
 from collector.redact import redact
 from rules.notify import metrics
 from rules.notify.errors import NotifyError, PermanentDeliveryError, RetryableDeliveryError
-from rules.notify.event import AlertEvent, AlertState, parse_event, sample_event
+from rules.notify.event import parse_event, sample_event
 from rules.notify.grouping import (
     GroupState,
     Item,
@@ -80,6 +82,7 @@ class Notifier:
             self.receivers[rs.name] = RECEIVERS[rs.type](rs, renderer)
         self.clock = clock
         self.poll = poll
+        self.public_url = public_url
         self.silences = silences  # the active and future silences, read at each tick
         self.queue = NotifyQueue(path, clock, max_queued)
         self._stop = threading.Event()
@@ -92,20 +95,23 @@ class Notifier:
 
     # -- the rule engine's entry point ---------------------------------------------------------------
 
-    def submit(self, event: Mapping[str, Any] | AlertEvent) -> list[str]:
-        """Record an alert transition for every receiver it routes to, durably, before returning.
+    def submit(self, event: Mapping[str, Any] | IncidentNotice) -> list[str]:
+        """Record an incident notice for every receiver it routes to, durably, before returning; the notice
+        gets the incident's link (``api.public_url`` + ``/incidents/{id}``).
 
-        Returns the receivers it was new to: an event submitted again (same id and state) is ignored,
-        so a rule engine may re-emit transitions after a restart. `pending` transitions are dropped.
-        Raises `NotifyError` for an invalid event and `QueueFull` at the queue's bound.
+        Returns the receivers it was new to: a notice submitted again (same key) is ignored, so a rule engine
+        may re-emit changes after a restart. Raises `NotifyError` for an invalid notice and `QueueFull` at
+        the queue's bound.
         """
-        ev = parse_event(dict(event) if not isinstance(event, AlertEvent) else event)
+        ev = parse_event(event)
+        if ev.link is None and self.public_url:
+            ev = replace(ev, link=f"{self.public_url.rstrip('/')}/incidents/{ev.id}")
         targets = [(rs.name, group_key(rs, ev)) for rs in route(self.settings.values(), ev)]
         try:
             new = self.queue.record(ev, targets)
         except QueueFull:
             metrics.REFUSED.inc()
-            log.error("notification queue full: alert %s (%s) for %s not recorded", ev.id, ev.state, ev.site)
+            log.error("notification queue full: incident %s (%s) for %s not recorded", ev.id, ev.change, ev.site)
             raise
         for name in new:
             metrics.EVENTS.labels(name).inc()
@@ -162,15 +168,15 @@ class Notifier:
             keys = [i.key for i in batch]
             key = keys[0] if len(keys) == 1 else \
                 f"{rs.name}:{hashlib.sha256('|'.join(sorted(keys)).encode()).hexdigest()[:24]}"
-            body: dict[str, Any] = {"events": [i.event.to_json() for i in batch], "items": keys, "repeat": repeat}
+            body: dict[str, Any] = {"events": [i.event.to_dict() for i in batch], "items": keys, "repeat": repeat}
             if getattr(rs, "state_topic", None):
                 body["site_state"] = self._site_state(rs.name, batch[-1].event, items, statuses)
             out.append((key + suffix, body))
         return out
 
-    def _site_state(self, receiver: str, event: AlertEvent, group_items: Sequence[Item],
+    def _site_state(self, receiver: str, event: IncidentNotice, group_items: Sequence[Item],
                     statuses: Mapping[str, ItemStatus]) -> dict[str, Any]:
-        """The site's alerts that are firing for this receiver once this notification is out (silenced
+        """The site's incidents that are open for this receiver once this notification is out (silenced
         ones included: a silence suppresses sending, not state)."""
         settled = {i.key: i for i in self.queue.site_items(receiver, event.site)}
         for i in group_items:
@@ -178,12 +184,13 @@ class Notifier:
                 settled[i.key] = Item(i.key, i.receiver, i.group_key, i.event, i.received, statuses[i.key])
         latest = latest_by_alert(i for i in settled.values()
                                  if i.status in (ItemStatus.NOTIFIED, ItemStatus.SILENCED, ItemStatus.SKIPPED))
-        firing = sorted((i.event for i in latest.values() if i.event.state is AlertState.FIRING),
-                        key=lambda e: e.starts_at)
+        open_ = sorted((i.event.incident for i in latest.values()
+                        if i.event.state is IncidentState.OPEN and i.event.change is not IncidentChange.RESOLVED),
+                       key=lambda inc: inc.started_at)
         return {"site": event.site, "site_name": event.site_name, "district": event.district,
-                "state": "firing" if firing else "ok",
+                "state": "open" if open_ else "ok",
                 "updated_at": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
-                "alerts": [e.to_json() for e in firing]}
+                "incidents": [inc.to_dict() for inc in open_]}
 
     # -- delivery ------------------------------------------------------------------------------------
 
@@ -249,7 +256,7 @@ class Notifier:
     # -- one receiver, on demand ---------------------------------------------------------------------
 
     def send_test(self, name: str, event: Mapping[str, Any] | None = None) -> float:
-        """Send a sample alert event through one receiver now, bypassing routing and the queue.
+        """Send a sample incident notice through one receiver now, bypassing routing and the queue.
 
         Returns the seconds it took; raises `DeliveryError` with what went wrong.
         """
@@ -258,7 +265,7 @@ class Notifier:
             raise NotifyError(f"no receiver named {name!r} under notify: (known: {known})")
         ev = parse_event(dict(event) if event is not None else sample_event())
         site_state = {"site": ev.site, "site_name": ev.site_name, "district": ev.district, "state": "test",
-                      "updated_at": ev.at.isoformat(), "alerts": [ev.to_json()]}
+                      "updated_at": ev.at.isoformat(), "incidents": [ev.incident.to_dict()]}
         start = time.monotonic()
         self.receivers[name].send(Delivery(f"test:{uuid.uuid4().hex[:12]}:{name}", (ev,), 0, site_state))
         return time.monotonic() - start

@@ -2,8 +2,9 @@
 
 Tables:
 
-- ``items``: one row per (alert id, state, receiver) — the idempotency key. An event submitted twice
-  (a rule engine replaying after a restart) finds its row and is ignored.
+- ``items``: one row per (incident notice key, receiver) — the idempotency key. A notice submitted twice
+  (a rule engine replaying after a restart) finds its row and is ignored. (Columns ``alert_id`` and
+  ``state`` hold the incident id and the change.)
 - ``groups``: per (receiver, group) the grouping clock: first unsent item, last notification, repeats.
 - ``messages``: notifications ready to send, per receiver in FIFO order, with attempts, next try,
   last error and status ``queued`` → ``sent`` | ``failed`` (retrying) | ``dead`` (retry budget spent).
@@ -18,6 +19,7 @@ that records it; receivers get the idempotency key (webhook header, e-mail Messa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -30,8 +32,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from alerting.model import IncidentNotice
+from collector.sqlite import StoreHealth, StoreSpec, StoreVersionError, close_store, open_store
 from rules.notify.errors import NotifyError
-from rules.notify.event import AlertEvent
 from rules.notify.grouping import Item, ItemStatus
 from rules.notify.silences import Matcher, Silence
 
@@ -83,10 +86,12 @@ CREATE TABLE IF NOT EXISTS silences (
     created REAL NOT NULL
 );
 """
+_SPEC = StoreSpec("notify", _SCHEMA, busy_timeout=10.0)  # `gshp notify` commands share the file
 
 
 class QueueFull(NotifyError):
-    """The queue holds `max_queued` unsent notifications; new events are refused (loudly)."""
+    """The queue holds `max_queued` unsent notifications or `max_bytes` of them; new events are refused
+    (loudly)."""
 
 
 class MessageStatus(StrEnum):
@@ -98,15 +103,15 @@ class MessageStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Message:
-    """A notification for one receiver: one event (webhook, MQTT) or a group's digest (robots, e-mail)."""
+    """A notification for one receiver: one notice (webhook, MQTT) or a group's digest (robots, e-mail)."""
 
     seq: int
     key: str  # the idempotency key
     receiver: str
-    events: tuple[AlertEvent, ...]
+    events: tuple[IncidentNotice, ...]
     item_keys: tuple[str, ...]
-    repeat: int  # 0, or the n-th reminder of still-firing alerts
-    site_state: dict[str, Any] | None  # for MQTT: the site's current alerts after this message
+    repeat: int  # 0, or the n-th reminder of still-open incidents
+    site_state: dict[str, Any] | None  # for MQTT: the site's open incidents after this message
     status: MessageStatus
     attempts: int
     next_at: float
@@ -128,14 +133,14 @@ class ReceiverCounts:
 
 
 def _item(row: sqlite3.Row) -> Item:
-    return Item(row["key"], row["receiver"], row["group_key"], AlertEvent.model_validate_json(row["event"]),
+    return Item(row["key"], row["receiver"], row["group_key"], IncidentNotice.from_dict(json.loads(row["event"])),
                 row["received"], ItemStatus(row["status"]))
 
 
 def _message(row: sqlite3.Row) -> Message:
     body = json.loads(row["body"])
     return Message(row["seq"], row["key"], row["receiver"],
-                   tuple(AlertEvent.model_validate(e) for e in body["events"]), tuple(body["items"]),
+                   tuple(IncidentNotice.from_dict(e) for e in body["events"]), tuple(body["items"]),
                    int(body.get("repeat", 0)), body.get("site_state"), MessageStatus(row["status"]),
                    row["attempts"], row["next_at"], row["created"], row["error"])
 
@@ -144,31 +149,28 @@ class NotifyQueue:
     """Thread-safe access to notify.sqlite. `clock` returns Unix seconds (injected in tests)."""
 
     def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time,
-                 max_queued: int = 100_000) -> None:
+                 max_queued: int = 100_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.path = Path(path)
         self.clock = clock
         self.max_queued = max_queued
+        self.max_bytes = max_bytes
+        self.health = StoreHealth(_SPEC.name)
         self._lock = threading.RLock()
-        self._fault: str | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            self._db = open_store(self.path, _SPEC, self.health)  # checked, repaired, migrated, 0600
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, StoreVersionError) as exc:
             raise NotifyError(f"cannot open the notification queue {self.path}: {exc} "
                               "(check state_dir and its permissions)") from exc
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            close_store(self.path, self._db)
 
     def problems(self) -> list[str]:
-        """The last write's failure while no write has succeeded since (health reports it)."""
-        fault = self._fault
-        return [fault] if fault is not None else []
+        """What is wrong with this store now (damage found at open, a failing write), for the health check."""
+        return self.health.problems()
+
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -177,16 +179,16 @@ class NotifyQueue:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # a failed COMMIT (disk full) may have rolled back already
+                        with contextlib.suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self._db.in_transaction:  # a failed COMMIT (a full disk) leaves it open
-                    self._db.execute("ROLLBACK")
-                self._fault = f"notification queue {self.path}: {exc}; check free disk space and permissions"
+                self.health.failed(f"notification queue {self.path}: {exc}")
                 raise
-            self._fault = None
+            self.health.succeeded()
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -199,21 +201,31 @@ class NotifyQueue:
                           "(SELECT COUNT(*) FROM messages WHERE status IN ('queued','failed'))")
         return int(row[0][0])
 
-    def record(self, event: AlertEvent, targets: Sequence[tuple[str, str]]) -> list[str]:
-        """Record the event for each (receiver, group key) in one transaction; returns receivers it was new to."""
+    def unsent_bytes(self) -> int:
+        """Bytes of the events and notifications waiting to be sent: what `max_bytes` bounds."""
+        row = self._query("SELECT (SELECT COALESCE(SUM(length(CAST(event AS BLOB))), 0) FROM items WHERE "
+                          "status='pending') + (SELECT COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM messages "
+                          "WHERE status IN ('queued','failed'))")
+        return int(row[0][0])
+
+    def record(self, event: IncidentNotice, targets: Sequence[tuple[str, str]]) -> list[str]:
+        """Record the notice for each (receiver, group key) in one transaction; returns receivers it was new to."""
         if not targets:
             return []
         now = self.clock()
-        body = event.model_dump_json()
+        body = event.to_json()
         new: list[str] = []
         with self._tx() as db:
             if self.max_queued and self.unsent() >= self.max_queued:
                 raise QueueFull(f"{self.max_queued} notifications wait unsent in {self.path}: "
                                 "a receiver is down for long; see `gshp notify status`")
+            if self.max_bytes and self.unsent_bytes() + len(body.encode()) * len(targets) > self.max_bytes:
+                raise QueueFull(f"{self.max_bytes} bytes of notifications wait unsent in {self.path}: "
+                                "a receiver is down for long; see `gshp notify status`")
             for receiver, group in targets:
                 cur = db.execute("INSERT OR IGNORE INTO items (key, receiver, group_key, alert_id, state, event, "
                                  "received) VALUES (?,?,?,?,?,?,?)",
-                                 (f"{event.key_for}:{receiver}", receiver, group, event.id, event.state.value,
+                                 (f"{event.key}:{receiver}", receiver, group, event.id, event.change.value,
                                   body, now))
                 if cur.rowcount:
                     new.append(receiver)

@@ -23,10 +23,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from alerting.model import Severity
 from collector.duration import Duration
 from collector.model import FreeText
 from collector.mqtt.settings import MqttProtocol, MqttTls
-from rules.notify.event import Kind, Severity
 
 __all__ = [
     "DingTalkSettings",
@@ -42,7 +42,7 @@ __all__ = [
 
 Language = Literal["zh", "en"]
 
-GROUP_LABELS = ("site", "district", "rule", "kind", "severity", "id")
+GROUP_LABELS = ("site", "district", "rule", "kind", "severity", "id", "change", "state")
 
 
 class _Frozen(BaseModel):
@@ -54,7 +54,7 @@ class Match(_Frozen):
 
     severity: tuple[Severity, ...] = ()
     min_severity: Severity | None = None  # e.g. `high` = critical and high
-    kind: tuple[Kind, ...] = ()
+    kind: tuple[Literal["discharge", "evasion", "meter_fault", "compliance", "data_quality"], ...] = ()
     district: tuple[str, ...] = ()
     site: tuple[str, ...] = ()
     rule: tuple[str, ...] = ()
@@ -233,10 +233,10 @@ class MqttReceiverSettings(_Receiver):
         if v is None:
             return v
         try:
-            v.format(district="d", site="s", rule="r", kind="k", severity="x", state="f")
+            v.format(district="d", site="s", rule="r", kind="k", severity="x", state="f", change="c")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"bad topic template ({exc}): use {{district}}, {{site}}, {{rule}}, {{kind}}, "
-                             "{severity}, {state}") from None
+                             "{severity}, {state}, {change}") from None
         if "#" in v or "+" in v:
             raise ValueError("a topic to publish to cannot contain the wildcards # or +")
         return v

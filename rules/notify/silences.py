@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from alerting.model import IncidentNotice
 from rules.notify.errors import NotifyError
-from rules.notify.event import AlertEvent
 
 __all__ = ["Matcher", "Op", "Silence", "silenced_by"]
 
@@ -26,8 +26,8 @@ class Op(StrEnum):
 class Matcher:
     """``name=value``, ``name!=value``, ``name=~regex`` or ``name!~regex`` on an event label.
 
-    Labels are the event's top-level fields (site, district, rule, kind, severity, id, …) and
-    ``receiver``. Regular expressions match the whole value.
+    Labels are the notice's fields (site, district, kind, severity, state, change, id — the incident's —,
+    rule) and ``receiver``. Regular expressions match the whole value.
     """
 
     name: str
@@ -75,11 +75,11 @@ class Silence:
     def active(self, now: float) -> bool:
         return self.starts_at <= now < self.ends_at
 
-    def matches(self, event: AlertEvent, receiver: str) -> bool:
+    def matches(self, event: IncidentNotice, receiver: str) -> bool:
         return all(m.matches(receiver if m.name == "receiver" else event.label(m.name)) for m in self.matchers)
 
 
-def silenced_by(silences: Iterable[Silence], event: AlertEvent, receiver: str, now: float) -> Silence | None:
+def silenced_by(silences: Iterable[Silence], event: IncidentNotice, receiver: str, now: float) -> Silence | None:
     """The first active silence matching the event for this receiver, if any."""
     for s in silences:
         if s.active(now) and s.matches(event, receiver):

@@ -2,17 +2,17 @@
 
 A receiver's ``templates: DIR`` is searched first for ``<language>/<name>.j2`` (names: ``subject``,
 ``text``, ``html``, ``markdown``), then the shipped ``rules/notify/templates/<language>/<name>.j2``.
-Templates see ``alerts`` (a list of `AlertView`), ``repeat`` (0 or the reminder number), ``language``
-and ``timezone``. Every value a template prints is escaped for what the template makes: ``html``
-templates HTML-escape it, ``markdown`` templates backslash-escape markdown's metacharacters (and HTML's
-``<`` ``>`` ``&``), so a site named ``**x** [y](z)`` or ``<b>`` shows as written and links nowhere; a
-value a template marks ``| safe`` is left alone.
+Templates see ``notices`` (a list of `NoticeView`: one incident change each; ``alerts`` is the same
+list), ``repeat`` (0 or the reminder number), ``language`` and ``timezone``. Every value a template prints
+is escaped for what the template makes: ``html`` templates HTML-escape it, ``markdown`` templates
+backslash-escape markdown's metacharacters (and HTML's ``<`` ``>`` ``&``), so a site named ``**x** [y](z)``
+or ``<b>`` shows as written and links nowhere; a value a template marks ``| safe`` is left alone.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,75 +23,102 @@ from zoneinfo import ZoneInfo
 import jinja2
 from markupsafe import Markup
 
+from alerting.model import IncidentChange, IncidentKind, IncidentNotice, IncidentState, Severity, VolumeEstimate
 from rules.notify.errors import NotifyError
-from rules.notify.event import AlertEvent, AlertState, Kind, Severity, parse_event, sample_event
+from rules.notify.event import parse_event, sample_event
 
-__all__ = ["TEMPLATE_NAMES", "AlertView", "Renderer", "escape_markdown"]
+__all__ = ["TEMPLATE_NAMES", "NoticeView", "Renderer", "escape_markdown"]
 
 TEMPLATE_NAMES = ("subject", "text", "html", "markdown")
 
 _LABELS: dict[str, dict[Any, str]] = {
-    "zh": {AlertState.FIRING: "告警", AlertState.RESOLVED: "已恢复", AlertState.PENDING: "待定",
+    "zh": {IncidentChange.OPENED: "新事件", IncidentChange.REOPENED: "再次发生", IncidentChange.ESCALATED: "升级",
+           IncidentChange.RESOLVED: "已结束", IncidentChange.CASE_CLOSED: "已结案",
            Severity.CRITICAL: "严重", Severity.HIGH: "高", Severity.WARNING: "警告", Severity.INFO: "提示",
-           Kind.DISCHARGE: "疑似外排", Kind.DATA_QUALITY: "数据质量"},
-    "en": {AlertState.FIRING: "FIRING", AlertState.RESOLVED: "RESOLVED", AlertState.PENDING: "pending",
+           IncidentKind.DISCHARGE: "疑似外排", IncidentKind.EVASION: "疑似规避监测",
+           IncidentKind.METER_FAULT: "计量故障", IncidentKind.COMPLIANCE: "违反许可"},
+    "en": {IncidentChange.OPENED: "OPENED", IncidentChange.REOPENED: "REOPENED", IncidentChange.ESCALATED: "ESCALATED",
+           IncidentChange.RESOLVED: "RESOLVED", IncidentChange.CASE_CLOSED: "CASE CLOSED",
            Severity.CRITICAL: "critical", Severity.HIGH: "high", Severity.WARNING: "warning", Severity.INFO: "info",
-           Kind.DISCHARGE: "suspected discharge", Kind.DATA_QUALITY: "data quality"},
+           IncidentKind.DISCHARGE: "suspected discharge", IncidentKind.EVASION: "suspected evasion of metering",
+           IncidentKind.METER_FAULT: "meter fault", IncidentKind.COMPLIANCE: "permit breach"},
 }
 
 
 @dataclass(frozen=True)
-class AlertView:
-    """An alert event prepared for templates: local times, labels in the receiver's language, the link."""
+class NoticeView:
+    """An incident notice prepared for templates: local times, labels in the receiver's language, the link."""
 
-    event: AlertEvent
+    notice: IncidentNotice
     language: str
     tz: ZoneInfo
     public_url: str | None
 
-    def __getattr__(self, name: str) -> Any:  # the event's own fields: site, site_name, summary, …
-        return getattr(self.event, name)
+    def __getattr__(self, name: str) -> Any:  # the incident's own fields: site, site_name, district, …
+        return getattr(self.notice.incident, name)
 
     @property
-    def evidence(self) -> Any:
-        return self.event.evidence
+    def change(self) -> str:
+        return self.notice.change.value
+
+    @property
+    def outcome(self) -> str | None:
+        return self.notice.outcome
 
     @property
     def firing(self) -> bool:
-        return self.event.state is AlertState.FIRING
+        """Still open (red) rather than ended or closed (green)."""
+        return self.notice.incident.state is IncidentState.OPEN and self.notice.change is not IncidentChange.RESOLVED
 
     @property
     def state_label(self) -> str:
-        return _LABELS[self.language][self.event.state]
+        return _LABELS[self.language][self.notice.change]
 
     @property
     def severity_label(self) -> str:
-        return _LABELS[self.language][self.event.severity]
+        return _LABELS[self.language][self.notice.incident.severity]
 
     @property
     def kind_label(self) -> str:
-        return _LABELS[self.language][self.event.kind]
+        return _LABELS[self.language][self.notice.incident.kind]
+
+    @property
+    def volume(self) -> VolumeEstimate | None:
+        return self.notice.incident.volume_m3
+
+    @property
+    def summary(self) -> str:
+        return self.notice.incident.text(self.language)
+
+    @property
+    def rules(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.notice.incident.rules
 
     @property
     def since(self) -> str:
-        """When the alert started, in the configured time zone (``2026-07-01 08:00``)."""
-        return _local(self.event.starts_at, self.tz)
+        """The estimated onset, in the configured time zone (``2026-07-01 08:00``)."""
+        return _local(self.notice.incident.started_at, self.tz)
+
+    @property
+    def first_firing(self) -> str:
+        return _local(self.notice.incident.first_firing_at, self.tz)
 
     @property
     def ended(self) -> str | None:
-        return _local(self.event.ends_at, self.tz) if self.event.ends_at else None
+        end = self.notice.incident.ended_at
+        return _local(end, self.tz) if end else None
 
     @property
     def at_local(self) -> str:
-        return _local(self.event.at, self.tz)
+        return _local(self.notice.at, self.tz)
 
     @property
     def link(self) -> Markup | None:
-        """The site on the live board, or None without ``api.public_url``. Printed as it is: the configured
-        URL holds no space, quote or bracket, and the site id is a slug; anything else is percent-encoded."""
-        if not self.public_url:
-            return None
-        return Markup(quote(f"{self.public_url.rstrip('/')}/sites/{self.event.site}", safe=_URL_SAFE))
+        """The incident on the board, or None without ``api.public_url``. Printed as it is: the configured
+        URL holds no space, quote or bracket, and the incident id is hex; anything else is percent-encoded."""
+        url = self.notice.link or (
+            f"{self.public_url.rstrip('/')}/incidents/{self.notice.incident.id}" if self.public_url else None)
+        return None if url is None else Markup(quote(url, safe=_URL_SAFE))
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~&$^])")
@@ -152,19 +179,20 @@ class Renderer:
         self.env.filters["m3"] = _m3
         self.env.filters["pct"] = _pct
 
-    def render(self, name: str, events: Sequence[AlertEvent], repeat: int = 0) -> str:
+    def render(self, name: str, events: Sequence[IncidentNotice], repeat: int = 0) -> str:
         if name not in TEMPLATE_NAMES:
             raise NotifyError(f"unknown template {name!r}: one of {', '.join(TEMPLATE_NAMES)}")
         try:
             tpl = self.env.get_template(f"{self.language}/{name}.j2")
-            views = [AlertView(e, self.language, self.tz, self.public_url) for e in events]
-            return tpl.render(alerts=views, repeat=repeat, language=self.language, timezone=str(self.tz.key)).strip()
+            views = [NoticeView(e, self.language, self.tz, self.public_url) for e in events]
+            return tpl.render(notices=views, alerts=views, repeat=repeat, language=self.language,
+                              timezone=str(self.tz.key)).strip()
         except jinja2.TemplateError as exc:
             where = f" (line {exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
             raise NotifyError(f"template {self.language}/{name}.j2{where}: {exc}") from None
 
     def check(self) -> None:
-        """Render every template with a sample event so a broken override fails at start-up."""
+        """Render every template with a sample notice so a broken override fails at start-up."""
         event = parse_event(sample_event())
         for name in TEMPLATE_NAMES:
             self.render(name, [event])

@@ -235,10 +235,86 @@ def test_enforcement_of_one_district_cannot_annotate_close_or_read_the_history_o
     other = firing_alerts(running, "school")[0]
     assert running.post(f"/api/alerts/{other['id']}/notes", {"text": "越权"}).status_code == 404
     assert running.post(f"/api/alerts/{other['id']}/close", {"outcome": "other"}).status_code == 404
-    assert running.get("/api/alerts", "wancheng", params={"site": "school"}).json()["alerts"] == []
-    assert running.get("/api/alerts", "wancheng", params={"district": "卧龙区"}).json()["alerts"] == []
+    # a site or district of another district answers as an unknown one does
+    for params in ({"site": "school"}, {"district": "卧龙区"}):
+        refused = running.get("/api/alerts", "wancheng", params=params)
+        assert refused.status_code == 422 and "unknown" in refused.json()["detail"], refused.text
     for path in ("/api/sites/school/readings", "/api/sites/school/balance"):
         assert running.get(path, "wancheng", params={"from": "2026-01-01T00:00:00Z"}).status_code == 404
     after = running.get(f"/api/alerts/{other['id']}", "admin").json()
     assert not after["acknowledged"] and after["state"] == "firing"
     assert not any(e["target"] == other["id"] for e in running.get("/api/audit", "admin").json()["entries"])
+
+
+def test_history_without_from_or_to_answers_the_last_day_of_data(running: Running,
+                                                                   hospital_alert: dict[str, object]) -> None:
+    # the data clock runs 600× faster than the wall: the default window ends at the newest data, not at now
+    newest = running.service.live.last_seen("hehua")
+    assert newest is not None
+    wait_until(lambda: bool(running.get("/api/sites/hehua/readings").json()["meters"]), timeout=30)
+    r = running.get("/api/sites/hehua/readings")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    start, stop = datetime.fromisoformat(body["from"]), datetime.fromisoformat(body["to"])
+    assert stop - start == timedelta(hours=24) and stop >= newest
+    assert {m["meter"] for m in body["meters"]} == {"E1", "R1"}
+    b = running.get("/api/sites/hospital/balance", params={"step": "1h"})
+    assert b.status_code == 200 and b.json()["points"], b.text
+    only_to = running.get("/api/sites/hehua/readings", params={"to": body["to"]}).json()
+    assert only_to["from"] == body["from"]
+
+
+@pytest.mark.parametrize(("path", "params", "says"), [
+    ("/api/alerts", {"state": "bogus"}, "state: Input should be 'pending', 'firing' or 'resolved' (got 'bogus')"),
+    ("/api/alerts", {"kind": "leak"}, "kind: Input should be"),
+    ("/api/alerts", {"severity": "huge"}, "severity: Input should be"),
+    ("/api/alerts", {"district": "火星区"}, "district: unknown district '火星区'"),
+    ("/api/alerts", {"site": "nowhere"}, "site: unknown site 'nowhere'"),
+    ("/api/sites", {"district": "火星区"}, "district: unknown district"),
+    ("/api/sites/hehua/balance", {"window": "6h"}, "window: 1h or 24h"),
+    ("/api/reports/daily", {"date": "2026-01-01", "format": "pdf"}, "format: Input should be 'csv'"),
+])
+def test_unknown_filter_values_are_422_with_a_readable_message(running: Running, path: str,
+                                                               params: dict[str, str], says: str) -> None:
+    r = running.get(path, params=params)
+    assert r.status_code == 422 and says in r.json()["detail"], r.text
+
+
+def test_every_time_of_an_answer_is_in_the_configured_zone(running: Running,
+                                                           hospital_alert: dict[str, object]) -> None:
+    stamps = re.compile(r'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z))"')
+    texts = [running.get(p, "admin").text for p in (
+        "/api/sites", "/api/sites/hospital", f"/api/alerts/{hospital_alert['id']}", "/api/alerts",
+        "/api/sites/hospital/readings", "/api/sites/hospital/balance", "/api/audit", "/api/incidents")]
+    found = [t for text in texts for t in stamps.findall(text)]
+    assert len(found) > 50
+    assert {t[-6:] for t in found} == {"+08:00"}, {t for t in found if not t.endswith("+08:00")}
+
+
+def test_openapi_declares_bearer_auth_and_a_typed_answer_for_every_route(running: Running) -> None:
+    spec = running.get("/openapi.json", None).json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer",
+        "description": spec["components"]["securitySchemes"]["bearer"]["description"]}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            ok = op["responses"].get("200") or op["responses"].get("201")
+            content = ok.get("content", {})
+            if "application/json" in content:  # a JSON answer names its model
+                assert content["application/json"].get("schema", {}).get("$ref"), (method, path)
+            else:  # a file or a stream names its media type
+                assert content or path == "/metrics", (method, path)
+            if path.startswith("/api/"):
+                assert op.get("security") == [{"bearer": []}], (method, path)
+
+
+def test_the_evidence_public_key_is_served_and_matches_the_key_in_state_dir(running: Running) -> None:
+    from gshp.evidence import KEY_FILE, PublicKey, ServiceKey
+    r = running.get("/api/evidence/key")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-pem-file")
+    served = PublicKey.from_pem(r.content)
+    path = running.config.state_dir / KEY_FILE
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert served.raw == ServiceKey.load_or_create(path).public.raw
+    assert r.headers["X-Key-Fingerprint"] == served.fingerprint and b"PRIVATE" not in r.content
+    assert running.get("/api/evidence/key", None).status_code == 401

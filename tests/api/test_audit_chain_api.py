@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from alerting.model import Alert, AlertKind, AlertState, Severity
 from gshp.clock import DataClock
 from gshp.config import parse_config
 from gshp.devstack import Influxd, free_port
-from rules.events import AlertEvent, AlertKind
-from rules.settings import Severity
 from tests.api.conftest import Running, city_yaml, serving
 from tests.helpers import wait_until
 
@@ -22,9 +21,9 @@ pytestmark = pytest.mark.integration
 AT = datetime(2026, 5, 5, 8, tzinfo=UTC)
 
 
-def _alert(alert_id: str) -> AlertEvent:
-    return AlertEvent(alert_id, "hospital", "宛城区人民医院", "宛城区", "balance_24h", AlertKind.DISCHARGE,
-                      Severity.CRITICAL, "firing", AT, AT, None, "外排", {"deficit_m3": 1014.0})
+def _alert(alert_id: str) -> Alert:
+    return Alert(alert_id, "hospital", "宛城区人民医院", "宛城区", "balance_24h", AlertKind.DISCHARGE,
+                 Severity.CRITICAL, AlertState.FIRING, AT, AT, None, "外排", {"deficit_m3": 1014.0})
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def fed(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     config = parse_config(city_yaml(root / "state", influxd.url, "api_audit", free_port()))
     with serving(config, clock=DataClock()) as running:
         for alert_id in ("a1", "a2"):
-            running.service.store.record(_alert(alert_id), AT.timestamp())
+            running.service.store.record(_alert(alert_id))
         yield running
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import zipfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from gshp.evidence import PublicKey, verify_package
 from tests.api.conftest import TOKENS, Running
 
 pytestmark = pytest.mark.integration
@@ -167,6 +170,117 @@ def test_a_bad_token_asks_for_another(browser: Browser, running: Running) -> Non
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#loginError")).to_have_text("令牌无效")
     page.locator("#token").fill(TOKENS["viewer"])
-    page.locator("#login button").click()
+    page.locator("#login button[value=ok]").click()
     expect(page.locator("tr.site")).to_have_count(3)
+    page.close()
+
+
+def test_an_officer_walks_an_incident_from_the_list_to_the_evidence_package(browser: Browser,
+                                                                            running: Running) -> None:
+    """In Chinese: incidents view → incident → acknowledge → note → close → evidence download."""
+    page = open_board(browser, running, "wancheng")
+    expect(page.locator("#who")).to_have_text("宛城区执法大队 · 执法 · 宛城区")
+    page.locator("#navIncidents").click()
+    row = page.locator("section.district[data-district=宛城区] tr.incident.state-open", has_text="宛城区人民医院")
+    expect(row.first).to_be_visible(timeout=90_000)
+    expect(page.locator("section.district[data-district=卧龙区]")).to_have_count(0)  # not this officer's district
+    expect(row.first.locator("td.case")).to_have_text("待处理")
+    page.screenshot(path=str(ARTIFACTS / "incidents-list.png"), full_page=True)
+    row.first.locator("a").click()
+    expect(page.locator("#incidentTitle")).to_contain_text("宛城区人民医院")
+    expect(page.locator("#incidentTitle")).to_contain_text("外排")
+    status = page.locator("#case .case-status")
+    expect(status).to_have_text("待处理")
+    form = page.locator("#caseForm")
+    form.locator("input[name=text]").fill("已派人核查")
+    form.locator("button[data-action=ack]").click()
+    expect(status).to_have_text("已确认")
+    form.locator("input[name=text]").fill("现场发现排水管接入雨水井，已取水样 S-0815")
+    form.locator("button[data-action=notes]").click()
+    expect(page.locator("#case ol.history")).to_contain_text("已取水样 S-0815")
+    photo = ARTIFACTS / "drain-photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    page.locator("#attachForm input[name=file]").set_input_files(str(photo))
+    page.locator("#attachForm input[name=label]").fill("排水口照片")
+    page.locator("#attachForm button").click()
+    expect(page.locator("#case ul.attachments")).to_contain_text("排水口照片")
+    assert form.locator("select[name=outcome] option").all_inner_texts() == [
+        "选择核查结果", "确认外排", "未发现外排", "计量故障", "维护（回扬）", "其他"]
+    form.locator("select[name=outcome]").select_option("confirmed_discharge")
+    form.locator("input[name=text]").fill("已责令整改")
+    form.locator("button[data-action=close]").click()
+    expect(status).to_have_text("已结案")
+    expect(page.locator("#case .outcome")).to_have_text("确认外排")
+    expect(page.locator("#case ol.history li")).to_have_count(4)  # ack, note, attachment, close
+    expect(page.locator("#caseForm button[data-action=reopen]")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "incident-closed.png"), full_page=True)
+    with page.expect_download() as download:
+        page.locator("#evidence").click()
+    saved = ARTIFACTS / "incident-evidence.zip"
+    download.value.save_as(saved)
+    assert download.value.suggested_filename.startswith("gshp-evidence-")
+    key = PublicKey.from_pem(running.get("/api/evidence/key").content)
+    ok = verify_package(saved.read_bytes(), key)
+    case = json.loads(zipfile.ZipFile(saved).read("incident.json"))["case"]
+    assert ok.files[-1] == "report.html" and case["status"] == "closed" and case["outcome"] == "confirmed_discharge"
+    report = browser.new_page(locale="zh-CN")
+    report.set_content(zipfile.ZipFile(saved).read("report.html").decode("utf-8"))
+    expect(report.locator("h1")).to_contain_text("证据报告")
+    report.screenshot(path=str(ARTIFACTS / "incident-evidence-report.png"), full_page=True)
+    report.close()
+    page.close()
+
+
+def test_the_site_page_lists_its_incidents(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "viewer")
+    page.goto(running.url + "/#/sites/hospital")
+    expect(page.locator("#siteIncidents tr.incident").first).to_be_visible(timeout=90_000)
+    expect(page.locator("#siteIncidents tr.incident").first).to_contain_text("外排")
+    page.close()
+
+
+def test_login_and_logout_are_buttons_that_show_role_and_districts(browser: Browser, running: Running) -> None:
+    page = browser.new_page(locale="zh-CN")
+    page.goto(running.url + "/")
+    expect(page.locator("#login")).to_be_visible()  # every read needs a token here
+    page.locator("#login button[value=cancel]").click()
+    expect(page.locator("#login")).not_to_be_visible()
+    login = page.locator("#loginBtn")
+    expect(login).to_be_visible()
+    expect(login).to_have_text("登录")
+    login.click()
+    page.locator("#token").fill(TOKENS["wancheng"])
+    page.locator("#login button[value=ok]").click()
+    expect(page.locator("#who")).to_have_text("宛城区执法大队 · 执法 · 宛城区")
+    expect(page.locator("#logout")).to_be_visible()
+    expect(login).to_be_hidden()
+    page.locator("#lang").click()
+    expect(page.locator("#who")).to_have_text("宛城区执法大队 · enforcement · 宛城区")
+    page.locator("#logout").click()
+    expect(page.locator("#login")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('gshp.token')") is None
+    page.close()
+
+
+def test_a_district_chosen_under_another_token_is_forgotten(browser: Browser, running: Running) -> None:
+    page = browser.new_page(locale="zh-CN")
+    page.add_init_script(f"localStorage.setItem('gshp.token', '{TOKENS['wancheng']}');"
+                         "localStorage.setItem('gshp.district', '卧龙区')")
+    page.goto(running.url + "/")
+    expect(page.locator("tr.site")).to_have_count(2)  # 宛城区's sites, not an error about 卧龙区
+    expect(page.locator("#app .error")).to_have_count(0)
+    page.close()
+
+
+def test_the_incident_pages_fit_a_phone(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "wancheng", width=390, height=844)
+    page.goto(running.url + "/#/incidents")
+    row = page.locator("tr.incident").first
+    expect(row).to_be_visible(timeout=90_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    row.locator("a").click()
+    expect(page.locator("#case .case-status")).to_be_visible()
+    expect(page.locator("#evidence")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "incident-phone.png"), full_page=True)
     page.close()

@@ -1,5 +1,6 @@
-"""Maintenance windows declared through the API: who may, what is refused, that the live engine honours them,
-that the site's history and the daily report list them, and that a restart keeps them."""
+"""Maintenance windows declared through the API: who may, what is refused (a back-dated start, a cap beyond what
+the site can extract), that the live engine honours them, that the site's history and the daily report list
+them, and that a restart keeps them."""
 
 from __future__ import annotations
 
@@ -23,15 +24,28 @@ BACKWASH = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=3)).isoformat(
             "volume_cap_m3": 200}
 
 
+def rated_city(state_dir: Path, influx_url: str, db: str) -> Config:
+    """The test city; the extraction meters of hehua and hospital are rated 150 m³/h, school's are not."""
+    text = city_yaml(state_dir, influx_url, db, free_port())
+    return parse_config(text.replace("{id: E1, role: extraction}", "{id: E1, role: extraction, max_flow_m3h: 150}", 2))
+
+
+def data_time(running: Running, t: datetime) -> None:
+    """Move the service's data clock on to `t`, as a reading of that time would."""
+    clock = running.service.clock
+    assert isinstance(clock, DataClock)
+    clock.advance(t)
+
+
 @pytest.fixture(scope="module")
 def config(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Config:
-    root = tmp_path_factory.mktemp("maintenance")
-    return parse_config(city_yaml(root / "state", influxd.url, "api_maintenance", free_port()))
+    return rated_city(tmp_path_factory.mktemp("maintenance") / "state", influxd.url, "api_maintenance")
 
 
 @pytest.fixture(scope="module")
 def fed(config: Config) -> Iterator[Running]:
     with serving(config, clock=DataClock()) as running:
+        data_time(running, T0 - timedelta(minutes=1))
         yield running
 
 
@@ -53,7 +67,9 @@ def test_enforcement_of_the_district_and_admin_may_declare_viewers_and_other_dis
 
     r = fed.post("/api/sites/hehua/maintenance", BACKWASH, token="wancheng")
     assert r.status_code == 201, r.text
-    window = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=3)).isoformat(), "reason": "回扬 R1",
+    tz = fed.config.tz  # every time the API answers is in the configured zone
+    window = {"start": T0.astimezone(tz).isoformat(), "end": (T0 + timedelta(hours=3)).astimezone(tz).isoformat(),
+              "reason": "回扬 R1",
               "volume_cap_m3": 200.0, "source": "api", "declared_by": "宛城区执法大队"}
     (got,) = r.json()["maintenance"]
     assert {k: got[k] for k in window} == window and got["declared_at"]
@@ -66,12 +82,12 @@ def test_enforcement_of_the_district_and_admin_may_declare_viewers_and_other_dis
     assert entry["detail"] == {"start": T0.isoformat(), "end": (T0 + timedelta(hours=3)).isoformat(),
                                "reason": "回扬 R1", "volume_cap_m3": 200.0}
 
-    earlier = {**BACKWASH, "start": (T0 - timedelta(days=3)).isoformat(),
-               "end": (T0 - timedelta(days=3) + timedelta(hours=2)).isoformat(), "reason": "更换回灌表"}
-    assert fed.post("/api/sites/school/maintenance", earlier, token="admin").status_code == 201
-    assert [(m["reason"], m["declared_by"]) for m in declared(fed, "school")] == [("更换回灌表", "ops")]
+    # school's meters are not rated and have no history yet: its capacity is unknown, nothing can be excused
+    refused = fed.post("/api/sites/school/maintenance", BACKWASH, token="admin")
+    assert refused.status_code == 422 and "capacity is unknown" in refused.json()["detail"], refused.text
+    assert declared(fed, "school") == []
     assert [m.reason for m in fed.service.engine.maintenance("hehua")] == ["回扬 R1"]
-    assert [m.reason for m in fed.service.engine.maintenance("school")] == ["更换回灌表"]
+    assert fed.service.engine.maintenance("school") == ()
 
 
 @pytest.mark.parametrize(("change", "says"), [
@@ -113,6 +129,48 @@ def test_the_live_engine_lets_a_deficit_under_the_declared_cap_pass_and_alerts_e
     assert hour is not None and hour["deficit_pct"] == 50.0, "the deficit is there; the declaration covers it"
 
 
+def test_a_declaration_may_not_start_more_than_15_minutes_before_data_time(fed: Running) -> None:
+    now = fed.service.clock.now()
+    before = declared(fed, "hehua")
+    late = {**BACKWASH, "start": (now - timedelta(minutes=130)).isoformat(),
+            "end": (now + timedelta(days=6)).isoformat()}
+    r = fed.post("/api/sites/hehua/maintenance", late, token="wancheng")
+    assert r.status_code == 422 and "at most 15 minutes in the past" in r.json()["detail"], r.text
+    assert fed.post("/api/sites/hehua/maintenance", late, token="admin").status_code == 422, "admin neither"
+    assert declared(fed, "hehua") == before and len(audited(fed, "hehua")) == len(before)
+    recent = {**BACKWASH, "start": (now - timedelta(minutes=14)).isoformat(),
+              "end": (now + timedelta(hours=1)).isoformat(), "reason": "回扬 R1 补充", "volume_cap_m3": 100}
+    assert fed.post("/api/sites/hehua/maintenance", recent, token="wancheng").status_code == 201
+
+
+def test_the_cap_may_not_exceed_what_the_rated_meters_can_extract(fed: Running) -> None:
+    now = fed.service.clock.now()
+    six_days = {"start": now.isoformat(), "end": (now + timedelta(days=6)).isoformat(), "reason": "回扬 R2",
+                "volume_cap_m3": 1_000_000}
+    before = declared(fed, "hospital")
+    r = fed.post("/api/sites/hospital/maintenance", six_days, token="wancheng")
+    assert r.status_code == 422 and "at most 21600.0 m³" in r.json()["detail"] and "150 m³/h" in r.json()["detail"]
+    assert declared(fed, "hospital") == before
+    hour = {**six_days, "end": (now + timedelta(hours=1)).isoformat(), "volume_cap_m3": 150.5}
+    assert fed.post("/api/sites/hospital/maintenance", hour, token="wancheng").status_code == 422
+    assert fed.post("/api/sites/hospital/maintenance", {**hour, "volume_cap_m3": 150},
+                    token="wancheng").status_code == 201
+
+
+def test_without_a_rating_the_cap_is_bounded_by_the_highest_rate_in_the_history(fed: Running) -> None:
+    # school reported 120 m³/h on E1 (the test above): 2 h of it is 240 m³; admin may declare in any district
+    def peak_stored() -> bool:
+        return bool(fed.get("/api/sites/school/readings", params={"step": "1h"}).json()["meters"])
+
+    wait_until(peak_stored, timeout=30, interval=0.2)
+    start = fed.service.clock.now() + timedelta(days=2)
+    window = {"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat(), "reason": "更换回灌表"}
+    r = fed.post("/api/sites/school/maintenance", {**window, "volume_cap_m3": 241}, token="admin")
+    assert r.status_code == 422 and "at most 240.0 m³" in r.json()["detail"], r.text
+    assert fed.post("/api/sites/school/maintenance", {**window, "volume_cap_m3": 240}, token="admin").status_code == 201
+    assert [(m["reason"], m["declared_by"]) for m in declared(fed, "school")] == [("更换回灌表", "ops")]
+
+
 def test_the_daily_report_lists_api_declared_windows(fed: Running) -> None:
     day = T0.astimezone(fed.config.tz).date().isoformat()
     text = fed.get("/api/reports/daily", params={"date": day, "format": "csv"}).content.decode("utf-8-sig")
@@ -125,8 +183,9 @@ def test_the_daily_report_lists_api_declared_windows(fed: Running) -> None:
 
 
 def test_declared_windows_survive_a_restart(influxd: Influxd, tmp_path: Path) -> None:
-    own = parse_config(city_yaml(tmp_path / "state", influxd.url, "api_maintenance_restart", free_port()))
+    own = rated_city(tmp_path / "state", influxd.url, "api_maintenance_restart")
     with serving(own, clock=DataClock()) as first:
+        data_time(first, T0)
         assert first.post("/api/sites/hospital/maintenance", {**BACKWASH, "reason": "回扬 R2"}).status_code == 201
         before = declared(first, "hospital")
     with serving(own, clock=DataClock()) as second:

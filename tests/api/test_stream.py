@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,8 +31,12 @@ def fed(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield running
 
 
+TZ = ZoneInfo("Asia/Shanghai")  # the city's zone: every time of an event carries its offset
+
+
 def reading_of(r: Reading) -> dict[str, object]:
-    return {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.isoformat(), "rate_m3h": r.rate_m3h,
+    return {"site": r.site, "meter": r.meter, "role": r.role.value, "ts": r.ts.astimezone(TZ).isoformat(),
+            "rate_m3h": r.rate_m3h,
             "total_m3": r.total_m3, "signal_pct": r.signal_pct, "error_code": r.error_code}
 
 
@@ -56,7 +61,7 @@ def test_stream_carries_each_meters_newest_reading_to_whom_may_see_it(fed: Runni
         assert one_site.of("reading") == hehua
         # the summed flow of the site follows each batch (the board's live chart)
         flows = [f for f in everyone.of("flow") if f["site"] == "hehua"]
-        assert flows[-1] == {"site": "hehua", "ts": marker.ts.isoformat(), "extraction_m3h": 121.0,
+        assert flows[-1] == {"site": "hehua", "ts": marker.ts.astimezone(TZ).isoformat(), "extraction_m3h": 121.0,
                              "reinjection_m3h": 118.5, "deficit_m3h": 2.5}
     finally:
         for c in (everyone, wancheng, one_site):
@@ -85,6 +90,7 @@ def test_an_alert_transition_of_the_engine_arrives_over_the_stream_as_stored(fed
         wait_until(lambda: len([a for a in everyone.of("alert") if a["id"] == alert_id]) == 2, timeout=20)
         assert [a for a in everyone.of("alert") if a["id"] == alert_id] == stored
         firing = stored[1]
+        assert firing["at"].endswith("+08:00") and firing["starts_at"].endswith("+08:00")
         assert firing["site"] == "hospital" and firing["kind"] == "discharge"
         ev = firing["evidence"]
         assert (ev["window"], ev["extracted_m3"], ev["reinjected_m3"], ev["deficit_m3"], ev["deficit_pct"]) == \

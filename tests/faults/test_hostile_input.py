@@ -188,7 +188,7 @@ def test_fuzz_mqtt_payloads_every_message_gives_readings_or_a_counted_reason(
             payload = _flip(rng, json.dumps(examples[pname]).encode())
         else:
             payload = rng.choice(RAW_BLOBS) if rng.random() < 0.5 else rng.randbytes(rng.randint(0, 64))
-        msg = _Message(0, i + 1, 1, topic, payload, received, False)
+        msg = _Message(0, i + 1, 1, topic, payload, received, False, len(payload))
         t0 = time.perf_counter()
         readings, letters = source._decode([msg])
         worst = max(worst, time.perf_counter() - t0)

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alerting.model import Alert
 from collector.model import Reading, Role, Site
 from collector.mqtt.decode import Binding, DecodeContext, decode
 from collector.mqtt.profile import load_profiles
 from rules.engine import Engine
-from rules.events import AlertEvent
 from rules.settings import RulesSettings
 
 T0 = datetime(2026, 5, 5, tzinfo=UTC)
@@ -32,7 +32,7 @@ def _balanced(minutes: int, start: datetime = T0, every_s: int = 60) -> list[Rea
     return out
 
 
-def _check(engine: Engine, events: list[AlertEvent]) -> dict[str, Any]:
+def _check(engine: Engine, events: list[Alert]) -> dict[str, Any]:
     for w in WINDOWS:
         b = engine.balance("hehua", w)
         assert b is None or (b["extracted_m3"] >= 0 and b["reinjected_m3"] >= 0), b
@@ -44,7 +44,7 @@ def _check(engine: Engine, events: list[AlertEvent]) -> dict[str, Any]:
 def test_evaluation_clock_stepping_back_and_forward_raises_no_discharge_alert(figures: dict[str, Any]) -> None:
     engine = Engine([SITE], RulesSettings(), UTC)
     readings = _balanced(8 * 60)
-    events: list[AlertEvent] = []
+    events: list[Alert] = []
     # the wall clock: 5-min steps for 3 h, back 1 h (an NTP correction), on for 2 h, then forward 2 h
     clock, schedule = T0, []
     for k in range(36):
@@ -68,7 +68,7 @@ def test_a_meter_clock_set_back_an_hour_gives_no_negative_volume(figures: dict[s
     readings = _balanced(6 * 60)
     skewed = [Reading(r.site, r.meter, r.role, r.ts - timedelta(hours=1), r.rate_m3h, r.total_m3)
               if r.meter == "E1" and r.ts >= T0 + timedelta(hours=3) else r for r in readings]
-    events: list[AlertEvent] = []
+    events: list[Alert] = []
     t, i = T0, 0
     skewed.sort(key=lambda r: r.ts)
     while t <= T0 + timedelta(hours=6):
@@ -94,7 +94,7 @@ def test_local_time_logger_through_daylight_saving_changes(figures: dict[str, An
     for day in (datetime(2026, 3, 29, tzinfo=UTC), datetime(2026, 10, 25, tzinfo=UTC)):
         ctx = DecodeContext(tz=tz, max_age=timedelta(days=3650))
         engine = Engine([SITE], RulesSettings(), tz)
-        events: list[AlertEvent] = []
+        events: list[Alert] = []
         total = 1000.0
         local = day.astimezone(tz).replace(hour=0, minute=0, tzinfo=None)
         # what the logger prints: its wall clock, which jumps or repeats an hour

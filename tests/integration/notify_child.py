@@ -1,5 +1,5 @@
-"""A delivering process for the crash tests: records N alert episodes (firing, then resolved for every
-other one) and delivers them to a webhook until killed. Re-running it re-submits the same events."""
+"""A delivering process for the crash tests: records N incidents (opened, then resolved for every other
+one) and delivers them to a webhook until killed. Re-running it re-submits the same notices."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ def events(n: int) -> list[dict[str, object]]:
     t0 = datetime(2026, 7, 1, tzinfo=UTC)
     out: list[dict[str, object]] = []
     for i in range(n):
-        fire = {**sample_event(site=f"site-{i:03d}", at=t0 + timedelta(minutes=i)), "id": f"episode-{i:03d}"}
-        out.append(fire)
+        opened = sample_event(site=f"site-{i:03d}", at=t0 + timedelta(minutes=i))
+        opened["incident"]["id"] = f"episode-{i:03d}"
+        out.append(opened)
         if i % 2 == 0:
-            out.append({**fire, "state": "resolved", "at": (t0 + timedelta(hours=2, minutes=i)).isoformat(),
-                        "ends_at": (t0 + timedelta(hours=2, minutes=i)).isoformat()})
+            end = (t0 + timedelta(hours=2, minutes=i)).isoformat()
+            incident = {**opened["incident"], "state": "resolved", "ended_at": end}
+            out.append({**opened, "change": "resolved", "at": end, "incident": incident})
     return out
 
 

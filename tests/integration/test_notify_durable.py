@@ -15,16 +15,17 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
+from alerting.model import IncidentNotice
 from gshp.devstack import free_port
 from rules.audit import Actor, AuditChain
-from rules.notify import MessageStatus, Notifier, sample_event
+from rules.notify import MessageStatus, Notifier
 from rules.notify.settings import ReceiverSettings
 from rules.notify.silences import Matcher
 from rules.silence_store import SilenceStore
 from rules.store import AlertStore
 from tests.helpers import wait_until
 from tests.integration.notify_child import events
-from tests.notify_peers import HttpPeer, Received
+from tests.notify_peers import HttpPeer, Received, notice
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ SETTINGS: TypeAdapter[ReceiverSettings] = TypeAdapter(ReceiverSettings)
 
 
 def expected_keys(n: int) -> set[str]:
-    return {f"{e['id']}:{e['state']}:hook" for e in events(n)}
+    return {f"{IncidentNotice.from_dict(e).key}:hook" for e in events(n)}
 
 
 def test_sigkill_during_delivery_then_restart_delivers_each_notification_exactly_once(tmp_path: Path) -> None:
@@ -92,12 +93,13 @@ def test_sigkill_during_delivery_then_restart_delivers_each_notification_exactly
     # only a request in flight at a kill may arrive twice, and the idempotency key names it
     assert len(dupes) <= kills and all(c == 2 for c in dupes.values())
     assert sum(arrivals.values()) == len(want) + len(dupes)
-    # resolutions arrive after their firing (FIFO per receiver survives the crashes)
+    # resolutions arrive after their opening (FIFO per receiver survives the crashes)
     seen = [r.headers["x-gshp-idempotency-key"] for r in peer.received]
-    for e in events(n):
-        if e["state"] == "resolved":
-            k = f"{e['id']}:resolved:hook"
-            assert seen.index(f"{e['id']}:firing:hook") < seen.index(k)
+    keys = {(IncidentNotice.from_dict(e).id, str(e["change"])): f"{IncidentNotice.from_dict(e).key}:hook"
+            for e in events(n)}
+    for (incident, change), k in keys.items():
+        if change == "resolved":
+            assert seen.index(keys[incident, "opened"]) < seen.index(k)
 
 
 def hook(url: str, **kw: Any) -> ReceiverSettings:
@@ -111,14 +113,14 @@ def test_a_receiver_down_for_a_while_gets_everything_in_order_once_it_is_up(tmp_
     notifier = Notifier([hook(f"http://127.0.0.1:{port}/in")], tmp_path / "n.sqlite", poll=0.02).start()
     try:
         for i in range(10):
-            notifier.submit({**sample_event(site=f"s{i}"), "id": f"a{i}"})
+            notifier.submit(notice(site=f"s{i}", id=f"a{i}"))
         wait_until(lambda: notifier.status()["hook"].failed >= 1, 10)
         c = notifier.status()["hook"]
         assert c.sent == 0 and c.last_error is not None and "127.0.0.1" in c.last_error
         peer = HttpPeer(port=port).start()
         try:
             wait_until(lambda: len(peer.received) == 10, 20)
-            assert [r.json()["id"] for r in peer.received] == [f"a{i}" for i in range(10)]
+            assert [r.json()["incident"]["id"] for r in peer.received] == [f"a{i}" for i in range(10)]
             assert notifier.status()["hook"].sent == 10
         finally:
             peer.stop()
@@ -131,7 +133,7 @@ def test_retry_budget_dead_letters_then_requeue_delivers(tmp_path: Path) -> None
     notifier = Notifier([hook(peer.url, retry={"max_attempts": 3, "backoff_base": "10ms", "backoff_cap": "20ms"})],
                         tmp_path / "n.sqlite", poll=0.02).start()
     try:
-        notifier.submit(sample_event())
+        notifier.submit(notice())
         wait_until(lambda: notifier.status()["hook"].dead == 1, 10)
         (dead,) = notifier.queue.messages([MessageStatus.DEAD])
         assert dead.attempts == 3 and "retry budget of 3 attempts spent" in (dead.error or "")
@@ -144,11 +146,11 @@ def test_retry_budget_dead_letters_then_requeue_delivers(tmp_path: Path) -> None
 
 
 def test_a_refusal_is_dead_at_once_and_later_notifications_still_flow(tmp_path: Path) -> None:
-    peer = HttpPeer(respond=lambda r: (400, b"no") if r.json()["id"] == "bad" else (200, b"{}")).start()
+    peer = HttpPeer(respond=lambda r: (400, b"no") if r.json()["incident"]["id"] == "bad" else (200, b"{}")).start()
     notifier = Notifier([hook(peer.url)], tmp_path / "n.sqlite", poll=0.02).start()
     try:
-        notifier.submit({**sample_event(), "id": "bad"})
-        notifier.submit({**sample_event(site="other"), "id": "good"})
+        notifier.submit(notice(id="bad"))
+        notifier.submit(notice(site="other", id="good"))
         wait_until(lambda: len(peer.received) == 1, 10)
         c = notifier.status()["hook"]
         assert c.dead == 1 and c.sent == 1 and "HTTP 400" in (c.last_error or "")
@@ -187,31 +189,31 @@ def test_grouping_timings_on_an_accelerated_clock(tmp_path: Path) -> None:
         return [r.json()["markdown"]["title"] for r in peer.received[before:]]
 
     t0 = datetime(2026, 7, 1, tzinfo=UTC)
-    a = {**sample_event(at=t0), "id": "A"}
-    b = {**sample_event(at=t0 + timedelta(seconds=40)), "id": "B", "rule": "balance_24h"}
+    a = {**notice(id="A"), "at": t0.isoformat()}
+    b = {**notice(id="B", rules={"balance_day": {}}), "at": (t0 + timedelta(seconds=40)).isoformat()}
     try:
         n.submit(a)
         assert step(29) == []
         (title,) = step(30)
-        assert "告警" in title
+        assert "新事件" in title
         clock.at(40)
         n.submit(b)
         clock.at(50)
-        n.submit({**a, "state": "resolved", "at": (t0 + timedelta(seconds=50)).isoformat()})
+        n.submit({**notice("resolved", id="A"), "at": (t0 + timedelta(seconds=50)).isoformat()})
         assert step(329) == []  # news wait for group_interval after the last notification
-        (title,) = step(330)  # one digest: B firing and A resolved
+        (title,) = step(330)  # one digest: B opened and A resolved
         text = peer.received[-1].json()["markdown"]["text"]
-        assert "等2条" in title and text.index("🔴") < text.index("🟢")
+        assert "等2起" in title and text.index("🔴") < text.index("🟢")
         assert step(330 + 3599) == []
-        (title,) = step(330 + 3600)  # only B still fires: reminded
+        (title,) = step(330 + 3600)  # only B is still open: reminded
         assert title.startswith("[重复提醒]") and "等" not in title
         # a silence on B stops its reminders; the state is kept (the next reminder resumes after expiry)
         silences.add(Actor("张三", "local"), [Matcher.parse("id=B")], clock(), clock() + 7200, "回扬 backwash")
         assert step(330 + 7200) == []  # the reminder due now is suppressed
         assert step(330 + 3600 + 7199) == []  # the silence lasts until 2h after it was set
-        (title,) = step(330 + 3600 + 7200)  # expired: B is still firing, so the reminder goes out
+        (title,) = step(330 + 3600 + 7200)  # expired: B is still open, so the reminder goes out
         assert title.startswith("[重复提醒]")
-        # re-submitting known transitions (a rule engine replaying after a restart) sends nothing
+        # re-submitting known changes (a rule engine replaying after a restart) sends nothing
         assert n.submit(a) == [] and n.submit(b) == []
     finally:
         n.stop()

@@ -1,5 +1,6 @@
-"""Discharge alerts the live rule engine raises reach each kind of receiver once, routed by district, through
-the notifier the service builds from its config."""
+"""Discharge incidents the live rule engine opens reach each kind of receiver once — one message per
+incident, not one per window alert — routed by district, through the notifier the service builds from its
+config."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerting.model import Alert, IncidentNotice
 from collector.model import Reading, Role
 from gshp.clock import DataClock
 from gshp.config import parse_config
 from gshp.devstack import Mosquitto, free_port
 from gshp.service import Service
-from rules.events import AlertEvent
 from tests.helpers import wait_until
 from tests.notify_peers import HttpPeer
 
@@ -46,7 +47,7 @@ def _minute_readings(site: str, minute: int, start: datetime, discharge: float) 
             Reading(site, "R1", Role.REINJECTION, ts, r, 2000 + r * minute / 60)]
 
 
-def test_discharge_alerts_from_the_live_engine_reach_every_kind_of_receiver_once_routed_by_district(
+def test_discharge_incidents_from_the_live_engine_reach_every_kind_of_receiver_once_routed_by_district(
         tmp_path: Path, mosquitto: Mosquitto) -> None:
     hook, ding, wx = HttpPeer().start(), HttpPeer().start(), HttpPeer().start()
     box, smtp_port = Mailbox(), free_port()
@@ -80,8 +81,10 @@ notify:
   - {{name: bus, type: mqtt, host: 127.0.0.1, port: {mosquitto.port}, client_id: e2e-notify}}
 """, env={})
     service = Service(config, clock=DataClock())  # the rules run in the readings' time
-    fired: list[AlertEvent] = []
+    fired: list[Alert] = []
+    notices: list[IncidentNotice] = []
     service.alert_listeners.append(lambda e: fired.append(e) if e.state == "firing" else None)
+    service.notice_listeners.append(notices.append)
     service.notifier.start()
     start = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
     try:
@@ -89,27 +92,35 @@ notify:
             service.accept(_minute_readings("hehua-plaza", minute, start, 0.35)
                            + _minute_readings("wolong-school", minute, start, 0.40)
                            + _minute_readings("honest-park", minute, start, 0.0), "test")
-        by_site = {site: {e.id for e in fired if e.site == site} for site in ("hehua-plaza", "wolong-school")}
-        assert by_site["hehua-plaza"] and by_site["wolong-school"], fired  # the engine found both
-        assert all(e.kind == "discharge" for e in fired) and not any(e.site == "honest-park" for e in fired)
-        everything = by_site["hehua-plaza"] | by_site["wolong-school"]
-        sites = {e.id: e.site for e in fired}
-        wait_until(lambda: len(hook.received) == len(everything) and len(ding.received) == len(by_site["hehua-plaza"])
-                   and len(wx.received) == len(by_site["wolong-school"]) and len(got) == len(everything)
+        assert {e.site for e in fired} == {"hehua-plaza", "wolong-school"}, fired  # the engine found both
+        assert len([e for e in fired if e.site == "hehua-plaza"]) > 1  # several windows fired …
+        # … and each site has one incident: one message per receiver, whatever windows fired
+        assert sorted((n.site, n.change.value) for n in notices) == [
+            ("hehua-plaza", "opened"), ("wolong-school", "opened")]
+        ids = {n.site: n.id for n in notices}
+        wait_until(lambda: len(hook.received) == 2 and len(ding.received) == 1 and len(wx.received) == 1
+                   and len(got) == 2
                    and {name for m in box.messages for name in ("向阳荷花广场", "卧龙区第一中学")
                         if name in _text(m)} == {"向阳荷花广场", "卧龙区第一中学"}, 20)
         time.sleep(0.5)  # and nothing more arrives
-        # each alert once per receiver that its district and kind route it to
-        assert sorted(r.json()["id"] for r in hook.received) == sorted(everything)
-        assert all(r.json()["state"] == "firing" and r.json()["evidence"]["deficit_m3"] > 0 for r in hook.received)
-        assert len(ding.received) == len(by_site["hehua-plaza"])
-        assert all("向阳荷花广场" in r.json()["markdown"]["text"] for r in ding.received)
-        assert len(wx.received) == len(by_site["wolong-school"])
-        assert all("卧龙区第一中学" in r.json()["markdown"]["text" if "text" in r.json()["markdown"] else "content"]
-                   for r in wx.received)
-        assert sorted(m.topic for m in got) == sorted(
-            f"gshp/alerts/{'宛城区' if sites[i] == 'hehua-plaza' else '卧龙区'}/{sites[i]}" for i in everything)
-        assert sorted(json.loads(m.payload)["id"] for m in got) == sorted(everything)
+        assert sorted(r.json()["incident"]["id"] for r in hook.received) == sorted(ids.values())
+        for r in hook.received:
+            body = r.json()
+            assert body["change"] == "opened" and body["incident"]["volume_m3"]["estimate"] > 0
+            assert body["link"] == f"https://board.example.gov.cn/incidents/{body['incident']['id']}"
+        (d,) = ding.received
+        assert "向阳荷花广场" in d.json()["markdown"]["text"] and f"/incidents/{ids['hehua-plaza']}" in \
+            d.json()["markdown"]["text"]
+        (w,) = wx.received
+        assert "卧龙区第一中学" in w.json()["markdown"]["content"] and "m³" in w.json()["markdown"]["content"]
+        assert sorted(m.topic for m in got) == ["gshp/alerts/卧龙区/wolong-school", "gshp/alerts/宛城区/hehua-plaza"]
+        assert sorted(json.loads(m.payload)["incident"]["id"] for m in got) == sorted(ids.values())
+        # closing the case (the case store calls the hook) is one more message, naming the outcome
+        service.incident_case_closed(ids["hehua-plaza"], "confirmed_discharge")
+        wait_until(lambda: len(hook.received) == 3, 20)
+        closed = hook.received[-1].json()
+        assert (closed["change"], closed["outcome"], closed["incident"]["id"]) == (
+            "case_closed", "confirmed_discharge", ids["hehua-plaza"])
         assert len({_parsed(m)["Message-ID"] for m in box.messages}) == len(box.messages)  # none sent twice
         status = service.notifier.status()
         assert all(c.queued == c.failed == c.dead == 0 for c in status.values())

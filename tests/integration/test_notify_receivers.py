@@ -28,7 +28,7 @@ from rules.notify import Notifier, PermanentDeliveryError, RetryableDeliveryErro
 from rules.notify.receivers.base import Delivery
 from rules.notify.settings import ReceiverSettings
 from tests.helpers import wait_until
-from tests.notify_peers import HttpPeer, Received
+from tests.notify_peers import HttpPeer, Received, notice
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,8 @@ def peer() -> Any:
 # -- webhook -----------------------------------------------------------------------------------------
 
 
-def test_webhook_posts_the_event_json_signed_with_hmac_of_the_raw_body(tmp_path: Path, peer: HttpPeer) -> None:
+def test_webhook_posts_the_incident_notice_json_signed_with_hmac_of_the_raw_body(tmp_path: Path,
+                                                                                 peer: HttpPeer) -> None:
     secret = "w3bh00k-s3cret"
 
     def verify(r: Received) -> tuple[int, bytes]:
@@ -65,9 +66,10 @@ def test_webhook_posts_the_event_json_signed_with_hmac_of_the_raw_body(tmp_path:
     (r,) = peer.received
     body = r.json()
     expected = sample_event(at=parse_event(body).at)
-    assert set(body) == set(expected)  # the full event shape
+    assert set(body) == set(expected)  # the full notice shape
     assert parse_event(body) == parse_event(expected)
-    assert body["site_name"] == "向阳荷花广场" and body["evidence"]["deficit_m3"] == 20.0
+    assert body["incident"]["site_name"] == "向阳荷花广场" and body["incident"]["volume_m3"]["estimate"] == 26.7
+    assert r.headers["x-gshp-event"] == "opened"
     assert r.headers["authorization"] == "Bearer t0k3n"
     assert r.headers["x-gshp-idempotency-key"].startswith("test:")
     assert r.headers["content-type"].startswith("application/json")
@@ -121,8 +123,8 @@ def test_dingtalk_signed_markdown_message(tmp_path: Path, peer: HttpPeer) -> Non
     assert msg["msgtype"] == "markdown" and set(msg["markdown"]) == {"title", "text"}
     assert "向阳荷花广场" in msg["markdown"]["title"]
     text = msg["markdown"]["text"]
-    for part in ("宛城区", "120.0 m³", "100.0 m³", "20.0 m³", "16.7%", "https://board.example.gov.cn/sites/hehua-plaza",
-                 "@13800000000"):
+    for part in ("宛城区", "26.7 m³", "22.1 m³", "31.3 m³", "39.8%",
+                 "https://board.example.gov.cn/incidents/sample-hehua-plaza", "@13800000000"):
         assert part in text
     assert msg["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}
     n.queue.close()
@@ -150,9 +152,10 @@ def test_wecom_markdown_body_shape_and_4096_byte_bound(tmp_path: Path, peer: Htt
     msg = r.json()
     assert list(msg) == ["msgtype", "markdown"] and msg["msgtype"] == "markdown"
     assert list(msg["markdown"]) == ["content"]
-    assert "suspected discharge" in msg["markdown"]["content"] and "Deficit" in msg["markdown"]["content"]
-    # a digest of many alerts stays within the robot's 4096-byte limit
-    events = tuple(parse_event({**sample_event(), "id": f"a{i}"}) for i in range(40))
+    content = msg["markdown"]["content"]
+    assert "suspected discharge" in content and "Estimated discharge" in content
+    # a digest of many incidents stays within the robot's 4096-byte limit
+    events = tuple(parse_event(notice(id=f"a{i}")) for i in range(40))
     n.receivers["wx"].send(Delivery("k", events))
     assert len(peer.received[-1].json()["markdown"]["content"].encode()) <= 4096
     n.queue.close()
@@ -208,7 +211,7 @@ def test_email_with_auth_plain_text_and_html_in_chinese(tmp_path: Path, security
         assert "向阳荷花广场" in str(msg["Subject"])
         plain = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
-        assert "抽水量：120.0 m³" in plain and "差额：20.0 m³（16.7%" in plain
+        assert "估计外排量：26.7 m³（不确定范围 22.1 m³ – 31.3 m³）" in plain and "差额峰值：39.8%" in plain
         assert "<table" in html and "向阳荷花广场" in html
         assert msg["Message-ID"].endswith("@gshp-monitor>")
         # a wrong password is permanent: no retry can fix it
@@ -251,25 +254,25 @@ class Subscriber:
         self.c.loop_stop()
 
 
-def test_mqtt_publishes_events_qos1_and_the_sites_state_retained(tmp_path: Path, mosquitto: Mosquitto) -> None:
+def test_mqtt_publishes_notices_qos1_and_the_sites_open_incidents_retained(tmp_path: Path,
+                                                                          mosquitto: Mosquitto) -> None:
     live = Subscriber(mosquitto, "gshp/#")
     n = notifier(tmp_path, {"name": "bus", "type": "mqtt", "host": mosquitto.host, "port": mosquitto.port,
                             "client_id": "gshp-notify-test"})
-    fire = sample_event()
-    n.submit(fire)
-    n.submit({**sample_event(site="wolong-school", site_name="卧龙区第一中学", district="卧龙区"), "id": "w1"})
+    n.submit(notice())
+    n.submit(notice(site="wolong-school", site_name="卧龙区第一中学", district="卧龙区", id="w1"))
     n.tick()
     while n.deliver_once("bus") == 0:
         pass
-    n.submit({**fire, "state": "resolved", "ends_at": fire["at"]})
+    n.submit(notice("resolved"))
     n.tick()
     while n.deliver_once("bus") == 0:
         pass
     wait_until(lambda: len(live.got) >= 6, 10)
     live.close()
     events = [m for m in live.got if m.topic.startswith("gshp/alerts/")]
-    assert [(m.topic, json.loads(m.payload)["state"]) for m in events] == [
-        ("gshp/alerts/宛城区/hehua-plaza", "firing"), ("gshp/alerts/卧龙区/wolong-school", "firing"),
+    assert [(m.topic, json.loads(m.payload)["change"]) for m in events] == [
+        ("gshp/alerts/宛城区/hehua-plaza", "opened"), ("gshp/alerts/卧龙区/wolong-school", "opened"),
         ("gshp/alerts/宛城区/hehua-plaza", "resolved")]
     assert all(m.qos == 1 for m in events)
     # a late subscriber gets each site's current state from the retained messages
@@ -279,9 +282,9 @@ def test_mqtt_publishes_events_qos1_and_the_sites_state_retained(tmp_path: Path,
     state = {m.topic: json.loads(m.payload) for m in late.got}
     assert all(m.retain for m in late.got)
     assert state["gshp/state/宛城区/hehua-plaza"]["state"] == "ok"
-    assert state["gshp/state/宛城区/hehua-plaza"]["alerts"] == []
-    assert state["gshp/state/卧龙区/wolong-school"]["state"] == "firing"
-    assert [a["id"] for a in state["gshp/state/卧龙区/wolong-school"]["alerts"]] == ["w1"]
+    assert state["gshp/state/宛城区/hehua-plaza"]["incidents"] == []
+    assert state["gshp/state/卧龙区/wolong-school"]["state"] == "open"
+    assert [a["id"] for a in state["gshp/state/卧龙区/wolong-school"]["incidents"]] == ["w1"]
     n.stop()
 
 

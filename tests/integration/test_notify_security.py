@@ -88,7 +88,7 @@ def test_markdown_and_html_in_names_arrive_escaped_at_dingtalk_wecom_and_mail(tm
             assert r"\<script\>alert\(1\)\</script\> \*\*荷花\*\* \[点我\]\(http://evil.example\)" in text
             assert r"\_x\_ \`c\`" in text and r"\# 宛城区 \<b\>\&amp;\</b\>" in text
             assert "**级别**" in text  # the template's own markdown stays markdown
-            assert "[查看站点实时数据](https://board.example.gov.cn/sites/hehua-plaza)" in text
+            assert "[查看事件详情](https://board.example.gov.cn/incidents/sample-hehua-plaza)" in text
         (mail,) = box.messages
         html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
         assert "<script>" not in html and "<img" not in html and "<b>&amp;" not in html
@@ -120,7 +120,7 @@ def test_an_email_that_cannot_be_built_is_dead_lettered_and_the_next_one_deliver
         assert len(box.messages) == 1 and "向阳荷花广场" in str(box.messages[0]["Subject"])
         assert "Bcc" not in box.messages[0] and took < 10
         (dead,) = n.queue.messages([MessageStatus.DEAD])
-        assert dead.key.startswith("old-site:") and dead.error is not None
+        assert dead.key.startswith(f"{broken['incident']['id']}:") and dead.error is not None
         assert "the e-mail cannot be built" in dead.error and dead.attempts == 1  # no retry
         assert n.status()["mail"].dead == 1 and n.status()["mail"].sent == 1
     finally:

@@ -146,7 +146,7 @@ def test_sigkill_between_commit_and_drain_then_restart_delivers_everything(
 
 def test_names_with_escaping_hazards_round_trip(influxd: Influxd, influx_db: str, state_dir: Path) -> None:
     hazards = ['a b', 'a,b', 'a=b', 'say "hi"', "it's", 'back\\slash', '向阳荷花广场 (北区), 1=2']
-    sites = [make_site(f"s{i}", name=f"{h}\n第二行", district=h) for i, h in enumerate(hazards)]
+    sites = [make_site(f"s{i}", name=f"{h} 「二期」", district=h) for i, h in enumerate(hazards)]
     box, drainer = _pipeline(influxd, influx_db, state_dir / "outbox.sqlite",
                              max_batch_age=timedelta(milliseconds=50))
     drainer.start()

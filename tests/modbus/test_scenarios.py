@@ -12,10 +12,10 @@ from itertools import pairwise
 
 import pytest
 
+from alerting.model import Alert
 from collector.modbus import PROFILES, MeterPoll, ModbusCollector, plan_collection
 from collector.model import MeterChange, Reading
 from rules.engine import Engine
-from rules.events import AlertEvent
 from rules.settings import RulesSettings
 from simulators.modbus import ModbusSimServer, Scenario, image_size, range_units
 from tests.modbus.conftest import gateway, run, site
@@ -28,7 +28,7 @@ STEP = timedelta(minutes=1)
 @dataclass
 class Run:
     engine: Engine
-    events: list[AlertEvent] = field(default_factory=list)
+    events: list[Alert] = field(default_factory=list)
     readings: list[Reading] = field(default_factory=list)
     changes: list[MeterChange] = field(default_factory=list)
     polls: list[MeterPoll] = field(default_factory=list)

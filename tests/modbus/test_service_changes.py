@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from alerting.model import Alert
 from collector.modbus import PROFILES
 from gshp.config import load_config
 from gshp.devstack import Influxd, free_port
 from gshp.service import Service
 from gshp.sources import build_sources
-from rules.store import StoredAlert
 from simulators.clock import SimClock
 from simulators.modbus import ModbusSimServer, Scenario, image_size, range_units
 from tests.modbus.conftest import run
@@ -44,7 +44,7 @@ sites:
     return path
 
 
-async def _serve_until_changed(tmp_path: Path, influxd: Influxd, db: str) -> tuple[list[StoredAlert], int]:
+async def _serve_until_changed(tmp_path: Path, influxd: Influxd, db: str) -> tuple[list[Alert], int]:
     clock = SimClock(speed=60.0)  # a data minute per second; the rules evaluate every 5 s
     units = range_units(TUF, [1, 2], Scenario(), lambda: (clock.now() - clock.start).total_seconds(),
                         per_unit={2: Scenario.parse("swap:3")})  # R1 is replaced after 3 data minutes
@@ -75,7 +75,7 @@ def test_a_meter_swapped_under_the_running_service_raises_meter_changed(
     assert "meter_changed" in rules, [a.rule for a in alerts]
     alert = rules["meter_changed"]
     assert alert.state == "firing" and alert.kind == "data_quality" and alert.severity == "high"
-    ev = alert.event["evidence"]
+    ev = alert.evidence
     assert (ev["meter"], ev["kind"], ev["field"], ev["old"], ev["new"]) == (
         "R1", "serial_changed", "serial_number", 20240002, 30240002)
     assert alert.summary == ("向阳荷花广场 流量计被更换或设置被改动：R1 序列号（serial_number）20240002 → 30240002")

@@ -247,7 +247,7 @@ def test_two_collectors_two_rule_workers_every_site_once_every_alert_once_nothin
                                      f"evaluated that were not published of its shard") from None
             # the trace saw every reading the worker counted: nothing reached the engine another way
             wait_until(lambda w=w: w.metric("gshp_rule_readings_total") == w.evaluated()[1], timeout=10)
-        wait_until(lambda: len([r for r in hook.received if r.json().get("state") == "firing"]) >= 2, timeout=30)
+        wait_until(lambda: len([r for r in hook.received if r.json().get("change") == "opened"]) >= 2, timeout=30)
         time.sleep(1.0)  # a duplicate, if any, would arrive now
 
         # every site evaluated by exactly one rule worker: its own shard's, with a balance computed
@@ -269,8 +269,10 @@ def test_two_collectors_two_rule_workers_every_site_once_every_alert_once_nothin
         alerts = [a for w in rules for a in w.get("/api/alerts")["alerts"]]
         assert sorted((a["site"], a["rule"], a["state"]) for a in alerts) == \
             sorted((s, "balance_gross", "firing") for s in DISCHARGING), json.dumps(alerts, ensure_ascii=False)
-        firing = sorted(r.json()["site"] for r in hook.received if r.json().get("state") == "firing")
-        assert firing == sorted(DISCHARGING)
+        # every incident once: one discharge incident per discharging site, opened once
+        opened = sorted((r.json()["incident"]["site"], r.json()["incident"]["kind"]) for r in hook.received
+                        if r.json().get("change") == "opened")
+        assert opened == sorted((site, "discharge") for site in DISCHARGING)
         assert len({a["id"] for a in alerts}) == len(alerts)
 
         # no reading lost to the SIGKILL, none invented: InfluxDB holds exactly the published set

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from alerting.case import CaseAction, CaseConflict, CaseInputError, CaseStatus, Outcome
+from alerting.model import Alert, AlertKind, AlertState
 from rules import audited
 from rules.audit import Actor, AuditChain
 from rules.cases import AttachmentLimits, CaseStore
-from rules.events import AlertEvent, AlertKind
 from rules.notify.silences import Matcher
 from rules.settings import MaintenanceWindow, Severity
 from rules.silence_store import SilenceStore
@@ -207,7 +207,7 @@ def _refuse_audit_inserts(path: Path) -> None:
 def test_a_change_whose_audit_record_cannot_be_written_does_not_happen(stores: Stores) -> None:
     stores.cases.acknowledge("inc-1", OFFICER, AT)
     store = AlertStore(stores.path)
-    store.record(_alert(), datetime(2026, 5, 5, tzinfo=UTC).timestamp())
+    store.record(_alert())
     store.close()
     _refuse_audit_inserts(stores.path)
     start = datetime(2026, 5, 5, 8, tzinfo=UTC)
@@ -230,7 +230,7 @@ def test_a_change_whose_audit_record_cannot_be_written_does_not_happen(stores: S
     assert not (stores.path.parent / "attachments").exists() or not any((stores.path.parent / "attachments").iterdir())
     assert case.attachments == () and stores.store.maintenance() == [] and stores.silences.silences(True) == []
     alert = stores.store.get("a1")
-    assert alert is not None and alert.acked_by is None and stores.store.annotations("a1") == []
+    assert alert is not None and stores.store.acknowledgement("a1") is None and stores.store.annotations("a1") == []
     assert stores.store.outcome("a1") is None and stores.actions() == ["case.ack"]
 
 
@@ -245,10 +245,10 @@ def test_silences_are_explicit_listed_and_audited(stores: Stores) -> None:
         stores.silences.add(OFFICER, [Matcher.parse("site=hehua")], now, now + 60, " ")
 
 
-def _alert() -> AlertEvent:
+def _alert() -> Alert:
     at = datetime(2026, 5, 5, tzinfo=UTC)
-    return AlertEvent("a1", "hehua", "向阳荷花广场", "宛城区", "balance_gross", AlertKind.DISCHARGE,
-                      Severity.CRITICAL, "firing", at, at, None, "summary", {"deficit_m3": 20.0})
+    return Alert("a1", "hehua", "向阳荷花广场", "宛城区", "balance_gross", AlertKind.DISCHARGE,
+                 Severity.CRITICAL, AlertState.FIRING, at, at, None, "summary", {"deficit_m3": 20.0})
 
 
 def test_processes_appending_at_once_keep_one_unbroken_chain(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from rules.events import AlertEvent, AlertKind, summarize, window_words
+from alerting.model import Alert, AlertKind, AlertState
+from rules.events import summarize, window_words
 from rules.settings import Language, Severity
 
 EV = {"window": "1h", "extracted_m3": 120.0, "reinjected_m3": 100.0, "deficit_m3": 20.0,
@@ -40,8 +41,8 @@ def test_window_words():
 def test_event_json_has_the_one_shape_with_offset_times():
     tz = ZoneInfo("Asia/Shanghai")
     at = datetime(2026, 5, 5, 0, 0, tzinfo=UTC).astimezone(tz)
-    e = AlertEvent("abc", "hehua", "向阳荷花广场", "宛城区", "balance_hour", AlertKind.DISCHARGE,
-                   Severity.HIGH, "firing", at, at, None, "s", EV)
+    e = Alert("abc", "hehua", "向阳荷花广场", "宛城区", "balance_hour", AlertKind.DISCHARGE,
+              Severity.HIGH, AlertState.FIRING, at, at, None, "s", EV)
     d = json.loads(e.to_json())
     assert list(d) == ["id", "site", "site_name", "district", "rule", "kind", "severity", "state", "at",
                        "starts_at", "ends_at", "summary", "evidence"]

@@ -37,8 +37,8 @@ def test_a_retained_message_is_a_reading_only_when_accepted(tmp_path: Path, extr
     source = _source(tmp_path, extra)
     now = 1782864030.0
     payload = json.dumps({"ts": int(now) - 60, "rate_m3h": 0.0, "total_m3": 1.0}).encode()
-    readings, letters = source._decode([_Message(0, 1, 1, "dtu/E1", payload, now, False, retain=True),
-                                        _Message(0, 2, 1, "dtu/R1", payload, now, False)])
+    readings, letters = source._decode([_Message(0, 1, 1, "dtu/E1", payload, now, False, len(payload), retain=True),
+                                        _Message(0, 2, 1, "dtu/R1", payload, now, False, len(payload))])
     assert [r.meter for r in readings] == (["E1", "R1"] if taken else ["R1"])
     assert [(d.topic, d.reason) for d in letters] == ([] if taken else [("dtu/E1", "retained")])
     assert source.deadletters is not None

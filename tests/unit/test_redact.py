@@ -15,6 +15,15 @@ from gshp.config import parse_config
 REPO = Path(__file__).resolve().parents[2]
 
 
+
+@pytest.fixture(autouse=True)
+def no_registered_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no configured secrets: configs loaded by earlier tests registered theirs
+    (a station password such as 123456 would mask part of an unrelated URL here)."""
+    import collector.redact
+    monkeypatch.setattr(collector.redact, "_registered", ())
+    monkeypatch.setattr(collector.redact, "_registered_re", None)
+
 @pytest.mark.parametrize(("text", "secrets", "kept"), [
     ("cannot reach InfluxDB at http://admin:PwSecret111@10.0.0.5:8086/?token=Tk-9f8e7d&db=gshp: ConnectionError",
      ["PwSecret111", "Tk-9f8e7d", "admin:"], ["10.0.0.5:8086", "db=gshp", "ConnectionError"]),

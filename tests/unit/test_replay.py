@@ -89,6 +89,20 @@ def test_table_format_and_english_summaries(tmp_path, capsys):
     assert "extracted" in out and "firing" in out
 
 
+def test_incidents_flag_adds_incident_lines_and_leaves_the_alert_lines_as_they_are(tmp_path, capsys):
+    cfg, csv = _write(tmp_path, _rows())
+    assert main(["replay", "--config", str(cfg), "--readings", str(csv)]) == 0
+    plain = capsys.readouterr().out.splitlines()
+    assert all("change" not in json.loads(line) for line in plain)
+    assert main(["replay", "--config", str(cfg), "--readings", str(csv), "--incidents"]) == 0
+    both = capsys.readouterr().out.splitlines()
+    incidents = [json.loads(line) for line in both if "change" in json.loads(line)]
+    assert [line for line in both if "change" not in json.loads(line)] == plain
+    assert incidents and incidents[0]["change"] == "opened"
+    assert {i["incident"]["kind"] for i in incidents} == {"discharge"}
+    assert incidents[0]["incident"]["volume_m3"]["estimate"] > 0
+
+
 def test_a_bad_config_exits_2_with_the_problem_on_stderr(tmp_path, capsys):
     cfg, csv = _write(tmp_path, _rows())
     cfg.write_text(CONFIG + "rules: {evaluate_every: 7m}\n", encoding="utf-8")

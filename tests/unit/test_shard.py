@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from alerting.model import Alert
 from collector.fanout import decode_reading, encode_reading, plan_fanout_routes, reading_topic
 from collector.model import Reading, Role
 from collector.mqtt.decode import DecodeContext, decode
@@ -22,7 +23,6 @@ from gshp.live import LiveState
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.shard import ShardSettings, plan_shards, shard_of
 from rules.engine import Engine
-from rules.events import AlertEvent
 from rules.replay import parse_readings
 from tests.helpers import make_site
 
@@ -175,7 +175,7 @@ def test_data_time_evaluation_of_a_live_stream_matches_replay(case: str) -> None
     roles = {m.id: m.role for m in site.meters}
     stream = [Reading(rows.site[i], rows.meter[i], roles[rows.meter[i]], datetime.fromtimestamp(rows.ts[i], UTC),
                       rows.rate[i], rows.total[i]) for i in range(len(rows))]
-    events: list[AlertEvent] = []
+    events: list[Alert] = []
     loop = RuleLoop(Engine(config.sites, config.rules, config.tz), config.sites, DataClock(),
                     LiveState(config.sites), lambda lines: None, events.append)
     rng = random.Random(7)

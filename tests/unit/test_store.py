@@ -2,34 +2,35 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from rules.events import AlertEvent, AlertKind
+from alerting.model import Alert, AlertKind, AlertState
 from rules.settings import MaintenanceWindow, Severity
 from rules.store import AlertStore, StoreError
 
 AT = datetime(2026, 5, 5, 8, 0, tzinfo=UTC)
 
 
-def _event(state: str, ends: datetime | None = None) -> AlertEvent:
-    return AlertEvent("a1", "hehua", "向阳荷花广场", "宛城区", "balance_gross", AlertKind.DISCHARGE,
-                      Severity.CRITICAL, state, AT, AT, ends, f"summary {state}", {"deficit_m3": 20.0})
+def _event(state: str, ends: datetime | None = None) -> Alert:
+    return Alert("a1", "hehua", "向阳荷花广场", "宛城区", "balance_gross", AlertKind.DISCHARGE,
+                 Severity.CRITICAL, AlertState(state), AT, AT, ends, f"summary {state}", {"deficit_m3": 20.0})
 
 
 def test_open_alerts_survive_reopening_the_store(tmp_path):
     path = tmp_path / "state" / "alerts.sqlite"
     store = AlertStore(path)
-    store.record(_event("pending"), AT.timestamp())
-    store.record(_event("firing"), AT.timestamp(), clear_since=123.0)
+    store.record(_event("pending"))
+    store.record(_event("firing"), clear_since=123.0)
     store.close()
     reopened = AlertStore(path)
     (alert,) = reopened.open_alerts()
-    assert (alert.id, alert.state, alert.clear_since) == ("a1", "firing", 123.0)
+    assert (alert.id, alert.state, reopened.clear_since("a1")) == ("a1", "firing", 123.0)
+    assert alert == _event("firing")
     assert [t["state"] for t in reopened.transitions("a1")] == ["pending", "firing"]
 
 
 def test_a_resolved_alert_is_history_not_open(tmp_path):
     store = AlertStore(tmp_path / "alerts.sqlite")
-    store.record(_event("firing"), AT.timestamp())
-    store.record(_event("resolved", AT), AT.timestamp())
+    store.record(_event("firing"))
+    store.record(_event("resolved", AT))
     assert store.open_alerts() == []
     assert [a.state for a in store.history("hehua")] == ["resolved"]
 
@@ -37,13 +38,14 @@ def test_a_resolved_alert_is_history_not_open(tmp_path):
 def test_acknowledgement_and_annotations_are_kept_with_the_alert(tmp_path):
     path = tmp_path / "alerts.sqlite"
     store = AlertStore(path)
-    store.record(_event("firing"), AT.timestamp())
+    store.record(_event("firing"))
     store.acknowledge("a1", "执法一队", "2026-05-05T09:00:00+08:00", note="已派员现场核查")
     store.annotate("a1", "张三", "2026-05-05T10:00:00+08:00", "现场发现雨水井有水流出")
     store.close()
     store = AlertStore(path)
     alert = store.get("a1")
-    assert alert is not None and alert.acked_by == "执法一队"
+    ack = store.acknowledgement("a1")
+    assert alert is not None and ack is not None and ack.by == "执法一队"
     assert [n.text for n in store.annotations("a1")] == ["已派员现场核查", "现场发现雨水井有水流出"]
     assert alert.state == "firing"  # acknowledging changes the case, not the state
 

@@ -16,10 +16,23 @@ const I18N = {
     role_extraction: "抽水", role_reinjection: "回灌", role_discharge: "排水", ago: "前", s: "秒", m: "分", h: "小时",
     report: "日报下载", date: "日期", maintenance: "申报维护（回扬）", back: "← 返回总览", overview: "区县汇总",
     allSites: "全部站点", incomplete: "数据不全", kind_discharge: "外排", kind_data_quality: "数据质量",
-    severity_critical: "严重", severity_high: "高", severity_warning: "警告", severity_info: "提示",
+    severity_critical: "严重", severity_high: "高", severity_warning: "警告", severity_info: "提示", severity: "严重程度", state: "状态", kindCol: "类别",
     chooseOutcome: "选择核查结果", outcome_confirmed_discharge: "确认外排", outcome_no_discharge: "未发现外排",
     outcome_meter_fault: "计量故障", outcome_maintenance: "维护（回扬）", outcome_other: "其他", closed: "已结案",
     declaredBy: "申报人", configDeclared: "配置文件",
+    login_btn: "登录", cancel: "取消", incidents: "事件", incidentsTitle: "外排与异常事件", noIncidents: "暂无事件",
+    pastIncidents: "历史事件", who_viewer: "查看", who_enforcement: "执法", who_admin: "管理员",
+    allDistrictsShort: "全部区县", anonymous: "本机只读",
+    kind_evasion: "规避监测", kind_meter_fault: "计量故障", kind_compliance: "许可合规",
+    state_open: "进行中", state_resolved: "已恢复", case_new: "待处理", case_acknowledged: "已确认", case_closed: "已结案",
+    onset: "估计开始", firstFiring: "首次告警", endedAt: "结束", volume: "估计外排量", band: "不确定区间",
+    peakDeficit: "最大差额", meanDeficit: "平均差额", episodes: "复发次数", caseStatus: "案件状态",
+    timeline: "时间线", caseHistory: "案件记录", evidenceDownload: "下载证据包", reopen: "重新立案", reason: "原因",
+    windowAlerts: "窗口告警（证据）", claims: "事件期间申报的维护", stillOpen: "仍在持续", caseActions: "案件处理",
+    change_opened: "事件开始", change_reopened: "复发", change_escalated: "升级", change_resolved: "恢复",
+    change_case_closed: "结案", action_ack: "确认", action_note: "备注", action_close: "结案",
+    action_reopen: "重新立案", action_attach: "附件", outcome_no_discharge_found: "未发现外排", case: "案件",
+    attachments: "附件", attach: "上传附件", attachLabel: "附件说明（如：排水口照片、水样编号）", open: "查看",
   },
   en: {
     title: "Groundwater reinjection monitor", allDistricts: "All districts", loading: "Loading…", logout: "Log out",
@@ -36,10 +49,26 @@ const I18N = {
     report: "Daily report", date: "Date", maintenance: "Declared maintenance (backwash)", back: "← Overview",
     overview: "Districts", allSites: "All sites", incomplete: "incomplete", kind_discharge: "Discharge",
     kind_data_quality: "Data quality", severity_critical: "Critical", severity_high: "High", severity_warning: "Warning",
-    severity_info: "Info", chooseOutcome: "Choose the check result", outcome_confirmed_discharge: "Discharge confirmed",
+    severity_info: "Info", severity: "Severity", state: "State", kindCol: "Kind", chooseOutcome: "Choose the check result", outcome_confirmed_discharge: "Discharge confirmed",
     outcome_no_discharge: "No discharge found", outcome_meter_fault: "Meter fault",
     outcome_maintenance: "Maintenance (backwash)", outcome_other: "Other", closed: "Closed", declaredBy: "Declared by",
     configDeclared: "config file",
+    login_btn: "Log in", cancel: "Cancel", incidents: "Incidents", incidentsTitle: "Discharge and evasion incidents",
+    noIncidents: "No incidents", pastIncidents: "Incidents", who_viewer: "viewer", who_enforcement: "enforcement",
+    who_admin: "admin", allDistrictsShort: "all districts", anonymous: "local read-only",
+    kind_evasion: "Evasion", kind_meter_fault: "Meter fault", kind_compliance: "Compliance",
+    state_open: "Open", state_resolved: "Resolved", case_new: "New", case_acknowledged: "Acknowledged",
+    case_closed: "Closed", onset: "Estimated onset", firstFiring: "First alert", endedAt: "Ended",
+    volume: "Estimated discharge", band: "Uncertainty band", peakDeficit: "Peak deficit", meanDeficit: "Mean deficit",
+    episodes: "Episodes", caseStatus: "Case", timeline: "Timeline", caseHistory: "Case history",
+    evidenceDownload: "Download evidence package", reopen: "Reopen", reason: "Reason",
+    windowAlerts: "Window alerts (evidence)", claims: "Maintenance declared during the incident",
+    stillOpen: "still open", caseActions: "Case actions", change_opened: "Opened", change_reopened: "Recurred",
+    change_escalated: "Escalated", change_resolved: "Resolved", change_case_closed: "Case closed",
+    action_ack: "Acknowledged", action_note: "Note", action_close: "Closed", action_reopen: "Reopened",
+    action_attach: "Attachment", outcome_no_discharge_found: "No discharge found", case: "Case",
+    attachments: "Attachments", attach: "Upload", attachLabel: "What it shows (e.g. drain photo, sample number)",
+    open: "Open",
   },
 };
 
@@ -58,7 +87,10 @@ const t = (key) => (I18N[state.lang] && I18N[state.lang][key]) || I18N.zh[key] |
 
 /* What POST /api/alerts/{id}/close accepts as `outcome` (the on-site check result). */
 const OUTCOMES = ["confirmed_discharge", "no_discharge", "meter_fault", "maintenance", "other"];
-const outcomeLabel = (o) => (OUTCOMES.includes(o) ? t("outcome_" + o) : o);
+const outcomeLabel = (o) => (OUTCOMES.includes(o) || CASE_OUTCOMES.includes(o) ? t("outcome_" + o) : o);
+/* What POST /api/incidents/{id}/close accepts as `outcome` (exact strings). */
+const CASE_OUTCOMES = ["confirmed_discharge", "no_discharge_found", "meter_fault", "maintenance", "other"];
+const mayWrite = () => state.me && (state.me.role === "enforcement" || state.me.role === "admin");
 const $ = (sel) => document.querySelector(sel);
 
 function esc(value) {
@@ -124,10 +156,14 @@ function askToken(message) {
 }
 
 $("#login").addEventListener("close", () => {
+  if ($("#login").returnValue !== "ok") return;  // cancelled: keep who is logged in
+  $("#login").returnValue = "";
   state.token = $("#token").value.trim();
   localStorage.setItem("gshp.token", state.token);
   start();
 });
+
+$("#loginBtn").addEventListener("click", () => askToken());
 
 $("#logout").addEventListener("click", () => {
   localStorage.removeItem("gshp.token");
@@ -153,6 +189,17 @@ function applyLang() {
   document.title = t("title");
   $("#lang").textContent = state.lang === "zh" ? "English" : "中文";
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  showWho();
+}
+
+/* Who is logged in: name, role and districts, beside the login/logout button. */
+function showWho() {
+  const who = $("#who");
+  if (!state.me) { who.textContent = ""; return; }
+  const districts = state.me.districts ? state.me.districts.join("、") : t("allDistrictsShort");
+  const name = state.token ? state.me.name : t("anonymous");
+  who.textContent = `${name} · ${t("who_" + state.me.role)} · ${districts}`;
+  who.dataset.role = state.me.role;
 }
 
 function tick() {
@@ -254,7 +301,7 @@ function meterCells(r) {
 
 function alertCard(a) {
   const ev = a.evidence || {};
-  const canWrite = state.me && (state.me.role === "enforcement" || state.me.role === "admin");
+  const canWrite = mayWrite() && !a.readOnly;
   const notes = (a.notes || []).map((n) => `<li>${esc(fmtTime(n.at))} ${esc(n.who)}: ${esc(n.text)}</li>`).join("");
   const options = OUTCOMES.map((o) => `<option value="${o}">${esc(t("outcome_" + o))}</option>`).join("");
   const actions = canWrite ? `
@@ -305,8 +352,12 @@ async function renderSite(id, current = () => true) {
       <th class="num hide-narrow">${t("errorCode")}</th><th class="num hide-narrow">${t("time")}</th></tr></thead>
       <tbody>${meters}</tbody></table></div>
     ${maintenance ? `<h2>${t("maintenance")}</h2><ul>${maintenance}</ul>` : ""}
+    <h2>${t("pastIncidents")}</h2><div id="siteIncidents"><p class="muted">${t("loading")}</p></div>
     <h2>${t("alerts")}</h2><div id="alerts">${s.alerts.length ? s.alerts.map(alertCard).join("") : `<p class="muted">${t("noAlerts")}</p>`}</div>`;
   bindAlertForms(() => refreshAlerts(id));
+  api(`/api/incidents?site=${encodeURIComponent(id)}`).then((data) => {
+    if (current() && $("#siteIncidents")) $("#siteIncidents").innerHTML = incidentTable(data.incidents, false);
+  }).catch(() => {});
   $("#alerts").addEventListener("focusout", () => {
     setTimeout(() => { if ($("#alerts") && $("#alerts").dataset.stale) refreshAlerts(id); }, 500);
   });
@@ -378,6 +429,194 @@ function bindAlertForms(refresh) {
   });
 }
 
+/* ---------------------------------------------------------------- incidents */
+
+function volumeText(v) {
+  return v ? `${num(v.estimate, 1)} m³` : "—";
+}
+
+function bandText(v) {
+  return v ? `${num(v.low, 1)} – ${num(v.high, 1)} m³` : "—";
+}
+
+function incidentTable(incidents, withDistrict = true) {
+  if (!incidents.length) return `<p class="muted">${t("noIncidents")}</p>`;
+  const rows = incidents.map((i) => `
+    <tr class="incident state-${esc(i.state)} severity-${esc(i.severity)}" data-incident="${esc(i.id)}">
+      <td><a href="#/incidents/${encodeURIComponent(i.id)}">${esc(i.site_name || i.site)}</a></td>
+      ${withDistrict ? `<td class="hide-narrow">${esc(i.district)}</td>` : ""}
+      <td>${esc(t("kind_" + i.kind))}</td>
+      <td><span class="sev sev-${esc(i.severity)}">${esc(t("severity_" + i.severity))}</span></td>
+      <td>${esc(t("state_" + i.state))}</td>
+      <td class="num">${volumeText(i.volume_m3)}</td>
+      <td class="num hide-narrow">${i.peak_deficit_pct === null ? "—" : num(i.peak_deficit_pct, 1) + "%"}</td>
+      <td class="num hide-narrow">${esc(fmtTime(i.started_at))}</td>
+      <td class="case case-${esc(i.case.status)}">${esc(t("case_" + i.case.status))}</td>
+    </tr>`).join("");
+  return `<div class="tablewrap"><table class="incidents"><thead><tr><th>${t("site")}</th>
+    ${withDistrict ? `<th class="hide-narrow">${t("district")}</th>` : ""}<th>${t("kindCol")}</th>
+    <th>${t("severity")}</th><th>${t("state")}</th><th class="num">${t("volume")}</th>
+    <th class="num hide-narrow">${t("peakDeficit")}</th><th class="num hide-narrow">${t("onset")}</th>
+    <th>${t("case")}</th></tr></thead><tbody>${rows}</tbody></table></div>`;
+}
+
+function bindIncidentRows() {
+  document.querySelectorAll("tr.incident").forEach((tr) => tr.addEventListener("click", (e) => {
+    if (e.target.tagName !== "A") location.hash = `#/incidents/${encodeURIComponent(tr.dataset.incident)}`;
+  }));
+}
+
+/* Every visible incident, per district: open first, then by severity and volume (the API's order). */
+async function renderIncidents(current = () => true) {
+  const query = state.district ? `?district=${encodeURIComponent(state.district)}` : "";
+  const data = await api(`/api/incidents${query}`);
+  if (!current()) return;
+  const districts = [...new Set(data.incidents.map((i) => i.district))].sort();
+  const sections = districts.map((d) => `<section class="district" data-district="${esc(d)}"><h3>${esc(d)}</h3>
+    ${incidentTable(data.incidents.filter((i) => i.district === d), false)}</section>`).join("");
+  $("#app").innerHTML = `<p><a href="#/">${t("back")}</a></p><h2>${t("incidentsTitle")}</h2>
+    <div id="incidents">${sections || `<p class="muted">${t("noIncidents")}</p>`}</div>`;
+  bindIncidentRows();
+}
+
+function caseHistory(entries) {
+  if (!entries.length) return `<p class="muted">—</p>`;
+  return `<ol class="history">${entries.map((h) => {
+    const d = h.detail || {};
+    const said = [d.outcome ? outcomeLabel(d.outcome) : "", d.comment, d.text, d.reason, d.label].filter(Boolean).join(" · ");
+    return `<li data-action="${esc(h.action)}">${esc(fmtTime(h.at))} · ${esc(h.by)} · <b>${esc(t("action_" + h.action))}</b>${said ? ` · ${esc(said)}` : ""}</li>`;
+  }).join("")}</ol>`;
+}
+
+function caseForm(i) {
+  if (!mayWrite()) return "";
+  const status = i.case.status;
+  const options = CASE_OUTCOMES.map((o) => `<option value="${o}">${esc(t("outcome_" + o))}</option>`).join("");
+  return `<form id="caseForm" data-incident="${esc(i.id)}">
+    <input type="text" name="text" placeholder="${t("note")} / ${t("reason")}" maxlength="4000">
+    ${status === "new" ? `<button class="primary" data-action="ack" type="submit">${t("ack")}</button>` : ""}
+    <button data-action="notes" type="submit">${t("addNote")}</button>
+    ${status === "closed" ? `<button data-action="reopen" type="submit">${t("reopen")}</button>` : `
+      <select name="outcome" aria-label="${t("outcome")}"><option value="">${t("chooseOutcome")}</option>${options}</select>
+      <button data-action="close" type="submit">${t("close")}</button>`}
+  </form><p class="error" id="caseError"></p>`;
+}
+
+async function renderIncident(id, current = () => true) {
+  const i = await api(`/api/incidents/${encodeURIComponent(id)}`);
+  if (!current()) return;
+  const summary = (i.summary && (i.summary[state.lang] || i.summary.zh)) || "";
+  const timeline = i.timeline.map((e) => `<li>${esc(fmtTime(e.at))} · <b>${esc(t("change_" + e.change))}</b> ·
+    ${esc(t("severity_" + e.severity))}${e.volume_m3 ? ` · ${volumeText(e.volume_m3)}` : ""}</li>`).join("");
+  const claims = (i.maintenance_claims || []).map((c) => `<li>${esc(fmtTime(c.from))} – ${esc(fmtTime(c.to))} ·
+    ${esc(c.reason)} · ≤ ${num(c.volume_cap_m3, 1)} m³ · ${esc(c.declared_by)}</li>`).join("");
+  const outcome = i.case.outcome ? ` · ${t("outcome")}: <span class="outcome">${esc(outcomeLabel(i.case.outcome))}</span>` : "";
+  $("#app").innerHTML = `
+    <p><a href="#/incidents">← ${t("incidents")}</a> · <a href="#/sites/${encodeURIComponent(i.site)}">${esc(i.site_name || i.site)}</a></p>
+    <h2 id="incidentTitle">${esc(i.site_name || i.site)} <span class="muted">· ${esc(i.district)}</span> ·
+      ${esc(t("kind_" + i.kind))} <span class="sev sev-${esc(i.severity)}">${esc(t("severity_" + i.severity))}</span>
+      <span class="state state-${esc(i.state)}">${esc(t("state_" + i.state))}</span></h2>
+    <p>${esc(summary)}</p>
+    <div class="cards">
+      <div class="card"><div class="muted">${t("volume")}</div><div class="big" id="volume">${volumeText(i.volume_m3)}</div>
+        <div class="muted">${t("band")} ${bandText(i.volume_m3)}</div></div>
+      <div class="card"><div class="muted">${t("peakDeficit")} / ${t("meanDeficit")}</div>
+        <div class="big">${i.peak_deficit_pct === null ? "—" : num(i.peak_deficit_pct, 1) + "%"}</div>
+        <div class="muted">${i.mean_deficit_pct === null ? "—" : num(i.mean_deficit_pct, 1) + "%"}</div></div>
+      <div class="card"><div class="muted">${t("onset")}</div><div>${esc(fmtTime(i.started_at))}</div>
+        <div class="muted">${t("firstFiring")} ${esc(fmtTime(i.first_firing_at))}</div></div>
+      <div class="card"><div class="muted">${t("endedAt")}</div><div>${i.ended_at ? esc(fmtTime(i.ended_at)) : t("stillOpen")}</div>
+        <div class="muted">${t("episodes")} ${i.episodes}</div></div>
+    </div>
+    <h2>${t("caseActions")}</h2>
+    <div class="casebox" id="case" data-status="${esc(i.case.status)}">
+      <div>${t("caseStatus")}: <b class="case-status">${esc(t("case_" + i.case.status))}</b>${outcome}</div>
+      ${caseForm(i)}
+      <h3>${t("caseHistory")}</h3>${caseHistory(i.case.history)}
+      <h3>${t("attachments")}</h3>${attachmentList(i)}${attachForm()}
+    </div>
+    <p><button id="evidence" class="primary" type="button">${t("evidenceDownload")}</button></p>
+    <h2>${t("timeline")}</h2><ol class="timeline">${timeline}</ol>
+    ${claims ? `<h2>${t("claims")}</h2><ul>${claims}</ul>` : ""}
+    <h2>${t("windowAlerts")}</h2><div id="alerts">${i.alerts.map((a) => alertCard(Object.assign({}, a, {readOnly: true}))).join("")}</div>`;
+  $("#evidence").addEventListener("click", () => downloadEvidence(i.id));
+  document.querySelectorAll("button[data-attachment]").forEach((b) => b.addEventListener("click",
+    () => openAttachment(i.id, b.dataset.attachment)));
+  const upload = $("#attachForm");
+  if (upload) upload.addEventListener("submit", (e) => uploadAttachment(e, upload, id));
+  const form = $("#caseForm");
+  if (form) form.addEventListener("submit", (e) => submitCase(e, form, id));
+}
+
+async function submitCase(e, form, id) {
+  e.preventDefault();
+  const action = e.submitter ? e.submitter.dataset.action : "notes";
+  const text = form.elements.text.value;
+  const outcome = form.elements.outcome ? form.elements.outcome.value : "";
+  if ((action === "notes" || action === "reopen") && !text) { form.elements.text.focus(); return; }
+  if (action === "close" && !outcome) { form.elements.outcome.focus(); return; }
+  const body = action === "ack" ? {comment: text || null} : action === "close" ? {outcome, comment: text}
+    : action === "reopen" ? {reason: text} : {text};
+  try {
+    await api(`/api/incidents/${encodeURIComponent(id)}/${action}`, {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+    await renderIncident(id);
+  } catch (err) {
+    $("#caseError").textContent = err.message;
+  }
+}
+
+function attachmentList(i) {
+  const items = (i.case.attachments || []).map((a) => `<li data-sha256="${esc(a.sha256)}">${esc(a.label || a.content_type)}
+    · ${esc(a.by)} · ${esc(fmtTime(a.at))} · <code>${esc(a.sha256.slice(0, 16))}…</code>
+    <button type="button" data-attachment="${esc(a.id)}">${t("open")}</button></li>`).join("");
+  return items ? `<ul class="attachments">${items}</ul>` : `<p class="muted">—</p>`;
+}
+
+function attachForm() {
+  if (!mayWrite()) return "";
+  return `<form id="attachForm"><input type="file" name="file" accept="image/jpeg,image/png,application/pdf" required>
+    <input type="text" name="label" maxlength="200" placeholder="${t("attachLabel")}">
+    <button type="submit">${t("attach")}</button></form>`;
+}
+
+async function uploadAttachment(e, form, id) {
+  e.preventDefault();
+  const file = form.elements.file.files[0];
+  if (!file) return;
+  const headers = {"Content-Type": file.type || "application/octet-stream"};
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const q = new URLSearchParams({label: form.elements.label.value});
+  const response = await fetch(`/api/incidents/${encodeURIComponent(id)}/attachments?${q}`, {method: "POST", headers, body: file});
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    $("#caseError").textContent = body.detail || `${response.status}`;
+    return;
+  }
+  await renderIncident(id);
+}
+
+async function openAttachment(id, attachment) {
+  const headers = state.token ? {Authorization: `Bearer ${state.token}`} : {};
+  const response = await fetch(`/api/incidents/${encodeURIComponent(id)}/attachments/${encodeURIComponent(attachment)}`, {headers});
+  if (response.ok) window.open(URL.createObjectURL(await response.blob()), "_blank");
+}
+
+async function downloadEvidence(id) {
+  const headers = state.token ? {Authorization: `Bearer ${state.token}`} : {};
+  const response = await fetch(`/api/incidents/${encodeURIComponent(id)}/evidence`, {headers});
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    $("#caseError").textContent = body.detail || `${response.status}`;
+    return;
+  }
+  const blob = await response.blob();
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `gshp-evidence-${id}.zip`;
+  a.click();
+}
+
 /* ---------------------------------------------------------------- live stream (fetch, so the token can be sent) */
 
 async function openStream(query, onEvent) {
@@ -416,9 +655,15 @@ async function route() {
   clearInterval(state.timer);
   if (state.streamAbort) { state.streamAbort.abort(); state.streamAbort = null; }
   const match = location.hash.match(/^#\/sites\/(.+)$/);
+  const incident = location.hash.match(/^#\/incidents\/(.+)$/);
   try {
     if (match) {
       await renderSite(decodeURIComponent(match[1]), current);
+    } else if (incident) {
+      await renderIncident(decodeURIComponent(incident[1]), current);
+    } else if (location.hash === "#/incidents") {
+      await renderIncidents(current);
+      if (current()) state.timer = setInterval(() => renderIncidents(current).catch(() => {}), 10000);
     } else {
       await renderOverview(current);
       if (current()) state.timer = setInterval(() => renderOverview(current).catch(() => {}), 5000);
@@ -439,7 +684,12 @@ async function start() {
     throw err;
   }
   state.tz = state.me.timezone || state.tz;
+  if (state.district && state.me.districts && !state.me.districts.includes(state.district)) {
+    state.district = "";  // chosen under another token: not this caller's (the API would refuse it)
+    localStorage.removeItem("gshp.district");
+  }
   $("#logout").hidden = !state.token;
+  $("#loginBtn").hidden = Boolean(state.token);
   applyLang();
   tick();
   route();

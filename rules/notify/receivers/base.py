@@ -11,9 +11,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import requests
 
+from alerting.model import IncidentNotice
 from collector.redact import redact
 from rules.notify.errors import PermanentDeliveryError, RetryableDeliveryError
-from rules.notify.event import AlertEvent
 from rules.notify.settings import ReceiverSettings
 from rules.notify.templates import Renderer
 
@@ -27,7 +27,7 @@ class Delivery:
     """What a receiver sends: one event, or a group's digest, under one idempotency key."""
 
     key: str
-    events: tuple[AlertEvent, ...]
+    events: tuple[IncidentNotice, ...]
     repeat: int = 0
     site_state: dict[str, Any] | None = None
 

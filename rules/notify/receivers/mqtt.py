@@ -14,8 +14,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerting.model import IncidentNotice
 from rules.notify.errors import PermanentDeliveryError, RetryableDeliveryError
-from rules.notify.event import AlertEvent
 from rules.notify.receivers.base import Delivery, Receiver, register
 from rules.notify.settings import MqttReceiverSettings
 from rules.notify.templates import Renderer
@@ -29,9 +29,11 @@ def _safe(value: str) -> str:
     return "".join("_" if c in "/+#\x00" else c for c in value) or "_"
 
 
-def topic_for(template: str, event: AlertEvent) -> str:
-    return template.format(district=_safe(event.district), site=_safe(event.site), rule=_safe(event.rule),
-                           kind=event.kind.value, severity=event.severity.value, state=event.state.value)
+def topic_for(template: str, event: IncidentNotice) -> str:
+    """`{rule}` is the incident's first rule; `{state}` open or resolved; `{change}` what happened."""
+    return template.format(district=_safe(event.district), site=_safe(event.site),
+                           rule=_safe(event.label("rule") or ""), kind=event.kind.value,
+                           severity=event.severity.value, state=event.state.value, change=event.change.value)
 
 
 @register
@@ -121,7 +123,7 @@ class MqttReceiver(Receiver[MqttReceiverSettings]):
         with self._lock:
             client = self._connect(timeout)
             for event in delivery.events:
-                data = event.to_json()
+                data = event.to_dict()
                 data["idempotency_key"] = delivery.key
                 if delivery.repeat:
                     data["repeat"] = delivery.repeat

@@ -25,9 +25,9 @@ __all__ = ["WebhookReceiver", "body_of"]
 
 
 def body_of(delivery: Delivery) -> bytes:
-    """The event as compact UTF-8 JSON; a reminder carries ``"repeat": n``."""
+    """The incident notice as compact UTF-8 JSON; a reminder carries ``"repeat": n``."""
     (event,) = delivery.events
-    data = event.to_json()
+    data = event.to_dict()
     if delivery.repeat:
         data["repeat"] = delivery.repeat
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -52,7 +52,7 @@ class WebhookReceiver(Receiver[WebhookSettings]):
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "gshp-monitor",
             IDEMPOTENCY_HEADER: delivery.key,
-            "X-Gshp-Event": delivery.events[0].state.value,
+            "X-Gshp-Event": delivery.events[0].change.value,
         })
         if s.secret is not None:
             secret, now = s.secret.get_secret_value(), int(time.time())  # signed at each attempt

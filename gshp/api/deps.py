@@ -1,0 +1,246 @@
+"""What the routes receive through FastAPI dependencies: the parts of the service they need (store, live
+state, reader, engine, clock, audit chain, cases), the caller (`Principal`, by role) and the one visibility check
+(`Scope`) every site, district and alert passes through.
+
+A site, alert or district of another district answers exactly as one that does not exist: 404 on a path,
+422 in a filter, so a district-limited token learns nothing of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPBearer
+
+from alerting.model import Alert, Incident
+from collector.influx.reader import InfluxReader
+from collector.model import Site
+from gshp.api.auth import Authenticator, Principal, Role
+from gshp.clock import Clock
+from gshp.config import Config
+from gshp.evidence import ServiceKey
+from gshp.live import LiveState
+from rules.audit import Actor, AuditChain
+from rules.cases import CaseStore
+from rules.engine import Engine
+from rules.store import AlertStore
+
+__all__ = [
+    "Admin",
+    "ApiContext",
+    "Audit",
+    "Cases",
+    "Ctx",
+    "Enforcer",
+    "EnforcerScope",
+    "Live",
+    "ManagedSite",
+    "Reader",
+    "Rules",
+    "Scope",
+    "Store",
+    "Times",
+    "ViewedSite",
+    "Viewer",
+    "ViewerScope",
+    "scope_of",
+]
+
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="A token from `api.tokens` of the service's config (viewer, enforcement or admin)")
+"""Declares the bearer scheme in OpenAPI (the Authorize button of /docs); `Authenticator` checks the token."""
+
+
+@dataclass(frozen=True)
+class Times:
+    """Every time the API answers, in the configured zone's offset."""
+
+    tz: tzinfo
+
+    def at(self, value: datetime | str) -> datetime:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+        return t.astimezone(self.tz)
+
+    def maybe(self, value: datetime | str | None) -> datetime | None:
+        return None if value is None else self.at(value)
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """The parts of the running service the API uses; each route asks for the ones it needs."""
+
+    config: Config
+    store: AlertStore
+    live: LiveState
+    reader: InfluxReader
+    engine: Engine
+    clock: Clock
+    audit: AuditChain
+    cases: CaseStore
+    auth: Authenticator
+    health: Callable[[], dict[str, Any]]
+    evidence_key: ServiceKey
+    case_closed: Callable[[str, str], None]
+    """Notify that an incident's case was closed (incident id, outcome), once the close is stored."""
+
+    @property
+    def times(self) -> Times:
+        return Times(self.config.tz)
+
+    def newest_data(self, sites: Sequence[Site]) -> datetime:
+        """The newest reading time of these sites (the service's clock before any): history windows end there,
+        not at wall-clock time, which a simulated data clock may be far ahead of or behind."""
+        seen = [t for t in (self.live.last_seen(s.id) for s in sites) if t is not None]
+        return max(seen) if seen else self.clock.now()
+
+    def default_window(self, sites: Sequence[Site], start: datetime | None, stop: datetime | None,
+                       span: timedelta = timedelta(hours=24)) -> tuple[datetime, datetime]:
+        """A history route's [from, to): missing ends make the last `span` of data."""
+        if stop is None:
+            stop = start + span if start is not None else self.newest_data(sites) + timedelta(seconds=1)
+        return (start if start is not None else stop - span), stop
+
+
+def _context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(_context)]
+
+
+def _store(ctx: Ctx) -> AlertStore:
+    return ctx.store
+
+
+def _live(ctx: Ctx) -> LiveState:
+    return ctx.live
+
+
+def _reader(ctx: Ctx) -> InfluxReader:
+    return ctx.reader
+
+
+def _engine(ctx: Ctx) -> Engine:
+    return ctx.engine
+
+
+def _audit(ctx: Ctx) -> AuditChain:
+    return ctx.audit
+
+
+def _cases(ctx: Ctx) -> CaseStore:
+    return ctx.cases
+
+
+Store = Annotated[AlertStore, Depends(_store)]
+Live = Annotated[LiveState, Depends(_live)]
+Reader = Annotated[InfluxReader, Depends(_reader)]
+Rules = Annotated[Engine, Depends(_engine)]
+Audit = Annotated[AuditChain, Depends(_audit)]
+Cases = Annotated[CaseStore, Depends(_cases)]
+
+
+def _principal(role: Role) -> Callable[..., Principal]:
+    def dependency(request: Request, ctx: Ctx, _: Annotated[Any, Depends(BEARER)]) -> Principal:
+        return ctx.auth.require(role)(request)
+
+    return dependency
+
+
+_ROLES = {role: _principal(role) for role in ("viewer", "enforcement", "admin")}
+Viewer = Annotated[Principal, Depends(_ROLES["viewer"])]
+Enforcer = Annotated[Principal, Depends(_ROLES["enforcement"])]
+Admin = Annotated[Principal, Depends(_ROLES["admin"])]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one caller may see: the single visibility check of every route."""
+
+    who: Principal
+    sites_by_id: Mapping[str, Site]
+
+    @property
+    def sites(self) -> list[Site]:
+        """Visible sites, in config order."""
+        return [s for s in self.sites_by_id.values() if self.who.sees(s.district)]
+
+    @property
+    def districts(self) -> list[str]:
+        return sorted({s.district for s in self.sites})
+
+    @property
+    def actor(self) -> Actor:
+        """The caller as the audit chain and the case history name it."""
+        return Actor(self.who.name, self.who.role)
+
+    def sees(self, site_id: str) -> bool:
+        site = self.sites_by_id.get(site_id)
+        return site is not None and self.who.sees(site.district)
+
+    def site(self, site_id: str) -> Site:
+        """A site on a path: 404 when unknown or in another district."""
+        if not self.sees(site_id):
+            raise HTTPException(404, f"no site {site_id!r}")
+        return self.sites_by_id[site_id]
+
+    def alert(self, store: AlertStore, alert_id: str) -> Alert:
+        """An alert on a path: 404 when unknown or of a site in another district."""
+        a = store.get(alert_id)
+        if a is None or not self.sees(a.site):
+            raise HTTPException(404, f"no alert {alert_id!r}")
+        return a
+
+    def incident(self, store: AlertStore, incident_id: str) -> Incident:
+        """An incident on a path: 404 when unknown or of a site in another district."""
+        found = store.incident(incident_id)
+        if found is None or not self.sees(found.site):
+            raise HTTPException(404, f"no incident {incident_id!r}")
+        return found
+
+    def district(self, district: str) -> str:
+        """A district on a path or a download: 404 when unknown or not the caller's."""
+        if district not in self.districts:
+            raise HTTPException(404, f"no district {district!r}")
+        return district
+
+    def filter(self, district: str | None = None, site: str | None = None) -> list[Site]:
+        """The visible sites a list filter names (all visible ones without a filter); 422 naming the choices
+        when the filter names a district or site the caller does not know."""
+        if district is not None and district not in self.districts:
+            raise HTTPException(422, f"district: unknown district {district!r}; one of {', '.join(self.districts)}")
+        if site is not None and not self.sees(site):
+            raise HTTPException(422, f"site: unknown site {site!r}; list /api/sites for the ids")
+        return [s for s in self.sites if (district is None or s.district == district) and
+                (site is None or s.id == site)]
+
+
+def scope_of(role: Role) -> Callable[..., Scope]:
+    def dependency(ctx: Ctx, who: Principal = Depends(_ROLES[role])) -> Scope:  # noqa: B008 (a closure's dependency)
+        return Scope(who, {s.id: s for s in ctx.config.sites})
+
+    return dependency
+
+
+_SCOPES = {role: scope_of(role) for role in ("viewer", "enforcement")}
+ViewerScope = Annotated[Scope, Depends(_SCOPES["viewer"])]
+EnforcerScope = Annotated[Scope, Depends(_SCOPES["enforcement"])]
+
+
+def _viewed_site(site_id: str, scope: ViewerScope) -> Site:
+    return scope.site(site_id)
+
+
+def _managed_site(site_id: str, scope: EnforcerScope) -> Site:
+    return scope.site(site_id)
+
+
+ViewedSite = Annotated[Site, Depends(_viewed_site)]
+"""The `{site_id}` of a read route, visible to the caller (else 404)."""
+ManagedSite = Annotated[Site, Depends(_managed_site)]
+"""The `{site_id}` of a write route, in the enforcement caller's districts (else 404)."""

@@ -1,0 +1,317 @@
+"""The API's typed answers (the OpenAPI schema of every route). Times carry the configured zone's offset."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["AlertDetail", "AlertList", "AlertOut", "AlertTransition", "AuditEntry", "AuditPage", "BalancePage",
+           "BalancePoint", "DistrictCount", "FlowPoint", "Health", "LatestReading", "MaintenanceDeclared",
+           "MaintenanceList", "MaintenanceOut", "Me", "MeterSeries", "MeterStatus", "Note", "OutcomeOut",
+           "ReadingPoint", "ReadingsPage", "SiteDetail", "SiteSummary", "SitesPage", "WindowBalance"]
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str
+    uptime_s: float
+    outbox_depth: int
+
+
+class Me(BaseModel):
+    name: str
+    role: str
+    districts: list[str] | None
+    timezone: str
+    version: str
+
+
+class WindowBalance(BaseModel):
+    extracted_m3: float
+    reinjected_m3: float
+    deficit_m3: float
+    deficit_pct: float | None
+    complete: bool
+    end: datetime
+
+
+class SiteSummary(BaseModel):
+    id: str
+    name: str
+    district: str
+    status: str
+    last_seen: datetime | None
+    age_s: float | None
+    extraction_m3h: float | None
+    reinjection_m3h: float | None
+    balance: dict[str, WindowBalance | None]
+    alerts_firing: int
+
+
+class DistrictCount(BaseModel):
+    district: str
+    sites: int
+    online: int
+    discharge: int
+    fault: int
+    offline: int
+
+
+class SitesPage(BaseModel):
+    now: datetime
+    timezone: str
+    sites: list[SiteSummary]
+    districts: list[DistrictCount]
+
+
+class LatestReading(BaseModel):
+    site: str
+    meter: str
+    role: str
+    ts: datetime
+    rate_m3h: float | None
+    total_m3: float | None
+    signal_pct: float | None
+    error_code: int | None
+
+
+class MeterStatus(BaseModel):
+    id: str
+    role: str
+    source: str | None
+    status: str
+    latest: LatestReading | None
+
+
+class FlowPoint(BaseModel):
+    ts: datetime
+    extraction_m3h: float
+    reinjection_m3h: float
+    deficit_m3h: float
+
+
+class Note(BaseModel):
+    at: datetime
+    who: str
+    text: str
+
+
+class OutcomeOut(BaseModel):
+    at: datetime
+    by: str
+    outcome: str
+    text: str
+
+
+class AlertTransition(BaseModel):
+    """One alert transition, in the alert event shape."""
+
+    id: str
+    site: str
+    site_name: str
+    district: str
+    rule: str
+    kind: str
+    severity: str
+    state: str
+    at: datetime
+    starts_at: datetime
+    ends_at: datetime | None
+    summary: str
+    evidence: dict[str, Any]
+
+
+class AlertOut(AlertTransition):
+    acknowledged: bool
+    acked_by: str | None
+    acked_at: datetime | None
+    notes: list[Note]
+    outcome: OutcomeOut | None
+
+
+class AlertDetail(AlertOut):
+    transitions: list[AlertTransition]
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertOut]
+
+
+class MaintenanceOut(BaseModel):
+    start: datetime
+    end: datetime
+    reason: str
+    volume_cap_m3: float
+    source: str
+    declared_by: str | None
+    declared_at: datetime | None
+
+
+class MaintenanceList(BaseModel):
+    site: str
+    maintenance: list[MaintenanceOut]
+
+
+class MaintenanceDeclared(MaintenanceList):
+    id: int
+    claim: bool = Field(description="declared while an incident of the site was open: recorded on it as a "
+                                    "claim, it excuses nothing")
+
+
+class SiteDetail(SiteSummary):
+    operator: str | None
+    location: str | None
+    meters: list[MeterStatus]
+    history: list[FlowPoint]
+    alerts: list[AlertOut]
+    maintenance: list[MaintenanceOut]
+
+
+class ReadingPoint(BaseModel):
+    ts: datetime
+    rate_m3h: float | None
+    total_m3: float | None
+
+
+class MeterSeries(BaseModel):
+    meter: str
+    role: str | None
+    points: list[ReadingPoint]
+
+
+class ReadingsPage(BaseModel):
+    site: str
+    model_config = ConfigDict(populate_by_name=True)
+    from_: datetime = Field(alias="from")
+    to: datetime
+    step_s: int
+    meters: list[MeterSeries]
+
+
+class BalancePoint(BaseModel):
+    ts: datetime
+    extracted_m3: float | None
+    reinjected_m3: float | None
+    deficit_m3: float | None
+    deficit_pct: float | None
+    complete: bool | None
+
+
+class BalancePage(BaseModel):
+    site: str
+    model_config = ConfigDict(populate_by_name=True)
+    window: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    step_s: int
+    points: list[BalancePoint]
+
+
+class AuditEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    at: datetime
+    who: str
+    role: str | None
+    action: str
+    target: str
+    detail: dict[str, Any] | None = None
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+
+
+class Volume(BaseModel):
+    """Discharged m³: the estimate and the band the meters' accuracy allows."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+class Claim(BaseModel):
+    """A maintenance window declared while the incident was open, for the officer to judge."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: datetime = Field(alias="from")
+    to: datetime
+    reason: str
+    volume_cap_m3: float
+    declared_by: str
+    declared_at: datetime
+
+
+class CaseEntryOut(BaseModel):
+    seq: int
+    at: datetime
+    by: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    detail: dict[str, Any]
+
+
+class AttachmentOut(BaseModel):
+    id: int
+    sha256: str
+    size: int
+    content_type: str
+    label: str
+    by: str
+    at: datetime
+
+
+class CaseOut(BaseModel):
+    status: str
+    outcome: str | None
+    acked_by: str | None
+    acked_at: datetime | None
+    closed_by: str | None
+    closed_at: datetime | None
+    history: list[CaseEntryOut]
+    attachments: list[AttachmentOut]
+
+
+class IncidentOut(BaseModel):
+    id: str
+    site: str
+    site_name: str
+    district: str
+    kind: str
+    severity: str
+    state: str
+    started_at: datetime
+    first_firing_at: datetime
+    ended_at: datetime | None
+    updated_at: datetime
+    volume_m3: Volume | None
+    peak_deficit_pct: float | None
+    mean_deficit_pct: float | None
+    rules: dict[str, dict[str, Any]]
+    alert_ids: list[str]
+    meters: list[str]
+    maintenance_claims: list[Claim]
+    summary: dict[str, str]
+    episodes: int
+    case: CaseOut
+
+
+class TimelineEntry(BaseModel):
+    """One change of the incident (opened, escalated, resolved, …) with its figures at that moment."""
+
+    change: str
+    at: datetime
+    severity: str
+    volume_m3: Volume | None
+    peak_deficit_pct: float | None
+
+
+class IncidentDetail(IncidentOut):
+    timeline: list[TimelineEntry]
+    alerts: list[AlertOut]
+
+
+class IncidentList(BaseModel):
+    incidents: list[IncidentOut]

@@ -1,0 +1,1 @@
+"""The API's routers, one per concept; `gshp.api.app.create_app` includes them all."""

@@ -1,0 +1,202 @@
+"""Incidents and their cases: list with filters, detail with timeline and alerts, the case actions
+(acknowledge, note, close, reopen, attach) and the signed evidence package. Same roles and district scoping
+as alerts: reading is `viewer`, case actions are `enforcement` of the incident's district (or admin)."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
+
+from alerting.case import Case, CaseConflict, CaseError, CaseInputError, CaseStatus
+from alerting.model import Incident, IncidentKind, IncidentState
+from collector.influx.reader import QueryError
+from gshp.api.deps import Cases, Ctx, EnforcerScope, Live, Store, ViewerScope
+from gshp.api.incident_views import incident_detail, incident_out
+from gshp.api.models import IncidentDetail, IncidentList, IncidentOut
+from gshp.api.params import From, To, parse_time
+from gshp.api.views import alert_out
+from gshp.evidence.incident import export_incident
+
+router = APIRouter(tags=["incidents"])
+
+
+class AckBody(BaseModel):
+    comment: str | None = Field(default=None, description="optional, at most 4 000 characters")
+
+
+class NoteBody(BaseModel):
+    text: str = Field(description="at most 4 000 characters")
+
+
+class CloseBody(BaseModel):
+    outcome: str = Field(description="exactly one of confirmed_discharge, no_discharge_found, meter_fault, "
+                                     "maintenance, other")
+    comment: str = Field(default="", description="at most 4 000 characters")
+
+
+class ReopenBody(BaseModel):
+    reason: str = Field(description="why the verdict is reopened (required, at most 4 000 characters)")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _rank(incident: Incident) -> tuple[int, int, float, float]:
+    """Open first, then the most severe, then the largest volume, then the newest."""
+    volume = incident.volume_m3.estimate if incident.volume_m3 is not None else 0.0
+    return (0 if incident.open else 1, -incident.severity.rank, -volume, -incident.started_at.timestamp())
+
+
+@router.get("/api/incidents")
+def list_incidents(scope: ViewerScope, ctx: Ctx, store: Store, cases: Cases, state: IncidentState | None = None,
+                   case: CaseStatus | None = None, kind: IncidentKind | None = None, district: str | None = None,
+                   site: str | None = None, from_: From = None, to: To = None,
+                   limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> IncidentList:
+    """Open first, then by severity and volume. `from`/`to` keep the incidents whose span overlaps them;
+    an unknown value of any filter is 422."""
+    shown = {s.id for s in scope.filter(district, site)}
+    found = [i for i in store.incidents(state=state, kind=kind, site=site, since=parse_time(from_, "from"),
+                                        until=parse_time(to, "to")) if i.site in shown]
+    statuses = cases.statuses()
+    if case is not None:
+        found = [i for i in found if statuses.get(i.id, CaseStatus.NEW) is case]
+    found.sort(key=_rank)
+    return IncidentList(incidents=[incident_out(i, cases.get(i.id), ctx.times) for i in found[:limit]])
+
+
+@router.get("/api/incidents/{incident_id}")
+def get_incident(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Store, cases: Cases) -> IncidentDetail:
+    """The incident, its case with the full history, its timeline of changes and the alerts behind it."""
+    incident = scope.incident(store, incident_id)
+    alerts = [alert_out(store, a, ctx.times) for a in (store.get(x) for x in incident.alert_ids) if a is not None]
+    return incident_detail(incident, cases.get(incident.id), store.incident_changes(incident.id), alerts, ctx.times)
+
+
+def _act(scope: EnforcerScope, ctx: Ctx, store: Store, live: Live, incident_id: str, action: str,
+         change: Callable[[str], Case]) -> IncidentOut:
+    """Run one case action on a visible incident: 422 for bad input, 409 when the case's state forbids it."""
+    incident = scope.incident(store, incident_id)
+    try:
+        case = change(incident.id)
+    except CaseConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except CaseInputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except CaseError as exc:
+        raise HTTPException(500, f"the case could not be changed: {exc}") from None
+    live.publish("case", {"incident": incident.id, "site": incident.site, "action": action,
+                          "status": case.status.value, "by": scope.who.name}, incident.site)
+    return incident_out(incident, case, ctx.times)
+
+
+@router.post("/api/incidents/{incident_id}/ack")
+def ack_incident(incident_id: str, body: AckBody, scope: EnforcerScope, ctx: Ctx, store: Store, cases: Cases,
+                 live: Live) -> IncidentOut:
+    """`new → acknowledged` (the first acknowledgement stays; a later one is kept in the history). It silences
+    nothing: silences are explicit (`gshp notify silence`)."""
+    return _act(scope, ctx, store, live, incident_id, "ack",
+                lambda i: cases.acknowledge(i, scope.actor, _now(), body.comment or None))
+
+
+@router.post("/api/incidents/{incident_id}/notes")
+def note_incident(incident_id: str, body: NoteBody, scope: EnforcerScope, ctx: Ctx, store: Store, cases: Cases,
+                  live: Live) -> IncidentOut:
+    return _act(scope, ctx, store, live, incident_id, "note", lambda i: cases.note(i, scope.actor, _now(), body.text))
+
+
+@router.post("/api/incidents/{incident_id}/close")
+def close_incident(incident_id: str, body: CloseBody, scope: EnforcerScope, ctx: Ctx, store: Store, cases: Cases,
+                   live: Live) -> IncidentOut:
+    """Close with an outcome (exact strings only). A closed case is 409: reopen it first. Once stored, the
+    closing is notified (one message naming the outcome)."""
+    def close(incident: str) -> Case:
+        case = cases.close(incident, scope.actor, _now(), body.outcome, body.comment)
+        ctx.case_closed(incident, case.outcome.value if case.outcome else body.outcome)
+        return case
+
+    return _act(scope, ctx, store, live, incident_id, "close", close)
+
+
+@router.post("/api/incidents/{incident_id}/reopen")
+def reopen_incident(incident_id: str, body: ReopenBody, scope: EnforcerScope, ctx: Ctx, store: Store, cases: Cases,
+                    live: Live) -> IncidentOut:
+    """`closed → acknowledged` with a reason; the earlier verdict stays in the history."""
+    return _act(scope, ctx, store, live, incident_id, "reopen",
+                lambda i: cases.reopen(i, scope.actor, _now(), body.reason))
+
+
+@router.post("/api/incidents/{incident_id}/attachments", openapi_extra={"requestBody": {"required": True, "content": {
+    t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/jpeg", "image/png", "application/pdf")}}})
+async def attach_to_incident(incident_id: str, request: Request, scope: EnforcerScope, ctx: Ctx, store: Store,
+                             cases: Cases, live: Live, label: str = "") -> IncidentOut:
+    """The request body is the file itself (a photo of the drain, a scanned sample form), its type in
+    `Content-Type` (image/jpeg, image/png, application/pdf); `label` says what it shows. Stored in
+    `state_dir/attachments` with its SHA-256; at most 10 MB a file."""
+    limit = cases.limits.per_file_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"attachment: at most {limit} bytes per file")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise HTTPException(413, f"attachment: at most {limit} bytes per file")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def attach(incident: str) -> Case:
+        cases.attach(incident, scope.actor, _now(), bytes(data), content_type, label)
+        return cases.get(incident)
+
+    return _act(scope, ctx, store, live, incident_id, "attach", attach)
+
+
+@router.get("/api/incidents/{incident_id}/attachments/{attachment_id}", response_class=Response, responses={200: {
+    "content": {t: {} for t in ("image/jpeg", "image/png", "application/pdf")}, "description": "the file as kept"}})
+def get_attachment(incident_id: str, attachment_id: int, scope: ViewerScope, store: Store, cases: Cases) -> Response:
+    """An attachment as it was uploaded (its SHA-256 in `X-Content-SHA256`, checked before it is served)."""
+    incident = scope.incident(store, incident_id)
+    found = next((a for a in cases.get(incident.id).attachments if a.id == attachment_id), None)
+    if found is None:
+        raise HTTPException(404, f"no attachment {attachment_id} of incident {incident_id!r}")
+    try:
+        data = cases.attachment_path(found).read_bytes()
+    except OSError as exc:
+        raise HTTPException(503, f"the attachment's file cannot be read: {exc.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != found.sha256:
+        raise HTTPException(500, "the attachment's file no longer matches its recorded SHA-256")
+    return Response(data, media_type=found.content_type, headers={"X-Content-SHA256": found.sha256})
+
+
+@router.get("/api/incidents/{incident_id}/evidence", response_class=Response, responses={200: {
+    "content": {"application/zip": {}}, "description": "the signed evidence package (docs/evidence.md)"}})
+def incident_evidence(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Store) -> FileResponse:
+    """The evidence package: incident.json, readings.csv, audit.jsonl, report.html and the signed
+    manifest.json; check it with `gshp evidence verify FILE.zip --key KEY.pem`. Built in a temporary file
+    (a long incident's readings need not fit in memory), removed once sent."""
+    incident = scope.incident(store, incident_id)
+    with tempfile.NamedTemporaryFile(prefix="gshp-evidence-", suffix=".zip", delete=False) as f:
+        path = Path(f.name)
+        try:
+            export_incident(incident.id, f, config=ctx.config, store=store, cases=ctx.cases, audit=ctx.audit,
+                            reader=ctx.reader, key=ctx.evidence_key, now=ctx.clock.now())
+        except QueryError as exc:
+            path.unlink()
+            raise HTTPException(503, f"the readings are unavailable: {exc}") from None
+        except BaseException:
+            path.unlink()
+            raise
+    name = f"gshp-evidence-{incident.id}.zip"
+    return FileResponse(path, media_type="application/zip", background=BackgroundTask(path.unlink, missing_ok=True),
+                        headers={"Content-Disposition": "attachment; filename=\"gshp-evidence.zip\"; "
+                                                        f"filename*=UTF-8''{quote(name)}"})

@@ -1,0 +1,31 @@
+"""Health, Prometheus metrics and who the caller is."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gshp import __version__
+from gshp.api.deps import Ctx, Viewer
+from gshp.api.models import Health, Me
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["ops"], response_model=Health)
+def healthz(ctx: Ctx) -> JSONResponse:
+    """`ok`, `degraded` (and why) or `full` (503: the outbox is full and sources are refused)."""
+    body = ctx.health()
+    return JSONResponse(body, status_code=503 if body["status"] == "full" else 200)
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response)
+def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/me", tags=["api"])
+def me(who: Viewer, ctx: Ctx) -> Me:
+    return Me(name=who.name, role=who.role, districts=sorted(who.districts) if who.districts is not None else None,
+              timezone=ctx.config.timezone, version=__version__)

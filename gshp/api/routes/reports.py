@@ -1,0 +1,44 @@
+"""The daily balance report download (the same as `gshp report`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
+
+from collector.influx.reader import QueryError
+from gshp.api.deps import Ctx, Reader, Store, ViewerScope
+from gshp.report import ReportError, ReportFormat, build_daily_report, render
+from rules.settings import Language
+
+router = APIRouter(tags=["api"])
+
+
+@router.get("/api/reports/daily", response_class=Response, responses={200: {"content": {
+    "text/csv": {}, "text/html": {},
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}, "description": "the report file"}})
+def daily_report(date: str, scope: ViewerScope, ctx: Ctx, reader: Reader, store: Store, district: str | None = None,
+                 format: ReportFormat = ReportFormat.CSV, language: Language = Language.ZH) -> Response:
+    """The daily balance report: csv, xlsx or html, zh or en; a district-limited token gets its district."""
+    try:
+        day = datetime.strptime(date, "%Y-%m-%d").date()
+    except ValueError:
+        raise HTTPException(422, "date: write YYYY-MM-DD") from None
+    if district is not None:
+        scope.district(district)
+    elif scope.who.districts is not None:
+        if len(scope.who.districts) != 1:
+            raise HTTPException(422, "district: choose one of your districts")
+        district = next(iter(scope.who.districts))
+    try:
+        report = build_daily_report(ctx.config, day, district, reader, store)
+    except ReportError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except QueryError as exc:
+        raise HTTPException(503, f"history is unavailable: {exc}") from None
+    out = render(report, format.value, language.value)
+    return Response(out.body, media_type=out.content_type, headers={
+        "Content-Disposition": f"attachment; filename=\"gshp-daily-{day}.{format.value}\"; "
+                               f"filename*=UTF-8''{quote(out.filename)}"})

@@ -1,0 +1,54 @@
+"""The sites a caller sees: status, live flows, balance, district counts, and one site's page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+
+from collector.model import Site
+from gshp.api.deps import ApiContext, Ctx, ViewedSite, ViewerScope
+from gshp.api.models import DistrictCount, FlowPoint, LatestReading, MeterStatus, SiteDetail, SitesPage
+from gshp.api.status import SiteStatus, district_counts, site_status
+from gshp.api.views import alert_out, maintenance_out, site_summary
+
+router = APIRouter(tags=["api"])
+
+MAX_SITE_ALERTS = 100
+"""A site's page lists its newest alerts, at most this many."""
+
+
+def statuses(ctx: ApiContext, sites: Sequence[Site]) -> list[SiteStatus]:
+    firing, now = ctx.store.open_alerts(), ctx.clock.now()
+    return [site_status(s, firing, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules, now=now)
+            for s in sites]
+
+
+@router.get("/api/sites")
+def list_sites(scope: ViewerScope, ctx: Ctx, district: str | None = None) -> SitesPage:
+    """Every visible site (of one district with `district`), and the counts of every visible district.
+    `now` is the service's clock: data time when the service runs on a simulated clock."""
+    times = ctx.times
+    every = statuses(ctx, scope.sites)
+    shown = {s.id for s in scope.filter(district)}
+    return SitesPage(now=times.at(ctx.clock.now()), timezone=ctx.config.timezone,
+                     sites=[site_summary(s, times) for s in every if s.site.id in shown],
+                     districts=[DistrictCount(**d) for d in district_counts(every)])
+
+
+@router.get("/api/sites/{site_id}")
+def get_site(site: ViewedSite, ctx: Ctx) -> SiteDetail:
+    """A site's status, meters with their latest reading, recent live flows, newest alerts and maintenance."""
+    times = ctx.times
+    (status,) = statuses(ctx, [site])
+    meters = [MeterStatus(id=m["id"], role=m["role"], source=m["source"], status=m["status"],
+                          latest=None if m["latest"] is None else LatestReading.model_validate(
+                              {**m["latest"], "ts": times.at(m["latest"]["ts"])}))
+              for m in status.meters]
+    history = [FlowPoint(ts=times.at(p.ts), extraction_m3h=round(p.extraction_m3h, 3),
+                         reinjection_m3h=round(p.reinjection_m3h, 3), deficit_m3h=round(p.deficit_m3h, 3))
+               for p in ctx.live.history(site.id)]
+    alerts = [alert_out(ctx.store, a, times) for a in ctx.store.history(site.id)[::-1][:MAX_SITE_ALERTS]]
+    return SiteDetail(**site_summary(status, times).model_dump(), operator=site.operator, location=site.location,
+                      meters=meters, history=history, alerts=alerts,
+                      maintenance=maintenance_out(ctx.store, ctx.engine, site, times))
