@@ -74,8 +74,6 @@ POINTS_WRITTEN = Counter("gshp_points_written_total", "Lines acknowledged by Inf
 WRITE_ERRORS = Counter("gshp_write_errors_total", "Failed InfluxDB write requests", ["error_class"])
 NOTICES_DROPPED = Counter("gshp_incident_notices_dropped_total",
                           "Incident notices given up after the notifier refused them too long (they stay stored)")
-STORE_ERRORS = Counter("gshp_store_errors_total",
-                       "Failed writes to a state store (retried: the state they carry does not move)", ["store"])
 POINTS_DROPPED = Counter(
     "gshp_points_dropped_total", "Single lines InfluxDB rejected as invalid (dropped, logged)", ["reason"]
 )

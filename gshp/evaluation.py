@@ -120,7 +120,6 @@ class RuleLoop:
         self.put_lines = put_lines
         self.on_event = on_event
         self.on_notice = on_notice
-        self._store_errors = 0
         self._unsent: deque[IncidentNotice] = deque()  # stored incident changes the notifier has not taken
         self._notify_failing = False
         self._scheduler: AsyncIOScheduler | None = None
@@ -250,10 +249,6 @@ class RuleLoop:
         step = self.engine.step(now)
         events = step.alerts
         self.evaluations += 1
-        errors = self.engine.stats.store_errors
-        if errors > self._store_errors:
-            metrics.STORE_ERRORS.labels("alerts").inc(errors - self._store_errors)
-            self._store_errors = errors
         lines = [alert_line(e) for e in events] + balance_lines(self.engine, self.sites, to_ms(now))
         try:
             if lines:
