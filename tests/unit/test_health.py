@@ -20,7 +20,7 @@ from gshp.evaluation import HOLD_MAX, BackfillState, RuleLoop
 from gshp.health import HealthMonitor, HealthSettings, Reason, outage_reasons, problem_reasons
 from gshp.live import LiveState
 from rules.engine import Engine
-from rules.notify.event import parse_event
+from rules.notify.event import parse_event, sample_event
 from rules.notify.queue import NotifyQueue
 from rules.settings import RulesSettings
 from rules.store import AlertStore, StoreError
@@ -105,14 +105,14 @@ def test_the_alert_store_and_the_notify_queue_report_failed_writes_until_one_suc
     store = AlertStore(tmp_path / "alerts.sqlite")
     store._db.execute("PRAGMA query_only=ON")
     with pytest.raises(StoreError):
-        store.record(_event("pending"), 0.0)
+        store.record(_event("pending"))
     assert "alerts.sqlite" in store.problems()[0]
     store._db.execute("PRAGMA query_only=OFF")
-    store.record(_event("pending"), 0.0)
+    store.record(_event("pending"))
     assert store.problems() == []
 
     queue = NotifyQueue(tmp_path / "notify.sqlite")
-    event = parse_event(_event("firing").to_dict())
+    event = parse_event(sample_event())
     queue._db.execute("PRAGMA query_only=ON")
     with pytest.raises(Exception, match="readonly"):
         queue.record(event, [("hook", "g")])
