@@ -50,6 +50,8 @@ class Drainer:
         self._sent_upto = 0  # the newest chunk id written to InfluxDB; later reads start after it
         self._deleting: tuple[list[Chunk], Future[None]] | None = None
         self._deleter: ThreadPoolExecutor | None = None
+        self._fault: str | None = None  # an unexpected error of the drain loop, until a round succeeds
+        self._faults = 0
         self.written = 0
         self.dropped = 0
 
@@ -57,6 +59,16 @@ class Drainer:
     def failing(self) -> str | None:
         """The class of the current write failure, or None while writes succeed."""
         return self._last_error_class
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed InfluxDB writes (0 once one succeeds)."""
+        return self._failures
+
+    def problems(self) -> list[str]:
+        """What stops the drain other than InfluxDB itself (an outbox that cannot be read), while it lasts."""
+        fault = self._fault
+        return [f"{fault} ({self._faults} attempts)"] if fault is not None else []
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -81,7 +93,7 @@ class Drainer:
     def stop(self, flush_timeout: float = 5.0) -> None:
         """Stop after a best-effort flush; whatever is not sent stays in the outbox for next time."""
         deadline = time.monotonic() + flush_timeout
-        while self.outbox.depth and self._failures == 0 and time.monotonic() < deadline:
+        while self._thread is not None and self.outbox.depth and self._failures == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         self._stop.set()
         self.outbox.wake()
@@ -94,22 +106,28 @@ class Drainer:
         self._deleter = ThreadPoolExecutor(1, thread_name_prefix="outbox-delete")
         try:
             while not self._stop.is_set():
-                if self.outbox.depth - self._deleting_lines() < size:
-                    self._settle()  # a full batch does not wait: below one, judge the age without the deleted
-                    age = self.outbox.oldest_age()
-                    if self.outbox.depth == 0 or age < max_age:
-                        self.outbox.wait_for(size, max(0.01, max_age - age) if self.outbox.depth else max_age)
-                        continue
                 try:
-                    self.drain_once(overlap=True)
-                except Exception:  # never let the thread die: log and keep going with backoff
-                    log.exception("unexpected error in the outbox drainer")
-                    if self._sleep(self.backoff.delay(self._failures + 1)):
+                    self._round(size, max_age)
+                except Exception as exc:  # never let the thread die: log and keep going with backoff
+                    self._faulted(exc)
+                    if self._sleep(self.backoff.delay(self._faults)):
                         return
+                else:
+                    self._fault_cleared()
         finally:
             self._settle()
             self._deleter.shutdown(wait=True)
             self._deleter = None
+
+    def _round(self, size: int, max_age: float) -> None:
+        """Wait for a batch to be due, or send one."""
+        if self.outbox.depth - self._deleting_lines() < size:
+            self._settle()  # a full batch does not wait: below one, judge the age without the deleted
+            age = self.outbox.oldest_age()
+            if self.outbox.depth == 0 or age < max_age:
+                self.outbox.wait_for(size, max(0.01, max_age - age) if self.outbox.depth else max_age)
+                return
+        self.drain_once(overlap=True)
 
     # -- one batch -----------------------------------------------------------------------------------
 
@@ -221,6 +239,18 @@ class Drainer:
         self.dropped += 1
         metrics.POINTS_DROPPED.labels(exc.error_class).inc()
         log.error("dropping one line InfluxDB refuses as data (%s): %.300s", exc, line)
+
+    def _faulted(self, exc: Exception) -> None:
+        self._faults += 1
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._fault:  # logged once per kind of fault, not on every retry
+            log.exception("the outbox drainer cannot work: %s; retrying with backoff", text)
+        self._fault = text
+
+    def _fault_cleared(self) -> None:
+        if self._fault is not None:
+            log.info("the outbox drainer works again after %d failed attempts", self._faults)
+        self._fault, self._faults = None, 0
 
     def _failed(self, exc: WriteError) -> None:
         self._failures += 1

@@ -187,6 +187,7 @@ class Outbox:
                               "(check state_dir and its permissions)") from exc
         self._warned = False
         self._closed = False
+        self._faults: dict[str, str] = {}  # a WAL checkpoint that failed (a full disk: the WAL keeps growing)
         self._update_gauges()
         self._watch_age()
         if self._rows:
@@ -321,8 +322,12 @@ class Outbox:
             # leaves the depth alone the second time
             removed = self._transaction(self._delete_db, "delete from", lambda db: sum(
                 n for (n,) in db.execute(f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING n", ids).fetchall()))
-            with contextlib.suppress(sqlite3.Error):  # PASSIVE never blocks a producer; retried next ack
+            try:  # PASSIVE never blocks a producer; retried next ack
                 self._delete_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:  # e.g. a full disk: the WAL cannot be emptied and keeps growing
+                self._faults["checkpoint"] = f"cannot checkpoint the outbox {self.path}: {exc}"
+            else:
+                self._faults.pop("checkpoint", None)
         with self._lock:
             self._rows = max(0, self._rows - removed)
             self._check_bound()
@@ -363,8 +368,9 @@ class Outbox:
                 close_store(self.path, self._db)
 
     def problems(self) -> list[str]:
-        """What is wrong with this store now (damage repaired since start, a failing write), for health."""
-        return self.health.problems()
+        """What is wrong with this store now (damage repaired since start, a failing write or checkpoint),
+        for health."""
+        return self.health.problems() + list(self._faults.values())
 
     # -- internals -----------------------------------------------------------------------------------
 

@@ -246,9 +246,9 @@ def _plan_lines(plans: tuple[SitePlan, ...]) -> Iterator[str]:
 
 
 def run_demo(root: Path, speed: float, listen: str, hours: float | None = None,
-             external: ExternalServers | None = None) -> int:
-    """Run the demo city until Ctrl-C (or `hours` of data time); raises `ConfigError` when its config cannot
-    be used (a bad `--listen`)."""
+             external: ExternalServers | None = None, start: datetime | None = None) -> int:
+    """Run the demo city until Ctrl-C (or `hours` of data time) from `start` (default: an hour ago); raises
+    `ConfigError` when its config cannot be used (a bad `--listen`)."""
     external = external or ExternalServers()
     root.mkdir(parents=True, exist_ok=True)
     mosquitto = Mosquitto(root / "mosquitto") if external.mqtt is None else None
@@ -276,7 +276,8 @@ def run_demo(root: Path, speed: float, listen: str, hours: float | None = None,
                         f"{ENFORCEMENT_TOKEN})\n" + yaml.safe_dump(raw, allow_unicode=True, sort_keys=False),
                         encoding="utf-8")
         config = load_config(path, env={**os.environ, **tokens})
-        start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+        if start is None:
+            start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
         clock = SimClock(speed, start)
         physics = CityPhysics(CITY, start, config.tz)
         service = Service(config, build_sources(config, clock), clock=clock)

@@ -5,7 +5,10 @@ board; each incident notice is handed to the notifier. Meter changes
 readings decoded after them.
 
 At start-up the engine's windows are back-filled from InfluxDB, so a restart does not blind it; while
-InfluxDB is down the engine keeps evaluating the live stream.
+InfluxDB is down the engine keeps evaluating the live stream. The back-fill runs beside the live stream
+(`hold` … `release`): readings and meter changes that arrive meanwhile are held, in order and within a
+bound, and given to the engine after the history, so none is lost from the windows and none makes the
+history look late; the rules start evaluating only after that, so no meter looks offline for want of it.
 
 With a `DataClock` there is no timer: the loop evaluates at every `evaluate_every` boundary the reading
 stream crosses, exactly as `gshp replay` does over a recorded stream (readings up to a boundary are
@@ -17,9 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -33,7 +41,7 @@ from gshp.clock import Clock, DataClock
 from gshp.live import LiveState
 from rules.engine import Engine
 
-__all__ = ["BOARD_WINDOWS", "RuleLoop", "alert_line", "balance_lines"]
+__all__ = ["BOARD_WINDOWS", "HOLD_MAX", "Backfill", "BackfillState", "RuleLoop", "alert_line", "balance_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,38 @@ MAX_CATCH_UP = 10_000
 
 BOARD_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
 """Balance windows shown on the board and written to the `balance` measurement."""
+
+HOLD_MAX = 200_000
+"""Readings held while the back-fill runs (a `Reading` takes about 0.3 kB: some 60 MB at most). Beyond it the
+back-fill gives way: the held readings go to the engine and the rules start on the live stream."""
+
+
+class BackfillState(StrEnum):
+    WAITING = "waiting"      # not started yet
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"        # InfluxDB could not answer: the rules run on the live stream only
+    TIMED_OUT = "timed_out"  # not finished within health.backfill_timeout: the same
+    GAVE_WAY = "gave_way"    # too many live readings held meanwhile: the same
+
+
+@dataclass
+class Backfill:
+    """Progress of the start-up back-fill, as `/healthz` shows it."""
+
+    state: BackfillState = BackfillState.WAITING
+    rows: int = 0
+    started: float | None = None  # time.monotonic()
+    finished: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished if self.finished is not None else time.monotonic()) - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state.value, "rows": self.rows, "elapsed": round(self.elapsed, 1)}
 
 
 def alert_line(event: Alert) -> str:
@@ -86,13 +126,63 @@ class RuleLoop:
         self.evaluations = 0
         self._next_k: int | None = None  # data time: the next evaluation boundary (in steps)
         self.before_evaluate: list[Callable[[datetime], None]] = []  # findings handed to the engine first
+        self.progress = Backfill()
+        self._held: list[tuple[bool, Sequence[Reading] | Sequence[MeterChange]]] | None = None
+        self._held_n = 0
+        self._hold_lock = threading.Lock()
 
     @property
     def data_time(self) -> bool:
         return isinstance(self.clock, DataClock)
 
+    # -- start-up: hold the live stream while the history is read ------------------------------------------
+
+    def hold(self) -> None:
+        """From now until `release`, readings and meter changes are kept aside in arrival order; the back-fill
+        counts as running."""
+        with self._hold_lock:
+            self._held, self._held_n = [], 0
+            self.progress = Backfill(BackfillState.RUNNING, started=time.monotonic())
+
+    def release(self, outcome: BackfillState | None = None) -> int:
+        """Give the engine what was held (after the history), and take the live stream directly again.
+        `outcome` ends a back-fill still running (timed out, gave way): its rows, should they come, are not
+        taken. Returns how many readings were held."""
+        with self._hold_lock:
+            held, self._held = self._held, None
+            if outcome is not None and self.progress.state is BackfillState.RUNNING:
+                self._finish(outcome)
+        n = 0
+        for is_reading, items in held or []:
+            if is_reading:
+                n += len(items)
+                self._take(items)  # type: ignore[arg-type]
+            else:
+                self.engine.note_changes(items)  # type: ignore[arg-type]
+        if held is not None:
+            log.info("the rules take the %d readings that arrived during the back-fill", n)
+        return n
+
+    def _keep(self, is_reading: bool, items: Sequence[Reading] | Sequence[MeterChange]) -> bool:
+        """Hold items while the back-fill runs; False once released (or given way at the bound)."""
+        with self._hold_lock:
+            if self._held is None:
+                return False
+            if self._held_n + len(items) <= HOLD_MAX:
+                self._held.append((is_reading, items))
+                self._held_n += len(items) if is_reading else 0
+                return True
+        log.warning("the back-fill from InfluxDB is still running with %d live readings held: it gives way, the "
+                    "rules take the live stream now", self._held_n)
+        self.release(BackfillState.GAVE_WAY)
+        return False
+
     def on_readings(self, readings: Sequence[Reading]) -> None:
         metrics.RULE_READINGS.inc(len(readings))
+        if not self._keep(True, readings):
+            self._take(readings)
+
+    def _take(self, readings: Sequence[Reading]) -> None:
         if not isinstance(self.clock, DataClock):
             self.engine.ingest(readings, now=self.clock.now())
             return
@@ -119,20 +209,40 @@ class RuleLoop:
             self.clock.advance(ordered[-1].ts)
 
     def on_changes(self, changes: Sequence[MeterChange]) -> None:
-        self.engine.note_changes(changes)
+        if not self._keep(False, changes):
+            self.engine.note_changes(changes)
 
     def backfill(self, reader: InfluxReader, lookback: timedelta) -> int:
-        """Fill the windows from stored history; returns rows taken (0 when InfluxDB is unreachable)."""
+        """Fill the windows from stored history; returns rows taken (0 when InfluxDB is unreachable, or when
+        the back-fill was ended meanwhile by `release`)."""
         now = self.clock.now()
+        with self._hold_lock:
+            if self.progress.state is BackfillState.WAITING:  # else `hold` started it, or `release` ended it
+                self.progress = Backfill(BackfillState.RUNNING, started=time.monotonic())
         try:
             df = reader.flow(now - lookback, now)
         except QueryError as exc:
             log.warning("cannot back-fill the rule windows from InfluxDB (%s); evaluating the live stream only",
                         exc)
+            with self._hold_lock:
+                self._finish(BackfillState.FAILED)
             return 0
-        n = self.engine.backfill(df) if not df.empty else 0
-        log.info("back-filled the rule windows with %d readings from the last %s", n, lookback)
+        with self._hold_lock:
+            if self.progress.state is not BackfillState.RUNNING:
+                log.info("the back-fill's %d rows came after it ended (%s): not taken", len(df),
+                         self.progress.state.value)
+                return 0
+            self.progress.rows = len(df)
+        n = self.engine.backfill(df) if not df.empty else 0  # before `release` gives the engine newer readings
+        with self._hold_lock:
+            self._finish(BackfillState.DONE)
+        log.info("back-filled the rule windows with %d readings from the last %s in %.1f s", n, lookback,
+                 self.progress.elapsed)
         return n
+
+    def _finish(self, state: BackfillState) -> None:
+        if self.progress.state is BackfillState.RUNNING:
+            self.progress.state, self.progress.finished = state, time.monotonic()
 
     def evaluate(self, at: datetime | None = None) -> list[Alert]:
         """One evaluation at `at` (default: the clock's now): transitions fanned out, balances written."""

@@ -8,6 +8,11 @@ reports (`ReportsChanges`: a swapped meter, a rescaled totalizer) go through `Se
 rule engine, before the readings decoded after them. The drainer thread moves
 the outbox into InfluxDB; the HTTP server and the sources run on one asyncio loop.
 
+Start-up waits on no dependency: the API and the sources start at once, while a background thread makes
+sure of the InfluxDB database, starts the drainer and back-fills the rule windows (bounded by
+`health.backfill_timeout`); the rules start evaluating once that is over. `gshp.health` tells the truth
+about all of it on `/healthz`.
+
 The process role (see `gshp.roles`) decides which parts run: a collector also commits each batch to the
 fan-out outbox (before returning, so before its source is acknowledged) and runs no rules; a rule worker
 takes the readings of its shard from the fan-out and hands them to the rules and the board only — they are
@@ -21,6 +26,7 @@ import contextlib
 import logging
 import math
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -46,8 +52,9 @@ from gshp.api.app import create_app
 from gshp.arrival import ArrivalTracker
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
-from gshp.evaluation import RuleLoop
+from gshp.evaluation import BackfillState, RuleLoop
 from gshp.evidence import KEY_FILE, ServiceKey
+from gshp.health import Check, HealthMonitor, Reason, outage_reasons, problem_reasons
 from gshp.live import LiveState
 from gshp.roles import ProcessRole
 from rules.audit import AuditChain
@@ -162,7 +169,9 @@ class Service:
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
-        self._rebuild: asyncio.Task[int] | None = None
+        self.monitor = HealthMonitor(self._health_checks())
+        self._start_lock = threading.Lock()  # the start-up thread starts the drainer unless shutdown came first
+        self._shut = False
 
     # -- the sink every source feeds -----------------------------------------------------------------
 
@@ -271,12 +280,14 @@ class Service:
         return out
 
     def health(self) -> dict[str, Any]:
+        """`/healthz`: the verdict with its reasons, and the figures behind it."""
         full = self.outbox.depth >= self.config.outbox.max_rows
+        report = self.monitor.evaluate(full=full)
         stores = self.store_problems()
         problems = (self.broker.problems() if self.broker is not None else []) + self.engine.problems()
         return {
-            "status": "full" if full else ("degraded" if self.drainer.failing or problems or self.anchor_failing
-                                           or stores else "ok"),
+            "status": report.status,
+            "reasons": [r.as_dict() for r in report.reasons],
             **({"problems": problems} if problems else {}),
             **({"stores": stores} if stores else {}),
             "uptime_s": round(time.time() - self.started, 1),
@@ -288,8 +299,71 @@ class Service:
             "role": self.role.value,
             "shard": str(self.config.shard),
             "sites": len(self.config.sites),
+            **({"backfill": self.rules.progress.as_dict()} if self.role.evaluates else {}),
             **({"fanout_depth": self.fanout.depth} if self.fanout is not None else {}),
         }
+
+    def _health_checks(self) -> list[Check]:
+        """What makes this process degraded; each check returns the reasons it finds now."""
+        limits = self.config.health
+        grace = limits.source_grace.total_seconds()
+        max_age = limits.outbox_max_age.total_seconds()
+
+        def influx() -> list[Reason]:
+            n, failing = self.drainer.failures, self.drainer.failing
+            if n < limits.drain_failures:
+                return []
+            return [Reason("influx", f"InfluxDB 写入连续失败 {n} 次（{failing}），读数保存在发件箱中",
+                           f"InfluxDB writes failed {n} times in a row ({failing}); readings wait in the outbox")]
+
+        def outbox() -> list[Reason]:
+            out = []
+            if self.outbox.depth >= self.config.outbox.max_rows:
+                out.append(Reason("outbox:full", f"发件箱已满（{self.outbox.depth} 行），新读数被拒收",
+                                  f"the outbox is full ({self.outbox.depth} lines): new readings are refused"))
+            age = self.outbox.oldest_age()
+            if age > max_age:
+                out.append(Reason("outbox:age", f"发件箱最早一行已等待 {age:.0f} 秒（上限 {max_age:.0f} 秒）",
+                                  f"the oldest outbox line has waited {age:.0f} s (bound {max_age:.0f} s)"))
+            return out
+
+        def stores() -> list[Reason]:
+            return [*problem_reasons("store:outbox", "发件箱无法写入", "the outbox cannot be written", self.outbox),
+                    *problem_reasons("drain", "发件箱无法读出", "the outbox cannot be drained", self.drainer),
+                    *problem_reasons("store:alerts", "告警库无法写入", "the alert store cannot be written",
+                                     self.store),
+                    *problem_reasons("store:notify", "通知队列无法写入", "the notification queue cannot be written",
+                                     self.notifier.queue),
+                    *problem_reasons("store:fanout", "分发发件箱无法写入", "the fan-out outbox cannot be written",
+                                     self.fanout),
+                    *problem_reasons("engine", "规则引擎", "the rule engine", self.engine),
+                    *[r for s in self.sources for r in problem_reasons(
+                        "store:deadletter", "死信库无法写入", "the dead-letter store cannot be written",
+                        getattr(s, "deadletters", None))]]
+
+        def sources() -> list[Reason]:
+            return [r for source in self.sources for r in outage_reasons(source, grace)]
+
+        def upstream() -> list[Reason]:
+            out = []
+            for text in self.broker.problems() if self.broker is not None else []:
+                en, _, zh = text.partition(" / ")  # the broker's texts are bilingual already
+                out.append(Reason("broker", zh or en, en))
+            if self.anchor_failing:
+                out.append(Reason("audit_anchor", f"审计链锚定失败：{self.anchor_failing}",
+                                  f"anchoring the audit chain's head failed: {self.anchor_failing}"))
+            return out
+
+        def backfill() -> list[Reason]:
+            progress = self.rules.progress
+            if not self.role.evaluates or progress.state is not BackfillState.RUNNING:
+                return []
+            seconds = f"{progress.elapsed:.0f}"
+            return [Reason("backfill", f"规则窗口正在从 InfluxDB 回填（已 {seconds} 秒），规则尚未开始评估",
+                           f"the rule windows are being back-filled from InfluxDB ({seconds} s so far); "
+                           "the rules do not evaluate yet")]
+
+        return [influx, outbox, stores, sources, upstream, backfill]
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -303,23 +377,23 @@ class Service:
             self.outbox.put(site_lines(self.config.sites, datetime.now(UTC)))
         except OutboxFull:
             log.warning("outbox full at start-up: site metadata not queued")
-        await asyncio.to_thread(self.drainer.prepare)  # v1: the database exists before the backfill reads it
-        self.drainer.start()
         if self.publisher is not None:
             self.publisher.start()
         if self.broker is not None:
             assert self.broker.need is not None
             log.info("MQTT: %s", self.broker.need.advice())
             self.broker.start()
-        # in the background: the day's arrival count from InfluxDB (what arrives meanwhile is counted too)
-        self._rebuild = asyncio.create_task(asyncio.to_thread(self.arrival.rebuild, self.reader,
-                                                              self.clock.now().timestamp()), name="arrival-rebuild")
         if self.role.evaluates:
             self.notifier.start()
             # incident changes stored just before a crash reach the notifier now (it drops known ones)
             self.rules.renotify(self.store.incident_notices(self.clock.now() - RENOTIFY))
-            await asyncio.to_thread(self.rules.backfill, self.reader, self.backfill_span())
-            self.rules.start()
+            self.rules.hold()  # the live stream waits beside the history, which goes first
+        backfilled = asyncio.Event()
+        threading.Thread(target=self._start_up, args=(loop, backfilled), name="start-up", daemon=True).start()
+        helpers = [asyncio.create_task(self._watch_health(), name="health"),
+                   asyncio.create_task(self._rebuild_arrival(backfilled), name="arrival-rebuild")]
+        if self.role.evaluates:
+            helpers.append(asyncio.create_task(self._start_rules(backfilled), name="rules-start"))
         api = self.config.api
         tls = {"ssl_certfile": str(api.tls.cert), "ssl_keyfile": str(api.tls.key)} if api.tls else {}
         self.http = uvicorn.Server(uvicorn.Config(create_app(self), host=api.host, port=api.port,
@@ -336,7 +410,55 @@ class Service:
         for t in done:
             if t is not stop and t.exception() is not None:
                 log.error("%s stopped with an error: %s", t.get_name(), t.exception())
+        for h in helpers:
+            h.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
         await self.shutdown(tasks)
+
+    async def _rebuild_arrival(self, ready: asyncio.Event) -> None:
+        """The kept days' arrival count from InfluxDB, in the background once the start-up thread prepared the
+        database; readings arriving meanwhile are counted as usual (a restart does not zero the day)."""
+        await ready.wait()
+        await asyncio.to_thread(self.arrival.rebuild, self.reader, self.clock.now().timestamp())
+
+    def _start_up(self, loop: asyncio.AbstractEventLoop, backfilled: asyncio.Event) -> None:
+        """The start-up thread: the database first (v1: it exists before the back-fill reads it), then the
+        drainer, then the back-fill. Nothing waits for it but the rules."""
+        try:
+            self.drainer.prepare()
+            with self._start_lock:
+                if self._shut:
+                    return
+                self.drainer.start()
+            if self.role.evaluates:
+                self.rules.backfill(self.reader, self.backfill_span())
+        except Exception:
+            log.exception("start-up: the back-fill failed; the rules run on the live stream")
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the service stopped meanwhile
+                loop.call_soon_threadsafe(backfilled.set)
+
+    async def _start_rules(self, backfilled: asyncio.Event) -> None:
+        """Start evaluating once the back-fill is over or `health.backfill_timeout` has passed."""
+        timeout = self.config.health.backfill_timeout.total_seconds()
+        outcome = None
+        try:
+            await asyncio.wait_for(backfilled.wait(), timeout)
+        except TimeoutError:
+            log.warning("the back-fill from InfluxDB has not finished in %.0f s (health.backfill_timeout): the "
+                        "rules start on the live stream without it", timeout)
+            outcome = BackfillState.TIMED_OUT
+        self.rules.release(outcome)
+        self.rules.start()
+
+    async def _watch_health(self) -> None:
+        """Evaluate health every second: the metric stays current and each change is logged once."""
+        while True:
+            try:
+                await asyncio.to_thread(self.monitor.evaluate, self.outbox.depth >= self.config.outbox.max_rows)
+            except Exception:
+                log.exception("evaluating health failed")
+            await asyncio.sleep(1.0)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -375,6 +497,8 @@ class Service:
             await asyncio.to_thread(self.publisher.stop)
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
+        with self._start_lock:
+            self._shut = True
         await asyncio.to_thread(self.drainer.stop)
         await asyncio.to_thread(self.notifier.stop)
         if self.fanout is not None:

@@ -465,9 +465,10 @@ class Engine:
         out: list[Alert] = []
         grace = st.watch_since is not None and t - st.watch_since <= q.offline_after
         alerts = st.alerts
+        unseen = any(tr.last_ts is None for tr in tracks)
         for name, rule in QUALITY_RULES.items():
-            if grace and name == "meter_offline":
-                continue
+            if grace and unseen and name == "meter_offline":
+                continue  # a meter without a reading since start (no history): not offline before offline_after
             finding = rule.detect(tracks, t, q)
             if finding.condition is not Condition.ACTIVE and name not in alerts:
                 continue  # nothing pending or firing, nothing to start

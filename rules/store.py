@@ -171,6 +171,7 @@ class AlertStore:
         """What is wrong with this store now (damage found at open, a failing write), for the health check."""
         return self.health.problems()
 
+
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction on the alert database, shared by the stores kept in it (cases, the audit
         chain, silences): writes made inside it by any of them commit or roll back together."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -159,6 +160,7 @@ class GatewayPoller:
         self._idle.set()
         self.cycles = 0
         self.overruns = 0
+        self.down: tuple[float, str] | None = None  # since (`time.monotonic()`) no unit answered, and why
 
     @property
     def states(self) -> dict[str, MeterState]:
@@ -351,6 +353,10 @@ class GatewayPoller:
             log.info("gateway %s: poll cycles fit the interval again", self.gateway.id)
             self._overrunning = False
         errors = [p.error for p in polls if p.error is not None]
+        if polls and len(errors) < len(polls):
+            self.down = None
+        elif polls:
+            self.down = (self.down[0] if self.down is not None else time.monotonic(), str(errors[-1]))
         if len(polls) >= 2 and len(errors) == len(polls) and all(
                 e.error_class is ErrorClass.TIMEOUT for e in errors):
             self.link.drop("no unit answered in a whole cycle")

@@ -64,6 +64,12 @@ class ModbusSource:
             scheduler.shutdown(wait=False)
             await self.collector.aclose()
 
+    def outages(self) -> dict[str, tuple[float, str]]:
+        """Gateways no unit answers on: since when (`time.monotonic()`) and the last error (health)."""
+        if self.collector is None:
+            return {}
+        return {f"Modbus {gid}": p.down for gid, p in self.collector.pollers.items() if p.down is not None}
+
     def _event(self, change: MeterChange) -> None:
         if self.on_change is not None:  # the poller has logged and counted it
             self.on_change([change], self.name)

@@ -105,6 +105,7 @@ class MqttSource:
         self._failures = 0
         self._paused = False
         self._refused_logged: str | None = None
+        self._down: tuple[float, str] | None = (time.monotonic(), "not connected yet")  # since, why
         self.received = 0
         self.acked = 0
 
@@ -154,6 +155,17 @@ class MqttSource:
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
+    def outages(self) -> dict[str, tuple[float, str]]:
+        """The broker, while it cannot be reached: since when (`time.monotonic()`) and why (health)."""
+        down = self._down
+        if down is None or self._stopping.is_set():
+            return {}
+        return {f"MQTT {self.settings.host}:{self.settings.port}": down}
+
+    def _went_down(self, why: str) -> None:
+        down = self._down
+        self._down = (down[0] if down is not None else time.monotonic(), why)
+
     def wait_subscribed(self, timeout: float) -> bool:
         """True once connected and every subscription is acknowledged by the broker."""
         return self._subscribed.wait(timeout)
@@ -170,8 +182,10 @@ class MqttSource:
                 log.error("MQTT: %s:%d refused the connection: %s%s (retrying with backoff)",
                           self.settings.host, self.settings.port, text, hint)
                 self._refused_logged = text
+            self._went_down(f"refused: {text}")
             return
         self._refused_logged = None
+        self._down = None
         metrics.MQTT_CONNECTS.inc()
         metrics.MQTT_CONNECTED.set(1)
         subs = subscribe_args(self.settings, self.router.subscriptions)
@@ -194,6 +208,8 @@ class MqttSource:
         self._subscribed.clear()
         metrics.MQTT_CONNECTED.set(0)
         metrics.MQTT_SUBSCRIBED.set(0)
+        if not self._paused:  # a pause says why itself
+            self._went_down(f"disconnected: {reason}")
         if not self._stopping.is_set():
             log.warning("MQTT: disconnected from %s:%d (%s); unacknowledged messages will be redelivered",
                         self.settings.host, self.settings.port, reason)
@@ -395,6 +411,7 @@ class MqttSource:
         log.warning("MQTT: cannot commit readings (%s: %s); pausing consumption for %.1fs — nothing of this "
                     "batch is acknowledged, the broker redelivers it", type(exc).__name__, exc, delay)
         self._paused = True
+        self._went_down(f"paused: cannot commit readings: {exc}")
         with self._ack_lock:
             self._epoch += 1
         with self._cond:

@@ -21,6 +21,7 @@ from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
 from collector.seen import SeenSettings
 from collector.szy206.settings import Szy206Settings
+from gshp.health import HealthSettings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
 from rules.settings import RulesSettings
@@ -133,6 +134,7 @@ class Config(_Frozen):
     shard: ShardSettings = ShardSettings()
     fanout: FanoutSettings = FanoutSettings()
     readings: SeenSettings = SeenSettings()
+    health: HealthSettings = HealthSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -171,6 +171,7 @@ class NotifyQueue:
         """What is wrong with this store now (damage found at open, a failing write), for the health check."""
         return self.health.problems()
 
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:

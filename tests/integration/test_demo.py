@@ -12,8 +12,10 @@ import socket
 import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -144,8 +146,19 @@ def _assert_nothing_left(demo: Demo, children: set[int], ports: dict[str, int]) 
     assert not open_ports, f"still listening after the demo stopped: {open_ports}"
 
 
+def _incidents(url: str) -> dict[str, dict[str, Any]]:
+    """The discharge incident of each site (its latest), by site name."""
+    found = _json(f"{url}/api/incidents?kind=discharge") or {"incidents": []}
+    by_id = {p.id: p.name for p in CITY}
+    return {by_id[i["site"]]: i for i in reversed(found["incidents"])}
+
+
 def test_demo_city_alerts_for_the_troubled_sites_only(tmp_path: Path) -> None:
-    demo = Demo(tmp_path / "demo", "--speed", "600", "--hours", "7")
+    # from 21:30 the day before, through the night (the night-only drain runs 22:00-06:00) until 13:30, when
+    # even the 6-hour window has cleared
+    start = (datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=1)).replace(hour=21, minute=30, second=0,
+                                                                                     microsecond=0)
+    demo = Demo(tmp_path / "demo", "--speed", "600", "--hours", "16", "--start", start.isoformat())
     try:
         wait_until(lambda: _get(f"{demo.url}/healthz"), timeout=60, interval=0.5)
         config = demo.config()
@@ -167,6 +180,22 @@ def test_demo_city_alerts_for_the_troubled_sites_only(tmp_path: Path) -> None:
                           timeout=5)
         assert r.status_code == 200 and r.json()["acknowledged"] and r.json()["acked_by"] == "demo enforcement"
         assert enforcement not in (tmp_path / "demo" / "city.yaml").read_text(encoding="utf-8")
+
+        # one incident per episode: the hospital's stays open and its volume grows; the night discharger's has
+        # resolved by the morning and keeps its volume
+        wait_until(lambda: _incidents(demo.url).get("卧龙区政务服务中心", {}).get("state") == "resolved",
+                   timeout=90, interval=1)
+        seen = _incidents(demo.url)
+        night, hospital = seen["卧龙区政务服务中心"], seen["宛城区人民医院"]
+        assert night["volume_m3"]["estimate"] > 0 and night["ended_at"] is not None
+        assert hospital["state"] == "open" and hospital["volume_m3"]["estimate"] > 0
+        wait_until(lambda: _incidents(demo.url)["宛城区人民医院"]["volume_m3"]["estimate"]
+                   > hospital["volume_m3"]["estimate"], timeout=30, interval=1)
+        later = _incidents(demo.url)
+        assert later["宛城区人民医院"]["id"] == hospital["id"]  # the same incident, grown
+        assert later["卧龙区政务服务中心"]["volume_m3"] == night["volume_m3"]  # kept after it resolved
+        counted = _json(f"{demo.url}/api/incidents?kind=discharge&site={NAMES['宛城区人民医院'].id}")
+        assert counted is not None and len(counted["incidents"]) == 1  # one incident, whatever windows fired
         code, out, err = demo.wait(120)
     finally:
         if demo.proc.poll() is None:
@@ -257,6 +286,14 @@ def test_the_banner_says_who_needs_a_token(listen: str, open_read: bool) -> None
 
 def _firing(url: str) -> list[dict[str, Any]]:
     return list(requests.get(f"{url}/api/alerts", params={"state": "firing"}, timeout=5).json()["alerts"])
+
+
+def _json(url: str) -> Any:
+    try:
+        r = requests.get(url, timeout=5)
+    except requests.RequestException:
+        return None
+    return r.json() if r.status_code == 200 else None
 
 
 def _get(url: str) -> bool:

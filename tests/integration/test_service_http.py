@@ -36,8 +36,11 @@ sites:
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: _get(f"http://127.0.0.1:{port}/healthz") is not None, timeout=20)
+        # the API answers while the rule windows are back-filled; ok once that is done
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok",
+                   timeout=20)
         health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
-        assert health["status"] == "ok" and "outbox_depth" in health
+        assert health["status"] == "ok" and "outbox_depth" in health and health["backfill"]["state"] == "done"
         # the site metadata point is written at start
         wait_until(lambda: count(influxd, influx_db, "site", '"name"') == 1, timeout=20)
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text

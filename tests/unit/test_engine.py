@@ -263,3 +263,18 @@ def test_meter_changed_resolves_after_its_quiet_time(site):
 def test_a_change_of_an_unknown_meter_is_counted_and_ignored(engine):
     engine.note_changes([_change("serial_changed", "serial_number", 1, 2, T0, meter="X9")])
     assert engine.stats.unknown == 1 and engine.stats.changes == 0
+
+
+def test_after_a_restart_a_meter_silent_in_the_backfilled_history_is_offline_at_once(site):
+    # R1 stopped 30 min before the restart: its history says so, the start-up grace must not hide it
+    history = [r for r in flow(60, meters=("E1", "R1", "D1")) if r.meter != "R1" or r.ts <= T0 + timedelta(minutes=30)]
+    engine = Engine([site], RulesSettings(), UTC)
+    engine.backfill(history)
+    events = engine.evaluate(T0 + timedelta(minutes=60))
+    assert any(e.rule == "meter_offline" and e.state in ("pending", "firing") for e in events), events
+
+
+def test_a_meter_never_seen_since_start_has_the_start_up_grace(site):
+    engine = Engine([site], RulesSettings(), UTC)
+    engine.backfill(list(flow(60, meters=("E1", "D1"))))  # R1 has no history: unknown, not yet offline
+    assert not [e for e in engine.evaluate(T0 + timedelta(minutes=60)) if e.rule == "meter_offline"]

@@ -77,7 +77,8 @@ def test_the_notification_queue_refuses_events_beyond_its_byte_bound(tmp_path: P
     body = sample_event()
     for i in range(100):
         try:
-            queue.record(parse_event({**body, "id": f"a{i}", "summary": "外排" * 200}), [("hook", "g")])
+            incident = {**body["incident"], "id": f"a{i}", "summary": {"zh": "外排" * 200, "en": "drain " * 200}}
+            queue.record(parse_event({**body, "incident": incident}), [("hook", "g")])
         except QueueFull as err:
             assert "bytes of notifications wait unsent" in str(err)
             break
