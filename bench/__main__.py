@@ -16,7 +16,8 @@ from pathlib import Path
 from bench.readme import END, START, replace_table, update_readme
 from bench.table import Row, markdown, text
 
-BENCHES = ["bench.outbox", "bench.modbus", "bench.mqtt", "bench.telemetry", "bench.detection", "bench.replay"]
+BENCHES = ["bench.outbox", "bench.modbus", "bench.mqtt", "bench.fleet", "bench.telemetry", "bench.detection",
+           "bench.replay"]
 
 
 def main() -> int:

@@ -8,9 +8,9 @@ hundreds of thousands of times per second on the ingest path and validates itsel
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from math import isfinite
 from typing import Annotated, Literal
@@ -35,8 +35,16 @@ __all__ = [
     "Slug",
     "Szy206Source",
     "TagText",
+    "expected_interval",
     "meter_problems",
 ]
+
+MQTT_INTERVAL = timedelta(minutes=1)
+"""How often an MQTT meter is expected to report when neither it nor its DTU says otherwise."""
+
+TELEMETRY_INTERVAL = timedelta(hours=1)
+"""How often an HJ 212 / SZY 206 data logger is expected to report without `interval:` (their hourly data; one
+that sends minute data fills every hour's slot too)."""
 
 
 class ModelError(ValueError):
@@ -192,7 +200,8 @@ class Meter(_Frozen):
     max_flow_m3h: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
     """The most the meter's pipe can carry (nameplate or pump rating): bounds what a maintenance may excuse."""
     interval: Duration | None = Field(default=None, description="how often the meter reports (default: its "
-                                                                 "gateway's poll interval, 1m over MQTT)")
+                                                                 "gateway's poll interval, 1m over MQTT, "
+                                                                 "1h for HJ 212 / SZY 206)")
     modbus: ModbusSource | None = None
     mqtt: MqttSource | None = None
     hj212: Hj212Source | None = None
@@ -242,6 +251,20 @@ class Site(_Frozen):
             if m.id == meter_id:
                 return m
         raise KeyError(meter_id)
+
+
+def expected_interval(meter: Meter, gateway_intervals: Mapping[str, timedelta]) -> timedelta:
+    """How often `meter` is expected to report: its own `interval:`, else its Modbus gateway's poll interval
+    (`gateway_intervals`: gateway id → interval), else `TELEMETRY_INTERVAL` for an HJ 212 / SZY 206 data
+    logger, else `MQTT_INTERVAL`. The one rule for every count of expected readings (arrival rate, broker queue
+    needs, reports)."""
+    if meter.interval is not None:
+        return meter.interval
+    if meter.modbus is not None and meter.modbus.gateway in gateway_intervals:
+        return gateway_intervals[meter.modbus.gateway]
+    if meter.hj212 is not None or meter.szy206 is not None:
+        return TELEMETRY_INTERVAL
+    return MQTT_INTERVAL
 
 
 def meter_problems(meters: Sequence[Meter]) -> Iterator[tuple[tuple[str | int, ...], str]]:

@@ -125,6 +125,7 @@ class RuleLoop:
         self._scheduler: AsyncIOScheduler | None = None
         self.evaluations = 0
         self._next_k: int | None = None  # data time: the next evaluation boundary (in steps)
+        self.before_evaluate: list[Callable[[datetime], None]] = []  # findings handed to the engine first
         self.progress = Backfill()
         self._held: list[tuple[bool, Sequence[Reading] | Sequence[MeterChange]]] | None = None
         self._held_n = 0
@@ -246,6 +247,8 @@ class RuleLoop:
     def evaluate(self, at: datetime | None = None) -> list[Alert]:
         """One evaluation at `at` (default: the clock's now): transitions fanned out, balances written."""
         now = at or self.clock.now()
+        for prepare in self.before_evaluate:
+            prepare(now)
         step = self.engine.step(now)
         events = step.alerts
         self.evaluations += 1

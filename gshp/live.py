@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections import deque
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -33,7 +34,7 @@ from collector.model import Reading, Role, Site
 __all__ = ["LiveState", "SitePoint", "Subscriber", "reading_event"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SitePoint:
     """Summed flows of one site at one moment, for the live chart."""
 
@@ -45,6 +46,42 @@ class SitePoint:
     @property
     def deficit_m3h(self) -> float:
         return self.extraction_m3h - self.reinjection_m3h
+
+
+class _SiteHistory:
+    """A site's summed flows over the last `span` seconds, at most one point per `resolution` seconds (the
+    newest of each wins), packed in arrays: 20 bytes a point instead of an object per point, so a city of
+    thousands of sites keeps its charts in a few megabytes."""
+
+    __slots__ = ("flows", "ts")
+
+    def __init__(self) -> None:
+        self.ts = array("d")  # epoch seconds
+        self.flows = array("f")  # extraction, reinjection, discharge m³/h per point
+
+    def add(self, point: SitePoint, resolution: float, span: float, max_points: int) -> None:
+        t = point.ts.timestamp()
+        ts = self.ts
+        if ts and t <= ts[-1]:
+            return
+        values = (point.extraction_m3h, point.reinjection_m3h, point.discharge_m3h)
+        if ts and t // resolution == ts[-1] // resolution:
+            ts[-1] = t
+            self.flows[-3:] = array("f", values)
+        else:
+            ts.append(t)
+            self.flows.extend(values)
+        drop = max(bisect_left(ts, t - span), len(ts) - max_points)
+        if drop > 0:
+            del ts[:drop]
+            del self.flows[:3 * drop]
+
+    def point(self, i: int) -> SitePoint:
+        f = self.flows
+        return SitePoint(datetime.fromtimestamp(self.ts[i], UTC), f[3 * i], f[3 * i + 1], f[3 * i + 2])
+
+    def points(self) -> list[SitePoint]:
+        return [self.point(i) for i in range(len(self.ts))]
 
 
 class Subscriber:
@@ -70,15 +107,18 @@ class Subscriber:
 
 class LiveState:
     def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000,
-                 now: Callable[[], datetime] | None = None, tz: tzinfo = UTC) -> None:
+                 now: Callable[[], datetime] | None = None, tz: tzinfo = UTC,
+                 resolution: timedelta = timedelta(minutes=1)) -> None:
         self.sites = {s.id: s for s in sites}
         self._now = now
         self.tz = tz  # the events' times carry this zone's offset, as every time the API answers
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], Reading] = {}
         self._order: dict[tuple[str, str], datetime] = {}  # the latest reading's time, no later than the clock
-        self._history: dict[str, deque[SitePoint]] = {s.id: deque(maxlen=max_points) for s in sites}
-        self._history_span = history
+        self._history = {s.id: _SiteHistory() for s in sites}
+        self._history_span = history.total_seconds()
+        self._resolution = resolution.total_seconds()
+        self._max_points = max_points
         self._subscribers: set[Subscriber] = set()
         self._sub_lock = threading.Lock()
 
@@ -101,11 +141,9 @@ class LiveState:
             points = {site: self._site_point(site) for site in touched if site in self.sites}
             for site, point in points.items():
                 if point is not None:
-                    hist = self._history[site]
-                    if not hist or point.ts > hist[-1].ts:
-                        hist.append(point)
-                    while hist and hist[0].ts < point.ts - self._history_span:
-                        hist.popleft()
+                    self._history[site].add(point, self._resolution, self._history_span, self._max_points)
+        if not self._subscribers:  # nobody watches: no event is built (the board's state is kept above)
+            return
         events = [("reading", reading_event(r, self.tz), r.site) for r in newest.values() if r.site in self.sites]
         events += [("flow", {"site": site, "ts": point.ts.astimezone(self.tz).isoformat(),
                              "extraction_m3h": round(point.extraction_m3h, 3),
@@ -131,16 +169,26 @@ class LiveState:
     # -- reading -------------------------------------------------------------------------------------
 
     def latest(self, site: str) -> dict[str, Reading]:
+        meters = self.sites[site].meters if site in self.sites else ()
         with self._lock:
-            return {m: r for (s, m), r in self._latest.items() if s == site}
+            found = {m.id: self._latest.get((site, m.id)) for m in meters}
+        return {m: r for m, r in found.items() if r is not None}
 
     def history(self, site: str) -> list[SitePoint]:
+        """The site's chart: summed flows over the history span, one point per resolution step."""
         with self._lock:
-            return list(self._history.get(site, ()))
+            hist = self._history.get(site)
+            return hist.points() if hist is not None else []
+
+    def last_point(self, site: str) -> SitePoint | None:
+        with self._lock:
+            hist = self._history.get(site)
+            return hist.point(len(hist.ts) - 1) if hist is not None and hist.ts else None
 
     def last_seen(self, site: str) -> datetime | None:
+        meters = self.sites[site].meters if site in self.sites else ()
         with self._lock:
-            times = [at for (s, _), at in self._order.items() if s == site]
+            times = [self._order[site, m.id] for m in meters if (site, m.id) in self._order]
         return max(times) if times else None
 
     # -- server-sent events --------------------------------------------------------------------------

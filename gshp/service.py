@@ -49,6 +49,7 @@ from collector.outbox import Outbox, OutboxFull, OutboxSettings
 from collector.seen import SeenIndex, Sorted
 from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
+from gshp.arrival import ArrivalTracker
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import BackfillState, RuleLoop
@@ -134,7 +135,11 @@ class Service:
         self.notice_listeners: list[Callable[[IncidentNotice], object]] = [self.notifier.submit]
         self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert,
                               self._on_notice)
-        self.listeners: list[ReadingListener] = [self.live.on_readings]
+        self.arrival = ArrivalTracker(config.intervals(poll_speed=1.0 / self.clock.wall_seconds(1.0)), config.tz,
+                                      config.state_dir / "arrival.json", self.clock.now().timestamp())
+        self.arrival.export(lambda: self.clock.now().timestamp())
+        self.rules.before_evaluate.append(lambda now: self.arrival.judge(self.engine, now.timestamp()))
+        self.listeners: list[ReadingListener] = [self.arrival.on_readings, self.live.on_readings]
         if role.evaluates:
             self.listeners.insert(0, self.rules.on_readings)
             metrics.RULE_SITES.set(len(config.sites))
@@ -153,9 +158,10 @@ class Service:
             self.publisher = FanoutPublisher(self.fanout, config.fanout, config.mqtt,
                                              fanout_client_id or f"{config.mqtt.client_id}-fanout")
         self.broker: BrokerStats | None = None
-        mqtt_meters = [m for s in config.sites for m in s.meters if m.mqtt is not None]
+        intervals = config.intervals()
+        mqtt_meters = [intervals[s.id, m.id] for s in config.sites for m in s.meters if m.mqtt is not None]
         if config.mqtt is not None and config.mqtt.broker_stats and mqtt_meters and role.collects:
-            need = ride_out_need([m.interval or timedelta(minutes=1) for m in mqtt_meters], config.mqtt.ride_out)
+            need = ride_out_need(mqtt_meters, config.mqtt.ride_out)
             self.broker = BrokerStats(config.mqtt, config.mqtt.client_id, need, config.state_dir / "broker.json")
         self.anchors = AnchorJob(self.audit, self.outbox.put, chain_name(role, config.shard))
         self.anchor_failing: str | None = None
@@ -384,7 +390,8 @@ class Service:
             self.rules.hold()  # the live stream waits beside the history, which goes first
         backfilled = asyncio.Event()
         threading.Thread(target=self._start_up, args=(loop, backfilled), name="start-up", daemon=True).start()
-        helpers = [asyncio.create_task(self._watch_health(), name="health")]
+        helpers = [asyncio.create_task(self._watch_health(), name="health"),
+                   asyncio.create_task(self._rebuild_arrival(backfilled), name="arrival-rebuild")]
         if self.role.evaluates:
             helpers.append(asyncio.create_task(self._start_rules(backfilled), name="rules-start"))
         api = self.config.api
@@ -407,6 +414,12 @@ class Service:
             h.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
         await self.shutdown(tasks)
+
+    async def _rebuild_arrival(self, ready: asyncio.Event) -> None:
+        """The kept days' arrival count from InfluxDB, in the background once the start-up thread prepared the
+        database; readings arriving meanwhile are counted as usual (a restart does not zero the day)."""
+        await ready.wait()
+        await asyncio.to_thread(self.arrival.rebuild, self.reader, self.clock.now().timestamp())
 
     def _start_up(self, loop: asyncio.AbstractEventLoop, backfilled: asyncio.Event) -> None:
         """The start-up thread: the database first (v1: it exists before the back-fill reads it), then the

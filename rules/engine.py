@@ -244,6 +244,13 @@ class Engine:
                 if c.kind in REBASING and (ms.rebase_at is None or ts < ms.rebase_at):
                     ms.rebase_at = ts
 
+    def note_arrival(self, site: str, meter: str, pct: float | None) -> None:
+        """A meter's arrival rate over the trailing 24 h (None: not judged yet), for `low_arrival`."""
+        st = self._sites.get(site)
+        ms = st.meters.get(meter) if st is not None else None
+        if ms is not None:
+            ms.track.arrival_pct = pct
+
     def backfill(self, rows: Iterable[Reading] | pd.DataFrame) -> int:
         """Fill windows from history: Readings, or a DataFrame with ts, site, meter, rate_m3h, total_m3
         (ts tz-aware or epoch seconds). Returns how many rows were taken. No alert is evaluated here."""

@@ -61,6 +61,7 @@ _DQ_WORDS: dict[str, tuple[str, str]] = {
     "signal_quality": ("信号质量差或仪表报错", "poor signal quality or meter error"),
     "discharge_flow": ("外排管道流量计有流量", "discharge-pipe meter shows flow"),
     "meter_changed": ("流量计被更换或设置被改动", "meter swapped or its settings changed"),
+    "low_arrival": ("到报率偏低（数据未按时到达）", "low arrival rate (expected readings missing)"),
 }
 
 _CHANGE_WORDS: dict[str, tuple[str, str]] = {

@@ -56,6 +56,7 @@ class MeterTrack:
     last_event: StepKind | None = None
     events: int = 0  # counter resets and meter swaps seen: each restarts the site's sequential baseline
     changes: list[ChangeSeen] = field(default_factory=list)
+    arrival_pct: float | None = None  # share of expected reports over the trailing 24 h; None: not judged
 
     def frozen_candidate(self, min_m3: float) -> bool:
         """The totalizer stands still although the rate says `min_m3` or more passed (volume unknown)."""
@@ -129,6 +130,7 @@ class QualityPlan:
     discharge_m3h: float
     discharge_hold: float
     clear_for: float
+    min_arrival_pct: float
 
     @classmethod
     def of(cls, q: QualitySettings) -> QualityPlan:
@@ -262,3 +264,12 @@ def meter_changed(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> F
     return Finding(Condition.ACTIVE, tuple(meters),
                    {"meter": latest["meter"], "kind": latest["kind"], "field": latest["field"],
                     "old": latest["old"], "new": latest["new"], "changes": listed})
+
+
+@register("low_arrival", "data_quality", Severity.WARNING, lambda q: 0.0)
+def low_arrival(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
+    """Fewer reports arrived over the trailing 24 h than `min_arrival_pct` of those expected (到报率): readings
+    lost upstream (a DTU, the cellular network, a broker's queue). Judged once a meter was configured a day."""
+    hits = [t.meter for t in tracks if t.arrival_pct is not None and t.arrival_pct < q.min_arrival_pct]
+    pct = {t.meter: round(t.arrival_pct, 1) for t in tracks if t.meter in hits and t.arrival_pct is not None}
+    return _any(hits, {"arrival_pct": pct, "min_arrival_pct": q.min_arrival_pct})

@@ -21,7 +21,8 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import numpy as np
 
-from collector.model import Role, Site
+from collector.model import Meter, Role, Site, expected_interval
+from rules.arrival import NOTHING, Arrival, arrival
 from rules.counters import StepKind, increase
 from rules.engine import Engine
 from rules.replay import Readings
@@ -83,6 +84,11 @@ class SiteDay:
     alerts: Mapping[str, int]  # kind → number of alerts active during the day
     alert_rules: tuple[str, ...]  # the rules of those alerts, sorted, unique
     maintenance: tuple[MaintenanceWindow, ...]  # declared windows overlapping the day
+    arrival: Arrival = NOTHING  # reports of its meters expected and arrived during the day (到报率)
+
+    @property
+    def arrival_pct(self) -> float | None:
+        return self.arrival.pct
 
     @property
     def deficit_m3(self) -> float:
@@ -113,6 +119,11 @@ class DistrictDay:
     with_alerts: int  # sites with at least one alert active during the day
     with_discharge_alerts: int
     with_maintenance: int
+    arrival: Arrival = NOTHING  # its sites' reports expected and arrived
+
+    @property
+    def arrival_pct(self) -> float | None:
+        return self.arrival.pct
 
     @property
     def deficit_m3(self) -> float:
@@ -179,8 +190,8 @@ def _counter_events(readings: Readings, idx: np.ndarray, start: float, end: floa
 
 
 def site_day(site: Site, day: date, tz: tzinfo, series: Mapping[str, IntervalSeries],
-             alerts: Iterable[AlertSpan], maintenance: Iterable[MaintenanceWindow], counter_events: int = 0
-             ) -> SiteDay:
+             alerts: Iterable[AlertSpan], maintenance: Iterable[MaintenanceWindow], counter_events: int = 0,
+             arrived: Arrival = NOTHING) -> SiteDay:
     """One site's day from its meters' interval series (as `Engine.intervals` gives them for the day)."""
     start, end = day_bounds(day, tz)
     missing = [m.id for m in site.meters if m.id not in series]
@@ -208,7 +219,7 @@ def site_day(site: Site, day: date, tz: tzinfo, series: Mapping[str, IntervalSer
         reinjected_m3=sums[Role.REINJECTION], discharge_meter_m3=sums[Role.DISCHARGE] if has_drain else None,
         coverage_pct=100.0 * sum(covered) / n if n else 0.0, intervals=n, covered=sum(covered),
         counter_events=counter_events, alerts=kinds, alert_rules=tuple(sorted({a.rule for a in active})),
-        maintenance=overlapping)
+        maintenance=overlapping, arrival=arrived)
 
 
 def district_days(sites: Sequence[SiteDay], online_threshold_pct: float = ONLINE_THRESHOLD_PCT
@@ -229,21 +240,31 @@ def district_days(sites: Sequence[SiteDay], online_threshold_pct: float = ONLINE
             complete=sum(1 for s in group if s.complete),
             with_alerts=sum(1 for s in group if s.alert_count),
             with_discharge_alerts=sum(1 for s in group if s.alerts.get("discharge", 0)),
-            with_maintenance=sum(1 for s in group if s.maintenance))
+            with_maintenance=sum(1 for s in group if s.maintenance),
+            arrival=sum((s.arrival for s in group), NOTHING))
 
     per = tuple(total(d, [s for s in sites if s.district == d]) for d in order)
     return per, total(None, list(sites))
+
+
+def _interval(intervals: Mapping[tuple[str, str], timedelta] | None, site: str, meter: Meter) -> timedelta:
+    if intervals is not None and (site, meter.id) in intervals:
+        return intervals[site, meter.id]
+    return expected_interval(meter, {})
 
 
 def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings: RulesSettings,
                          readings: Readings, alerts: Iterable[AlertSpan] | None = None,
                          district: str | None = None,
                          online_threshold_pct: float = ONLINE_THRESHOLD_PCT,
-                         maintenance: Mapping[str, Iterable[MaintenanceWindow]] | None = None) -> DailyReport:
+                         maintenance: Mapping[str, Iterable[MaintenanceWindow]] | None = None,
+                         intervals: Mapping[tuple[str, str], timedelta] | None = None) -> DailyReport:
     """The report of one local day. `readings` should span `reading_span(day, …)`; readings outside it
     are left out. `alerts` None means no alert record was available (not that there were none).
     `maintenance` holds windows declared outside the config (through the API), per site id; they are listed
-    beside the config's. Sites are listed in config order, grouped by district."""
+    beside the config's. `intervals` gives each meter's expected reporting interval for the arrival rate
+    (default: `collector.model.expected_interval` without gateways). Sites are listed in config order,
+    grouped by district."""
     chosen = [s for s in sites if district is None or s.district == district]
     if district is not None and not chosen:
         known = ", ".join(sorted({s.district for s in sites})) or "none are configured"
@@ -273,8 +294,11 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     for s in chosen:
         events = sum(_counter_events(readings, np.asarray(rows.get((s.id, m.id), []), dtype=np.int64),
                                      start.timestamp(), end.timestamp(), settings, s) for m in s.meters)
+        arrived = sum((arrival(readings.ts[rows.get((s.id, m.id), [])].tolist(), start.timestamp(),
+                               end.timestamp(), _interval(intervals, s.id, m).total_seconds())
+                       for m in s.meters), NOTHING)
         days.append(site_day(s, day, tz, engine.intervals(s.id, start, end), alert_list,
-                             engine.maintenance(s.id), events))
+                             engine.maintenance(s.id), events, arrived))
     rank = {d: n for n, d in enumerate(dict.fromkeys(x.district for x in days))}
     by_district = sorted(days, key=lambda d: rank[d.district])
     per, overall = district_days(by_district, online_threshold_pct)

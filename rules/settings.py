@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from alerting.model import Language, Severity
 from collector.duration import Duration
@@ -136,6 +136,8 @@ class QualitySettings(_Frozen):
     discharge_m3h: float = Field(default=0.5, ge=0, description="a discharge meter above this shows flow")
     discharge_hold: Duration = timedelta(minutes=5)
     clear_for: Duration = Field(default=timedelta(minutes=10), description="resolve after clear this long")
+    min_arrival_pct: float = Field(default=90.0, ge=0, le=100,
+                                   description="low_arrival below this share of expected reports over 24 h")
 
 
 class MaintenanceWindow(_Frozen):
@@ -193,6 +195,7 @@ class RulesSettings(RuleSet):
     incidents: IncidentSettings = IncidentSettings()
     districts: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sites: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    _resolved: dict[tuple[str | None, str | None], RuleSet] = PrivateAttr(default_factory=dict)
 
     @field_validator("evaluate_every")
     @classmethod
@@ -206,13 +209,20 @@ class RulesSettings(RuleSet):
         return {k: v for k, v in self.model_dump(by_alias=True).items() if k in _OVERRIDABLE}
 
     def resolve(self, site_id: str, district: str | None = None) -> RuleSet:
-        """The effective rules of one site: base ← district override ← site override."""
-        merged = self.base()
-        if district is not None and district in self.districts:
-            merged = _merge(merged, self.districts[district])
-        if site_id in self.sites:
-            merged = _merge(merged, self.sites[site_id])
-        return RuleSet.model_validate(merged)
+        """The effective rules of one site: base ← district override ← site override. Sites without an
+        override of their own share one (frozen) `RuleSet` per district: a city of thousands of sites holds
+        a handful."""
+        key = (district if district is not None and district in self.districts else None,
+               site_id if site_id in self.sites else None)
+        found = self._resolved.get(key)
+        if found is None:
+            merged = self.base()
+            if key[0] is not None:
+                merged = _merge(merged, self.districts[key[0]])
+            if key[1] is not None:
+                merged = _merge(merged, self.sites[key[1]])
+            found = self._resolved[key] = RuleSet.model_validate(merged)
+        return found
 
     def problems(self, site_ids: Mapping[str, str] | None = None
                  ) -> Iterator[tuple[tuple[str | int, ...], str]]:

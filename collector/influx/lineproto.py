@@ -1,8 +1,9 @@
 """Line protocol for the schema in DESIGN.md, escaped exactly as `influxdb_client.Point` escapes.
 
-The tag part of a meter's lines never changes, so it is built once per (site, meter, role) with
-influxdb-client's own escaping tables and cached; each reading then only formats numbers. A unit test
-checks that every line equals `Point(...).to_line_protocol()` for the same data.
+The tag part of a meter's lines never changes, so it is built once per (site, meter, role) and cached;
+each reading then only formats numbers. The escaping tables are influxdb-client's (copied: importing that
+client costs a v1 deployment ~11 MB of memory for nothing); a unit test checks that every line equals
+`Point(...).to_line_protocol()` for the same data.
 """
 
 from __future__ import annotations
@@ -11,13 +12,20 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from influxdb_client.client.write.point import _ESCAPE_KEY, _ESCAPE_MEASUREMENT, _escape_tag_value
-
 from collector.model import Reading, Site
 
 __all__ = ["FlowSchema", "format_line", "to_ms"]
 
 FieldValue = float | int | str | bool | None
+
+
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+
+
+def _escape_tag_value(value: str) -> str:
+    out = value.translate(_ESCAPE_KEY)
+    return out + " " if out.endswith("\\") else out
 
 
 def to_ms(ts: datetime) -> int:

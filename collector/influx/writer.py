@@ -16,7 +16,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
-from influxdb_client.domain.write_precision import WritePrecision
 
 from collector.duration import parse_duration
 from collector.influx.influxql import quote_ident
@@ -205,6 +204,7 @@ class V2Writer:
     def __init__(self, settings: InfluxSettings) -> None:
         from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
 
         self.settings = settings
         assert settings.token is not None and settings.org is not None  # validated in settings
@@ -213,6 +213,7 @@ class V2Writer:
                                       verify_ssl=settings.verify_ssl, retries=False,
                                       enable_gzip=False)
         self._write = self._client.write_api(write_options=SYNCHRONOUS)
+        self._precision = WritePrecision.MS
 
     def ensure_target(self) -> None:
         api = self._client.buckets_api()
@@ -230,7 +231,7 @@ class V2Writer:
     def write_body(self, body: str) -> None:
         org = self.settings.org or ""
         self._call(lambda: self._write.write(bucket=self.settings.bucket, org=org, record=body,
-                                             write_precision=WritePrecision.MS))  # type: ignore[arg-type]
+                                             write_precision=self._precision))  # type: ignore[arg-type]
 
     def _call(self, fn: Callable[[], object]) -> object:
         from influxdb_client.rest import ApiException

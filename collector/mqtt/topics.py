@@ -23,7 +23,7 @@ __all__ = ["Route", "Router", "TopicFilter", "plan_routes"]
 KEY_LEVEL = "{key}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TopicFilter:
     text: str
     levels: tuple[str, ...]
@@ -78,7 +78,7 @@ class TopicFilter:
         return len(topic_levels) == len(self.levels), key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
     filter: TopicFilter
     profile: PayloadProfile

@@ -24,6 +24,7 @@ from gshp.api.deps import ApiContext
 from gshp.api.hosts import HostCheck
 from gshp.api.routes import (
     alerts,
+    arrival,
     board,
     evidence,
     history,
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["create_app", "validation_message"]
 
-ROUTERS = (ops.router, sites.router, history.router, maintenance.router, alerts.router, incidents.router,
-           stream.router, reports.router, evidence.router, board.router)
+ROUTERS = (ops.router, sites.router, arrival.router, history.router, maintenance.router, alerts.router,
+           incidents.router, stream.router, reports.router, evidence.router, board.router)
 
 MAX_SHOWN_INPUT = 80
 """A refused value is quoted in the error up to this many characters."""
@@ -69,7 +70,8 @@ def create_app(service: Service) -> FastAPI:
         config=service.config, store=service.store, live=service.live, reader=service.reader, engine=service.engine,
         clock=service.clock, audit=service.audit, cases=service.cases, auth=Authenticator(service.config.api),
         health=service.health, evidence_key=service.evidence_key,
-        case_closed=lambda incident, outcome: service.incident_case_closed(incident, outcome))
+        case_closed=lambda incident, outcome: service.incident_case_closed(incident, outcome),
+        arrival=service.arrival)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,6 +20,7 @@ from alerting.model import Alert, Incident
 from collector.influx.reader import InfluxReader
 from collector.model import Site
 from gshp.api.auth import Authenticator, Principal, Role
+from gshp.arrival import ArrivalTracker
 from gshp.clock import Clock
 from gshp.config import Config
 from gshp.evidence import ServiceKey
@@ -86,6 +87,7 @@ class ApiContext:
     evidence_key: ServiceKey
     case_closed: Callable[[str, str], None]
     """Notify that an incident's case was closed (incident id, outcome), once the close is stored."""
+    arrival: ArrivalTracker
 
     @property
     def times(self) -> Times:

@@ -37,6 +37,41 @@ class WindowBalance(BaseModel):
     end: datetime
 
 
+class ArrivalFigures(BaseModel):
+    """Arrival rate (到报率): reports expected by the meters' intervals, those that arrived, the rate in %."""
+
+    expected: int
+    arrived: int
+    rate_pct: float | None
+
+
+class ArrivalGap(BaseModel):
+    """Slots of a meter's interval in which nothing arrived, [from, to) in the configured zone."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: datetime = Field(alias="from")
+    to: datetime
+
+
+class MeterArrival(ArrivalFigures):
+    id: str
+    role: str
+    interval_s: float
+    missing: list[ArrivalGap]
+
+
+class SiteArrival(ArrivalFigures):
+    """A site's arrival rate on one local day, per meter and summed."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    site: str
+    date: str
+    timezone: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    meters: list[MeterArrival]
+
+
 class SiteSummary(BaseModel):
     id: str
     name: str
@@ -48,6 +83,7 @@ class SiteSummary(BaseModel):
     reinjection_m3h: float | None
     balance: dict[str, WindowBalance | None]
     alerts_firing: int
+    arrival: ArrivalFigures | None = None  # today's, its meters summed
 
 
 class DistrictCount(BaseModel):
@@ -57,6 +93,7 @@ class DistrictCount(BaseModel):
     discharge: int
     fault: int
     offline: int
+    arrival: ArrivalFigures | None = None  # today's, its sites' meters summed
 
 
 class SitesPage(BaseModel):
@@ -83,6 +120,7 @@ class MeterStatus(BaseModel):
     source: str | None
     status: str
     latest: LatestReading | None
+    arrival_pct: float | None = None  # today's arrival rate (到报率)
 
 
 class FlowPoint(BaseModel):

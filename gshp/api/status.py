@@ -9,8 +9,11 @@ from typing import Any
 
 from alerting.model import Alert, AlertKind, AlertState
 from collector.model import Site
+from gshp.api.arrival import arrival_figures, site_arrival_summary
+from gshp.arrival import ArrivalTracker
 from gshp.evaluation import BOARD_WINDOWS
 from gshp.live import LiveState, reading_event
+from rules.arrival import NOTHING, Arrival
 from rules.engine import Engine
 from rules.settings import RulesSettings
 
@@ -31,6 +34,7 @@ class SiteStatus:
     balance: dict[str, dict[str, Any] | None]
     alerts_firing: int
     meters: list[dict[str, Any]] = field(default_factory=list)
+    arrival: Arrival = NOTHING  # today's reports: expected and arrived
 
     @property
     def district(self) -> str:
@@ -38,16 +42,17 @@ class SiteStatus:
 
 
 def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, engine: Engine,
-                rules: RulesSettings, now: datetime) -> SiteStatus:
+                rules: RulesSettings, now: datetime, arrival: ArrivalTracker | None = None) -> SiteStatus:
     offline_after = rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
     latest = live.latest(site.id)
+    arrived, per_meter = site_arrival_summary(arrival, site, now.timestamp()) if arrival else (NOTHING, {})
     meters = []
     for m in site.meters:
         r = latest.get(m.id)
         age = None if r is None else (now - r.ts).total_seconds()
         meters.append({"id": m.id, "role": m.role.value, "source": m.source,
                        "status": "unknown" if age is None else ("offline" if age > offline_after else "normal"),
-                       "latest": None if r is None else reading_event(r)})
+                       "latest": None if r is None else reading_event(r), "arrival_pct": per_meter.get(m.id)})
     last_seen = live.last_seen(site.id)
     age_s = None if last_seen is None else max(0.0, (now - last_seen).total_seconds())
     firing = [a for a in open_alerts if a.site == site.id and a.state is AlertState.FIRING]
@@ -61,26 +66,30 @@ def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, en
         status = "fault"
     else:
         status = "normal"
-    history = live.history(site.id)
-    point = history[-1] if history else None
+    point = live.last_point(site.id)
     return SiteStatus(
         site, status, last_seen, age_s,
         None if point is None else round(point.extraction_m3h, 3),
         None if point is None else round(point.reinjection_m3h, 3),
         {name: engine.balance(site.id, window) for name, window in BOARD_WINDOWS.items()},
-        len(firing), meters)
+        len(firing), meters, arrived)
 
 
 def district_counts(statuses: Sequence[SiteStatus]) -> list[dict[str, Any]]:
-    """Per district, the bureau's bulletin columns: sites, online, suspected discharge, fault, offline."""
+    """Per district, the bureau's bulletin columns: sites, online, suspected discharge, fault, offline, and
+    today's arrival rate (到报率) of its meters."""
     out: dict[str, dict[str, Any]] = {}
+    arrivals: dict[str, Arrival] = {}
     for s in statuses:
+        arrivals[s.district] = arrivals.get(s.district, NOTHING) + s.arrival
         d = out.setdefault(s.district, {"district": s.district, "sites": 0, "online": 0, "discharge": 0,
                                         "fault": 0, "offline": 0})
         d["sites"] += 1
         d["online"] += s.status not in ("offline", "unknown")
         if s.status in ("discharge", "fault", "offline"):
             d[s.status] += 1
+    for name, d in out.items():
+        d["arrival"] = arrival_figures(arrivals[name])
     return sorted(out.values(), key=lambda d: d["district"])
 
 

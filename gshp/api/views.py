@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from alerting.model import Alert
 from collector.model import Site
+from gshp.api.arrival import arrival_figures
 from gshp.api.deps import Times
-from gshp.api.models import AlertOut, AlertTransition, MaintenanceOut, Note, OutcomeOut, SiteSummary, WindowBalance
+from gshp.api.models import (
+    AlertOut,
+    AlertTransition,
+    ArrivalFigures,
+    MaintenanceOut,
+    Note,
+    OutcomeOut,
+    SiteSummary,
+    WindowBalance,
+)
 from gshp.api.status import SiteStatus
 from rules.engine import Engine
 from rules.settings import MaintenanceWindow
@@ -52,5 +62,6 @@ def site_summary(status: SiteStatus, times: Times) -> SiteSummary:
                        status=status.status, last_seen=times.maybe(status.last_seen),
                        age_s=None if status.age_s is None else round(status.age_s, 1),
                        extraction_m3h=status.extraction_m3h, reinjection_m3h=status.reinjection_m3h,
-                       balance=balance, alerts_firing=status.alerts_firing)
+                       balance=balance, alerts_firing=status.alerts_firing,
+                       arrival=ArrivalFigures.model_validate(arrival_figures(status.arrival)))
 

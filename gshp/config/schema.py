@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
@@ -15,7 +16,7 @@ from collector.fanout.settings import FanoutSettings
 from collector.hj212.settings import Hj212Settings
 from collector.influx.settings import InfluxSettings
 from collector.modbus.settings import Gateway
-from collector.model import FreeText, Site, TagText, meter_problems
+from collector.model import FreeText, Site, TagText, expected_interval, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
 from collector.seen import SeenSettings
@@ -147,6 +148,13 @@ class Config(_Frozen):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def intervals(self, poll_speed: float = 1.0) -> dict[tuple[str, str], timedelta]:
+        """Every meter's expected reporting interval by (site, meter) (`collector.model.expected_interval`).
+        A gateway polls on the wall clock: under a clock running `poll_speed` times faster (the demo's), its
+        readings are that much further apart in device time."""
+        gateways = {g.id: g.interval * poll_speed for g in self.gateways}
+        return {(s.id, m.id): expected_interval(m, gateways) for s in self.sites for m in s.meters}
 
     def site(self, site_id: str) -> Site:
         for s in self.sites:

@@ -103,7 +103,7 @@ def build_daily_report(config: Config, day: date, district: str | None, reader: 
     for m in store.maintenance() if store is not None else ():
         declared.setdefault(m.site, []).append(m.window)
     report = compute_daily_report(day, config.tz, config.sites, config.rules, readings, alerts, district,
-                                  online_threshold_pct, declared)
+                                  online_threshold_pct, declared, config.intervals())
     last = AuditChain(store).last() if store is not None else None
     if last is None:
         return report

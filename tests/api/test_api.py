@@ -318,3 +318,25 @@ def test_the_evidence_public_key_is_served_and_matches_the_key_in_state_dir(runn
     assert served.raw == ServiceKey.load_or_create(path).public.raw
     assert r.headers["X-Key-Fingerprint"] == served.fingerprint and b"PRIVATE" not in r.content
     assert running.get("/api/evidence/key", None).status_code == 401
+
+
+def test_arrival_per_meter_site_and_district_with_district_visibility(running: Running) -> None:
+    wait_until(lambda: running.get("/api/sites/hehua/arrival").json()["arrived"] > 0, timeout=60, interval=0.5)
+    body = running.get("/api/sites/hehua/arrival").json()
+    assert [m["id"] for m in body["meters"]] == ["E1", "R1"]
+    assert body["expected"] == sum(m["expected"] for m in body["meters"]) > 0
+    assert body["arrived"] == sum(m["arrived"] for m in body["meters"])
+    for m in body["meters"]:
+        assert m["interval_s"] == 60 and 0 <= m["arrived"] <= m["expected"]
+        assert all(set(gap) == {"from", "to"} and gap["from"] < gap["to"] for gap in m["missing"])
+    assert running.get("/api/sites/hehua/arrival", params={"date": "2026-13-01"}).status_code == 422
+    assert running.get("/api/sites/school/arrival", "wancheng").status_code == 404  # another district's
+    sites = running.get("/api/sites").json()
+    by_district: dict[str, list[int]] = {}
+    for s in sites["sites"]:
+        a = s["arrival"]
+        totals = by_district.setdefault(s["district"], [0, 0])
+        totals[0] += a["expected"]
+        totals[1] += a["arrived"]
+    for d in sites["districts"]:
+        assert [d["arrival"]["expected"], d["arrival"]["arrived"]] == by_district[d["district"]]

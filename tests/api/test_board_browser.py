@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from collections.abc import Iterator
@@ -115,6 +116,18 @@ def test_the_site_page_updates_meter_readings_from_the_stream(browser: Browser, 
     expect(when).not_to_have_text(first, timeout=30_000)  # a new reading arrived over SSE, no reload
     total = float(page.locator("#meters tr[data-meter=E1] td.total").inner_text())
     assert total > 0
+    page.close()
+
+
+def test_the_board_shows_todays_arrival_rate_of_each_meter_site_and_district(browser: Browser,
+                                                                           running: Running) -> None:
+    page = open_board(browser, running, "viewer")
+    rate = re.compile(r"^\d{1,3}\.\d%$")
+    expect(page.locator("tr.site[data-site=hehua] td.arrival")).to_have_text(rate, timeout=60_000)
+    expect(page.locator("#districts td.arrival").first).to_have_text(rate)
+    page.goto(running.url + "/#/sites/hehua")
+    expect(page.locator("#arrival")).to_have_text(rate)
+    expect(page.locator("#meters tr[data-meter=E1] td.arrival")).to_have_text(rate)
     page.close()
 
 

@@ -21,7 +21,7 @@ def _detect(name, tracks, now):
 def test_every_rule_is_registered_once_with_a_kind():
     assert set(QUALITY_RULES) == {"meter_offline", "reinjection_silent", "totalizer_frozen",
                                   "totalizer_reset", "reverse_flow", "signal_quality", "discharge_flow",
-                                  "meter_changed"}
+                                  "meter_changed", "low_arrival"}
     assert {r.kind for r in QUALITY_RULES.values()} <= {"data_quality", "discharge"}
 
 

@@ -225,3 +225,23 @@ def test_several_days_render_into_one_file() -> None:
     table = pd.read_csv(io.BytesIO(out.body), encoding="utf-8-sig")
     assert table["日期 date"].tolist() == ["2026-05-05"] * 3 + ["2026-05-06"] * 3
     assert table["抽水量(m³) extracted_m3"].tolist() == [1440.0] * 6
+
+
+def test_the_arrival_rate_counts_each_meters_slots_of_the_day_by_device_time() -> None:
+    ten, eleven = (START + timedelta(hours=h) for h in (10, 11))
+    rows = [r for r in _day_of() if not (r["meter"] == "R1"
+                                         and ten.timestamp() <= float(r["ts"]) < eleven.timestamp())]  # type: ignore[arg-type]
+    extra = dict(rows[200])
+    extra["ts"] = float(extra["ts"]) + 20  # type: ignore[arg-type]  # a second reading in the same minute
+    rows.append(extra)
+    rows.sort(key=lambda r: float(r["ts"]))  # type: ignore[arg-type]
+    other = _site("s2", "卧龙区")
+    rep = compute_daily_report(DAY, TZ, [_site(), other], RulesSettings(), _readings(rows + _day_of("s2")),
+                               intervals={("s2", "E1"): timedelta(minutes=2), ("s2", "R1"): timedelta(minutes=2)})
+    s1, s2 = rep.sites
+    assert (s1.arrival.expected, s1.arrival.arrived) == (2 * 1440, 2 * 1440 - 60)  # R1 silent 10:00–11:00
+    assert (s2.arrival.expected, s2.arrival.arrived) == (2 * 720, 2 * 720)  # every 2 min expected: all there
+    assert rep.total.arrival_pct == pytest.approx(100.0 * (4320 - 60) / 4320)
+    assert [d.arrival_pct for d in rep.districts] == [s1.arrival_pct, 100.0]
+    text = render(rep, "csv", "zh").body.decode("utf-8-sig")
+    assert "到报率(%)" in text and "97.92" in text

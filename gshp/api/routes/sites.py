@@ -20,7 +20,8 @@ MAX_SITE_ALERTS = 100
 
 def statuses(ctx: ApiContext, sites: Sequence[Site]) -> list[SiteStatus]:
     firing, now = ctx.store.open_alerts(), ctx.clock.now()
-    return [site_status(s, firing, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules, now=now)
+    return [site_status(s, firing, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules, now=now,
+                        arrival=ctx.arrival)
             for s in sites]
 
 
@@ -43,7 +44,7 @@ def get_site(site: ViewedSite, ctx: Ctx) -> SiteDetail:
     (status,) = statuses(ctx, [site])
     meters = [MeterStatus(id=m["id"], role=m["role"], source=m["source"], status=m["status"],
                           latest=None if m["latest"] is None else LatestReading.model_validate(
-                              {**m["latest"], "ts": times.at(m["latest"]["ts"])}))
+                              {**m["latest"], "ts": times.at(m["latest"]["ts"])}), arrival_pct=m["arrival_pct"])
               for m in status.meters]
     history = [FlowPoint(ts=times.at(p.ts), extraction_m3h=round(p.extraction_m3h, 3),
                          reinjection_m3h=round(p.reinjection_m3h, 3), deficit_m3h=round(p.deficit_m3h, 3))

@@ -5,7 +5,7 @@ const I18N = {
   zh: {
     title: "地温空调回灌监管", allDistricts: "全部区县", loading: "加载中…", logout: "退出",
     loginTitle: "请输入访问令牌", login: "登录", badToken: "令牌无效",
-    district: "区县", sites: "站点数", online: "在线", discharge: "疑似外排", fault: "数据故障", offline: "离线",
+    arrival: "今日到报率", district: "区县", sites: "站点数", online: "在线", discharge: "疑似外排", fault: "数据故障", offline: "离线",
     site: "站点", status: "状态", extraction: "抽水 m³/h", reinjection: "回灌 m³/h", bal1h: "1小时差额",
     bal24h: "24小时差额", lastReading: "最近数据", alerts: "告警", meters: "流量计", meter: "表号", role: "类型",
     rate: "瞬时流量 m³/h", total: "累计 m³", signal: "信号 %", errorCode: "错误码", time: "时间",
@@ -37,7 +37,7 @@ const I18N = {
   en: {
     title: "Groundwater reinjection monitor", allDistricts: "All districts", loading: "Loading…", logout: "Log out",
     loginTitle: "Enter your access token", login: "Log in", badToken: "Invalid token",
-    district: "District", sites: "Sites", online: "Online", discharge: "Suspected discharge", fault: "Data fault",
+    arrival: "Arrival today", district: "District", sites: "Sites", online: "Online", discharge: "Suspected discharge", fault: "Data fault",
     offline: "Offline", site: "Site", status: "Status", extraction: "Extraction m³/h", reinjection: "Reinjection m³/h",
     bal1h: "1 h deficit", bal24h: "24 h deficit", lastReading: "Last reading", alerts: "Alerts", meters: "Meters",
     meter: "Meter", role: "Role", rate: "Rate m³/h", total: "Total m³", signal: "Signal %", errorCode: "Error",
@@ -122,6 +122,11 @@ function fmtAge(seconds) {
   if (seconds < 90) return `${Math.round(seconds)}${t("s")}${state.lang === "zh" ? "" : " "}${t("ago")}`;
   if (seconds < 5400) return `${Math.round(seconds / 60)}${t("m")}${state.lang === "zh" ? "" : " "}${t("ago")}`;
   return `${(seconds / 3600).toFixed(1)}${t("h")}${state.lang === "zh" ? "" : " "}${t("ago")}`;
+}
+
+/* Today's arrival rate (到报率): the share of expected reports that arrived. */
+function arrivalPct(rate) {
+  return rate === null || rate === undefined ? "—" : `${num(rate, 1)}%`;
 }
 
 function pct(balance) {
@@ -229,23 +234,26 @@ async function renderOverview(current = () => true) {
       <td class="num">${pct(s.balance && s.balance["1h"])}</td>
       <td class="num hide-narrow">${pct(s.balance && s.balance["24h"])}</td>
       <td class="num hide-narrow">${fmtAge(s.age_s)}</td>
+      <td class="num hide-narrow arrival">${arrivalPct(s.arrival && s.arrival.rate_pct)}</td>
       <td class="num">${s.alerts_firing || ""}</td>
     </tr>`).join("");
   const districts = data.districts.map((d) => `
     <tr><td>${esc(d.district)}</td><td class="num">${d.sites}</td><td class="num">${d.online}</td>
-    <td class="num">${d.discharge}</td><td class="num">${d.fault}</td><td class="num">${d.offline}</td></tr>`).join("");
+    <td class="num">${d.discharge}</td><td class="num">${d.fault}</td><td class="num">${d.offline}</td>
+    <td class="num arrival">${arrivalPct(d.arrival && d.arrival.rate_pct)}</td></tr>`).join("");
   $("#app").innerHTML = `
     <h2>${t("overview")}</h2>
     <div class="tablewrap"><table id="districts">
       <thead><tr><th>${t("district")}</th><th class="num">${t("sites")}</th><th class="num">${t("online")}</th>
-      <th class="num">${t("discharge")}</th><th class="num">${t("fault")}</th><th class="num">${t("offline")}</th></tr></thead>
+      <th class="num">${t("discharge")}</th><th class="num">${t("fault")}</th><th class="num">${t("offline")}</th>
+      <th class="num">${t("arrival")}</th></tr></thead>
       <tbody>${districts}</tbody></table></div>
     <h2>${t("allSites")}</h2>
     <div class="tablewrap"><table id="sites">
       <thead><tr><th>${t("site")}</th><th class="hide-narrow">${t("district")}</th><th>${t("status")}</th>
       <th class="num">${t("extraction")}</th><th class="num">${t("reinjection")}</th><th class="num">${t("bal1h")}</th>
       <th class="num hide-narrow">${t("bal24h")}</th><th class="num hide-narrow">${t("lastReading")}</th>
-      <th class="num">${t("alerts")}</th></tr></thead>
+      <th class="num hide-narrow">${t("arrival")}</th><th class="num">${t("alerts")}</th></tr></thead>
       <tbody>${rows}</tbody></table></div>
     <p><a id="report" href="#" data-date="${yesterday}">${t("report")} (${yesterday})</a></p>`;
   document.querySelectorAll("tr.site").forEach((tr) => tr.addEventListener("click", (e) => {
@@ -331,7 +339,7 @@ async function renderSite(id, current = () => true) {
   const meters = s.meters.map((m) => {
     const r = m.latest || {};
     return `<tr data-meter="${esc(m.id)}"><td>${esc(m.id)}</td><td>${esc(t("role_" + m.role))}</td>
-      <td>${badge(m.status)}</td>${meterCells(r)}</tr>`;
+      <td>${badge(m.status)}</td><td class="num arrival">${arrivalPct(m.arrival_pct)}</td>${meterCells(r)}</tr>`;
   }).join("");
   const maintenance = (s.maintenance || []).map((w) =>
     `<li>${esc(fmtTime(w.start))} – ${esc(fmtTime(w.end))} · ${esc(w.reason || "")} · ≤ ${num(w.volume_cap_m3, 1)} m³
@@ -344,11 +352,12 @@ async function renderSite(id, current = () => true) {
       <div class="card"><div class="muted">${t("reinjection")}</div><div class="big" id="rei">${num(s.reinjection_m3h)}</div></div>
       <div class="card"><div class="muted">${t("bal1h")}</div><div class="big">${pct(s.balance && s.balance["1h"])}</div></div>
       <div class="card"><div class="muted">${t("bal24h")}</div><div class="big">${pct(s.balance && s.balance["24h"])}</div></div>
+      <div class="card"><div class="muted">${t("arrival")}</div><div class="big" id="arrival">${arrivalPct(s.arrival && s.arrival.rate_pct)}</div></div>
     </div>
     <h2>${t("liveChart")}</h2><div class="chart" id="chart">${chart(s.history)}</div>
     <h2>${t("meters")}</h2>
     <div class="tablewrap"><table id="meters"><thead><tr><th>${t("meter")}</th><th>${t("role")}</th><th>${t("status")}</th>
-      <th class="num">${t("rate")}</th><th class="num">${t("total")}</th><th class="num hide-narrow">${t("signal")}</th>
+      <th class="num">${t("arrival")}</th><th class="num">${t("rate")}</th><th class="num">${t("total")}</th><th class="num hide-narrow">${t("signal")}</th>
       <th class="num hide-narrow">${t("errorCode")}</th><th class="num hide-narrow">${t("time")}</th></tr></thead>
       <tbody>${meters}</tbody></table></div>
     ${maintenance ? `<h2>${t("maintenance")}</h2><ul>${maintenance}</ul>` : ""}
