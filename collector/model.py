@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from math import isfinite
 from typing import Annotated, Literal
@@ -192,6 +192,29 @@ class RolePeriod(_Frozen):
     end: MonthDay = Field(alias="to")
 
 
+class Calibration(_Frozen):
+    """The meter's current calibration certificate (检定证书): what makes its readings evidence."""
+
+    number: FreeText = Field(min_length=1, max_length=100)
+    calibrated: date = Field(alias="date")
+    next_due: date
+
+    @model_validator(mode="after")
+    def _order(self) -> Calibration:
+        if self.next_due <= self.calibrated:
+            raise ValueError("next_due must come after the calibration date")
+        return self
+
+
+class MeterRecord(_Frozen):
+    """What the bureau keeps about a meter: serial number, model, install date, calibration."""
+
+    serial: FreeText | None = Field(default=None, min_length=1, max_length=64)
+    model: FreeText | None = Field(default=None, min_length=1, max_length=100)
+    installed: date | None = None
+    calibration: Calibration | None = None
+
+
 class Meter(_Frozen):
     id: Slug
     role: Role  # the role outside every `roles:` period
@@ -202,6 +225,7 @@ class Meter(_Frozen):
     interval: Duration | None = Field(default=None, description="how often the meter reports (default: its "
                                                                  "gateway's poll interval, 1m over MQTT, "
                                                                  "1h for HJ 212 / SZY 206)")
+    record: MeterRecord | None = None
     modbus: ModbusSource | None = None
     mqtt: MqttSource | None = None
     hj212: Hj212Source | None = None

@@ -139,7 +139,11 @@ sites:
   - id: hospital
     name: 宛城区人民医院
     district: 宛城区
-    meters: [{{id: E1, role: extraction}}, {{id: R1, role: reinjection}}, {{id: R2, role: reinjection}}]
+    meters:
+      - {{id: E1, role: extraction, record: {{serial: TUF-2311-0042, model: TUF-2000M, installed: 2024-03-01,
+          calibration: {{number: "宛计检字[2025]第118号", date: 2025-06-01, next_due: 2026-06-01}}}}}}
+      - {{id: R1, role: reinjection}}
+      - {{id: R2, role: reinjection}}
   - id: school
     name: 卧龙区第一中学
     district: 卧龙区

@@ -1,6 +1,6 @@
 """`gshp backup` copies a running service's state, `gshp restore` puts it back: after the state directory
-is destroyed, every alert and every queued notification is found again. Real `gshp run`, mosquitto and
-influxd; the notifications stay queued because their webhook does not answer."""
+is destroyed, every alert, case entry, audit record and queued notification is found again. Real
+`gshp run`, mosquitto and influxd; the notifications stay queued because their webhook does not answer."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def rows(db: Path, query: str) -> set[tuple[object, ...]]:
 
 def snapshot(state: Path) -> dict[str, set[tuple[object, ...]]]:
     return {"alerts": rows(state / "alerts.sqlite", "SELECT id, rule, state FROM alerts"),
+            "cases": rows(state / "alerts.sqlite", "SELECT * FROM case_history"),
+            "audit": rows(state / "alerts.sqlite", "SELECT * FROM audit"),
             "queued": rows(state / "notify.sqlite", "SELECT key, receiver FROM messages WHERE status != 'sent'")}
 
 
@@ -50,7 +52,10 @@ def test_backup_of_a_running_service_restores_every_alert_and_queued_notificatio
     config = write_config(tmp_path / "gshp.yaml", state_dir=state, influx_url=influxd.url, db=influx_db,
                           mqtt_port=mosquitto.port, client_id="gshp-backup", meters=METERS, api_port=api)
     dead = free_port()  # nothing listens there: every notification stays queued, retried
-    config.write_text(config.read_text() + f"""\
+    token = "enforcement-token-0001"
+    config.write_text(config.read_text().replace(
+        "api: {listen:", f"api: {{loopback_read: true, tokens: [{{token: {token}, role: enforcement, "
+                         "name: 执法一队}], listen:") + f"""\
 notify:
   - {{name: cases, type: webhook, url: 'http://127.0.0.1:{dead}/hook', timeout: 1s, group_wait: 0s,
      group_interval: 0s, retry: {{max_attempts: 1000, backoff_base: 1s, backoff_cap: 2s}}}}
@@ -73,13 +78,23 @@ notify:
                 break
             assert time.monotonic() < deadline, service.log.read_text()[-3000:]
             time.sleep(0.5)
+        (incident,) = requests.get(f"http://127.0.0.1:{api}/api/incidents?kind=discharge", timeout=5).json()[
+            "incidents"]
+        acked = requests.post(f"http://127.0.0.1:{api}/api/incidents/{incident['id']}/ack",
+                              json={"comment": "已派人核查"}, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert acked.status_code == 200, acked.text
         time.sleep(1.0)  # the last evaluation's transitions and their notifications are written
         before = snapshot(state)
+        assert before["cases"] and before["audit"]
+        refused = gshp("restore", "--config", str(config), "--from", str(tmp_path), "--force")
+        assert refused.returncode == 2 and "manifest" in refused.stderr  # not a backup folder: nothing touched
 
         backup_dir = tmp_path / "backup"
         done = gshp("backup", "--config", str(config), "--to", str(backup_dir))  # while the service runs
         assert done.returncode == 0, done.stderr
         assert "influxd backup -portable" in done.stdout  # printed for the operator without --influx-rpc
+        busy = gshp("restore", "--config", str(config), "--from", str(backup_dir), "--force")
+        assert busy.returncode == 2 and f"PID {service.proc.pid}" in busy.stderr  # never under a running service
     finally:
         pub.close()
         assert service.stop() == 0
