@@ -23,12 +23,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import requests
 from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.mqtt import count_flow, scrape  # noqa: E402
 from bench.table import Row  # noqa: E402
 from gshp.devstack import Influxd, Mosquitto, free_port  # noqa: E402
 
@@ -55,26 +55,6 @@ sites:
     return path
 
 
-def _metric(port: int, name: str) -> float:
-    try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except requests.RequestException:
-        return -1.0
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return -1.0
-
-
-def _count(ix: Influxd, db: str) -> int:
-    try:
-        res = ix.query("SELECT count(total_m3) FROM flow", db)
-    except requests.RequestException:
-        return 0
-    series = res[0].get("series")
-    return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
-
-
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -89,7 +69,7 @@ def _start(config: Path, api: int, log: Path) -> tuple[subprocess.Popen[bytes], 
         proc = subprocess.Popen([sys.executable, "-m", "gshp.cli", "run", "--config", str(config)],
                                 env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out, stderr=out)
     deadline = t + 120
-    while _metric(api, "gshp_mqtt_subscribed") != 1.0:
+    while scrape(api, "gshp_mqtt_subscribed") != 1.0:
         if time.monotonic() > deadline or proc.poll() is not None:
             proc.kill()
             raise RuntimeError(f"gshp run did not subscribe; see {log}")
@@ -160,14 +140,14 @@ def measure(meters: int, per_meter: int, root: Path, mq: Mosquitto, ix: Influxd)
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            stored = _count(ix, f"fleet_{meters}")
+            stored = count_flow(ix, f"fleet_{meters}")
             samples.append((time.monotonic(), stored))
             if stored >= total:
                 break
             time.sleep(0.25)
         time.sleep(2)  # the board, the rules and the outbox settle
         rss = _rss_mb(proc.pid)
-        acked = _metric(api, "gshp_mqtt_acked_total")
+        acked = scrape(api, "gshp_mqtt_acked_total")
     finally:
         _stop(proc)
     lo = next(s for s in samples if s[1] >= total * 0.1)

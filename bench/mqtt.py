@@ -64,9 +64,10 @@ def _lines(case: Case, meter: int, messages: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def _metric(port: int, name: str) -> float:
+def scrape(port: int, name: str, timeout: float = 5.0) -> float:
+    """One unlabelled metric of a running service's /metrics; -1 when it does not answer or lacks it."""
     try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout).text
     except requests.RequestException:
         return -1.0
     for line in text.splitlines():
@@ -75,7 +76,8 @@ def _metric(port: int, name: str) -> float:
     return -1.0
 
 
-def _count(ix: Influxd, db: str) -> int:
+def count_flow(ix: Influxd, db: str) -> int:
+    """Readings stored in `db` (0 while influxd does not answer)."""
     try:
         res = ix.query("SELECT count(total_m3) FROM flow", db)
     except requests.RequestException:
@@ -112,7 +114,7 @@ sites:
     # 1. both persistent sessions exist before anything is published
     proc = subprocess.Popen(gshp, env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
-    while _metric(api, "gshp_mqtt_subscribed") != 1.0:
+    while scrape(api, "gshp_mqtt_subscribed") != 1.0:
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError(f"collector did not subscribe; see {root}/{name}.log")
         time.sleep(0.1)
@@ -148,14 +150,14 @@ sites:
     scraped = 0.0
     try:
         while time.monotonic() < deadline:
-            if first is None and _metric(api, "gshp_mqtt_messages_total") > 0:
+            if first is None and scrape(api, "gshp_mqtt_messages_total") > 0:
                 first = scraped = time.monotonic()
             if (first is not None and last_commit is None and time.monotonic() - scraped >= 0.2):
                 scraped = time.monotonic()
-                if _metric(api, "gshp_mqtt_acked_total") >= total_msgs:
+                if scrape(api, "gshp_mqtt_acked_total") >= total_msgs:
                     last_commit = scraped
             if first is not None:
-                samples.append((time.monotonic(), _count(ix, db)))
+                samples.append((time.monotonic(), count_flow(ix, db)))
                 if samples[-1][1] >= readings:
                     break
             time.sleep(0.05)
@@ -166,7 +168,7 @@ sites:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         log.close()
-    stored = _count(ix, db)
+    stored = count_flow(ix, db)
     assert first is not None and last_commit is not None, f"collector stalled; see {root}/{name}.log"
     ingest_s = done - first
     base_rate = total_msgs / baseline_s
