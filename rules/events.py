@@ -72,9 +72,20 @@ _CHANGE_WORDS: dict[str, tuple[str, str]] = {
 }
 
 
+_BALANCE_WORDS: dict[str, tuple[str, str]] = {
+    "balance_gross": ("短时大量水量差额（15分钟）", "gross deficit (15 min)"),
+    "balance_hour": ("1小时水量差额", "1-hour deficit"),
+    "balance_shift": ("6小时水量差额", "6-hour deficit"),
+    "balance_day": ("24小时水量差额", "24-hour deficit"),
+    "balance_sequential": ("差额持续高于本站基线（CUSUM）", "deficit persistently above baseline (CUSUM)"),
+}
+
+
 def rule_words(rule: str, lang: Language) -> str:
-    """What a data-quality or evasion rule found, in a few words (the rule's name when it has none)."""
-    zh, en = _DQ_WORDS.get(rule, (rule, rule))
+    """What a rule found, in a few words: a balance window, a data-quality or evasion finding (another
+    configured balance window by its name; any other rule by its id)."""
+    zh, en = _BALANCE_WORDS.get(rule) or _DQ_WORDS.get(rule) or (
+        (f"水量差额（{rule[8:]}）", f"deficit ({rule[8:]})") if rule.startswith("balance_") else (rule, rule))
     return en if lang is Language.EN else zh
 
 

@@ -286,6 +286,12 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     if start.timestamp() % step or end.timestamp() % step:
         notes.append(f"local midnight is not on the {step:g}s evaluation grid: the day's edges are moved "
                      "back to the interval holding them")
+    if i1 > i0 and float(readings.ts[i1 - 1]) < end.timestamp():
+        # the day is in progress: its figures, coverage included, run up to the newest reading, not midnight
+        upto = datetime.fromtimestamp(float(readings.ts[i1 - 1]) // step * step, tz)
+        if upto > start:
+            notes.append(f"day in progress: figures up to {upto:%H:%M} / 当日未结束：数据截至 {upto:%H:%M}")
+            end = upto
     alert_list = list(alerts) if alerts is not None else []
     rows: dict[tuple[str, str], list[int]] = {}
     for i in range(i0, i1):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import jinja2
 
+from rules.events import rule_words
 from rules.report import DailyReport, DistrictDay, SiteDay
 from rules.settings import Language, MaintenanceWindow
 
@@ -92,7 +93,10 @@ def _alerts(kind: str) -> Callable[[DailyReport, Any, Language], Any]:
 
 
 def _site_alert_rules(r: DailyReport, s: SiteDay, lang: Language) -> Any:
-    return ", ".join(s.alert_rules) if r.alerts_known else None
+    """The rules that fired, in words (an officer reads 1小时水量差额, not balance_hour)."""
+    if not r.alerts_known:
+        return None
+    return ("、" if lang is Language.ZH else ", ").join(rule_words(rule, lang) for rule in s.alert_rules)
 
 
 def _district_name(r: DailyReport, d: DistrictDay, lang: Language) -> str:

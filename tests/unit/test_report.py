@@ -245,3 +245,30 @@ def test_the_arrival_rate_counts_each_meters_slots_of_the_day_by_device_time() -
     assert [d.arrival_pct for d in rep.districts] == [s1.arrival_pct, 100.0]
     text = render(rep, "csv", "zh").body.decode("utf-8-sig")
     assert "到报率(%)" in text and "97.92" in text
+
+
+def test_a_day_in_progress_is_covered_up_to_its_newest_reading_not_midnight() -> None:
+    sites = [_site("a1", "宛城区"), _site("b1", "卧龙区")]
+    begin = START - timedelta(hours=2)
+    rows = [r for s in ("a1", "b1") for meter, total0 in (("E1", 5000.0), ("R1", 100.0))
+            for r in _rows(s, meter, begin, 16 * 60 + 30, total0=total0)]  # until 14:30 local
+    rep = compute_daily_report(DAY, TZ, sites, RulesSettings(), _readings(rows), [])
+    assert rep.total.online == 2 and [s.coverage_pct for s in rep.sites] == [100.0, 100.0]
+    assert rep.sites[0].extracted_m3 == pytest.approx(60.0 * 14.5, abs=1.0)
+    assert any("day in progress" in n and "14:30" in n for n in rep.notes)
+    table = pd.read_csv(io.BytesIO(render(rep, "csv").body), encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert table["在线率(%) online_pct"].tolist()[2:] == ["100.00"] * 3  # not 0.00 % for every district
+
+
+def test_alert_rules_are_named_in_the_reports_language() -> None:
+    alerts = [_alert("s1", "discharge", START + timedelta(hours=5), START + timedelta(hours=7)),
+              _alert("s1", "data_quality", START + timedelta(hours=8), None, rule="meter_offline")]
+    rep = compute_daily_report(DAY, TZ, [_site()], RulesSettings(), _readings(_day_of()), alerts)
+    zh = pd.read_csv(io.BytesIO(render(rep, "csv").body), encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert zh["告警规则 alert_rules"].tolist()[0] == "1小时水量差额、流量计离线"
+    en = pd.read_csv(io.BytesIO(render(rep, "csv", "en").body), encoding="utf-8-sig", dtype=str,
+                     keep_default_na=False)
+    assert en.iloc[0].tolist().count("1-hour deficit, meter offline") == 1
+    html = render(rep, "html").body.decode()
+    assert "balance_hour" not in html and "1小时水量差额" in html
+    assert "td:first-child { white-space: nowrap; }" in html  # the date column does not wrap
