@@ -27,7 +27,7 @@ BACKWASH = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=3)).isoformat(
 def rated_city(state_dir: Path, influx_url: str, db: str) -> Config:
     """The test city; the extraction meters of hehua and hospital are rated 150 m³/h, school's are not."""
     text = city_yaml(state_dir, influx_url, db, free_port())
-    return parse_config(text.replace("{id: E1, role: extraction}", "{id: E1, role: extraction, max_flow_m3h: 150}", 2))
+    return parse_config(text.replace("{id: E1, role: extraction", "{id: E1, role: extraction, max_flow_m3h: 150", 2))
 
 
 def data_time(running: Running, t: datetime) -> None:
