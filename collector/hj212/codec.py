@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from collector.telemetry.server import Rejected
+from collector.telemetry.server import FrameReject, Rejected
 
 __all__ = [
     "MAX_SEGMENT",
@@ -34,13 +34,8 @@ DATA_FLAGS = {"N": 0, "F": 1, "M": 2, "S": 3, "D": 4, "C": 5, "T": 6, "B": 7}
 S set by hand, D fault, C calibration, T over the range, B communication fault; any other flag is 99."""
 
 
-class PacketError(ValueError):
-    """A data segment that does not follow the standard; `reason` is the metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(detail)
+class PacketError(FrameReject):
+    """An HJ 212 data segment that does not follow the standard."""
 
 
 def _crc16_bitwise(data: bytes) -> int:

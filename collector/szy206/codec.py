@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-from collector.telemetry.server import Rejected
+from collector.telemetry.server import FrameReject, Rejected
 
 __all__ = ["AFN_LINK", "AFN_REALTIME", "Frame", "FrameError", "Szy206Framing", "TimeLabel", "address_bytes",
            "address_text", "bcd_signed", "confirmation", "crc8", "encode_bcd_signed", "encode_frame",
@@ -27,13 +27,8 @@ _DIR_UP = 0x80
 _DIV = 0x40
 
 
-class FrameError(ValueError):
-    """A frame that does not follow the standard; `reason` is the metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(detail)
+class FrameError(FrameReject):
+    """An SZY 206 frame that does not follow the standard."""
 
 
 def _shifted(v: int) -> int:

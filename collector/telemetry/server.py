@@ -26,13 +26,22 @@ from collector.model import Reading
 from collector.mqtt.rejects import RejectLog
 from collector.telemetry.settings import ListenerSettings
 
-__all__ = ["Decoded", "Framing", "Protocol", "Rejected", "TelemetryServer"]
+__all__ = ["Decoded", "FrameReject", "Framing", "Protocol", "Rejected", "TelemetryServer"]
 
 log = logging.getLogger("collector.telemetry")
 
 Accept = Callable[[Sequence[Reading], str], None]
 
 _READ = 64 * 1024
+
+
+class FrameReject(ValueError):
+    """A frame or data segment that does not follow its standard; `reason` is the metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(detail)
 
 
 @dataclass(frozen=True, slots=True)
