@@ -244,9 +244,12 @@ sites:
                 {"ts": t0 + 60 * m, "rate_m3h": rate, "total_m3": 1000.0 + rate * m / 60}).encode())
                 for m in range(120)])
         receivers = ("hook-down", "hook-500", "ding", "wx")
+        base = f"http://127.0.0.1:{api_port}"
         wait_until(lambda: all(f"{name}: notification" in log.read_text() for name in receivers)
                    and "cannot reach InfluxDB" in log.read_text(), timeout=60, interval=0.3)
-        base = f"http://127.0.0.1:{api_port}"
+        # health says so once the drainer has failed `health.drain_failures` times in a row
+        wait_until(lambda: requests.get(base + "/healthz", timeout=5).json()["status"] != "ok", timeout=60,
+                   interval=0.3)
         shown[0].write_text(requests.get(base + "/healthz", timeout=5).text)
         shown[1].write_text(requests.get(base + "/metrics", timeout=5).text)
     finally:
