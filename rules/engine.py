@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -110,6 +111,9 @@ class _SiteState:
     claimed: list[MaintenanceWindow] = field(default_factory=list)  # declared during an incident: not allowed
     claim_keys: set[tuple[str, str, str]] = field(default_factory=set)
     held_since: float | None = None  # data time of the first evaluation whose write failed
+    # while held: data quality as it was at each step (times, and rule → finding), for the catch-up to judge by
+    held_at: list[float] = field(default_factory=list)
+    held_quality: list[dict[str, Finding]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,14 +397,36 @@ class Engine:
                     except StoreError as exc:
                         if st.held_since is None:
                             st.held_since = at
+                        self._note_quality(st, t)
                         self.stats.store_errors += 1
                         failed = str(exc)
                         break
                     st.held_since = None
                     alerts.extend(site_alerts)
                     notices.extend(site_notices)
+                if st.held_since is None and st.held_at:  # caught up: the notes have served
+                    st.held_at.clear()
+                    st.held_quality.clear()
             self._note_store(failed, now)
         return Step(alerts, notices)
+
+    def _note_quality(self, st: _SiteState, t: float) -> None:
+        """A held site's data quality as it is now: the meters' state moves on with the readings, so the
+        catch-up could not see a meter that went silent and came back while the store was failing."""
+        q = st.quality
+        assert q is not None
+        tracks = [ms.track for ms in st.meters.values()]
+        if len(st.held_at) < _HELD_QUALITY_MAX and (not st.held_at or st.held_at[-1] < t):
+            st.held_at.append(t)
+            st.held_quality.append({name: rule.detect(tracks, t, q) for name, rule in QUALITY_RULES.items()})
+
+    def _held_finding(self, st: _SiteState, name: str, t: float) -> Finding | None:
+        """What data quality was at `t` when the site was held then: the latest note at or before `t`; None
+        after the last note (the meters' state now is the truth there)."""
+        if not st.held_at or t > st.held_at[-1]:
+            return None
+        i = bisect_right(st.held_at, t)
+        return st.held_quality[i - 1].get(name) if i else None
 
     def _instants(self, st: _SiteState, t: float) -> list[float]:
         """When to evaluate a site now: at `t`, after every interval boundary missed since a failed write
@@ -469,7 +495,7 @@ class Engine:
         for name, rule in QUALITY_RULES.items():
             if grace and unseen and name == "meter_offline":
                 continue  # a meter without a reading since start (no history): not offline before offline_after
-            finding = rule.detect(tracks, t, q)
+            finding = self._held_finding(st, name, t) or rule.detect(tracks, t, q)
             if finding.condition is not Condition.ACTIVE and name not in alerts:
                 continue  # nothing pending or firing, nothing to start
             out.extend(self._advance(st, name, _QUALITY_INFO[name], finding.condition, t, rule.hold(q),
@@ -747,6 +773,7 @@ def _value(x: Any) -> float | None:
 
 
 _INACTIVE = AlertTrack()
+_HELD_QUALITY_MAX = 10_000  # notes kept per held site (a week of 1-minute steps is 10 080)
 _QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
 
 

@@ -278,3 +278,28 @@ def test_a_meter_never_seen_since_start_has_the_start_up_grace(site):
     engine = Engine([site], RulesSettings(), UTC)
     engine.backfill(list(flow(60, meters=("E1", "D1"))))  # R1 has no history: unknown, not yet offline
     assert not [e for e in engine.evaluate(T0 + timedelta(minutes=60)) if e.rule == "meter_offline"]
+
+
+def test_a_meter_silent_and_back_while_the_store_failed_is_still_reported_after(site, tmp_path):
+    """Data quality is noted at each held step, so the catch-up sees a silence that began and ended while
+    the alert store could not be written (a full disk), exactly as a run without the fault does."""
+    def silent_R1(fail: bool) -> list[tuple[str, str]]:
+        store = AlertStore(tmp_path / f"alerts-{fail}.sqlite")
+        engine = Engine([site], RulesSettings(), UTC, store=store)
+        readings = [r for r in flow(121) if r.meter == "E1" or not 70 <= (r.ts - T0).total_seconds() / 60 < 100]
+        seen: list[tuple[str, str]] = []
+        t, i = T0, 0
+        while t <= T0 + timedelta(minutes=121):
+            while i < len(readings) and readings[i].ts <= t:
+                engine.ingest([readings[i]])
+                i += 1
+            full = fail and 65 <= (t - T0).total_seconds() / 60 < 105  # the disk is full from 65 to 105
+            store._db.execute(f"PRAGMA query_only={'ON' if full else 'OFF'}")
+            seen += [(a.rule, a.state.value) for a in engine.step(t).alerts]
+            t += timedelta(minutes=1)
+        store.close()
+        return seen
+
+    fault_free, held = silent_R1(False), silent_R1(True)
+    assert {("meter_offline", "firing"), ("reinjection_silent", "firing")} <= set(fault_free)
+    assert held == fault_free  # the same transitions, in order, though R1 was back before the disk was
