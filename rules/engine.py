@@ -37,10 +37,12 @@ from alerting.model import (
 )
 from alerting.model import AlertState as AlertPhase
 from collector.duration import format_duration
-from collector.model import Meter, MeterChange, Reading, Role, Site
+from collector.model import ChangeKind, Meter, MeterChange, Reading, Role, Site
 from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
-from rules.counters import REBASING, StepKind, classify_step, rebase_step
+from rules.counters import REBASING, GapCheck, StepKind, classify_step, rebase_step
+from rules.counters import Step as CounterStep
 from rules.events import iso, summarize
+from rules.forensic import ReplayPlan, SitePrints, observe_reading, replay_finding
 from rules.incidents import Episode, claim, restore_episode
 from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
@@ -56,6 +58,7 @@ __all__ = ["Engine", "EngineError", "EngineStats", "Step"]
 log = logging.getLogger(__name__)
 
 SEQUENTIAL_RULE = "balance_sequential"
+REPLAY_RULE = "data_replayed"
 
 
 class EngineError(Exception):
@@ -114,6 +117,7 @@ class _SiteState:
     # while held: data quality as it was at each step (times, and rule → finding), for the catch-up to judge by
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
+    prints: SitePrints | None = None  # replayed-data fingerprints (None: the check is off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +174,8 @@ class Engine:
             meters = {m.id: _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, retention))
                       for m in site.meters}
             st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance),
-                            quality=QualityPlan.of(rs.quality), gap_s=rs.gap_tolerance.total_seconds())
+                            quality=QualityPlan.of(rs.quality), gap_s=rs.gap_tolerance.total_seconds(),
+                            prints=SitePrints(ReplayPlan.of(rs.forensic)) if rs.forensic.replay else None)
             seq = rs.sequential
             st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h,
                                              seq.warmup.total_seconds() / 3600,
@@ -315,7 +320,7 @@ class Engine:
                     step = rebase_step(tr.last_rate, rate, ts - ms.total_ts, st.gap_s, rs.counters)
                     note_bridged(tr, ts, step.volume_m3)
                 else:
-                    step = classify_step(ms.ref_total, total, ts - ms.total_ts, st.gap_s, rs.counters)
+                    step = self._judge_step(st, ms, ts, rate, total)
                 step_kind = step.kind
                 volume = step.volume_m3
                 if rate is not None and rate < -rs.quality.reverse_m3h:
@@ -326,11 +331,32 @@ class Engine:
             ms.total_ts = ts
         elif tr.last_ts is not None:
             ms.ledger.mark_unknown(tr.last_ts, ts)  # no totalizer: volume unknown (no rate integration)
+        if st.prints is not None:
+            observe_reading(st.prints, meter_id, ts, rate, total)
         observe(tr, ts, rate, total, signal, error, step_kind)
         if tr.frozen_candidate(rs.quality.frozen_min_m3) and tr.flat_since is not None:
             start = tr.flat_since if ms.unknown_until is None else max(tr.flat_since, ms.unknown_until)
             ms.ledger.mark_unknown(start, ts)
             ms.unknown_until = ts
+
+    def _judge_step(self, st: _SiteState, ms: _MeterState, ts: float, rate: float | None,
+                    total: float) -> CounterStep:
+        """The counter step to `total`; across a gap judged by max flow and the meter's rate either side, and a
+        jump there noted as a rescaled meter (the totalizer no longer counts what it counted: a meter change)."""
+        c = st.rules.counters
+        assert ms.total_ts is not None and ms.ref_total is not None
+        dt = ts - ms.total_ts
+        if not c.judge_gaps or dt <= st.gap_s:
+            return classify_step(ms.ref_total, total, dt, st.gap_s, c)
+        prev_rate = ms.track.last_rate
+        rates = [r for r in (prev_rate, rate) if r is not None]
+        gap = GapCheck(max(rates) if rates else None, c.gap_rate_margin, c.gap_rate_within.total_seconds())
+        step = classify_step(ms.ref_total, total, dt, st.gap_s, c, gap)
+        if step.kind is StepKind.JUMP:
+            self.stats.changes += 1
+            note_change(ms.track, MeterChange(st.site.id, ms.meter.id, datetime.fromtimestamp(ts, UTC),
+                                              ChangeKind.RESCALED, "total_m3", ms.ref_total, total), ts)
+        return step
 
     # ---------------------------------------------------------------- maintenance
     def maintenance(self, site_id: str) -> tuple[MaintenanceWindow, ...]:
@@ -480,6 +506,7 @@ class Engine:
         for ms in st.meters.values():
             ms.track.role = role_at(ms.meter, now_dt, self.tz)
         events.extend(self._evaluate_quality(st, t))
+        events.extend(self._evaluate_forensic(st, t))
         events.extend(self._evaluate_balance(st, t))
         events.extend(self._evaluate_sequential(st))
         return events
@@ -501,6 +528,15 @@ class Engine:
             out.extend(self._advance(st, name, _QUALITY_INFO[name], finding.condition, t, rule.hold(q),
                                      q.clear_for, partial(_finding_evidence, finding, self.tz)))
         return out
+
+    def _evaluate_forensic(self, st: _SiteState, t: float) -> list[Alert]:
+        if st.prints is None:
+            return []
+        finding = replay_finding(st.prints, t)
+        if finding.condition is not Condition.ACTIVE and REPLAY_RULE not in st.alerts:
+            return []
+        return self._advance(st, REPLAY_RULE, _REPLAY_INFO, finding.condition, t, 0.0,
+                             st.prints.plan.window_s, partial(_finding_evidence, finding, self.tz))
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
         ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
@@ -774,6 +810,7 @@ def _value(x: Any) -> float | None:
 
 _INACTIVE = AlertTrack()
 _HELD_QUALITY_MAX = 10_000  # notes kept per held site (a week of 1-minute steps is 10 080)
+_REPLAY_INFO = _RuleInfo(AlertKind.DATA_QUALITY, Severity.HIGH, REPLAY_RULE)
 _QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from collector.model import Role
 
-__all__ = ["Load", "MeterPhysics", "MeterSeries", "pump_flow", "simulate_site"]
+__all__ = ["Load", "MeterPhysics", "MeterSeries", "pump_flow", "replayed", "rescaled", "simulate_site"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +95,24 @@ def simulate_site(start_s: float, minutes: int, load: Load, meters: tuple[MeterP
         rate = np.concatenate([measured[:1], measured]) * (1.0 + rng.normal(0.0, m.noise, minutes + 1))
         out[m.id] = MeterSeries(np.round(rate, 3), np.round(total, 3))
     return out
+
+
+def replayed(series: MeterSeries, from_i: int, shift: int) -> MeterSeries:
+    """The meter as a replay shows it from reading `from_i` on: the rates and totalizer steps it showed
+    `shift` readings before, the total rising on from where it stood (what forged data looks like)."""
+    if not 0 < shift <= from_i:
+        raise ValueError(f"shift {shift} must be in 1 … {from_i} (readings before the replay starts)")
+    rate, total = series.rate_m3h.copy(), series.total_m3.copy()
+    for i in range(from_i, len(total)):
+        rate[i] = rate[i - shift]
+        total[i] = total[i - 1] + (total[i - shift] - total[i - shift - 1])
+    return MeterSeries(np.round(rate, 3), np.round(total, 3))
+
+
+def rescaled(series: MeterSeries, from_i: int, factor: float) -> MeterSeries:
+    """The meter with its totalizer and rate both multiplied by `factor` from reading `from_i` on (a
+    touched scale factor or a swapped register map)."""
+    rate, total = series.rate_m3h.copy(), series.total_m3.copy()
+    rate[from_i:] *= factor
+    total[from_i:] *= factor
+    return MeterSeries(np.round(rate, 3), np.round(total, 3))
