@@ -1,0 +1,115 @@
+"""Replayed-data fingerprints (`rules.forensic`) and totalizer steps judged across a gap (`rules.counters`)."""
+
+import numpy as np
+import pytest
+
+from rules.balance import Condition
+from rules.counters import GapCheck, StepKind, classify_step
+from rules.forensic import MAX_PRINTS, ReplayPlan, SitePrints, observe_reading, replay_finding
+from rules.settings import CounterSettings, ForensicSettings
+from simulators.physics import MeterSeries, replayed
+
+PLAN = ReplayPlan.of(ForensicSettings())  # 26 h memory, 1 h window, 3 matches, stretches of 6, 1 in 8 kept
+DAY = 86_400.0
+
+
+def _honest(rng, minutes, rate=50.0):
+    """Per-minute readings of a noisy ultrasonic meter: rates and a 0.01 m³ totalizer."""
+    rates = np.round(rate * (1 + rng.normal(0, 0.002, minutes)), 3)
+    totals = np.round(np.floor((1000.0 + np.cumsum(rates / 60.0)) * 100) / 100, 3)
+    return rates, totals
+
+
+def _feed(sp, meter, t0, rates, totals):
+    for i, (r, tot) in enumerate(zip(rates, totals, strict=True)):
+        observe_reading(sp, meter, t0 + 60.0 * i, float(r), float(tot))
+
+
+def test_a_meter_repeating_its_previous_day_is_found_with_its_shift():
+    rng = np.random.default_rng(1)
+    rates, totals = _honest(rng, 1441 + 120)
+    forged = replayed(MeterSeries(rates, totals), 1441, 1440)  # from minute 1441 on: the day before again
+    sp = SitePrints(PLAN)
+    _feed(sp, "R1", 0.0, forged.rate_m3h[:1441], forged.total_m3[:1441])
+    assert replay_finding(sp, 60.0 * 1440).condition is Condition.CLEAR
+    _feed(sp, "R1", 60.0 * 1441, forged.rate_m3h[1441:], forged.total_m3[1441:])
+    f = replay_finding(sp, 60.0 * (1441 + 119))
+    assert f.condition is Condition.ACTIVE and f.meters == ("R1",)
+    r = f.evidence["replays"]["R1"]
+    assert r["copied_from"] == "R1" and r["shift"] == "1d" and r["matching_stretches"] >= PLAN.min_matches
+
+
+def test_honest_noisy_meters_never_match_themselves_or_each_other():
+    rng = np.random.default_rng(2)
+    sp = SitePrints(PLAN)
+    for meter in ("E1", "R1"):
+        rates, totals = _honest(rng, 2 * 1440)
+        _feed(sp, meter, 0.0, rates, totals)
+    assert all(not mp.matches for mp in sp.meters.values())
+    assert replay_finding(sp, 2 * DAY).condition is Condition.CLEAR
+
+
+def test_a_meter_copying_another_one_is_found_at_zero_shift():
+    rng = np.random.default_rng(3)
+    rates, totals = _honest(rng, 180)
+    sp = SitePrints(PLAN)
+    for i in range(180):  # R2 shows R1's readings, its totalizer offset by 5000 m³
+        observe_reading(sp, "R1", 60.0 * i, float(rates[i]), float(totals[i]))
+        observe_reading(sp, "R2", 60.0 * i, float(rates[i]), float(totals[i]) + 5000.0)
+    f = replay_finding(sp, 60.0 * 179)
+    assert f.condition is Condition.ACTIVE
+    assert f.evidence["replays"]["R2"]["copied_from"] == "R1"
+    assert f.evidence["replays"]["R2"]["shift"] == "0s"
+
+
+def test_a_steady_flow_repeating_its_own_readings_is_not_a_copy():
+    sp = SitePrints(ReplayPlan.of(ForensicSettings(replay_sample=1)))
+    for i in range(600):  # coarse meter: the same two steps and one rate over and over
+        observe_reading(sp, "R1", 60.0 * i, 50.0, 1000.0 + 0.83 * i + 0.01 * (i % 2))
+    assert not sp.prints and not sp.meters["R1"].matches
+
+
+def test_a_stop_breaks_the_stretch_and_matches_leave_the_window():
+    rng = np.random.default_rng(4)
+    rates, totals = _honest(rng, 120)
+    sp = SitePrints(ReplayPlan.of(ForensicSettings(replay_sample=1)))
+    _feed(sp, "R1", 0.0, rates, totals)
+    observe_reading(sp, "R1", 60.0 * 120, 0.0, float(totals[-1]))  # stopped
+    assert not sp.meters["R1"].tokens
+    _feed(sp, "R1", DAY, rates, totals + 100.0)  # the same stretches a day later
+    assert replay_finding(sp, DAY + 60.0 * 119).condition is Condition.ACTIVE
+    assert replay_finding(sp, DAY + 60.0 * 119 + PLAN.window_s).condition is Condition.CLEAR
+
+
+def test_fingerprints_are_kept_no_longer_than_the_memory():
+    rng = np.random.default_rng(5)
+    rates, totals = _honest(rng, 3 * 1440)
+    sp = SitePrints(ReplayPlan.of(ForensicSettings(replay_sample=1)))
+    _feed(sp, "R1", 0.0, rates, totals)
+    now = 60.0 * (3 * 1440 - 1)
+    assert min(ts for _, ts in sp.prints.values()) >= now - PLAN.memory_s
+    assert len(sp.prints) <= min(MAX_PRINTS, PLAN.memory_s / 60 + 1)
+
+
+S = CounterSettings()  # max flow 1000 m³/h, margin 1.5, deadband 0.5; across gaps rate × 3 up to 1 h
+
+
+@pytest.mark.parametrize(
+    ("prev", "cur", "dt", "rate", "kind"),
+    [
+        (20_000.0, 25_000.0, 720, 25.0, StepKind.JUMP),  # +25 % across 12 min: far beyond 25 m³/h × 12 min
+        (20_000.0, 20_005.0, 720, 25.0, StepKind.GAP),  # what the meter passes: unknown, not judged
+        (20_000.0, 20_016.0, 720, 25.0, StepKind.JUMP),  # over 3 × the rate either side
+        (20_000.0, 20_016.0, 720, None, StepKind.GAP),  # no rate known: only max flow judges it
+        (20_000.0, 21_000.0, 7200, 25.0, StepKind.GAP),  # beyond gap_rate_within: only max flow
+        (20_000.0, 24_000.0, 7200, 25.0, StepKind.JUMP),  # above 1000 m³/h × 2 h × 1.5
+    ],
+)
+def test_a_step_across_a_gap_is_judged_by_max_flow_and_the_meters_rate(prev, cur, dt, rate, kind):
+    gap = GapCheck(rate, S.gap_rate_margin, S.gap_rate_within.total_seconds())
+    assert classify_step(prev, cur, dt, 600.0, S, gap).kind is kind
+
+
+def test_without_a_gap_check_a_step_across_a_gap_is_unknown_volume():
+    step = classify_step(20_000.0, 25_000.0, 720, 600.0, S)
+    assert step.kind is StepKind.GAP and step.volume_m3 is None
