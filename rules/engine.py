@@ -42,7 +42,7 @@ from rules.balance import Balance, Condition, balance_threshold_pct, judge_balan
 from rules.counters import REBASING, GapCheck, StepKind, classify_step, rebase_step
 from rules.counters import Step as CounterStep
 from rules.events import iso, summarize
-from rules.forensic import ReplayPlan, SitePrints, observe_reading, replay_finding
+from rules.forensic import ForensicPlan, SitePrints, observe_reading, replay_finding, smooth_finding
 from rules.incidents import Episode, claim, restore_episode
 from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 SEQUENTIAL_RULE = "balance_sequential"
 REPLAY_RULE = "data_replayed"
+SMOOTH_RULE = "data_synthetic"
 
 
 class EngineError(Exception):
@@ -117,7 +118,7 @@ class _SiteState:
     # while held: data quality as it was at each step (times, and rule → finding), for the catch-up to judge by
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
-    prints: SitePrints | None = None  # replayed-data fingerprints (None: the check is off)
+    prints: SitePrints | None = None  # forensic state (None: both forensic rules are off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,8 @@ class Engine:
                       for m in site.meters}
             st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance),
                             quality=QualityPlan.of(rs.quality), gap_s=rs.gap_tolerance.total_seconds(),
-                            prints=SitePrints(ReplayPlan.of(rs.forensic)) if rs.forensic.replay else None)
+                            prints=(SitePrints(ForensicPlan.of(rs.forensic))
+                                    if rs.forensic.replay or rs.forensic.smooth else None))
             seq = rs.sequential
             st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h,
                                              seq.warmup.total_seconds() / 3600,
@@ -530,13 +532,18 @@ class Engine:
         return out
 
     def _evaluate_forensic(self, st: _SiteState, t: float) -> list[Alert]:
-        if st.prints is None:
+        sp = st.prints
+        if sp is None:
             return []
-        finding = replay_finding(st.prints, t)
-        if finding.condition is not Condition.ACTIVE and REPLAY_RULE not in st.alerts:
-            return []
-        return self._advance(st, REPLAY_RULE, _REPLAY_INFO, finding.condition, t, 0.0,
-                             st.prints.plan.window_s, partial(_finding_evidence, finding, self.tz))
+        out: list[Alert] = []
+        for rule, on, detect in ((REPLAY_RULE, sp.plan.replay, replay_finding),
+                                 (SMOOTH_RULE, sp.plan.smooth, smooth_finding)):
+            finding = detect(sp, t) if on else None
+            if finding is None or (finding.condition is not Condition.ACTIVE and rule not in st.alerts):
+                continue
+            out.extend(self._advance(st, rule, _FORENSIC_INFO[rule], finding.condition, t, 0.0, sp.plan.window_s,
+                                     partial(_finding_evidence, finding, self.tz)))
+        return out
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
         ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
@@ -810,7 +817,7 @@ def _value(x: Any) -> float | None:
 
 _INACTIVE = AlertTrack()
 _HELD_QUALITY_MAX = 10_000  # notes kept per held site (a week of 1-minute steps is 10 080)
-_REPLAY_INFO = _RuleInfo(AlertKind.DATA_QUALITY, Severity.HIGH, REPLAY_RULE)
+_FORENSIC_INFO = {r: _RuleInfo(AlertKind.DATA_QUALITY, Severity.HIGH, r) for r in (REPLAY_RULE, SMOOTH_RULE)}
 _QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
 
 

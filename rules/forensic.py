@@ -1,4 +1,5 @@
-"""Forensic check on the data itself: readings that repeat an earlier period.
+"""Forensic checks on the data itself: readings that repeat an earlier period, and rates too smooth for a
+real flowmeter.
 
 Replayed data: every reading that moved the totalizer becomes a token (seconds since the previous reading,
 the totalizer's step and the rate, each quantised to the meter's resolution); `shingle` consecutive distinct
@@ -9,6 +10,13 @@ new — so a stretch seen before, on the same meter (replayed) or another one (c
 with one shift (within a minute) from one source, `min_matches` of them within `window`, make the finding.
 Memory per site is bounded: at most `memory / interval / sample` fingerprints per meter, and never more
 than `MAX_PRINTS`.
+
+Synthetic data: an ultrasonic meter's rate jitters from one reading to the next (repeatability, turbulence),
+so the rate's second difference `|r[i+1] − 2·r[i] + r[i−1]| / r[i]` is of the order of its noise. A computed
+curve is smooth: its second differences are far smaller. A meter whose median over its last `smooth_readings`
+running readings is below `smooth_floor_pct` is too smooth — judged only while the rate takes at least half
+as many distinct values as readings (a coarse meter holding one value at steady flow is not smooth, it is
+quantised).
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from rules.balance import Condition
 from rules.quality import Finding
 from rules.settings import ForensicSettings
 
-__all__ = ["MAX_PRINTS", "Match", "ReplayPlan", "SitePrints", "observe_reading", "replay_finding"]
+__all__ = ["MAX_PRINTS", "ForensicPlan", "Match", "SitePrints", "observe_reading", "replay_finding",
+           "smooth_finding"]
 
 MAX_PRINTS = 50_000
 """Fingerprints one site keeps at most (the oldest go first)."""
@@ -32,19 +41,23 @@ _SCALE = 1000  # tokens are quantised to 0.001 (m³, m³/h)
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayPlan:
+class ForensicPlan:
     """`ForensicSettings` for the hot path: durations as seconds."""
 
+    replay: bool
     memory_s: float
     window_s: float
     min_matches: int
     shingle: int
     sample: int
+    smooth: bool
+    smooth_readings: int
+    smooth_floor: float  # a fraction, not %
 
     @classmethod
-    def of(cls, f: ForensicSettings) -> ReplayPlan:
-        return cls(f.replay_memory.total_seconds(), f.replay_window.total_seconds(), f.replay_matches,
-                   f.replay_shingle, f.replay_sample)
+    def of(cls, f: ForensicSettings) -> ForensicPlan:
+        return cls(f.replay, f.replay_memory.total_seconds(), f.replay_window.total_seconds(), f.replay_matches,
+                   f.replay_shingle, f.replay_sample, f.smooth, f.smooth_readings, f.smooth_floor_pct / 100.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +72,8 @@ class Match:
 @dataclass(slots=True)
 class _MeterPrints:
     tokens: deque[tuple[int, int, int]]
+    rates: deque[float]  # the last running rates, as many as `smooth_readings`
+    curvature: deque[float]  # their relative second differences
     matches: deque[Match] = field(default_factory=lambda: deque(maxlen=_KEEP_MATCHES))
     last_ts: float | None = None
     last_total: float | None = None
@@ -68,17 +83,21 @@ class _MeterPrints:
 class SitePrints:
     """One site's remembered stretches (hash → meter and time of its last reading) and each meter's state."""
 
-    plan: ReplayPlan
+    plan: ForensicPlan
     prints: dict[int, tuple[str, float]] = field(default_factory=dict)
     meters: dict[str, _MeterPrints] = field(default_factory=dict)
 
 
 def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, total: float | None) -> None:
-    """Fold one reading (newer than the meter's last) into the site's fingerprints."""
+    """Fold one reading (newer than the meter's last) into the site's fingerprints and smoothness."""
+    plan = sp.plan
     mp = sp.meters.get(meter)
     if mp is None:
-        mp = sp.meters[meter] = _MeterPrints(deque(maxlen=sp.plan.shingle))
-    if total is None:
+        n = plan.smooth_readings
+        mp = sp.meters[meter] = _MeterPrints(deque(maxlen=plan.shingle), deque(maxlen=n), deque(maxlen=n))
+    if plan.smooth:
+        _observe_rate(mp, rate)
+    if total is None or not plan.replay:
         return
     prev_ts, prev_total = mp.last_ts, mp.last_total
     mp.last_ts, mp.last_total = ts, total
@@ -89,7 +108,6 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
         mp.tokens.clear()  # a stopped or stepping-back meter shows nothing a copy could be told by
         return
     mp.tokens.append((round(ts - prev_ts), round(delta * _SCALE), round(rate * _SCALE)))
-    plan = sp.plan
     if len(mp.tokens) < plan.shingle or len(set(mp.tokens)) < plan.shingle:
         return  # a steady flow repeating its own readings is not a copy: too little to tell
     h = hash(tuple(mp.tokens))
@@ -100,6 +118,17 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
     if seen is not None and (seen[0] != meter or seen[1] < ts):
         mp.matches.append(Match(ts, seen[1], seen[0]))
     sp.prints[h] = (meter, ts)
+
+
+def _observe_rate(mp: _MeterPrints, rate: float | None) -> None:
+    if rate is None or rate <= 0:
+        mp.rates.clear()  # stopped: a start-up's ramp is not judged against the run before
+        mp.curvature.clear()
+        return
+    r = mp.rates
+    r.append(rate)
+    if len(r) >= 3 and r[-2] > 0:
+        mp.curvature.append(abs(r[-1] - 2.0 * r[-2] + r[-3]) / r[-2])
 
 
 def _forget(sp: SitePrints, now: float) -> None:
@@ -139,3 +168,22 @@ def replay_finding(sp: SitePrints, now: float) -> Finding:
         return Finding(Condition.CLEAR)
     return Finding(Condition.ACTIVE, tuple(hits), {"replays": hits})
 
+
+
+def smooth_finding(sp: SitePrints, now: float) -> Finding:
+    """ACTIVE when a meter's last `smooth_readings` running rates are too smooth for a real meter (see the
+    module); evidence per meter: the median second difference, the floor, and how many readings and distinct
+    rates it rests on."""
+    plan = sp.plan
+    hits: dict[str, dict[str, object]] = {}
+    for meter, mp in sp.meters.items():
+        if len(mp.curvature) < plan.smooth_readings or len(set(mp.rates)) * 2 < len(mp.rates):
+            continue
+        median = sorted(mp.curvature)[len(mp.curvature) // 2]
+        if median < plan.smooth_floor:
+            hits[meter] = {"median_jitter_pct": round(100.0 * median, 5),
+                           "floor_pct": round(100.0 * plan.smooth_floor, 5),
+                           "readings": len(mp.curvature), "distinct_rates": len(set(mp.rates))}
+    if not hits:
+        return Finding(Condition.CLEAR)
+    return Finding(Condition.ACTIVE, tuple(hits), {"smooth": hits})

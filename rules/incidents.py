@@ -63,6 +63,7 @@ INCIDENT_KINDS: dict[str, IncidentKind] = {
     "reverse_flow": IncidentKind.EVASION,
     "meter_changed": IncidentKind.EVASION,
     "data_replayed": IncidentKind.EVASION,
+    "data_synthetic": IncidentKind.EVASION,
     "meter_offline": IncidentKind.METER_FAULT,
     "signal_quality": IncidentKind.METER_FAULT,
 }

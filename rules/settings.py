@@ -148,7 +148,8 @@ class QualitySettings(_Frozen):
 
 
 class ForensicSettings(_Frozen):
-    """Checks on the data itself (see `rules.forensic`): readings that repeat an earlier period."""
+    """Checks on the data itself (see `rules.forensic`): readings that repeat an earlier period, rates too
+    smooth for a real meter."""
 
     replay: bool = Field(default=True, description="raise data_replayed when a meter repeats an earlier period")
     replay_memory: Duration = Field(default=timedelta(hours=26),
@@ -158,6 +159,10 @@ class ForensicSettings(_Frozen):
     replay_matches: int = Field(default=3, ge=2, description="matching stretches with one shift that fire")
     replay_shingle: int = Field(default=6, ge=3, le=30, description="readings in one compared stretch")
     replay_sample: int = Field(default=8, ge=1, le=64, description="one stretch in this many is remembered")
+    smooth: bool = Field(default=True, description="raise data_synthetic when a meter's rate is too smooth")
+    smooth_readings: int = Field(default=60, ge=10, le=1440, description="running readings judged together")
+    smooth_floor_pct: float = Field(default=0.02, gt=0, le=1,
+                                    description="median reading-to-reading jitter below this is too smooth")
 
 
 class MaintenanceWindow(_Frozen):

@@ -14,7 +14,7 @@ import numpy as np
 
 from collector.model import Role
 
-__all__ = ["Load", "MeterPhysics", "MeterSeries", "pump_flow", "replayed", "rescaled", "simulate_site"]
+__all__ = ["Load", "MeterPhysics", "MeterSeries", "pump_flow", "replayed", "rescaled", "simulate_site", "synthetic"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,4 +115,14 @@ def rescaled(series: MeterSeries, from_i: int, factor: float) -> MeterSeries:
     rate, total = series.rate_m3h.copy(), series.total_m3.copy()
     rate[from_i:] *= factor
     total[from_i:] *= factor
+    return MeterSeries(np.round(rate, 3), np.round(total, 3))
+
+
+def synthetic(series: MeterSeries, from_i: int, rate_m3h: np.ndarray, resolution_m3: float = 0.01) -> MeterSeries:
+    """The meter as a generator shows it from reading `from_i` on: the given noise-free rate (one per reading),
+    and a totalizer integrating it on from where it stood."""
+    rate, total = series.rate_m3h.copy(), series.total_m3.copy()
+    rate[from_i:] = rate_m3h[from_i:]
+    exact = total[from_i - 1] + np.cumsum(rate_m3h[from_i:] / 60.0)
+    total[from_i:] = np.floor(exact / resolution_m3) * resolution_m3
     return MeterSeries(np.round(rate, 3), np.round(total, 3))

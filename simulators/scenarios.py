@@ -16,7 +16,16 @@ import numpy as np
 import pandas as pd
 
 from collector.model import Role
-from simulators.physics import Load, MeterPhysics, MeterSeries, replayed, rescaled, simulate_site
+from simulators.physics import (
+    Load,
+    MeterPhysics,
+    MeterSeries,
+    pump_flow,
+    replayed,
+    rescaled,
+    simulate_site,
+    synthetic,
+)
 
 __all__ = ["SCENARIOS", "Expect", "Scenario", "ScenarioData", "build", "honest_names"]
 
@@ -327,3 +336,20 @@ def _rescaled_across_gap(sc: Scenario, rng: np.random.Generator) -> ScenarioData
     for mid in ("R1", "R2"):
         df = _drop(df, mid, start + 60 * i0, start + 60 * (i0 + 12))
     return ScenarioData(site, df, datetime.fromtimestamp(start + 60 * i0, UTC))
+
+
+@scenario("synthetic-reinjection", "40 % to a drain while both reinjection meters report a computed, noise-free "
+          "load curve", 1.5, 63, Expect("data_quality", "data_synthetic", timedelta(hours=2)))
+def _synthetic_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.40
+    load = Load()
+    meters = _meters(rng)
+    site, series, start, _ = _run(sc, rng, load, 5, d, meters)
+    curve = pump_flow(start, minutes + 1, replace(load, wobble=0.0), np.random.default_rng(0))
+    for m in meters:
+        if m.role is Role.REINJECTION:
+            series[m.id] = synthetic(series[m.id], i0, curve * m.share)
+    return ScenarioData(site, _frame(series, sc.name, start), datetime.fromtimestamp(start + 60 * i0, UTC))

@@ -5,11 +5,11 @@ import pytest
 
 from rules.balance import Condition
 from rules.counters import GapCheck, StepKind, classify_step
-from rules.forensic import MAX_PRINTS, ReplayPlan, SitePrints, observe_reading, replay_finding
+from rules.forensic import MAX_PRINTS, ForensicPlan, SitePrints, observe_reading, replay_finding, smooth_finding
 from rules.settings import CounterSettings, ForensicSettings
 from simulators.physics import MeterSeries, replayed
 
-PLAN = ReplayPlan.of(ForensicSettings())  # 26 h memory, 1 h window, 3 matches, stretches of 6, 1 in 8 kept
+PLAN = ForensicPlan.of(ForensicSettings())  # 26 h memory, 1 h window, 3 matches, stretches of 6, 1 in 8 kept
 DAY = 86_400.0
 
 
@@ -63,7 +63,7 @@ def test_a_meter_copying_another_one_is_found_at_zero_shift():
 
 
 def test_a_steady_flow_repeating_its_own_readings_is_not_a_copy():
-    sp = SitePrints(ReplayPlan.of(ForensicSettings(replay_sample=1)))
+    sp = SitePrints(ForensicPlan.of(ForensicSettings(replay_sample=1)))
     for i in range(600):  # coarse meter: the same two steps and one rate over and over
         observe_reading(sp, "R1", 60.0 * i, 50.0, 1000.0 + 0.83 * i + 0.01 * (i % 2))
     assert not sp.prints and not sp.meters["R1"].matches
@@ -72,7 +72,7 @@ def test_a_steady_flow_repeating_its_own_readings_is_not_a_copy():
 def test_a_stop_breaks_the_stretch_and_matches_leave_the_window():
     rng = np.random.default_rng(4)
     rates, totals = _honest(rng, 120)
-    sp = SitePrints(ReplayPlan.of(ForensicSettings(replay_sample=1)))
+    sp = SitePrints(ForensicPlan.of(ForensicSettings(replay_sample=1)))
     _feed(sp, "R1", 0.0, rates, totals)
     observe_reading(sp, "R1", 60.0 * 120, 0.0, float(totals[-1]))  # stopped
     assert not sp.meters["R1"].tokens
@@ -84,7 +84,7 @@ def test_a_stop_breaks_the_stretch_and_matches_leave_the_window():
 def test_fingerprints_are_kept_no_longer_than_the_memory():
     rng = np.random.default_rng(5)
     rates, totals = _honest(rng, 3 * 1440)
-    sp = SitePrints(ReplayPlan.of(ForensicSettings(replay_sample=1)))
+    sp = SitePrints(ForensicPlan.of(ForensicSettings(replay_sample=1)))
     _feed(sp, "R1", 0.0, rates, totals)
     now = 60.0 * (3 * 1440 - 1)
     assert min(ts for _, ts in sp.prints.values()) >= now - PLAN.memory_s
@@ -113,3 +113,35 @@ def test_a_step_across_a_gap_is_judged_by_max_flow_and_the_meters_rate(prev, cur
 def test_without_a_gap_check_a_step_across_a_gap_is_unknown_volume():
     step = classify_step(20_000.0, 25_000.0, 720, 600.0, S)
     assert step.kind is StepKind.GAP and step.volume_m3 is None
+
+
+def _rates(sp, meter, rates):
+    for i, r in enumerate(rates):
+        observe_reading(sp, meter, 60.0 * i, float(r), None)
+
+
+def test_a_noise_free_curve_is_too_smooth_and_a_real_meters_jitter_is_not():
+    rng = np.random.default_rng(6)
+    curve = np.round(50.0 + 20.0 * np.sin(np.arange(120) / 200.0), 3)  # a computed load curve
+    noisy = np.round(curve * (1 + rng.normal(0, 0.002, 120)), 3)  # the same with 0.2 % repeatability
+    sp = SitePrints(PLAN)
+    _rates(sp, "R1", curve)
+    _rates(sp, "E1", noisy)
+    f = smooth_finding(sp, 60.0 * 119)
+    assert f.condition is Condition.ACTIVE and f.meters == ("R1",)
+    ev = f.evidence["smooth"]["R1"]
+    assert ev["median_jitter_pct"] < ev["floor_pct"] == 0.02 and ev["readings"] == 60
+
+
+def test_a_coarse_meter_holding_its_value_is_not_judged_smooth():
+    sp = SitePrints(PLAN)
+    _rates(sp, "R1", [50.0] * 100 + [51.0] * 20)  # integer resolution at a steady flow
+    assert smooth_finding(sp, 60.0 * 119).condition is Condition.CLEAR
+
+
+def test_a_stop_clears_the_smoothness_record():
+    sp = SitePrints(PLAN)
+    _rates(sp, "R1", np.round(50.0 + np.arange(120) * 0.01, 3))
+    assert smooth_finding(sp, 60.0 * 119).condition is Condition.ACTIVE
+    observe_reading(sp, "R1", 60.0 * 120, 0.0, None)
+    assert smooth_finding(sp, 60.0 * 120).condition is Condition.CLEAR

@@ -69,3 +69,16 @@ def test_a_rescale_across_a_short_gap_is_a_meter_change_within_30_minutes():
 def test_a_rescale_across_a_short_gap_goes_unseen_without_judging_gaps(rules):
     _, alerts, _ = _run("rescaled-across-gap", rules)
     assert not [a for a in alerts if a.state.value == "firing" and a.rule in ("meter_changed", "totalizer_reset")]
+
+
+def test_a_computed_reinjection_curve_fires_data_synthetic_within_two_hours():
+    onset, alerts, _ = _run("synthetic-reinjection")
+    a = _first_firing(alerts, "data_synthetic", onset)
+    assert a is not None and a.at.timestamp() - onset <= 2 * 3600
+    assert set(a.evidence["smooth"]) == {"R1", "R2"}
+    assert "too smooth" in a.summary
+
+
+def test_a_computed_reinjection_curve_goes_unseen_with_the_rule_off():
+    _, alerts, _ = _run("synthetic-reinjection", {"forensic": {"smooth": False}})
+    assert not [a for a in alerts if a.rule == "data_synthetic"]
