@@ -2,10 +2,10 @@
 real flowmeter.
 
 Replayed data: every reading that moved the totalizer becomes a token (seconds since the previous reading,
-the totalizer's step and the rate, each quantised to the meter's resolution); `shingle` consecutive distinct
-tokens form a stretch, fingerprinted by its hash. A site remembers one stretch in `sample` (those whose hash
-is divisible by it, so the same stretch is remembered whenever it recurs) for `memory`, whichever meter
-showed it. An honest ultrasonic meter never shows the same stretch twice — its noise makes every reading
+the totalizer's step and the rate, each to 0.001); `shingle` consecutive distinct tokens form a stretch,
+fingerprinted by its hash. A site remembers about one stretch in `sample` — those whose last token's step +
+rate is divisible by it, so the same stretch is remembered whenever it recurs — for `memory`, whichever
+meter showed it. An honest ultrasonic meter never shows the same stretch twice — its noise makes every reading
 new — so a stretch seen before, on the same meter (replayed) or another one (copied), is a match. Matches
 with one shift (within a minute) from one source, `min_matches` of them within `window`, make the finding.
 Memory per site is bounded: at most `memory / interval / sample` fingerprints per meter, and never more
@@ -107,12 +107,14 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
     if delta <= 0 or rate is None or rate <= 0:
         mp.tokens.clear()  # a stopped or stepping-back meter shows nothing a copy could be told by
         return
-    mp.tokens.append((round(ts - prev_ts), round(delta * _SCALE), round(rate * _SCALE)))
-    if len(mp.tokens) < plan.shingle or len(set(mp.tokens)) < plan.shingle:
-        return  # a steady flow repeating its own readings is not a copy: too little to tell
-    h = hash(tuple(mp.tokens))
-    if h % plan.sample:
-        return
+    # all three are positive here: int(x + 0.5) rounds them (and is quicker than round on the hot path)
+    step, flow = int(delta * _SCALE + 0.5), int(rate * _SCALE + 0.5)
+    tokens = mp.tokens
+    tokens.append((int(ts - prev_ts + 0.5), step, flow))
+    # a stretch is remembered by its last reading (the same stretch always is, wherever it recurs)
+    if (step + flow) % plan.sample or len(tokens) < plan.shingle or len(set(tokens)) < plan.shingle:
+        return  # not remembered; or a steady flow repeating its own readings: too little to tell a copy by
+    h = hash(tuple(tokens))
     _forget(sp, ts)
     seen = sp.prints.pop(h, None)
     if seen is not None and (seen[0] != meter or seen[1] < ts):
