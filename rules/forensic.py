@@ -1,15 +1,15 @@
 """Forensic checks on the data itself: readings that repeat an earlier period, and rates too smooth for a
 real flowmeter.
 
-Replayed data: every reading that moved the totalizer becomes a token (seconds since the previous reading,
-the totalizer's step and the rate, each to 0.001); `shingle` consecutive distinct tokens form a stretch,
-fingerprinted by its hash. A site remembers about one stretch in `sample` — those whose last token's step +
-rate is divisible by it, so the same stretch is remembered whenever it recurs — for `memory`, whichever
-meter showed it. An honest ultrasonic meter never shows the same stretch twice — its noise makes every reading
-new — so a stretch seen before, on the same meter (replayed) or another one (copied), is a match. Matches
-with one shift (within a minute) from one source, `min_matches` of them within `window`, make the finding.
-Memory per site is bounded: at most `memory / interval / sample` fingerprints per meter, and never more
-than `MAX_PRINTS`.
+Replayed data: every reading that moved the totalizer becomes a token (the totalizer's step and the rate,
+each to 0.001; not its time, so a copy re-stamped with jitter still matches); `shingle` consecutive distinct
+tokens form a stretch, fingerprinted by its hash. A site remembers about one stretch in `sample` — those
+whose last token's step + rate is divisible by it, so the same stretch is remembered whenever it recurs —
+for `memory`, whichever meter showed it. An honest ultrasonic meter never shows the same stretch twice (its
+noise makes every reading new), so a stretch seen before, on the same meter (replayed) or another one
+(copied), is a match. Matches with one shift (to the minute) from one source, `min_matches` of them within
+`window`, make the finding. Memory per site is bounded: at most `memory / interval / sample` fingerprints
+per meter, and never more than `MAX_PRINTS`.
 
 Synthetic data: an ultrasonic meter's rate jitters from one reading to the next (repeatability, turbulence),
 so the rate's second difference `|r[i+1] − 2·r[i] + r[i−1]| / r[i]` is of the order of its noise. A computed
@@ -71,7 +71,7 @@ class Match:
 
 @dataclass(slots=True)
 class _MeterPrints:
-    tokens: deque[tuple[int, int, int]]
+    tokens: deque[tuple[int, int]]
     rates: deque[float]  # the last running rates, as many as `smooth_readings`
     curvature: deque[float]  # their relative second differences
     matches: deque[Match] = field(default_factory=lambda: deque(maxlen=_KEEP_MATCHES))
@@ -107,10 +107,10 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
     if delta <= 0 or rate is None or rate <= 0:
         mp.tokens.clear()  # a stopped or stepping-back meter shows nothing a copy could be told by
         return
-    # all three are positive here: int(x + 0.5) rounds them (and is quicker than round on the hot path)
+    # both are positive here: int(x + 0.5) rounds them (and is quicker than round on the hot path)
     step, flow = int(delta * _SCALE + 0.5), int(rate * _SCALE + 0.5)
     tokens = mp.tokens
-    tokens.append((int(ts - prev_ts + 0.5), step, flow))
+    tokens.append((step, flow))
     # a stretch is remembered by its last reading (the same stretch always is, wherever it recurs)
     if (step + flow) % plan.sample or len(tokens) < plan.shingle or len(set(tokens)) < plan.shingle:
         return  # not remembered; or a steady flow repeating its own readings: too little to tell a copy by
