@@ -350,9 +350,11 @@ class Engine:
         dt = ts - ms.total_ts
         if not c.judge_gaps or dt <= st.gap_s:
             return classify_step(ms.ref_total, total, dt, st.gap_s, c)
-        prev_rate = ms.track.last_rate
-        rates = [r for r in (prev_rate, rate) if r is not None]
-        gap = GapCheck(max(rates) if rates else None, c.gap_rate_margin, c.gap_rate_within.total_seconds())
+        # the rate bounds the step only when the meter ran on either side: stopped at both ends, it may have
+        # run in between at any rate (then max flow alone judges)
+        higher = max((r for r in (ms.track.last_rate, rate) if r is not None), default=None)
+        running = higher is not None and higher > st.rules.quality.running_m3h
+        gap = GapCheck(higher if running else None, c.gap_rate_margin, c.gap_rate_within.total_seconds())
         step = classify_step(ms.ref_total, total, dt, st.gap_s, c, gap)
         if step.kind is StepKind.JUMP:
             self.stats.changes += 1

@@ -3,16 +3,20 @@ evasion incident an officer can read, and missed with its switch off."""
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
 import yaml
 
 from alerting.model import IncidentKind, IncidentNotice, Language
+from collector.model import Reading
 from gshp.config import parse_config
 from rules.engine import Engine
 from rules.replay import readings_from_frame, replay_steps
+from rules.settings import RulesSettings
 from simulators.scenarios import build
+from tests.unit.conftest import T0, flow, run
 
 
 def _run(name: str, rules: dict[str, Any] | None = None, language: Language = Language.EN
@@ -83,3 +87,30 @@ def test_a_computed_reinjection_curve_fires_data_synthetic_within_two_hours():
 def test_a_computed_reinjection_curve_goes_unseen_with_the_rule_off():
     _, alerts, _ = _run("synthetic-reinjection", {"forensic": {"smooth": False}})
     assert not [a for a in alerts if a.rule == "data_synthetic"]
+
+
+def _gap_step(site, rate_before: float, rate_after: float, step_m3: float) -> set[str]:
+    """R1 silent 12 minutes (E1 reporting on), back with its total `step_m3` on: the data-quality rules that
+    fire."""
+    engine = Engine([site], RulesSettings(), UTC)
+    gap_from, gap_to = T0 + timedelta(minutes=60), T0 + timedelta(minutes=72)
+    readings = []
+    for r in flow(120, meters=("E1", "R1")):
+        if r.meter == "R1":
+            if gap_from <= r.ts < gap_to:
+                continue
+            rate = rate_before if r.ts < gap_from else rate_after
+            total = 2000.0 + (r.ts - T0).total_seconds() / 3600 * 120.0 + (step_m3 if r.ts >= gap_to else 0.0)
+            r = Reading(r.site, r.meter, r.role, r.ts, rate, round(total, 3))
+        readings.append(r)
+    events = run(engine, readings, T0 + timedelta(hours=2))
+    return {e.rule for e in events if e.state == "firing" and e.kind.value == "data_quality"}
+
+
+def test_a_step_across_a_gap_beyond_the_meters_rate_is_a_rescaled_meter(site):
+    assert {"totalizer_reset", "meter_changed"} <= _gap_step(site, 120.0, 120.0, 100.0)  # 3 × 120 m³/h × 12 min = 72
+
+
+def test_a_meter_stopped_on_both_sides_of_a_gap_is_judged_by_max_flow_alone(site):
+    assert not _gap_step(site, 0.0, 0.0, 100.0) & {"totalizer_reset", "meter_changed"}
+    assert {"totalizer_reset", "meter_changed"} <= _gap_step(site, 0.0, 0.0, 400.0)  # 1000 × 0.2 h × 1.5 = 300
