@@ -3,8 +3,8 @@
 A private mosquitto and influxd on loopback (or the InfluxDB and broker a config file names); fourteen
 sites in four districts of 南阳 (on the board's map, over simplified district outlines) whose meters are real
 Modbus TCP simulators (one gateway per district, registers encoded from the TUF-2000M profile), MQTT DTUs
-publishing `dtu-json`, HJ 212 data loggers and an SZY 206 terminal uploading over TCP; the service collecting them, evaluating the rules and serving the
-board; a webhook receiver that prints every incident notice it is sent.
+publishing `dtu-json`, HJ 212 data loggers and an SZY 206 terminal uploading over TCP; the service collecting
+them, evaluating the rules and serving the board; a webhook receiver that prints every incident notice it is sent.
 Two sites drain water (one grossly, one at night only), one has a reinjection meter that goes silent.
 Everything runs on one accelerated clock and stops with Ctrl-C, leaving no process behind.
 
