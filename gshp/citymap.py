@@ -18,13 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from collector.model import FreeText
 
-__all__ = ["MAX_OUTLINE_BYTES", "MAX_POSITIONS", "MapSettings", "OutlineError", "TileLayer", "load_outlines",
-           "outline_problems"]
+__all__ = ["MAX_OUTLINE_BYTES", "MAX_POSITIONS", "SUBDOMAINS_PATTERN", "TILE_URL_PATTERN", "MapSettings",
+           "OutlineError", "TileLayer", "load_outlines", "outline_problems"]
 
 MAX_OUTLINE_BYTES = 4 * 1024 * 1024
 """A city's district outlines, simplified for a board, take a few hundred KiB."""
 MAX_POSITIONS = 200_000
 """Coordinate pairs all outlines may hold together."""
+TILE_URL_PATTERN = r"^https?://[^\s\"'<>]+$"
+SUBDOMAINS_PATTERN = r"^[A-Za-z0-9]*$"
 MAX_FEATURES = 1000
 MAX_SHOWN = 20
 """Problems listed for one file; the rest are counted."""
@@ -38,9 +40,9 @@ class TileLayer(_Frozen):
     """A tile server under the points: a URL template with {z} {x} {y} (and {s} for `subdomains`); `{key}` in
     it stands for `key`, kept out of every log line and message."""
 
-    url: str = Field(pattern=r"^https?://[^\s\"'<>]+$")
+    url: str = Field(pattern=TILE_URL_PATTERN)
     key: SecretStr | None = Field(default=None, min_length=1)
-    subdomains: str = Field(default="", max_length=16, pattern=r"^[A-Za-z0-9]*$")
+    subdomains: str = Field(default="", max_length=16, pattern=SUBDOMAINS_PATTERN)
     attribution: FreeText = Field(default="", max_length=300)
     max_zoom: int = Field(default=18, ge=1, le=22)
 
