@@ -42,7 +42,8 @@ def _problems(text: str, checks: Any = ()) -> list[str]:
 def test_a_site_location_is_lat_lon_and_address() -> None:
     config = parse_config(SITE % (33.0, 112.56), env={})
     location = config.sites[0].location
-    assert location is not None and (location.lat, location.lon, location.address) == (33.0, 112.56, "南阳市宛城区向阳路")
+    assert location is not None
+    assert (location.lat, location.lon, location.address) == (33.0, 112.56, "南阳市宛城区向阳路")
     (line,) = site_lines(config.sites, T0)
     assert "lat=33," in line and "lon=112.56," in line and 'location="南阳市宛城区向阳路"' in line
 

@@ -71,18 +71,26 @@ async function renderMap(current = () => true) {
   }
   const layers = [];
   if (data.outlines && data.outlines.features.length) {
-    const outlines = L.geoJSON(data.outlines, {
+    layers.push(L.geoJSON(data.outlines, {
       style: {color: "#0d3b66", weight: 1.5, fillColor: "#0d3b66", fillOpacity: 0.06, className: "district-outline"},
       onEachFeature: (feature, layer) => layer.bindTooltip(esc(feature.properties.district), {sticky: true}),
-    }).addTo(map);
-    layers.push(outlines);
+    }));
   }
-  for (const site of data.sites) {
-    if (!site.location) continue;
-    const marker = L.circleMarker([site.location.lat, site.location.lon], {
-      radius: 9, color: "#fff", weight: 2, fillColor: statusColor(site.status), fillOpacity: 0.95,
-      className: "site-marker",
-    }).addTo(map);
+  const placed = data.sites.filter((s) => s.location);
+  const points = placed.map((site) => L.circleMarker([site.location.lat, site.location.lon], {
+    radius: 9, color: "#fff", weight: 2, fillColor: statusColor(site.status), fillOpacity: 0.95,
+    className: "site-marker",
+  }));
+  // the view first: Leaflet adds layers to a map once it has one
+  const bounds = layers.length || points.length ? L.featureGroup([...layers, ...points]).getBounds() : null;
+  if (bounds && bounds.isValid()) {
+    map.fitBounds(bounds, {padding: [24, 24], maxZoom: 15});
+  } else {
+    map.fitBounds(CHINA);
+  }
+  layers.forEach((layer) => layer.addTo(map));
+  placed.forEach((site, i) => {
+    const marker = points[i].addTo(map);
     marker.bindTooltip(esc(site.name), {permanent: true, direction: "right", offset: [10, 0], className: "site-label"});
     marker.on("click", () => { location.hash = `#/sites/${encodeURIComponent(site.id)}`; });
     const path = marker.getElement();
@@ -90,14 +98,7 @@ async function renderMap(current = () => true) {
     path.dataset.status = site.status;
     path.setAttribute("aria-label", `${site.name}: ${t(site.status)}`);
     mapView.markers.set(site.id, marker);
-    layers.push(marker);
-  }
-  const bounds = layers.length ? L.featureGroup(layers).getBounds() : null;
-  if (bounds && bounds.isValid()) {
-    map.fitBounds(bounds, {padding: [24, 24], maxZoom: 15});
-  } else {
-    map.fitBounds(CHINA);
-  }
+  });
 }
 
 /* New statuses on the points in place: the view keeps its zoom and position. */
