@@ -36,7 +36,6 @@ from gshp.api.routes import (
     sites,
     stream,
 )
-from gshp.citymap import load_outlines
 
 if TYPE_CHECKING:
     from gshp.service import Service
@@ -73,7 +72,7 @@ def create_app(service: Service) -> FastAPI:
         clock=service.clock, audit=service.audit, cases=service.cases, auth=Authenticator(service.config.api),
         health=service.health, evidence_key=service.evidence_key,
         case_closed=lambda incident, outcome: service.incident_case_closed(incident, outcome),
-        arrival=service.arrival, outlines=load_outlines(service.config.map))
+        arrival=service.arrival, outlines=service.outlines)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,6 +13,7 @@ from collector.redact import redact
 from gshp.citymap import MAX_OUTLINE_BYTES, MapSettings, OutlineError, load_outlines
 from gshp.config import ConfigError, parse_config
 from gshp.config.planning import planning_problems
+from gshp.service import Service
 from tests.helpers import T0
 
 SITE = """\
@@ -135,3 +136,12 @@ def test_an_outline_file_that_is_not_usable_is_refused_whole(tmp_path: Path, con
 def test_a_missing_outline_file_is_named(tmp_path: Path) -> None:
     (msg,) = _problems(f"map: {{districts: {tmp_path / 'none.geojson'}}}\n", checks=(planning_problems,))
     assert "map.districts: cannot be read: No such file or directory" in msg
+
+
+def test_the_service_refuses_to_start_with_an_outline_file_it_cannot_use(tmp_path: Path) -> None:
+    path = tmp_path / "districts.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(None, WANCHENG)]}))
+    config = parse_config(f"state_dir: {tmp_path / 'state'}\nmap: {{districts: {path}}}\n", env={})
+    with pytest.raises(OutlineError, match=r"features\[0\]\.properties\.name"):
+        Service(config)
+    assert not (tmp_path / "state").exists()  # refused before anything was opened
