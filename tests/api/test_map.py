@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -116,5 +117,26 @@ def test_the_map_fits_a_phone_screen(browser: Browser, running: Running) -> None
     assert box is not None and box["width"] <= 390 and box["height"] >= 320
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "board-map-phone.png"), full_page=True)
+    assert outside == [], outside
+    page.close()
+
+
+def test_a_configured_tile_layer_is_drawn_under_the_points_with_its_key(browser: Browser, running: Running) -> None:
+    page, outside = _offline_map(browser, running, 800, 600)
+    answer = running.get("/api/map").json()
+    answer["tiles"] = {"url": running.url + "/tiles/{s}/{z}/{x}/{y}.png?tk={key}", "key": "k3y-0f-t1anditu",
+                       "subdomains": "01", "attribution": "本地瓦片 <test>", "max_zoom": 18}
+    tiles: list[str] = []
+
+    def tile(route: Route) -> None:
+        tiles.append(route.request.url)
+        route.fulfill(status=404)
+
+    page.route("**/api/map*", lambda route: route.fulfill(json=answer))
+    page.route("**/tiles/**", tile)
+    page.reload()
+    expect(page.locator("path.site-marker")).to_have_count(3)
+    expect(page.locator(".leaflet-control-attribution")).to_contain_text("本地瓦片 <test>")  # text, not markup
+    assert tiles and all(re.search(r"/tiles/[01]/\d+/\d+/\d+\.png\?tk=k3y-0f-t1anditu$", t) for t in tiles), tiles
     assert outside == [], outside
     page.close()
