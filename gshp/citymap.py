@@ -92,6 +92,8 @@ def load_outlines(settings: MapSettings) -> dict[str, Any] | None:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise OutlineError(path, [f"is not GeoJSON (UTF-8 JSON): {exc}"]) from None
+    except RecursionError:
+        raise OutlineError(path, ["is not GeoJSON: nested too deeply"]) from None
     problems = list(_problems(data, settings.name_property))
     if problems:
         more = len(problems) - MAX_SHOWN

@@ -122,6 +122,7 @@ def test_every_problem_of_an_outline_file_is_reported_at_map_districts(tmp_path:
     (b"{\"type\": \"Feature\"}", "must be a GeoJSON FeatureCollection"),
     (b"\xff\xfe not json", "is not GeoJSON (UTF-8 JSON)"),
     (b"[" * 10 + b"]" * 10, "must be a GeoJSON FeatureCollection"),
+    (b"[" * 1_000_000, "is not GeoJSON: nested too deeply"),
     (b" " * (MAX_OUTLINE_BYTES + 1), f"is larger than {MAX_OUTLINE_BYTES:,} bytes"),
 ])
 def test_an_outline_file_that_is_not_usable_is_refused_whole(tmp_path: Path, content: bytes, expected: str) -> None:
