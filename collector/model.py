@@ -286,6 +286,14 @@ class Site(_Frozen):
     district: TagText
     operator: FreeText | None = Field(default=None, max_length=200)
     location: Location | None = None
+
+    @field_validator("location", mode="before")
+    @classmethod
+    def _location_is_a_point(cls, v: object) -> object:
+        if isinstance(v, str):
+            raise ValueError("位置须写成 {lat, lon, address} / location is {lat, lon, address}: WGS-84 degrees and "
+                             f"the address, e.g. {{lat: 33.0, lon: 112.56, address: {v[:40]}}}")
+        return v
     meters: tuple[Meter, ...]
 
     @model_validator(mode="after")

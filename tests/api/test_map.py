@@ -103,6 +103,9 @@ def test_the_map_view_works_offline_with_a_coloured_named_point_per_site(browser
     page.locator("path.site-marker[data-site=hehua]").click()
     expect(page).to_have_url(running.url + "/#/sites/hehua")
     expect(page.locator("#app h2").first).to_contain_text("向阳荷花广场")
+    page.go_back()  # and back: a new map in place of the one left
+    expect(markers).to_have_count(3)
+    expect(page.locator(".leaflet-container")).to_have_count(1)
     page.locator("#lang").click()
     expect(page.locator("#navMap")).to_have_text("Map")
     assert outside == [], outside

@@ -62,6 +62,12 @@ def test_a_location_needs_both_coordinates() -> None:
     assert "sites[0].location.lon: is required" in msg
 
 
+def test_a_location_written_as_text_says_how_to_write_it() -> None:
+    (msg,) = _problems(SITE.replace("{lat: %s, lon: %s, address: 南阳市宛城区向阳路}", "南阳市宛城区向阳路"))
+    assert "sites[0].location: 位置须写成 {lat, lon, address} / location is {lat, lon, address}" in msg
+    assert "address: 南阳市宛城区向阳路}" in msg
+
+
 def test_a_tile_template_needs_z_x_and_y() -> None:
     (msg,) = _problems("map: {tiles: {url: 'http://tiles.example.gov.cn/{z}/{x}.png'}}\n")
     assert "map.tiles.url:" in msg and "the tile URL template must hold {z}, {x} and {y} (missing {y})" in msg
