@@ -50,6 +50,7 @@ from collector.seen import SeenIndex, Sorted
 from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
 from gshp.arrival import ArrivalTracker
+from gshp.citymap import load_outlines
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import BackfillState, RuleLoop
@@ -97,6 +98,7 @@ class Service:
     def __init__(self, config: Config, sources: Sequence[Source] = (), clock: Clock | None = None,
                  role: ProcessRole = ProcessRole.ALL, fanout_client_id: str | None = None) -> None:
         self.config = config
+        self.outlines = load_outlines(config.map)  # the board map's district outlines: checked before anything opens
         self.role = role
         self.clock: Clock = clock or SystemClock()
         config.state_dir.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["AlertDetail", "AlertList", "AlertOut", "AlertTransition", "AuditEntry", "AuditPage", "BalancePage",
            "BalancePoint", "DistrictCount", "FlowPoint", "Health", "LatestReading", "MaintenanceDeclared",
-           "MaintenanceList", "MaintenanceOut", "Me", "MeterSeries", "MeterStatus", "Note", "OutcomeOut",
-           "ReadingPoint", "ReadingsPage", "SiteDetail", "SiteSummary", "SitesPage", "WindowBalance"]
+           "MaintenanceList", "MaintenanceOut", "MapPage", "MapSite", "MapTiles", "Me", "MeterSeries", "MeterStatus",
+           "Note", "OutcomeOut", "ReadingPoint", "ReadingsPage", "SiteDetail", "SiteLocation", "SiteSummary",
+           "SitesPage", "WindowBalance"]
 
 
 class Health(BaseModel):
@@ -198,9 +199,17 @@ class MaintenanceDeclared(MaintenanceList):
                                     "claim, it excuses nothing")
 
 
+class SiteLocation(BaseModel):
+    """WGS-84 / CGCS2000 degrees and the street address."""
+
+    lat: float
+    lon: float
+    address: str | None
+
+
 class SiteDetail(SiteSummary):
     operator: str | None
-    location: str | None
+    location: SiteLocation | None
     meters: list[MeterStatus]
     history: list[FlowPoint]
     alerts: list[AlertOut]
@@ -353,3 +362,31 @@ class IncidentDetail(IncidentOut):
 
 class IncidentList(BaseModel):
     incidents: list[IncidentOut]
+
+
+class MapSite(BaseModel):
+    id: str
+    name: str
+    district: str
+    status: str
+    alerts_firing: int
+    location: SiteLocation | None = Field(description="null: the config gives the site no location, so the map "
+                                                       "lists it without a point")
+
+
+class MapTiles(BaseModel):
+    """A tile layer for Leaflet: `{key}` in `url` stands for `key`."""
+
+    url: str
+    key: str | None
+    subdomains: str
+    attribution: str
+    max_zoom: int
+
+
+class MapPage(BaseModel):
+    sites: list[MapSite]
+    districts: list[str] = Field(description="the caller's districts, for the filter")
+    outlines: dict[str, Any] | None = Field(description="a GeoJSON FeatureCollection of the caller's districts' "
+                                                        "outlines (properties.district), null without `map.districts`")
+    tiles: MapTiles | None = Field(description="null: no tile layer, the points over the outlines only")

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gshp.citymap import OutlineError
 from gshp.clock import Clock, DataClock, SystemClock
 from gshp.commands.configfile import load_config_or_exit
 from gshp.config import ApiSettings
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     clock: Clock = DataClock() if args.clock == "data" else SystemClock()
     try:
         service = Service(plan.config, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
-    except EvidenceError as err:
+    except (EvidenceError, OutlineError) as err:
         print(f"{args.config}: {err}", file=sys.stderr)
         return 2
     asyncio.run(service.serve())
