@@ -41,14 +41,15 @@ from collector.telemetry import TelemetryServer
 from gshp.api.auth import Authenticator
 from gshp.config import Config, ConfigError, load_config
 from gshp.config.planning import planning_problems
+from gshp.config.schema import config_warnings
 from gshp.health import Reason
 from gshp.roles import RoleError
 from gshp.service import Service, Source
 from gshp.sources import SourceConfigError
 from rules.notify.errors import NotifyError
 
-__all__ = ["RELOADS", "RESTART_ONLY", "ConfigChanges", "ConfigStamp", "Delta", "Prepared", "ReloadOutcome",
-           "ReloadRefused", "Reloader", "config_changes", "keep_restart_only"]
+__all__ = ["RELOADS", "RESTART_ONLY", "ConfigChanges", "ConfigStamp", "Delta", "EarlyHangups", "Prepared",
+           "ReloadOutcome", "ReloadRefused", "Reloader", "config_changes", "keep_restart_only"]
 
 log = logging.getLogger("gshp.reload")
 
@@ -193,14 +194,28 @@ class ReloadOutcome:
                 "duration_ms": round(self.seconds * 1000, 1), **({"changes": self.changes} if self.ok else {})}
 
 
+class EarlyHangups:
+    """SIGHUP while the service starts (before its event loop runs): remembered, not fatal; the reload runs
+    once the service does."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        signal.signal(signal.SIGHUP, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.seen = True
+
+
 class Reloader:
     """Reloads `path` into a running `Service` on SIGHUP (or `request()`), one reload at a time."""
 
-    def __init__(self, service: Service, path: str | Path, plan: Plan, build: Build) -> None:
+    def __init__(self, service: Service, path: str | Path, plan: Plan, build: Build,
+                 early: EarlyHangups | None = None) -> None:
         self.service = service
         self.path = Path(path)
         self.plan = plan
         self.build = build
+        self.early = early
         self.stamp = ConfigStamp.of(self.path.read_bytes())
         self.last: ReloadOutcome | None = None
         self._wanted = asyncio.Event()
@@ -215,6 +230,9 @@ class Reloader:
     async def run(self) -> None:
         """Reload on every SIGHUP until cancelled (the service runs it beside its other tasks)."""
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request)
+        if self.early is not None and self.early.seen:
+            log.info("a SIGHUP came while starting: reloading now")
+            self.request()
         while True:
             await self._wanted.wait()
             self._wanted.clear()
@@ -252,6 +270,8 @@ class Reloader:
             loaded = load_config(self.path, checks=(planning_problems,))
         except ConfigError as err:
             raise ReloadRefused([str(p) for p in err.problems]) from None
+        for warning in config_warnings(loaded):
+            log.warning("%s %s", self.path, warning)
         running = self.service.config
         try:
             config, restart = keep_restart_only(running, self.plan(loaded))

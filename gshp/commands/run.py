@@ -20,7 +20,7 @@ from gshp.config.exposure import exposed_secrets, readable_by_others
 from gshp.config.planning import planning_problems
 from gshp.config.schema import config_warnings
 from gshp.evidence import EvidenceError
-from gshp.reload import Reloader
+from gshp.reload import EarlyHangups, Reloader
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.service import Service, Source
 from gshp.shard import ShardSettings
@@ -55,6 +55,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    early = EarlyHangups()  # from here on SIGHUP never ends the process: it reloads once the service runs
     config = load_config_or_exit(args.config, checks=(planning_problems,))
     logging.getLogger().setLevel(config.log_level)
     for warning in config_warnings(config):
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     except EvidenceError as err:
         print(f"{args.config}: {err}", file=sys.stderr)
         return 2
-    reloader = Reloader(service, args.config, plan_config, sources_of)
+    reloader = Reloader(service, args.config, plan_config, sources_of, early)
     asyncio.run(service.serve(extra=[reloader.run()]))
     return 0
 

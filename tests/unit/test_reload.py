@@ -3,6 +3,8 @@ changed, restart-only settings keep their running values, receivers are swapped,
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import replace
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 
 from collector.model import Site
 from gshp.config import Config
-from gshp.reload import config_changes, keep_restart_only
+from gshp.reload import EarlyHangups, config_changes, keep_restart_only
 from rules.engine import Engine, EngineError
 from rules.notify import Notifier
 from rules.notify.settings import WebhookSettings
@@ -123,3 +125,13 @@ def test_the_notifier_swaps_receivers_and_keeps_the_unchanged_ones(tmp_path: Pat
 def test_the_service_units_reload_with_sighup(unit: str) -> None:
     text = (REPO / "deploy/systemd" / unit).read_text(encoding="utf-8")
     assert "ExecReload=/bin/kill -HUP $MAINPID" in text
+
+
+def test_a_sighup_while_starting_is_remembered_not_fatal() -> None:
+    before = signal.getsignal(signal.SIGHUP)
+    try:
+        early = EarlyHangups()
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert early.seen
+    finally:
+        signal.signal(signal.SIGHUP, before)
