@@ -53,7 +53,8 @@ __all__ = ["RELOADS", "RESTART_ONLY", "ConfigChanges", "ConfigStamp", "Delta", "
 
 log = logging.getLogger("gshp.reload")
 
-RELOADS = Counter("gshp_config_reloads_total", "Config reloads (SIGHUP) by outcome: ok or refused", ["result"])
+RELOADS = Counter("gshp_config_reloads_total", "Config reloads (SIGHUP) by outcome: ok, refused (the config does "
+                  "not validate) or failed (a fault part-way)", ["result"])
 
 RESTART_ONLY = ("timezone", "state_dir", "influx", "outbox", "readings", "health", "shard", "fanout")
 """Sections only a restart changes: a reload keeps their running values and logs that they differ."""
@@ -249,6 +250,13 @@ class Reloader:
             RELOADS.labels("refused").inc()
             log.error("config reload of %s refused, the running config stays (%d problem(s)):\n  %s", self.path,
                       len(err.problems), "\n  ".join(err.problems))
+            return self.last
+        except Exception as exc:  # a fault of the reload itself must not stop the service
+            problem = f"the reload failed part-way: {type(exc).__name__}: {exc}"
+            self.last = ReloadOutcome(at, False, (problem,), time.monotonic() - started)
+            RELOADS.labels("failed").inc()
+            log.exception("config reload of %s failed part-way; restart the service to be sure of its config",
+                          self.path)
             return self.last
         self.stamp = prepared.stamp
         self.last = ReloadOutcome(at, True, (), time.monotonic() - started, done)

@@ -308,8 +308,10 @@ class Notifier:
             self._wake_worker.setdefault(name, threading.Event())
             self._quit.setdefault(name, threading.Event())
             self._failing.setdefault(name, None)
-        self.receivers = {n: (old[n] if n in old and n not in changed else built[n]) for n in new}
+        after = {n: (old[n] if n in old and n not in changed else built[n]) for n in new}
+        self.receivers = {**old, **after}  # every name either settings dict holds, while they change
         self.settings = new
+        self.receivers = after
         for name in removed + changed:
             try:
                 old[name].close()
