@@ -155,6 +155,9 @@ def test_reload_adds_a_site_and_a_token_removes_a_receiver_and_refuses_a_broken_
         good = reload(refused["reload"]["at"])
         assert good["reload"]["ok"] is True and "config:reload" not in [r["key"] for r in good["reasons"]]
         assert good["reload"]["changes"].startswith("nothing changed")
+        metrics = requests.get(base + "/metrics", timeout=10).text
+        assert 'gshp_config_reloads_total{result="ok"} 2.0' in metrics
+        assert 'gshp_config_reloads_total{result="refused"} 1.0' in metrics
 
         wait_until(lambda: flow_count(influxd, influx_db) >= published, timeout=60, interval=0.2)
         stored = flow_count(influxd, influx_db)
