@@ -189,10 +189,12 @@ class ReloadOutcome:
     problems: tuple[str, ...]
     seconds: float
     changes: str = ""
+    prepare_s: float = 0.0  # of `seconds`: reading, validating and planning the file, building the sources
 
     def as_dict(self, tz: Any) -> dict[str, Any]:
         return {"at": self.at.astimezone(tz).isoformat(), "ok": self.ok, "problems": list(self.problems),
-                "duration_ms": round(self.seconds * 1000, 1), **({"changes": self.changes} if self.ok else {})}
+                "duration_ms": round(self.seconds * 1000, 1), "prepare_ms": round(self.prepare_s * 1000, 1),
+                **({"changes": self.changes} if self.ok else {})}
 
 
 class EarlyHangups:
@@ -242,27 +244,31 @@ class Reloader:
     async def reload(self) -> ReloadOutcome:
         at = datetime.now(UTC)
         started = time.monotonic()
+        prepare_s: float | None = None
         try:
             prepared = await asyncio.to_thread(self.prepare)
+            prepare_s = time.monotonic() - started
             done = await self.apply(prepared)
         except ReloadRefused as err:
-            self.last = ReloadOutcome(at, False, tuple(err.problems), time.monotonic() - started)
+            took = time.monotonic() - started
+            self.last = ReloadOutcome(at, False, tuple(err.problems), took, prepare_s=prepare_s or took)
             RELOADS.labels("refused").inc()
             log.error("config reload of %s refused, the running config stays (%d problem(s)):\n  %s", self.path,
                       len(err.problems), "\n  ".join(err.problems))
             return self.last
         except Exception as exc:  # a fault of the reload itself must not stop the service
             problem = f"the reload failed part-way: {type(exc).__name__}: {exc}"
-            self.last = ReloadOutcome(at, False, (problem,), time.monotonic() - started)
+            took = time.monotonic() - started
+            self.last = ReloadOutcome(at, False, (problem,), took, prepare_s=prepare_s or took)
             RELOADS.labels("failed").inc()
             log.exception("config reload of %s failed part-way; restart the service to be sure of its config",
                           self.path)
             return self.last
         self.stamp = prepared.stamp
-        self.last = ReloadOutcome(at, True, (), time.monotonic() - started, done)
+        self.last = ReloadOutcome(at, True, (), time.monotonic() - started, done, prepare_s)
         RELOADS.labels("ok").inc()
-        log.info("config reloaded from %s in %.0f ms (sha256 %s): %s", self.path, self.last.seconds * 1000,
-                 self.stamp.sha256[:12], done)
+        log.info("config reloaded from %s in %.0f ms (prepared in %.0f ms; sha256 %s): %s", self.path,
+                 self.last.seconds * 1000, prepare_s * 1000, self.stamp.sha256[:12], done)
         return self.last
 
     # -- prepare (a worker thread) -------------------------------------------------------------------

@@ -28,6 +28,7 @@ class ReloadResult(BaseModel):
     ok: bool
     problems: list[str]
     duration_ms: float
+    prepare_ms: float
     changes: str | None = None
 
 

@@ -381,6 +381,8 @@ class Notifier:
         failures = 0
         while not self._stop.is_set() and not quit_.is_set():
             wake.clear()
+            if quit_.is_set():  # asked to end between the check and the clear: its wake-up is gone
+                return
             try:
                 wait = self.deliver_once(name)
                 failures = 0
