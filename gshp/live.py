@@ -157,7 +157,7 @@ class LiveState:
         added one starts empty, a removed one (and its readings) is forgotten."""
         with self._lock:
             self.sites = {s.id: s for s in sites}
-            self._history = {s.id: self._history.get(s.id) or _SiteHistory() for s in sites}
+            self._history = {s.id: h if (h := self._history.get(s.id)) is not None else _SiteHistory() for s in sites}
             gone = [key for key in self._latest if key[0] not in self.sites]
             for key in gone:
                 del self._latest[key]
