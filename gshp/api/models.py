@@ -14,11 +14,32 @@ __all__ = ["AlertDetail", "AlertList", "AlertOut", "AlertTransition", "AuditEntr
            "SitesPage", "WindowBalance"]
 
 
+class ConfigInUse(BaseModel):
+    """The config file the service runs: its SHA-256 and when it was loaded (at start or by a reload)."""
+
+    path: str
+    sha256: str
+    loaded_at: datetime
+
+
+class ReloadResult(BaseModel):
+    """The last config reload (SIGHUP): refused ones list every problem and keep the service degraded."""
+
+    at: datetime
+    ok: bool
+    problems: list[str]
+    duration_ms: float
+    prepare_ms: float
+    changes: str | None = None
+
+
 class Health(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: str
     uptime_s: float
     outbox_depth: int
+    config: ConfigInUse | None = None
+    reload: ReloadResult | None = None
 
 
 class Me(BaseModel):
