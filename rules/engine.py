@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
@@ -157,6 +157,7 @@ class Engine:
         self.settings = settings
         self.tz = tz
         self.store = store if store is not None else AlertStore(":memory:")
+        self._language = language  # given: kept across `reconfigure`; None: the settings' language
         self.language = language or settings.language
         self.step_s = settings.evaluate_every.total_seconds()
         self.stats = EngineStats()
@@ -165,42 +166,91 @@ class Engine:
         self._written: list[tuple[Alert, float | None]] = []  # this site's evaluation, until it is stored
         self._clears: list[tuple[str, float | None]] = []
         self._store_problem: str | None = None
+        self._keep = keep
         for site in sites:
-            rs = settings.resolve(site.id, site.district)
-            longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval,
-                                                                     rs.balance.transit_lag])
-            retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
-            if keep is not None:  # reports read a whole day (and its margins) back from the ledger
-                retention = max(retention, math.ceil(keep.total_seconds() / self.step_s) + 4)
-            meters = {m.id: _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, retention))
-                      for m in site.meters}
-            st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance),
-                            quality=QualityPlan.of(rs.quality), gap_s=rs.gap_tolerance.total_seconds(),
-                            prints=(SitePrints(ForensicPlan.of(rs.forensic))
-                                    if rs.forensic.replay or rs.forensic.smooth else None))
-            seq = rs.sequential
-            st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h,
-                                             seq.warmup.total_seconds() / 3600,
-                                             seq.learn_half_life.total_seconds() / 3600,
-                                             seq.interval.total_seconds() / 3600)
-            self._sites[site.id] = st
+            self._sites[site.id] = self._new_site(site, settings.resolve(site.id, site.district))
         self._restore()
 
+    def _retention(self, rs: RuleSet) -> int:
+        """Intervals a meter's ledger keeps: the longest window, its transit lag and a margin."""
+        longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval, rs.balance.transit_lag])
+        retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
+        if self._keep is not None:  # reports read a whole day (and its margins) back from the ledger
+            retention = max(retention, math.ceil(self._keep.total_seconds() / self.step_s) + 4)
+        return retention
+
+    def _new_meter(self, m: Meter, rs: RuleSet) -> _MeterState:
+        return _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, self._retention(rs)))
+
+    def _new_site(self, site: Site, rs: RuleSet) -> _SiteState:
+        st = _SiteState(site, rs, {m.id: self._new_meter(m, rs) for m in site.meters},
+                        maintenance=list(rs.maintenance))
+        self._set_rules(st, rs)
+        return st
+
+    @staticmethod
+    def _set_rules(st: _SiteState, rs: RuleSet) -> None:
+        st.rules, st.quality, st.gap_s = rs, QualityPlan.of(rs.quality), rs.gap_tolerance.total_seconds()
+        plan = ForensicPlan.of(rs.forensic) if rs.forensic.replay or rs.forensic.smooth else None
+        if plan is None or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
+            st.prints = None if plan is None else SitePrints(plan)
+        seq = rs.sequential
+        st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
+                                         seq.learn_half_life.total_seconds() / 3600,
+                                         seq.interval.total_seconds() / 3600)
+
+    def reconfigure(self, sites: Sequence[Site], settings: RulesSettings) -> None:
+        """Take a new configuration while running (a config reload): added sites start empty (their open
+        alerts and incidents come back from the store), removed ones are dropped, and every kept site keeps its
+        windows, detectors, alerts and incidents — per meter too: a kept meter keeps its ledger and data-quality
+        state, a changed one starts afresh. `evaluate_every` (the ledgers' interval) cannot change here."""
+        if settings.evaluate_every != self.settings.evaluate_every:
+            raise EngineError("rules.evaluate_every cannot change while running (the ledgers' interval)")
+        with self._lock:
+            kept: dict[str, _SiteState] = {}
+            for site in sites:
+                rs = settings.resolve(site.id, site.district)
+                st = self._sites.get(site.id)
+                if st is None:
+                    kept[site.id] = self._new_site(site, rs)
+                    continue
+                if st.site != site:
+                    st.meters = {m.id: (ms if (ms := st.meters.get(m.id)) is not None and ms.meter == m
+                                        else self._new_meter(m, rs)) for m in site.meters}
+                    st.site = site
+                if st.rules != rs:
+                    st.maintenance = [w for w in st.maintenance if w not in st.rules.maintenance] + [
+                        w for w in rs.maintenance if w not in st.maintenance]
+                    for ms in st.meters.values():
+                        ms.ledger.retention = max(ms.ledger.retention, self._retention(rs))
+                    self._set_rules(st, rs)
+                kept[site.id] = st
+            added = kept.keys() - self._sites.keys()
+            self._sites = kept
+            self.settings = settings
+            self.language = self._language or settings.language
+            if added:
+                self._restore(added)
+
     # ---------------------------------------------------------------- restore
-    def _restore(self) -> None:
+    def _restore(self, only: Collection[str] | None = None) -> None:
+        """Open alerts, incidents and maintenance claims from the store (of the `only` sites: all when None)."""
+        def get(site: str) -> _SiteState | None:
+            return self._sites.get(site) if only is None or site in only else None
+
         for a in self.store.open_alerts():
-            st = self._sites.get(a.site)
+            st = get(a.site)
             if st is None:
                 continue
             st.alerts[a.rule] = AlertTrack(AlertState(a.state.value), a.id, a.starts_at.timestamp(),
                                            self.store.clear_since(a.id))
         firing = frozenset(a.id for a in self.store.open_alerts() if a.state is AlertPhase.FIRING)
         for inc in self.store.latest_incidents():
-            st = self._sites.get(inc.site)
+            st = get(inc.site)
             if st is not None:
                 st.incidents[inc.kind] = restore_episode(inc, firing)
         for inc in self.store.incidents():
-            st = self._sites.get(inc.site)
+            st = get(inc.site)
             if st is not None:
                 st.claim_keys.update(_claim_key(c.starts_at, c.ends_at, c.reason) for c in inc.maintenance_claims)
 

@@ -9,8 +9,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["AlertDetail", "AlertList", "AlertOut", "AlertTransition", "AuditEntry", "AuditPage", "BalancePage",
            "BalancePoint", "DistrictCount", "FlowPoint", "Health", "LatestReading", "MaintenanceDeclared",
-           "MaintenanceList", "MaintenanceOut", "Me", "MeterSeries", "MeterStatus", "Note", "OutcomeOut",
-           "ReadingPoint", "ReadingsPage", "SiteDetail", "SiteSummary", "SitesPage", "WindowBalance"]
+           "MaintenanceList", "MaintenanceOut", "MapPage", "MapSite", "MapTiles", "Me", "MeterSeries", "MeterStatus",
+           "Note", "OutcomeOut", "ReadingPoint", "ReadingsPage", "SiteDetail", "SiteLocation", "SiteSummary",
+           "SitesPage", "WindowBalance"]
+
+
+class ConfigInUse(BaseModel):
+    """The config file the service runs: its SHA-256 and when it was loaded (at start or by a reload)."""
+
+    path: str
+    sha256: str
+    loaded_at: datetime
+
+
+class ReloadResult(BaseModel):
+    """The last config reload (SIGHUP): refused ones list every problem and keep the service degraded."""
+
+    at: datetime
+    ok: bool
+    problems: list[str]
+    duration_ms: float
+    prepare_ms: float
+    changes: str | None = None
 
 
 class Health(BaseModel):
@@ -18,6 +38,8 @@ class Health(BaseModel):
     status: str
     uptime_s: float
     outbox_depth: int
+    config: ConfigInUse | None = None
+    reload: ReloadResult | None = None
 
 
 class Me(BaseModel):
@@ -198,9 +220,17 @@ class MaintenanceDeclared(MaintenanceList):
                                     "claim, it excuses nothing")
 
 
+class SiteLocation(BaseModel):
+    """WGS-84 / CGCS2000 degrees and the street address."""
+
+    lat: float
+    lon: float
+    address: str | None
+
+
 class SiteDetail(SiteSummary):
     operator: str | None
-    location: str | None
+    location: SiteLocation | None
     meters: list[MeterStatus]
     history: list[FlowPoint]
     alerts: list[AlertOut]
@@ -353,3 +383,31 @@ class IncidentDetail(IncidentOut):
 
 class IncidentList(BaseModel):
     incidents: list[IncidentOut]
+
+
+class MapSite(BaseModel):
+    id: str
+    name: str
+    district: str
+    status: str
+    alerts_firing: int
+    location: SiteLocation | None = Field(description="null: the config gives the site no location, so the map "
+                                                       "lists it without a point")
+
+
+class MapTiles(BaseModel):
+    """A tile layer for Leaflet: `{key}` in `url` stands for `key`."""
+
+    url: str
+    key: str | None
+    subdomains: str
+    attribution: str
+    max_zoom: int
+
+
+class MapPage(BaseModel):
+    sites: list[MapSite]
+    districts: list[str] = Field(description="the caller's districts, for the filter")
+    outlines: dict[str, Any] | None = Field(description="a GeoJSON FeatureCollection of the caller's districts' "
+                                                        "outlines (properties.district), null without `map.districts`")
+    tiles: MapTiles | None = Field(description="null: no tile layer, the points over the outlines only")

@@ -142,6 +142,7 @@ def test_the_evidence_package_holds_everything_and_verifies_with_the_served_key(
     doc = json.loads(z.read("incident.json"))
     assert doc["incident"]["id"] == hospital["id"] and doc["case"]["history"]
     assert [m["id"] for m in doc["meters"]] == ["E1", "R1", "R2"] and len(doc["config_sha256"]) == 64
+    assert doc["site"]["location"] == {"lat": 32.99, "lon": 112.575, "address": None}
     assert doc["meters"][0]["record"] == {  # the meter's record, as evidence: serial and calibration
         "serial": "TUF-2311-0042", "model": "TUF-2000M", "installed": "2024-03-01",
         "calibration": {"number": "宛计检字[2025]第118号", "date": "2025-06-01", "next_due": "2026-06-01"}}

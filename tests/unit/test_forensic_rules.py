@@ -114,3 +114,17 @@ def test_a_step_across_a_gap_beyond_the_meters_rate_is_a_rescaled_meter(site):
 def test_a_meter_stopped_on_both_sides_of_a_gap_is_judged_by_max_flow_alone(site):
     assert not _gap_step(site, 0.0, 0.0, 100.0) & {"totalizer_reset", "meter_changed"}
     assert {"totalizer_reset", "meter_changed"} <= _gap_step(site, 0.0, 0.0, 400.0)  # 1000 × 0.2 h × 1.5 = 300
+
+
+def test_a_config_reload_keeps_the_fingerprints_unless_the_forensic_settings_change(site):
+    engine = Engine([site], RulesSettings(), UTC)
+    engine.ingest(flow(30))
+    before = engine._sites["hehua"].prints
+    assert before is not None and before.meters
+    engine.reconfigure([site], RulesSettings())
+    assert engine._sites["hehua"].prints is before
+    engine.reconfigure([site], RulesSettings.model_validate({"forensic": {"replay_matches": 4}}))
+    after = engine._sites["hehua"].prints
+    assert after is not None and after is not before and after.plan.min_matches == 4
+    engine.reconfigure([site], RulesSettings.model_validate({"forensic": {"replay": False, "smooth": False}}))
+    assert engine._sites["hehua"].prints is None

@@ -8,7 +8,15 @@ from fastapi import APIRouter
 
 from collector.model import Site
 from gshp.api.deps import ApiContext, Ctx, ViewedSite, ViewerScope
-from gshp.api.models import DistrictCount, FlowPoint, LatestReading, MeterStatus, SiteDetail, SitesPage
+from gshp.api.models import (
+    DistrictCount,
+    FlowPoint,
+    LatestReading,
+    MeterStatus,
+    SiteDetail,
+    SiteLocation,
+    SitesPage,
+)
 from gshp.api.status import SiteStatus, district_counts, site_status
 from gshp.api.views import alert_out, maintenance_out, site_summary
 
@@ -50,6 +58,7 @@ def get_site(site: ViewedSite, ctx: Ctx) -> SiteDetail:
                          reinjection_m3h=round(p.reinjection_m3h, 3), deficit_m3h=round(p.deficit_m3h, 3))
                for p in ctx.live.history(site.id)]
     alerts = [alert_out(ctx.store, a, times) for a in ctx.store.history(site.id)[::-1][:MAX_SITE_ALERTS]]
-    return SiteDetail(**site_summary(status, times).model_dump(), operator=site.operator, location=site.location,
+    return SiteDetail(**site_summary(status, times).model_dump(), operator=site.operator,
+                      location=None if site.location is None else SiteLocation(**site.location.model_dump()),
                       meters=meters, history=history, alerts=alerts,
                       maintenance=maintenance_out(ctx.store, ctx.engine, site, times))

@@ -670,6 +670,9 @@ async function route() {
       await renderSite(decodeURIComponent(match[1]), current);
     } else if (incident) {
       await renderIncident(decodeURIComponent(incident[1]), current);
+    } else if (location.hash === "#/map") {
+      await renderMap(current);  // map.js
+      if (current()) state.timer = setInterval(() => refreshMap(current).catch(() => {}), 10000);
     } else if (location.hash === "#/incidents") {
       await renderIncidents(current);
       if (current()) state.timer = setInterval(() => renderIncidents(current).catch(() => {}), 10000);
