@@ -253,6 +253,7 @@ def test_phone_width_shows_every_key_figure_of_every_site_and_district(browser: 
                           " const b = el.getBBox(), r = el.getBoundingClientRect();"
                           " return (r.width / b.width) / (r.height / b.height); }")
     assert 0.9 < scale < 1.1, scale
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "board-site-phone.png"), full_page=True)
     page.close()
 
