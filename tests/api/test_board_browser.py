@@ -213,7 +213,7 @@ def test_viewer_sees_no_acknowledge_controls(browser: Browser, running: Running)
 PHONE = {"width": 390, "height": 844}
 
 
-def assert_inside_the_screen(page: Page, figures: str) -> None:
+def assert_inside_the_screen(page: Page, figures: str, screen: dict[str, int] = PHONE) -> None:
     """Each figure (a CSS selector) is shown whole inside the phone's screen once the page is scrolled down to
     it (only down: a figure that needs a sideways scroll of its table is off the screen), and the page does not
     scroll sideways (found and measured in one pass: the board re-draws its tables every few seconds)."""
@@ -225,9 +225,9 @@ def assert_inside_the_screen(page: Page, figures: str) -> None:
     assert boxes
     for box in boxes:
         assert box["width"] > 0 and box["height"] > 0, box
-        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
-        assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], box
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        assert box["x"] >= 0 and box["x"] + box["width"] <= screen["width"], box
+        assert box["y"] >= 0 and box["y"] + box["height"] <= screen["height"], box
+    assert page.evaluate("document.documentElement.scrollWidth") <= screen["width"]
 
 
 def test_phone_width_shows_every_key_figure_of_every_site_and_district(browser: Browser, running: Running) -> None:
@@ -243,6 +243,11 @@ def test_phone_width_shows_every_key_figure_of_every_site_and_district(browser: 
     expect(page.locator("tr.site[data-site=hospital] td.rei")).to_have_attribute("data-label", "回灌 m³/h")
     # every district's counts, offline ones too
     assert_inside_the_screen(page, "#districts tr.district :is(td.discharge, td.offline, td.drained)")
+    for small in ({"width": 360, "height": 640}, {"width": 420, "height": 900}):  # the other phones
+        page.set_viewport_size(small)
+        assert_inside_the_screen(page, "tr.site :is(td.status .badge, td.ext, td.rei, td.bal1h, td.drained, "
+                                       "td.alerts), #districts td.offline", small)
+    page.set_viewport_size(PHONE)
     page.goto(running.url + "/#/sites/hospital")
     expect(page.locator("#meters tr[data-meter=E1] td.ts")).not_to_have_text("—", timeout=30_000)
     assert_inside_the_screen(page, "#meters tr :is(td.status .badge, td.rate, td.total, td.ts)")
