@@ -799,6 +799,30 @@ class Engine:
                 "deficit_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None, "complete": e_ok and r_ok,
                 "end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz))}
 
+    def volumes_since(self, site_id: str, start: datetime) -> dict[str, Any] | None:
+        """The site's volumes from `start` to the end of its complete data (m³ drained today, or since an
+        incident began): extracted, reinjected, drained (their difference) m³ and %, whether every meter
+        covered it (not when `start` is older than the ledgers keep: then from the oldest interval kept),
+        and `as_of`, the end of that data. None before both sides have reported."""
+        with self._lock:
+            st = self._site(site_id)
+            kb = self._horizon_k(st)
+            if kb is None:
+                return None
+            ka = interval_of(start.timestamp(), self.step_s)
+            oldest = max((ms.ledger.oldest for ms in st.meters.values() if ms.ledger.oldest is not None),
+                         default=kb)
+            kept, ka = ka >= oldest, max(ka, oldest)
+            kb = max(ka, kb)  # nothing complete since `start` yet: nothing drained as of `start`
+            ext, rei = self._sides(st)
+            e, e_ok = self._sum(ext, ka, kb) if kb > ka else (0.0, True)
+            r, r_ok = self._sum(rei, ka, kb) if kb > ka else (0.0, True)
+        return {"extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "drained_m3": round(e - r, 3),
+                "drained_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None,
+                "complete": kept and e_ok and r_ok,
+                "from": iso(datetime.fromtimestamp(ka * self.step_s, self.tz)),
+                "as_of": iso(datetime.fromtimestamp(kb * self.step_s, self.tz))}
+
     def intervals(self, site_id: str, start: datetime, end: datetime) -> dict[str, IntervalSeries]:
         """Per meter, the ledger's intervals from the one holding `start` up to the one before the one
         holding `end` (for reports): each interval's volume, and whether it is known — kept, not unknown,

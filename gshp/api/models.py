@@ -8,10 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["AlertDetail", "AlertList", "AlertOut", "AlertTransition", "AuditEntry", "AuditPage", "BalancePage",
-           "BalancePoint", "DistrictCount", "FlowPoint", "Health", "LatestReading", "MaintenanceDeclared",
-           "MaintenanceList", "MaintenanceOut", "MapPage", "MapSite", "MapTiles", "Me", "MeterSeries", "MeterStatus",
-           "Note", "OutcomeOut", "ReadingPoint", "ReadingsPage", "SiteDetail", "SiteLocation", "SiteSummary",
-           "SitesPage", "WindowBalance"]
+           "BalancePoint", "ClockOut", "DistrictCount", "Drained", "FlowPoint", "Health", "LatestReading",
+           "MaintenanceDeclared", "MaintenanceList", "MaintenanceOut", "MapPage", "MapSite", "MapTiles", "Me",
+           "MeterSeries", "MeterStatus", "Note", "OutcomeOut", "ReadingPoint", "ReadingsPage", "SiteDetail",
+           "SiteLocation", "SiteSummary", "SitesPage", "WindowBalance"]
 
 
 class ConfigInUse(BaseModel):
@@ -42,12 +42,22 @@ class Health(BaseModel):
     reload: ReloadResult | None = None
 
 
+class ClockOut(BaseModel):
+    """The service's clock: `system` (wall time) or `data` (a simulated clock, as in the demo), its time now
+    and how many seconds of it pass in a wall-clock second."""
+
+    kind: str
+    now: datetime
+    speed: float
+
+
 class Me(BaseModel):
     name: str
     role: str
     districts: list[str] | None
     timezone: str
     version: str
+    clock: ClockOut
 
 
 class WindowBalance(BaseModel):
@@ -94,6 +104,20 @@ class SiteArrival(ArrivalFigures):
     meters: list[MeterArrival]
 
 
+class Drained(BaseModel):
+    """Water drained (extracted − reinjected) from `from` to `as_of`, the end of complete data, from the rule
+    engine's ledgers; `complete` when every meter covered it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: datetime = Field(alias="from")
+    as_of: datetime
+    extracted_m3: float
+    reinjected_m3: float
+    drained_m3: float
+    drained_pct: float | None
+    complete: bool
+
+
 class SiteSummary(BaseModel):
     id: str
     name: str
@@ -106,6 +130,7 @@ class SiteSummary(BaseModel):
     balance: dict[str, WindowBalance | None]
     alerts_firing: int
     arrival: ArrivalFigures | None = None  # today's, its meters summed
+    drained_today: Drained | None = None  # since midnight in the configured zone
 
 
 class DistrictCount(BaseModel):
@@ -116,6 +141,7 @@ class DistrictCount(BaseModel):
     fault: int
     offline: int
     arrival: ArrivalFigures | None = None  # today's, its sites' meters summed
+    drained_today: Drained | None = None  # its sites' summed
 
 
 class SitesPage(BaseModel):
@@ -180,6 +206,7 @@ class AlertTransition(BaseModel):
     starts_at: datetime
     ends_at: datetime | None
     summary: str
+    summaries: dict[str, str] = Field(description="the summary in every language (zh, en), from the evidence")
     evidence: dict[str, Any]
 
 
@@ -364,6 +391,7 @@ class IncidentOut(BaseModel):
     summary: dict[str, str]
     episodes: int
     case: CaseOut
+    drained: Drained | None = Field(None, description="while open: water drained since it began")
 
 
 class TimelineEntry(BaseModel):

@@ -52,6 +52,12 @@ def test_one_open_discharge_incident_per_site_with_its_figures(running: Running,
     assert volume is None or volume["low"] <= volume["estimate"] <= volume["high"]
     detail = running.get(f"/api/incidents/{hospital['id']}").json()
     assert detail["timeline"][0]["change"] == "opened"
+    # while open: the water drained since it began, from the engine's ledgers
+    drained = detail["drained"]
+    assert drained["drained_m3"] > 0 and 30 < drained["drained_pct"] < 50
+    assert datetime.fromisoformat(drained["from"]) <= datetime.fromisoformat(detail["started_at"]) \
+        < datetime.fromisoformat(drained["from"]) + timedelta(minutes=5)
+    assert drained["as_of"].endswith("+08:00")
     assert {a["id"] for a in detail["alerts"]} == set(detail["alert_ids"]) and detail["alerts"]
 
 

@@ -18,7 +18,8 @@ from gshp.api.models import (
     SitesPage,
 )
 from gshp.api.status import SiteStatus, district_counts, site_status
-from gshp.api.views import alert_out, maintenance_out, site_summary
+from gshp.api.views import alert_out, drained_out, maintenance_out, site_summary
+from rules.report import day_bounds
 
 router = APIRouter(tags=["api"])
 
@@ -27,9 +28,11 @@ MAX_SITE_ALERTS = 100
 
 
 def statuses(ctx: ApiContext, sites: Sequence[Site]) -> list[SiteStatus]:
+    """The sites' statuses now on the service's clock, with what they drained since the local midnight."""
     firing, now = ctx.store.open_alerts(), ctx.clock.now()
+    midnight, _ = day_bounds(now.astimezone(ctx.config.tz).date(), ctx.config.tz)
     return [site_status(s, firing, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules, now=now,
-                        arrival=ctx.arrival)
+                        arrival=ctx.arrival, day_start=midnight)
             for s in sites]
 
 
@@ -42,7 +45,8 @@ def list_sites(scope: ViewerScope, ctx: Ctx, district: str | None = None) -> Sit
     shown = {s.id for s in scope.filter(district)}
     return SitesPage(now=times.at(ctx.clock.now()), timezone=ctx.config.timezone,
                      sites=[site_summary(s, times) for s in every if s.site.id in shown],
-                     districts=[DistrictCount(**d) for d in district_counts(every)])
+                     districts=[DistrictCount(**{**d, "drained_today": drained_out(d["drained_today"], times)})
+                                for d in district_counts(every)])
 
 
 @router.get("/api/sites/{site_id}")
