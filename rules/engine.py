@@ -42,7 +42,15 @@ from rules.balance import Balance, Condition, balance_threshold_pct, judge_balan
 from rules.counters import REBASING, GapCheck, StepKind, classify_step, rebase_step
 from rules.counters import Step as CounterStep
 from rules.events import iso, summarize
-from rules.forensic import ForensicPlan, SitePrints, observe_reading, replay_finding, smooth_finding
+from rules.forensic import (
+    ForensicPlan,
+    SitePrints,
+    exact_finding,
+    note_hour,
+    observe_reading,
+    replay_finding,
+    smooth_finding,
+)
 from rules.incidents import Episode, claim, restore_episode
 from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
@@ -60,6 +68,7 @@ log = logging.getLogger(__name__)
 SEQUENTIAL_RULE = "balance_sequential"
 REPLAY_RULE = "data_replayed"
 SMOOTH_RULE = "data_synthetic"
+EXACT_RULE = "exact_balance"
 
 
 class EngineError(Exception):
@@ -191,9 +200,9 @@ class Engine:
     @staticmethod
     def _set_rules(st: _SiteState, rs: RuleSet) -> None:
         st.rules, st.quality, st.gap_s = rs, QualityPlan.of(rs.quality), rs.gap_tolerance.total_seconds()
-        plan = ForensicPlan.of(rs.forensic) if rs.forensic.replay or rs.forensic.smooth else None
-        if plan is None or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
-            st.prints = None if plan is None else SitePrints(plan)
+        plan = ForensicPlan.of(rs.forensic)
+        if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
+            st.prints = SitePrints(plan) if plan.any else None
         seq = rs.sequential
         st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
                                          seq.learn_half_life.total_seconds() / 3600,
@@ -588,14 +597,37 @@ class Engine:
         if sp is None:
             return []
         out: list[Alert] = []
+        if sp.plan.exact:
+            self._note_hours(st, sp, t)
         for rule, on, detect in ((REPLAY_RULE, sp.plan.replay, replay_finding),
-                                 (SMOOTH_RULE, sp.plan.smooth, smooth_finding)):
+                                 (SMOOTH_RULE, sp.plan.smooth, smooth_finding),
+                                 (EXACT_RULE, sp.plan.exact, exact_finding)):
             finding = detect(sp, t) if on else None
             if finding is None or (finding.condition is not Condition.ACTIVE and rule not in st.alerts):
                 continue
             out.extend(self._advance(st, rule, _FORENSIC_INFO[rule], finding.condition, t, 0.0, sp.plan.window_s,
                                      partial(_finding_evidence, finding, self.tz)))
         return out
+
+    def _note_hours(self, st: _SiteState, sp: SitePrints, t: float) -> None:
+        """Hand every whole hour both sides have completed since the last call to the exact-balance check."""
+        kb = self._horizon_k(st, interval_of(t, self.step_s))
+        if kb is None:
+            return
+        m = max(1, round(3600 / self.step_s))
+        last = kb // m  # hours j with (j + 1)·m ≤ kb are complete
+        if sp.next_hour is None:
+            sp.next_hour = last
+        ext, rei = self._sides(st)
+        while sp.next_hour < last:
+            j = sp.next_hour
+            sp.next_hour += 1
+            a, b = j * m * self.step_s, (j + 1) * m * self.step_s
+            e, e_ok = self._sum(ext, j * m, (j + 1) * m)
+            r, r_ok = self._sum(rei, j * m, (j + 1) * m)
+            stable = all(roles_constant(ms.meter, datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC),
+                                        self.tz) for ms in st.meters.values())
+            note_hour(sp, b, e, r, e_ok and r_ok and stable)
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
         ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
@@ -893,7 +925,8 @@ def _value(x: Any) -> float | None:
 
 _INACTIVE = AlertTrack()
 _HELD_QUALITY_MAX = 10_000  # notes kept per held site (a week of 1-minute steps is 10 080)
-_FORENSIC_INFO = {r: _RuleInfo(AlertKind.DATA_QUALITY, Severity.HIGH, r) for r in (REPLAY_RULE, SMOOTH_RULE)}
+_FORENSIC_INFO = {r: _RuleInfo(AlertKind.DATA_QUALITY, Severity.HIGH, r) for r in (REPLAY_RULE, SMOOTH_RULE,
+                                                                                  EXACT_RULE)}
 _QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
 
 

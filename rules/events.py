@@ -63,6 +63,8 @@ _DQ_WORDS: dict[str, tuple[str, str]] = {
     "meter_changed": ("流量计被更换或设置被改动", "meter swapped or its settings changed"),
     "low_arrival": ("到报率偏低（数据未按时到达）", "low arrival rate (expected readings missing)"),
     "data_replayed": ("数据疑似重放：读数与此前某时段完全相同", "data replayed: readings repeat an earlier period"),
+    "exact_balance": ("抽回水量平衡得过于精确（回灌数据疑似由抽水数据计算得出）",
+                      "balance implausibly exact (reinjection looks computed from extraction)"),
     "data_synthetic": ("数据疑似人工生成：瞬时流量过于平滑，不像真实超声波流量计",
                        "synthetic data: rate too smooth for a real ultrasonic meter"),
 }

@@ -17,6 +17,12 @@ curve is smooth: its second differences are far smaller. A meter whose median ov
 running readings is below `smooth_floor_pct` is too smooth — judged only while the rate takes at least half
 as many distinct values as readings (a coarse meter holding one value at steady flow is not smooth, it is
 quantised).
+
+Exact balance: independent meters each within their accuracy disagree from hour to hour by their noise and
+by the water in transit; reinjection computed from extraction agrees exactly. `exact_hours` consecutive
+judged hours (at least `exact_min_m3` extracted, every meter complete) whose median deficit (in size) is
+below `exact_floor_pct` are implausibly exact (the median: one hour half forged, half measured does not
+hide the rest); an hour not judged (stopped, incomplete) restarts the count.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ from rules.balance import Condition
 from rules.quality import Finding
 from rules.settings import ForensicSettings
 
-__all__ = ["MAX_PRINTS", "ForensicPlan", "Match", "SitePrints", "observe_reading", "replay_finding",
-           "smooth_finding"]
+__all__ = ["MAX_PRINTS", "ForensicPlan", "Match", "SitePrints", "exact_finding", "note_hour", "observe_reading",
+           "replay_finding", "smooth_finding"]
 
 MAX_PRINTS = 50_000
 """Fingerprints one site keeps at most (the oldest go first)."""
@@ -53,11 +59,20 @@ class ForensicPlan:
     smooth: bool
     smooth_readings: int
     smooth_floor: float  # a fraction, not %
+    exact: bool
+    exact_hours: int
+    exact_floor_pct: float
+    exact_min_m3: float
 
     @classmethod
     def of(cls, f: ForensicSettings) -> ForensicPlan:
         return cls(f.replay, f.replay_memory.total_seconds(), f.replay_window.total_seconds(), f.replay_matches,
-                   f.replay_shingle, f.replay_sample, f.smooth, f.smooth_readings, f.smooth_floor_pct / 100.0)
+                   f.replay_shingle, f.replay_sample, f.smooth, f.smooth_readings, f.smooth_floor_pct / 100.0,
+                   f.exact, f.exact_hours, f.exact_floor_pct, f.exact_min_m3)
+
+    @property
+    def any(self) -> bool:
+        return self.replay or self.smooth or self.exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +101,8 @@ class SitePrints:
     plan: ForensicPlan
     prints: dict[int, tuple[str, float]] = field(default_factory=dict)
     meters: dict[str, _MeterPrints] = field(default_factory=dict)
+    next_hour: int | None = None  # the next whole hour (epoch hours) the exact-balance check takes
+    hours: deque[tuple[float, float, float]] = field(default_factory=deque)  # judged run: (end, E m³, R m³)
 
 
 def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, total: float | None) -> None:
@@ -189,3 +206,35 @@ def smooth_finding(sp: SitePrints, now: float) -> Finding:
     if not hits:
         return Finding(Condition.CLEAR)
     return Finding(Condition.ACTIVE, tuple(hits), {"smooth": hits})
+
+
+def note_hour(sp: SitePrints, end: float, extracted_m3: float, reinjected_m3: float, complete: bool) -> None:
+    """Take one whole hour ending at `end` (epoch seconds) into the exact-balance run: judged when complete
+    with enough extracted, else the run restarts."""
+    plan = sp.plan
+    if not complete or extracted_m3 < max(plan.exact_min_m3, 1e-9):
+        sp.hours.clear()
+        return
+    sp.hours.append((end, extracted_m3, reinjected_m3))
+    while len(sp.hours) > plan.exact_hours:
+        sp.hours.popleft()
+
+
+def exact_finding(sp: SitePrints, now: float) -> Finding:
+    """ACTIVE while the last `exact_hours` hours (the newest ended within two hours of `now`) balanced within
+    `exact_floor_pct` (median absolute hourly deficit); evidence: the hours, the median and the largest hourly
+    deficit, the floor, the volumes."""
+    plan = sp.plan
+    h = sp.hours
+    if len(h) < plan.exact_hours or now - h[-1][0] > 7200:
+        return Finding(Condition.CLEAR)
+    deficits = sorted(abs(100.0 * (e - r) / e) for _, e, r in h)
+    median = deficits[len(deficits) // 2]
+    if median >= plan.exact_floor_pct:
+        return Finding(Condition.CLEAR)
+    e_sum, r_sum = sum(e for _, e, _ in h), sum(r for _, _, r in h)
+    return Finding(Condition.ACTIVE, (), {
+        "hours": len(h), "from": datetime.fromtimestamp(h[0][0] - 3600, UTC),
+        "to": datetime.fromtimestamp(h[-1][0], UTC), "median_hourly_deficit_pct": round(median, 4),
+        "largest_hourly_deficit_pct": round(max(deficits), 4),
+        "floor_pct": plan.exact_floor_pct, "extracted_m3": round(e_sum, 3), "reinjected_m3": round(r_sum, 3)})

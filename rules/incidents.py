@@ -64,6 +64,7 @@ INCIDENT_KINDS: dict[str, IncidentKind] = {
     "meter_changed": IncidentKind.EVASION,
     "data_replayed": IncidentKind.EVASION,
     "data_synthetic": IncidentKind.EVASION,
+    "exact_balance": IncidentKind.EVASION,
     "meter_offline": IncidentKind.METER_FAULT,
     "signal_quality": IncidentKind.METER_FAULT,
 }

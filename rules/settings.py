@@ -149,7 +149,7 @@ class QualitySettings(_Frozen):
 
 class ForensicSettings(_Frozen):
     """Checks on the data itself (see `rules.forensic`): readings that repeat an earlier period, rates too
-    smooth for a real meter."""
+    smooth for a real meter, a balance too exact for two sets of meters."""
 
     replay: bool = Field(default=True, description="raise data_replayed when a meter repeats an earlier period")
     replay_memory: Duration = Field(default=timedelta(hours=26),
@@ -163,6 +163,11 @@ class ForensicSettings(_Frozen):
     smooth_readings: int = Field(default=60, ge=10, le=1440, description="running readings judged together")
     smooth_floor_pct: float = Field(default=0.02, gt=0, le=1,
                                     description="median reading-to-reading jitter below this is too smooth")
+    exact: bool = Field(default=True, description="raise exact_balance when a site balances implausibly exactly")
+    exact_hours: int = Field(default=12, ge=3, le=168, description="consecutive hours judged together")
+    exact_floor_pct: float = Field(default=0.01, gt=0, le=1,
+                                   description="a median hourly deficit below this is implausibly exact")
+    exact_min_m3: float = Field(default=10.0, ge=0, description="an hour with less extracted is not judged")
 
 
 class MaintenanceWindow(_Frozen):

@@ -14,7 +14,17 @@ import numpy as np
 
 from collector.model import Role
 
-__all__ = ["Load", "MeterPhysics", "MeterSeries", "pump_flow", "replayed", "rescaled", "simulate_site", "synthetic"]
+__all__ = [
+    "Load",
+    "MeterPhysics",
+    "MeterSeries",
+    "computed",
+    "pump_flow",
+    "replayed",
+    "rescaled",
+    "simulate_site",
+    "synthetic",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,4 +135,15 @@ def synthetic(series: MeterSeries, from_i: int, rate_m3h: np.ndarray, resolution
     rate[from_i:] = rate_m3h[from_i:]
     exact = total[from_i - 1] + np.cumsum(rate_m3h[from_i:] / 60.0)
     total[from_i:] = np.floor(exact / resolution_m3) * resolution_m3
+    return MeterSeries(np.round(rate, 3), np.round(total, 3))
+
+
+def computed(target: MeterSeries, sources: list[MeterSeries], from_i: int, share: float,
+             resolution_m3: float = 0.01) -> MeterSeries:
+    """The meter as forged from other meters from reading `from_i` on: `share` of their summed rates and
+    totalizer steps (reinjection computed from extraction), its total rising on from where it stood."""
+    rate, total = target.rate_m3h.copy(), target.total_m3.copy()
+    rate[from_i:] = share * sum(s.rate_m3h[from_i:] for s in sources)
+    steps = share * sum(np.diff(s.total_m3)[from_i - 1:] for s in sources)
+    total[from_i:] = np.floor((total[from_i - 1] + np.cumsum(steps)) / resolution_m3) * resolution_m3
     return MeterSeries(np.round(rate, 3), np.round(total, 3))

@@ -20,6 +20,7 @@ from simulators.physics import (
     Load,
     MeterPhysics,
     MeterSeries,
+    computed,
     pump_flow,
     replayed,
     rescaled,
@@ -352,4 +353,19 @@ def _synthetic_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioDa
     for m in meters:
         if m.role is Role.REINJECTION:
             series[m.id] = synthetic(series[m.id], i0, curve * m.share)
+    return ScenarioData(site, _frame(series, sc.name, start), datetime.fromtimestamp(start + 60 * i0, UTC))
+
+
+@scenario("computed-reinjection", "30 % to a drain while the reinjection meters report 55 % and 45 % of the "
+          "extraction meters' readings (computed, not measured)", 2.5, 64,
+          Expect("data_quality", "exact_balance", timedelta(hours=16)))
+def _computed_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.30
+    site, series, start, _ = _run(sc, rng, Load(), 5, d)
+    sources = [series["E1"], series["E2"]]
+    series["R1"] = computed(series["R1"], sources, i0, 0.55)
+    series["R2"] = computed(series["R2"], sources, i0, 0.45)
     return ScenarioData(site, _frame(series, sc.name, start), datetime.fromtimestamp(start + 60 * i0, UTC))

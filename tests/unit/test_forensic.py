@@ -5,7 +5,16 @@ import pytest
 
 from rules.balance import Condition
 from rules.counters import GapCheck, StepKind, classify_step
-from rules.forensic import MAX_PRINTS, ForensicPlan, SitePrints, observe_reading, replay_finding, smooth_finding
+from rules.forensic import (
+    MAX_PRINTS,
+    ForensicPlan,
+    SitePrints,
+    exact_finding,
+    note_hour,
+    observe_reading,
+    replay_finding,
+    smooth_finding,
+)
 from rules.settings import CounterSettings, ForensicSettings
 from simulators.physics import MeterSeries, replayed
 
@@ -145,3 +154,31 @@ def test_a_stop_clears_the_smoothness_record():
     assert smooth_finding(sp, 60.0 * 119).condition is Condition.ACTIVE
     observe_reading(sp, "R1", 60.0 * 120, 0.0, None)
     assert smooth_finding(sp, 60.0 * 120).condition is Condition.CLEAR
+
+
+def _hours(sp, deficits_pct, start=0.0):
+    for i, d in enumerate(deficits_pct):
+        e = 100.0
+        note_hour(sp, start + 3600.0 * (i + 1), e, e * (1 - d / 100.0), complete=True)
+
+
+def test_hours_balancing_exactly_are_implausible_and_honest_meters_are_not():
+    sp = SitePrints(PLAN)  # 12 hours, median below 0.01 %
+    _hours(sp, [0.6] + [0.0, 0.002, -0.003] * 4)  # one hour half measured, then reinjection computed
+    f = exact_finding(sp, 13 * 3600.0)
+    assert f.condition is Condition.ACTIVE
+    assert f.evidence["hours"] == 12 and f.evidence["median_hourly_deficit_pct"] < 0.01
+    honest = SitePrints(PLAN)
+    _hours(honest, [0.3, 0.1, -0.2, 0.25, 0.05, 0.4, -0.1, 0.2, 0.15, 0.3, 0.12, 0.2])  # bias + noise
+    assert exact_finding(honest, 12 * 3600.0).condition is Condition.CLEAR
+
+
+def test_an_hour_not_judged_restarts_the_exact_balance_run():
+    sp = SitePrints(PLAN)
+    _hours(sp, [0.0] * 11)
+    note_hour(sp, 12 * 3600.0, 2.0, 2.0, complete=True)  # too little extracted: not judged
+    _hours(sp, [0.0] * 11, start=12 * 3600.0)
+    assert exact_finding(sp, 23 * 3600.0).condition is Condition.CLEAR
+    _hours(sp, [0.0], start=23 * 3600.0)
+    assert exact_finding(sp, 24 * 3600.0).condition is Condition.ACTIVE
+    assert exact_finding(sp, 27 * 3600.0).condition is Condition.CLEAR  # no judged hour since: stale

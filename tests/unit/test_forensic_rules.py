@@ -126,5 +126,19 @@ def test_a_config_reload_keeps_the_fingerprints_unless_the_forensic_settings_cha
     engine.reconfigure([site], RulesSettings.model_validate({"forensic": {"replay_matches": 4}}))
     after = engine._sites["hehua"].prints
     assert after is not None and after is not before and after.plan.min_matches == 4
-    engine.reconfigure([site], RulesSettings.model_validate({"forensic": {"replay": False, "smooth": False}}))
+    engine.reconfigure([site], RulesSettings.model_validate({"forensic": {"replay": False, "smooth": False,
+                                                                         "exact": False}}))
     assert engine._sites["hehua"].prints is None
+
+
+def test_reinjection_computed_from_extraction_fires_exact_balance_as_evasion():
+    onset, alerts, _ = _run("computed-reinjection")
+    a = _first_firing(alerts, "exact_balance", onset)
+    assert a is not None and a.at.timestamp() - onset <= 16 * 3600
+    assert a.evidence["median_hourly_deficit_pct"] < a.evidence["floor_pct"] == 0.01
+    assert "implausibly exact" in a.summary
+
+
+def test_reinjection_computed_from_extraction_goes_unseen_with_the_rule_off():
+    _, alerts, _ = _run("computed-reinjection", {"forensic": {"exact": False}})
+    assert not [a for a in alerts if a.state.value == "firing"]
