@@ -127,7 +127,7 @@ class _SiteState:
     # while held: data quality as it was at each step (times, and rule → finding), for the catch-up to judge by
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
-    prints: SitePrints | None = None  # forensic state (None: both forensic rules are off)
+    prints: SitePrints | None = None  # forensic state (None: every forensic rule is off)
 
 
 @dataclass(frozen=True, slots=True)
