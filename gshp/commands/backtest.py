@@ -206,7 +206,7 @@ def _frame(task: Task, known: frozenset[str]) -> tuple[pd.DataFrame, np.ndarray[
         site = df["site"].fillna("").astype(str).str.strip()
         keep = site.isin(wanted).to_numpy()
         if task.strays:
-            keep |= ~site.isin(known).to_numpy()
+            keep = keep | ~site.isin(known).to_numpy()
         frames.append(df.loc[keep])
         lines.append(np.flatnonzero(keep) + 2)
         names += [f] * int(keep.sum())
