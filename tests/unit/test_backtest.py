@@ -98,7 +98,7 @@ def test_bad_rows_name_their_file_and_line_and_unknown_sites_are_counted(case, t
     data.mkdir()
     text = (case / "data" / "discharge.csv").read_text(encoding="utf-8").splitlines()
     text[5] = "not-a-time,discharge-20,E1,1,2"
-    (data / "a.csv").write_text("\n".join(text + ["1777910400,nowhere,E1,1,2"]) + "\n", encoding="utf-8")
+    (data / "a.csv").write_text("\n".join([*text, "1777910400,nowhere,E1,1,2"]) + "\n", encoding="utf-8")
     assert _backtest(case, "--readings", str(data), jobs="2") == 0
     captured = capsys.readouterr()
     assert f"{data / 'a.csv'}:6: skipped: ts" in captured.err
