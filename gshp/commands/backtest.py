@@ -183,17 +183,17 @@ def plan_csv(config: Config, rows: dict[str, dict[str, int]], jobs: int) -> tupl
 
 # ---------------------------------------------------------------- worker
 
-_progress: Any = None  # the queue a worker reports progress on (set in each worker process)
+_progress: Callable[[tuple[int, int]], None] | None = None  # where a task reports (task, rows done)
 
 
 def _init_worker(q: Any) -> None:
     global _progress
-    _progress = q
+    _progress = q.put
 
 
 def _report(task_id: int, rows: int) -> None:
     if _progress is not None:
-        _progress.put((task_id, rows))
+        _progress((task_id, rows))
 
 
 def _frame(task: Task, known: frozenset[str]) -> tuple[pd.DataFrame, np.ndarray[Any, Any], list[str]]:
@@ -322,15 +322,13 @@ def execute(tasks: Sequence[Task], config: Config, rule_sets: Sequence[RulesSett
     known = frozenset(s.id for s in config.sites)
     if jobs <= 1 or len(tasks) <= 1:
         global _progress
-        q: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
-        _progress = q
+
+        def report(message: tuple[int, int]) -> None:
+            on_rows(message[1])
+
+        _progress = report
         try:
-            results = []
-            for i, t in enumerate(tasks):
-                results.append(run_task(i, t, config, rule_sets, known))
-                while not q.empty():
-                    on_rows(q.get()[1])
-            return results
+            return [run_task(i, t, config, rule_sets, known) for i, t in enumerate(tasks)]
         finally:
             _progress = None
     ctx = multiprocessing.get_context("fork")
