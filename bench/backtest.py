@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,20 +51,26 @@ def write_case(sites: int, days: float, out: Path) -> tuple[Path, Path, Path, in
     return config, per_site, whole, len(data.readings) * sites
 
 
-def timed(args: list[str]) -> tuple[float, str]:
-    """Seconds for one `gshp` command to finish, and its stdout."""
+def timed(args: list[str]) -> tuple[float, float, str]:
+    """Wall seconds for one `gshp` command to finish, the CPU seconds it and its workers used, its stdout."""
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "gshp.cli", *args], env=ENV, capture_output=True, text=True,
                           timeout=3600, check=True)
-    return time.perf_counter() - t0, done.stdout
+    return time.perf_counter() - t0, _children_cpu() - cpu0, done.stdout
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def run(sites: int = 8, days: float = 14, jobs: int = 2) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="gshp-bench-backtest-") as tmp:
         config, per_site, whole, n = write_case(sites, days, Path(tmp))
-        replay_s, replay_out = timed(["replay", "--config", str(config), "--readings", str(whole)])
-        backtest_s, backtest_out = timed(["backtest", "--config", str(config), "--readings", str(per_site),
-                                          "--jobs", str(jobs)])
+        replay_s, replay_cpu, replay_out = timed(["replay", "--config", str(config), "--readings", str(whole)])
+        backtest_s, backtest_cpu, backtest_out = timed(["backtest", "--config", str(config), "--readings",
+                                                        str(per_site), "--jobs", str(jobs)])
     results = [json.loads(line) for line in backtest_out.splitlines()]
     alerts = sum(r["rules"]["alerts"] for r in results[:-1])
     if results[-1]["summary"]["rows"] != n or alerts != 0 or replay_out.strip():
@@ -73,7 +80,8 @@ def run(sites: int = 8, days: float = 14, jobs: int = 2) -> list[Row]:
     what = f"{sites} sites × {days:g} days, 4 meters, 1-min readings ({n:,} rows)"
     return [
         Row(f"gshp backtest --jobs {jobs}: {what}, 0 alerts", rate, "rows/s", base,
-            "gshp replay of the same rows", f"≥ 4× (took {backtest_s:.1f} s, replay {replay_s:.1f} s)"),
+            "gshp replay of the same rows", f"≥ 4× (took {backtest_s:.1f} s, replay {replay_s:.1f} s; CPU per row "
+            f"{1e6 * backtest_cpu / n:.1f} µs, replay {1e6 * replay_cpu / n:.1f} µs)"),
         Row(f"gshp backtest: a city-year (300 sites × 4 meters × 1-min, {CITY_ROWS:,} rows), extrapolated "
             f"from the {n:,}-row sample", city_min, "min",
             goal=f"≤ 30 min (gshp replay: {CITY_ROWS / base / 60:,.0f} min)"),
