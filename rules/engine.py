@@ -127,6 +127,7 @@ class _SiteState:
     # while held: data quality as it was at each step (times, and rule → finding), for the catch-up to judge by
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
+    sides: tuple[list[_MeterState], list[_MeterState]] | None = None  # extraction, reinjection: until a role changes
     prints: SitePrints | None = None  # forensic state (None: every forensic rule is off)
 
 
@@ -567,7 +568,10 @@ class Engine:
         events: list[Alert] = []
         now_dt = datetime.fromtimestamp(t, UTC)
         for ms in st.meters.values():
-            ms.track.role = role_at(ms.meter, now_dt, self.tz)
+            role = role_at(ms.meter, now_dt, self.tz)
+            if role is not ms.track.role:
+                ms.track.role = role
+                st.sides = None
         events.extend(self._evaluate_quality(st, t))
         events.extend(self._evaluate_forensic(st, t))
         events.extend(self._evaluate_balance(st, t))
@@ -630,9 +634,11 @@ class Engine:
             note_hour(sp, b, e, r, e_ok and r_ok and stable)
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
-        ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
-        rei = [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION]
-        return ext, rei
+        """The site's extraction and reinjection meters (kept until a meter's role changes; not to be altered)."""
+        if st.sides is None:
+            st.sides = ([ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION],
+                        [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION])
+        return st.sides
 
     def _horizon_k(self, st: _SiteState, until_k: int | None = None) -> int | None:
         """The first interval not yet complete on both sides (at most `until_k`: not after the evaluation)."""
@@ -722,7 +728,7 @@ class Engine:
             out.extend(self._advance(st, _window_rule(w), info,
                                      bal.condition, kb * self.step_s, w.hold.total_seconds(),
                                      w.clear_for.total_seconds(),
-                                     partial(_window_evidence, format_duration(w.window), ev)))
+                                     partial(_window_evidence, w.window, ev)))
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
@@ -945,8 +951,8 @@ def _local_times(value: Any, tz: tzinfo) -> Any:
     return value
 
 
-def _window_evidence(window: str, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    return {"window": window, **ev()}
+def _window_evidence(window: timedelta, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return {"window": format_duration(window), **ev()}
 
 
 def _window_rule(w: WindowRule) -> str:
