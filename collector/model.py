@@ -418,6 +418,7 @@ class ChangeKind(StrEnum):
     UNIT_CHANGED = "unit_changed"  # flow-rate or totalizer unit
     MULTIPLIER_CHANGED = "multiplier_changed"  # totalizer multiplier (10^n)
     SCALE_CHANGED = "scale_changed"  # user scale factor: the calibration was touched
+    RESCALED = "rescaled"  # totalizer jumped across a gap beyond what the meter can pass (seen in the data)
 
 
 @dataclass(frozen=True, slots=True)

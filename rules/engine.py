@@ -37,10 +37,20 @@ from alerting.model import (
 )
 from alerting.model import AlertState as AlertPhase
 from collector.duration import format_duration
-from collector.model import Meter, MeterChange, Reading, Role, Site
+from collector.model import ChangeKind, Meter, MeterChange, Reading, Role, Site
 from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
-from rules.counters import REBASING, StepKind, classify_step, rebase_step
+from rules.counters import REBASING, GapCheck, StepKind, classify_step, rebase_step
+from rules.counters import Step as CounterStep
 from rules.events import iso, summarize
+from rules.forensic import (
+    ForensicPlan,
+    SitePrints,
+    exact_finding,
+    note_hour,
+    observe_reading,
+    replay_finding,
+    smooth_finding,
+)
 from rules.incidents import Episode, claim, restore_episode
 from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
@@ -56,6 +66,9 @@ __all__ = ["Engine", "EngineError", "EngineStats", "Step"]
 log = logging.getLogger(__name__)
 
 SEQUENTIAL_RULE = "balance_sequential"
+REPLAY_RULE = "data_replayed"
+SMOOTH_RULE = "data_synthetic"
+EXACT_RULE = "exact_balance"
 
 
 class EngineError(Exception):
@@ -115,6 +128,7 @@ class _SiteState:
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
     sides: tuple[list[_MeterState], list[_MeterState]] | None = None  # extraction, reinjection: until a role changes
+    prints: SitePrints | None = None  # forensic state (None: every forensic rule is off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +201,9 @@ class Engine:
     @staticmethod
     def _set_rules(st: _SiteState, rs: RuleSet) -> None:
         st.rules, st.quality, st.gap_s = rs, QualityPlan.of(rs.quality), rs.gap_tolerance.total_seconds()
+        plan = ForensicPlan.of(rs.forensic)
+        if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
+            st.prints = SitePrints(plan) if plan.any else None
         seq = rs.sequential
         st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
                                          seq.learn_half_life.total_seconds() / 3600,
@@ -365,7 +382,7 @@ class Engine:
                     step = rebase_step(tr.last_rate, rate, ts - ms.total_ts, st.gap_s, rs.counters)
                     note_bridged(tr, ts, step.volume_m3)
                 else:
-                    step = classify_step(ms.ref_total, total, ts - ms.total_ts, st.gap_s, rs.counters)
+                    step = self._judge_step(st, ms, ts, rate, total)
                 step_kind = step.kind
                 volume = step.volume_m3
                 if rate is not None and rate < -rs.quality.reverse_m3h:
@@ -376,11 +393,34 @@ class Engine:
             ms.total_ts = ts
         elif tr.last_ts is not None:
             ms.ledger.mark_unknown(tr.last_ts, ts)  # no totalizer: volume unknown (no rate integration)
+        if st.prints is not None:
+            observe_reading(st.prints, meter_id, ts, rate, total)
         observe(tr, ts, rate, total, signal, error, step_kind)
         if tr.frozen_candidate(rs.quality.frozen_min_m3) and tr.flat_since is not None:
             start = tr.flat_since if ms.unknown_until is None else max(tr.flat_since, ms.unknown_until)
             ms.ledger.mark_unknown(start, ts)
             ms.unknown_until = ts
+
+    def _judge_step(self, st: _SiteState, ms: _MeterState, ts: float, rate: float | None,
+                    total: float) -> CounterStep:
+        """The counter step to `total`; across a gap judged by max flow and the meter's rate either side, and a
+        jump there noted as a rescaled meter (the totalizer no longer counts what it counted: a meter change)."""
+        c = st.rules.counters
+        assert ms.total_ts is not None and ms.ref_total is not None
+        dt = ts - ms.total_ts
+        if not c.judge_gaps or dt <= st.gap_s:
+            return classify_step(ms.ref_total, total, dt, st.gap_s, c)
+        # the rate bounds the step only when the meter ran on either side: stopped at both ends, it may have
+        # run in between at any rate (then max flow alone judges)
+        higher = max((r for r in (ms.track.last_rate, rate) if r is not None), default=None)
+        running = higher is not None and higher > st.rules.quality.running_m3h
+        gap = GapCheck(higher if running else None, c.gap_rate_margin, c.gap_rate_within.total_seconds())
+        step = classify_step(ms.ref_total, total, dt, st.gap_s, c, gap)
+        if step.kind is StepKind.JUMP:
+            self.stats.changes += 1
+            note_change(ms.track, MeterChange(st.site.id, ms.meter.id, datetime.fromtimestamp(ts, UTC),
+                                              ChangeKind.RESCALED, "total_m3", ms.ref_total, total), ts)
+        return step
 
     # ---------------------------------------------------------------- maintenance
     def maintenance(self, site_id: str) -> tuple[MaintenanceWindow, ...]:
@@ -533,6 +573,7 @@ class Engine:
                 ms.track.role = role
                 st.sides = None
         events.extend(self._evaluate_quality(st, t))
+        events.extend(self._evaluate_forensic(st, t))
         events.extend(self._evaluate_balance(st, t))
         events.extend(self._evaluate_sequential(st))
         return events
@@ -554,6 +595,43 @@ class Engine:
             out.extend(self._advance(st, name, _QUALITY_INFO[name], finding.condition, t, rule.hold(q),
                                      q.clear_for, partial(_finding_evidence, finding, self.tz)))
         return out
+
+    def _evaluate_forensic(self, st: _SiteState, t: float) -> list[Alert]:
+        sp = st.prints
+        if sp is None:
+            return []
+        out: list[Alert] = []
+        if sp.plan.exact:
+            self._note_hours(st, sp, t)
+        for rule, on, detect in ((REPLAY_RULE, sp.plan.replay, replay_finding),
+                                 (SMOOTH_RULE, sp.plan.smooth, smooth_finding),
+                                 (EXACT_RULE, sp.plan.exact, exact_finding)):
+            finding = detect(sp, t) if on else None
+            if finding is None or (finding.condition is not Condition.ACTIVE and rule not in st.alerts):
+                continue
+            out.extend(self._advance(st, rule, _FORENSIC_INFO[rule], finding.condition, t, 0.0, sp.plan.window_s,
+                                     partial(_finding_evidence, finding, self.tz)))
+        return out
+
+    def _note_hours(self, st: _SiteState, sp: SitePrints, t: float) -> None:
+        """Hand every whole hour both sides have completed since the last call to the exact-balance check."""
+        kb = self._horizon_k(st, interval_of(t, self.step_s))
+        if kb is None:
+            return
+        m = max(1, round(3600 / self.step_s))
+        last = kb // m  # hours j with (j + 1)·m ≤ kb are complete
+        if sp.next_hour is None:
+            sp.next_hour = last
+        ext, rei = self._sides(st)
+        while sp.next_hour < last:
+            j = sp.next_hour
+            sp.next_hour += 1
+            a, b = j * m * self.step_s, (j + 1) * m * self.step_s
+            e, e_ok = self._sum(ext, j * m, (j + 1) * m)
+            r, r_ok = self._sum(rei, j * m, (j + 1) * m)
+            stable = all(roles_constant(ms.meter, datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC),
+                                        self.tz) for ms in st.meters.values())
+            note_hour(sp, b, e, r, e_ok and r_ok and stable)
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
         """The site's extraction and reinjection meters (kept until a meter's role changes; not to be altered)."""
@@ -853,6 +931,8 @@ def _value(x: Any) -> float | None:
 
 _INACTIVE = AlertTrack()
 _HELD_QUALITY_MAX = 10_000  # notes kept per held site (a week of 1-minute steps is 10 080)
+_FORENSIC_INFO = {r: _RuleInfo(AlertKind.DATA_QUALITY, Severity.HIGH, r) for r in (REPLAY_RULE, SMOOTH_RULE,
+                                                                                  EXACT_RULE)}
 _QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
 
 

@@ -62,6 +62,11 @@ _DQ_WORDS: dict[str, tuple[str, str]] = {
     "discharge_flow": ("外排管道流量计有流量", "discharge-pipe meter shows flow"),
     "meter_changed": ("流量计被更换或设置被改动", "meter swapped or its settings changed"),
     "low_arrival": ("到报率偏低（数据未按时到达）", "low arrival rate (expected readings missing)"),
+    "data_replayed": ("数据疑似重放：读数与此前某时段完全相同", "data replayed: readings repeat an earlier period"),
+    "exact_balance": ("抽回水量平衡得过于精确（回灌数据疑似由抽水数据计算得出）",
+                      "balance implausibly exact (reinjection looks computed from extraction)"),
+    "data_synthetic": ("数据疑似人工生成：瞬时流量过于平滑，不像真实超声波流量计",
+                       "synthetic data: rate too smooth for a real ultrasonic meter"),
 }
 
 _CHANGE_WORDS: dict[str, tuple[str, str]] = {
@@ -69,6 +74,7 @@ _CHANGE_WORDS: dict[str, tuple[str, str]] = {
     "unit_changed": ("单位", "unit"),
     "multiplier_changed": ("累积倍率", "totalizer multiplier"),
     "scale_changed": ("仪表系数", "user scale factor"),
+    "rescaled": ("累计流量断线后跳变（超出仪表能通过的水量）", "totalizer jumped across a gap beyond the meter's flow"),
 }
 
 
@@ -123,6 +129,21 @@ def _meter_changed(name: str, ev: Mapping[str, Any], lang: Language) -> str:
     return f"{name} {zh}：" + "；".join(parts)
 
 
+def _data_replayed(name: str, ev: Mapping[str, Any], lang: Language) -> str:
+    """「站 数据疑似重放…：R1 与 R1 的 1d 前读数一致（4 段）」"""
+    zh, en = _DQ_WORDS["data_replayed"]
+    parts = []
+    for meter, r in (ev.get("replays") or {}).items():
+        src, shift, n = r["copied_from"], r["shift"], r["matching_stretches"]
+        if lang is Language.EN:
+            parts.append(f"{meter} repeats {src} shifted by {shift} ({n} stretches)")
+        else:
+            parts.append(f"{meter} 与 {src} {shift} 前的读数一致（{n} 段）")
+    if lang is Language.EN:
+        return f"{name}: {en} — " + "; ".join(parts)
+    return f"{name} {zh}：" + "；".join(parts)
+
+
 def summarize(rule_family: str, rule: str, site_name: str, evidence: Mapping[str, Any], lang: Language,
               state: str) -> str:
     template = SUMMARIES.get(rule_family) or _quality(rule)
@@ -148,3 +169,4 @@ def summaries(rule: str, site_name: str, evidence: Mapping[str, Any], state: str
 SUMMARIES["balance"] = _balance
 SUMMARIES["sequential"] = _sequential
 SUMMARIES["meter_changed"] = _meter_changed
+SUMMARIES["data_replayed"] = _data_replayed

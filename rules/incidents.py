@@ -62,6 +62,9 @@ INCIDENT_KINDS: dict[str, IncidentKind] = {
     "totalizer_reset": IncidentKind.EVASION,
     "reverse_flow": IncidentKind.EVASION,
     "meter_changed": IncidentKind.EVASION,
+    "data_replayed": IncidentKind.EVASION,
+    "data_synthetic": IncidentKind.EVASION,
+    "exact_balance": IncidentKind.EVASION,
     "meter_offline": IncidentKind.METER_FAULT,
     "signal_quality": IncidentKind.METER_FAULT,
 }

@@ -16,7 +16,17 @@ import numpy as np
 import pandas as pd
 
 from collector.model import Role
-from simulators.physics import Load, MeterPhysics, MeterSeries, simulate_site
+from simulators.physics import (
+    Load,
+    MeterPhysics,
+    MeterSeries,
+    computed,
+    pump_flow,
+    replayed,
+    rescaled,
+    simulate_site,
+    synthetic,
+)
 
 __all__ = ["SCENARIOS", "Expect", "Scenario", "ScenarioData", "build", "honest_names"]
 
@@ -292,3 +302,70 @@ _backwash("backwash-over-cap", 52, 0.6, 20.0, Expect("discharge", None, timedelt
 def with_days(name: str, days: float) -> Scenario:
     """A copy of a scenario with another length (benchmarks)."""
     return replace(SCENARIOS[name], days=days)
+
+
+# ------------------------------------------------------------------------------------------ forged data
+
+@scenario("replayed-reinjection", "40 % to a drain while both reinjection meters replay the previous day's "
+          "readings (rates and steps shifted by 24 h, totals rising on)", 1.6, 61,
+          Expect("data_quality", "data_replayed", timedelta(hours=2)))
+def _replayed_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.40
+    site, series, start, _ = _run(sc, rng, Load(), 5, d)
+    for mid in ("R1", "R2"):
+        series[mid] = replayed(series[mid], i0, DAY)
+    return ScenarioData(site, _frame(series, sc.name, start), datetime.fromtimestamp(start + 60 * i0, UTC))
+
+
+@scenario("rescaled-across-gap", "the reinjection DTU silent 12 min, back with both totalizers and rates "
+          "rescaled +25 % while 20 % drains", 2.0, 62,
+          Expect("data_quality", "meter_changed", timedelta(minutes=30)))
+def _rescaled_across_gap(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.20
+    meters = tuple(replace(m, total_start=20_000.0 + 1000 * n) if m.role is Role.REINJECTION else m
+                   for n, m in enumerate(_meters(rng)))
+    site, series, start, _ = _run(sc, rng, Load(), 5, d, meters)
+    for mid in ("R1", "R2"):
+        series[mid] = rescaled(series[mid], i0 + 12, 1.25)
+    df = _frame(series, sc.name, start)
+    for mid in ("R1", "R2"):
+        df = _drop(df, mid, start + 60 * i0, start + 60 * (i0 + 12))
+    return ScenarioData(site, df, datetime.fromtimestamp(start + 60 * i0, UTC))
+
+
+@scenario("synthetic-reinjection", "40 % to a drain while both reinjection meters report a computed, noise-free "
+          "load curve", 1.5, 63, Expect("data_quality", "data_synthetic", timedelta(hours=2)))
+def _synthetic_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.40
+    load = Load()
+    meters = _meters(rng)
+    site, series, start, _ = _run(sc, rng, load, 5, d, meters)
+    curve = pump_flow(start, minutes + 1, replace(load, wobble=0.0), np.random.default_rng(0))
+    for m in meters:
+        if m.role is Role.REINJECTION:
+            series[m.id] = synthetic(series[m.id], i0, curve * m.share)
+    return ScenarioData(site, _frame(series, sc.name, start), datetime.fromtimestamp(start + 60 * i0, UTC))
+
+
+@scenario("computed-reinjection", "30 % to a drain while the reinjection meters report 55 % and 45 % of the "
+          "extraction meters' readings (computed, not measured)", 2.5, 64,
+          Expect("data_quality", "exact_balance", timedelta(hours=16)))
+def _computed_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.30
+    site, series, start, _ = _run(sc, rng, Load(), 5, d)
+    sources = [series["E1"], series["E2"]]
+    series["R1"] = computed(series["R1"], sources, i0, 0.55)
+    series["R2"] = computed(series["R2"], sources, i0, 0.45)
+    return ScenarioData(site, _frame(series, sc.name, start), datetime.fromtimestamp(start + 60 * i0, UTC))
