@@ -21,6 +21,7 @@ from collector.model import FreeText
 
 __all__ = [
     "BalanceSettings",
+    "ComplianceSettings",
     "CounterSettings",
     "IncidentSettings",
     "Language",
@@ -140,6 +141,20 @@ class QualitySettings(_Frozen):
                                    description="low_arrival below this share of expected reports over 24 h")
 
 
+class ComplianceSettings(_Frozen):
+    """Permit compliance (see `rules.compliance`): what a site with a `permit:` is held to."""
+
+    over_rate_hold: Duration = Field(default=timedelta(minutes=15),
+                                     description="over_rate fires when the rate stays above the limit this long")
+    pumping_hold: Duration = Field(default=timedelta(minutes=5),
+                                   description="sealed_pumping / permit_expired fire after extraction this long")
+    quota_warn_pct: float = Field(default=90.0, gt=0, le=100,
+                                  description="quota_projection fires at this share of the annual quota used")
+    quota_min_span: Duration = Field(default=timedelta(days=7),
+                                     description="project the year only once the year ledger spans this")
+    clear_for: Duration = Field(default=timedelta(hours=1), description="resolve after clear this long")
+
+
 class MaintenanceWindow(_Frozen):
     """A declared maintenance (e.g. backwashing 回扬): a deficit up to `volume_cap_m3` is allowed."""
 
@@ -180,6 +195,7 @@ class RuleSet(_Frozen):
     balance: BalanceSettings = BalanceSettings()
     sequential: SequentialSettings = SequentialSettings()
     quality: QualitySettings = QualitySettings()
+    compliance: ComplianceSettings = ComplianceSettings()
     maintenance: tuple[MaintenanceWindow, ...] = ()
 
 
