@@ -41,6 +41,7 @@ from collector.model import Meter, MeterChange, Reading, Role, Site
 from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
 from rules.compliance import (
     CALIBRATION_PREFIX,
+    COMPLIANCE_RULES,
     YearLedger,
     calibration_overdue,
     fold_year,
@@ -826,6 +827,57 @@ class Engine:
                                  and last >= a + self.step_s)
                 out[mid] = IntervalSeries(ka, tuple(vols), tuple(known))
         return out
+
+    def compliance(self, site_id: str) -> dict[str, Any]:
+        """A site's permit standing: the permit, this year's extraction against the quota (used and
+        projected), the extraction's rate peaks (newest complete interval, the last 24 h of the ledger, the
+        year) and the compliance alerts pending or firing. Without a permit only `permit: None` and the
+        alerts (calibration reminders) are meaningful."""
+        with self._lock:
+            st = self._site(site_id)
+            permit, y = st.site.permit, st.year
+            ext = self._sides(st)[0]
+            kb = interval_of(y.through, self.step_s) if y is not None and y.through is not None else None
+            peak_24h: tuple[float, float] | None = None
+            if kb is not None and ext:
+                for k in range(kb - min(round(86400 / self.step_s), min(ms.ledger.retention for ms in ext)), kb):
+                    e, ok = self._sum(ext, k, k + 1)
+                    rate = e * 3600.0 / self.step_s
+                    if ok and (peak_24h is None or rate > peak_24h[0]):
+                        peak_24h = (rate, k * self.step_s)
+            alerts = {rule: tr.state.value for rule, tr in st.alerts.items()
+                      if rule in COMPLIANCE_RULES or rule.startswith(CALIBRATION_PREFIX)}
+            current = st.rate_m3h
+
+        def at(ts: float | None) -> str | None:
+            return None if ts is None else iso(datetime.fromtimestamp(ts, self.tz))
+
+        year: dict[str, Any] | None = None
+        if y is not None and y.since is not None:
+            projected = project_year(y, self.tz)
+            quota = permit.annual_quota_m3 if permit is not None else None
+            year = {"year": y.year, "extracted_m3": round(y.extracted_m3, 3), "since": at(y.since),
+                    "through": at(y.through), "unknown_h": round(y.unknown_s / 3600.0, 2),
+                    "annual_quota_m3": quota,
+                    "used_pct": None if quota is None else round(100.0 * y.extracted_m3 / quota, 2),
+                    "projected_m3": None if projected is None else round(projected, 1),
+                    "projected_pct": None if projected is None or quota is None
+                    else round(100.0 * projected / quota, 2)}
+        limit = None if permit is None else round(rate_limit_m3h(permit.max_rate_m3h, self._accuracy(st)[0]), 2)
+        return {
+            "site": site_id,
+            "permit": None if permit is None else permit.model_dump(mode="json"),
+            "valid": None if permit is None or y is None or y.through is None
+            else permit.valid_on(datetime.fromtimestamp(y.through, self.tz).date()),
+            "year": year,
+            "rates": {"max_rate_m3h": None if permit is None else permit.max_rate_m3h, "limit_m3h": limit,
+                      "current_m3h": None if current is None else round(current, 2),
+                      "peak_24h_m3h": None if peak_24h is None else round(peak_24h[0], 2),
+                      "peak_24h_at": None if peak_24h is None else at(peak_24h[1]),
+                      "peak_year_m3h": None if y is None or y.peak_at is None else round(y.peak_rate_m3h, 2),
+                      "peak_year_at": None if y is None else at(y.peak_at)},
+            "alerts": alerts,
+        }
 
     def alert_states(self, site_id: str) -> dict[str, AlertState]:
         with self._lock:
