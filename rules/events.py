@@ -131,6 +131,10 @@ def _meter_changed(name: str, ev: Mapping[str, Any], lang: Language) -> str:
     return f"{name} {zh}：" + "；".join(parts)
 
 
+_STATUS_WORDS = {"approved": "已批准", "construction": "施工中", "operating": "运行中", "suspended": "暂停取水",
+                 "sealed": "已封停"}
+
+
 def _m3(v: float) -> str:
     return f"{v:,.0f}"
 
@@ -152,7 +156,8 @@ def _compliance(name: str, ev: Mapping[str, Any], lang: Language) -> str:
         m, due = ev["meter"], ev["next_due"]
         detail = f"{m}, next due {due}" if en else f"{m}，应于{due}前检定"
     else:
-        r, st = ev.get("rate_m3h"), ev.get("status")
+        r, st = ev.get("rate_m3h"), str(ev.get("status"))
+        st = st if en else _STATUS_WORDS.get(st, st)
         rate = "—" if r is None else f"{r:.1f} m³/h"
         expired = rule == "permit_expired"
         detail = (f"{rate}, permit {st}" + (f", valid to {ev['valid_to']}" if expired else "") if en

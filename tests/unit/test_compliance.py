@@ -1,11 +1,15 @@
 """Permit compliance: the year ledger's math, the rules' conditions, the engine's verdicts, the store."""
 
+import json
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from alerting.model import AlertKind, IncidentKind, Severity
 from bench.detection import run_scenario
@@ -25,6 +29,7 @@ from rules.compliance import (
 from rules.engine import Engine
 from rules.settings import RulesSettings
 from rules.store import AlertStore
+from simulators.scenarios import build
 from tests.unit.conftest import T0, flow, run
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -119,7 +124,7 @@ def test_a_sealed_site_pumping_in_balance_fires_sealed_pumping_within_15_minutes
     assert not [e for e in events if e.kind is AlertKind.DISCHARGE]
     inc = engine.store.incidents(kind="compliance")
     assert len(inc) == 1 and inc[0].severity is Severity.CRITICAL
-    assert "停用或封停的井在取水" in fired[0].summary
+    assert fired[0].summary == "向阳荷花广场 停用或封停的井在取水：120.0 m³/h，许可状态已封停"
 
 
 def test_an_operating_site_pumping_within_its_permit_raises_nothing() -> None:
@@ -233,3 +238,16 @@ def test_the_permit_scenarios_fire_their_rule_within_the_target(name: str, withi
     assert o.first_rule == name.replace("-", "_") and o.delay_s is not None
     assert o.delay_s <= within_min * 60, o.delay_s
     assert o.false_discharge == 0
+
+
+def test_gshp_replay_emits_the_compliance_alerts(tmp_path: Path) -> None:
+    data = build("sealed-pumping")
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(data.config(), allow_unicode=True), encoding="utf-8")
+    data.readings.to_csv(tmp_path / "readings.csv", index=False)
+    done = subprocess.run([sys.executable, "-m", "gshp.cli", "replay", "--config", str(tmp_path / "site.yaml"),
+                           "--readings", str(tmp_path / "readings.csv")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    fired = [e for e in events if e["rule"] == "sealed_pumping" and e["state"] == "firing"]
+    assert fired and fired[0]["kind"] == "compliance" and data.onset is not None
+    assert datetime.fromisoformat(fired[0]["at"]) - data.onset <= timedelta(minutes=15)
