@@ -27,8 +27,8 @@ PERMIT = ('permit: {number: "取水(宛)字[2024]第0012号", holder: 向阳荷�
 @pytest.fixture(scope="module")
 def fed(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     text = city_yaml(tmp_path_factory.mktemp("compliance") / "state", influxd.url, "api_compliance", free_port())
-    hehua = "    district: 宛城区\n    meters: [{id: E1"
-    text = text.replace(hehua, f"    district: 宛城区\n    {PERMIT}\n    meters: [{{id: E1", 1)
+    hehua = "  - id: hehua\n"
+    text = text.replace(hehua, f"{hehua}    {PERMIT}\n", 1)
     config = parse_config(text)
     assert config.site("hehua").permit is not None
     with serving(config, clock=DataClock()) as running:
