@@ -73,8 +73,9 @@ def year_bounds(year: int, tz: tzinfo) -> tuple[float, float]:
 def fold_year(ledger: YearLedger, rows: Iterable[tuple[float, float, bool]], step_s: float, tz: tzinfo
               ) -> list[YearLedger]:
     """Fold intervals (start epoch, extracted m³, known), oldest first and each after `ledger.through`,
-    into the ledger; an interval of another (later) year starts that year's ledger. Returns every ledger
-    touched, the newest last."""
+    into the ledger; time skipped since `through` (the service was down longer than the ledgers keep) counts
+    as unknown; an interval of another (later) year starts that year's ledger. Returns every ledger touched,
+    the newest last."""
     out = [ledger]
     cur = ledger
     year_end = year_bounds(cur.year, tz)[1]
@@ -86,6 +87,8 @@ def fold_year(ledger: YearLedger, rows: Iterable[tuple[float, float, bool]], ste
             year_end = year_bounds(cur.year, tz)[1]
             out.append(cur)
         b = a + step_s
+        if cur.through is not None and a > cur.through:  # not seen (the service was down): unknown
+            cur = replace(cur, unknown_s=cur.unknown_s + a - cur.through)
         if not known:
             cur = replace(cur, since=a if cur.since is None else cur.since, through=b,
                           unknown_s=cur.unknown_s + step_s)

@@ -67,6 +67,12 @@ def test_the_year_ledger_sums_known_intervals_and_keeps_the_peak_rate() -> None:
     assert again == [out]
 
 
+def test_time_the_ledger_did_not_see_is_unknown_not_dry() -> None:
+    a = datetime(2026, 5, 5, tzinfo=SH).timestamp()
+    (y,) = fold_year(YearLedger("s", 2026), [(a, 10.0, True), (a + 3600, 10.0, True)], 300.0, SH)
+    assert y.extracted_m3 == 20.0 and y.unknown_s == 3300.0 and y.monitored_s == 600.0
+
+
 def test_the_year_ledger_starts_a_new_year_at_local_midnight() -> None:
     y = YearLedger("s", 2026)
     newyear = datetime(2027, 1, 1, tzinfo=SH).timestamp()
