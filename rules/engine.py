@@ -213,7 +213,8 @@ class Engine:
         """Take a new configuration while running (a config reload): added sites start empty (their open
         alerts and incidents come back from the store), removed ones are dropped, and every kept site keeps its
         windows, detectors, alerts and incidents — per meter too: a kept meter keeps its ledger and data-quality
-        state, a changed one starts afresh. `evaluate_every` (the ledgers' interval) cannot change here."""
+        state (a new record — serial, calibration certificate — changes no measurement), a changed one starts
+        afresh. `evaluate_every` (the ledgers' interval) cannot change here."""
         if settings.evaluate_every != self.settings.evaluate_every:
             raise EngineError("rules.evaluate_every cannot change while running (the ledgers' interval)")
         with self._lock:
@@ -225,7 +226,8 @@ class Engine:
                     kept[site.id] = self._new_site(site, rs)
                     continue
                 if st.site != site:
-                    st.meters = {m.id: (ms if (ms := st.meters.get(m.id)) is not None and ms.meter == m
+                    st.meters = {m.id: (_renewed(ms, m) if (ms := st.meters.get(m.id)) is not None
+                                        and _instrument(ms.meter) == _instrument(m)
                                         else self._new_meter(m, rs)) for m in site.meters}
                     st.site = site
                 if st.rules != rs:
@@ -989,6 +991,17 @@ class _Volumes:
                     covered = first is not None and last is not None and first <= a and last >= a + self.step_s
                     row[2] = bool(row[2]) and ok and covered
         return [(float(e), float(r), bool(k)) for e, r, k in rows]
+
+
+def _instrument(m: Meter) -> Meter:
+    """A meter as far as its measurements go: its record (serial, calibration certificate) left out."""
+    return m if m.record is None else m.model_copy(update={"record": None})
+
+
+def _renewed(ms: _MeterState, m: Meter) -> _MeterState:
+    """A kept meter's state under its new configuration (a new record)."""
+    ms.meter = m
+    return ms
 
 
 def _claim_key(start: datetime, end: datetime, reason: str) -> tuple[str, str, str]:

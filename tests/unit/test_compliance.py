@@ -168,6 +168,19 @@ def test_a_calibration_past_due_is_an_info_reminder_per_meter() -> None:
     assert not _firing(run(current, list(flow(20)), T0 + timedelta(minutes=20)), "calibration_due:E1")
 
 
+def test_a_new_certificate_on_reload_resolves_the_reminder_and_keeps_the_meters_windows() -> None:
+    engine = Engine([_site(calibration_due="2026-05-01")], RulesSettings(), UTC)
+    readings = list(flow(120))
+    assert _firing(run(engine, [r for r in readings if r.ts <= T0 + timedelta(hours=1)], T0 + timedelta(hours=1)),
+                   "calibration_due:E1")
+    before = engine.balance("hehua", timedelta(hours=1))
+    engine.reconfigure([_site(calibration_due="2027-05-01")], RulesSettings())
+    assert engine.balance("hehua", timedelta(hours=1)) == before  # the meter's ledger is kept
+    events = run(engine, [r for r in readings if r.ts > T0 + timedelta(hours=1)], T0 + timedelta(hours=2))
+    assert [e.state for e in events if e.rule == "calibration_due:E1"] == ["resolved"]
+    assert not [e for e in events if e.rule in ("meter_offline", "balance_hour")]
+
+
 def test_the_years_extraction_survives_a_restart_without_double_counting(tmp_path: Path) -> None:
     readings = list(flow(240))
     whole = Engine([_site()], RulesSettings(), UTC)
