@@ -126,6 +126,7 @@ class _SiteState:
     # while held: data quality as it was at each step (times, and rule → finding), for the catch-up to judge by
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
+    sides: tuple[list[_MeterState], list[_MeterState]] | None = None  # extraction, reinjection: until a role changes
     year: YearLedger | None = None  # this year's extraction (permit quota), restored from the store
     rate_m3h: float | None = None  # extraction's mean rate over the newest complete interval
 
@@ -229,6 +230,7 @@ class Engine:
                     st.meters = {m.id: (_renewed(ms, m) if (ms := st.meters.get(m.id)) is not None
                                         and _instrument(ms.meter) == _instrument(m)
                                         else self._new_meter(m, rs)) for m in site.meters}
+                    st.sides = None  # the sides list the meters' states: taken afresh
                     st.site = site
                 if st.rules != rs:
                     st.maintenance = [w for w in st.maintenance if w not in st.rules.maintenance] + [
@@ -551,7 +553,10 @@ class Engine:
         events: list[Alert] = []
         now_dt = datetime.fromtimestamp(t, UTC)
         for ms in st.meters.values():
-            ms.track.role = role_at(ms.meter, now_dt, self.tz)
+            role = role_at(ms.meter, now_dt, self.tz)
+            if role is not ms.track.role:
+                ms.track.role = role
+                st.sides = None
         events.extend(self._evaluate_quality(st, t))
         events.extend(self._evaluate_balance(st, t))
         events.extend(self._evaluate_sequential(st))
@@ -658,9 +663,11 @@ class Engine:
         return out
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
-        ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
-        rei = [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION]
-        return ext, rei
+        """The site's extraction and reinjection meters (kept until a meter's role changes; not to be altered)."""
+        if st.sides is None:
+            st.sides = ([ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION],
+                        [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION])
+        return st.sides
 
     def _horizon_k(self, st: _SiteState, until_k: int | None = None) -> int | None:
         """The first interval not yet complete on both sides (at most `until_k`: not after the evaluation)."""
@@ -750,7 +757,7 @@ class Engine:
             out.extend(self._advance(st, _window_rule(w), info,
                                      bal.condition, kb * self.step_s, w.hold.total_seconds(),
                                      w.clear_for.total_seconds(),
-                                     partial(_window_evidence, format_duration(w.window), ev)))
+                                     partial(_window_evidence, w.window, ev)))
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
@@ -1051,8 +1058,8 @@ def _quota_evidence(y: YearLedger, quota_m3: float, reason: str | None, tz: tzin
             "unknown_h": round(y.unknown_s / 3600.0, 2)}
 
 
-def _window_evidence(window: str, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    return {"window": window, **ev()}
+def _window_evidence(window: timedelta, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return {"window": format_duration(window), **ev()}
 
 
 def _window_rule(w: WindowRule) -> str:
