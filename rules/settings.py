@@ -21,6 +21,7 @@ from collector.model import FreeText
 
 __all__ = [
     "BalanceSettings",
+    "ComplianceSettings",
     "CounterSettings",
     "ForensicSettings",
     "IncidentSettings",
@@ -168,6 +169,18 @@ class ForensicSettings(_Frozen):
     exact_floor_pct: float = Field(default=0.01, gt=0, le=1,
                                    description="a median hourly deficit below this is implausibly exact")
     exact_min_m3: float = Field(default=10.0, ge=0, description="an hour with less extracted is not judged")
+class ComplianceSettings(_Frozen):
+    """Permit compliance (see `rules.compliance`): what a site with a `permit:` is held to."""
+
+    over_rate_hold: Duration = Field(default=timedelta(minutes=15),
+                                     description="over_rate fires when the rate stays above the limit this long")
+    pumping_hold: Duration = Field(default=timedelta(minutes=5),
+                                   description="sealed_pumping / permit_expired fire after extraction this long")
+    quota_warn_pct: float = Field(default=90.0, gt=0, le=100,
+                                  description="quota_projection fires at this share of the annual quota used")
+    quota_min_span: Duration = Field(default=timedelta(days=7),
+                                     description="project the year only once the year ledger spans this")
+    clear_for: Duration = Field(default=timedelta(hours=1), description="resolve after clear this long")
 
 
 class MaintenanceWindow(_Frozen):
@@ -211,6 +224,7 @@ class RuleSet(_Frozen):
     sequential: SequentialSettings = SequentialSettings()
     quality: QualitySettings = QualitySettings()
     forensic: ForensicSettings = ForensicSettings()
+    compliance: ComplianceSettings = ComplianceSettings()
     maintenance: tuple[MaintenanceWindow, ...] = ()
 
 
