@@ -694,8 +694,8 @@ class Engine:
         alerts = st.alerts
         unseen = any(tr.last_ts is None for tr in tracks)
         for name, rule in QUALITY_RULES.items():
-            if grace and unseen and name == "meter_offline":
-                continue  # a meter without a reading since start (no history): not offline before offline_after
+            if grace and unseen and name in _SILENCE_RULES:
+                continue  # a meter without a reading since start (no history): not silent before offline_after
             finding = self._held_finding(st, name, t) or rule.detect(tracks, t, q)
             if finding.condition is not Condition.ACTIVE and name not in alerts:
                 continue  # nothing pending or firing, nothing to start
@@ -1110,6 +1110,8 @@ _COMPLIANCE_INFO = {
 }
 _CALIBRATION_INFO = _RuleInfo(AlertKind.COMPLIANCE, Severity.INFO, "compliance")
 _QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
+_SILENCE_RULES = frozenset({"meter_offline", "reinjection_silent"})
+"""Rules that judge a meter's silence: skipped for meters not yet heard within `offline_after` of the start."""
 
 
 def _finding_evidence(f: Finding, tz: tzinfo) -> dict[str, Any]:

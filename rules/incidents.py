@@ -8,7 +8,10 @@ them before it moves its own state (write before you move).
 - Kinds: balance windows, CUSUM and discharge-pipe flow make `discharge`; unplugged, frozen, reversed,
   reset or swapped meters make `evasion`; offline meters and poor signal make `meter_fault`.
 - An incident opens with the first alert of its kind that fires, and resolves when every alert linked to it
-  has resolved. A firing within `quiet_period` after it resolved reopens it (same id, `episodes` + 1).
+  has resolved. One outage is one incident: an alert that `COVERS` says the open incident of another kind
+  already stands for (a silent reinjection meter is also offline; a replaced meter was offline while it was
+  changed) joins that incident as evidence. A firing within `quiet_period` after it resolved reopens it (same
+  id, `episodes` + 1).
 - Onset (discharge): Page's change point on the per-interval excess deficit
   `x = (E − R) − (baseline + drift)·E` over what the ledgers keep — the start of the run of intervals whose
   cumulated excess never fell back to zero before the first firing.
@@ -52,7 +55,7 @@ from rules.compliance import CALIBRATION_PREFIX
 from rules.events import rule_words
 from rules.settings import IncidentSettings
 
-__all__ = ["INCIDENT_KINDS", "Accumulation", "Episode", "SiteVolumes", "Update", "advance", "claim",
+__all__ = ["COVERS", "INCIDENT_KINDS", "Accumulation", "Episode", "SiteVolumes", "Update", "advance", "claim",
            "estimate_volume", "incident_id", "incident_kind", "onset_index", "restore_episode", "search_from"]
 
 INCIDENT_KINDS: dict[str, IncidentKind] = {
@@ -76,6 +79,16 @@ INCIDENT_KINDS: dict[str, IncidentKind] = {
 """Rule → incident kind; balance window rules (`balance_<name>`) are discharge, other rules go by the alert's
 kind (discharge → discharge, data quality → meter fault); a meter's calibration reminder
 (`calibration_due:<meter>`) is a calibration incident. New rules register here."""
+
+
+COVERS: dict[str, frozenset[str]] = {
+    "meter_offline": frozenset({"reinjection_silent", "totalizer_reset", "meter_changed"}),
+    "totalizer_reset": frozenset({"meter_offline"}),
+    "meter_changed": frozenset({"meter_offline"}),
+}
+"""One outage, one incident: a firing alert of a rule on the left that names a meter an open incident already
+holds through a rule on the right joins that incident as evidence instead of opening one of its own kind (a
+silent reinjection meter is also offline; a replaced meter was offline while it was changed)."""
 
 
 def incident_kind(alert: Alert) -> IncidentKind:
@@ -275,12 +288,17 @@ def advance(episodes: Mapping[IncidentKind, Episode], alerts: Sequence[Alert], v
     changes; an open incident changes at every evaluation: its volume and duration grow)."""
     s = _Site(site[0], site[1], site[2], tz)
     work = {k: _Work(ep) for k, ep in episodes.items()}
-    for alert in alerts:
+    # meter faults last: an evasion firing at the same time opens the incident that covers them
+    for alert in sorted(alerts, key=lambda a: incident_kind(a) is IncidentKind.METER_FAULT):
         if alert.state is AlertState.PENDING:
             continue
         kind = incident_kind(alert)
         w = work.get(kind)
-        if alert.state is AlertState.FIRING:
+        held = _holding(work, alert) or _covering(work, alert)
+        if held is not None and held is not w:
+            held.ep = _link(held.ep, alert)  # the same outage: evidence on the incident already open
+            held.touched = True
+        elif alert.state is AlertState.FIRING:
             if w is None or (not w.ep.incident.open and not _within_quiet(w.ep.incident, alert.at, settings)):
                 w = work[kind] = _Work(_open(s, kind, alert, volumes))
                 w.changes.append(IncidentChange.OPENED)
@@ -317,6 +335,25 @@ def claim(episode: Episode, c: MaintenanceClaim, now: datetime) -> Episode:
 
 
 # ------------------------------------------------------------------------------------------ internals
+
+def _holding(work: Mapping[IncidentKind, _Work], alert: Alert) -> _Work | None:
+    """The incident that holds `alert` as firing, whatever its kind."""
+    return next((w for w in work.values() if alert.id in w.ep.active), None)
+
+
+def _covering(work: Mapping[IncidentKind, _Work], alert: Alert) -> _Work | None:
+    """The open incident of another kind whose `COVERS` rules already stand for this firing alert's outage: one
+    of them holds a meter the alert names (None when the alert does not fire or nothing covers it)."""
+    covers = COVERS.get(alert.rule)
+    if alert.state is not AlertState.FIRING or not covers:
+        return None
+    meters = set(_meters(alert.evidence))
+    for w in work.values():
+        inc = w.ep.incident
+        if inc.open and any(meters & set(_meters(inc.rules[r])) for r in covers if r in inc.rules):
+            return w
+    return None
+
 
 def _within_quiet(inc: Incident, at: datetime, settings: IncidentSettings) -> bool:
     return inc.ended_at is not None and at - inc.ended_at <= settings.quiet_period

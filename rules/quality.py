@@ -191,14 +191,25 @@ def meter_offline(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> F
     return _any(hits, {"last_seen": last})
 
 
-@register("reinjection_silent", "data_quality", Severity.HIGH, lambda q: q.silent_hold)
+def _silent_limit(q: QualityPlan) -> float:
+    """Silence (s) after which a reinjection meter counts as silent: `silent_after`, but never less than
+    `offline_after` — a gap shorter than that is a DTU hiccup and raises nothing, not even a pending alert."""
+    return max(q.silent_after, q.offline_after)
+
+
+def _silent_hold(q: QualityPlan) -> float:
+    """What is left of `silent_after` + `silent_hold` once the silence passed `_silent_limit` (s)."""
+    return max(0.0, q.silent_after + q.silent_hold - _silent_limit(q))
+
+
+@register("reinjection_silent", "data_quality", Severity.HIGH, _silent_hold)
 def reinjection_silent(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
-    limit = q.silent_after
     running = [t for t in tracks if t.role is Role.EXTRACTION and t.last_ts is not None
-               and now - t.last_ts <= limit and (t.last_rate or 0.0) > q.running_m3h]
+               and now - t.last_ts <= q.silent_after and (t.last_rate or 0.0) > q.running_m3h]
     reinjection = [t for t in tracks if t.role is Role.REINJECTION]
     if not running or not reinjection:
         return Finding(Condition.CLEAR)
+    limit = _silent_limit(q)
     silent = [t.meter for t in reinjection if t.last_ts is None or now - t.last_ts > limit]
     rate = sum(t.last_rate or 0.0 for t in running)
     return _any(silent, {"extraction_rate_m3h": round(rate, 3)})

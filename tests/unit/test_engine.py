@@ -4,7 +4,7 @@ from datetime import UTC, timedelta
 import pandas as pd
 import pytest
 
-from collector.model import Reading, Role
+from collector.model import Reading, Role, Site
 from rules.engine import Engine
 from rules.settings import MaintenanceWindow, RulesSettings
 from rules.store import AlertStore
@@ -316,3 +316,55 @@ def test_volumes_since_a_time_sum_the_ledger_from_there_to_the_end_of_complete_d
     assert (later["drained_m3"], later["complete"], later["as_of"]) == (0.0, True, "2026-05-05T03:00:00+00:00")
     older = engine.volumes_since("hehua", T0 - timedelta(days=3))  # before the ledgers keep: flagged
     assert not older["complete"] and older["drained_m3"] == 60.0
+
+
+def _outage(meter, minutes, reset=False):
+    """`meter` of a site with E1 and R1 silent from minute 40 for `minutes` (back from 0 when `reset`); every
+    alert and incident notice of a step per minute over two and a half hours."""
+    site = Site.model_validate({"id": "hehua", "name": "向阳荷花广场", "district": "宛城区",
+                                "meters": [{"id": "E1", "role": "extraction"}, {"id": "R1", "role": "reinjection"}]})
+    engine = Engine([site], RulesSettings(), UTC)
+    back = T0 + timedelta(minutes=40 + minutes)
+    readings = []
+    for r in flow(150):
+        if r.meter == meter and T0 + timedelta(minutes=40) < r.ts < back:
+            continue
+        if reset and r.meter == meter and r.ts >= back:
+            r = Reading(r.site, r.meter, r.role, r.ts, r.rate_m3h, round(r.total_m3 - 1000.0 - 80.0, 4))
+        readings.append(r)
+    alerts, notices, i = [], [], 0
+    for k in range(151):
+        t = T0 + timedelta(minutes=k)
+        while i < len(readings) and readings[i].ts <= t:
+            engine.ingest([readings[i]])
+            i += 1
+        step = engine.step(t)
+        alerts += step.alerts
+        notices += step.notices
+    return alerts, notices
+
+
+def test_a_gap_shorter_than_offline_after_raises_no_data_quality_alert_not_even_pending():
+    alerts, notices = _outage("R1", 14)
+    assert not [(a.rule, a.state.value) for a in alerts if a.kind.value == "data_quality"]
+    assert not notices
+
+
+def test_a_silent_reinjection_meter_is_one_incident_holding_both_alerts():
+    alerts, notices = _outage("R1", 30)
+    assert {("meter_offline", "firing"), ("reinjection_silent", "firing")} <= {(a.rule, a.state.value)
+                                                                            for a in alerts}
+    opened = [n.incident for n in notices if n.change.value == "opened"]
+    assert [i.kind.value for i in opened] == ["evasion"]
+    last = [n.incident for n in notices if n.incident.id == opened[0].id][-1]
+    assert {"meter_offline", "reinjection_silent"} <= set(last.rules) and last.state.value == "resolved"
+
+
+def test_a_replaced_meter_is_one_incident_the_reset_explains_the_gap():
+    alerts, notices = _outage("E1", 20, reset=True)
+    assert {("meter_offline", "firing"), ("totalizer_reset", "firing")} <= {(a.rule, a.state.value)
+                                                                         for a in alerts}
+    opened = [n.incident for n in notices if n.change.value == "opened"]
+    assert len(opened) == 1
+    last = [n.incident for n in notices if n.incident.id == opened[0].id][-1]
+    assert {"meter_offline", "totalizer_reset"} <= set(last.rules) and last.state.value == "resolved"

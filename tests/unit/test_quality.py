@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from collector.model import Role
 from rules.balance import Condition
 from rules.counters import StepKind
@@ -96,3 +98,17 @@ def test_meter_changed_lists_each_change_for_its_hold_then_clears():
     assert t.events == 1  # the swap restarts the sequential baseline, the multiplier does not
     assert _detect("meter_changed", [t], 100.0 + 24 * 3600 + 1).condition is Condition.CLEAR
     assert QUALITY_RULES["meter_changed"].kind == "data_quality"
+
+
+def test_reinjection_silent_never_starts_before_offline_after():
+    r = _track(readings=[(0.0, 90.0, 1.0)])
+    rule = QUALITY_RULES["reinjection_silent"]
+    for q, quiet, silent, hold in ((Q, 800.0, 960.0, 0.0),
+                                   (QualityPlan.of(QualitySettings(offline_after=timedelta(minutes=30))),
+                                    1790.0, 1810.0, 0.0),
+                                   (QualityPlan.of(QualitySettings(silent_after=timedelta(minutes=20))),
+                                    1190.0, 1210.0, 300.0)):
+        e = [_track("E1", Role.EXTRACTION, [(now - 30.0, 100.0, 10.0)]) for now in (quiet, silent)]
+        assert rule.detect([e[0], r], quiet, q).condition is Condition.CLEAR
+        assert rule.detect([e[1], r], silent, q).condition is Condition.ACTIVE
+        assert rule.hold(q) == hold
