@@ -38,7 +38,15 @@ from alerting.model import (
 from alerting.model import AlertState as AlertPhase
 from collector.duration import format_duration
 from collector.model import Meter, MeterChange, Reading, Role, Site
-from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
+from rules.balance import (
+    Balance,
+    Condition,
+    balance_threshold_pct,
+    judge_balance,
+    refill_credit,
+    stopped_interval,
+    transit_allowance,
+)
 from rules.counters import REBASING, StepKind, classify_step, rebase_step
 from rules.events import iso, summarize
 from rules.incidents import Episode, claim, restore_episode
@@ -46,7 +54,14 @@ from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
 from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, note_bridged, note_change, observe
 from rules.roles import role_at, roles_constant
-from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_update
+from rules.sequential import (
+    CusumParams,
+    CusumState,
+    cusum_condition,
+    cusum_relearn,
+    cusum_start,
+    cusum_update,
+)
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
 from rules.store import AlertStore, Evaluation, StoreError
 from rules.windows import IntervalSeries, Ledger, interval_of
@@ -101,7 +116,9 @@ class _SiteState:
     cusum: CusumState = field(default_factory=CusumState)
     cusum_params: CusumParams | None = None
     seq_next: int | None = None  # index (in sequential intervals) of the next one to judge
-    events_seen: int = 0
+    seq_block: int | None = None  # interval index where the block being joined starts (a steady boundary)
+    lag_fit: tuple[tuple[float, float, float], ...] = ()  # per transit lag (minutes): weight, mean, mean square
+    events_seen: tuple[int, ...] = ()  # per meter: counter resets and swaps seen by the sequential test
     last_balance_k: int | None = None
     watch_since: float | None = None
     maintenance: list[MaintenanceWindow] = field(default_factory=list)
@@ -123,16 +140,20 @@ class _Snapshot:
     alerts: dict[str, AlertTrack]
     cusum: CusumState
     seq_next: int | None
-    events_seen: int
+    seq_block: int | None
+    lag_fit: tuple[tuple[float, float, float], ...]
+    events_seen: tuple[int, ...]
     last_balance_k: int | None
     watch_since: float | None
 
     @classmethod
     def of(cls, st: _SiteState) -> _Snapshot:
-        return cls(dict(st.alerts), st.cusum, st.seq_next, st.events_seen, st.last_balance_k, st.watch_since)
+        return cls(dict(st.alerts), st.cusum, st.seq_next, st.seq_block, st.lag_fit, st.events_seen,
+                   st.last_balance_k, st.watch_since)
 
     def restore(self, st: _SiteState) -> None:
         st.alerts, st.cusum, st.seq_next = self.alerts, self.cusum, self.seq_next
+        st.seq_block, st.lag_fit = self.seq_block, self.lag_fit
         st.events_seen, st.last_balance_k, st.watch_since = self.events_seen, self.last_balance_k, self.watch_since
 
 
@@ -163,6 +184,7 @@ class Engine:
         for site in sites:
             rs = settings.resolve(site.id, site.district)
             longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval,
+                                                                     rs.sequential.max_block,
                                                                      rs.balance.transit_lag])
             retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
             if keep is not None:  # reports read a whole day (and its margins) back from the ledger
@@ -172,10 +194,9 @@ class Engine:
             st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance),
                             quality=QualityPlan.of(rs.quality), gap_s=rs.gap_tolerance.total_seconds())
             seq = rs.sequential
-            st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h,
-                                             seq.warmup.total_seconds() / 3600,
-                                             seq.learn_half_life.total_seconds() / 3600,
-                                             seq.interval.total_seconds() / 3600)
+            st.cusum_params = CusumParams(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
+                                          seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day)
+            st.cusum = cusum_start(seq.baseline_bound_factor * sum(self._accuracy(st)))
             self._sites[site.id] = st
         self._restore()
 
@@ -528,9 +549,41 @@ class Engine:
             complete = complete and w.complete and first is not None and first <= a
         return total, complete
 
+    def _side(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[list[float], bool]:
+        """Per interval ka … kb−1, the side's summed volume; whether every meter knew every one."""
+        vols = [0.0] * max(0, kb - ka)
+        ok = True
+        for ms in meters:
+            first = ms.track.first_ts
+            ok = ok and first is not None and first <= ka * self.step_s
+            for n, (v, known) in enumerate(ms.ledger.intervals(ka, kb)):
+                vols[n] += v
+                ok = ok and known
+        return vols, ok
+
     def _transit(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int) -> float:
+        """Water legitimately in transit over [ka, kb): the extra water on its way (see `transit_allowance`)
+        plus the refilling of pipes that drained during a stop before the window (`refill_credit`)."""
         lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
-        return transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0])
+        moving = transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0])
+        look = math.ceil(st.rules.balance.refill_lookback.total_seconds() / self.step_s)
+        rei = self._sides(st)[1]
+        # read back an hour at a time: no stop in the last hour, nothing left to refill
+        chunk = max(lag_k + 1, math.ceil(3600 / self.step_s))
+        e: list[float] = []
+        r: list[float] = []
+        back = 0
+        while back < look:
+            size = min(chunk, look - back)
+            e = self._side(ext, ka - back - size, ka - back)[0] + e
+            r = self._side(rei, ka - back - size, ka - back)[0] + r
+            back += size
+            stopped = [i for i in range(len(e)) if stopped_interval(e[i], r[i])]
+            if not stopped or stopped[0] > 0:
+                break
+        e = self._side(ext, ka - back - lag_k, ka - back)[0] + e
+        r = [0.0] * lag_k + r
+        return moving + refill_credit(e, r, lag_k)
 
     def _window_balance(self, st: _SiteState, ka: int, kb: int, threshold: float, clear_ratio: float,
                         min_m3: float) -> tuple[Balance, Callable[[], dict[str, Any]]]:
@@ -547,10 +600,11 @@ class Engine:
         cap = sum(m.volume_cap_m3 for m in overlapping)
         # the transit allowance can only lower the deficit: skip it when the window is clear without it
         clear_anyway = e > 0 and 100.0 * (e - r - cap) / e <= threshold * clear_ratio
-        transit = 0.0 if clear_anyway else self._transit(st, ext, ka, kb)
+        low_m3 = st.rules.balance.low_load_fraction * min_m3
+        transit = 0.0 if clear_anyway or e < low_m3 else self._transit(st, ext, ka, kb)
         bal = judge_balance(e, r, complete=e_ok and r_ok and stable and not frozen, threshold_pct=threshold,
                             clear_ratio=clear_ratio, min_extracted_m3=min_m3, transit_allowance_m3=transit,
-                            maintenance_allowance_m3=cap)
+                            maintenance_allowance_m3=cap, low_load_m3=low_m3)
 
         def evidence() -> dict[str, Any]:
             shown_transit = self._transit(st, ext, ka, kb) if clear_anyway else bal.transit_allowance_m3
@@ -599,6 +653,10 @@ class Engine:
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
+        """Judge the site's deficit block by block: a block runs from one steady boundary (both sides
+        flowing for longer than the transit lag) to the next that closes at least one hour and
+        `min_extracted_m3`, so stops, start-ups and pipe refills fall inside blocks and no hour with
+        complete data is skipped; the water in transit is the extraction shifted by the site's learned lag."""
         seq = st.rules.sequential
         p = st.cusum_params
         if not seq.enabled or p is None or st.last_balance_k is None:
@@ -606,6 +664,7 @@ class Engine:
         m = max(1, round(seq.interval.total_seconds() / self.step_s))
         last_j = st.last_balance_k // m  # intervals j with (j+1)·m ≤ horizon are complete
         ext, rei = self._sides(st)
+        meters = list(st.meters.values())
         if st.seq_next is None:
             # start at the first whole interval every meter covers: history back-filled before the first
             # evaluation (as far as the ledger keeps it) teaches the baseline at once
@@ -613,48 +672,119 @@ class Engine:
             first_k = math.ceil(max(firsts) / self.step_s) if firsts else st.last_balance_k
             oldest_kept = st.last_balance_k - min(ms.ledger.retention for ms in ext + rei) + 1
             st.seq_next = -(-max(first_k, oldest_kept) // m)
-            st.events_seen = sum(ms.track.events for ms in st.meters.values())
+            st.events_seen = tuple(ms.track.events for ms in meters)
         out: list[Alert] = []
-        events_now = sum(ms.track.events for ms in st.meters.values())
+        events_now = tuple(ms.track.events for ms in meters)
         lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
+        max_block = max(m, math.ceil(seq.max_block.total_seconds() / self.step_s))
+        acc_e, acc_r = self._accuracy(st)
         while st.seq_next < last_j:
             j = st.seq_next
             st.seq_next += 1
             ka, kb = j * m, (j + 1) * m
-            if events_now != st.events_seen:
+            if events_now != st.events_seen:  # meter reset or replacement: relearn, within the new meter's say
+                changed = [ms for ms, a, b in zip(meters, events_now, st.events_seen, strict=False) if a != b]
                 st.events_seen = events_now
-                st.cusum = CusumState()  # meter reset or replacement: relearn this site's baseline
+                st.cusum = cusum_relearn(st.cusum, self._relearn_bound(st, changed, ka))
+                st.seq_block = None
             a_dt = datetime.fromtimestamp(ka * self.step_s, UTC)
             b_dt = datetime.fromtimestamp(kb * self.step_s, UTC)
-            if not all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in st.meters.values()):
-                st.cusum = CusumState()
+            if not all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in meters):
+                st.cusum = cusum_relearn(st.cusum, seq.baseline_bound_factor * (acc_e + acc_r))
+                st.seq_block = None
                 continue
-            e, e_ok = self._sum(ext, ka, kb)
-            r, r_ok = self._sum(rei, ka, kb)
-            # water in transit changes with the load (either way): such intervals say little about bias
-            if not (e_ok and r_ok) or e < max(seq.min_extracted_m3, 1e-9):
+            if not (self._sum(ext, ka, kb)[1] and self._sum(rei, ka, kb)[1]):
+                st.seq_block = None  # data lost: the next block starts at a steady boundary
                 continue
-            transit = abs(self._sum(ext, kb - lag_k, kb)[0] - self._sum(ext, ka - lag_k, ka)[0])
-            a_s, b_s = ka * self.step_s, kb * self.step_s
-            in_maintenance = any(mw.start.timestamp() < b_s and mw.end.timestamp() > a_s
-                                 for mw in st.maintenance)
-            if not (e_ok and r_ok) or e < max(seq.min_extracted_m3, 1e-9) or transit > 0.01 * e \
-                    or in_maintenance:
+            if st.seq_block is None:
+                if not self._steady(ext, rei, ka, lag_k):
+                    continue
+                st.seq_block = ka
+            ks = st.seq_block
+            if kb - ks > max_block:
+                st.seq_block = None  # stopped (or unsteady) too long to join: start again when steady
                 continue
-            d_pct = 100.0 * (e - r) / e
-            st.cusum = cusum_update(st.cusum, d_pct, p)
+            e = self._sum(ext, ks, kb)[0]
+            if e < max(seq.min_extracted_m3, 1e-9) or not self._steady(ext, rei, kb, lag_k):
+                continue  # join the next hour
+            st.seq_block = kb
+            a_s, b_s = ks * self.step_s, kb * self.step_s
+            if any(mw.start.timestamp() < b_s and mw.end.timestamp() > a_s for mw in st.maintenance):
+                continue
+            shifted = self._shifted_extraction(st, ext, ks, kb, lag_k)
+            if shifted is None:
+                continue
+            r = self._sum(rei, ks, kb)[0]
+            lag_min = self._lag(st, lag_k)
+            e_in = shifted[lag_min]
+            d_pct = 100.0 * (e_in - r) / e_in if e_in > 0 else 100.0 * (e - r) / e
+            hours = (kb - ks) * self.step_s / 3600.0
+            st.lag_fit = _fit_lags(st.lag_fit, [100.0 * (x - r) / x if x > 0 else 0.0 for x in shifted], hours)
+            st.cusum = cusum_update(st.cusum, d_pct, hours, p)
             cond = cusum_condition(st.cusum, p)
-            ev: dict[str, Any] = {"window": format_duration(seq.interval),
-                  "window_start": iso(datetime.fromtimestamp(ka * self.step_s, self.tz)),
-                  "window_end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz)),
+            c = st.cusum
+            ev: dict[str, Any] = {"window": format_duration(timedelta(seconds=b_s - a_s)),
+                  "window_start": iso(datetime.fromtimestamp(a_s, self.tz)),
+                  "window_end": iso(datetime.fromtimestamp(b_s, self.tz)),
                   "extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "deficit_m3": round(e - r, 3),
-                  "deficit_pct": round(d_pct, 2), "baseline_pct": round(st.cusum.baseline_pct, 2),
-                  "threshold_pct": round(st.cusum.baseline_pct + p.drift_pct, 2),
-                  "cusum_pct_h": round(st.cusum.s, 2), "cusum_threshold_pct_h": p.threshold_pct_h}
+                  "transit_lag_min": lag_min, "in_transit_change_m3": round(e - e_in, 3),
+                  "deficit_pct": round(d_pct, 2), "baseline_pct": round(c.baseline_pct, 2),
+                  "baseline_bounds_pct": [round(max(c.lo_pct, -100.0), 2), round(min(c.hi_pct, 100.0), 2)],
+                  "baseline_bounded": c.bounded,
+                  "threshold_pct": round(c.baseline_pct + p.drift_pct, 2),
+                  "cusum_pct_h": round(c.s, 2), "cusum_threshold_pct_h": p.threshold_pct_h}
             info = _RuleInfo(AlertKind.DISCHARGE, seq.severity, "sequential")
             out.extend(self._advance(st, SEQUENTIAL_RULE, info,
                                      cond, kb * self.step_s, 0.0, 0.0, partial(dict, ev)))
         return out
+
+    def _steady(self, ext: list[_MeterState], rei: list[_MeterState], k: int, lag_k: int) -> bool:
+        """Both sides flowed in every interval of the transit lag (and one more) before boundary `k`: the pipes
+        are full, the water on its way is the last lag's extraction."""
+        e, e_ok = self._side(ext, k - lag_k - 1, k)
+        r, r_ok = self._side(rei, k - lag_k - 1, k)
+        return e_ok and r_ok and min(e) > 0 and min(r) > 0
+
+    def _shifted_extraction(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int,
+                            lag_k: int) -> list[float] | None:
+        """Extraction over [ka, kb) shifted back by 0, 1, … minutes up to the transit lag (what reinjection
+        should see with that lag); None when the data is incomplete."""
+        vols, ok = self._side(ext, ka - lag_k - 1, kb)
+        if not ok:
+            return None
+        step_min = self.step_s / 60.0
+        cum = [0.0]
+        for v in vols:
+            cum.append(cum[-1] + v)
+        n = kb - ka
+
+        def at(x: float) -> float:  # cumulative extraction at fractional interval position x (from ka−lag_k−1)
+            i = min(max(math.floor(x), 0), len(vols) - 1)
+            return cum[i] + (x - i) * vols[i]
+
+        base = lag_k + 1
+        lag_max = round(st.rules.balance.transit_lag.total_seconds() / 60.0)
+        return [at(base + n - lag / step_min) - at(base - lag / step_min) for lag in range(lag_max + 1)]
+
+    def _lag(self, st: _SiteState, lag_k: int) -> int:
+        """The site's transit lag in minutes: the one whose shifted extraction explains the reinjection best
+        (least variance of the blocks' deficit); half the configured longest until enough is seen."""
+        lag_max = round(st.rules.balance.transit_lag.total_seconds() / 60.0)
+        fits = [(sxx / sw - (sx / sw) ** 2, lag) for lag, (sw, sx, sxx) in enumerate(st.lag_fit) if sw >= 6.0]
+        return min(fits)[1] if fits else lag_max // 2
+
+    def _relearn_bound(self, st: _SiteState, changed: list[_MeterState], k: int) -> float:
+        """How far a meter change may move the baseline: each changed meter's accuracy times its share of its
+        side's flow over the last day (an even share when unknown)."""
+        day = math.ceil(86400 / self.step_s)
+        bound = 0.0
+        for ms in changed:
+            side = [x for x in st.meters.values() if x.track.role is ms.track.role]
+            own = self._sum([ms], k - day, k)[0]
+            total = self._sum(side, k - day, k)[0]
+            share = own / total if total > 0 else 1.0 / max(1, len(side))
+            bound += ms.meter.accuracy_pct * min(1.0, share)
+        return bound
 
     # ---------------------------------------------------------------- lifecycle
     def _advance(self, st: _SiteState, rule: str, info: _RuleInfo, cond: Condition, at: float, hold_s: float,
@@ -735,8 +865,7 @@ class _Volumes:
     def __init__(self, engine: Engine, st: _SiteState, until_k: int) -> None:
         self._engine, self._st, self._until_k = engine, st, until_k
         self.step_s = engine.step_s
-        warm = st.cusum_params is not None and st.cusum.n > st.cusum_params.warmup_n
-        self.baseline_pct = st.cusum.baseline_pct if warm else 0.0
+        self.baseline_pct = st.cusum.baseline_pct if st.cusum.warm else 0.0
         self.drift_pct = st.rules.sequential.drift_pct
         self.transit_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / engine.step_s)
         self.accuracy_pct = engine._accuracy(st)
@@ -761,6 +890,14 @@ class _Volumes:
                     covered = first is not None and last is not None and first <= a and last >= a + self.step_s
                     row[2] = bool(row[2]) and ok and covered
         return [(float(e), float(r), bool(k)) for e, r, k in rows]
+
+
+def _fit_lags(fit: tuple[tuple[float, float, float], ...], residuals: list[float], hours: float,
+              keep: float = 0.99) -> tuple[tuple[float, float, float], ...]:
+    """Per candidate lag, the decaying weight, sum and sum of squares of the blocks' deficit ratio."""
+    old = fit or ((0.0, 0.0, 0.0),) * len(residuals)
+    return tuple((keep * sw + hours, keep * sx + hours * x, keep * sxx + hours * x * x)
+                 for (sw, sx, sxx), x in zip(old, residuals, strict=True))
 
 
 def _claim_key(start: datetime, end: datetime, reason: str) -> tuple[str, str, str]:
