@@ -14,6 +14,7 @@ and less what the refilling already made up before the window).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -56,12 +57,12 @@ def transit_allowance(extracted_before_end_m3: float, extracted_before_start_m3:
     return max(0.0, extracted_before_end_m3 - extracted_before_start_m3)
 
 
-def refill_credit(extracted: list[float], reinjected: list[float], lag_k: int) -> float:
+def refill_credit(extracted: list[float], reinjected: list[float], lag_intervals: float) -> float:
     """Water the pipes drained during the last stop before a window, not yet refilled at its start.
 
     `extracted` and `reinjected` are per-interval volumes up to the window's start (oldest first). The last
     run of intervals that reinjected with (next to) no extraction is the stop; what it reinjected, less the
-    extraction of the `lag_k` intervals before it (water that was on its way) and less the net deficit since
+    extraction of the `lag_intervals` before it (water that was on its way) and less the net deficit since
     (refilling already done), is credited."""
     n = len(extracted)
     i = n - 1
@@ -75,7 +76,10 @@ def refill_credit(extracted: list[float], reinjected: list[float], lag_k: int) -
     while i >= 0 and stopped_interval(extracted[i], reinjected[i]):
         drained += reinjected[i]
         i -= 1
-    on_its_way = sum(extracted[max(0, i + 1 - lag_k):i + 1])
+    whole = math.floor(lag_intervals)
+    on_its_way = sum(extracted[max(0, i + 1 - whole):i + 1])
+    if i - whole >= 0:
+        on_its_way += (lag_intervals - whole) * extracted[i - whole]
     return max(0.0, drained - on_its_way - max(0.0, since))
 
 

@@ -565,7 +565,11 @@ class Engine:
         """Water legitimately in transit over [ka, kb): the extra water on its way (see `transit_allowance`)
         plus the refilling of pipes that drained during a stop before the window (`refill_credit`)."""
         lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
-        moving = transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0])
+        # the longest lag configured, and the site's own: after a stop the water of the last minutes has
+        # already arrived, which the longest lag alone would count as still on its way
+        own = self._lag(st) * 60.0 / self.step_s
+        moving = max(transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0]),
+                     transit_allowance(self._before(ext, kb, own), self._before(ext, ka, own)))
         look = math.ceil(st.rules.balance.refill_lookback.total_seconds() / self.step_s)
         rei = self._sides(st)[1]
         # read back an hour at a time: no stop in the last hour, nothing left to refill
@@ -583,7 +587,15 @@ class Engine:
                 break
         e = self._side(ext, ka - back - lag_k, ka - back)[0] + e
         r = [0.0] * lag_k + r
-        return moving + refill_credit(e, r, lag_k)
+        return moving + refill_credit(e, r, self._lag(st) * 60.0 / self.step_s)
+
+    def _before(self, ext: list[_MeterState], k: int, lag: float) -> float:
+        """Extraction over the `lag` intervals (a fraction allowed) before boundary `k`."""
+        whole = math.floor(lag)
+        out = self._sum(ext, k - whole, k)[0] if whole else 0.0
+        if lag > whole:
+            out += (lag - whole) * self._sum(ext, k - whole - 1, k - whole)[0]
+        return out
 
     def _window_balance(self, st: _SiteState, ka: int, kb: int, threshold: float, clear_ratio: float,
                         min_m3: float) -> tuple[Balance, Callable[[], dict[str, Any]]]:
@@ -715,7 +727,7 @@ class Engine:
             if shifted is None:
                 continue
             r = self._sum(rei, ks, kb)[0]
-            lag_min = self._lag(st, lag_k)
+            lag_min = self._lag(st)
             e_in = shifted[lag_min]
             d_pct = 100.0 * (e_in - r) / e_in if e_in > 0 else 100.0 * (e - r) / e
             hours = (kb - ks) * self.step_s / 3600.0
@@ -766,7 +778,7 @@ class Engine:
         lag_max = round(st.rules.balance.transit_lag.total_seconds() / 60.0)
         return [at(base + n - lag / step_min) - at(base - lag / step_min) for lag in range(lag_max + 1)]
 
-    def _lag(self, st: _SiteState, lag_k: int) -> int:
+    def _lag(self, st: _SiteState) -> int:
         """The site's transit lag in minutes: the one whose shifted extraction explains the reinjection best
         (least variance of the blocks' deficit); half the configured longest until enough is seen."""
         lag_max = round(st.rules.balance.transit_lag.total_seconds() / 60.0)
