@@ -58,6 +58,7 @@ from rules.sequential import (
     CusumParams,
     CusumState,
     cusum_condition,
+    cusum_learned,
     cusum_relearn,
     cusum_start,
     cusum_update,
@@ -118,6 +119,7 @@ class _SiteState:
     seq_next: int | None = None  # index (in sequential intervals) of the next one to judge
     seq_block: int | None = None  # interval index where the block being joined starts (a steady boundary)
     lag_fit: tuple[tuple[float, float, float], ...] = ()  # per transit lag (minutes): weight, mean, mean square
+    warm_log: tuple[tuple[tuple[float, ...], float], ...] = ()  # warm-up blocks: deficit per lag, hours
     events_seen: tuple[int, ...] = ()  # per meter: counter resets and swaps seen by the sequential test
     last_balance_k: int | None = None
     watch_since: float | None = None
@@ -142,18 +144,19 @@ class _Snapshot:
     seq_next: int | None
     seq_block: int | None
     lag_fit: tuple[tuple[float, float, float], ...]
+    warm_log: tuple[tuple[tuple[float, ...], float], ...]
     events_seen: tuple[int, ...]
     last_balance_k: int | None
     watch_since: float | None
 
     @classmethod
     def of(cls, st: _SiteState) -> _Snapshot:
-        return cls(dict(st.alerts), st.cusum, st.seq_next, st.seq_block, st.lag_fit, st.events_seen,
-                   st.last_balance_k, st.watch_since)
+        return cls(dict(st.alerts), st.cusum, st.seq_next, st.seq_block, st.lag_fit, st.warm_log,
+                   st.events_seen, st.last_balance_k, st.watch_since)
 
     def restore(self, st: _SiteState) -> None:
         st.alerts, st.cusum, st.seq_next = self.alerts, self.cusum, self.seq_next
-        st.seq_block, st.lag_fit = self.seq_block, self.lag_fit
+        st.seq_block, st.lag_fit, st.warm_log = self.seq_block, self.lag_fit, self.warm_log
         st.events_seen, st.last_balance_k, st.watch_since = self.events_seen, self.last_balance_k, self.watch_since
 
 
@@ -698,12 +701,12 @@ class Engine:
                 changed = [ms for ms, a, b in zip(meters, events_now, st.events_seen, strict=False) if a != b]
                 st.events_seen = events_now
                 st.cusum = cusum_relearn(st.cusum, self._relearn_bound(st, changed, ka))
-                st.seq_block = None
+                st.seq_block, st.warm_log = None, ()
             a_dt = datetime.fromtimestamp(ka * self.step_s, UTC)
             b_dt = datetime.fromtimestamp(kb * self.step_s, UTC)
             if not all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in meters):
                 st.cusum = cusum_relearn(st.cusum, seq.baseline_bound_factor * (acc_e + acc_r))
-                st.seq_block = None
+                st.seq_block, st.warm_log = None, ()
                 continue
             if not (self._sum(ext, ka, kb)[1] and self._sum(rei, ka, kb)[1]):
                 st.seq_block = None  # data lost: the next block starts at a steady boundary
@@ -731,8 +734,16 @@ class Engine:
             e_in = shifted[lag_min]
             d_pct = 100.0 * (e_in - r) / e_in if e_in > 0 else 100.0 * (e - r) / e
             hours = (kb - ks) * self.step_s / 3600.0
-            st.lag_fit = _fit_lags(st.lag_fit, [100.0 * (x - r) / x if x > 0 else 0.0 for x in shifted], hours)
+            per_lag = tuple(100.0 * (x - r) / x if x > 0 else 0.0 for x in shifted)
+            st.lag_fit = _fit_lags(st.lag_fit, per_lag, hours)
+            warm = st.cusum.warm
             st.cusum = cusum_update(st.cusum, d_pct, hours, p)
+            if not warm:  # learned from the warm-up's blocks as the lag now known shows them
+                st.warm_log = (*st.warm_log, (per_lag, hours))
+                if st.cusum.warm:
+                    lag_min = self._lag(st)
+                    st.cusum = cusum_learned(st.cusum, tuple((x[lag_min], h) for x, h in st.warm_log))
+                    st.warm_log = ()
             cond = cusum_condition(st.cusum, p)
             c = st.cusum
             ev: dict[str, Any] = {"window": format_duration(timedelta(seconds=b_s - a_s)),
@@ -904,7 +915,7 @@ class _Volumes:
         return [(float(e), float(r), bool(k)) for e, r, k in rows]
 
 
-def _fit_lags(fit: tuple[tuple[float, float, float], ...], residuals: list[float], hours: float,
+def _fit_lags(fit: tuple[tuple[float, float, float], ...], residuals: tuple[float, ...], hours: float,
               keep: float = 0.99) -> tuple[tuple[float, float, float], ...]:
     """Per candidate lag, the decaying weight, sum and sum of squares of the blocks' deficit ratio."""
     old = fit or ((0.0, 0.0, 0.0),) * len(residuals)

@@ -1,7 +1,7 @@
 """Sequential test on the deficit ratio of successive blocks against the site's learned baseline (CUSUM).
 
 Each judged block (one hour or more, see `rules.engine`) gives d = 100·(E − R)/E over its `hours`. The
-baseline b is the site's own systematic meter bias, learned from its history (median of the warm-up blocks,
+baseline b is the site's own systematic meter bias, learned from its history (median of the warm-up hours,
 then an exponentially weighted mean with a long half-life, updated only while the statistic is low so a
 discharge is not learned as normal). The one-sided CUSUM S ← max(0, S + (d − b − drift)·hours) accumulates
 excess deficit in percent-hours; S above the threshold is the alarm.
@@ -15,12 +15,12 @@ change it is learned again only within what the new instrument's accuracy and sh
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, replace
 
 from rules.balance import Condition
 
-__all__ = ["CusumParams", "CusumState", "cusum_condition", "cusum_relearn", "cusum_start", "cusum_update"]
+__all__ = ["CusumParams", "CusumState", "cusum_condition", "cusum_learned", "cusum_relearn", "cusum_start",
+           "cusum_update", "weighted_median"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class CusumState:
     n: int = 0  # blocks judged since the last (re)start
     hours: float = 0.0  # their hours
     baseline_pct: float = 0.0
-    warmup: tuple[float, ...] = ()  # deficit ratios of the warm-up blocks
+    warmup: tuple[tuple[float, float], ...] = ()  # deficit ratio and hours of each warm-up block
     s: float = 0.0  # CUSUM statistic, percent-hours
     last_pct: float | None = None  # most recent block's deficit ratio
     lo_pct: float = -math.inf  # the baseline stays within [lo_pct, hi_pct]
@@ -70,11 +70,31 @@ def _clamp(x: float, lo: float, hi: float) -> float:
     return min(max(x, lo), hi)
 
 
+def weighted_median(values: tuple[tuple[float, float], ...]) -> float:
+    """The median of (value, weight) pairs: half the weight lies at or below it."""
+    ordered = sorted(values)
+    half = sum(w for _, w in ordered) / 2.0
+    acc = 0.0
+    for v, w in ordered:
+        acc += w
+        if acc >= half:
+            return v
+    return ordered[-1][0]
+
+
+def cusum_learned(state: CusumState, warmup: tuple[tuple[float, float], ...]) -> CusumState:
+    """The baseline learned from `warmup` (deficit ratio, hours) instead: the engine re-judges its warm-up
+    blocks once it knows the site's transit lag better than when they came."""
+    median = weighted_median(warmup)
+    return replace(state, baseline_pct=_clamp(median, state.lo_pct, state.hi_pct),
+                   bounded=not state.lo_pct <= median <= state.hi_pct)
+
+
 def cusum_update(state: CusumState, deficit_pct: float, hours: float, p: CusumParams) -> CusumState:
     """Fold one judged block (its deficit ratio over `hours`) into the state."""
     if not state.warm:
-        values = (*state.warmup, deficit_pct)
-        median = statistics.median(values)
+        values = (*state.warmup, (deficit_pct, hours))
+        median = weighted_median(values)
         learned = state.hours + hours >= p.warmup_h
         return replace(state, n=state.n + 1, hours=state.hours + hours,
                        baseline_pct=_clamp(median, state.lo_pct, state.hi_pct), warmup=() if learned else values,

@@ -18,7 +18,8 @@ import pandas as pd
 from collector.model import Role
 from simulators.physics import Load, MeterPhysics, MeterSeries, Pipes, simulate_site
 
-__all__ = ["SCENARIOS", "Expect", "Scenario", "ScenarioData", "build", "fleet_names", "honest_names"]
+__all__ = ["SCENARIOS", "Expect", "Scenario", "ScenarioData", "build", "build_scenario", "fleet_names",
+           "honest_names", "with_days"]
 
 EPOCH = datetime(2026, 5, 4, 16, 0, tzinfo=UTC)  # 00:00 at UTC+8
 DAY = 1440
@@ -71,7 +72,11 @@ def scenario(name: str, description: str, days: float, seed: int, expect: Expect
 
 
 def build(name: str) -> ScenarioData:
-    s = SCENARIOS[name]
+    return build_scenario(SCENARIOS[name])
+
+
+def build_scenario(s: Scenario) -> ScenarioData:
+    """The site, readings and truth of `s` (a registered scenario, or a copy of one with another length)."""
     return s.make(s, np.random.default_rng(s.seed))
 
 
