@@ -15,7 +15,7 @@ from enum import StrEnum
 from math import isfinite
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collector.duration import Duration
 
@@ -23,6 +23,7 @@ __all__ = [
     "ChangeKind",
     "FreeText",
     "Hj212Source",
+    "Location",
     "Meter",
     "MeterChange",
     "ModbusSource",
@@ -255,12 +256,44 @@ class Meter(_Frozen):
 _SOURCES = ("modbus", "mqtt", "hj212", "szy206")
 
 
+class Location(_Frozen):
+    """Where a site is: WGS-84 / CGCS2000 degrees (what GPS and 天地图 use) and a street address."""
+
+    lat: float = Field(allow_inf_nan=False)
+    lon: float = Field(allow_inf_nan=False)
+    address: FreeText | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("lat")
+    @classmethod
+    def _latitude(cls, v: float) -> float:
+        if not -90 <= v <= 90:
+            raise ValueError("纬度须在 -90 到 90 之间 / latitude must be between -90 and 90 degrees (e.g. 32.99; "
+                             "is it the longitude?)")
+        return v
+
+    @field_validator("lon")
+    @classmethod
+    def _longitude(cls, v: float) -> float:
+        if not -180 <= v <= 180:
+            raise ValueError("经度须在 -180 到 180 之间 / longitude must be between -180 and 180 degrees "
+                             "(e.g. 112.53)")
+        return v
+
+
 class Site(_Frozen):
     id: Slug
     name: FreeText = Field(min_length=1, max_length=200)
     district: TagText
     operator: FreeText | None = Field(default=None, max_length=200)
-    location: FreeText | None = Field(default=None, max_length=200)
+    location: Location | None = None
+
+    @field_validator("location", mode="before")
+    @classmethod
+    def _location_is_a_point(cls, v: object) -> object:
+        if isinstance(v, str):
+            raise ValueError("位置须写成 {lat, lon, address} / location is {lat, lon, address}: WGS-84 degrees and "
+                             f"the address, e.g. {{lat: 33.0, lon: 112.56, address: {v[:40]}}}")
+        return v
     meters: tuple[Meter, ...]
 
     @model_validator(mode="after")

@@ -152,6 +152,17 @@ class LiveState:
                    for site, point in points.items() if point is not None]
         self.publish_many(events)
 
+    def reconfigure(self, sites: Sequence[Site]) -> None:
+        """Take the sites of a reloaded config: a kept site keeps its latest readings and chart history, an
+        added one starts empty, a removed one (and its readings) is forgotten."""
+        with self._lock:
+            self.sites = {s.id: s for s in sites}
+            self._history = {s.id: h if (h := self._history.get(s.id)) is not None else _SiteHistory() for s in sites}
+            gone = [key for key in self._latest if key[0] not in self.sites]
+            for key in gone:
+                del self._latest[key]
+                self._order.pop(key, None)
+
     def _site_point(self, site: str) -> SitePoint | None:
         sums = {Role.EXTRACTION: 0.0, Role.REINJECTION: 0.0, Role.DISCHARGE: 0.0}
         newest: datetime | None = None

@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
@@ -176,6 +176,7 @@ class Engine:
         self.settings = settings
         self.tz = tz
         self.store = store if store is not None else AlertStore(":memory:")
+        self._language = language  # given: kept across `reconfigure`; None: the settings' language
         self.language = language or settings.language
         self.step_s = settings.evaluate_every.total_seconds()
         self.stats = EngineStats()
@@ -184,40 +185,89 @@ class Engine:
         self._written: list[tuple[Alert, float | None]] = []  # this site's evaluation, until it is stored
         self._clears: list[tuple[str, float | None]] = []
         self._store_problem: str | None = None
+        self._keep = keep
         for site in sites:
-            rs = settings.resolve(site.id, site.district)
-            longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval,
-                                                                     rs.sequential.max_block,
-                                                                     rs.balance.transit_lag])
-            retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
-            if keep is not None:  # reports read a whole day (and its margins) back from the ledger
-                retention = max(retention, math.ceil(keep.total_seconds() / self.step_s) + 4)
-            meters = {m.id: _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, retention))
-                      for m in site.meters}
-            st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance),
-                            quality=QualityPlan.of(rs.quality), gap_s=rs.gap_tolerance.total_seconds())
-            seq = rs.sequential
-            st.cusum_params = CusumParams(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
-                                          seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day)
-            st.cusum = cusum_start(seq.baseline_bound_factor * sum(self._accuracy(st)))
-            self._sites[site.id] = st
+            self._sites[site.id] = self._new_site(site, settings.resolve(site.id, site.district))
         self._restore()
 
+    def _retention(self, rs: RuleSet) -> int:
+        """Intervals a meter's ledger keeps: the longest window, its transit lag and a margin."""
+        longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval, rs.sequential.max_block,
+                                                                 rs.balance.transit_lag])
+        retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
+        if self._keep is not None:  # reports read a whole day (and its margins) back from the ledger
+            retention = max(retention, math.ceil(self._keep.total_seconds() / self.step_s) + 4)
+        return retention
+
+    def _new_meter(self, m: Meter, rs: RuleSet) -> _MeterState:
+        return _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, self._retention(rs)))
+
+    def _new_site(self, site: Site, rs: RuleSet) -> _SiteState:
+        st = _SiteState(site, rs, {m.id: self._new_meter(m, rs) for m in site.meters},
+                        maintenance=list(rs.maintenance))
+        self._set_rules(st, rs)
+        st.cusum = cusum_start(rs.sequential.baseline_bound_factor * sum(self._accuracy(st)))
+        return st
+
+    @staticmethod
+    def _set_rules(st: _SiteState, rs: RuleSet) -> None:
+        st.rules, st.quality, st.gap_s = rs, QualityPlan.of(rs.quality), rs.gap_tolerance.total_seconds()
+        seq = rs.sequential
+        st.cusum_params = CusumParams(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
+                                      seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day)
+
+    def reconfigure(self, sites: Sequence[Site], settings: RulesSettings) -> None:
+        """Take a new configuration while running (a config reload): added sites start empty (their open
+        alerts and incidents come back from the store), removed ones are dropped, and every kept site keeps its
+        windows, detectors, alerts and incidents — per meter too: a kept meter keeps its ledger and data-quality
+        state, a changed one starts afresh. `evaluate_every` (the ledgers' interval) cannot change here."""
+        if settings.evaluate_every != self.settings.evaluate_every:
+            raise EngineError("rules.evaluate_every cannot change while running (the ledgers' interval)")
+        with self._lock:
+            kept: dict[str, _SiteState] = {}
+            for site in sites:
+                rs = settings.resolve(site.id, site.district)
+                st = self._sites.get(site.id)
+                if st is None:
+                    kept[site.id] = self._new_site(site, rs)
+                    continue
+                if st.site != site:
+                    st.meters = {m.id: (ms if (ms := st.meters.get(m.id)) is not None and ms.meter == m
+                                        else self._new_meter(m, rs)) for m in site.meters}
+                    st.site = site
+                if st.rules != rs:
+                    st.maintenance = [w for w in st.maintenance if w not in st.rules.maintenance] + [
+                        w for w in rs.maintenance if w not in st.maintenance]
+                    for ms in st.meters.values():
+                        ms.ledger.retention = max(ms.ledger.retention, self._retention(rs))
+                    self._set_rules(st, rs)
+                kept[site.id] = st
+            added = kept.keys() - self._sites.keys()
+            self._sites = kept
+            self.settings = settings
+            self.language = self._language or settings.language
+            if added:
+                self._restore(added)
+
     # ---------------------------------------------------------------- restore
-    def _restore(self) -> None:
+    def _restore(self, only: Collection[str] | None = None) -> None:
+        """Open alerts, incidents and maintenance claims from the store (of the `only` sites: all when None)."""
+        def get(site: str) -> _SiteState | None:
+            return self._sites.get(site) if only is None or site in only else None
+
         for a in self.store.open_alerts():
-            st = self._sites.get(a.site)
+            st = get(a.site)
             if st is None:
                 continue
             st.alerts[a.rule] = AlertTrack(AlertState(a.state.value), a.id, a.starts_at.timestamp(),
                                            self.store.clear_since(a.id))
         firing = frozenset(a.id for a in self.store.open_alerts() if a.state is AlertPhase.FIRING)
         for inc in self.store.latest_incidents():
-            st = self._sites.get(inc.site)
+            st = get(inc.site)
             if st is not None:
                 st.incidents[inc.kind] = restore_episode(inc, firing)
         for inc in self.store.incidents():
-            st = self._sites.get(inc.site)
+            st = get(inc.site)
             if st is not None:
                 st.claim_keys.update(_claim_key(c.starts_at, c.ends_at, c.reason) for c in inc.maintenance_claims)
 
@@ -794,7 +844,7 @@ class Engine:
         (least variance of the blocks' deficit); half the configured longest until enough is seen."""
         lag_max = round(st.rules.balance.transit_lag.total_seconds() / 60.0)
         fits = [(sxx / sw - (sx / sw) ** 2, lag) for lag, (sw, sx, sxx) in enumerate(st.lag_fit) if sw >= 6.0]
-        return min(fits)[1] if fits else lag_max // 2
+        return min(fits)[1] if fits and len(st.lag_fit) == lag_max + 1 else lag_max // 2
 
     def _relearn_bound(self, st: _SiteState, changed: list[_MeterState], k: int) -> float:
         """How far a meter change may move the baseline: each changed meter's accuracy times its share of its
@@ -857,6 +907,30 @@ class Engine:
                 "deficit_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None, "complete": e_ok and r_ok,
                 "end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz))}
 
+    def volumes_since(self, site_id: str, start: datetime) -> dict[str, Any] | None:
+        """The site's volumes from `start` to the end of its complete data (m³ drained today, or since an
+        incident began): extracted, reinjected, drained (their difference) m³ and %, whether every meter
+        covered it (not when `start` is older than the ledgers keep: then from the oldest interval kept),
+        and `as_of`, the end of that data. None before both sides have reported."""
+        with self._lock:
+            st = self._site(site_id)
+            kb = self._horizon_k(st)
+            if kb is None:
+                return None
+            ka = interval_of(start.timestamp(), self.step_s)
+            oldest = max((ms.ledger.oldest for ms in st.meters.values() if ms.ledger.oldest is not None),
+                         default=kb)
+            kept, ka = ka >= oldest, max(ka, oldest)
+            kb = max(ka, kb)  # nothing complete since `start` yet: nothing drained as of `start`
+            ext, rei = self._sides(st)
+            e, e_ok = self._sum(ext, ka, kb) if kb > ka else (0.0, True)
+            r, r_ok = self._sum(rei, ka, kb) if kb > ka else (0.0, True)
+        return {"extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "drained_m3": round(e - r, 3),
+                "drained_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None,
+                "complete": kept and e_ok and r_ok,
+                "from": iso(datetime.fromtimestamp(ka * self.step_s, self.tz)),
+                "as_of": iso(datetime.fromtimestamp(kb * self.step_s, self.tz))}
+
     def intervals(self, site_id: str, start: datetime, end: datetime) -> dict[str, IntervalSeries]:
         """Per meter, the ledger's intervals from the one holding `start` up to the one before the one
         holding `end` (for reports): each interval's volume, and whether it is known — kept, not unknown,
@@ -917,8 +991,9 @@ class _Volumes:
 
 def _fit_lags(fit: tuple[tuple[float, float, float], ...], residuals: tuple[float, ...], hours: float,
               keep: float = 0.99) -> tuple[tuple[float, float, float], ...]:
-    """Per candidate lag, the decaying weight, sum and sum of squares of the blocks' deficit ratio."""
-    old = fit or ((0.0, 0.0, 0.0),) * len(residuals)
+    """Per candidate lag, the decaying weight, sum and sum of squares of the blocks' deficit ratio (afresh
+    when the candidates changed with `transit_lag`)."""
+    old = fit if len(fit) == len(residuals) else ((0.0, 0.0, 0.0),) * len(residuals)
     return tuple((keep * sw + hours, keep * sx + hours * x, keep * sxx + hours * x * x)
                  for (sw, sx, sxx), x in zip(old, residuals, strict=True))
 

@@ -13,7 +13,7 @@ from typing import Any
 from alerting.model import Language, iso
 from collector.duration import format_duration, parse_duration
 
-__all__ = ["SUMMARIES", "iso", "rule_words", "summarize", "window_words"]
+__all__ = ["SUMMARIES", "iso", "rule_family", "rule_words", "summaries", "summarize", "window_words"]
 
 
 def window_words(td: timedelta, lang: Language) -> str:
@@ -130,6 +130,19 @@ def summarize(rule_family: str, rule: str, site_name: str, evidence: Mapping[str
     if state == "resolved":
         return ("Resolved — " if lang is Language.EN else "已恢复：") + text
     return text
+
+
+def rule_family(rule: str) -> str:
+    """The summary template of a rule id: `balance_sequential` the sequential test's, any other `balance_*`
+    window the balance one, a data-quality rule its own."""
+    if rule == "balance_sequential":
+        return "sequential"
+    return "balance" if rule.startswith("balance_") else rule
+
+
+def summaries(rule: str, site_name: str, evidence: Mapping[str, Any], state: str) -> dict[str, str]:
+    """An alert's summary in every language, rendered from its stored evidence."""
+    return {lang.value: summarize(rule_family(rule), rule, site_name, evidence, lang, state) for lang in Language}
 
 
 SUMMARIES["balance"] = _balance

@@ -73,6 +73,11 @@ class Ledger:
         self._vol = array("d")
         self._unknown = bytearray()  # 1: the interval's volume is unknown (lost, not zero)
 
+    @property
+    def oldest(self) -> int | None:
+        """The index of the oldest interval kept (None before the first volume)."""
+        return self._base
+
     def _slot(self, k: int) -> int | None:
         if self._base is None:
             self._base = k

@@ -163,7 +163,7 @@ def incident_files(incident: Incident, case: Case, *, site: Site, changes: Seque
     document = {
         "incident": inc, "case": cas, "timeline": list(changes), "alerts": list(alerts), "windows": inc["rules"],
         "site": {"id": site.id, "name": site.name, "district": site.district, "operator": site.operator,
-                 "location": site.location},
+                 "location": site.location.model_dump() if site.location else None},
         "meters": meters,
         "readings": {"from": span[0].isoformat(), "to": span[1].isoformat(), "rows": readings.rows,
                      "source": "InfluxDB measurement flow"},

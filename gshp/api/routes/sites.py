@@ -8,9 +8,18 @@ from fastapi import APIRouter
 
 from collector.model import Site
 from gshp.api.deps import ApiContext, Ctx, ViewedSite, ViewerScope
-from gshp.api.models import DistrictCount, FlowPoint, LatestReading, MeterStatus, SiteDetail, SitesPage
+from gshp.api.models import (
+    DistrictCount,
+    FlowPoint,
+    LatestReading,
+    MeterStatus,
+    SiteDetail,
+    SiteLocation,
+    SitesPage,
+)
 from gshp.api.status import SiteStatus, district_counts, site_status
-from gshp.api.views import alert_out, maintenance_out, site_summary
+from gshp.api.views import alert_out, drained_out, maintenance_out, site_summary
+from rules.report import day_bounds
 
 router = APIRouter(tags=["api"])
 
@@ -19,9 +28,11 @@ MAX_SITE_ALERTS = 100
 
 
 def statuses(ctx: ApiContext, sites: Sequence[Site]) -> list[SiteStatus]:
+    """The sites' statuses now on the service's clock, with what they drained since the local midnight."""
     firing, now = ctx.store.open_alerts(), ctx.clock.now()
+    midnight, _ = day_bounds(now.astimezone(ctx.config.tz).date(), ctx.config.tz)
     return [site_status(s, firing, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules, now=now,
-                        arrival=ctx.arrival)
+                        arrival=ctx.arrival, day_start=midnight)
             for s in sites]
 
 
@@ -34,7 +45,8 @@ def list_sites(scope: ViewerScope, ctx: Ctx, district: str | None = None) -> Sit
     shown = {s.id for s in scope.filter(district)}
     return SitesPage(now=times.at(ctx.clock.now()), timezone=ctx.config.timezone,
                      sites=[site_summary(s, times) for s in every if s.site.id in shown],
-                     districts=[DistrictCount(**d) for d in district_counts(every)])
+                     districts=[DistrictCount(**{**d, "drained_today": drained_out(d["drained_today"], times)})
+                                for d in district_counts(every)])
 
 
 @router.get("/api/sites/{site_id}")
@@ -50,6 +62,7 @@ def get_site(site: ViewedSite, ctx: Ctx) -> SiteDetail:
                          reinjection_m3h=round(p.reinjection_m3h, 3), deficit_m3h=round(p.deficit_m3h, 3))
                for p in ctx.live.history(site.id)]
     alerts = [alert_out(ctx.store, a, times) for a in ctx.store.history(site.id)[::-1][:MAX_SITE_ALERTS]]
-    return SiteDetail(**site_summary(status, times).model_dump(), operator=site.operator, location=site.location,
+    return SiteDetail(**site_summary(status, times).model_dump(), operator=site.operator,
+                      location=None if site.location is None else SiteLocation(**site.location.model_dump()),
                       meters=meters, history=history, alerts=alerts,
                       maintenance=maintenance_out(ctx.store, ctx.engine, site, times))
