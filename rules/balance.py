@@ -8,13 +8,12 @@ volume cap of declared maintenance (backwashing) overlapping the window.
 
 Pipes and tanks between the two sides drain into the wells while the pumps stand still and fill again at the
 next start-up before any water reaches reinjection: the *refill credit* gives back, after a stop, the water
-that was reinjected without extraction during it (less the water still in transit when the pumps stopped,
-and less what the refilling already made up before the window).
+that drained (reinjected with no water arriving) during it, less what the refilling already made up before
+the window.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,35 +56,31 @@ def transit_allowance(extracted_before_end_m3: float, extracted_before_start_m3:
     return max(0.0, extracted_before_end_m3 - extracted_before_start_m3)
 
 
-def refill_credit(extracted: list[float], reinjected: list[float], lag_intervals: float) -> float:
+def refill_credit(arriving: list[float], reinjected: list[float]) -> float:
     """Water the pipes drained during the last stop before a window, not yet refilled at its start.
 
-    `extracted` and `reinjected` are per-interval volumes up to the window's start (oldest first). The last
-    run of intervals that reinjected with (next to) no extraction is the stop; what it reinjected, less the
-    extraction of the `lag_intervals` before it (water that was on its way) and less the net deficit since
-    (refilling already done), is credited."""
-    n = len(extracted)
-    i = n - 1
-    since = 0.0
-    while i >= 0 and not stopped_interval(extracted[i], reinjected[i]):
-        since += extracted[i] - reinjected[i]
+    `arriving` is extraction shifted by the site's transit lag (the water reaching the pipes' end) and
+    `reinjected` the reinjection, per interval up to the window's start (oldest first). The last run of
+    intervals where water was reinjected with (next to) none arriving is the stop: the pipes drained. From
+    its start on, arriving less reinjected water is what the pipes gained back; as long as that is negative,
+    the pipes are still refilling, and that much (at most what drained) is credited."""
+    i = len(arriving) - 1
+    while i >= 0 and not stopped_interval(arriving[i], reinjected[i]):
         i -= 1
     if i < 0:
         return 0.0
     drained = 0.0
-    while i >= 0 and stopped_interval(extracted[i], reinjected[i]):
-        drained += reinjected[i]
+    while i >= 0 and stopped_interval(arriving[i], reinjected[i]):
+        drained += reinjected[i] - arriving[i]
         i -= 1
-    whole = math.floor(lag_intervals)
-    on_its_way = sum(extracted[max(0, i + 1 - whole):i + 1])
-    if i - whole >= 0:
-        on_its_way += (lag_intervals - whole) * extracted[i - whole]
-    return max(0.0, drained - on_its_way - max(0.0, since))
+    gained = sum(arriving[i + 1:]) - sum(reinjected[i + 1:])
+    return min(drained, max(0.0, -gained))
 
 
-def stopped_interval(e: float, r: float) -> bool:
-    """An interval of a stop: next to no extraction (reinjection may still drain the pipes)."""
-    return e <= 0.05 * r + 1e-3
+def stopped_interval(arriving: float, reinjected: float) -> bool:
+    """An interval of a stop: next to no water arriving, or far more reinjected than arrived (the pipes
+    draining as the pumps slow down)."""
+    return arriving <= 0.05 * reinjected + 1e-3 or reinjected > 1.5 * arriving
 
 
 def judge_balance(extracted_m3: float, reinjected_m3: float, *, complete: bool, threshold_pct: float,

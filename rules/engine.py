@@ -614,9 +614,10 @@ class Engine:
                 ok = ok and known
         return vols, ok
 
-    def _transit(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int) -> float:
+    def _transit(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int) -> float | None:
         """Water legitimately in transit over [ka, kb): the extra water on its way (see `transit_allowance`)
-        plus the refilling of pipes that drained during a stop before the window (`refill_credit`)."""
+        plus the refilling of pipes that drained during a stop before the window (`refill_credit`); None
+        when data was lost around that stop (what drained is unknown, so is the window's verdict)."""
         lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
         # the longest lag configured, and the site's own: after a stop the water of the last minutes has
         # already arrived, which the longest lag alone would count as still on its way
@@ -625,22 +626,26 @@ class Engine:
                      transit_allowance(self._before(ext, kb, own), self._before(ext, ka, own)))
         look = math.ceil(st.rules.balance.refill_lookback.total_seconds() / self.step_s)
         rei = self._sides(st)[1]
+        whole, part = math.floor(own), own - math.floor(own)
         # read back an hour at a time: no stop in the last hour, nothing left to refill
         chunk = max(lag_k + 1, math.ceil(3600 / self.step_s))
-        e: list[float] = []
-        r: list[float] = []
         back = 0
+        arriving: list[float] = []
+        r: list[float] = []
+        stopped: list[int] = []
+        known = True
         while back < look:
-            size = min(chunk, look - back)
-            e = self._side(ext, ka - back - size, ka - back)[0] + e
-            r = self._side(rei, ka - back - size, ka - back)[0] + r
-            back += size
-            stopped = [i for i in range(len(e)) if stopped_interval(e[i], r[i])]
+            back = min(look, back + chunk)
+            r, r_ok = self._side(rei, ka - back, ka)
+            e, e_ok = self._side(ext, ka - back - whole - 1, ka)  # e[j + 1] is extraction `whole` before r[j]
+            known = r_ok and e_ok
+            arriving = [(1.0 - part) * e[j + 1] + part * e[j] for j in range(len(r))]
+            stopped = [j for j in range(len(r)) if stopped_interval(arriving[j], r[j])]
             if not stopped or stopped[0] > 0:
                 break
-        e = self._side(ext, ka - back - lag_k, ka - back)[0] + e
-        r = [0.0] * lag_k + r
-        return moving + refill_credit(e, r, self._lag(st) * 60.0 / self.step_s)
+        if stopped and not known:
+            return None
+        return moving + refill_credit(arriving, r)
 
     def _before(self, ext: list[_MeterState], k: int, lag: float) -> float:
         """Extraction over the `lag` intervals (a fraction allowed) before boundary `k`."""
@@ -667,12 +672,14 @@ class Engine:
         clear_anyway = e > 0 and 100.0 * (e - r - cap) / e <= threshold * clear_ratio
         low_m3 = st.rules.balance.low_load_fraction * min_m3
         transit = 0.0 if clear_anyway or e < low_m3 else self._transit(st, ext, ka, kb)
-        bal = judge_balance(e, r, complete=e_ok and r_ok and stable and not frozen, threshold_pct=threshold,
-                            clear_ratio=clear_ratio, min_extracted_m3=min_m3, transit_allowance_m3=transit,
+        bal = judge_balance(e, r, complete=e_ok and r_ok and stable and not frozen and transit is not None,
+                            threshold_pct=threshold,
+                            clear_ratio=clear_ratio, min_extracted_m3=min_m3, transit_allowance_m3=transit or 0.0,
                             maintenance_allowance_m3=cap, low_load_m3=low_m3)
 
         def evidence() -> dict[str, Any]:
-            shown_transit = self._transit(st, ext, ka, kb) if clear_anyway else bal.transit_allowance_m3
+            shown = self._transit(st, ext, ka, kb) if clear_anyway else bal.transit_allowance_m3
+            shown_transit = 0.0 if shown is None else shown
             ev: dict[str, Any] = {
                 "window_start": iso(datetime.fromtimestamp(a, self.tz)),
                 "window_end": iso(datetime.fromtimestamp(b, self.tz)),

@@ -62,9 +62,13 @@ def test_a_low_load_window_is_judged_by_volume_it_raises_but_never_clears():
 
 
 def test_refill_credit_gives_back_what_the_pipes_drained_during_the_last_stop():
-    # running, stopped (in-flight water 1.0, then 2.0 drained), running again for one interval
-    e = [5.0, 5.0, 5.0, 0.0, 0.0, 0.0, 5.0]
-    r = [5.0, 5.0, 5.0, 1.0, 2.0, 0.0, 1.5]
-    assert refill_credit(e[:6], r[:6], 0.2) == pytest.approx(2.0)  # 3.0 reinjected less 0.2 × 5.0 on its way
-    assert refill_credit(e, r, 0.2) == pytest.approx(0.0)  # 3.5 m³ short since the start-up: refilled
-    assert refill_credit([5.0, 5.0], [5.0, 5.0], 0.2) == 0.0  # no stop: nothing to credit
+    # water arriving at the pipes' end (extraction shifted by the lag) and reinjected, per interval:
+    # running, a stop during which 3 m³ drain from the pipes, then the restart refilling them
+    arriving = [5.0, 5.0, 5.0, 0.0, 0.0, 5.0, 5.0]
+    reinjected = [5.0, 5.0, 5.0, 3.0, 0.0, 3.0, 5.0]
+    assert refill_credit(arriving[:5], reinjected[:5]) == pytest.approx(3.0)  # drained, nothing refilled yet
+    assert refill_credit(arriving[:6], reinjected[:6]) == pytest.approx(1.0)  # 2 m³ of the 3 refilled
+    assert refill_credit(arriving[:6] + [5.0], reinjected[:6] + [4.0]) == pytest.approx(0.0)  # refilled
+    assert refill_credit([5.0, 5.0], [5.0, 5.2]) == 0.0  # no stop: nothing to credit
+    # a meter reading high after the refill never earns more than what drained
+    assert refill_credit(arriving[:5] + [5.0] * 10, reinjected[:5] + [5.5] * 10) == pytest.approx(3.0)
