@@ -143,8 +143,8 @@ def rows(outcomes: Sequence[Outcome]) -> list[Row]:
     out.append(Row(f"false discharge alerts over {days:g} honest site-days", sum(o.false_discharge for o in honest),
                    "alerts", None, "", "0"))
     pending = sum(o.false_pending for o in honest)
-    out.append(Row("pending discharge alerts that never fired, per 10 honest site-days",
-                   10 * pending / days if days else None, "", None, "", "≤ 1"))
+    out.append(Row("pending discharge alerts that never fired, honest sites",
+                   10 * pending / days if days else None, "per 10 site-days", None, "", "≤ 1"))
     return out
 
 
