@@ -68,7 +68,7 @@ def test_refill_credit_gives_back_what_the_pipes_drained_during_the_last_stop():
     reinjected = [5.0, 5.0, 5.0, 3.0, 0.0, 3.0, 5.0]
     assert refill_credit(arriving[:5], reinjected[:5]) == pytest.approx(3.0)  # drained, nothing refilled yet
     assert refill_credit(arriving[:6], reinjected[:6]) == pytest.approx(1.0)  # 2 m³ of the 3 refilled
-    assert refill_credit(arriving[:6] + [5.0], reinjected[:6] + [4.0]) == pytest.approx(0.0)  # refilled
+    assert refill_credit([*arriving[:6], 5.0], [*reinjected[:6], 4.0]) == pytest.approx(0.0)  # refilled
     assert refill_credit([5.0, 5.0], [5.0, 5.2]) == 0.0  # no stop: nothing to credit
     # a meter reading high after the refill never earns more than what drained
     assert refill_credit(arriving[:5] + [5.0] * 10, reinjected[:5] + [5.5] * 10) == pytest.approx(3.0)
