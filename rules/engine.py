@@ -37,7 +37,7 @@ from alerting.model import (
 )
 from alerting.model import AlertState as AlertPhase
 from collector.duration import format_duration
-from collector.model import Meter, MeterChange, Reading, Role, Site
+from collector.model import ChangeKind, Meter, MeterChange, Reading, Role, Site
 from rules.balance import (
     Balance,
     Condition,
@@ -47,8 +47,30 @@ from rules.balance import (
     stopped_interval,
     transit_allowance,
 )
-from rules.counters import REBASING, StepKind, classify_step, rebase_step
+from rules.compliance import (
+    CALIBRATION_PREFIX,
+    COMPLIANCE_RULES,
+    YearLedger,
+    calibration_overdue,
+    fold_year,
+    over_rate,
+    permit_pumping,
+    project_year,
+    quota_state,
+    rate_limit_m3h,
+)
+from rules.counters import REBASING, GapCheck, StepKind, classify_step, rebase_step
+from rules.counters import Step as CounterStep
 from rules.events import iso, summarize
+from rules.forensic import (
+    ForensicPlan,
+    SitePrints,
+    exact_finding,
+    note_hour,
+    observe_reading,
+    replay_finding,
+    smooth_finding,
+)
 from rules.incidents import Episode, claim, restore_episode
 from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
@@ -72,6 +94,9 @@ __all__ = ["Engine", "EngineError", "EngineStats", "Step"]
 log = logging.getLogger(__name__)
 
 SEQUENTIAL_RULE = "balance_sequential"
+REPLAY_RULE = "data_replayed"
+SMOOTH_RULE = "data_synthetic"
+EXACT_RULE = "exact_balance"
 
 
 class EngineError(Exception):
@@ -133,6 +158,10 @@ class _SiteState:
     # while held: data quality as it was at each step (times, and rule → finding), for the catch-up to judge by
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
+    sides: tuple[list[_MeterState], list[_MeterState]] | None = None  # extraction, reinjection: until a role changes
+    prints: SitePrints | None = None  # forensic state (None: every forensic rule is off)
+    year: YearLedger | None = None  # this year's extraction (permit quota), restored from the store
+    rate_m3h: float | None = None  # extraction's mean rate over the newest complete interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,16 +177,18 @@ class _Snapshot:
     events_seen: tuple[int, ...]
     last_balance_k: int | None
     watch_since: float | None
+    year: YearLedger | None
 
     @classmethod
     def of(cls, st: _SiteState) -> _Snapshot:
         return cls(dict(st.alerts), st.cusum, st.seq_next, st.seq_block, st.lag_fit, st.warm_log,
-                   st.events_seen, st.last_balance_k, st.watch_since)
+                   st.events_seen, st.last_balance_k, st.watch_since, st.year)
 
     def restore(self, st: _SiteState) -> None:
         st.alerts, st.cusum, st.seq_next = self.alerts, self.cusum, self.seq_next
         st.seq_block, st.lag_fit, st.warm_log = self.seq_block, self.lag_fit, self.warm_log
         st.events_seen, st.last_balance_k, st.watch_since = self.events_seen, self.last_balance_k, self.watch_since
+        st.year = self.year
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +215,7 @@ class Engine:
         self._sites: dict[str, _SiteState] = {}
         self._written: list[tuple[Alert, float | None]] = []  # this site's evaluation, until it is stored
         self._clears: list[tuple[str, float | None]] = []
+        self._ledgers: list[YearLedger] = []
         self._store_problem: str | None = None
         self._keep = keep
         for site in sites:
@@ -212,6 +244,9 @@ class Engine:
     @staticmethod
     def _set_rules(st: _SiteState, rs: RuleSet) -> None:
         st.rules, st.quality, st.gap_s = rs, QualityPlan.of(rs.quality), rs.gap_tolerance.total_seconds()
+        plan = ForensicPlan.of(rs.forensic)
+        if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
+            st.prints = SitePrints(plan) if plan.any else None
         seq = rs.sequential
         st.cusum_params = CusumParams(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
                                       seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day)
@@ -220,7 +255,8 @@ class Engine:
         """Take a new configuration while running (a config reload): added sites start empty (their open
         alerts and incidents come back from the store), removed ones are dropped, and every kept site keeps its
         windows, detectors, alerts and incidents — per meter too: a kept meter keeps its ledger and data-quality
-        state, a changed one starts afresh. `evaluate_every` (the ledgers' interval) cannot change here."""
+        state (a new record — serial, calibration certificate — changes no measurement), a changed one starts
+        afresh. `evaluate_every` (the ledgers' interval) cannot change here."""
         if settings.evaluate_every != self.settings.evaluate_every:
             raise EngineError("rules.evaluate_every cannot change while running (the ledgers' interval)")
         with self._lock:
@@ -232,8 +268,10 @@ class Engine:
                     kept[site.id] = self._new_site(site, rs)
                     continue
                 if st.site != site:
-                    st.meters = {m.id: (ms if (ms := st.meters.get(m.id)) is not None and ms.meter == m
+                    st.meters = {m.id: (_renewed(ms, m) if (ms := st.meters.get(m.id)) is not None
+                                        and _instrument(ms.meter) == _instrument(m)
                                         else self._new_meter(m, rs)) for m in site.meters}
+                    st.sides = None  # the sides list the meters' states: taken afresh
                     st.site = site
                 if st.rules != rs:
                     st.maintenance = [w for w in st.maintenance if w not in st.rules.maintenance] + [
@@ -266,6 +304,10 @@ class Engine:
             st = get(inc.site)
             if st is not None:
                 st.incidents[inc.kind] = restore_episode(inc, firing)
+        for y in self.store.year_ledgers():  # oldest year first: the newest stays
+            st = get(y.site)
+            if st is not None:
+                st.year = y
         for inc in self.store.incidents():
             st = get(inc.site)
             if st is not None:
@@ -389,7 +431,7 @@ class Engine:
                     step = rebase_step(tr.last_rate, rate, ts - ms.total_ts, st.gap_s, rs.counters)
                     note_bridged(tr, ts, step.volume_m3)
                 else:
-                    step = classify_step(ms.ref_total, total, ts - ms.total_ts, st.gap_s, rs.counters)
+                    step = self._judge_step(st, ms, ts, rate, total)
                 step_kind = step.kind
                 volume = step.volume_m3
                 if rate is not None and rate < -rs.quality.reverse_m3h:
@@ -400,11 +442,34 @@ class Engine:
             ms.total_ts = ts
         elif tr.last_ts is not None:
             ms.ledger.mark_unknown(tr.last_ts, ts)  # no totalizer: volume unknown (no rate integration)
+        if st.prints is not None:
+            observe_reading(st.prints, meter_id, ts, rate, total)
         observe(tr, ts, rate, total, signal, error, step_kind)
         if tr.frozen_candidate(rs.quality.frozen_min_m3) and tr.flat_since is not None:
             start = tr.flat_since if ms.unknown_until is None else max(tr.flat_since, ms.unknown_until)
             ms.ledger.mark_unknown(start, ts)
             ms.unknown_until = ts
+
+    def _judge_step(self, st: _SiteState, ms: _MeterState, ts: float, rate: float | None,
+                    total: float) -> CounterStep:
+        """The counter step to `total`; across a gap judged by max flow and the meter's rate either side, and a
+        jump there noted as a rescaled meter (the totalizer no longer counts what it counted: a meter change)."""
+        c = st.rules.counters
+        assert ms.total_ts is not None and ms.ref_total is not None
+        dt = ts - ms.total_ts
+        if not c.judge_gaps or dt <= st.gap_s:
+            return classify_step(ms.ref_total, total, dt, st.gap_s, c)
+        # the rate bounds the step only when the meter ran on either side: stopped at both ends, it may have
+        # run in between at any rate (then max flow alone judges)
+        higher = max((r for r in (ms.track.last_rate, rate) if r is not None), default=None)
+        running = higher is not None and higher > st.rules.quality.running_m3h
+        gap = GapCheck(higher if running else None, c.gap_rate_margin, c.gap_rate_within.total_seconds())
+        step = classify_step(ms.ref_total, total, dt, st.gap_s, c, gap)
+        if step.kind is StepKind.JUMP:
+            self.stats.changes += 1
+            note_change(ms.track, MeterChange(st.site.id, ms.meter.id, datetime.fromtimestamp(ts, UTC),
+                                              ChangeKind.RESCALED, "total_m3", ms.ref_total, total), ts)
+        return step
 
     # ---------------------------------------------------------------- maintenance
     def maintenance(self, site_id: str) -> tuple[MaintenanceWindow, ...]:
@@ -516,7 +581,7 @@ class Engine:
     def _evaluate_and_store(self, st: _SiteState, t: float) -> tuple[list[Alert], list[IncidentNotice]]:
         """One site at data time `t`, written before the site's state moves (`StoreError`: nothing moved)."""
         snapshot = _Snapshot.of(st)
-        self._written, self._clears = [], []
+        self._written, self._clears, self._ledgers = [], [], []
         site_alerts = self._evaluate_site(st, t)
         now = datetime.fromtimestamp(t, self.tz)
         episodes, updates = advance_incidents(
@@ -524,7 +589,7 @@ class Engine:
             site=(st.site.id, st.site.name, st.site.district), tz=self.tz)
         try:
             self.store.record_evaluation(Evaluation(self._written, self._clears,
-                                                    [(u.incident, u.changes) for u in updates]))
+                                                    [(u.incident, u.changes) for u in updates], self._ledgers))
         except StoreError:
             snapshot.restore(st)
             raise
@@ -552,11 +617,97 @@ class Engine:
         events: list[Alert] = []
         now_dt = datetime.fromtimestamp(t, UTC)
         for ms in st.meters.values():
-            ms.track.role = role_at(ms.meter, now_dt, self.tz)
+            role = role_at(ms.meter, now_dt, self.tz)
+            if role is not ms.track.role:
+                ms.track.role = role
+                st.sides = None
         events.extend(self._evaluate_quality(st, t))
+        events.extend(self._evaluate_forensic(st, t))
         events.extend(self._evaluate_balance(st, t))
         events.extend(self._evaluate_sequential(st))
+        events.extend(self._evaluate_compliance(st, t))
         return events
+
+    # ---------------------------------------------------------------- compliance
+    def _fold_year(self, st: _SiteState, t: float) -> None:
+        """Fold the extraction of the complete intervals not yet folded into the site's year ledger."""
+        ext = self._sides(st)[0]
+        last = [ms.track.last_ts for ms in ext]
+        firsts = [ms.track.first_ts for ms in ext]
+        if not ext or any(x is None for x in last + firsts):
+            return
+        kb = min(interval_of(min(x for x in last if x is not None), self.step_s), interval_of(t, self.step_s))
+        oldest = kb - min(ms.ledger.retention for ms in ext) + 1
+        first_k = math.ceil(max(x for x in firsts if x is not None) / self.step_s)
+        y = st.year
+        if y is None or (y.through is None and y.since is None):
+            year = datetime.fromtimestamp(max(first_k, oldest) * self.step_s, self.tz).year
+            y = YearLedger(st.site.id, year)
+        ka = max(oldest, first_k) if y.through is None else max(oldest, math.ceil(y.through / self.step_s))
+        if (interval_of(t, self.step_s) - kb) * self.step_s > st.gap_s:
+            st.rate_m3h = None  # the extraction meters went quiet: their last rate says nothing now
+        if ka >= kb:
+            return
+        rows = []
+        for k in range(ka, kb):
+            e, ok = self._sum(ext, k, k + 1)
+            rows.append((k * self.step_s, e, ok))
+        moved = fold_year(y, rows, self.step_s, self.tz)
+        st.year = moved[-1]
+        e, ok = rows[-1][1], rows[-1][2]
+        st.rate_m3h = e * 3600.0 / self.step_s if ok else None
+        self._ledgers.extend(moved)
+
+    def _evaluate_compliance(self, st: _SiteState, t: float) -> list[Alert]:
+        out: list[Alert] = []
+        c = st.rules.compliance
+        clear_for = c.clear_for.total_seconds()
+        today = datetime.fromtimestamp(t, self.tz).date()
+        for ms in st.meters.values():
+            cal = ms.meter.record.calibration if ms.meter.record is not None else None
+            if cal is None:
+                continue
+            rule = f"{CALIBRATION_PREFIX}{ms.meter.id}"
+            late = calibration_overdue(cal.next_due, today)
+            cond = Condition.ACTIVE if late > 0 else Condition.CLEAR
+            ev = {"rule": rule, "meters": [ms.meter.id], "meter": ms.meter.id, "certificate": cal.number,
+                  "calibrated": cal.calibrated.isoformat(), "next_due": cal.next_due.isoformat(),
+                  "days_overdue": max(late, 0)}
+            out.extend(self._advance(st, rule, _CALIBRATION_INFO, cond, t, 0.0, 0.0, partial(dict, ev)))
+        permit = st.site.permit
+        if permit is None:
+            return out
+        self._fold_year(st, t)
+        acc_e = self._accuracy(st)[0]
+        rate = st.rate_m3h
+        base = {"permit": permit.number, "status": permit.status.value, "max_rate_m3h": permit.max_rate_m3h}
+        cond = over_rate(rate, permit.max_rate_m3h, acc_e)
+        ev_rate = {"rule": "over_rate", **base, "rate_m3h": None if rate is None else round(rate, 2),
+                   "limit_m3h": round(rate_limit_m3h(permit.max_rate_m3h, acc_e), 2), "accuracy_pct": acc_e,
+                   "window": format_duration(timedelta(seconds=self.step_s))}
+        out.extend(self._advance(st, "over_rate", _COMPLIANCE_INFO["over_rate"], cond, t,
+                                 c.over_rate_hold.total_seconds(), clear_for, partial(dict, ev_rate)))
+        y = st.year
+        if y is not None and y.since is not None:
+            cond, reason = quota_state(y, permit.annual_quota_m3, self.tz, c.quota_warn_pct,
+                                       c.quota_min_span.total_seconds())
+            out.extend(self._advance(st, "quota_projection", _COMPLIANCE_INFO["quota_projection"], cond, t, 0.0,
+                                     clear_for, partial(_quota_evidence, y, permit.annual_quota_m3, reason, self.tz)))
+        ext = self._sides(st)[0]
+        recent = st.rules.quality.offline_after.total_seconds()
+        rates = [ms.track.last_rate for ms in ext if ms.track.last_ts is not None and t - ms.track.last_ts <= recent]
+        pumping = permit_pumping([*rates, rate], st.rules.quality.running_m3h)
+        now_rate = max((r for r in [*rates, rate] if r is not None), default=None)
+        ev_pump = {**base, "rate_m3h": None if now_rate is None else round(now_rate, 2),
+                   "valid_from": permit.valid_from.isoformat(), "valid_to": permit.valid_to.isoformat()}
+        hold = c.pumping_hold.total_seconds()
+        sealed = pumping if permit.status.must_be_dry else Condition.CLEAR
+        out.extend(self._advance(st, "sealed_pumping", _COMPLIANCE_INFO["sealed_pumping"], sealed, t, hold,
+                                 clear_for, partial(dict, {"rule": "sealed_pumping", **ev_pump})))
+        expired = pumping if today > permit.valid_to else Condition.CLEAR
+        out.extend(self._advance(st, "permit_expired", _COMPLIANCE_INFO["permit_expired"], expired, t, hold,
+                                 clear_for, partial(dict, {"rule": "permit_expired", **ev_pump})))
+        return out
 
     def _evaluate_quality(self, st: _SiteState, t: float) -> list[Alert]:
         q = st.quality
@@ -576,10 +727,49 @@ class Engine:
                                      q.clear_for, partial(_finding_evidence, finding, self.tz)))
         return out
 
+    def _evaluate_forensic(self, st: _SiteState, t: float) -> list[Alert]:
+        sp = st.prints
+        if sp is None:
+            return []
+        out: list[Alert] = []
+        if sp.plan.exact:
+            self._note_hours(st, sp, t)
+        for rule, on, detect in ((REPLAY_RULE, sp.plan.replay, replay_finding),
+                                 (SMOOTH_RULE, sp.plan.smooth, smooth_finding),
+                                 (EXACT_RULE, sp.plan.exact, exact_finding)):
+            finding = detect(sp, t) if on else None
+            if finding is None or (finding.condition is not Condition.ACTIVE and rule not in st.alerts):
+                continue
+            out.extend(self._advance(st, rule, _FORENSIC_INFO[rule], finding.condition, t, 0.0, sp.plan.window_s,
+                                     partial(_finding_evidence, finding, self.tz)))
+        return out
+
+    def _note_hours(self, st: _SiteState, sp: SitePrints, t: float) -> None:
+        """Hand every whole hour both sides have completed since the last call to the exact-balance check."""
+        kb = self._horizon_k(st, interval_of(t, self.step_s))
+        if kb is None:
+            return
+        m = max(1, round(3600 / self.step_s))
+        last = kb // m  # hours j with (j + 1)·m ≤ kb are complete
+        if sp.next_hour is None:
+            sp.next_hour = last
+        ext, rei = self._sides(st)
+        while sp.next_hour < last:
+            j = sp.next_hour
+            sp.next_hour += 1
+            a, b = j * m * self.step_s, (j + 1) * m * self.step_s
+            e, e_ok = self._sum(ext, j * m, (j + 1) * m)
+            r, r_ok = self._sum(rei, j * m, (j + 1) * m)
+            stable = all(roles_constant(ms.meter, datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC),
+                                        self.tz) for ms in st.meters.values())
+            note_hour(sp, b, e, r, e_ok and r_ok and stable)
+
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
-        ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
-        rei = [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION]
-        return ext, rei
+        """The site's extraction and reinjection meters (kept until a meter's role changes; not to be altered)."""
+        if st.sides is None:
+            st.sides = ([ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION],
+                        [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION])
+        return st.sides
 
     def _horizon_k(self, st: _SiteState, until_k: int | None = None) -> int | None:
         """The first interval not yet complete on both sides (at most `until_k`: not after the evaluation)."""
@@ -721,7 +911,7 @@ class Engine:
             out.extend(self._advance(st, _window_rule(w), info,
                                      bal.condition, kb * self.step_s, w.hold.total_seconds(),
                                      w.clear_for.total_seconds(),
-                                     partial(_window_evidence, format_duration(w.window), ev)))
+                                     partial(_window_evidence, w.window, ev)))
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
@@ -958,6 +1148,57 @@ class Engine:
                 out[mid] = IntervalSeries(ka, tuple(vols), tuple(known))
         return out
 
+    def compliance(self, site_id: str) -> dict[str, Any]:
+        """A site's permit standing: the permit, this year's extraction against the quota (used and
+        projected), the extraction's rate peaks (newest complete interval, the last 24 h of the ledger, the
+        year) and the compliance alerts pending or firing. Without a permit only `permit: None` and the
+        alerts (calibration reminders) are meaningful."""
+        with self._lock:
+            st = self._site(site_id)
+            permit, y = st.site.permit, st.year
+            ext = self._sides(st)[0]
+            kb = interval_of(y.through, self.step_s) if y is not None and y.through is not None else None
+            peak_24h: tuple[float, float] | None = None
+            if kb is not None and ext:
+                for k in range(kb - min(round(86400 / self.step_s), min(ms.ledger.retention for ms in ext)), kb):
+                    e, ok = self._sum(ext, k, k + 1)
+                    rate = e * 3600.0 / self.step_s
+                    if ok and (peak_24h is None or rate > peak_24h[0]):
+                        peak_24h = (rate, k * self.step_s)
+            alerts = {rule: tr.state.value for rule, tr in st.alerts.items()
+                      if rule in COMPLIANCE_RULES or rule.startswith(CALIBRATION_PREFIX)}
+            current = st.rate_m3h
+
+        def at(ts: float | None) -> str | None:
+            return None if ts is None else iso(datetime.fromtimestamp(ts, self.tz))
+
+        year: dict[str, Any] | None = None
+        if y is not None and y.since is not None:
+            projected = project_year(y, self.tz)
+            quota = permit.annual_quota_m3 if permit is not None else None
+            year = {"year": y.year, "extracted_m3": round(y.extracted_m3, 3), "since": at(y.since),
+                    "through": at(y.through), "unknown_h": round(y.unknown_s / 3600.0, 2),
+                    "annual_quota_m3": quota,
+                    "used_pct": None if quota is None else round(100.0 * y.extracted_m3 / quota, 2),
+                    "projected_m3": None if projected is None else round(projected, 1),
+                    "projected_pct": None if projected is None or quota is None
+                    else round(100.0 * projected / quota, 2)}
+        limit = None if permit is None else round(rate_limit_m3h(permit.max_rate_m3h, self._accuracy(st)[0]), 2)
+        return {
+            "site": site_id,
+            "permit": None if permit is None else permit.model_dump(mode="json"),
+            "valid": None if permit is None or y is None or y.through is None
+            else permit.valid_on(datetime.fromtimestamp(y.through, self.tz).date()),
+            "year": year,
+            "rates": {"max_rate_m3h": None if permit is None else permit.max_rate_m3h, "limit_m3h": limit,
+                      "current_m3h": None if current is None else round(current, 2),
+                      "peak_24h_m3h": None if peak_24h is None else round(peak_24h[0], 2),
+                      "peak_24h_at": None if peak_24h is None else at(peak_24h[1]),
+                      "peak_year_m3h": None if y is None or y.peak_at is None else round(y.peak_rate_m3h, 2),
+                      "peak_year_at": None if y is None else at(y.peak_at)},
+            "alerts": alerts,
+        }
+
     def alert_states(self, site_id: str) -> dict[str, AlertState]:
         with self._lock:
             return {rule: tr.state for rule, tr in self._site(site_id).alerts.items()}
@@ -1005,6 +1246,17 @@ def _fit_lags(fit: tuple[tuple[float, float, float], ...], residuals: tuple[floa
                  for (sw, sx, sxx), x in zip(old, residuals, strict=True))
 
 
+def _instrument(m: Meter) -> Meter:
+    """A meter as far as its measurements go: its record (serial, calibration certificate) left out."""
+    return m if m.record is None else m.model_copy(update={"record": None})
+
+
+def _renewed(ms: _MeterState, m: Meter) -> _MeterState:
+    """A kept meter's state under its new configuration (a new record)."""
+    ms.meter = m
+    return ms
+
+
 def _claim_key(start: datetime, end: datetime, reason: str) -> tuple[str, str, str]:
     return (iso(start.astimezone(UTC)), iso(end.astimezone(UTC)), reason)
 
@@ -1016,6 +1268,15 @@ def _value(x: Any) -> float | None:
 
 _INACTIVE = AlertTrack()
 _HELD_QUALITY_MAX = 10_000  # notes kept per held site (a week of 1-minute steps is 10 080)
+_FORENSIC_INFO = {r: _RuleInfo(AlertKind.DATA_QUALITY, Severity.HIGH, r) for r in (REPLAY_RULE, SMOOTH_RULE,
+                                                                                  EXACT_RULE)}
+_COMPLIANCE_INFO = {
+    "over_rate": _RuleInfo(AlertKind.COMPLIANCE, Severity.HIGH, "compliance"),
+    "quota_projection": _RuleInfo(AlertKind.COMPLIANCE, Severity.WARNING, "compliance"),
+    "sealed_pumping": _RuleInfo(AlertKind.COMPLIANCE, Severity.CRITICAL, "compliance"),
+    "permit_expired": _RuleInfo(AlertKind.COMPLIANCE, Severity.HIGH, "compliance"),
+}
+_CALIBRATION_INFO = _RuleInfo(AlertKind.COMPLIANCE, Severity.INFO, "compliance")
 _QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
 
 
@@ -1034,8 +1295,19 @@ def _local_times(value: Any, tz: tzinfo) -> Any:
     return value
 
 
-def _window_evidence(window: str, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    return {"window": window, **ev()}
+def _quota_evidence(y: YearLedger, quota_m3: float, reason: str | None, tz: tzinfo) -> dict[str, Any]:
+    projected = project_year(y, tz)
+    return {"rule": "quota_projection", "year": y.year, "extracted_m3": round(y.extracted_m3, 1),
+            "annual_quota_m3": quota_m3, "used_pct": round(100.0 * y.extracted_m3 / quota_m3, 2),
+            "projected_m3": None if projected is None else round(projected, 1),
+            "projected_pct": None if projected is None else round(100.0 * projected / quota_m3, 2),
+            "reason": reason, "since": iso(datetime.fromtimestamp(y.since or 0.0, tz)),
+            "through": iso(datetime.fromtimestamp(y.through or 0.0, tz)),
+            "unknown_h": round(y.unknown_s / 3600.0, 2)}
+
+
+def _window_evidence(window: timedelta, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return {"window": format_duration(window), **ev()}
 
 
 def _window_rule(w: WindowRule) -> str:

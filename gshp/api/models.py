@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -162,6 +162,24 @@ class LatestReading(BaseModel):
     error_code: int | None
 
 
+class CalibrationOut(BaseModel):
+    """A meter's calibration certificate (检定证书); `overdue` once `next_due` has passed."""
+
+    number: str
+    calibrated: date = Field(serialization_alias="date")
+    next_due: date
+    overdue: bool
+
+
+class MeterRecordOut(BaseModel):
+    """What the bureau keeps about a meter: serial number, model, install date, calibration."""
+
+    serial: str | None
+    model: str | None
+    installed: date | None
+    calibration: CalibrationOut | None
+
+
 class MeterStatus(BaseModel):
     id: str
     role: str
@@ -169,6 +187,7 @@ class MeterStatus(BaseModel):
     status: str
     latest: LatestReading | None
     arrival_pct: float | None = None  # today's arrival rate (到报率)
+    record: MeterRecordOut | None = None
 
 
 class FlowPoint(BaseModel):
@@ -411,6 +430,66 @@ class IncidentDetail(IncidentOut):
 
 class IncidentList(BaseModel):
     incidents: list[IncidentOut]
+
+
+class PermitWellsOut(BaseModel):
+    extraction: int
+    reinjection: int
+
+
+class PermitOut(BaseModel):
+    """A site's water-withdrawal permit (取水许可) as configured."""
+
+    number: str
+    holder: str
+    annual_quota_m3: float
+    max_rate_m3h: float
+    wells: PermitWellsOut
+    valid_from: date
+    valid_to: date
+    status: str
+
+
+class ComplianceYear(BaseModel):
+    """This year's extraction against the quota: used so far and projected to the year's end at the pace of
+    the monitored time (`since` … `through`; `unknown_h` of it without known extraction)."""
+
+    year: int
+    extracted_m3: float
+    since: datetime | None
+    through: datetime | None
+    unknown_h: float
+    annual_quota_m3: float | None
+    used_pct: float | None
+    projected_m3: float | None
+    projected_pct: float | None
+
+
+class ComplianceRates(BaseModel):
+    """Extraction rates (m³/h, mean over one evaluation interval, from totalizer deltas): the newest, the
+    highest of the last 24 h and of the year, against the permitted maximum and the limit the meters'
+    accuracy allows."""
+
+    max_rate_m3h: float | None
+    limit_m3h: float | None
+    current_m3h: float | None
+    peak_24h_m3h: float | None
+    peak_24h_at: datetime | None
+    peak_year_m3h: float | None
+    peak_year_at: datetime | None
+
+
+class SiteCompliance(BaseModel):
+    """A site's permit standing: the permit, quota used and projected, rate peaks, and the compliance rules
+    (over_rate, quota_projection, sealed_pumping, permit_expired, calibration_due:<meter>) pending or
+    firing."""
+
+    site: str
+    permit: PermitOut | None
+    valid: bool | None
+    year: ComplianceYear | None
+    rates: ComplianceRates
+    alerts: dict[str, str]
 
 
 class MapSite(BaseModel):

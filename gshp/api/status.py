@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from alerting.model import Alert, AlertKind, AlertState
+from alerting.model import Alert, AlertKind, AlertState, Severity
 from collector.model import Site
 from gshp.api.arrival import arrival_figures, site_arrival_summary
 from gshp.arrival import ArrivalTracker
@@ -65,7 +65,8 @@ def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, en
         status = "unknown"
     elif age_s > offline_after:
         status = "offline"
-    elif firing or any(m["status"] == "offline" for m in meters):
+    elif any(a.severity is not Severity.INFO for a in firing) or any(m["status"] == "offline" for m in meters):
+        # an info reminder (calibration past due) is no fault of the site's
         status = "fault"
     else:
         status = "normal"

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     return _replay(args, config, readings, started)
 
 
-def _time(text: str | None, flag: str) -> datetime:
+def instant(text: str | None, flag: str) -> datetime:
+    """An ISO-8601 instant with its offset, from a command-line flag (`ValueError` saying what is wrong)."""
     if not text:
         raise ValueError(f"{flag} is required with --from-influx (ISO-8601 with offset, e.g. 2026-07-01T00:00+08:00)")
     try:
@@ -89,7 +90,7 @@ def _time(text: str | None, flag: str) -> datetime:
 def _from_influx(args: argparse.Namespace, config: Config, started: float) -> int:
     """Replay what InfluxDB holds: the case an enforcement officer builds from stored data."""
     try:
-        start, stop = _time(args.start, "--start"), _time(args.stop, "--stop")
+        start, stop = instant(args.start, "--start"), instant(args.stop, "--stop")
     except ValueError as exc:
         print(f"gshp replay: {exc}", file=sys.stderr)
         return 2

@@ -56,7 +56,8 @@ READING_COLUMNS = ("ts", "site", "meter", "role", "rate_m3h", "total_m3", "signa
 logger reports interval volumes)."""
 
 KIND_WORDS = {"discharge": ("外排", "discharge"), "evasion": ("规避监测", "evasion"),
-              "meter_fault": ("计量故障", "meter fault"), "compliance": ("许可合规", "compliance")}
+              "meter_fault": ("计量故障", "meter fault"), "compliance": ("许可合规", "compliance"),
+              "calibration": ("检定到期", "calibration due")}
 STATE_WORDS = {"open": ("进行中", "open"), "resolved": ("已恢复", "resolved")}
 SEVERITY_WORDS = {"info": "提示", "warning": "警告", "high": "高", "critical": "严重"}
 CHANGE_WORDS = {"opened": "事件开始 opened", "reopened": "复发 reopened", "escalated": "升级 escalated",

@@ -131,6 +131,17 @@ def test_the_board_shows_todays_arrival_rate_of_each_meter_site_and_district(bro
     page.close()
 
 
+def test_the_site_page_shows_each_meters_record(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "viewer")
+    page.goto(running.url + "/#/sites/hospital")
+    record = page.locator("#meters tr[data-meter=E1] td.record")
+    expect(record).to_contain_text("TUF-2311-0042 · TUF-2000M · 2024-03-01", timeout=30_000)
+    expect(record).to_contain_text("宛计检字[2025]第118号 · 检定有效期至 2026-06-01")
+    expect(record.locator(".badge")).to_have_text("已过期")  # next_due has passed
+    expect(page.locator("#meters tr[data-meter=R1] td.record")).to_have_text("—")
+    page.close()
+
+
 def _latest_data_day(running: Running) -> str:
     """The day of the newest reading in the configured zone, as the service tells it."""
     seen = [s["last_seen"] for s in running.get("/api/sites").json()["sites"] if s["last_seen"]]

@@ -15,6 +15,9 @@ TARGETS = {  # scenario → the longest delay allowed (the scenario's truth hold
     "ramp-12": round(21 * 24 * HOUR * 5 / 12), "replacement-cover-3": 48 * HOUR, "weekend-night-30": 30 * 60,
     "unplugged-reinjection": 20 * 60, "frozen-reinjection": 60 * 60, "reversed-reinjection": 30 * 60,
     "backwash-over-cap": 2 * HOUR,
+    "replayed-reinjection": 2 * 3600, "rescaled-across-gap": 30 * 60, "synthetic-reinjection": 2 * 3600,
+    "computed-reinjection": 16 * 3600,
+    "sealed-pumping": 15 * 60, "over-rate": 30 * 60, "quota-projection": 30 * 60,
 }
 HONEST = [n for n in honest_names() if n.endswith("-0") or n == "backwash-under-cap"]
 FLEET = fleet_names()[:6]  # one of each load kind: day/night, shutdown, night cycles, low flow, weekend, season

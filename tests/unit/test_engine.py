@@ -162,8 +162,10 @@ def test_seasonal_swap_inside_a_window_gives_no_balance_verdict():
     events = run(engine, readings, start + timedelta(minutes=50))
     assert not _rules(events)
     assert engine._sites["hehua"].meters["W3"].track.role is Role.REINJECTION
+    assert [[ms.meter.id for ms in side] for side in engine._sides(engine._sites["hehua"])] == [["E1"], ["R1", "W3"]]
     engine.evaluate(start + timedelta(minutes=65))
     assert engine._sites["hehua"].meters["W3"].track.role is Role.EXTRACTION
+    assert [[ms.meter.id for ms in side] for side in engine._sides(engine._sites["hehua"])] == [["E1", "W3"], ["R1"]]
 
 
 def test_backfilled_history_teaches_the_sequential_baseline_at_the_first_evaluation(site):

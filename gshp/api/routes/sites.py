@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 from fastapi import APIRouter
 
-from collector.model import Site
+from collector.model import MeterRecord, Site
 from gshp.api.deps import ApiContext, Ctx, ViewedSite, ViewerScope
 from gshp.api.models import (
+    CalibrationOut,
     DistrictCount,
     FlowPoint,
     LatestReading,
+    MeterRecordOut,
     MeterStatus,
+    SiteCompliance,
     SiteDetail,
     SiteLocation,
     SitesPage,
 )
 from gshp.api.status import SiteStatus, district_counts, site_status
 from gshp.api.views import alert_out, drained_out, maintenance_out, site_summary
+from rules.compliance import calibration_overdue
 from rules.report import day_bounds
 
 router = APIRouter(tags=["api"])
@@ -34,6 +39,31 @@ def statuses(ctx: ApiContext, sites: Sequence[Site]) -> list[SiteStatus]:
     return [site_status(s, firing, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules, now=now,
                         arrival=ctx.arrival, day_start=midnight)
             for s in sites]
+
+
+def _record(record: MeterRecord | None, today: date) -> MeterRecordOut | None:
+    if record is None:
+        return None
+    cal = record.calibration
+    return MeterRecordOut(serial=record.serial, model=record.model, installed=record.installed,
+                          calibration=None if cal is None else CalibrationOut(
+                              number=cal.number, calibrated=cal.calibrated, next_due=cal.next_due,
+                              overdue=calibration_overdue(cal.next_due, today) > 0))
+
+
+@router.get("/api/sites/{site_id}/compliance")
+def site_compliance(site: ViewedSite, ctx: Ctx) -> SiteCompliance:
+    """The site's permit standing: the permit and its status, this year's extraction against the quota (used
+    and projected at the current pace), the extraction's rate peaks against the permitted maximum, and the
+    compliance rules pending or firing (`rules.compliance`)."""
+    body = ctx.engine.compliance(site.id)
+    times = ctx.times
+    year, rates = body["year"], body["rates"]
+    if year is not None:
+        year = {**year, "since": times.maybe(year["since"]), "through": times.maybe(year["through"])}
+    rates = {**rates, "peak_24h_at": times.maybe(rates["peak_24h_at"]),
+             "peak_year_at": times.maybe(rates["peak_year_at"])}
+    return SiteCompliance.model_validate({**body, "year": year, "rates": rates})
 
 
 @router.get("/api/sites")
@@ -54,9 +84,11 @@ def get_site(site: ViewedSite, ctx: Ctx) -> SiteDetail:
     """A site's status, meters with their latest reading, recent live flows, newest alerts and maintenance."""
     times = ctx.times
     (status,) = statuses(ctx, [site])
+    today = ctx.clock.now().astimezone(ctx.config.tz).date()
     meters = [MeterStatus(id=m["id"], role=m["role"], source=m["source"], status=m["status"],
                           latest=None if m["latest"] is None else LatestReading.model_validate(
-                              {**m["latest"], "ts": times.at(m["latest"]["ts"])}), arrival_pct=m["arrival_pct"])
+                              {**m["latest"], "ts": times.at(m["latest"]["ts"])}), arrival_pct=m["arrival_pct"],
+                          record=_record(site.meter(m["id"]).record, today))
               for m in status.meters]
     history = [FlowPoint(ts=times.at(p.ts), extraction_m3h=round(p.extraction_m3h, 3),
                          reinjection_m3h=round(p.reinjection_m3h, 3), deficit_m3h=round(p.deficit_m3h, 3))

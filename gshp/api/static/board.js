@@ -24,6 +24,7 @@ const I18N = {
     pastIncidents: "历史事件", who_viewer: "查看", who_enforcement: "执法", who_admin: "管理员",
     allDistrictsShort: "全部区县", anonymous: "本机只读",
     kind_evasion: "规避监测", kind_meter_fault: "计量故障", kind_compliance: "许可合规",
+    kind_calibration: "检定到期", record: "计量记录", calDue: "检定有效期至", overdue: "已过期",
     state_open: "进行中", state_resolved: "已恢复", case_new: "待处理", case_acknowledged: "已确认", case_closed: "已结案",
     onset: "估计开始", firstFiring: "首次告警", endedAt: "结束", volume: "估计外排量", band: "不确定区间",
     peakDeficit: "最大差额", meanDeficit: "平均差额", episodes: "复发次数", caseStatus: "案件状态",
@@ -59,6 +60,7 @@ const I18N = {
     noIncidents: "No incidents", pastIncidents: "Incidents", who_viewer: "viewer", who_enforcement: "enforcement",
     who_admin: "admin", allDistrictsShort: "all districts", anonymous: "local read-only",
     kind_evasion: "Evasion", kind_meter_fault: "Meter fault", kind_compliance: "Compliance",
+    kind_calibration: "Calibration due", record: "Meter record", calDue: "calibration due", overdue: "overdue",
     state_open: "Open", state_resolved: "Resolved", case_new: "New", case_acknowledged: "Acknowledged",
     case_closed: "Closed", onset: "Estimated onset", firstFiring: "First alert", endedAt: "Ended",
     volume: "Estimated discharge", band: "Uncertainty band", peakDeficit: "Peak deficit", meanDeficit: "Mean deficit",
@@ -429,13 +431,22 @@ function alertCard(a) {
     ${notes ? `<ul class="notes">${notes}</ul>` : ""}${closed}${actions}</div>`;
 }
 
+function meterRecord(rec) {
+  if (!rec) return "—";
+  const cal = rec.calibration;
+  const parts = [rec.serial, rec.model, rec.installed].filter(Boolean).map(esc);
+  if (cal) parts.push(`${esc(cal.number)} · ${t("calDue")} ${esc(cal.next_due)}${cal.overdue ? ` <span class="badge status-fault">${t("overdue")}</span>` : ""}`);
+  return parts.join(" · ") || "—";
+}
+
 async function renderSite(id, current = () => true) {
   const s = await api(`/api/sites/${encodeURIComponent(id)}`);
   if (!current()) return;
   const meters = s.meters.map((m) => {
     const r = m.latest || {};
     return `<tr data-meter="${esc(m.id)}"><td class="name">${esc(m.id)}</td>${cell(t("role"), esc(t("role_" + m.role)), "")}
-      ${cell(t("status"), badge(m.status), "status")}${cell(t("arrival"), arrivalPct(m.arrival_pct), "num arrival")}${meterCells(r)}</tr>`;
+      ${cell(t("status"), badge(m.status), "status")}${cell(t("arrival"), arrivalPct(m.arrival_pct), "num arrival")}
+      ${cell(t("record"), meterRecord(m.record), "record hide-narrow")}${meterCells(r)}</tr>`;
   }).join("");
   const maintenance = (s.maintenance || []).map((w) =>
     `<li>${esc(fmtTime(w.start))} – ${esc(fmtTime(w.end))} · ${esc(w.reason || "")} · ≤ ${num(w.volume_cap_m3, 1)} m³
@@ -455,7 +466,7 @@ async function renderSite(id, current = () => true) {
     <h2>${t("liveChart")}</h2><div class="chart" id="chart">${chart(s.history)}</div>
     <h2>${t("meters")}</h2>
     <div class="tablewrap"><table id="meters" class="cardlist"><thead><tr><th>${t("meter")}</th><th>${t("role")}</th><th>${t("status")}</th>
-      <th class="num">${t("arrival")}</th><th class="num">${t("rate")}</th><th class="num">${t("total")}</th><th class="num hide-narrow">${t("signal")}</th>
+      <th class="num">${t("arrival")}</th><th class="hide-narrow">${t("record")}</th><th class="num">${t("rate")}</th><th class="num">${t("total")}</th><th class="num hide-narrow">${t("signal")}</th>
       <th class="num hide-narrow">${t("errorCode")}</th><th class="num">${t("time")}</th></tr></thead>
       <tbody>${meters}</tbody></table></div>
     ${maintenance ? `<h2>${t("maintenance")}</h2><ul>${maintenance}</ul>` : ""}
