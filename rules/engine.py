@@ -814,9 +814,15 @@ class Engine:
         own = self._lag(st) * 60.0 / self.step_s
         moving = max(transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0]),
                      transit_allowance(self._before(ext, kb, own), self._before(ext, ka, own)))
-        look = math.ceil(st.rules.balance.refill_lookback.total_seconds() / self.step_s)
         rei = self._sides(st)[1]
         whole, part = math.floor(own), own - math.floor(own)
+        firsts = [ms.track.first_ts for ms in ext + rei]
+        if any(f is None for f in firsts):
+            return moving
+        # no further back than the site's data goes: before it, nothing is known to have drained
+        since_k = math.ceil(max(f for f in firsts if f is not None) / self.step_s)
+        look = min(math.ceil(st.rules.balance.refill_lookback.total_seconds() / self.step_s),
+                   ka - since_k - whole - 1)
         # read back an hour at a time: no stop in the last hour, nothing left to refill
         chunk = max(lag_k + 1, math.ceil(3600 / self.step_s))
         back = 0
