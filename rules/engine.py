@@ -821,8 +821,8 @@ class Engine:
             return moving
         # no further back than the site's data goes: before it, nothing is known to have drained
         since_k = math.ceil(max(f for f in firsts if f is not None) / self.step_s)
-        look = min(math.ceil(st.rules.balance.refill_lookback.total_seconds() / self.step_s),
-                   ka - since_k - whole - 1)
+        lookback = math.ceil(st.rules.balance.refill_lookback.total_seconds() / self.step_s)
+        look = min(lookback, ka - since_k - whole - 1)
         # read back an hour at a time: no stop in the last hour, nothing left to refill
         chunk = max(lag_k + 1, math.ceil(3600 / self.step_s))
         back = 0
@@ -839,8 +839,8 @@ class Engine:
             stopped = [j for j in range(len(r)) if stopped_interval(arriving[j], r[j])]
             if not stopped or stopped[0] > 0:
                 break
-        if stopped and not known:
-            return None
+        if stopped and (not known or (stopped[0] == 0 and look < lookback)):
+            return None  # the stop began before the data, or data was lost: what drained is unknown
         return moving + refill_credit(arriving, r)
 
     def _before(self, ext: list[_MeterState], k: int, lag: float) -> float:
