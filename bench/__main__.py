@@ -2,7 +2,7 @@
 
 `--markdown` prints the table as Markdown, the form kept in the README's performance section;
 `--update-readme README.md` also writes it there, between the lines ``<!-- bench:start -->`` and
-``<!-- bench:end -->``.
+``<!-- bench:end -->``; with `--only`, modules that name their rows (`ROW_PREFIXES`) replace just those rows.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.readme import END, START, replace_table, update_readme
+from bench.readme import END, START, replace_table, splice_rows, table_of, update_readme
 from bench.table import Row, markdown, text
 
 BENCHES = ["bench.outbox", "bench.modbus", "bench.mqtt", "bench.fleet", "bench.telemetry", "bench.detection",
@@ -41,7 +41,12 @@ def main() -> int:
         rows += importlib.import_module(name).run()
     print(markdown(rows) if args.markdown else text(rows))
     if args.update_readme is not None:
-        changed = update_readme(args.update_readme, markdown(rows))
+        table = markdown(rows)
+        modules = [importlib.import_module(name) for name in args.only or ()]
+        if modules and all(hasattr(m, "ROW_PREFIXES") for m in modules):  # keep the other benchmarks' rows
+            prefixes = tuple(p for m in modules for p in m.ROW_PREFIXES)
+            table = splice_rows(table_of(args.update_readme.read_text(encoding="utf-8")), table, prefixes)
+        changed = update_readme(args.update_readme, table)
         print(f"{args.update_readme}: {'table updated' if changed else 'table unchanged'}", file=sys.stderr)
     return 0
 

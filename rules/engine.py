@@ -38,7 +38,15 @@ from alerting.model import (
 from alerting.model import AlertState as AlertPhase
 from collector.duration import format_duration
 from collector.model import ChangeKind, Meter, MeterChange, Reading, Role, Site
-from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
+from rules.balance import (
+    Balance,
+    Condition,
+    balance_threshold_pct,
+    judge_balance,
+    refill_credit,
+    stopped_interval,
+    transit_allowance,
+)
 from rules.compliance import (
     CALIBRATION_PREFIX,
     COMPLIANCE_RULES,
@@ -68,7 +76,15 @@ from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
 from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, note_bridged, note_change, observe
 from rules.roles import role_at, roles_constant
-from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_update
+from rules.sequential import (
+    CusumParams,
+    CusumState,
+    cusum_condition,
+    cusum_learned,
+    cusum_relearn,
+    cusum_start,
+    cusum_update,
+)
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
 from rules.store import AlertStore, Evaluation, StoreError
 from rules.windows import IntervalSeries, Ledger, interval_of
@@ -126,7 +142,10 @@ class _SiteState:
     cusum: CusumState = field(default_factory=CusumState)
     cusum_params: CusumParams | None = None
     seq_next: int | None = None  # index (in sequential intervals) of the next one to judge
-    events_seen: int = 0
+    seq_block: int | None = None  # interval index where the block being joined starts (a steady boundary)
+    lag_fit: tuple[tuple[float, float, float], ...] = ()  # per transit lag (minutes): weight, mean, mean square
+    warm_log: tuple[tuple[tuple[float, ...], float], ...] = ()  # warm-up blocks: deficit per lag, hours
+    events_seen: tuple[int, ...] = ()  # per meter: counter resets and swaps seen by the sequential test
     last_balance_k: int | None = None
     watch_since: float | None = None
     maintenance: list[MaintenanceWindow] = field(default_factory=list)
@@ -152,18 +171,22 @@ class _Snapshot:
     alerts: dict[str, AlertTrack]
     cusum: CusumState
     seq_next: int | None
-    events_seen: int
+    seq_block: int | None
+    lag_fit: tuple[tuple[float, float, float], ...]
+    warm_log: tuple[tuple[tuple[float, ...], float], ...]
+    events_seen: tuple[int, ...]
     last_balance_k: int | None
     watch_since: float | None
     year: YearLedger | None
 
     @classmethod
     def of(cls, st: _SiteState) -> _Snapshot:
-        return cls(dict(st.alerts), st.cusum, st.seq_next, st.events_seen, st.last_balance_k, st.watch_since,
-                   st.year)
+        return cls(dict(st.alerts), st.cusum, st.seq_next, st.seq_block, st.lag_fit, st.warm_log,
+                   st.events_seen, st.last_balance_k, st.watch_since, st.year)
 
     def restore(self, st: _SiteState) -> None:
         st.alerts, st.cusum, st.seq_next = self.alerts, self.cusum, self.seq_next
+        st.seq_block, st.lag_fit, st.warm_log = self.seq_block, self.lag_fit, self.warm_log
         st.events_seen, st.last_balance_k, st.watch_since = self.events_seen, self.last_balance_k, self.watch_since
         st.year = self.year
 
@@ -201,7 +224,8 @@ class Engine:
 
     def _retention(self, rs: RuleSet) -> int:
         """Intervals a meter's ledger keeps: the longest window, its transit lag and a margin."""
-        longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval, rs.balance.transit_lag])
+        longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval, rs.sequential.max_block,
+                                                                 rs.balance.transit_lag])
         retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
         if self._keep is not None:  # reports read a whole day (and its margins) back from the ledger
             retention = max(retention, math.ceil(self._keep.total_seconds() / self.step_s) + 4)
@@ -214,6 +238,7 @@ class Engine:
         st = _SiteState(site, rs, {m.id: self._new_meter(m, rs) for m in site.meters},
                         maintenance=list(rs.maintenance))
         self._set_rules(st, rs)
+        st.cusum = cusum_start(rs.sequential.baseline_bound_factor * sum(self._accuracy(st)))
         return st
 
     @staticmethod
@@ -223,9 +248,8 @@ class Engine:
         if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
             st.prints = SitePrints(plan) if plan.any else None
         seq = rs.sequential
-        st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
-                                         seq.learn_half_life.total_seconds() / 3600,
-                                         seq.interval.total_seconds() / 3600)
+        st.cusum_params = CusumParams(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
+                                      seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day)
 
     def reconfigure(self, sites: Sequence[Site], settings: RulesSettings) -> None:
         """Take a new configuration while running (a config reload): added sites start empty (their open
@@ -768,9 +792,64 @@ class Engine:
             complete = complete and w.complete and first is not None and first <= a
         return total, complete
 
-    def _transit(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int) -> float:
+    def _side(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[list[float], bool]:
+        """Per interval ka … kb−1, the side's summed volume; whether every meter knew every one."""
+        vols = [0.0] * max(0, kb - ka)
+        ok = True
+        for ms in meters:
+            first = ms.track.first_ts
+            ok = ok and first is not None and first <= ka * self.step_s
+            for n, (v, known) in enumerate(ms.ledger.intervals(ka, kb)):
+                vols[n] += v
+                ok = ok and known
+        return vols, ok
+
+    def _transit(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int) -> float | None:
+        """Water legitimately in transit over [ka, kb): the extra water on its way (see `transit_allowance`)
+        plus the refilling of pipes that drained during a stop before the window (`refill_credit`); None
+        when data was lost around that stop (what drained is unknown, so is the window's verdict)."""
         lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
-        return transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0])
+        # the longest lag configured, and the site's own: after a stop the water of the last minutes has
+        # already arrived, which the longest lag alone would count as still on its way
+        own = self._lag(st) * 60.0 / self.step_s
+        moving = max(transit_allowance(self._sum(ext, kb - lag_k, kb)[0], self._sum(ext, ka - lag_k, ka)[0]),
+                     transit_allowance(self._before(ext, kb, own), self._before(ext, ka, own)))
+        rei = self._sides(st)[1]
+        whole, part = math.floor(own), own - math.floor(own)
+        firsts = [ms.track.first_ts for ms in ext + rei]
+        if any(f is None for f in firsts):
+            return moving
+        # no further back than the site's data goes: before it, nothing is known to have drained
+        since_k = math.ceil(max(f for f in firsts if f is not None) / self.step_s)
+        lookback = math.ceil(st.rules.balance.refill_lookback.total_seconds() / self.step_s)
+        look = min(lookback, ka - since_k - whole - 1)
+        # read back an hour at a time: no stop in the last hour, nothing left to refill
+        chunk = max(lag_k + 1, math.ceil(3600 / self.step_s))
+        back = 0
+        arriving: list[float] = []
+        r: list[float] = []
+        stopped: list[int] = []
+        known = True
+        while back < look:
+            back = min(look, back + chunk)
+            r, r_ok = self._side(rei, ka - back, ka)
+            e, e_ok = self._side(ext, ka - back - whole - 1, ka)  # e[j + 1] is extraction `whole` before r[j]
+            known = r_ok and e_ok
+            arriving = [(1.0 - part) * e[j + 1] + part * e[j] for j in range(len(r))]
+            stopped = [j for j in range(len(r)) if stopped_interval(arriving[j], r[j])]
+            if not stopped or stopped[0] > 0:
+                break
+        if stopped and (not known or (stopped[0] == 0 and look < lookback)):
+            return None  # the stop began before the data, or data was lost: what drained is unknown
+        return moving + refill_credit(arriving, r)
+
+    def _before(self, ext: list[_MeterState], k: int, lag: float) -> float:
+        """Extraction over the `lag` intervals (a fraction allowed) before boundary `k`."""
+        whole = math.floor(lag)
+        out = self._sum(ext, k - whole, k)[0] if whole else 0.0
+        if lag > whole:
+            out += (lag - whole) * self._sum(ext, k - whole - 1, k - whole)[0]
+        return out
 
     def _window_balance(self, st: _SiteState, ka: int, kb: int, threshold: float, clear_ratio: float,
                         min_m3: float) -> tuple[Balance, Callable[[], dict[str, Any]]]:
@@ -787,13 +866,16 @@ class Engine:
         cap = sum(m.volume_cap_m3 for m in overlapping)
         # the transit allowance can only lower the deficit: skip it when the window is clear without it
         clear_anyway = e > 0 and 100.0 * (e - r - cap) / e <= threshold * clear_ratio
-        transit = 0.0 if clear_anyway else self._transit(st, ext, ka, kb)
-        bal = judge_balance(e, r, complete=e_ok and r_ok and stable and not frozen, threshold_pct=threshold,
-                            clear_ratio=clear_ratio, min_extracted_m3=min_m3, transit_allowance_m3=transit,
-                            maintenance_allowance_m3=cap)
+        low_m3 = st.rules.balance.low_load_fraction * min_m3
+        transit = 0.0 if clear_anyway or e < low_m3 else self._transit(st, ext, ka, kb)
+        bal = judge_balance(e, r, complete=e_ok and r_ok and stable and not frozen and transit is not None,
+                            threshold_pct=threshold,
+                            clear_ratio=clear_ratio, min_extracted_m3=min_m3, transit_allowance_m3=transit or 0.0,
+                            maintenance_allowance_m3=cap, low_load_m3=low_m3)
 
         def evidence() -> dict[str, Any]:
-            shown_transit = self._transit(st, ext, ka, kb) if clear_anyway else bal.transit_allowance_m3
+            shown = self._transit(st, ext, ka, kb) if clear_anyway else bal.transit_allowance_m3
+            shown_transit = 0.0 if shown is None else shown
             ev: dict[str, Any] = {
                 "window_start": iso(datetime.fromtimestamp(a, self.tz)),
                 "window_end": iso(datetime.fromtimestamp(b, self.tz)),
@@ -839,6 +921,10 @@ class Engine:
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
+        """Judge the site's deficit block by block: a block runs from one steady boundary (both sides
+        flowing for longer than the transit lag) to the next that closes at least one hour and
+        `min_extracted_m3`, so stops, start-ups and pipe refills fall inside blocks and no hour with
+        complete data is skipped; the water in transit is the extraction shifted by the site's learned lag."""
         seq = st.rules.sequential
         p = st.cusum_params
         if not seq.enabled or p is None or st.last_balance_k is None:
@@ -846,6 +932,7 @@ class Engine:
         m = max(1, round(seq.interval.total_seconds() / self.step_s))
         last_j = st.last_balance_k // m  # intervals j with (j+1)·m ≤ horizon are complete
         ext, rei = self._sides(st)
+        meters = list(st.meters.values())
         if st.seq_next is None:
             # start at the first whole interval every meter covers: history back-filled before the first
             # evaluation (as far as the ledger keeps it) teaches the baseline at once
@@ -853,48 +940,127 @@ class Engine:
             first_k = math.ceil(max(firsts) / self.step_s) if firsts else st.last_balance_k
             oldest_kept = st.last_balance_k - min(ms.ledger.retention for ms in ext + rei) + 1
             st.seq_next = -(-max(first_k, oldest_kept) // m)
-            st.events_seen = sum(ms.track.events for ms in st.meters.values())
+            st.events_seen = tuple(ms.track.events for ms in meters)
         out: list[Alert] = []
-        events_now = sum(ms.track.events for ms in st.meters.values())
+        events_now = tuple(ms.track.events for ms in meters)
         lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
+        max_block = max(m, math.ceil(seq.max_block.total_seconds() / self.step_s))
+        acc_e, acc_r = self._accuracy(st)
         while st.seq_next < last_j:
             j = st.seq_next
             st.seq_next += 1
             ka, kb = j * m, (j + 1) * m
-            if events_now != st.events_seen:
+            if events_now != st.events_seen:  # meter reset or replacement: relearn, within the new meter's say
+                changed = [ms for ms, a, b in zip(meters, events_now, st.events_seen, strict=False) if a != b]
                 st.events_seen = events_now
-                st.cusum = CusumState()  # meter reset or replacement: relearn this site's baseline
+                st.cusum = cusum_relearn(st.cusum, self._relearn_bound(st, changed, ka))
+                st.seq_block, st.warm_log = None, ()
             a_dt = datetime.fromtimestamp(ka * self.step_s, UTC)
             b_dt = datetime.fromtimestamp(kb * self.step_s, UTC)
-            if not all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in st.meters.values()):
-                st.cusum = CusumState()
+            if not all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in meters):
+                st.cusum = cusum_relearn(st.cusum, seq.baseline_bound_factor * (acc_e + acc_r))
+                st.seq_block, st.warm_log = None, ()
                 continue
-            e, e_ok = self._sum(ext, ka, kb)
-            r, r_ok = self._sum(rei, ka, kb)
-            # water in transit changes with the load (either way): such intervals say little about bias
-            if not (e_ok and r_ok) or e < max(seq.min_extracted_m3, 1e-9):
+            if not (self._sum(ext, ka, kb)[1] and self._sum(rei, ka, kb)[1]):
+                st.seq_block = None  # data lost: the next block starts at a steady boundary
                 continue
-            transit = abs(self._sum(ext, kb - lag_k, kb)[0] - self._sum(ext, ka - lag_k, ka)[0])
-            a_s, b_s = ka * self.step_s, kb * self.step_s
-            in_maintenance = any(mw.start.timestamp() < b_s and mw.end.timestamp() > a_s
-                                 for mw in st.maintenance)
-            if not (e_ok and r_ok) or e < max(seq.min_extracted_m3, 1e-9) or transit > 0.01 * e \
-                    or in_maintenance:
+            if st.seq_block is None:
+                if not self._steady(ext, rei, ka, lag_k):
+                    continue
+                st.seq_block = ka
+            ks = st.seq_block
+            if kb - ks > max_block:
+                st.seq_block = None  # stopped (or unsteady) too long to join: start again when steady
                 continue
-            d_pct = 100.0 * (e - r) / e
-            st.cusum = cusum_update(st.cusum, d_pct, p)
+            e = self._sum(ext, ks, kb)[0]
+            if e < max(seq.min_extracted_m3, 1e-9) or not self._steady(ext, rei, kb, lag_k):
+                continue  # join the next hour
+            st.seq_block = kb
+            a_s, b_s = ks * self.step_s, kb * self.step_s
+            if any(mw.start.timestamp() < b_s and mw.end.timestamp() > a_s for mw in st.maintenance):
+                continue
+            shifted = self._shifted_extraction(st, ext, ks, kb, lag_k)
+            if shifted is None:
+                continue
+            r = self._sum(rei, ks, kb)[0]
+            lag_min = self._lag(st)
+            e_in = shifted[lag_min]
+            d_pct = 100.0 * (e_in - r) / e_in if e_in > 0 else 100.0 * (e - r) / e
+            hours = (kb - ks) * self.step_s / 3600.0
+            per_lag = tuple(100.0 * (x - r) / x if x > 0 else 0.0 for x in shifted)
+            st.lag_fit = _fit_lags(st.lag_fit, per_lag, hours)
+            warm = st.cusum.warm
+            st.cusum = cusum_update(st.cusum, d_pct, hours, p)
+            if not warm:  # learned from the warm-up's blocks as the lag now known shows them
+                st.warm_log = (*st.warm_log, (per_lag, hours))
+                if st.cusum.warm:
+                    lag_min = self._lag(st)
+                    st.cusum = cusum_learned(st.cusum, tuple((x[lag_min], h) for x, h in st.warm_log))
+                    st.warm_log = ()
             cond = cusum_condition(st.cusum, p)
-            ev: dict[str, Any] = {"window": format_duration(seq.interval),
-                  "window_start": iso(datetime.fromtimestamp(ka * self.step_s, self.tz)),
-                  "window_end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz)),
+            c = st.cusum
+            ev: dict[str, Any] = {"window": format_duration(timedelta(seconds=b_s - a_s)),
+                  "window_start": iso(datetime.fromtimestamp(a_s, self.tz)),
+                  "window_end": iso(datetime.fromtimestamp(b_s, self.tz)),
                   "extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "deficit_m3": round(e - r, 3),
-                  "deficit_pct": round(d_pct, 2), "baseline_pct": round(st.cusum.baseline_pct, 2),
-                  "threshold_pct": round(st.cusum.baseline_pct + p.drift_pct, 2),
-                  "cusum_pct_h": round(st.cusum.s, 2), "cusum_threshold_pct_h": p.threshold_pct_h}
+                  "transit_lag_min": lag_min, "in_transit_change_m3": round(e - e_in, 3),
+                  "deficit_pct": round(d_pct, 2), "baseline_pct": round(c.baseline_pct, 2),
+                  "baseline_bounds_pct": [round(max(c.lo_pct, -100.0), 2), round(min(c.hi_pct, 100.0), 2)],
+                  "baseline_bounded": c.bounded,
+                  "threshold_pct": round(c.baseline_pct + p.drift_pct, 2),
+                  "cusum_pct_h": round(c.s, 2), "cusum_threshold_pct_h": p.threshold_pct_h}
             info = _RuleInfo(AlertKind.DISCHARGE, seq.severity, "sequential")
             out.extend(self._advance(st, SEQUENTIAL_RULE, info,
                                      cond, kb * self.step_s, 0.0, 0.0, partial(dict, ev)))
         return out
+
+    def _steady(self, ext: list[_MeterState], rei: list[_MeterState], k: int, lag_k: int) -> bool:
+        """Both sides flowed in every interval of the transit lag (and one more) before boundary `k`: the pipes
+        are full, the water on its way is the last lag's extraction."""
+        e, e_ok = self._side(ext, k - lag_k - 1, k)
+        r, r_ok = self._side(rei, k - lag_k - 1, k)
+        return e_ok and r_ok and min(e) > 0 and min(r) > 0
+
+    def _shifted_extraction(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int,
+                            lag_k: int) -> list[float] | None:
+        """Extraction over [ka, kb) shifted back by 0, 1, … minutes up to the transit lag (what reinjection
+        should see with that lag); None when the data is incomplete."""
+        vols, ok = self._side(ext, ka - lag_k - 1, kb)
+        if not ok:
+            return None
+        step_min = self.step_s / 60.0
+        cum = [0.0]
+        for v in vols:
+            cum.append(cum[-1] + v)
+        n = kb - ka
+
+        def at(x: float) -> float:  # cumulative extraction at fractional interval position x (from ka−lag_k−1)
+            i = min(max(math.floor(x), 0), len(vols) - 1)
+            return cum[i] + (x - i) * vols[i]
+
+        base = lag_k + 1
+        lag_max = round(st.rules.balance.transit_lag.total_seconds() / 60.0)
+        return [at(base + n - lag / step_min) - at(base - lag / step_min) for lag in range(lag_max + 1)]
+
+    def _lag(self, st: _SiteState) -> int:
+        """The site's transit lag in minutes: the one whose shifted extraction explains the reinjection best
+        (least variance of the blocks' deficit); half the configured longest until enough is seen."""
+        lag_max = round(st.rules.balance.transit_lag.total_seconds() / 60.0)
+        fits = [(sxx / sw - (sx / sw) ** 2, lag) for lag, (sw, sx, sxx) in enumerate(st.lag_fit) if sw >= 6.0]
+        return min(fits)[1] if fits and len(st.lag_fit) == lag_max + 1 else lag_max // 2
+
+    def _relearn_bound(self, st: _SiteState, changed: list[_MeterState], k: int) -> float:
+        """How far a meter change may move the baseline: each changed meter's accuracy times its share of its
+        side's flow over the last day (an even share when unknown)."""
+        day = math.ceil(86400 / self.step_s)
+        bound = 0.0
+        for ms in changed:
+            side = [x for x in st.meters.values() if x.track.role is ms.track.role]
+            own = self._sum([ms], k - day, k)[0]
+            total = self._sum(side, k - day, k)[0]
+            share = own / total if total > 0 else 1.0 / max(1, len(side))
+            bound += ms.meter.accuracy_pct * min(1.0, share)
+        return bound
 
     # ---------------------------------------------------------------- lifecycle
     def _advance(self, st: _SiteState, rule: str, info: _RuleInfo, cond: Condition, at: float, hold_s: float,
@@ -1050,8 +1216,7 @@ class _Volumes:
     def __init__(self, engine: Engine, st: _SiteState, until_k: int) -> None:
         self._engine, self._st, self._until_k = engine, st, until_k
         self.step_s = engine.step_s
-        warm = st.cusum_params is not None and st.cusum.n > st.cusum_params.warmup_n
-        self.baseline_pct = st.cusum.baseline_pct if warm else 0.0
+        self.baseline_pct = st.cusum.baseline_pct if st.cusum.warm else 0.0
         self.drift_pct = st.rules.sequential.drift_pct
         self.transit_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / engine.step_s)
         self.accuracy_pct = engine._accuracy(st)
@@ -1076,6 +1241,15 @@ class _Volumes:
                     covered = first is not None and last is not None and first <= a and last >= a + self.step_s
                     row[2] = bool(row[2]) and ok and covered
         return [(float(e), float(r), bool(k)) for e, r, k in rows]
+
+
+def _fit_lags(fit: tuple[tuple[float, float, float], ...], residuals: tuple[float, ...], hours: float,
+              keep: float = 0.99) -> tuple[tuple[float, float, float], ...]:
+    """Per candidate lag, the decaying weight, sum and sum of squares of the blocks' deficit ratio (afresh
+    when the candidates changed with `transit_lag`)."""
+    old = fit if len(fit) == len(residuals) else ((0.0, 0.0, 0.0),) * len(residuals)
+    return tuple((keep * sw + hours, keep * sx + hours * x, keep * sxx + hours * x * x)
+                 for (sw, sx, sxx), x in zip(old, residuals, strict=True))
 
 
 def _instrument(m: Meter) -> Meter:

@@ -101,6 +101,14 @@ class BalanceSettings(_Frozen):
     clear_ratio: float = Field(default=0.5, ge=0, lt=1, description="clears below threshold × this")
     transit_lag: Duration = Field(default=timedelta(minutes=15),
                                   description="longest time reinjection lags extraction (tanks, pipes)")
+    refill_lookback: Duration = Field(default=timedelta(hours=12),
+                                      description="how far back water drained from the pipes during a stop "
+                                                  "is credited to their refilling at the next start-up")
+    low_load_fraction: float = Field(default=0.2, ge=0, le=1,
+                                     description="a window holding less than its min_extracted_m3 but at "
+                                                 "least this fraction of it is judged by volume: it alerts "
+                                                 "when its deficit exceeds the threshold's share of "
+                                                 "min_extracted_m3")
 
     @field_validator("windows")
     @classmethod
@@ -122,6 +130,11 @@ class SequentialSettings(_Frozen):
     warmup: Duration = Field(default=timedelta(hours=12), description="valid intervals needed to learn")
     learn_half_life: Duration = timedelta(days=7)
     min_extracted_m3: float = Field(default=10.0, ge=0)
+    baseline_bound_factor: float = Field(default=1.0, gt=0, description="the baseline stays within this × "
+                                         "(extraction accuracy + reinjection accuracy)")
+    max_drift_pct_day: float = Field(default=0.05, gt=0, description="fastest the baseline may move, %/day")
+    max_block: Duration = Field(default=timedelta(hours=12), description="longest block joined across stops "
+                                "and start-ups before it is judged or dropped")
     severity: Severity = Severity.HIGH
 
 

@@ -1,6 +1,10 @@
 """Site physics (pure, seedable): one pump flow split over extraction wells; reinjection is extraction,
 delayed by the tank and pipes, minus whatever is discharged; meters add their own bias and noise.
 
+Transit: water reaches the reinjection meters `lag_min` minutes after extraction; when `Pipes` are given,
+the pipes and tank between the two sides hold `volume_m3` that drains into the wells while the pumps stand
+still and must fill again at the next start-up before any water reaches reinjection.
+
 Everything works on 1-minute steps. `simulate_site` returns per-meter arrays of the instantaneous rate and
 the forward totalizer *as the meter shows them*, at timestamps `start + i·60 s`; scenario faults (gaps,
 frozen or reversed meters, replacements) are applied afterwards by `simulators.scenarios`.
@@ -18,12 +22,14 @@ __all__ = [
     "Load",
     "MeterPhysics",
     "MeterSeries",
+    "Pipes",
     "computed",
     "pump_flow",
     "replayed",
     "rescaled",
     "simulate_site",
     "synthetic",
+    "through_pipes",
 ]
 
 
@@ -36,6 +42,19 @@ class Load:
     shutdown: tuple[float, float] | None = None  # local hours (from, to) when the pumps stop, e.g. (23, 6)
     wobble: float = 0.03  # slow random variation of the flow (fraction)
     utc_offset_h: float = 8.0
+    weekend: float = 1.0  # flow factor on Saturdays and Sundays (local)
+    season_per_day: float = 0.0  # relative change of the flow per day (seasonal load), e.g. 0.02
+    # local hours (from, to) when the pumps run in on/off cycles of (on, off) minutes, e.g. (0, 6, 40, 20)
+    cycle: tuple[float, float, int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pipes:
+    """The pipes and tank between extraction and reinjection: `volume_m3` drains into the wells at up to
+    `drain_m3h` while the pumps stand still, and fills again before water reaches reinjection."""
+
+    volume_m3: float
+    drain_m3h: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +89,19 @@ def pump_flow(start_s: float, minutes: int, load: Load, rng: np.random.Generator
     walk = np.cumsum(rng.normal(0.0, 1.0, minutes))
     walk = walk - np.convolve(walk, np.ones(120) / 120, mode="same")
     q = q * (1.0 + load.wobble * np.tanh(walk / 10.0))
-    if load.shutdown is not None:
-        on = ~_in_hours(h, *load.shutdown)
+    if load.weekend != 1.0:
+        weekday = np.floor((t / 3600.0 + load.utc_offset_h) / 24.0 + 3.0) % 7.0  # 1970-01-01 was a Thursday
+        q = q * np.where(weekday >= 5.0, load.weekend, 1.0)
+    if load.season_per_day:
+        q = q * np.clip(1.0 + load.season_per_day * (t - start_s) / 86400.0, 0.05, None)
+    if load.shutdown is not None or load.cycle is not None:
+        on = np.ones(minutes, dtype=bool)
+        if load.shutdown is not None:
+            on &= ~_in_hours(h, *load.shutdown)
+        if load.cycle is not None:
+            lo, hi, on_min, off_min = load.cycle
+            phase = np.floor(t / 60.0).astype(np.int64) % (on_min + off_min)
+            on &= ~(_in_hours(h, lo, hi) & (phase >= on_min))
         ramp = np.convolve(on.astype(float), np.ones(3) / 3, mode="same")
         q = q * np.clip(ramp, 0.0, 1.0) * on
     out: np.ndarray = np.clip(q, 0.0, None)
@@ -88,12 +118,34 @@ def _ar1(rng: np.random.Generator, n: int, sigma: float, rho: float = 0.9) -> np
     return out
 
 
+def through_pipes(arriving: np.ndarray, pipes: Pipes) -> np.ndarray:
+    """Flow out of the pipes (m³/h per minute) given the flow into them: full pipes pass it on; standing
+    still they drain; after a stop they fill before passing anything on."""
+    out = np.empty_like(arriving)
+    level = pipes.volume_m3
+    drain = pipes.drain_m3h / 60.0
+    for i, q in enumerate(arriving.tolist()):  # a few 10⁵ minutes at most
+        v = q / 60.0
+        if v > 0.0:
+            fill = min(v, pipes.volume_m3 - level)
+            level += fill
+            out[i] = (v - fill) * 60.0
+        else:
+            d = min(level, drain)
+            level -= d
+            out[i] = d * 60.0
+    return out
+
+
 def simulate_site(start_s: float, minutes: int, load: Load, meters: tuple[MeterPhysics, ...], lag_min: int,
-                  discharge: np.ndarray, rng: np.random.Generator) -> dict[str, MeterSeries]:
+                  discharge: np.ndarray, rng: np.random.Generator, pipes: Pipes | None = None
+                  ) -> dict[str, MeterSeries]:
     """Meter readings at `start + i·60 s`, i = 0 … minutes: `discharge[i]` is the fraction of the water
     arriving for reinjection during minute i that goes to a drain instead."""
     q = pump_flow(start_s, minutes, load, rng)
     arriving = np.concatenate([np.zeros(lag_min), q[: minutes - lag_min]]) if lag_min else q
+    if pipes is not None:  # the site ran before the first reading: water was already on its way
+        arriving = through_pipes(np.concatenate([np.full(lag_min, q[0]), q[: minutes - lag_min]]), pipes)
     reinjected = arriving * (1.0 - np.clip(discharge, 0.0, 1.0))
     out: dict[str, MeterSeries] = {}
     for m in meters:

@@ -20,6 +20,7 @@ from simulators.physics import (
     Load,
     MeterPhysics,
     MeterSeries,
+    Pipes,
     computed,
     pump_flow,
     replayed,
@@ -28,7 +29,8 @@ from simulators.physics import (
     synthetic,
 )
 
-__all__ = ["SCENARIOS", "Expect", "Scenario", "ScenarioData", "build", "honest_names"]
+__all__ = ["SCENARIOS", "Expect", "Scenario", "ScenarioData", "build", "build_scenario", "fleet_names",
+           "honest_names", "with_days"]
 
 EPOCH = datetime(2026, 5, 4, 16, 0, tzinfo=UTC)  # 00:00 at UTC+8
 DAY = 1440
@@ -81,7 +83,11 @@ def scenario(name: str, description: str, days: float, seed: int, expect: Expect
 
 
 def build(name: str) -> ScenarioData:
-    s = SCENARIOS[name]
+    return build_scenario(SCENARIOS[name])
+
+
+def build_scenario(s: Scenario) -> ScenarioData:
+    """The site, readings and truth of `s` (a registered scenario, or a copy of one with another length)."""
     return s.make(s, np.random.default_rng(s.seed))
 
 
@@ -121,13 +127,13 @@ def _minute(days: float) -> int:
 
 
 def _run(sc: Scenario, rng: np.random.Generator, load: Load, lag: int,
-         discharge: np.ndarray | None = None, meters: tuple[MeterPhysics, ...] | None = None
-         ) -> tuple[dict[str, Any], dict[str, MeterSeries], float, int]:
+         discharge: np.ndarray | None = None, meters: tuple[MeterPhysics, ...] | None = None,
+         pipes: Pipes | None = None) -> tuple[dict[str, Any], dict[str, MeterSeries], float, int]:
     minutes = _minute(sc.days)
     meters = meters or _meters(rng)
     d = discharge if discharge is not None else np.zeros(minutes)
     start = EPOCH.timestamp()
-    series = simulate_site(start, minutes, load, meters, lag, d, rng)
+    series = simulate_site(start, minutes, load, meters, lag, d, rng, pipes)
     return _site_cfg(sc, meters), series, start, minutes
 
 
@@ -205,6 +211,87 @@ for _i, _seed in enumerate((11, 12)):
             tweak=_chain(_gap(None, 1.3, 30), _replace_meter("R1", 4.55)))
 
 
+# ------------------------------------------------------------------------------------------ honest fleet
+
+HONEST_FLEET = 100  # sites of 20 days each: 2 000 honest site-days with every nuisance
+FLEET_DAYS = 20.0
+
+
+def _fleet_meters(rng: np.random.Generator) -> tuple[MeterPhysics, ...]:
+    """1 to 5 meters per side, uneven shares, each with a fixed bias within ±0.5 %."""
+    out: list[MeterPhysics] = []
+    for role, prefix in ((Role.EXTRACTION, "E"), (Role.REINJECTION, "R")):
+        n = int(rng.integers(1, 6))
+        shares = rng.dirichlet(np.full(n, 4.0))
+        out += [MeterPhysics(f"{prefix}{i + 1}", role, float(sh), float(rng.uniform(-0.005, 0.005)),
+                             total_start=float(rng.uniform(1e3, 5e5))) for i, sh in enumerate(shares)]
+    return tuple(out)
+
+
+def _swap_meter(meter: str, at_day: float, factor: float) -> Tweak:
+    """The meter replaced by a new one (total from 0) whose own bias differs by `factor`."""
+    def tweak(sc: Scenario, df: pd.DataFrame, start: float) -> pd.DataFrame:
+        df = _replace_meter(meter, at_day)(sc, df, start)
+        sel = (df["meter"] == meter) & (df["ts"] >= start + at_day * 86400)
+        df.loc[sel, "total_m3"] = (df.loc[sel, "total_m3"] * factor).round(3)
+        df.loc[sel, "rate_m3h"] = (df.loc[sel, "rate_m3h"] * factor).round(3)
+        return df
+    return tweak
+
+
+def _fleet_site(i: int) -> None:
+    """One honest site of the fleet: its load, transit and nuisances drawn from its seed."""
+    kind = ("daynight", "shutdown", "cycles", "lowflow", "weekend", "seasonal")[i % 6]
+
+    @scenario(f"honest-fleet-{i:03d}", f"honest site ({kind}), 1–5 meters per side, every nuisance", FLEET_DAYS,
+              1000 + i, Expect("none"))
+    def make(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+        day = float(rng.uniform(40, 200))
+        load = {"daynight": Load(day_m3h=day, night_m3h=day * 0.35),
+                "shutdown": Load(day_m3h=day, night_m3h=day * 0.3, shutdown=(float(rng.uniform(21, 24)), 6.0)),
+                "cycles": Load(day_m3h=day, night_m3h=day * 0.3,
+                               cycle=(0.0, 6.0, int(rng.integers(20, 50)), int(rng.integers(10, 30)))),
+                "lowflow": Load(day_m3h=day * 0.3, night_m3h=float(rng.uniform(1.0, 4.0))),
+                "weekend": Load(day_m3h=day, night_m3h=day * 0.3, weekend=float(rng.uniform(0.3, 0.7))),
+                "seasonal": Load(day_m3h=day, night_m3h=day * 0.4, season_per_day=float(rng.uniform(-0.03, 0.03)),
+                                 shutdown=(1.0, 5.0))}[kind]
+        pipes = Pipes(float(rng.uniform(0.5, 4.0)), float(rng.uniform(15, 60))) if rng.random() < 0.7 else None
+        meters = _fleet_meters(rng)
+        lag = int(rng.integers(2, 13))
+        minutes = _minute(sc.days)
+        backwash = None
+        d = np.zeros(minutes)
+        if rng.random() < 0.3:  # a declared backwash (回扬) of a reinjection well, 90 min, within its cap
+            i0 = _minute(float(rng.uniform(2, sc.days - 2)))
+            d[i0:i0 + 90] = 0.3
+            backwash = i0
+        site, series, start, _ = _run(sc, rng, load, lag, d, meters, pipes)
+        df = _frame(series, sc.name, start)
+        ids = [m.id for m in meters]
+        df = _gap(None, float(rng.uniform(1, sc.days - 1)), int(rng.integers(15, 60)))(sc, df, start)
+        for _ in range(2):
+            df = _gap(str(rng.choice(ids)), float(rng.uniform(1, sc.days - 1)), int(rng.integers(5, 40)))(sc, df, start)
+        if rng.random() < 0.5:
+            df = _swap_meter(str(rng.choice(ids)), float(rng.uniform(3, sc.days - 1)),
+                             float(1.0 + rng.uniform(-0.005, 0.005)))(sc, df, start)
+        rules: dict[str, Any] = {}
+        if backwash is not None:
+            t0 = datetime.fromtimestamp(start + 60 * backwash, UTC)
+            rules = {"maintenance": [{"from": (t0 - timedelta(minutes=10)).isoformat(),
+                                      "to": (t0 + timedelta(minutes=100)).isoformat(),
+                                      "reason": "回扬 R1", "volume_cap_m3": day * 0.3 * 1.5 * 1.2}]}
+        return ScenarioData(site, df, None, rules)
+
+
+for _i in range(HONEST_FLEET):
+    _fleet_site(_i)
+
+
+def fleet_names() -> list[str]:
+    """The honest fleet's scenarios (the bulk of the honest site-days)."""
+    return [n for n in SCENARIOS if n.startswith("honest-fleet-")]
+
+
 # ------------------------------------------------------------------------------------------ discharge
 
 def _discharging(name: str, seed: int, description: str, days: float, onset_day: float, frac: float,
@@ -238,6 +325,67 @@ _discharging("discharge-night-25", 34, "25 % to a drain at night only (22:00–0
              timedelta(hours=2), night_only=True)
 _discharging("discharge-5", 35, "5 % to a drain", 3.5, 2.05, 0.05, timedelta(hours=6))
 _discharging("discharge-3", 36, "3 % to a drain", 4.0, 2.1, 0.03, timedelta(hours=24))
+
+
+# ------------------------------------------------------------------------------------------ small and slow
+
+NIGHT_STOPS = Load(day_m3h=110, night_m3h=35, cycle=(0.0, 6.0, 40, 20))  # pumps cycle 40 on / 20 off at night
+PIPES = Pipes(volume_m3=2.5, drain_m3h=30.0)
+
+
+def _slow(name: str, seed: int, description: str, days: float, within: timedelta,
+          fraction: Callable[[np.ndarray, float], tuple[np.ndarray, int]], load: Load = NIGHT_STOPS,
+          lag: int = 7, tweak: Tweak | None = None) -> None:
+    """A discharge too small (or too well hidden) for the windows: `fraction(hours since start, start)`
+    gives the drained fraction per minute and the onset minute."""
+    @scenario(name, description, days, seed, Expect("discharge", None, within))
+    def make(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+        minutes = _minute(days)
+        start = EPOCH.timestamp()
+        d, i0 = fraction(np.arange(minutes) / 60.0, start)
+        site, series, start, _ = _run(sc, rng, load, lag, d, pipes=PIPES)
+        df = _frame(series, sc.name, start)
+        if tweak is not None:
+            df = tweak(sc, df, start)
+        return ScenarioData(site, df, datetime.fromtimestamp(start + 60 * i0, UTC))
+
+
+def _step(frac: float, onset_day: float) -> Callable[[np.ndarray, float], tuple[np.ndarray, int]]:
+    def f(hours: np.ndarray, start: float) -> tuple[np.ndarray, int]:
+        return np.where(hours >= onset_day * 24.0, frac, 0.0), _minute(onset_day)
+    return f
+
+
+def _ramp(top: float, onset_day: float, over_days: float) -> Callable[[np.ndarray, float], tuple[np.ndarray, int]]:
+    def f(hours: np.ndarray, start: float) -> tuple[np.ndarray, int]:
+        x = np.clip((hours - onset_day * 24.0) / (over_days * 24.0), 0.0, 1.0)
+        return top * x, _minute(onset_day)
+    return f
+
+
+def _weekend_nights(frac: float, onset_day: float) -> Callable[[np.ndarray, float], tuple[np.ndarray, int]]:
+    def f(hours: np.ndarray, start: float) -> tuple[np.ndarray, int]:
+        local = (start / 3600.0 + hours + 8.0)
+        weekend = np.floor(local / 24.0 + 3.0) % 7.0 >= 5.0
+        d = np.where((hours >= onset_day * 24.0) & weekend & _in_night(local % 24.0).astype(bool), frac, 0.0)
+        return d, int(np.flatnonzero(d > 0)[0])
+    return f
+
+
+_slow("discharge-2", 61, "2 % to a drain, night stop/start cycles and pipes refilling", 4.5,
+      timedelta(hours=36), _step(0.02, 2.1))
+_slow("discharge-1.5", 62, "1.5 % to a drain, night stop/start cycles", 8.0, timedelta(days=5), _step(0.015, 2.2))
+_slow("discharge-8-from-start", 63, "8 % to a drain from the very first reading (nothing honest to learn)", 2.0,
+      timedelta(hours=24), _step(0.08, 0.0), load=Load(shutdown=(23.0, 6.0)), lag=5)
+# 0 → 12 % over three weeks: caught before it passes 5 %, i.e. within 5/12 of 21 days of the onset
+_slow("ramp-12", 64, "a discharge growing from 0 to 12 % over three weeks", 12.0,
+      timedelta(days=21 * 5 / 12), _ramp(0.12, 2.0, 21.0))
+_slow("replacement-cover-3", 65, "reinjection meter R1 replaced (total from 0) while 3 % starts to drain", 6.0,
+      timedelta(hours=48), _step(0.03, 3.0), load=Load(shutdown=(0.0, 5.0)), lag=6,
+      tweak=_replace_meter("R1", 3.0))
+# the week starts on Monday 2026-05-04: day 5 is Saturday; weekend nights run at 40 % of the load
+_slow("weekend-night-30", 66, "30 % to a drain on weekend nights only, at low weekend-night load", 7.0,
+      timedelta(minutes=30), _weekend_nights(0.30, 4.0), load=Load(day_m3h=80, night_m3h=30, weekend=0.4), lag=6)
 
 
 # ------------------------------------------------------------------------------------------ evasion

@@ -1,6 +1,6 @@
 import pytest
 
-from rules.balance import Condition, balance_threshold_pct, judge_balance, transit_allowance
+from rules.balance import Condition, balance_threshold_pct, judge_balance, refill_credit, transit_allowance
 
 
 def _judge(e, r, **kw):
@@ -50,3 +50,25 @@ def test_transit_allowance_covers_the_start_up_lag():
 def test_maintenance_cap_allows_a_deficit_up_to_the_cap_only():
     assert _judge(200.0, 150.0, maintenance_allowance_m3=50.0).condition is Condition.CLEAR
     assert _judge(200.0, 100.0, maintenance_allowance_m3=50.0).condition is Condition.ACTIVE
+
+
+def test_a_low_load_window_is_judged_by_volume_it_raises_but_never_clears():
+    # 3 m³ extracted, under the 5 m³ minimum: 0.9 m³ missing is more than 10 % of 5 m³
+    b = _judge(3.0, 2.1, low_load_m3=1.0)
+    assert b.condition is Condition.ACTIVE and b.excess_pct == pytest.approx(30.0)
+    assert _judge(3.0, 2.6, low_load_m3=1.0).condition is Condition.UNKNOWN  # 0.4 m³ < 0.5 m³: no verdict
+    assert _judge(0.8, 0.0, low_load_m3=1.0).condition is Condition.UNKNOWN  # below the floor: no verdict
+    assert _judge(3.0, 2.0, low_load_m3=1.0, transit_allowance_m3=0.6).condition is Condition.UNKNOWN
+
+
+def test_refill_credit_gives_back_what_the_pipes_drained_during_the_last_stop():
+    # water arriving at the pipes' end (extraction shifted by the lag) and reinjected, per interval:
+    # running, a stop during which 3 m³ drain from the pipes, then the restart refilling them
+    arriving = [5.0, 5.0, 5.0, 0.0, 0.0, 5.0, 5.0]
+    reinjected = [5.0, 5.0, 5.0, 3.0, 0.0, 3.0, 5.0]
+    assert refill_credit(arriving[:5], reinjected[:5]) == pytest.approx(3.0)  # drained, nothing refilled yet
+    assert refill_credit(arriving[:6], reinjected[:6]) == pytest.approx(1.0)  # 2 m³ of the 3 refilled
+    assert refill_credit([*arriving[:6], 5.0], [*reinjected[:6], 4.0]) == pytest.approx(0.0)  # refilled
+    assert refill_credit([5.0, 5.0], [5.0, 5.2]) == 0.0  # no stop: nothing to credit
+    # a meter reading high after the refill never earns more than what drained
+    assert refill_credit(arriving[:5] + [5.0] * 10, reinjected[:5] + [5.5] * 10) == pytest.approx(3.0)

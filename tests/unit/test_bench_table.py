@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.detection import Outcome, rows
-from bench.readme import END, START, replace_table, update_readme
+from bench.readme import END, START, replace_table, splice_rows, table_of, update_readme
 from bench.table import Row, markdown, text
 
 
@@ -19,7 +19,7 @@ def _outcome(name: str, delay_s: float | None, rule: str | None, expect: str = "
 def test_a_case_without_an_alert_is_a_miss_never_zero_minutes() -> None:
     got = rows([_outcome("discharge-20", None, None), _outcome("discharge-40", 0.0, "balance_gross"),
                 _outcome("honest", None, None, "none")])
-    missed, instant, false = got
+    missed, instant, false, pending = got
     assert missed.figure is None and missed.what == "detection: discharge-20"
     assert missed.goal == "≤ 45 min — MISSED"
     assert instant.figure == 0.0 and instant.goal == "≤ 45 min"  # an alert at the onset is 0 min, and met
@@ -29,6 +29,7 @@ def test_a_case_without_an_alert_is_a_miss_never_zero_minutes() -> None:
     assert "0 min" not in table.split("\n")[2]
     assert "no alert" in text(got).splitlines()[2]
     assert false.what == "false discharge alerts over 1 honest site-days" and false.figure == 0
+    assert pending.figure == 0 and pending.goal == "≤ 1"
 
 
 def test_a_row_without_a_figure_has_no_ratio() -> None:
@@ -76,3 +77,14 @@ def test_update_readme_refuses_a_file_without_one_pair_of_markers(tmp_path: Path
         update_readme(readme, "| t |")
     assert readme.read_text(encoding="utf-8") == text
     assert replace_table(f"a\n{START}\nold\n{END}\nb\n", "| t |\n") == f"a\n{START}\n| t |\n{END}\nb\n"
+
+
+def test_splice_rows_replaces_only_one_benchmarks_rows_where_they_stood() -> None:
+    old = markdown([Row("outbox put", 1.0, "r/s"), Row("detection: a", 2.0, "min"), Row("detection: b", 3.0, "min"),
+                    Row("gshp replay", 4.0, "r/s")])
+    new = markdown([Row("detection: a", 5.0, "min"), Row("detection: c", 6.0, "min")])
+    got = splice_rows(old, new, ("detection:",)).splitlines()
+    assert [line.split(" | ")[0] for line in got[2:]] == ["| outbox put", "| detection: a", "| detection: c",
+                                                          "| gshp replay"]
+    assert "5 min" in got[3] and got[:2] == old.splitlines()[:2]
+    assert table_of(f"x\n{START}\n{old}\n{END}\ny") == old
