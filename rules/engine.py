@@ -24,9 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from alerting.model import (
     Alert,
@@ -50,6 +48,9 @@ from rules.sequential import CusumParams, CusumState, cusum_condition, cusum_upd
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
 from rules.store import AlertStore, Evaluation, StoreError
 from rules.windows import IntervalSeries, Ledger, interval_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Engine", "EngineError", "EngineStats", "Step"]
 
@@ -258,29 +259,34 @@ class Engine:
     def backfill(self, rows: Iterable[Reading] | pd.DataFrame) -> int:
         """Fill windows from history: Readings, or a DataFrame with ts, site, meter, rate_m3h, total_m3
         (ts tz-aware or epoch seconds). Returns how many rows were taken. No alert is evaluated here."""
-        if isinstance(rows, pd.DataFrame):
-            df = rows
+        if hasattr(rows, "columns"):  # a DataFrame (pandas is imported only when one is given)
+            import pandas as pd
+
+            df: Any = rows
             ts = df["ts"]
             if pd.api.types.is_datetime64_any_dtype(ts):
-                secs = (ts.astype("datetime64[ns, UTC]").astype("int64") / 1e9).to_numpy()
+                secs = (ts.astype("datetime64[ns, UTC]").astype("int64") / 1e9).tolist()
             else:
-                secs = ts.astype(float).to_numpy()
-            order = sorted(range(len(df)), key=lambda i: secs[i])
-            site, meter = df["site"].to_numpy(), df["meter"].to_numpy()
-            rate, total = df["rate_m3h"].to_numpy(), df["total_m3"].to_numpy()
-            volume = df["volume_m3"].to_numpy() if "volume_m3" in df else None
-            period = df["period_s"].to_numpy() if "period_s" in df else None
-            with self._lock:
-                for i in order:
-                    r = _value(rate[i])
-                    t = _value(total[i])
-                    v = _value(volume[i]) if volume is not None else None
-                    p = _value(period[i]) if period is not None else None
-                    self._ingest_one(str(site[i]), str(meter[i]), float(secs[i]), r, t, None, None, v, p)
-            return len(order)
+                secs = ts.astype(float).tolist()
+            n = len(df)
+            return self.backfill_columns(secs, df["site"].tolist(), df["meter"].tolist(), df["rate_m3h"].tolist(),
+                                         df["total_m3"].tolist(),
+                                         df["volume_m3"].tolist() if "volume_m3" in df else [None] * n,
+                                         df["period_s"].tolist() if "period_s" in df else [None] * n)
         items = sorted(rows, key=lambda r: r.ts)
         self.ingest(items)
         return len(items)
+
+    def backfill_columns(self, secs: Sequence[float], site: Sequence[Any], meter: Sequence[Any],
+                         rate: Sequence[Any], total: Sequence[Any], volume: Sequence[Any],
+                         period: Sequence[Any]) -> int:
+        """`backfill` from parallel columns (epoch seconds; a missing value None or NaN), in time order."""
+        order = sorted(range(len(secs)), key=lambda i: secs[i])
+        with self._lock:
+            for i in order:
+                self._ingest_one(str(site[i]), str(meter[i]), float(secs[i]), _value(rate[i]), _value(total[i]),
+                                 None, None, _value(volume[i]), _value(period[i]))
+        return len(order)
 
     def _ingest_one(self, site_id: str, meter_id: str, ts: float, rate: float | None, total: float | None,
                     signal: float | None, error: int | None, volume: float | None = None,

@@ -13,13 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
 
 from rules.events import rule_words
-from rules.report import DailyReport, DistrictDay, SiteDay
 from rules.settings import Language, MaintenanceWindow
+
+if TYPE_CHECKING:
+    from rules.report import DailyReport, DistrictDay, SiteDay
 
 __all__ = ["DISTRICT_COLUMNS", "FORMATS", "SITE_COLUMNS", "Column", "Rendered", "ReportFormat", "render"]
 

@@ -11,9 +11,9 @@ import pytest
 from openpyxl import load_workbook
 
 from collector.model import Site
-from gshp.report import ReportError, render
+from gshp.report import render
 from rules.replay import Readings, readings_from_frame
-from rules.report import AlertSpan, compute_daily_report, day_bounds
+from rules.report import AlertSpan, ReportError, compute_daily_report, day_bounds
 from rules.settings import RulesSettings
 
 TZ = ZoneInfo("Asia/Shanghai")
