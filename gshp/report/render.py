@@ -321,7 +321,7 @@ _RENDERERS: dict[ReportFormat, Callable[[Sequence[DailyReport], Language], bytes
 def render(report: DailyReport | Sequence[DailyReport], fmt: ReportFormat | str = ReportFormat.CSV,
            language: Language | str = Language.ZH) -> Rendered:
     """One or several consecutive days' reports as a file: its bytes, content type and a file name."""
-    reports = [report] if isinstance(report, DailyReport) else list(report)
+    reports = list(report) if isinstance(report, Sequence) else [report]
     if not reports:
         raise ValueError("render needs at least one report")
     f = ReportFormat(fmt)
