@@ -98,7 +98,7 @@ def balance_lines(engine: Engine, sites: Sequence[Site], at_ms: int) -> list[str
     lines = []
     for site in sites:
         for name, window in BOARD_WINDOWS.items():
-            b = engine.balance(site.id, window)
+            b = engine.balance(site.id, window, datetime.fromtimestamp(at_ms / 1000, UTC))
             if b is None:
                 continue
             lines.append(format_line("balance", {"site": site.id, "window": name, "district": site.district},

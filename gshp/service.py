@@ -111,7 +111,8 @@ class Service:
         self.drainer = Drainer(self.outbox, self.writer)
         self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.live = LiveState(config.sites, now=self.clock.now, tz=config.tz)
+        self.live = LiveState(config.sites, now=self.clock.now, tz=config.tz, offline_after={
+            s.id: config.rules.resolve(s.id, s.district).quality.offline_after for s in config.sites})
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
         # people's writes (cases, maintenance, silences) and their audit chain share the alert database
         self.audit = AuditChain(self.store)

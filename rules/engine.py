@@ -693,10 +693,11 @@ class Engine:
             summary=summarize(info.family, rule, site.name, evidence, self.language, tr.state.value),
             evidence=evidence)
 
-    def balance(self, site_id: str, window: timedelta) -> dict[str, Any] | None:
+    def balance(self, site_id: str, window: timedelta, now: datetime | None = None) -> dict[str, Any] | None:
         """The site's volumes over the last `window` of complete data (for the board and reports):
-        extracted, reinjected and deficit m³, deficit %, whether every meter covered it, and its end time.
-        None before both sides have reported."""
+        extracted, reinjected and deficit m³, deficit %, whether every meter covered it, and its end time
+        (`end`, also `as_of`). Given `now`, also its age: a window ending more than the site's `offline_after`
+        before `now` is `stale` and never `complete`. None before both sides have reported."""
         with self._lock:
             st = self._site(site_id)
             kb = self._horizon_k(st)
@@ -706,9 +707,15 @@ class Engine:
             ext, rei = self._sides(st)
             e, e_ok = self._sum(ext, ka, kb)
             r, r_ok = self._sum(rei, ka, kb)
+            offline_after = st.rules.quality.offline_after.total_seconds()
+        end = kb * self.step_s
+        age = None if now is None else max(0.0, now.timestamp() - end)
+        stale = age is not None and age > offline_after
+        as_of = iso(datetime.fromtimestamp(end, self.tz))
         return {"extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "deficit_m3": round(e - r, 3),
-                "deficit_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None, "complete": e_ok and r_ok,
-                "end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz))}
+                "deficit_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None,
+                "complete": e_ok and r_ok and not stale, "end": as_of, "as_of": as_of,
+                "age_s": None if age is None else round(age, 1), "stale": stale}
 
     def intervals(self, site_id: str, start: datetime, end: datetime) -> dict[str, IntervalSeries]:
         """Per meter, the ledger's intervals from the one holding `start` up to the one before the one
