@@ -54,10 +54,11 @@ class SitePoint:
 @dataclass(frozen=True, slots=True)
 class LiveFlows:
     """A site's flows now, from the meters whose newest reading is recent (at most `offline_after` old):
-    a side with no recent meter is None (unknown), not 0. `as_of` is the oldest reading summed; `complete`
-    says every meter was summed."""
+    a side with no recent meter is None (unknown), not 0. `as_of` is the oldest reading summed, `age_s` its
+    age; `complete` says every meter was summed."""
 
     as_of: datetime | None
+    age_s: float | None
     extraction_m3h: float | None
     reinjection_m3h: float | None
     complete: bool
@@ -219,7 +220,9 @@ class LiveState:
         def side(role: Role) -> float | None:
             return sums[role] if counted[role] else None
 
-        return LiveFlows(min(times) if times else None, side(Role.EXTRACTION), side(Role.REINJECTION), complete)
+        as_of = min(times) if times else None
+        return LiveFlows(as_of, None if as_of is None else max(0.0, (now - as_of).total_seconds()),
+                         side(Role.EXTRACTION), side(Role.REINJECTION), complete)
 
     def last_seen(self, site: str) -> datetime | None:
         meters = self.sites[site].meters if site in self.sites else ()

@@ -161,6 +161,7 @@ class Engine:
         self._written: list[tuple[Alert, float | None]] = []  # this site's evaluation, until it is stored
         self._clears: list[tuple[str, float | None]] = []
         self._store_problem: str | None = None
+        plans: dict[int, tuple[QualityPlan, CusumParams]] = {}  # per RuleSet (shared by its sites: frozen)
         for site in sites:
             rs = settings.resolve(site.id, site.district)
             longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval,
@@ -170,13 +171,16 @@ class Engine:
                 retention = max(retention, math.ceil(keep.total_seconds() / self.step_s) + 4)
             meters = {m.id: _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, retention))
                       for m in site.meters}
-            st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance),
-                            quality=QualityPlan.of(rs.quality), gap_s=rs.gap_tolerance.total_seconds())
-            seq = rs.sequential
-            st.cusum_params = CusumParams.of(seq.drift_pct, seq.threshold_pct_h,
-                                             seq.warmup.total_seconds() / 3600,
-                                             seq.learn_half_life.total_seconds() / 3600,
-                                             seq.interval.total_seconds() / 3600)
+            if id(rs) not in plans:
+                seq = rs.sequential
+                plans[id(rs)] = (QualityPlan.of(rs.quality),
+                                 CusumParams.of(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
+                                                seq.learn_half_life.total_seconds() / 3600,
+                                                seq.interval.total_seconds() / 3600))
+            quality, cusum = plans[id(rs)]
+            st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance), quality=quality,
+                            gap_s=rs.gap_tolerance.total_seconds())
+            st.cusum_params = cusum
             self._sites[site.id] = st
         self._restore()
 

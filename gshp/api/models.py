@@ -88,6 +88,7 @@ class SiteSummary(BaseModel):
     extraction_m3h: float | None  # meters offline (newest reading older than `offline_after`) not summed;
     reinjection_m3h: float | None  # None when no meter of that side is online
     flows_as_of: datetime | None = None  # the oldest reading summed into the flows
+    flows_age_s: float | None = None  # its age
     flows_complete: bool = False  # every meter of the site summed
     balance: dict[str, WindowBalance | None]
     alerts_firing: int

@@ -68,7 +68,8 @@ def site_summary(status: SiteStatus, times: Times) -> SiteSummary:
                        age_s=None if status.age_s is None else round(status.age_s, 1),
                        extraction_m3h=_rounded(status.flows.extraction_m3h),
                        reinjection_m3h=_rounded(status.flows.reinjection_m3h),
-                       flows_as_of=times.maybe(status.flows.as_of), flows_complete=status.flows.complete,
+                       flows_as_of=times.maybe(status.flows.as_of), flows_age_s=_rounded(status.flows.age_s),
+                       flows_complete=status.flows.complete,
                        balance=balance, alerts_firing=status.alerts_firing,
                        arrival=ArrivalFigures.model_validate(arrival_figures(status.arrival)))
 

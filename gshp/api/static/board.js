@@ -132,7 +132,18 @@ function arrivalPct(rate) {
 function pct(balance) {
   if (!balance || balance.deficit_pct === null || balance.deficit_pct === undefined) return "—";
   const text = `${num(balance.deficit_pct, 1)}%`;
+  if (balance.stale) return stale(text, balance.age_s);
   return balance.complete === false ? `<span class="muted" title="${t("incomplete")}">${text}*</span>` : text;
+}
+
+/* A figure that is not current (a meter offline, or a window ending long ago): greyed, with its age. */
+function stale(text, age) {
+  return `<span class="stale" title="${t("incomplete")}">${text}* <small>${esc(fmtAge(age))}</small></span>`;
+}
+
+/* A site's live flow: greyed with the age of its oldest reading when an offline meter is left out. */
+function flow(s, key) {
+  return s.flows_complete === false ? stale(num(s[key]), s.flows_age_s) : num(s[key]);
 }
 
 function badge(status) {
@@ -229,8 +240,8 @@ async function renderOverview(current = () => true) {
       <td><a href="#/sites/${encodeURIComponent(s.id)}">${esc(s.name)}</a></td>
       <td class="hide-narrow">${esc(s.district)}</td>
       <td>${badge(s.status)}</td>
-      <td class="num">${num(s.extraction_m3h)}</td>
-      <td class="num">${num(s.reinjection_m3h)}</td>
+      <td class="num">${flow(s, "extraction_m3h")}</td>
+      <td class="num">${flow(s, "reinjection_m3h")}</td>
       <td class="num">${pct(s.balance && s.balance["1h"])}</td>
       <td class="num hide-narrow">${pct(s.balance && s.balance["24h"])}</td>
       <td class="num hide-narrow">${fmtAge(s.age_s)}</td>
@@ -348,8 +359,8 @@ async function renderSite(id, current = () => true) {
     <p><a href="#/">${t("back")}</a></p>
     <h2>${esc(s.name)} <span class="muted">· ${esc(s.district)}</span> ${badge(s.status)}</h2>
     <div class="cards">
-      <div class="card"><div class="muted">${t("extraction")}</div><div class="big" id="ext">${num(s.extraction_m3h)}</div></div>
-      <div class="card"><div class="muted">${t("reinjection")}</div><div class="big" id="rei">${num(s.reinjection_m3h)}</div></div>
+      <div class="card"><div class="muted">${t("extraction")}</div><div class="big" id="ext">${flow(s, "extraction_m3h")}</div></div>
+      <div class="card"><div class="muted">${t("reinjection")}</div><div class="big" id="rei">${flow(s, "reinjection_m3h")}</div></div>
       <div class="card"><div class="muted">${t("bal1h")}</div><div class="big">${pct(s.balance && s.balance["1h"])}</div></div>
       <div class="card"><div class="muted">${t("bal24h")}</div><div class="big">${pct(s.balance && s.balance["24h"])}</div></div>
       <div class="card"><div class="muted">${t("arrival")}</div><div class="big" id="arrival">${arrivalPct(s.arrival && s.arrival.rate_pct)}</div></div>
