@@ -391,8 +391,10 @@ async function renderSite(id, current = () => true) {
       history.push(data);
       if (history.length > 2000) history.shift();
       $("#chart").innerHTML = chart(history);
-      $("#ext").textContent = num(data.extraction_m3h);
-      $("#rei").textContent = num(data.reinjection_m3h);
+      if (data.complete !== false) {  // else the cards keep the greyed figures and their age from the API
+        $("#ext").textContent = num(data.extraction_m3h);
+        $("#rei").textContent = num(data.reinjection_m3h);
+      }
     } else if ((kind === "alert" || kind === "ack") && data.site === id) {
       refreshAlerts(id);
     }
