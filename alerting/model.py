@@ -66,10 +66,11 @@ class Language(StrEnum):
 
 
 class AlertKind(StrEnum):
-    """What an alert's rule watches: the water balance, or the data the balance rests on."""
+    """What an alert's rule watches: the water balance, the data the balance rests on, or the permit."""
 
     DISCHARGE = "discharge"
     DATA_QUALITY = "data_quality"
+    COMPLIANCE = "compliance"
 
 
 class AlertState(StrEnum):
@@ -83,6 +84,7 @@ class IncidentKind(StrEnum):
     EVASION = "evasion"  # reinjection silent while extracting, frozen, reversed, meter changed
     METER_FAULT = "meter_fault"  # offline, signal, error codes
     COMPLIANCE = "compliance"  # permit rules (quota, rate, sealed wells)
+    CALIBRATION = "calibration"  # a meter's calibration certificate past due (a reminder)
 
 
 class IncidentState(StrEnum):

@@ -17,7 +17,7 @@ from bench.readme import END, START, replace_table, update_readme
 from bench.table import Row, markdown, text
 
 BENCHES = ["bench.outbox", "bench.modbus", "bench.mqtt", "bench.fleet", "bench.telemetry", "bench.detection",
-           "bench.replay"]
+           "bench.quiet", "bench.replay", "bench.backtest"]
 
 
 def main() -> int:

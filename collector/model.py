@@ -15,7 +15,7 @@ from enum import StrEnum
 from math import isfinite
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from collector.duration import Duration
 
@@ -23,11 +23,15 @@ __all__ = [
     "ChangeKind",
     "FreeText",
     "Hj212Source",
+    "Location",
     "Meter",
     "MeterChange",
     "ModbusSource",
     "ModelError",
     "MqttSource",
+    "Permit",
+    "PermitStatus",
+    "PermitWells",
     "Reading",
     "Role",
     "RolePeriod",
@@ -215,6 +219,69 @@ class MeterRecord(_Frozen):
     calibration: Calibration | None = None
 
 
+class PermitStatus(StrEnum):
+    """Where a permitted site stands: only an `operating` one may pump (a `suspended` or `sealed` one — 自备井
+    封停 — must stay dry)."""
+
+    APPROVED = "approved"  # 已批准
+    CONSTRUCTION = "construction"  # 施工中
+    OPERATING = "operating"  # 运行中
+    SUSPENDED = "suspended"  # 暂停取水
+    SEALED = "sealed"  # 已封停
+
+    @property
+    def must_be_dry(self) -> bool:
+        return self in (PermitStatus.SUSPENDED, PermitStatus.SEALED)
+
+
+class PermitWells(_Frozen):
+    """How many wells the permit allows on each side."""
+
+    extraction: int = Field(ge=0, le=1000)
+    reinjection: int = Field(ge=0, le=1000)
+
+
+class Permit(_Frozen):
+    """A water-withdrawal permit (取水许可): its number and holder, the annual quota (m³ per calendar year in
+    the configured zone), the highest extraction rate, the wells, the validity (both days inclusive) and the
+    site's status. Errors are worded in Chinese and English: the bureau's staff read them."""
+
+    number: FreeText = Field(min_length=1, max_length=100)
+    holder: FreeText = Field(min_length=1, max_length=200)
+    annual_quota_m3: float = Field(allow_inf_nan=False)
+    max_rate_m3h: float = Field(allow_inf_nan=False)
+    wells: PermitWells
+    valid_from: date
+    valid_to: date
+    status: PermitStatus
+
+    @field_validator("annual_quota_m3", "max_rate_m3h", mode="after")
+    @classmethod
+    def _positive(cls, v: float, info: ValidationInfo) -> float:
+        unit = "m³" if info.field_name == "annual_quota_m3" else "m³/h"
+        if not 0 < v <= 1e9:
+            raise ValueError(f"许可水量须为正数（{unit}）/ must be a positive number of {unit}, at most 10⁹")
+        return v
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _known_status(cls, v: object) -> object:
+        if isinstance(v, str) and v not in {s.value for s in PermitStatus}:
+            known = ", ".join(s.value for s in PermitStatus)
+            raise ValueError(f"许可状态须为 {known} 之一 / status must be one of {known}")
+        return v
+
+    @model_validator(mode="after")
+    def _valid_span(self) -> Permit:
+        if self.valid_to < self.valid_from:
+            raise ValueError(f"有效期止（valid_to {self.valid_to}）早于有效期起（valid_from {self.valid_from}）/ "
+                             "valid_to must not be before valid_from")
+        return self
+
+    def valid_on(self, day: date) -> bool:
+        return self.valid_from <= day <= self.valid_to
+
+
 class Meter(_Frozen):
     id: Slug
     role: Role  # the role outside every `roles:` period
@@ -255,12 +322,46 @@ class Meter(_Frozen):
 _SOURCES = ("modbus", "mqtt", "hj212", "szy206")
 
 
+class Location(_Frozen):
+    """Where a site is: WGS-84 / CGCS2000 degrees (what GPS and 天地图 use) and a street address."""
+
+    lat: float = Field(allow_inf_nan=False)
+    lon: float = Field(allow_inf_nan=False)
+    address: FreeText | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("lat")
+    @classmethod
+    def _latitude(cls, v: float) -> float:
+        if not -90 <= v <= 90:
+            raise ValueError("纬度须在 -90 到 90 之间 / latitude must be between -90 and 90 degrees (e.g. 32.99; "
+                             "is it the longitude?)")
+        return v
+
+    @field_validator("lon")
+    @classmethod
+    def _longitude(cls, v: float) -> float:
+        if not -180 <= v <= 180:
+            raise ValueError("经度须在 -180 到 180 之间 / longitude must be between -180 and 180 degrees "
+                             "(e.g. 112.53)")
+        return v
+
+
 class Site(_Frozen):
     id: Slug
     name: FreeText = Field(min_length=1, max_length=200)
     district: TagText
     operator: FreeText | None = Field(default=None, max_length=200)
-    location: FreeText | None = Field(default=None, max_length=200)
+    location: Location | None = None
+    permit: Permit | None = None
+
+    @field_validator("location", mode="before")
+    @classmethod
+    def _location_is_a_point(cls, v: object) -> object:
+        if isinstance(v, str):
+            raise ValueError("位置须写成 {lat, lon, address} / location is {lat, lon, address}: WGS-84 degrees and "
+                             f"the address, e.g. {{lat: 33.0, lon: 112.56, address: {v[:40]}}}")
+        return v
+
     meters: tuple[Meter, ...]
 
     @model_validator(mode="after")
@@ -385,6 +486,7 @@ class ChangeKind(StrEnum):
     UNIT_CHANGED = "unit_changed"  # flow-rate or totalizer unit
     MULTIPLIER_CHANGED = "multiplier_changed"  # totalizer multiplier (10^n)
     SCALE_CHANGED = "scale_changed"  # user scale factor: the calibration was touched
+    RESCALED = "rescaled"  # totalizer jumped across a gap beyond what the meter can pass (seen in the data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,11 +32,11 @@ __all__ = ["MASK", "install_log_redaction", "redact", "register_secrets", "url_s
 MASK = "***"
 
 _SECRET_WORD = (r"(?:token|tokens|secret|secrets|password|passwd|passphrase|api[_-]?key|access[_-]?key|credentials?"
-                r"|(?<![A-Za-z])(?:sign|signature|pwd|key|keys)|(?-i:(?<=[a-z])(?:Sign|Signature|Key|Keys)))")
+                r"|(?<![A-Za-z])(?:sign|signature|pwd|key|keys|tk)|(?-i:(?<=[a-z])(?:Sign|Signature|Key|Keys)))")
 _SECRET_NAME = rf"[A-Za-z0-9_.-]*?{_SECRET_WORD}(?:[_.-][A-Za-z0-9]+)*"
 """A name whose value is a secret: ``token``, ``access_token``, ``apikey``, ``X-Api-Key``, ``password``,
-``sign``, ``key`` (WeCom), ``client_secret``, ``accessKey`` … (case-insensitive, as a whole name; ``signal``
-or ``monkey`` are not)."""
+``sign``, ``key`` (WeCom), ``tk`` (天地图), ``client_secret``, ``accessKey`` … (case-insensitive, as a whole
+name; ``signal`` or ``monkey`` are not)."""
 
 _NAME_RE = re.compile(rf"(?i)^{_SECRET_NAME}$")
 _QUERY_PAIR = re.compile(rf"(?i)(?<![A-Za-z0-9_.-])({_SECRET_NAME})=('[^']*'|\"[^\"]*\"|[^&\s\"'<>,;)\]}}]+)")

@@ -1,10 +1,10 @@
 """The demo city, end to end on this machine.
 
 A private mosquitto and influxd on loopback (or the InfluxDB and broker a config file names); fourteen
-sites in four districts of 南阳 whose meters are real Modbus TCP simulators (one gateway per district,
-registers encoded from the TUF-2000M profile), MQTT DTUs publishing `dtu-json`, HJ 212 data loggers and an
-SZY 206 terminal uploading over TCP; the service collecting them, evaluating the rules and serving the
-board; a webhook receiver that prints every incident notice it is sent.
+sites in four districts of 南阳 (on the board's map, over simplified district outlines) whose meters are real
+Modbus TCP simulators (one gateway per district, registers encoded from the TUF-2000M profile), MQTT DTUs
+publishing `dtu-json`, HJ 212 data loggers and an SZY 206 terminal uploading over TCP; the service collecting
+them, evaluating the rules and serving the board; a webhook receiver that prints every incident notice it is sent.
 Two sites drain water (one grossly, one at night only), one has a reinjection meter that goes silent.
 Everything runs on one accelerated clock and stops with Ctrl-C, leaving no process behind.
 
@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -271,6 +272,9 @@ def run_demo(root: Path, speed: float, listen: str, hours: float | None = None,
         printer = AlertPrinter(ZoneInfo(raw["timezone"]))
         raw["notify"] = [{"name": "demo-printer", "type": "webhook", "url": printer.url, "group_wait": "0s",
                           "group_interval": "0s", "repeat_interval": "0s"}]
+        outlines = root / "districts.geojson"
+        outlines.write_bytes(resources.files("gshp").joinpath("demo-districts.geojson").read_bytes())
+        raw["map"] = {"districts": str(outlines)}
         path = root / "city.yaml"
         path.write_text(f"# written by gshp demo; the API tokens are printed at each start ({VIEWER_TOKEN}, "
                         f"{ENFORCEMENT_TOKEN})\n" + yaml.safe_dump(raw, allow_unicode=True, sort_keys=False),

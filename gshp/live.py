@@ -170,6 +170,18 @@ class LiveState:
                    for site, (point, complete) in points.items()]
         self.publish_many(events)
 
+    def reconfigure(self, sites: Sequence[Site], offline_after: Mapping[str, timedelta] | None = None) -> None:
+        """Take the sites of a reloaded config: a kept site keeps its latest readings and chart history, an
+        added one starts empty, a removed one (and its readings) is forgotten."""
+        with self._lock:
+            self.sites = {s.id: s for s in sites}
+            self._offline_after = {k: v.total_seconds() for k, v in (offline_after or {}).items()}
+            self._history = {s.id: h if (h := self._history.get(s.id)) is not None else _SiteHistory() for s in sites}
+            gone = [key for key in self._latest if key[0] not in self.sites]
+            for key in gone:
+                del self._latest[key]
+                self._order.pop(key, None)
+
     def _sums(self, site: str, now: datetime | None) -> tuple[dict[Role, float], dict[Role, int], list[datetime],
                                                                  bool]:
         """Per role the summed rates and the meters summed, the times of the readings summed, and whether

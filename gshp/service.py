@@ -28,11 +28,12 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
+from fastapi import FastAPI
 
 from alerting.model import Alert, IncidentChange, IncidentNotice
 from collector import metrics
@@ -50,6 +51,7 @@ from collector.seen import SeenIndex, Sorted
 from gshp.anchor import ANCHOR_CHECK, AnchorJob, chain_name
 from gshp.api.app import create_app
 from gshp.arrival import ArrivalTracker
+from gshp.citymap import load_outlines
 from gshp.clock import Clock, SystemClock
 from gshp.config import Config
 from gshp.evaluation import BackfillState, RuleLoop
@@ -93,10 +95,16 @@ class ReportsChanges(Protocol):
     on_change: Callable[[Sequence[MeterChange], str], None] | None
 
 
+
+def offline_after(config: Config) -> dict[str, timedelta]:
+    """Per site, how old a meter's newest reading may be to count as current (`quality.offline_after`)."""
+    return {s.id: config.rules.resolve(s.id, s.district).quality.offline_after for s in config.sites}
+
 class Service:
     def __init__(self, config: Config, sources: Sequence[Source] = (), clock: Clock | None = None,
                  role: ProcessRole = ProcessRole.ALL, fanout_client_id: str | None = None) -> None:
         self.config = config
+        self.outlines = load_outlines(config.map)  # the board map's district outlines: checked before anything opens
         self.role = role
         self.clock: Clock = clock or SystemClock()
         config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -111,19 +119,14 @@ class Service:
         self.drainer = Drainer(self.outbox, self.writer)
         self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.live = LiveState(config.sites, now=self.clock.now, tz=config.tz, offline_after={
-            s.id: config.rules.resolve(s.id, s.district).quality.offline_after for s in config.sites})
+        self.live = LiveState(config.sites, now=self.clock.now, tz=config.tz, offline_after=offline_after(config))
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
         # people's writes (cases, maintenance, silences) and their audit chain share the alert database
         self.audit = AuditChain(self.store)
         self.cases = CaseStore(self.store, self.audit, config.state_dir / "attachments")
         self.silences = SilenceStore(self.store, self.audit)
         self.engine = Engine(config.sites, config.rules, tz=config.tz, store=self.store)
-        known = {s.id for s in config.sites}
-        for declared in self.store.maintenance():  # windows declared through the API before a restart
-            if declared.site in known:
-                self.engine.declare_maintenance(declared.site, declared.window, declared.declared_by,
-                                                datetime.fromisoformat(declared.declared_at))
+        self.restore_maintenance({s.id for s in config.sites})
         # incident notices go to `self.notifier.submit(notice)`; it records them durably before returning
         self.notifier = Notifier(config.notify, config.state_dir / "notify.sqlite", timezone=config.timezone,
                                  public_url=config.api.public_url, silences=self.silences.silences)
@@ -136,8 +139,7 @@ class Service:
         self.notice_listeners: list[Callable[[IncidentNotice], object]] = [self.notifier.submit]
         self.rules = RuleLoop(self.engine, config.sites, self.clock, self.live, self.outbox.put, self._on_alert,
                               self._on_notice)
-        self.arrival = ArrivalTracker(config.intervals(poll_speed=1.0 / self.clock.wall_seconds(1.0)), config.tz,
-                                      config.state_dir / "arrival.json", self.clock.now().timestamp())
+        self.arrival = self.arrival_tracker(config)
         self.arrival.export(lambda: self.clock.now().timestamp())
         self.rules.before_evaluate.append(lambda now: self.arrival.judge(self.engine, now.timestamp()))
         self.listeners: list[ReadingListener] = [self.arrival.on_readings, self.live.on_readings]
@@ -170,9 +172,26 @@ class Service:
         self.started = time.time()
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
+        self.app: FastAPI | None = None
+        self._tasks: list[asyncio.Task[Any]] = []  # what `serve` runs until one of them ends
+        self._tasks_changed = asyncio.Event()
+        self.health_sections: list[Callable[[], dict[str, Any]]] = []  # more of `/healthz` (the config's reload)
         self.monitor = HealthMonitor(self._health_checks())
         self._start_lock = threading.Lock()  # the start-up thread starts the drainer unless shutdown came first
         self._shut = False
+
+    def restore_maintenance(self, sites: Collection[str]) -> None:
+        """Give the engine the maintenance windows declared through the API for these sites (at start, and for
+        the sites a config reload adds)."""
+        for declared in self.store.maintenance():
+            if declared.site in sites:
+                self.engine.declare_maintenance(declared.site, declared.window, declared.declared_by,
+                                                datetime.fromisoformat(declared.declared_at))
+
+    def arrival_tracker(self, config: Config) -> ArrivalTracker:
+        """The arrival count of the config's meters (a gateway's poll interval stretched to the clock's pace)."""
+        return ArrivalTracker(config.intervals(poll_speed=1.0 / self.clock.wall_seconds(1.0)), config.tz,
+                              config.state_dir / "arrival.json", self.clock.now().timestamp())
 
     # -- the sink every source feeds -----------------------------------------------------------------
 
@@ -300,6 +319,7 @@ class Service:
             "role": self.role.value,
             "shard": str(self.config.shard),
             "sites": len(self.config.sites),
+            **{k: v for section in self.health_sections for k, v in section().items()},
             **({"backfill": self.rules.progress.as_dict()} if self.role.evaluates else {}),
             **({"fanout_depth": self.fanout.depth} if self.fanout is not None else {}),
         }
@@ -397,7 +417,8 @@ class Service:
             helpers.append(asyncio.create_task(self._start_rules(backfilled), name="rules-start"))
         api = self.config.api
         tls = {"ssl_certfile": str(api.tls.cert), "ssl_keyfile": str(api.tls.key)} if api.tls else {}
-        self.http = uvicorn.Server(uvicorn.Config(create_app(self), host=api.host, port=api.port,
+        self.app = create_app(self)
+        self.http = uvicorn.Server(uvicorn.Config(self.app, host=api.host, port=api.port,
                                                   log_level="warning", access_log=False, lifespan="off",
                                                   **tls))  # type: ignore[arg-type]
         tasks = [asyncio.create_task(self.http.serve(), name="http")]
@@ -406,15 +427,45 @@ class Service:
         tasks.append(asyncio.create_task(self._anchor_loop(), name="audit-anchor"))
         log.info("gshp running as %s (shard %s): %d sites, %d sources, HTTP on %s", self.role.value,
                  self.config.shard, len(self.config.sites), len(self.sources), api.listen)
+        self._tasks = tasks
         stop = asyncio.create_task(self._stopping.wait())
-        done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for t in done:
+        while True:  # until stopped or a task ends (a source retired by a config reload does not count)
+            changed = asyncio.create_task(self._tasks_changed.wait())
+            done, _ = await asyncio.wait([stop, changed, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
+            self._tasks_changed.clear()
+            ended = [t for t in done if t is stop or t in self._tasks]
+            if ended:
+                break
+        for t in ended:
             if t is not stop and t.exception() is not None:
                 log.error("%s stopped with an error: %s", t.get_name(), t.exception())
         for h in helpers:
             h.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
-        await self.shutdown(tasks)
+        await self.shutdown(self._tasks)
+
+    def start_source(self, source: Source) -> None:
+        """Run one more source (a config reload added it) beside the others."""
+        if isinstance(source, ReportsChanges):
+            source.on_change = self.accept_changes
+        self.sources.append(source)
+        self._tasks.append(asyncio.create_task(source.run(self.accept), name=source.name))
+        self._tasks_changed.set()
+
+    async def retire_source(self, source: Source) -> None:
+        """Stop one source (a config reload removed or replaces it); the service runs on."""
+        task = next((t for t in self._tasks if t.get_name() == source.name), None)
+        self.sources = [s for s in self.sources if s is not source]
+        if task is not None:
+            self._tasks.remove(task)
+            self._tasks_changed.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(source.stop(), 10)
+        if task is not None:
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _rebuild_arrival(self, ready: asyncio.Event) -> None:
         """The kept days' arrival count from InfluxDB, in the background once the start-up thread prepared the

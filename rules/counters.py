@@ -3,8 +3,10 @@
 Semantics (not Prometheus' nor Flux'): a drop within the noise deadband is 0 volume; a larger drop is a
 reset, replacement or rollover — never a negative volume, and an event; a forward step above the highest
 plausible flow × Δt × margin is rejected and flagged; a gap longer than the tolerance is *unknown* volume,
-not zero. After a noise dip the counter keeps its higher reference, so the dip is not counted again on the
-way back up. Window edges are interpolated linearly between the readings around them; nothing is
+not zero — but a step across it is still judged (`GapCheck`): above max flow × gap × margin, or above the
+meter's higher rate either side × gap × `gap_rate_margin` (gaps up to `gap_rate_within`), it is a jump.
+After a noise dip the counter keeps its higher reference, so the dip is not counted again on the way back
+up. Window edges are interpolated linearly between the readings around them; nothing is
 extrapolated past the last reading.
 
 A meter change that makes totals before and after it incomparable (a swapped meter, a new totalizer unit
@@ -21,7 +23,8 @@ from enum import StrEnum
 from collector.model import ChangeKind
 from rules.settings import CounterSettings
 
-__all__ = ["REBASING", "Coverage", "Increase", "Step", "StepKind", "classify_step", "increase", "rebase_step"]
+__all__ = ["REBASING", "Coverage", "GapCheck", "Increase", "Step", "StepKind", "classify_step", "increase",
+           "rebase_step"]
 
 REBASING = frozenset({ChangeKind.SERIAL_CHANGED, ChangeKind.UNIT_CHANGED, ChangeKind.MULTIPLIER_CHANGED})
 """Meter changes after which the totalizer is another counter (a user scale factor only rescales flow)."""
@@ -52,14 +55,27 @@ class Step:
         return self.kind in (StepKind.WRAP, StepKind.RESET, StepKind.JUMP)
 
 
+@dataclass(frozen=True, slots=True)
+class GapCheck:
+    """What a step across a gap is judged by besides max flow: the meter's higher rate on either side of
+    it (None: unknown), for gaps up to `within_s`, times `margin`."""
+
+    rate_m3h: float | None
+    margin: float
+    within_s: float
+
+
 def classify_step(prev_total: float, cur_total: float, dt_s: float, gap_tolerance_s: float,
-                  settings: CounterSettings) -> Step:
-    """Judge the totalizer step between two consecutive readings `dt_s` seconds apart."""
+                  settings: CounterSettings, gap: GapCheck | None = None) -> Step:
+    """Judge the totalizer step between two consecutive readings `dt_s` seconds apart; across a gap, its
+    volume is unknown, and with `gap` given a forward step the meter cannot have passed is a jump."""
     delta = cur_total - prev_total
     if dt_s > gap_tolerance_s:
         # volume across a long gap is unknown; a large drop across it is still a reset (meter swapped)
         if -delta > settings.noise_deadband_m3 and settings.wrap_m3 is None:
             return Step(StepKind.RESET, None)
+        if gap is not None and delta > _gap_limit(dt_s, settings, gap):
+            return Step(StepKind.JUMP, None)
         return Step(StepKind.GAP, None)
     plausible = settings.max_flow_m3h * max(dt_s, 1.0) / 3600.0 * settings.jump_margin
     if delta >= 0:
@@ -75,6 +91,14 @@ def classify_step(prev_total: float, cur_total: float, dt_s: float, gap_toleranc
     if cur_total <= plausible + settings.noise_deadband_m3:
         return Step(StepKind.RESET, cur_total)
     return Step(StepKind.RESET, None)
+
+
+def _gap_limit(dt_s: float, settings: CounterSettings, gap: GapCheck) -> float:
+    """The largest forward step a meter can show across a gap of `dt_s` seconds."""
+    limit = settings.max_flow_m3h * dt_s / 3600.0 * settings.jump_margin
+    if gap.rate_m3h is not None and dt_s <= gap.within_s:
+        limit = min(limit, max(gap.rate_m3h, 0.0) * dt_s / 3600.0 * gap.margin)
+    return limit + settings.noise_deadband_m3
 
 
 def rebase_step(prev_rate: float | None, cur_rate: float | None, dt_s: float, gap_tolerance_s: float,

@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
@@ -35,10 +35,32 @@ from alerting.model import (
 )
 from alerting.model import AlertState as AlertPhase
 from collector.duration import format_duration
-from collector.model import Meter, MeterChange, Reading, Role, Site
+from collector.model import ChangeKind, Meter, MeterChange, Reading, Role, Site
 from rules.balance import Balance, Condition, balance_threshold_pct, judge_balance, transit_allowance
-from rules.counters import REBASING, StepKind, classify_step, rebase_step
+from rules.compliance import (
+    CALIBRATION_PREFIX,
+    COMPLIANCE_RULES,
+    YearLedger,
+    calibration_overdue,
+    fold_year,
+    over_rate,
+    permit_pumping,
+    project_year,
+    quota_state,
+    rate_limit_m3h,
+)
+from rules.counters import REBASING, GapCheck, StepKind, classify_step, rebase_step
+from rules.counters import Step as CounterStep
 from rules.events import iso, summarize
+from rules.forensic import (
+    ForensicPlan,
+    SitePrints,
+    exact_finding,
+    note_hour,
+    observe_reading,
+    replay_finding,
+    smooth_finding,
+)
 from rules.incidents import Episode, claim, restore_episode
 from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
@@ -57,6 +79,9 @@ __all__ = ["Engine", "EngineError", "EngineStats", "Step"]
 log = logging.getLogger(__name__)
 
 SEQUENTIAL_RULE = "balance_sequential"
+REPLAY_RULE = "data_replayed"
+SMOOTH_RULE = "data_synthetic"
+EXACT_RULE = "exact_balance"
 
 
 class EngineError(Exception):
@@ -115,6 +140,10 @@ class _SiteState:
     # while held: data quality as it was at each step (times, and rule → finding), for the catch-up to judge by
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
+    sides: tuple[list[_MeterState], list[_MeterState]] | None = None  # extraction, reinjection: until a role changes
+    prints: SitePrints | None = None  # forensic state (None: every forensic rule is off)
+    year: YearLedger | None = None  # this year's extraction (permit quota), restored from the store
+    rate_m3h: float | None = None  # extraction's mean rate over the newest complete interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +156,17 @@ class _Snapshot:
     events_seen: int
     last_balance_k: int | None
     watch_since: float | None
+    year: YearLedger | None
 
     @classmethod
     def of(cls, st: _SiteState) -> _Snapshot:
-        return cls(dict(st.alerts), st.cusum, st.seq_next, st.events_seen, st.last_balance_k, st.watch_since)
+        return cls(dict(st.alerts), st.cusum, st.seq_next, st.events_seen, st.last_balance_k, st.watch_since,
+                   st.year)
 
     def restore(self, st: _SiteState) -> None:
         st.alerts, st.cusum, st.seq_next = self.alerts, self.cusum, self.seq_next
         st.events_seen, st.last_balance_k, st.watch_since = self.events_seen, self.last_balance_k, self.watch_since
+        st.year = self.year
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +185,7 @@ class Engine:
         self.settings = settings
         self.tz = tz
         self.store = store if store is not None else AlertStore(":memory:")
+        self._language = language  # given: kept across `reconfigure`; None: the settings' language
         self.language = language or settings.language
         self.step_s = settings.evaluate_every.total_seconds()
         self.stats = EngineStats()
@@ -160,45 +193,105 @@ class Engine:
         self._sites: dict[str, _SiteState] = {}
         self._written: list[tuple[Alert, float | None]] = []  # this site's evaluation, until it is stored
         self._clears: list[tuple[str, float | None]] = []
+        self._ledgers: list[YearLedger] = []
         self._store_problem: str | None = None
-        plans: dict[int, tuple[QualityPlan, CusumParams]] = {}  # per RuleSet (shared by its sites: frozen)
+        self._keep = keep
+        # per RuleSet id: the set itself (kept, so its id is not reused), its quality plan and CUSUM parameters
+        self._plans: dict[int, tuple[RuleSet, QualityPlan, CusumParams]] = {}
         for site in sites:
-            rs = settings.resolve(site.id, site.district)
-            longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval,
-                                                                     rs.balance.transit_lag])
-            retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
-            if keep is not None:  # reports read a whole day (and its margins) back from the ledger
-                retention = max(retention, math.ceil(keep.total_seconds() / self.step_s) + 4)
-            meters = {m.id: _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, retention))
-                      for m in site.meters}
-            if id(rs) not in plans:
-                seq = rs.sequential
-                plans[id(rs)] = (QualityPlan.of(rs.quality),
-                                 CusumParams.of(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
-                                                seq.learn_half_life.total_seconds() / 3600,
-                                                seq.interval.total_seconds() / 3600))
-            quality, cusum = plans[id(rs)]
-            st = _SiteState(site, rs, meters, maintenance=list(rs.maintenance), quality=quality,
-                            gap_s=rs.gap_tolerance.total_seconds())
-            st.cusum_params = cusum
-            self._sites[site.id] = st
+            self._sites[site.id] = self._new_site(site, settings.resolve(site.id, site.district))
         self._restore()
 
+    def _retention(self, rs: RuleSet) -> int:
+        """Intervals a meter's ledger keeps: the longest window, its transit lag and a margin."""
+        longest = max([w.window for w in rs.balance.windows] + [rs.sequential.interval, rs.balance.transit_lag])
+        retention = math.ceil((longest + rs.balance.transit_lag).total_seconds() / self.step_s) + 4
+        if self._keep is not None:  # reports read a whole day (and its margins) back from the ledger
+            retention = max(retention, math.ceil(self._keep.total_seconds() / self.step_s) + 4)
+        return retention
+
+    def _new_meter(self, m: Meter, rs: RuleSet) -> _MeterState:
+        return _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, self._retention(rs)))
+
+    def _new_site(self, site: Site, rs: RuleSet) -> _SiteState:
+        st = _SiteState(site, rs, {m.id: self._new_meter(m, rs) for m in site.meters},
+                        maintenance=list(rs.maintenance))
+        self._set_rules(st, rs)
+        return st
+
+    def _set_rules(self, st: _SiteState, rs: RuleSet) -> None:
+        if id(rs) not in self._plans:  # one plan per rule set (shared by a district's sites; all frozen)
+            seq = rs.sequential
+            self._plans[id(rs)] = (rs, QualityPlan.of(rs.quality), CusumParams.of(
+                seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
+                seq.learn_half_life.total_seconds() / 3600, seq.interval.total_seconds() / 3600))
+        _, quality, cusum = self._plans[id(rs)]
+        st.rules, st.quality, st.gap_s = rs, quality, rs.gap_tolerance.total_seconds()
+        plan = ForensicPlan.of(rs.forensic)
+        if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
+            st.prints = SitePrints(plan) if plan.any else None
+        st.cusum_params = cusum
+
+    def reconfigure(self, sites: Sequence[Site], settings: RulesSettings) -> None:
+        """Take a new configuration while running (a config reload): added sites start empty (their open
+        alerts and incidents come back from the store), removed ones are dropped, and every kept site keeps its
+        windows, detectors, alerts and incidents — per meter too: a kept meter keeps its ledger and data-quality
+        state (a new record — serial, calibration certificate — changes no measurement), a changed one starts
+        afresh. `evaluate_every` (the ledgers' interval) cannot change here."""
+        if settings.evaluate_every != self.settings.evaluate_every:
+            raise EngineError("rules.evaluate_every cannot change while running (the ledgers' interval)")
+        with self._lock:
+            kept: dict[str, _SiteState] = {}
+            self._plans.clear()  # every site takes the new settings' rule sets below
+            for site in sites:
+                rs = settings.resolve(site.id, site.district)
+                st = self._sites.get(site.id)
+                if st is None:
+                    kept[site.id] = self._new_site(site, rs)
+                    continue
+                if st.site != site:
+                    st.meters = {m.id: (_renewed(ms, m) if (ms := st.meters.get(m.id)) is not None
+                                        and _instrument(ms.meter) == _instrument(m)
+                                        else self._new_meter(m, rs)) for m in site.meters}
+                    st.sides = None  # the sides list the meters' states: taken afresh
+                    st.site = site
+                if st.rules != rs:
+                    st.maintenance = [w for w in st.maintenance if w not in st.rules.maintenance] + [
+                        w for w in rs.maintenance if w not in st.maintenance]
+                    for ms in st.meters.values():
+                        ms.ledger.retention = max(ms.ledger.retention, self._retention(rs))
+                    self._set_rules(st, rs)
+                kept[site.id] = st
+            added = kept.keys() - self._sites.keys()
+            self._sites = kept
+            self.settings = settings
+            self.language = self._language or settings.language
+            if added:
+                self._restore(added)
+
     # ---------------------------------------------------------------- restore
-    def _restore(self) -> None:
+    def _restore(self, only: Collection[str] | None = None) -> None:
+        """Open alerts, incidents and maintenance claims from the store (of the `only` sites: all when None)."""
+        def get(site: str) -> _SiteState | None:
+            return self._sites.get(site) if only is None or site in only else None
+
         for a in self.store.open_alerts():
-            st = self._sites.get(a.site)
+            st = get(a.site)
             if st is None:
                 continue
             st.alerts[a.rule] = AlertTrack(AlertState(a.state.value), a.id, a.starts_at.timestamp(),
                                            self.store.clear_since(a.id))
         firing = frozenset(a.id for a in self.store.open_alerts() if a.state is AlertPhase.FIRING)
         for inc in self.store.latest_incidents():
-            st = self._sites.get(inc.site)
+            st = get(inc.site)
             if st is not None:
                 st.incidents[inc.kind] = restore_episode(inc, firing)
+        for y in self.store.year_ledgers():  # oldest year first: the newest stays
+            st = get(y.site)
+            if st is not None:
+                st.year = y
         for inc in self.store.incidents():
-            st = self._sites.get(inc.site)
+            st = get(inc.site)
             if st is not None:
                 st.claim_keys.update(_claim_key(c.starts_at, c.ends_at, c.reason) for c in inc.maintenance_claims)
 
@@ -325,7 +418,7 @@ class Engine:
                     step = rebase_step(tr.last_rate, rate, ts - ms.total_ts, st.gap_s, rs.counters)
                     note_bridged(tr, ts, step.volume_m3)
                 else:
-                    step = classify_step(ms.ref_total, total, ts - ms.total_ts, st.gap_s, rs.counters)
+                    step = self._judge_step(st, ms, ts, rate, total)
                 step_kind = step.kind
                 volume = step.volume_m3
                 if rate is not None and rate < -rs.quality.reverse_m3h:
@@ -336,11 +429,34 @@ class Engine:
             ms.total_ts = ts
         elif tr.last_ts is not None:
             ms.ledger.mark_unknown(tr.last_ts, ts)  # no totalizer: volume unknown (no rate integration)
+        if st.prints is not None:
+            observe_reading(st.prints, meter_id, ts, rate, total)
         observe(tr, ts, rate, total, signal, error, step_kind)
         if tr.frozen_candidate(rs.quality.frozen_min_m3) and tr.flat_since is not None:
             start = tr.flat_since if ms.unknown_until is None else max(tr.flat_since, ms.unknown_until)
             ms.ledger.mark_unknown(start, ts)
             ms.unknown_until = ts
+
+    def _judge_step(self, st: _SiteState, ms: _MeterState, ts: float, rate: float | None,
+                    total: float) -> CounterStep:
+        """The counter step to `total`; across a gap judged by max flow and the meter's rate either side, and a
+        jump there noted as a rescaled meter (the totalizer no longer counts what it counted: a meter change)."""
+        c = st.rules.counters
+        assert ms.total_ts is not None and ms.ref_total is not None
+        dt = ts - ms.total_ts
+        if not c.judge_gaps or dt <= st.gap_s:
+            return classify_step(ms.ref_total, total, dt, st.gap_s, c)
+        # the rate bounds the step only when the meter ran on either side: stopped at both ends, it may have
+        # run in between at any rate (then max flow alone judges)
+        higher = max((r for r in (ms.track.last_rate, rate) if r is not None), default=None)
+        running = higher is not None and higher > st.rules.quality.running_m3h
+        gap = GapCheck(higher if running else None, c.gap_rate_margin, c.gap_rate_within.total_seconds())
+        step = classify_step(ms.ref_total, total, dt, st.gap_s, c, gap)
+        if step.kind is StepKind.JUMP:
+            self.stats.changes += 1
+            note_change(ms.track, MeterChange(st.site.id, ms.meter.id, datetime.fromtimestamp(ts, UTC),
+                                              ChangeKind.RESCALED, "total_m3", ms.ref_total, total), ts)
+        return step
 
     # ---------------------------------------------------------------- maintenance
     def maintenance(self, site_id: str) -> tuple[MaintenanceWindow, ...]:
@@ -452,7 +568,7 @@ class Engine:
     def _evaluate_and_store(self, st: _SiteState, t: float) -> tuple[list[Alert], list[IncidentNotice]]:
         """One site at data time `t`, written before the site's state moves (`StoreError`: nothing moved)."""
         snapshot = _Snapshot.of(st)
-        self._written, self._clears = [], []
+        self._written, self._clears, self._ledgers = [], [], []
         site_alerts = self._evaluate_site(st, t)
         now = datetime.fromtimestamp(t, self.tz)
         episodes, updates = advance_incidents(
@@ -460,7 +576,7 @@ class Engine:
             site=(st.site.id, st.site.name, st.site.district), tz=self.tz)
         try:
             self.store.record_evaluation(Evaluation(self._written, self._clears,
-                                                    [(u.incident, u.changes) for u in updates]))
+                                                    [(u.incident, u.changes) for u in updates], self._ledgers))
         except StoreError:
             snapshot.restore(st)
             raise
@@ -488,11 +604,97 @@ class Engine:
         events: list[Alert] = []
         now_dt = datetime.fromtimestamp(t, UTC)
         for ms in st.meters.values():
-            ms.track.role = role_at(ms.meter, now_dt, self.tz)
+            role = role_at(ms.meter, now_dt, self.tz)
+            if role is not ms.track.role:
+                ms.track.role = role
+                st.sides = None
         events.extend(self._evaluate_quality(st, t))
+        events.extend(self._evaluate_forensic(st, t))
         events.extend(self._evaluate_balance(st, t))
         events.extend(self._evaluate_sequential(st))
+        events.extend(self._evaluate_compliance(st, t))
         return events
+
+    # ---------------------------------------------------------------- compliance
+    def _fold_year(self, st: _SiteState, t: float) -> None:
+        """Fold the extraction of the complete intervals not yet folded into the site's year ledger."""
+        ext = self._sides(st)[0]
+        last = [ms.track.last_ts for ms in ext]
+        firsts = [ms.track.first_ts for ms in ext]
+        if not ext or any(x is None for x in last + firsts):
+            return
+        kb = min(interval_of(min(x for x in last if x is not None), self.step_s), interval_of(t, self.step_s))
+        oldest = kb - min(ms.ledger.retention for ms in ext) + 1
+        first_k = math.ceil(max(x for x in firsts if x is not None) / self.step_s)
+        y = st.year
+        if y is None or (y.through is None and y.since is None):
+            year = datetime.fromtimestamp(max(first_k, oldest) * self.step_s, self.tz).year
+            y = YearLedger(st.site.id, year)
+        ka = max(oldest, first_k) if y.through is None else max(oldest, math.ceil(y.through / self.step_s))
+        if (interval_of(t, self.step_s) - kb) * self.step_s > st.gap_s:
+            st.rate_m3h = None  # the extraction meters went quiet: their last rate says nothing now
+        if ka >= kb:
+            return
+        rows = []
+        for k in range(ka, kb):
+            e, ok = self._sum(ext, k, k + 1)
+            rows.append((k * self.step_s, e, ok))
+        moved = fold_year(y, rows, self.step_s, self.tz)
+        st.year = moved[-1]
+        e, ok = rows[-1][1], rows[-1][2]
+        st.rate_m3h = e * 3600.0 / self.step_s if ok else None
+        self._ledgers.extend(moved)
+
+    def _evaluate_compliance(self, st: _SiteState, t: float) -> list[Alert]:
+        out: list[Alert] = []
+        c = st.rules.compliance
+        clear_for = c.clear_for.total_seconds()
+        today = datetime.fromtimestamp(t, self.tz).date()
+        for ms in st.meters.values():
+            cal = ms.meter.record.calibration if ms.meter.record is not None else None
+            if cal is None:
+                continue
+            rule = f"{CALIBRATION_PREFIX}{ms.meter.id}"
+            late = calibration_overdue(cal.next_due, today)
+            cond = Condition.ACTIVE if late > 0 else Condition.CLEAR
+            ev = {"rule": rule, "meters": [ms.meter.id], "meter": ms.meter.id, "certificate": cal.number,
+                  "calibrated": cal.calibrated.isoformat(), "next_due": cal.next_due.isoformat(),
+                  "days_overdue": max(late, 0)}
+            out.extend(self._advance(st, rule, _CALIBRATION_INFO, cond, t, 0.0, 0.0, partial(dict, ev)))
+        permit = st.site.permit
+        if permit is None:
+            return out
+        self._fold_year(st, t)
+        acc_e = self._accuracy(st)[0]
+        rate = st.rate_m3h
+        base = {"permit": permit.number, "status": permit.status.value, "max_rate_m3h": permit.max_rate_m3h}
+        cond = over_rate(rate, permit.max_rate_m3h, acc_e)
+        ev_rate = {"rule": "over_rate", **base, "rate_m3h": None if rate is None else round(rate, 2),
+                   "limit_m3h": round(rate_limit_m3h(permit.max_rate_m3h, acc_e), 2), "accuracy_pct": acc_e,
+                   "window": format_duration(timedelta(seconds=self.step_s))}
+        out.extend(self._advance(st, "over_rate", _COMPLIANCE_INFO["over_rate"], cond, t,
+                                 c.over_rate_hold.total_seconds(), clear_for, partial(dict, ev_rate)))
+        y = st.year
+        if y is not None and y.since is not None:
+            cond, reason = quota_state(y, permit.annual_quota_m3, self.tz, c.quota_warn_pct,
+                                       c.quota_min_span.total_seconds())
+            out.extend(self._advance(st, "quota_projection", _COMPLIANCE_INFO["quota_projection"], cond, t, 0.0,
+                                     clear_for, partial(_quota_evidence, y, permit.annual_quota_m3, reason, self.tz)))
+        ext = self._sides(st)[0]
+        recent = st.rules.quality.offline_after.total_seconds()
+        rates = [ms.track.last_rate for ms in ext if ms.track.last_ts is not None and t - ms.track.last_ts <= recent]
+        pumping = permit_pumping([*rates, rate], st.rules.quality.running_m3h)
+        now_rate = max((r for r in [*rates, rate] if r is not None), default=None)
+        ev_pump = {**base, "rate_m3h": None if now_rate is None else round(now_rate, 2),
+                   "valid_from": permit.valid_from.isoformat(), "valid_to": permit.valid_to.isoformat()}
+        hold = c.pumping_hold.total_seconds()
+        sealed = pumping if permit.status.must_be_dry else Condition.CLEAR
+        out.extend(self._advance(st, "sealed_pumping", _COMPLIANCE_INFO["sealed_pumping"], sealed, t, hold,
+                                 clear_for, partial(dict, {"rule": "sealed_pumping", **ev_pump})))
+        expired = pumping if today > permit.valid_to else Condition.CLEAR
+        out.extend(self._advance(st, "permit_expired", _COMPLIANCE_INFO["permit_expired"], expired, t, hold,
+                                 clear_for, partial(dict, {"rule": "permit_expired", **ev_pump})))
+        return out
 
     def _evaluate_quality(self, st: _SiteState, t: float) -> list[Alert]:
         q = st.quality
@@ -512,10 +714,49 @@ class Engine:
                                      q.clear_for, partial(_finding_evidence, finding, self.tz)))
         return out
 
+    def _evaluate_forensic(self, st: _SiteState, t: float) -> list[Alert]:
+        sp = st.prints
+        if sp is None:
+            return []
+        out: list[Alert] = []
+        if sp.plan.exact:
+            self._note_hours(st, sp, t)
+        for rule, on, detect in ((REPLAY_RULE, sp.plan.replay, replay_finding),
+                                 (SMOOTH_RULE, sp.plan.smooth, smooth_finding),
+                                 (EXACT_RULE, sp.plan.exact, exact_finding)):
+            finding = detect(sp, t) if on else None
+            if finding is None or (finding.condition is not Condition.ACTIVE and rule not in st.alerts):
+                continue
+            out.extend(self._advance(st, rule, _FORENSIC_INFO[rule], finding.condition, t, 0.0, sp.plan.window_s,
+                                     partial(_finding_evidence, finding, self.tz)))
+        return out
+
+    def _note_hours(self, st: _SiteState, sp: SitePrints, t: float) -> None:
+        """Hand every whole hour both sides have completed since the last call to the exact-balance check."""
+        kb = self._horizon_k(st, interval_of(t, self.step_s))
+        if kb is None:
+            return
+        m = max(1, round(3600 / self.step_s))
+        last = kb // m  # hours j with (j + 1)·m ≤ kb are complete
+        if sp.next_hour is None:
+            sp.next_hour = last
+        ext, rei = self._sides(st)
+        while sp.next_hour < last:
+            j = sp.next_hour
+            sp.next_hour += 1
+            a, b = j * m * self.step_s, (j + 1) * m * self.step_s
+            e, e_ok = self._sum(ext, j * m, (j + 1) * m)
+            r, r_ok = self._sum(rei, j * m, (j + 1) * m)
+            stable = all(roles_constant(ms.meter, datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC),
+                                        self.tz) for ms in st.meters.values())
+            note_hour(sp, b, e, r, e_ok and r_ok and stable)
+
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
-        ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
-        rei = [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION]
-        return ext, rei
+        """The site's extraction and reinjection meters (kept until a meter's role changes; not to be altered)."""
+        if st.sides is None:
+            st.sides = ([ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION],
+                        [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION])
+        return st.sides
 
     def _horizon_k(self, st: _SiteState, until_k: int | None = None) -> int | None:
         """The first interval not yet complete on both sides (at most `until_k`: not after the evaluation)."""
@@ -605,7 +846,7 @@ class Engine:
             out.extend(self._advance(st, _window_rule(w), info,
                                      bal.condition, kb * self.step_s, w.hold.total_seconds(),
                                      w.clear_for.total_seconds(),
-                                     partial(_window_evidence, format_duration(w.window), ev)))
+                                     partial(_window_evidence, w.window, ev)))
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
@@ -721,6 +962,30 @@ class Engine:
                 "complete": e_ok and r_ok and not stale, "end": as_of, "as_of": as_of,
                 "age_s": None if age is None else round(age, 1), "stale": stale}
 
+    def volumes_since(self, site_id: str, start: datetime) -> dict[str, Any] | None:
+        """The site's volumes from `start` to the end of its complete data (m³ drained today, or since an
+        incident began): extracted, reinjected, drained (their difference) m³ and %, whether every meter
+        covered it (not when `start` is older than the ledgers keep: then from the oldest interval kept),
+        and `as_of`, the end of that data. None before both sides have reported."""
+        with self._lock:
+            st = self._site(site_id)
+            kb = self._horizon_k(st)
+            if kb is None:
+                return None
+            ka = interval_of(start.timestamp(), self.step_s)
+            oldest = max((ms.ledger.oldest for ms in st.meters.values() if ms.ledger.oldest is not None),
+                         default=kb)
+            kept, ka = ka >= oldest, max(ka, oldest)
+            kb = max(ka, kb)  # nothing complete since `start` yet: nothing drained as of `start`
+            ext, rei = self._sides(st)
+            e, e_ok = self._sum(ext, ka, kb) if kb > ka else (0.0, True)
+            r, r_ok = self._sum(rei, ka, kb) if kb > ka else (0.0, True)
+        return {"extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "drained_m3": round(e - r, 3),
+                "drained_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None,
+                "complete": kept and e_ok and r_ok,
+                "from": iso(datetime.fromtimestamp(ka * self.step_s, self.tz)),
+                "as_of": iso(datetime.fromtimestamp(kb * self.step_s, self.tz))}
+
     def intervals(self, site_id: str, start: datetime, end: datetime) -> dict[str, IntervalSeries]:
         """Per meter, the ledger's intervals from the one holding `start` up to the one before the one
         holding `end` (for reports): each interval's volume, and whether it is known — kept, not unknown,
@@ -740,6 +1005,57 @@ class Engine:
                                  and last >= a + self.step_s)
                 out[mid] = IntervalSeries(ka, tuple(vols), tuple(known))
         return out
+
+    def compliance(self, site_id: str) -> dict[str, Any]:
+        """A site's permit standing: the permit, this year's extraction against the quota (used and
+        projected), the extraction's rate peaks (newest complete interval, the last 24 h of the ledger, the
+        year) and the compliance alerts pending or firing. Without a permit only `permit: None` and the
+        alerts (calibration reminders) are meaningful."""
+        with self._lock:
+            st = self._site(site_id)
+            permit, y = st.site.permit, st.year
+            ext = self._sides(st)[0]
+            kb = interval_of(y.through, self.step_s) if y is not None and y.through is not None else None
+            peak_24h: tuple[float, float] | None = None
+            if kb is not None and ext:
+                for k in range(kb - min(round(86400 / self.step_s), min(ms.ledger.retention for ms in ext)), kb):
+                    e, ok = self._sum(ext, k, k + 1)
+                    rate = e * 3600.0 / self.step_s
+                    if ok and (peak_24h is None or rate > peak_24h[0]):
+                        peak_24h = (rate, k * self.step_s)
+            alerts = {rule: tr.state.value for rule, tr in st.alerts.items()
+                      if rule in COMPLIANCE_RULES or rule.startswith(CALIBRATION_PREFIX)}
+            current = st.rate_m3h
+
+        def at(ts: float | None) -> str | None:
+            return None if ts is None else iso(datetime.fromtimestamp(ts, self.tz))
+
+        year: dict[str, Any] | None = None
+        if y is not None and y.since is not None:
+            projected = project_year(y, self.tz)
+            quota = permit.annual_quota_m3 if permit is not None else None
+            year = {"year": y.year, "extracted_m3": round(y.extracted_m3, 3), "since": at(y.since),
+                    "through": at(y.through), "unknown_h": round(y.unknown_s / 3600.0, 2),
+                    "annual_quota_m3": quota,
+                    "used_pct": None if quota is None else round(100.0 * y.extracted_m3 / quota, 2),
+                    "projected_m3": None if projected is None else round(projected, 1),
+                    "projected_pct": None if projected is None or quota is None
+                    else round(100.0 * projected / quota, 2)}
+        limit = None if permit is None else round(rate_limit_m3h(permit.max_rate_m3h, self._accuracy(st)[0]), 2)
+        return {
+            "site": site_id,
+            "permit": None if permit is None else permit.model_dump(mode="json"),
+            "valid": None if permit is None or y is None or y.through is None
+            else permit.valid_on(datetime.fromtimestamp(y.through, self.tz).date()),
+            "year": year,
+            "rates": {"max_rate_m3h": None if permit is None else permit.max_rate_m3h, "limit_m3h": limit,
+                      "current_m3h": None if current is None else round(current, 2),
+                      "peak_24h_m3h": None if peak_24h is None else round(peak_24h[0], 2),
+                      "peak_24h_at": None if peak_24h is None else at(peak_24h[1]),
+                      "peak_year_m3h": None if y is None or y.peak_at is None else round(y.peak_rate_m3h, 2),
+                      "peak_year_at": None if y is None else at(y.peak_at)},
+            "alerts": alerts,
+        }
 
     def alert_states(self, site_id: str) -> dict[str, AlertState]:
         with self._lock:
@@ -780,6 +1096,17 @@ class _Volumes:
         return [(float(e), float(r), bool(k)) for e, r, k in rows]
 
 
+def _instrument(m: Meter) -> Meter:
+    """A meter as far as its measurements go: its record (serial, calibration certificate) left out."""
+    return m if m.record is None else m.model_copy(update={"record": None})
+
+
+def _renewed(ms: _MeterState, m: Meter) -> _MeterState:
+    """A kept meter's state under its new configuration (a new record)."""
+    ms.meter = m
+    return ms
+
+
 def _claim_key(start: datetime, end: datetime, reason: str) -> tuple[str, str, str]:
     return (iso(start.astimezone(UTC)), iso(end.astimezone(UTC)), reason)
 
@@ -791,6 +1118,15 @@ def _value(x: Any) -> float | None:
 
 _INACTIVE = AlertTrack()
 _HELD_QUALITY_MAX = 10_000  # notes kept per held site (a week of 1-minute steps is 10 080)
+_FORENSIC_INFO = {r: _RuleInfo(AlertKind.DATA_QUALITY, Severity.HIGH, r) for r in (REPLAY_RULE, SMOOTH_RULE,
+                                                                                  EXACT_RULE)}
+_COMPLIANCE_INFO = {
+    "over_rate": _RuleInfo(AlertKind.COMPLIANCE, Severity.HIGH, "compliance"),
+    "quota_projection": _RuleInfo(AlertKind.COMPLIANCE, Severity.WARNING, "compliance"),
+    "sealed_pumping": _RuleInfo(AlertKind.COMPLIANCE, Severity.CRITICAL, "compliance"),
+    "permit_expired": _RuleInfo(AlertKind.COMPLIANCE, Severity.HIGH, "compliance"),
+}
+_CALIBRATION_INFO = _RuleInfo(AlertKind.COMPLIANCE, Severity.INFO, "compliance")
 _QUALITY_INFO = {name: _RuleInfo(AlertKind(r.kind), r.severity, name) for name, r in QUALITY_RULES.items()}
 
 
@@ -809,8 +1145,19 @@ def _local_times(value: Any, tz: tzinfo) -> Any:
     return value
 
 
-def _window_evidence(window: str, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    return {"window": window, **ev()}
+def _quota_evidence(y: YearLedger, quota_m3: float, reason: str | None, tz: tzinfo) -> dict[str, Any]:
+    projected = project_year(y, tz)
+    return {"rule": "quota_projection", "year": y.year, "extracted_m3": round(y.extracted_m3, 1),
+            "annual_quota_m3": quota_m3, "used_pct": round(100.0 * y.extracted_m3 / quota_m3, 2),
+            "projected_m3": None if projected is None else round(projected, 1),
+            "projected_pct": None if projected is None else round(100.0 * projected / quota_m3, 2),
+            "reason": reason, "since": iso(datetime.fromtimestamp(y.since or 0.0, tz)),
+            "through": iso(datetime.fromtimestamp(y.through or 0.0, tz)),
+            "unknown_h": round(y.unknown_s / 3600.0, 2)}
+
+
+def _window_evidence(window: timedelta, ev: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return {"window": format_duration(window), **ev()}
 
 
 def _window_rule(w: WindowRule) -> str:

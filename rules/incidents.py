@@ -20,7 +20,7 @@ them before it moves its own state (write before you move).
   water the pipes may hold more at the end than at the start (extraction over the transit lag before each).
 - Severity only rises while open: discharge from volume and duration of the discharge (onset to the last
   excess; `IncidentSettings`), evasion from its alerts and how long it has been open, meter faults from
-  their alerts.
+  their alerts, compliance and calibration incidents from theirs (a calibration reminder stays info).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from alerting.model import (
     parse_time,
 )
 from collector.duration import parse_duration
+from rules.compliance import CALIBRATION_PREFIX
 from rules.events import rule_words
 from rules.settings import IncidentSettings
 
@@ -62,17 +63,27 @@ INCIDENT_KINDS: dict[str, IncidentKind] = {
     "totalizer_reset": IncidentKind.EVASION,
     "reverse_flow": IncidentKind.EVASION,
     "meter_changed": IncidentKind.EVASION,
+    "data_replayed": IncidentKind.EVASION,
+    "data_synthetic": IncidentKind.EVASION,
+    "exact_balance": IncidentKind.EVASION,
     "meter_offline": IncidentKind.METER_FAULT,
     "signal_quality": IncidentKind.METER_FAULT,
+    "over_rate": IncidentKind.COMPLIANCE,
+    "quota_projection": IncidentKind.COMPLIANCE,
+    "sealed_pumping": IncidentKind.COMPLIANCE,
+    "permit_expired": IncidentKind.COMPLIANCE,
 }
 """Rule → incident kind; balance window rules (`balance_<name>`) are discharge, other rules go by the alert's
-kind (discharge → discharge, data quality → meter fault). New rules register here."""
+kind (discharge → discharge, data quality → meter fault); a meter's calibration reminder
+(`calibration_due:<meter>`) is a calibration incident. New rules register here."""
 
 
 def incident_kind(alert: Alert) -> IncidentKind:
     kind = INCIDENT_KINDS.get(alert.rule)
     if kind is not None:
         return kind
+    if alert.rule.startswith(CALIBRATION_PREFIX):
+        return IncidentKind.CALIBRATION
     if alert.rule.startswith("balance_") or alert.kind is AlertKind.DISCHARGE:
         return IncidentKind.DISCHARGE
     return IncidentKind.METER_FAULT
@@ -408,8 +419,8 @@ def _severity(inc: Incident, now: datetime, settings: IncidentSettings) -> Sever
         lasted = parse_time(end) - inc.started_at if isinstance(end, str) else timedelta(0)
     by_time = (Severity.CRITICAL if lasted >= settings.critical_after else
                Severity.HIGH if lasted >= settings.high_after else Severity.WARNING)
-    if inc.kind is IncidentKind.METER_FAULT:
-        return Severity.INFO
+    if inc.kind in (IncidentKind.METER_FAULT, IncidentKind.COMPLIANCE, IncidentKind.CALIBRATION):
+        return Severity.INFO  # their alerts' severity stands
     if inc.kind is IncidentKind.EVASION:
         return by_time
     est = inc.volume_m3.estimate if inc.volume_m3 is not None else 0.0
@@ -423,6 +434,7 @@ _KIND_WORDS = {
     IncidentKind.EVASION: ("疑似规避监测", "suspected evasion of metering"),
     IncidentKind.METER_FAULT: ("计量故障", "meter fault"),
     IncidentKind.COMPLIANCE: ("违反许可", "permit breach"),
+    IncidentKind.CALIBRATION: ("计量检定到期", "calibration past due"),
 }
 
 

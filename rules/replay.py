@@ -20,7 +20,8 @@ import pandas as pd
 from alerting.model import Alert
 from rules.engine import Engine, Step
 
-__all__ = ["BadRow", "Readings", "ReplayError", "parse_readings", "readings_from_frame", "replay", "replay_steps"]
+__all__ = ["BadRow", "Readings", "ReplayError", "parse_readings", "read_frame", "readings_from_frame", "replay",
+           "replay_steps"]
 
 REQUIRED = ("ts", "site", "meter", "rate_m3h", "total_m3")
 _OFFSET = r"(?:Z|z|[+-]\d\d:?\d\d)$"
@@ -75,6 +76,12 @@ def _opt(values: np.ndarray[Any, Any]) -> list[float | None]:
 
 def parse_readings(stream: IO[str]) -> Readings:
     """Parse CSV readings; bad rows are skipped and listed (line numbers count the header as line 1)."""
+    return readings_from_frame(read_frame(stream))
+
+
+def read_frame(stream: IO[str]) -> pd.DataFrame:
+    """CSV readings as a frame, not yet validated (row i is line i + 2); `ReplayError` when it is not CSV or
+    lacks a required column."""
     try:
         # numbers parse natively; a column with any bad value stays text and is checked row by row
         df = pd.read_csv(stream, dtype={"site": str, "meter": str}, keep_default_na=False, na_values=[""],
@@ -85,13 +92,15 @@ def parse_readings(stream: IO[str]) -> Readings:
     if missing:
         raise ReplayError(f"readings lack column(s) {', '.join(missing)}; the header must be "
                           f"{','.join(REQUIRED)} (signal_pct,error_code optional)")
-    return readings_from_frame(df)
+    return df
 
 
-def readings_from_frame(df: pd.DataFrame, strings: bool = False) -> Readings:
-    """Validate and sort a frame of readings (from CSV text or from a database query)."""
+def readings_from_frame(df: pd.DataFrame, strings: bool = False,
+                        lines: np.ndarray[Any, np.dtype[np.int64]] | None = None) -> Readings:
+    """Validate and sort a frame of readings (from CSV text or from a database query); `lines` numbers the
+    rows for bad-row messages (default: row i is line i + 2, under a header)."""
     n = len(df)
-    line = np.arange(n) + 2
+    line = np.arange(n) + 2 if lines is None else lines
     reasons = np.full(n, "", dtype=object)
 
     def flag(mask: Any, reason: str) -> None:

@@ -21,7 +21,9 @@ from collector.model import FreeText
 
 __all__ = [
     "BalanceSettings",
+    "ComplianceSettings",
     "CounterSettings",
+    "ForensicSettings",
     "IncidentSettings",
     "Language",
     "MaintenanceWindow",
@@ -46,6 +48,12 @@ class CounterSettings(_Frozen):
     jump_margin: float = Field(default=1.5, ge=1, description="forward step above max flow × Δt × this "
                                                                 "is rejected as a jump")
     wrap_m3: float | None = Field(default=None, gt=0, description="totalizer rolls over after this value")
+    judge_gaps: bool = Field(default=True, description="judge a step across a gap against max flow and the "
+                                                       "meter's rate (off: its volume is only unknown)")
+    gap_rate_margin: float = Field(default=3.0, ge=1, description="a step across a gap above the meter's higher "
+                                                                   "rate either side × gap × this is a jump")
+    gap_rate_within: Duration = Field(default=timedelta(hours=1),
+                                      description="judge by the meter's rate only across gaps up to this")
 
 
 class WindowRule(_Frozen):
@@ -140,6 +148,41 @@ class QualitySettings(_Frozen):
                                    description="low_arrival below this share of expected reports over 24 h")
 
 
+class ForensicSettings(_Frozen):
+    """Checks on the data itself (see `rules.forensic`): readings that repeat an earlier period, rates too
+    smooth for a real meter, a balance too exact for two sets of meters."""
+
+    replay: bool = Field(default=True, description="raise data_replayed when a meter repeats an earlier period")
+    replay_memory: Duration = Field(default=timedelta(hours=26),
+                                    description="how far back a repeat is looked for")
+    replay_window: Duration = Field(default=timedelta(hours=1),
+                                    description="matching stretches are counted over this")
+    replay_matches: int = Field(default=3, ge=2, description="matching stretches with one shift that fire")
+    replay_shingle: int = Field(default=6, ge=3, le=30, description="readings in one compared stretch")
+    replay_sample: int = Field(default=8, ge=1, le=64, description="one stretch in this many is remembered")
+    smooth: bool = Field(default=True, description="raise data_synthetic when a meter's rate is too smooth")
+    smooth_readings: int = Field(default=60, ge=10, le=1440, description="running readings judged together")
+    smooth_floor_pct: float = Field(default=0.02, gt=0, le=1,
+                                    description="median reading-to-reading jitter below this is too smooth")
+    exact: bool = Field(default=True, description="raise exact_balance when a site balances implausibly exactly")
+    exact_hours: int = Field(default=12, ge=3, le=168, description="consecutive hours judged together")
+    exact_floor_pct: float = Field(default=0.01, gt=0, le=1,
+                                   description="a median hourly deficit below this is implausibly exact")
+    exact_min_m3: float = Field(default=10.0, ge=0, description="an hour with less extracted is not judged")
+class ComplianceSettings(_Frozen):
+    """Permit compliance (see `rules.compliance`): what a site with a `permit:` is held to."""
+
+    over_rate_hold: Duration = Field(default=timedelta(minutes=15),
+                                     description="over_rate fires when the rate stays above the limit this long")
+    pumping_hold: Duration = Field(default=timedelta(minutes=5),
+                                   description="sealed_pumping / permit_expired fire after extraction this long")
+    quota_warn_pct: float = Field(default=90.0, gt=0, le=100,
+                                  description="quota_projection fires at this share of the annual quota used")
+    quota_min_span: Duration = Field(default=timedelta(days=7),
+                                     description="project the year only once the year ledger spans this")
+    clear_for: Duration = Field(default=timedelta(hours=1), description="resolve after clear this long")
+
+
 class MaintenanceWindow(_Frozen):
     """A declared maintenance (e.g. backwashing 回扬): a deficit up to `volume_cap_m3` is allowed."""
 
@@ -180,6 +223,8 @@ class RuleSet(_Frozen):
     balance: BalanceSettings = BalanceSettings()
     sequential: SequentialSettings = SequentialSettings()
     quality: QualitySettings = QualitySettings()
+    forensic: ForensicSettings = ForensicSettings()
+    compliance: ComplianceSettings = ComplianceSettings()
     maintenance: tuple[MaintenanceWindow, ...] = ()
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from alerting.model import Alert, Incident, IncidentChange, IncidentKind, IncidentNotice, IncidentState
 from collector.sqlite import StoreHealth, StoreSpec, StoreVersionError, close_store, open_store
+from rules.compliance import YearLedger
 from rules.settings import MaintenanceWindow
 
 __all__ = ["Acknowledgement", "AlertStore", "Annotation", "DeclaredMaintenance", "Evaluation", "StoreError"]
@@ -109,8 +110,24 @@ CREATE TABLE IF NOT EXISTS incident_changes (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS incident_changes_id ON incident_changes(incident_id);
+CREATE TABLE IF NOT EXISTS year_ledger (
+    site TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    extracted_m3 REAL NOT NULL,
+    since REAL,
+    through REAL,
+    unknown_s REAL NOT NULL,
+    peak_rate_m3h REAL NOT NULL,
+    peak_at REAL,
+    PRIMARY KEY (site, year)
+);
 """
-_SPEC = StoreSpec("alerts", _SCHEMA)
+_YEAR_LEDGER = """CREATE TABLE IF NOT EXISTS year_ledger (
+    site TEXT NOT NULL, year INTEGER NOT NULL, extracted_m3 REAL NOT NULL, since REAL, through REAL,
+    unknown_s REAL NOT NULL, peak_rate_m3h REAL NOT NULL, peak_at REAL, PRIMARY KEY (site, year)
+);"""
+_SPEC = StoreSpec("alerts", _SCHEMA, migrations=(_YEAR_LEDGER,))
+"""Version 2 adds the year ledger (each site's extraction per calendar year, for the permit's quota)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +145,10 @@ class Evaluation:
     alerts: Sequence[tuple[Alert, float | None]] = ()
     clear_since: Sequence[tuple[str, float | None]] = ()
     incidents: Sequence[tuple[Incident, Sequence[IncidentChange]]] = ()
+    ledgers: Sequence[YearLedger] = ()  # year ledgers that moved
 
     def __bool__(self) -> bool:
-        return bool(self.alerts or self.clear_since or self.incidents)
+        return bool(self.alerts or self.clear_since or self.incidents or self.ledgers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +251,26 @@ class AlertStore:
                 db.execute("UPDATE alerts SET clear_since=? WHERE id=?", (clear_since, alert_id))
             for incident, changes in ev.incidents:
                 _write_incident(db, incident, changes)
+            for y in ev.ledgers:
+                db.execute("INSERT OR REPLACE INTO year_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (y.site, y.year, y.extracted_m3, y.since, y.through, y.unknown_s, y.peak_rate_m3h,
+                            y.peak_at))
+
+    def year_ledgers(self, site: str | None = None, year: int | None = None) -> list[YearLedger]:
+        """The stored year ledgers (of one site, of one year), oldest year first."""
+        where: list[str] = []
+        args: list[str | int] = []
+        if site is not None:
+            where.append("site=?")
+            args.append(site)
+        if year is not None:
+            where.append("year=?")
+            args.append(year)
+        sql = "SELECT * FROM year_ledger" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY year, site"
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [YearLedger(str(r[0]), int(r[1]), float(r[2]), r[3], r[4], float(r[5]), float(r[6]), r[7])
+                for r in rows]
 
     def acknowledge(self, alert_id: str, by: str, at: str, note: str | None = None) -> None:
         """Mark an alert acknowledged (not its state); a note becomes an annotation. The first acknowledgement

@@ -73,6 +73,11 @@ class Ledger:
         self._vol = array("d")
         self._unknown = bytearray()  # 1: the interval's volume is unknown (lost, not zero)
 
+    @property
+    def oldest(self) -> int | None:
+        """The index of the oldest interval kept (None before the first volume)."""
+        return self._base
+
     def _slot(self, k: int) -> int | None:
         if self._base is None:
             self._base = k
@@ -96,7 +101,14 @@ class Ledger:
         if volume is None:
             self.mark_unknown(t0, t1)
             return
-        for k, v in spread(t0, t1, volume, self.step_s):
+        step = self.step_s
+        k0, k1 = math.floor(t0 / step), math.floor(t1 / step)
+        if t1 > t0 and (k1 == k0 or (k1 == k0 + 1 and t1 == k1 * step)):  # one interval, as `spread` splits it
+            i = self._slot(k0)
+            if i is not None:
+                self._vol[i] += volume
+            return
+        for k, v in spread(t0, t1, volume, step):
             i = self._slot(k)
             if i is not None:
                 self._vol[i] += v
@@ -120,7 +132,7 @@ class Ledger:
         i1 = k_end - self._base
         if i1 > len(self._vol):
             return WindowSum(sum(self._vol[i0:]), False)
-        return WindowSum(sum(self._vol[i0:i1]), not any(self._unknown[i0:i1]))
+        return WindowSum(sum(self._vol[i0:i1]), self._unknown.find(1, i0, i1) < 0)
 
     def intervals(self, k_start: int, k_end: int) -> list[tuple[float, bool]]:
         """(volume, known) of each interval k_start … k_end−1; an interval not kept is (0.0, False)."""

@@ -23,7 +23,8 @@ from typing import Any
 from collector.model import Reading, Role, Site
 from simulators.flow import DayCycleFlow, MeterModel, ScaledFlow, Scenario, ScenarioKind, TrueFlow, local_hour
 
-__all__ = ["CITY", "DIVISIONS", "CityPhysics", "MeterPlan", "SitePlan", "city_config", "meter_plan", "site_physics"]
+__all__ = ["CITY", "DIVISIONS", "LOCATIONS", "CityPhysics", "MeterPlan", "SitePlan", "city_config", "meter_plan",
+           "site_physics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,25 @@ CITY: tuple[SitePlan, ...] = (
     SitePlan("wolong-library", "卧龙区图书馆", "卧龙区", (_m("E1@szy206", -0.001), _m("R1@szy206", 0.002)), 40),
 )
 
+LOCATIONS: dict[str, tuple[float, float, str]] = {
+    "hehua-plaza": (33.000, 112.560, "南阳市宛城区向阳路"),
+    "wancheng-hospital": (32.990, 112.575, "南阳市宛城区新华东路"),
+    "xinhua-mall": (33.010, 112.545, "南阳市宛城区新华路"),
+    "baihe-waterworks": (32.975, 112.590, "南阳市宛城区白河大道"),
+    "wolong-school": (32.985, 112.480, "南阳市卧龙区卧龙路"),
+    "wolong-gov": (33.000, 112.515, "南阳市卧龙区中州路"),
+    "zhuge-garden": (32.965, 112.500, "南阳市卧龙区武侯路"),
+    "wolong-library": (33.040, 112.515, "南阳市卧龙区车站路"),
+    "gaoxin-park": (33.045, 112.455, "南阳市高新区雪枫路"),
+    "gaoxin-hotel": (33.035, 112.480, "南阳市高新区长江路"),
+    "optics-factory": (33.055, 112.430, "南阳市高新区光电路"),
+    "civic-center": (32.945, 112.600, "南阳市城乡一体化示范区光武大道"),
+    "baihe-villas": (32.925, 112.580, "南阳市城乡一体化示范区滨河路"),
+    "eco-school": (32.935, 112.630, "南阳市城乡一体化示范区文化路"),
+}
+"""Where the demo's sites are drawn on its map: (lat, lon, address); the districts' outlines beside the demo
+are simplified shapes around them, not surveyed boundaries."""
+
 DIVISIONS = {"宛城区": "411302", "卧龙区": "411303", "高新区": "411371", "城乡一体化示范区": "411372"}
 """Administrative division codes the demo's SZY 206 terminals report (the last two: development zones)."""
 
@@ -155,7 +175,11 @@ def city_config(plans: Sequence[SitePlan], *, influx_url: str, mqtt_port: int, g
             else:
                 entry["mqtt"] = {"topic": f"dtu/{p.id}/{m.id}", "profile": "dtu-json"}
             meters.append(entry)
-        sites.append({"id": p.id, "name": p.name, "district": p.district, "meters": meters})
+        site: dict[str, Any] = {"id": p.id, "name": p.name, "district": p.district, "meters": meters}
+        if p.id in LOCATIONS:
+            lat, lon, address = LOCATIONS[p.id]
+            site["location"] = {"lat": lat, "lon": lon, "address": address}
+        sites.append(site)
     telemetry: dict[str, Any] = {}
     if stations:
         telemetry["hj212"] = {"listen": f"127.0.0.1:{hj212_port}", "stations": stations}

@@ -14,7 +14,17 @@ import numpy as np
 
 from collector.model import Role
 
-__all__ = ["Load", "MeterPhysics", "MeterSeries", "pump_flow", "simulate_site"]
+__all__ = [
+    "Load",
+    "MeterPhysics",
+    "MeterSeries",
+    "computed",
+    "pump_flow",
+    "replayed",
+    "rescaled",
+    "simulate_site",
+    "synthetic",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +105,45 @@ def simulate_site(start_s: float, minutes: int, load: Load, meters: tuple[MeterP
         rate = np.concatenate([measured[:1], measured]) * (1.0 + rng.normal(0.0, m.noise, minutes + 1))
         out[m.id] = MeterSeries(np.round(rate, 3), np.round(total, 3))
     return out
+
+
+def replayed(series: MeterSeries, from_i: int, shift: int) -> MeterSeries:
+    """The meter as a replay shows it from reading `from_i` on: the rates and totalizer steps it showed
+    `shift` readings before, the total rising on from where it stood (what forged data looks like)."""
+    if not 0 < shift <= from_i:
+        raise ValueError(f"shift {shift} must be in 1 … {from_i} (readings before the replay starts)")
+    rate, total = series.rate_m3h.copy(), series.total_m3.copy()
+    for i in range(from_i, len(total)):
+        rate[i] = rate[i - shift]
+        total[i] = total[i - 1] + (total[i - shift] - total[i - shift - 1])
+    return MeterSeries(np.round(rate, 3), np.round(total, 3))
+
+
+def rescaled(series: MeterSeries, from_i: int, factor: float) -> MeterSeries:
+    """The meter with its totalizer and rate both multiplied by `factor` from reading `from_i` on (a
+    touched scale factor or a swapped register map)."""
+    rate, total = series.rate_m3h.copy(), series.total_m3.copy()
+    rate[from_i:] *= factor
+    total[from_i:] *= factor
+    return MeterSeries(np.round(rate, 3), np.round(total, 3))
+
+
+def synthetic(series: MeterSeries, from_i: int, rate_m3h: np.ndarray, resolution_m3: float = 0.01) -> MeterSeries:
+    """The meter as a generator shows it from reading `from_i` on: the given noise-free rate (one per reading),
+    and a totalizer integrating it on from where it stood."""
+    rate, total = series.rate_m3h.copy(), series.total_m3.copy()
+    rate[from_i:] = rate_m3h[from_i:]
+    exact = total[from_i - 1] + np.cumsum(rate_m3h[from_i:] / 60.0)
+    total[from_i:] = np.floor(exact / resolution_m3) * resolution_m3
+    return MeterSeries(np.round(rate, 3), np.round(total, 3))
+
+
+def computed(target: MeterSeries, sources: list[MeterSeries], from_i: int, share: float,
+             resolution_m3: float = 0.01) -> MeterSeries:
+    """The meter as forged from other meters from reading `from_i` on: `share` of their summed rates and
+    totalizer steps (reinjection computed from extraction), its total rising on from where it stood."""
+    rate, total = target.rate_m3h.copy(), target.total_m3.copy()
+    rate[from_i:] = share * sum(s.rate_m3h[from_i:] for s in sources)
+    steps = share * sum(np.diff(s.total_m3)[from_i - 1:] for s in sources)
+    total[from_i:] = np.floor((total[from_i - 1] + np.cumsum(steps)) / resolution_m3) * resolution_m3
+    return MeterSeries(np.round(rate, 3), np.round(total, 3))

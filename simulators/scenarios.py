@@ -16,7 +16,17 @@ import numpy as np
 import pandas as pd
 
 from collector.model import Role
-from simulators.physics import Load, MeterPhysics, MeterSeries, simulate_site
+from simulators.physics import (
+    Load,
+    MeterPhysics,
+    MeterSeries,
+    computed,
+    pump_flow,
+    replayed,
+    rescaled,
+    simulate_site,
+    synthetic,
+)
 
 __all__ = ["SCENARIOS", "Expect", "Scenario", "ScenarioData", "build", "honest_names"]
 
@@ -29,7 +39,7 @@ class Expect:
     """What replay must produce: `kind` none → no discharge alert at all; otherwise the first firing alert
     of `kind` (and `rule`, if given) no later than `within` after the onset."""
 
-    kind: str  # "none" | "discharge" | "data_quality"
+    kind: str  # "none" | "discharge" | "data_quality" | "compliance"
     rule: str | None = None
     within: timedelta | None = None
 
@@ -289,6 +299,130 @@ _backwash("backwash-under-cap", 51, 0.3, 80.0, Expect("none"))
 _backwash("backwash-over-cap", 52, 0.6, 20.0, Expect("discharge", None, timedelta(hours=2)))
 
 
+# ------------------------------------------------------------------------------------------ permits
+
+def _permit(status: str, quota_m3: float = 300_000.0, max_rate_m3h: float = 150.0) -> dict[str, Any]:
+    return {"number": "取水(宛)字[2024]第0012号", "holder": "向阳荷花广场物业", "annual_quota_m3": quota_m3,
+            "max_rate_m3h": max_rate_m3h, "wells": {"extraction": 2, "reinjection": 4},
+            "valid_from": "2024-01-01", "valid_to": "2028-12-31", "status": status}
+
+
+def _dry_until(df: pd.DataFrame, t: float) -> pd.DataFrame:
+    """Every meter standing still before `t` (rate 0, totalizer at its value at `t`): the pumps start at `t`."""
+    before = df["ts"] < t
+    for meter in df["meter"].unique():
+        sel = df["meter"] == meter
+        at_t = df.loc[sel & ~before, "total_m3"].iloc[0]
+        df.loc[sel & before, "total_m3"] = at_t
+        df.loc[sel & before, "rate_m3h"] = 0.0
+    return df
+
+
+def _scale_after(df: pd.DataFrame, t: float, factor: float) -> pd.DataFrame:
+    """Every meter's flow times `factor` from `t` on (both sides alike: the site stays balanced)."""
+    after = df["ts"] >= t
+    for meter in df["meter"].unique():
+        sel = (df["meter"] == meter) & after
+        base = df.loc[sel, "total_m3"].iloc[0]
+        df.loc[sel, "total_m3"] = (base + (df.loc[sel, "total_m3"] - base) * factor).round(3)
+        df.loc[sel, "rate_m3h"] = df.loc[sel, "rate_m3h"] * factor
+    return df
+
+
+@scenario("sealed-pumping", "sealed site (自备井封停) dry for a day, then pumping, perfectly balanced", 1.5, 61,
+          Expect("compliance", "sealed_pumping", timedelta(minutes=15)))
+def _sealed(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    site, series, start, _ = _run(sc, rng, Load(), 5, meters=_meters(rng, bias=0.0))
+    onset = start + 1.0 * 86400 + 17
+    df = _dry_until(_frame(series, sc.name, start), onset)
+    return ScenarioData({**site, "permit": _permit("sealed")}, df, datetime.fromtimestamp(onset, UTC))
+
+
+@scenario("over-rate", "extraction doubles to ~200 m³/h against a permitted 150 m³/h (balanced)", 2.0, 62,
+          Expect("compliance", "over_rate", timedelta(minutes=30)))
+def _over_rate(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    site, series, start, _ = _run(sc, rng, Load(), 5)
+    onset = start + 1.6 * 86400 + 17  # 14:24 local, day-time load
+    df = _scale_after(_frame(series, sc.name, start), onset, 2.0)
+    return ScenarioData({**site, "permit": _permit("operating")}, df, datetime.fromtimestamp(onset, UTC))
+
+
+@scenario("quota-projection", "~70 m³/h on average against 300 000 m³ a year: over the quota by autumn", 2.0, 63,
+          Expect("compliance", "quota_projection", timedelta(minutes=30)))
+def _quota(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    site, series, start, _ = _run(sc, rng, Load(), 5)
+    onset = start + 86400  # the projection is judged once the year ledger spans a day
+    return ScenarioData({**site, "permit": _permit("operating")}, _frame(series, sc.name, start),
+                        datetime.fromtimestamp(onset, UTC), {"compliance": {"quota_min_span": "1d"}})
+
+
 def with_days(name: str, days: float) -> Scenario:
     """A copy of a scenario with another length (benchmarks)."""
     return replace(SCENARIOS[name], days=days)
+
+
+# ------------------------------------------------------------------------------------------ forged data
+
+@scenario("replayed-reinjection", "40 % to a drain while both reinjection meters replay the previous day's "
+          "readings (rates and steps shifted by 24 h, totals rising on)", 1.6, 61,
+          Expect("data_quality", "data_replayed", timedelta(hours=2)))
+def _replayed_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.40
+    site, series, start, _ = _run(sc, rng, Load(), 5, d)
+    for mid in ("R1", "R2"):
+        series[mid] = replayed(series[mid], i0, DAY)
+    return ScenarioData(site, _frame(series, sc.name, start), datetime.fromtimestamp(start + 60 * i0, UTC))
+
+
+@scenario("rescaled-across-gap", "the reinjection DTU silent 12 min, back with both totalizers and rates "
+          "rescaled +25 % while 20 % drains", 2.0, 62,
+          Expect("data_quality", "meter_changed", timedelta(minutes=30)))
+def _rescaled_across_gap(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.20
+    meters = tuple(replace(m, total_start=20_000.0 + 1000 * n) if m.role is Role.REINJECTION else m
+                   for n, m in enumerate(_meters(rng)))
+    site, series, start, _ = _run(sc, rng, Load(), 5, d, meters)
+    for mid in ("R1", "R2"):
+        series[mid] = rescaled(series[mid], i0 + 12, 1.25)
+    df = _frame(series, sc.name, start)
+    for mid in ("R1", "R2"):
+        df = _drop(df, mid, start + 60 * i0, start + 60 * (i0 + 12))
+    return ScenarioData(site, df, datetime.fromtimestamp(start + 60 * i0, UTC))
+
+
+@scenario("synthetic-reinjection", "40 % to a drain while both reinjection meters report a computed, noise-free "
+          "load curve", 1.5, 63, Expect("data_quality", "data_synthetic", timedelta(hours=2)))
+def _synthetic_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.40
+    load = Load()
+    meters = _meters(rng)
+    site, series, start, _ = _run(sc, rng, load, 5, d, meters)
+    curve = pump_flow(start, minutes + 1, replace(load, wobble=0.0), np.random.default_rng(0))
+    for m in meters:
+        if m.role is Role.REINJECTION:
+            series[m.id] = synthetic(series[m.id], i0, curve * m.share)
+    return ScenarioData(site, _frame(series, sc.name, start), datetime.fromtimestamp(start + 60 * i0, UTC))
+
+
+@scenario("computed-reinjection", "30 % to a drain while the reinjection meters report 55 % and 45 % of the "
+          "extraction meters' readings (computed, not measured)", 2.5, 64,
+          Expect("data_quality", "exact_balance", timedelta(hours=16)))
+def _computed_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
+    minutes = _minute(sc.days)
+    i0 = _minute(1.27)
+    d = np.zeros(minutes)
+    d[i0:] = 0.30
+    site, series, start, _ = _run(sc, rng, Load(), 5, d)
+    sources = [series["E1"], series["E2"]]
+    series["R1"] = computed(series["R1"], sources, i0, 0.55)
+    series["R2"] = computed(series["R2"], sources, i0, 0.45)
+    return ScenarioData(site, _frame(series, sc.name, start), datetime.fromtimestamp(start + 60 * i0, UTC))

@@ -19,7 +19,9 @@ __all__ = ["site_lines"]
 def site_lines(sites: Iterable[Site], ts: datetime) -> list[str]:
     return [
         format_line("site", {"site": s.id, "district": s.district},
-                    {"name": s.name, "label": _label(s), "operator": s.operator, "location": s.location,
+                    {"name": s.name, "label": _label(s), "operator": s.operator,
+                     "location": s.location.address if s.location else None,
+                     "lat": s.location.lat if s.location else None, "lon": s.location.lon if s.location else None,
                      "meters": ",".join(f"{m.id}:{m.role.value}" for m in s.meters)}, to_ms(ts))
         for s in sites
     ]

@@ -170,6 +170,27 @@ class MqttSource:
         """True once connected and every subscription is acknowledged by the broker."""
         return self._subscribed.wait(timeout)
 
+    def replace_router(self, router: Router) -> tuple[int, int]:
+        """Route by a new topic table from now on (a config reload): subscribe to its new filters and drop
+        the ones it no longer has, on the running connection (a reconnect subscribes to the table in use).
+        Returns how many filters were added and removed."""
+        old = set(self.router.subscriptions)
+        new = set(router.subscriptions)
+        self.router = router
+        added, removed = sorted(new - old), sorted(old - new)
+        if not self._connected.is_set():
+            return len(added), len(removed)
+        prefix = f"$share/{self.settings.shared_group}/" if self.settings.shared_group else ""
+        with self._ack_lock:
+            subs = subscribe_args(self.settings, tuple(added))
+            for i in range(0, len(subs), 100):
+                rc, mid = self._client.subscribe(subs[i:i + 100])
+                if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                    self._sub_pending.add(mid)
+            if removed:
+                self._client.unsubscribe([prefix + f for f in removed])
+        return len(added), len(removed)
+
     # -- paho callbacks (network thread) ---------------------------------------------------------------
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,

@@ -30,6 +30,7 @@ from gshp.api.routes import (
     history,
     incidents,
     maintenance,
+    mapview,
     ops,
     reports,
     sites,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["create_app", "validation_message"]
 
 ROUTERS = (ops.router, sites.router, arrival.router, history.router, maintenance.router, alerts.router,
-           incidents.router, stream.router, reports.router, evidence.router, board.router)
+           incidents.router, mapview.router, stream.router, reports.router, evidence.router, board.router)
 
 MAX_SHOWN_INPUT = 80
 """A refused value is quoted in the error up to this many characters."""
@@ -71,7 +72,7 @@ def create_app(service: Service) -> FastAPI:
         clock=service.clock, audit=service.audit, cases=service.cases, auth=Authenticator(service.config.api),
         health=service.health, evidence_key=service.evidence_key,
         case_closed=lambda incident, outcome: service.incident_case_closed(incident, outcome),
-        arrival=service.arrival)
+        arrival=service.arrival, outlines=service.outlines)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

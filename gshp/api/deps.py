@@ -88,6 +88,8 @@ class ApiContext:
     case_closed: Callable[[str, str], None]
     """Notify that an incident's case was closed (incident id, outcome), once the close is stored."""
     arrival: ArrivalTracker
+    outlines: dict[str, Any] | None = None
+    """The district outlines of `map.districts` (`gshp.citymap.load_outlines`), loaded at start."""
 
     @property
     def times(self) -> Times:

@@ -18,8 +18,10 @@ from gshp.api.models import (
     TimelineEntry,
     Volume,
 )
+from gshp.api.views import drained_out
+from rules.engine import Engine
 
-__all__ = ["case_out", "incident_detail", "incident_out"]
+__all__ = ["case_out", "drained_since_start", "incident_detail", "incident_out"]
 
 
 def case_out(case: Case, times: Times) -> CaseOut:
@@ -31,21 +33,26 @@ def case_out(case: Case, times: Times) -> CaseOut:
         attachments=[AttachmentOut.model_validate({**a, "at": times.at(a["at"])}) for a in d["attachments"]])
 
 
-def incident_out(incident: Incident, case: Case, times: Times) -> IncidentOut:
+def drained_since_start(engine: Engine, incident: Incident) -> dict[str, Any] | None:
+    """While the incident is open, the water its site drained since it began (from the engine's ledgers)."""
+    return engine.volumes_since(incident.site, incident.started_at) if incident.open else None
+
+
+def incident_out(incident: Incident, case: Case, times: Times, drained: dict[str, Any] | None = None) -> IncidentOut:
     d = incident.to_dict()
     return IncidentOut.model_validate({
         **d, **{k: times.maybe(d[k]) for k in ("started_at", "first_firing_at", "ended_at", "updated_at")},
         "maintenance_claims": [Claim.model_validate({**c, "from": times.at(c["from"]), "to": times.at(c["to"]),
                                                      "declared_at": times.at(c["declared_at"])})
                                for c in d["maintenance_claims"]],
-        "case": case_out(case, times)})
+        "case": case_out(case, times), "drained": drained_out(drained, times)})
 
 
 def incident_detail(incident: Incident, case: Case, changes: list[dict[str, Any]], alerts: list[AlertOut],
-                    times: Times) -> IncidentDetail:
+                    times: Times, drained: dict[str, Any] | None = None) -> IncidentDetail:
     timeline = [TimelineEntry(change=c["change"], at=times.at(c["at"]), severity=c["incident"]["severity"],
                               volume_m3=None if c["incident"].get("volume_m3") is None else
                               Volume.model_validate(c["incident"]["volume_m3"]),
                               peak_deficit_pct=c["incident"].get("peak_deficit_pct")) for c in changes]
-    return IncidentDetail(**incident_out(incident, case, times).model_dump(by_alias=True), timeline=timeline,
+    return IncidentDetail(**incident_out(incident, case, times, drained).model_dump(by_alias=True), timeline=timeline,
                           alerts=alerts)

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["AlertDetail", "AlertList", "AlertOut", "AlertTransition", "AuditEntry", "AuditPage", "BalancePage",
-           "BalancePoint", "DistrictCount", "FlowPoint", "Health", "LatestReading", "MaintenanceDeclared",
-           "MaintenanceList", "MaintenanceOut", "Me", "MeterSeries", "MeterStatus", "Note", "OutcomeOut",
-           "ReadingPoint", "ReadingsPage", "SiteDetail", "SiteSummary", "SitesPage", "WindowBalance"]
+           "BalancePoint", "ClockOut", "DistrictCount", "Drained", "FlowPoint", "Health", "LatestReading",
+           "MaintenanceDeclared", "MaintenanceList", "MaintenanceOut", "MapPage", "MapSite", "MapTiles", "Me",
+           "MeterSeries", "MeterStatus", "Note", "OutcomeOut", "ReadingPoint", "ReadingsPage", "SiteDetail",
+           "SiteLocation", "SiteSummary", "SitesPage", "WindowBalance"]
+
+
+class ConfigInUse(BaseModel):
+    """The config file the service runs: its SHA-256 and when it was loaded (at start or by a reload)."""
+
+    path: str
+    sha256: str
+    loaded_at: datetime
+
+
+class ReloadResult(BaseModel):
+    """The last config reload (SIGHUP): refused ones list every problem and keep the service degraded."""
+
+    at: datetime
+    ok: bool
+    problems: list[str]
+    duration_ms: float
+    prepare_ms: float
+    changes: str | None = None
 
 
 class Health(BaseModel):
@@ -18,6 +38,17 @@ class Health(BaseModel):
     status: str
     uptime_s: float
     outbox_depth: int
+    config: ConfigInUse | None = None
+    reload: ReloadResult | None = None
+
+
+class ClockOut(BaseModel):
+    """The service's clock: `system` (wall time) or `data` (a simulated clock, as in the demo), its time now
+    and how many seconds of it pass in a wall-clock second."""
+
+    kind: str
+    now: datetime
+    speed: float
 
 
 class Me(BaseModel):
@@ -26,6 +57,7 @@ class Me(BaseModel):
     districts: list[str] | None
     timezone: str
     version: str
+    clock: ClockOut
 
 
 class WindowBalance(BaseModel):
@@ -78,6 +110,20 @@ class SiteArrival(ArrivalFigures):
     meters: list[MeterArrival]
 
 
+class Drained(BaseModel):
+    """Water drained (extracted − reinjected) from `from` to `as_of`, the end of complete data, from the rule
+    engine's ledgers; `complete` when every meter covered it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: datetime = Field(alias="from")
+    as_of: datetime
+    extracted_m3: float
+    reinjected_m3: float
+    drained_m3: float
+    drained_pct: float | None
+    complete: bool
+
+
 class SiteSummary(BaseModel):
     id: str
     name: str
@@ -93,6 +139,7 @@ class SiteSummary(BaseModel):
     balance: dict[str, WindowBalance | None]
     alerts_firing: int
     arrival: ArrivalFigures | None = None  # today's, its meters summed
+    drained_today: Drained | None = None  # since midnight in the configured zone
 
 
 class DistrictCount(BaseModel):
@@ -103,6 +150,7 @@ class DistrictCount(BaseModel):
     fault: int
     offline: int
     arrival: ArrivalFigures | None = None  # today's, its sites' meters summed
+    drained_today: Drained | None = None  # its sites' summed
 
 
 class SitesPage(BaseModel):
@@ -123,6 +171,24 @@ class LatestReading(BaseModel):
     error_code: int | None
 
 
+class CalibrationOut(BaseModel):
+    """A meter's calibration certificate (检定证书); `overdue` once `next_due` has passed."""
+
+    number: str
+    calibrated: date = Field(serialization_alias="date")
+    next_due: date
+    overdue: bool
+
+
+class MeterRecordOut(BaseModel):
+    """What the bureau keeps about a meter: serial number, model, install date, calibration."""
+
+    serial: str | None
+    model: str | None
+    installed: date | None
+    calibration: CalibrationOut | None
+
+
 class MeterStatus(BaseModel):
     id: str
     role: str
@@ -130,6 +196,7 @@ class MeterStatus(BaseModel):
     status: str
     latest: LatestReading | None
     arrival_pct: float | None = None  # today's arrival rate (到报率)
+    record: MeterRecordOut | None = None
 
 
 class FlowPoint(BaseModel):
@@ -167,6 +234,7 @@ class AlertTransition(BaseModel):
     starts_at: datetime
     ends_at: datetime | None
     summary: str
+    summaries: dict[str, str] = Field(description="the summary in every language (zh, en), from the evidence")
     evidence: dict[str, Any]
 
 
@@ -207,9 +275,17 @@ class MaintenanceDeclared(MaintenanceList):
                                     "claim, it excuses nothing")
 
 
+class SiteLocation(BaseModel):
+    """WGS-84 / CGCS2000 degrees and the street address."""
+
+    lat: float
+    lon: float
+    address: str | None
+
+
 class SiteDetail(SiteSummary):
     operator: str | None
-    location: str | None
+    location: SiteLocation | None
     meters: list[MeterStatus]
     history: list[FlowPoint]
     alerts: list[AlertOut]
@@ -343,6 +419,7 @@ class IncidentOut(BaseModel):
     summary: dict[str, str]
     episodes: int
     case: CaseOut
+    drained: Drained | None = Field(None, description="while open: water drained since it began")
 
 
 class TimelineEntry(BaseModel):
@@ -362,3 +439,91 @@ class IncidentDetail(IncidentOut):
 
 class IncidentList(BaseModel):
     incidents: list[IncidentOut]
+
+
+class PermitWellsOut(BaseModel):
+    extraction: int
+    reinjection: int
+
+
+class PermitOut(BaseModel):
+    """A site's water-withdrawal permit (取水许可) as configured."""
+
+    number: str
+    holder: str
+    annual_quota_m3: float
+    max_rate_m3h: float
+    wells: PermitWellsOut
+    valid_from: date
+    valid_to: date
+    status: str
+
+
+class ComplianceYear(BaseModel):
+    """This year's extraction against the quota: used so far and projected to the year's end at the pace of
+    the monitored time (`since` … `through`; `unknown_h` of it without known extraction)."""
+
+    year: int
+    extracted_m3: float
+    since: datetime | None
+    through: datetime | None
+    unknown_h: float
+    annual_quota_m3: float | None
+    used_pct: float | None
+    projected_m3: float | None
+    projected_pct: float | None
+
+
+class ComplianceRates(BaseModel):
+    """Extraction rates (m³/h, mean over one evaluation interval, from totalizer deltas): the newest, the
+    highest of the last 24 h and of the year, against the permitted maximum and the limit the meters'
+    accuracy allows."""
+
+    max_rate_m3h: float | None
+    limit_m3h: float | None
+    current_m3h: float | None
+    peak_24h_m3h: float | None
+    peak_24h_at: datetime | None
+    peak_year_m3h: float | None
+    peak_year_at: datetime | None
+
+
+class SiteCompliance(BaseModel):
+    """A site's permit standing: the permit, quota used and projected, rate peaks, and the compliance rules
+    (over_rate, quota_projection, sealed_pumping, permit_expired, calibration_due:<meter>) pending or
+    firing."""
+
+    site: str
+    permit: PermitOut | None
+    valid: bool | None
+    year: ComplianceYear | None
+    rates: ComplianceRates
+    alerts: dict[str, str]
+
+
+class MapSite(BaseModel):
+    id: str
+    name: str
+    district: str
+    status: str
+    alerts_firing: int
+    location: SiteLocation | None = Field(description="null: the config gives the site no location, so the map "
+                                                       "lists it without a point")
+
+
+class MapTiles(BaseModel):
+    """A tile layer for Leaflet: `{key}` in `url` stands for `key`."""
+
+    url: str
+    key: str | None
+    subdomains: str
+    attribution: str
+    max_zoom: int
+
+
+class MapPage(BaseModel):
+    sites: list[MapSite]
+    districts: list[str] = Field(description="the caller's districts, for the filter")
+    outlines: dict[str, Any] | None = Field(description="a GeoJSON FeatureCollection of the caller's districts' "
+                                                        "outlines (properties.district), null without `map.districts`")
+    tiles: MapTiles | None = Field(description="null: no tile layer, the points over the outlines only")

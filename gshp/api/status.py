@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from alerting.model import Alert, AlertKind, AlertState
+from alerting.model import Alert, AlertKind, AlertState, Severity
 from collector.model import Site
 from gshp.api.arrival import arrival_figures, site_arrival_summary
 from gshp.arrival import ArrivalTracker
@@ -17,7 +17,7 @@ from rules.arrival import NOTHING, Arrival
 from rules.engine import Engine
 from rules.settings import RulesSettings
 
-__all__ = ["STATUSES", "SiteStatus", "district_counts", "site_status"]
+__all__ = ["STATUSES", "SiteStatus", "district_counts", "drained_sum", "site_status"]
 
 STATUSES = ("discharge", "offline", "fault", "normal", "unknown")
 """In order of precedence: a suspected discharge outranks everything."""
@@ -34,6 +34,7 @@ class SiteStatus:
     alerts_firing: int
     meters: list[dict[str, Any]] = field(default_factory=list)
     arrival: Arrival = NOTHING  # today's reports: expected and arrived
+    drained_today: dict[str, Any] | None = None  # `Engine.volumes_since` the local midnight
 
     @property
     def district(self) -> str:
@@ -41,7 +42,9 @@ class SiteStatus:
 
 
 def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, engine: Engine,
-                rules: RulesSettings, now: datetime, arrival: ArrivalTracker | None = None) -> SiteStatus:
+                rules: RulesSettings, now: datetime, arrival: ArrivalTracker | None = None,
+                day_start: datetime | None = None) -> SiteStatus:
+    """The site's status at `now`; with `day_start` (the local midnight) also what it drained since then."""
     offline_after = rules.resolve(site.id, site.district).quality.offline_after.total_seconds()
     latest = live.latest(site.id)
     arrived, per_meter = site_arrival_summary(arrival, site, now.timestamp()) if arrival else (NOTHING, {})
@@ -61,23 +64,39 @@ def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, en
         status = "unknown"
     elif age_s > offline_after:
         status = "offline"
-    elif firing or any(m["status"] == "offline" for m in meters):
+    elif any(a.severity is not Severity.INFO for a in firing) or any(m["status"] == "offline" for m in meters):
+        # an info reminder (calibration past due) is no fault of the site's
         status = "fault"
     else:
         status = "normal"
     return SiteStatus(
         site, status, last_seen, age_s, live.flows(site.id, now),
         {name: engine.balance(site.id, window, now) for name, window in BOARD_WINDOWS.items()},
-        len(firing), meters, arrived)
+        len(firing), meters, arrived, None if day_start is None else engine.volumes_since(site.id, day_start))
+
+
+def drained_sum(volumes: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Several sites' drained water summed: complete when each site's is, as of the earliest `as_of`."""
+    known = [v for v in volumes if v is not None]
+    if not known:
+        return None
+    e = round(sum(v["extracted_m3"] for v in known), 3)
+    r = round(sum(v["reinjected_m3"] for v in known), 3)
+    return {"extracted_m3": e, "reinjected_m3": r, "drained_m3": round(e - r, 3),
+            "drained_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None,
+            "complete": len(known) == len(volumes) and all(v["complete"] for v in known),
+            "from": min(v["from"] for v in known), "as_of": min(v["as_of"] for v in known)}
 
 
 def district_counts(statuses: Sequence[SiteStatus]) -> list[dict[str, Any]]:
-    """Per district, the bureau's bulletin columns: sites, online, suspected discharge, fault, offline, and
-    today's arrival rate (到报率) of its meters."""
+    """Per district, the bureau's bulletin columns: sites, online, suspected discharge, fault, offline,
+    today's arrival rate (到报率) of its meters, and the water its sites drained today."""
     out: dict[str, dict[str, Any]] = {}
     arrivals: dict[str, Arrival] = {}
+    drained: dict[str, list[dict[str, Any] | None]] = {}
     for s in statuses:
         arrivals[s.district] = arrivals.get(s.district, NOTHING) + s.arrival
+        drained.setdefault(s.district, []).append(s.drained_today)
         d = out.setdefault(s.district, {"district": s.district, "sites": 0, "online": 0, "discharge": 0,
                                         "fault": 0, "offline": 0})
         d["sites"] += 1
@@ -86,6 +105,7 @@ def district_counts(statuses: Sequence[SiteStatus]) -> list[dict[str, Any]]:
             d[s.status] += 1
     for name, d in out.items():
         d["arrival"] = arrival_figures(arrivals[name])
+        d["drained_today"] = drained_sum(drained[name])
     return sorted(out.values(), key=lambda d: d["district"])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alerting.model import Alert
 from collector.model import Site
 from gshp.api.arrival import arrival_figures
@@ -10,6 +12,7 @@ from gshp.api.models import (
     AlertOut,
     AlertTransition,
     ArrivalFigures,
+    Drained,
     MaintenanceOut,
     Note,
     OutcomeOut,
@@ -18,15 +21,25 @@ from gshp.api.models import (
 )
 from gshp.api.status import SiteStatus
 from rules.engine import Engine
+from rules.events import summaries
 from rules.settings import MaintenanceWindow
 from rules.store import AlertStore, DeclaredMaintenance
 
-__all__ = ["alert_out", "maintenance_out", "site_summary", "transition_out"]
+__all__ = ["alert_out", "drained_out", "maintenance_out", "site_summary", "transition_out"]
 
 
-def transition_out(event: dict[str, object], times: Times) -> AlertTransition:
+def transition_out(event: dict[str, Any], times: Times) -> AlertTransition:
+    """An alert event with its times in the configured zone and its summary in every language."""
     return AlertTransition.model_validate({
-        **event, **{k: times.maybe(event.get(k)) for k in ("at", "starts_at", "ends_at")}})  # type: ignore[arg-type]
+        **event, **{k: times.maybe(event.get(k)) for k in ("at", "starts_at", "ends_at")},
+        "summaries": summaries(event["rule"], event["site_name"], event.get("evidence") or {}, event["state"])})
+
+
+def drained_out(volumes: dict[str, Any] | None, times: Times) -> Drained | None:
+    """`Engine.volumes_since` (or district sums of it) as the API answers it."""
+    if volumes is None:
+        return None
+    return Drained.model_validate({**volumes, "from": times.at(volumes["from"]), "as_of": times.at(volumes["as_of"])})
 
 
 def alert_out(store: AlertStore, a: Alert, times: Times) -> AlertOut:
@@ -71,5 +84,6 @@ def site_summary(status: SiteStatus, times: Times) -> SiteSummary:
                        flows_as_of=times.maybe(status.flows.as_of), flows_age_s=_rounded(status.flows.age_s),
                        flows_complete=status.flows.complete,
                        balance=balance, alerts_firing=status.alerts_firing,
-                       arrival=ArrivalFigures.model_validate(arrival_figures(status.arrival)))
+                       arrival=ArrivalFigures.model_validate(arrival_figures(status.arrival)),
+                       drained_today=drained_out(status.drained_today, times))
 

@@ -2,6 +2,7 @@
 
 from gshp.commands import (
     audit,
+    backtest,
     backup,
     check_config,
     deadletter,
@@ -15,6 +16,6 @@ from gshp.commands import (
     sim,
 )
 
-COMMANDS = [check_config, run, poll, replay, report, sim, notify, deadletter, audit, demo, backup, evidence]
+COMMANDS = [check_config, run, poll, replay, backtest, report, sim, notify, deadletter, audit, demo, backup, evidence]
 
 __all__ = ["COMMANDS"]

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     return _replay(args, config, readings, started)
 
 
-def _time(text: str | None, flag: str) -> datetime:
+def instant(text: str | None, flag: str) -> datetime:
+    """An ISO-8601 instant with its offset, from a command-line flag (`ValueError` saying what is wrong)."""
     if not text:
         raise ValueError(f"{flag} is required with --from-influx (ISO-8601 with offset, e.g. 2026-07-01T00:00+08:00)")
     try:
@@ -95,7 +96,7 @@ def _from_influx(args: argparse.Namespace, config: Config, started: float) -> in
     from rules.replay import readings_from_frame
 
     try:
-        start, stop = _time(args.start, "--start"), _time(args.stop, "--stop")
+        start, stop = instant(args.start, "--start"), instant(args.stop, "--stop")
     except ValueError as exc:
         print(f"gshp replay: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""`gshp report --config FILE --date YYYY-MM-DD`: the daily extraction/reinjection balance report.
+"""`gshp report --config FILE --date YYYY-MM-DD`: the daily extraction/reinjection balance report;
+`--monthly YYYY-MM` / `--annual YYYY`: the permit compliance report of a month or a year.
 
 Reads the day's readings from InfluxDB (or a recorded CSV with --readings), the alerts from
 `<state_dir>/alerts.sqlite` when it exists, and writes CSV, xlsx or HTML. The report goes to stdout (csv,
@@ -10,14 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.commands.configfile import SITES, load_config_or_exit
+from gshp.config import Config
 from gshp.report import FORMATS, render
 from rules.audit import AuditChain
+from rules.period import Period
 from rules.report import ONLINE_THRESHOLD_PCT, DailyReport, ReportError
 from rules.store import AlertStore, StoreError
 
@@ -39,7 +42,13 @@ def register(sub: Any) -> None:
                     "totals, online rate and sites with alerts. Volumes are computed by the rule engine "
                     "itself, so they equal what `gshp replay` counts for the same data.")
     p.add_argument("--config", required=True, help="the YAML configuration file")
-    p.add_argument("--date", required=True, type=_day, help="the local day, YYYY-MM-DD (first day with --days)")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--date", type=_day, help="the local day, YYYY-MM-DD (first day with --days)")
+    when.add_argument("--monthly", type=_month, metavar="YYYY-MM",
+                      help="the compliance report of a calendar month: per district and site, extraction against "
+                           "the permitted quota, reinjection ratio, incidents, sealed sites checked, online and "
+                           "arrival rate")
+    when.add_argument("--annual", type=_year, metavar="YYYY", help="the compliance report of a calendar year")
     p.add_argument("--days", type=int, default=1, help=f"consecutive days from --date (1–{MAX_DAYS}) [1]")
     p.add_argument("--district", default=None, help="only the sites of this district")
     p.add_argument("--format", choices=FORMATS, default="csv", help="output format [csv]")
@@ -58,6 +67,19 @@ def _day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: write YYYY-MM-DD, e.g. 2026-05-05") from None
+
+
+def _month(text: str) -> date:
+    try:
+        return date.fromisoformat(f"{text}-01")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month: write YYYY-MM, e.g. 2026-05") from None
+
+
+def _year(text: str) -> date:
+    if not (len(text) == 4 and text.isdigit() and int(text) >= 1970):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a year: write YYYY, e.g. 2026")
+    return date(int(text), 1, 1)
 
 
 class Bar:
@@ -127,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"report: no alert store at {store_path}: alert columns are left empty", file=sys.stderr)
 
+    if args.monthly is not None or args.annual is not None:
+        return _period(args, config, source, store, language, started)
     n_sites = sum(1 for s in config.sites if args.district is None or s.district == args.district)
     bar = Bar(args.days * max(n_sites, 1), sys.stderr)
     reports: list[DailyReport] = []
@@ -174,4 +198,51 @@ def run(args: argparse.Namespace) -> int:
     incomplete = sum(1 for r in reports for s in r.sites if not s.complete)
     print(f"report: {len(reports)} day(s), {n_sites} site(s), {incomplete} site-day(s) with incomplete data "
           f"→ {where} ({len(out.body)} bytes, {time.monotonic() - started:.1f}s)", file=sys.stderr)
+    return 0
+
+
+def _period(args: argparse.Namespace, config: Config, source: Readings | InfluxReader, store: AlertStore | None,
+            language: str, started: float) -> int:
+    """The monthly or annual compliance report, day by day up to today (a period in progress)."""
+    from gshp.report.period import build_period_report, render_period  # pandas: imported by this command only
+
+    period, first = (Period.MONTHLY, args.monthly) if args.monthly is not None else (Period.ANNUAL, args.annual)
+    today = datetime.now(config.tz).date()
+    if first > today:
+        print(f"report: {first.isoformat()} has not begun", file=sys.stderr)
+        return 2
+    bar = Bar(1000, sys.stderr)
+    try:
+        report = build_period_report(config, period, first, args.district, source, store, today,
+                                     args.online_threshold,
+                                     lambda done, total, what: bar.update(round(1000 * done / max(total, 1)), what))
+    except ReportError as exc:
+        bar.close()
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    except QueryError as exc:
+        bar.close()
+        print(f"report: {exc}; check influx: in {args.config} and that InfluxDB is running", file=sys.stderr)
+        return 1
+    finally:
+        if store is not None:
+            store.close()
+        if isinstance(source, InfluxReader):
+            source.close()
+    bar.close()
+    out = render_period(report, args.format, language)
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(out.body)
+        sys.stdout.buffer.flush()
+        where = "stdout"
+    else:
+        try:
+            Path(args.output).write_bytes(out.body)
+        except OSError as exc:
+            print(f"{args.output}: cannot be written ({exc.strerror})", file=sys.stderr)
+            return 1
+        where = args.output
+    print(f"report: {period.value} {report.label}, {len(report.sites)} site(s), "
+          f"{sum(d.sealed for d in report.districts)} sealed → {where} ({len(out.body)} bytes, "
+          f"{time.monotonic() - started:.1f}s)", file=sys.stderr)
     return 0

@@ -13,13 +13,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gshp.citymap import OutlineError
 from gshp.clock import Clock, DataClock, SystemClock
 from gshp.commands.configfile import load_config_or_exit
-from gshp.config import ApiSettings
+from gshp.config import ApiSettings, Config
 from gshp.config.exposure import exposed_secrets, readable_by_others
 from gshp.config.planning import planning_problems
 from gshp.config.schema import config_warnings
 from gshp.evidence import EvidenceError
+from gshp.reload import EarlyHangups, Reloader
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.service import Service, Source
 from gshp.shard import ShardSettings
@@ -34,9 +36,10 @@ def register(sub: Any) -> None:
         "run", help="run the monitoring service",
         description="Run the service for the sites in the config: collect readings (Modbus, MQTT), commit "
                     "them to the durable outbox, write them to InfluxDB, evaluate the rules and serve the "
-                    "HTTP API. Stops cleanly on Ctrl-C / SIGTERM. Beyond one machine, run collectors and rule "
+                    "HTTP API. Stops cleanly on Ctrl-C / SIGTERM; re-reads the config on SIGHUP (README: Reload). "
+                    "Beyond one machine, run collectors and rule "
                     "workers per shard (docs/scale.md).")
-    p.add_argument("--config", required=True, help="the YAML configuration file")
+    p.add_argument("--config", required=True, help="the YAML configuration file (re-read on SIGHUP)")
     p.add_argument("--role", choices=[r.value for r in ProcessRole], default=ProcessRole.ALL.value,
                    help="all: everything in one process (default); collector: read the shard's meters, store "
                         "the readings and publish them to the shard's rule worker over MQTT; rules: evaluate "
@@ -53,6 +56,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    early = EarlyHangups()  # from here on SIGHUP never ends the process: it reloads once the service runs
     config = load_config_or_exit(args.config, checks=(planning_problems,))
     logging.getLogger().setLevel(config.log_level)
     for warning in config_warnings(config):
@@ -60,41 +64,53 @@ def run(args: argparse.Namespace) -> int:
     role = ProcessRole(args.role)
     if args.listen is not None:
         try:
-            api = ApiSettings.model_validate({**config.api.model_dump(), "listen": args.listen})
+            ApiSettings.model_validate({**config.api.model_dump(), "listen": args.listen})
         except ValidationError:
             print(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8081", file=sys.stderr)
             return 2
-        config = config.model_copy(update={"api": api})
     try:
         shard = ShardSettings.model_validate(args.shard) if args.shard is not None else None
     except ValidationError as err:
         print(f"--shard {args.shard!r}: {err.errors()[0]['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
+
+    def plan_config(loaded: Config) -> Config:
+        """This process's part of a config file (at start and at each reload): `--listen`, role and shard."""
+        if args.listen is not None:
+            api = ApiSettings.model_validate({**loaded.api.model_dump(), "listen": args.listen})
+            loaded = loaded.model_copy(update={"api": api})
+        return for_process(loaded, role, shard).config
+
     try:
         plan = for_process(config, role, shard)
-        sources: list[Source] = (build_sources(plan.config) if role.collects
-                                 else [fanout_source(plan.config, plan.rules_client_id)])
+        planned = plan_config(config)
+
+        def sources_of(c: Config) -> list[Source]:
+            return build_sources(c) if role.collects else [fanout_source(c, plan.rules_client_id)]
+
+        sources = sources_of(planned)
     except (RoleError, SourceConfigError) as err:
         for text in err.problems:
             print(f"{args.config}: {text}", file=sys.stderr)
         return 2
     os.umask(0o077)  # every state file this process creates: 0600, directories 0700
     try:
-        lock_state_dir(plan.config.state_dir)  # held until the process ends
+        lock_state_dir(planned.state_dir)  # held until the process ends
     except StateDirBusy as err:
         print(f"{args.config}: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"{args.config}: state_dir {plan.config.state_dir} cannot be used: {err}", file=sys.stderr)
+        print(f"{args.config}: state_dir {planned.state_dir} cannot be used: {err}", file=sys.stderr)
         return 2
     _warn_exposed(Path(args.config))
     clock: Clock = DataClock() if args.clock == "data" else SystemClock()
     try:
-        service = Service(plan.config, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
-    except EvidenceError as err:
+        service = Service(planned, sources, clock, role=role, fanout_client_id=plan.fanout_client_id)
+    except (EvidenceError, OutlineError) as err:
         print(f"{args.config}: {err}", file=sys.stderr)
         return 2
-    asyncio.run(service.serve())
+    reloader = Reloader(service, args.config, plan_config, sources_of, early)
+    asyncio.run(service.serve(extra=[reloader.run()]))
     return 0
 
 

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from collector.redact import redact, register_secrets, url_secrets
+from gshp.citymap import SUBDOMAINS_PATTERN, TILE_URL_PATTERN
 from gshp.config.errors import ConfigError, Problem
 from gshp.config.salvage import Salvage, salvage
 from gshp.config.schema import LISTEN_PATTERN, PUBLIC_URL_PATTERN, SECRET_FIELDS, Config, cross_check
@@ -263,6 +264,9 @@ _PATTERN_WORDS = {
                                                   "e.g. w00000-Rtd",
     r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$": "an HTTP header name (letters, digits and !#$%&'*+.^_`|~-), e.g. Authorization",
     r"^\+?[0-9][0-9-]{2,19}$": "a mobile number, digits only, e.g. 13800000000",
+    TILE_URL_PATTERN: "an http:// or https:// URL template without spaces or quotes, e.g. "
+                      "http://tiles.example.gov.cn/{z}/{x}/{y}.png",
+    SUBDOMAINS_PATTERN: "letters and digits, one per subdomain {s} stands for, e.g. 01234567",
     PUBLIC_URL_PATTERN:
         "an http:// or https:// URL without spaces, quotes, brackets or control characters, "
         "e.g. https://gshp.example.gov.cn",

@@ -1,8 +1,10 @@
-"""The collector's planning as a config check: what `gshp run` and `gshp poll` would refuse to start with
-(an unknown register or payload profile, two meters on one unit of a gateway, topics that cannot tell
-their meters apart …), found by the same planners, reported at the meter's setting in the file.
+"""The collector's planning and the map's outline file as a config check: what `gshp run` and `gshp poll`
+would refuse to start with (an unknown register or payload profile, two meters on one unit of a gateway,
+topics that cannot tell their meters apart, an outline file that is not GeoJSON …), found by the same
+planners and loader, reported at the setting in the file.
 
-It reads the profile directories the config names (`modbus_profiles`, `mqtt.profiles_dir`), so it is a
+It reads the profile directories and the outline file the config names (`modbus_profiles`,
+`mqtt.profiles_dir`, `map.districts`), so it is a
 check `gshp check-config` passes to the loader rather than part of every load.
 """
 
@@ -18,6 +20,7 @@ from collector.mqtt.errors import PlanError, ProfileError
 from collector.mqtt.profile import PayloadProfile, load_profiles
 from collector.mqtt.topics import plan_routes
 from collector.problems import MeterProblem
+from gshp.citymap import outline_problems
 from gshp.config.schema import Config
 from gshp.sources import REGISTER_CODEC, register_profiles
 
@@ -32,7 +35,8 @@ def _shipped_payload_profiles() -> Mapping[str, PayloadProfile]:
 
 
 def planning_problems(config: Config) -> Iterator[tuple[Path_, str]]:
-    """Every problem the Modbus and MQTT planners find, as (data path, message)."""
+    """Every problem the Modbus and MQTT planners and the outline file's validation find, as (data path,
+    message)."""
     def located(problems: list[str], where: Path_) -> Iterator[tuple[Path_, str]]:
         for p in problems:
             if isinstance(p, MeterProblem):
@@ -40,6 +44,7 @@ def planning_problems(config: Config) -> Iterator[tuple[Path_, str]]:
             else:
                 yield where, p
 
+    yield from outline_problems(config.map)
     try:
         registers = register_profiles(config)
     except RegisterProfileError as err:

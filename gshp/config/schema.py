@@ -21,6 +21,7 @@ from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
 from collector.seen import SeenSettings
 from collector.szy206.settings import Szy206Settings
+from gshp.citymap import MapSettings
 from gshp.health import HealthSettings
 from gshp.shard import ShardSettings, mqtt_topic_problems, plan_shards
 from rules.notify.settings import ReceiverSettings
@@ -135,6 +136,7 @@ class Config(_Frozen):
     fanout: FanoutSettings = FanoutSettings()
     readings: SeenSettings = SeenSettings()
     health: HealthSettings = HealthSettings()
+    map: MapSettings = MapSettings()
 
     @field_validator("timezone")
     @classmethod

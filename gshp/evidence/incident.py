@@ -56,7 +56,8 @@ READING_COLUMNS = ("ts", "site", "meter", "role", "rate_m3h", "total_m3", "signa
 logger reports interval volumes)."""
 
 KIND_WORDS = {"discharge": ("外排", "discharge"), "evasion": ("规避监测", "evasion"),
-              "meter_fault": ("计量故障", "meter fault"), "compliance": ("许可合规", "compliance")}
+              "meter_fault": ("计量故障", "meter fault"), "compliance": ("许可合规", "compliance"),
+              "calibration": ("检定到期", "calibration due")}
 STATE_WORDS = {"open": ("进行中", "open"), "resolved": ("已恢复", "resolved")}
 SEVERITY_WORDS = {"info": "提示", "warning": "警告", "high": "高", "critical": "严重"}
 CHANGE_WORDS = {"opened": "事件开始 opened", "reopened": "复发 reopened", "escalated": "升级 escalated",
@@ -163,7 +164,7 @@ def incident_files(incident: Incident, case: Case, *, site: Site, changes: Seque
     document = {
         "incident": inc, "case": cas, "timeline": list(changes), "alerts": list(alerts), "windows": inc["rules"],
         "site": {"id": site.id, "name": site.name, "district": site.district, "operator": site.operator,
-                 "location": site.location},
+                 "location": site.location.model_dump() if site.location else None},
         "meters": meters,
         "readings": {"from": span[0].isoformat(), "to": span[1].isoformat(), "rows": readings.rows,
                      "source": "InfluxDB measurement flow"},

@@ -23,7 +23,8 @@ from rules.settings import Language, MaintenanceWindow
 if TYPE_CHECKING:
     from rules.report import DailyReport, DistrictDay, SiteDay
 
-__all__ = ["DISTRICT_COLUMNS", "FORMATS", "SITE_COLUMNS", "Column", "Rendered", "ReportFormat", "render"]
+__all__ = ["CONTENT_TYPES", "DISTRICT_COLUMNS", "FORMATS", "SITE_COLUMNS", "Column", "Rendered", "ReportFormat",
+           "cell_text", "env", "render", "xlsx_table"]
 
 
 class ReportFormat(StrEnum):
@@ -56,7 +57,7 @@ class Column:
     zh: str
     en: str
     kind: Kind
-    get: Callable[[DailyReport, Any, Language], Any]  # (report, SiteDay | DistrictDay, language) → value
+    get: Callable[[Any, Any, Language], Any]  # (report, its site or district row, language) → value
 
     def label(self, lang: Language) -> str:
         return self.zh if lang is Language.ZH else self.en
@@ -172,7 +173,7 @@ DISTRICT_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def _text(value: Any, kind: Kind, grouping: bool = False) -> str:
+def cell_text(value: Any, kind: Kind, grouping: bool = False) -> str:
     if value is None:
         return ""
     if isinstance(value, str):  # a word in a figure's place (缺数 / missing)
@@ -200,13 +201,13 @@ def _csv(reports: Sequence[DailyReport], lang: Language) -> bytes:
     w.writerow([f"{'类型' if lang is Language.ZH else 'Row'} row_type", *(c.header(lang) for c in columns)])
     for r in reports:
         for s in r.sites:
-            w.writerow(["site", *(_text(c.get(r, s, lang), c.kind) if c in SITE_COLUMNS else ""
+            w.writerow(["site", *(cell_text(c.get(r, s, lang), c.kind) if c in SITE_COLUMNS else ""
                                   for c in columns)])
         for d in _district_rows(r):
             row = ["district" if d.district is not None else "total"]
             for c in columns:
                 dc = by_key_d.get(c.key)
-                row.append(_text(dc.get(r, d, lang), dc.kind) if dc is not None else "")
+                row.append(cell_text(dc.get(r, d, lang), dc.kind) if dc is not None else "")
             w.writerow(row)
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
@@ -217,55 +218,54 @@ _NUMBER_FORMATS = {"m3": "#,##0.00", "pct": "0.00", "int": "0", "text": "@"}
 _SHEETS = {"sites": ("站点", "Sites"), "districts": ("区县", "Districts"), "about": ("说明", "About")}
 
 
-def _xlsx(reports: Sequence[DailyReport], lang: Language) -> bytes:
-    from openpyxl import Workbook
+def xlsx_table(ws: Any, columns: Sequence[Column], rows: Sequence[tuple[Any, Any, str]], lang: Language) -> None:
+    """One sheet: the header row, a row per (report, row, mark) — mark `alert`, `warn` or `total` colours it —,
+    number formats per column kind, frozen header, filter, widths to fit."""
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
+
+    bold = Font(bold=True)
+    fills = {"alert": PatternFill("solid", fgColor="F8CBAD"), "warn": PatternFill("solid", fgColor="FFF2CC")}
+    ws.append([c.header(lang) for c in columns])
+    for cell in ws[1]:
+        cell.font = bold
+        cell.fill = PatternFill("solid", fgColor="DDE6F0")
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    widths = [max(10, min(40, len(c.header(lang)) + 2)) for c in columns]
+    for r, item, mark in rows:
+        values = [c.get(r, item, lang) for c in columns]
+        ws.append(values)
+        row = ws.max_row
+        for n, (c, v) in enumerate(zip(columns, values, strict=True)):
+            cell = ws.cell(row=row, column=n + 1)
+            cell.number_format = _NUMBER_FORMATS[c.kind]
+            if mark in fills:
+                cell.fill = fills[mark]
+            elif mark == "total":
+                cell.font = bold
+            if v is not None:
+                widths[n] = max(widths[n], min(60, len(cell_text(v, c.kind, grouping=True)) * 2 + 2))
+    ws.freeze_panes = "A2"
+    ws.auto_filter.ref = ws.dimensions
+    for n, width in enumerate(widths):
+        ws.column_dimensions[get_column_letter(n + 1)].width = width
+    ws.row_dimensions[1].height = 32
+
+
+def _xlsx(reports: Sequence[DailyReport], lang: Language) -> bytes:
+    from openpyxl import Workbook
 
     def sheet_name(key: str) -> str:
         zh, en = _SHEETS[key]
         return zh if lang is Language.ZH else en
 
     wb = Workbook()
-    bold = Font(bold=True)
-    head_fill = PatternFill("solid", fgColor="DDE6F0")
-    warn_fill = PatternFill("solid", fgColor="FFF2CC")
-    alert_fill = PatternFill("solid", fgColor="F8CBAD")
-
-    def table(ws: Any, columns: Sequence[Column], rows: list[tuple[DailyReport, Any, str]]) -> None:
-        ws.append([c.header(lang) for c in columns])
-        for cell in ws[1]:
-            cell.font = bold
-            cell.fill = head_fill
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
-        widths = [max(10, min(40, len(c.header(lang)) + 2)) for c in columns]
-        for r, item, mark in rows:
-            values = [c.get(r, item, lang) for c in columns]
-            ws.append(values)
-            row = ws.max_row
-            for n, (c, v) in enumerate(zip(columns, values, strict=True)):
-                cell = ws.cell(row=row, column=n + 1)
-                cell.number_format = _NUMBER_FORMATS[c.kind]
-                if mark == "alert":
-                    cell.fill = alert_fill
-                elif mark == "warn":
-                    cell.fill = warn_fill
-                elif mark == "total":
-                    cell.font = bold
-                if v is not None:
-                    widths[n] = max(widths[n], min(60, len(_text(v, c.kind, grouping=True)) * 2 + 2))
-        ws.freeze_panes = "A2"
-        ws.auto_filter.ref = ws.dimensions
-        for n, width in enumerate(widths):
-            ws.column_dimensions[get_column_letter(n + 1)].width = width
-        ws.row_dimensions[1].height = 32
-
     ws = wb.active
     ws.title = sheet_name("sites")
-    table(ws, SITE_COLUMNS, [(r, s, "alert" if s.alerts.get("discharge") else "warn" if not s.complete else "")
-                             for r in reports for s in r.sites])
-    table(wb.create_sheet(sheet_name("districts")), DISTRICT_COLUMNS,
-          [(r, d, "total" if d.district is None else "") for r in reports for d in _district_rows(r)])
+    xlsx_table(ws, SITE_COLUMNS, [(r, s, "alert" if s.alerts.get("discharge") else "warn" if not s.complete else "")
+                                  for r in reports for s in r.sites], lang)
+    xlsx_table(wb.create_sheet(sheet_name("districts")), DISTRICT_COLUMNS,
+               [(r, d, "total" if d.district is None else "") for r in reports for d in _district_rows(r)], lang)
     about = wb.create_sheet(sheet_name("about"))
     for line in _about(reports, lang):
         about.append(line)
@@ -301,11 +301,12 @@ def _about(reports: Sequence[DailyReport], lang: Language) -> list[list[str]]:
 _TEMPLATE = "daily.html.j2"
 
 
-def _env() -> jinja2.Environment:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+def env() -> jinja2.Environment:
+    """The report templates' environment: autoescaped, strict, with the `cell` filter for table values."""
+    e = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters["cell"] = lambda v, kind: _text(v, kind, grouping=True)
-    return env
+    e.filters["cell"] = lambda v, kind: cell_text(v, kind, grouping=True)
+    return e
 
 
 def _html(reports: Sequence[DailyReport], lang: Language) -> bytes:
@@ -320,7 +321,7 @@ def _html(reports: Sequence[DailyReport], lang: Language) -> bytes:
                       "cls": "total" if d.district is None else ""} for d in _district_rows(r)]
         days.append({"report": r, "sites": sites, "districts": districts,
                      "start": r.start.strftime("%Y-%m-%d %H:%M"), "end": r.end.strftime("%Y-%m-%d %H:%M")})
-    page = _env().from_string(text).render(
+    page = env().from_string(text).render(
         zh=zh, lang=lang.value, days=days, about=_about(reports, lang)[:7],
         site_headers=[c.label(lang) for c in SITE_COLUMNS], site_kinds=[c.kind for c in SITE_COLUMNS],
         district_headers=[c.label(lang) for c in DISTRICT_COLUMNS],

@@ -60,6 +60,21 @@ log = logging.getLogger(__name__)
 _PRUNE_EVERY = 3600.0
 
 
+def _build(receivers: Sequence[ReceiverSettings], timezone: str | ZoneInfo,
+           public_url: str | None) -> dict[str, Receiver[Any]]:
+    """A receiver per settings, templates checked; raises `NotifyError` (duplicate names, a bad template)."""
+    names = [r.name for r in receivers]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise NotifyError(f"receiver names must be unique: {', '.join(dup)} appear more than once")
+    out: dict[str, Receiver[Any]] = {}
+    for rs in receivers:
+        renderer = Renderer(rs.language, rs.templates, timezone, public_url)
+        renderer.check()
+        out[rs.name] = RECEIVERS[rs.type](rs, renderer)
+    return out
+
+
 def _timings(rs: ReceiverSettings) -> Timings:
     return Timings(rs.group_wait.total_seconds(), rs.group_interval.total_seconds(),
                    rs.repeat_interval.total_seconds())
@@ -70,16 +85,9 @@ class Notifier:
                  timezone: str | ZoneInfo = "Asia/Shanghai", public_url: str | None = None,
                  clock: Callable[[], float] = time.time, max_queued: int = 100_000, poll: float = 0.5,
                  silences: Callable[[], Sequence[Silence]] = tuple) -> None:
-        names = [r.name for r in receivers]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise NotifyError(f"receiver names must be unique: {', '.join(dup)} appear more than once")
+        self.receivers: dict[str, Receiver[Any]] = _build(receivers, timezone, public_url)
         self.settings: dict[str, ReceiverSettings] = {r.name: r for r in receivers}
-        self.receivers: dict[str, Receiver[Any]] = {}
-        for rs in receivers:
-            renderer = Renderer(rs.language, rs.templates, timezone, public_url)
-            renderer.check()
-            self.receivers[rs.name] = RECEIVERS[rs.type](rs, renderer)
+        self.timezone = timezone
         self.clock = clock
         self.poll = poll
         self.public_url = public_url
@@ -88,6 +96,8 @@ class Notifier:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._wake_worker = {name: threading.Event() for name in self.settings}
+        self._quit = {name: threading.Event() for name in self.settings}  # one receiver's worker stops
+        self._workers: dict[str, threading.Thread] = {}
         self._failing: dict[str, str | None] = dict.fromkeys(self.settings)
         self._threads: list[threading.Thread] = []
         self._last_prune = 0.0
@@ -274,15 +284,56 @@ class Notifier:
         counts = self.queue.counts()
         return {name: counts.get(name, ReceiverCounts(name)) for name in self.settings}
 
+    def reconfigure(self, receivers: Sequence[ReceiverSettings], timeout: float = 10.0) -> tuple[
+            list[str], list[str], list[str]]:
+        """Take new receivers while running (a config reload); returns the names added, removed and changed.
+
+        Everything is built and checked first (raises `NotifyError`, nothing changes). A removed or changed
+        receiver's worker ends after its send in flight; a removed one's queued notifications stay in the queue
+        (visible in `gshp notify status`) and are not sent, a changed one's go out through its new settings."""
+        built = _build(receivers, self.timezone, self.public_url)
+        new = {r.name: r for r in receivers}
+        added = [n for n in new if n not in self.settings]
+        removed = [n for n in self.settings if n not in new]
+        changed = [n for n in new if n in self.settings and new[n] != self.settings[n]]
+        running = bool(self._threads) and not self._stop.is_set()
+        for name in removed + changed:  # the old worker ends before its receiver goes
+            self._quit[name].set()
+            self._wake_worker[name].set()
+            worker = self._workers.pop(name, None)
+            if worker is not None:
+                worker.join(timeout)
+        old = self.receivers
+        for name in added + changed:
+            self._wake_worker.setdefault(name, threading.Event())
+            self._quit.setdefault(name, threading.Event())
+            self._failing.setdefault(name, None)
+        after = {n: (old[n] if n in old and n not in changed else built[n]) for n in new}
+        self.receivers = {**old, **after}  # every name either settings dict holds, while they change
+        self.settings = new
+        self.receivers = after
+        for name in removed + changed:
+            try:
+                old[name].close()
+            except Exception:
+                log.exception("%s: error while closing", name)
+        for name, receiver in built.items():
+            if self.receivers[name] is not receiver:  # built to check unchanged settings: the running one stays
+                receiver.close()
+        if running:
+            for name in added + changed:
+                self._start_worker(name)
+            self._wake.set()
+        return added, removed, changed
+
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def start(self) -> Notifier:
         self._stop.clear()
         self._threads = [threading.Thread(target=self._schedule, name="notify-scheduler", daemon=True)]
-        self._threads += [threading.Thread(target=self._work, args=(name,), name=f"notify-{name}", daemon=True)
-                          for name in self.settings]
-        for t in self._threads:
-            t.start()
+        self._threads[0].start()
+        for name in self.settings:
+            self._start_worker(name)
         if self.settings:
             log.info("notifier running: %s", ", ".join(f"{n} ({r.target()})" for n, r in self.receivers.items()))
         return self
@@ -294,7 +345,7 @@ class Notifier:
         for ev in self._wake_worker.values():
             ev.set()
         deadline = time.monotonic() + timeout
-        for t in self._threads:
+        for t in [*self._threads, *self._workers.values()]:
             t.join(max(0.1, deadline - time.monotonic()))
         for r in self.receivers.values():
             try:
@@ -319,11 +370,19 @@ class Notifier:
                 continue
             self._wake.wait(self.poll)
 
+    def _start_worker(self, name: str) -> None:
+        self._quit[name].clear()
+        t = self._workers[name] = threading.Thread(target=self._work, args=(name,), name=f"notify-{name}",
+                                                   daemon=True)
+        t.start()
+
     def _work(self, name: str) -> None:
-        wake = self._wake_worker[name]
+        wake, quit_ = self._wake_worker[name], self._quit[name]
         failures = 0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not quit_.is_set():
             wake.clear()
+            if quit_.is_set():  # asked to end between the check and the clear: its wake-up is gone
+                return
             try:
                 wait = self.deliver_once(name)
                 failures = 0

@@ -54,7 +54,8 @@ class Match(_Frozen):
 
     severity: tuple[Severity, ...] = ()
     min_severity: Severity | None = None  # e.g. `high` = critical and high
-    kind: tuple[Literal["discharge", "evasion", "meter_fault", "compliance", "data_quality"], ...] = ()
+    kind: tuple[Literal["discharge", "evasion", "meter_fault", "compliance", "calibration", "data_quality"],
+                 ...] = ()
     district: tuple[str, ...] = ()
     site: tuple[str, ...] = ()
     rule: tuple[str, ...] = ()

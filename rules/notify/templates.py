@@ -36,12 +36,14 @@ _LABELS: dict[str, dict[Any, str]] = {
            IncidentChange.RESOLVED: "已结束", IncidentChange.CASE_CLOSED: "已结案",
            Severity.CRITICAL: "严重", Severity.HIGH: "高", Severity.WARNING: "警告", Severity.INFO: "提示",
            IncidentKind.DISCHARGE: "疑似外排", IncidentKind.EVASION: "疑似规避监测",
-           IncidentKind.METER_FAULT: "计量故障", IncidentKind.COMPLIANCE: "违反许可"},
+           IncidentKind.METER_FAULT: "计量故障", IncidentKind.COMPLIANCE: "违反许可",
+           IncidentKind.CALIBRATION: "计量检定到期"},
     "en": {IncidentChange.OPENED: "OPENED", IncidentChange.REOPENED: "REOPENED", IncidentChange.ESCALATED: "ESCALATED",
            IncidentChange.RESOLVED: "RESOLVED", IncidentChange.CASE_CLOSED: "CASE CLOSED",
            Severity.CRITICAL: "critical", Severity.HIGH: "high", Severity.WARNING: "warning", Severity.INFO: "info",
            IncidentKind.DISCHARGE: "suspected discharge", IncidentKind.EVASION: "suspected evasion of metering",
-           IncidentKind.METER_FAULT: "meter fault", IncidentKind.COMPLIANCE: "permit breach"},
+           IncidentKind.METER_FAULT: "meter fault", IncidentKind.COMPLIANCE: "permit breach",
+           IncidentKind.CALIBRATION: "calibration past due"},
 }
 
 

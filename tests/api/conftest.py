@@ -119,7 +119,16 @@ class SseClient:
         self._conn.close()
 
 
-def city_yaml(state_dir: Path, influx_url: str, db: str, port: int) -> str:
+OUTLINES = {"type": "FeatureCollection", "features": [
+    {"type": "Feature", "properties": {"name": name},
+     "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}}
+    for name, (w, s, e, n) in {"宛城区": (112.53, 32.94, 112.62, 33.07),
+                               "卧龙区": (112.40, 32.94, 112.53, 33.07)}.items()]}
+"""The city's two districts as rectangles (west, south, east, north) around its sites."""
+
+
+def city_yaml(state_dir: Path, influx_url: str, db: str, port: int, outlines: Path | None = None) -> str:
+    """The test city; `outlines`: a GeoJSON file for `map.districts`."""
     return f"""
 timezone: Asia/Shanghai
 state_dir: {state_dir}
@@ -135,10 +144,12 @@ sites:
   - id: hehua
     name: 向阳荷花广场
     district: 宛城区
+    location: {{lat: 33.0, lon: 112.56, address: 南阳市宛城区向阳路}}
     meters: [{{id: E1, role: extraction}}, {{id: R1, role: reinjection}}]
   - id: hospital
     name: 宛城区人民医院
     district: 宛城区
+    location: {{lat: 32.99, lon: 112.575}}
     meters:
       - {{id: E1, role: extraction, record: {{serial: TUF-2311-0042, model: TUF-2000M, installed: 2024-03-01,
           calibration: {{number: "宛计检字[2025]第118号", date: 2025-06-01, next_due: 2026-06-01}}}}}}
@@ -147,15 +158,18 @@ sites:
   - id: school
     name: 卧龙区第一中学
     district: 卧龙区
+    location: {{lat: 32.985, lon: 112.48, address: 南阳市卧龙区卧龙路}}
     meters: [{{id: E1, role: extraction}}, {{id: R1, role: reinjection}}]
-"""
+""" + (f"map: {{districts: {outlines}}}\n" if outlines else "")
 
 
 @pytest.fixture(scope="module")
 def running(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     root = tmp_path_factory.mktemp("api")
     port = free_port()
-    config = parse_config(city_yaml(root / "state", influxd.url, "api_city", port))
+    outlines = root / "districts.geojson"
+    outlines.write_text(json.dumps(OUTLINES, ensure_ascii=False), encoding="utf-8")
+    config = parse_config(city_yaml(root / "state", influxd.url, "api_city", port, outlines))
     clock = SimClock(speed=600)
     plans = (SitePlan("hehua", "向阳荷花广场", "宛城区", (_m("E1@feed"), _m("R1@feed", 0.002)), 40),
              SitePlan("hospital", "宛城区人民医院", "宛城区", (_m("E1@feed"), _m("R1@feed"), _m("R2@feed")), 80,

@@ -21,8 +21,11 @@ def firing_alerts(running: Running, site: str) -> list[dict[str, object]]:
 
 @pytest.fixture(scope="module")
 def hospital_alert(running: Running) -> dict[str, object]:
-    wait_until(lambda: bool(firing_alerts(running, "hospital")), timeout=60, interval=0.5)
-    return firing_alerts(running, "hospital")[0]
+    """The hospital's first firing discharge alert (its E1's calibration reminder fires too, from the start)."""
+    def discharge() -> list[dict[str, object]]:
+        return [a for a in firing_alerts(running, "hospital") if a["kind"] == "discharge"]
+    wait_until(lambda: bool(discharge()), timeout=60, interval=0.5)
+    return discharge()[0]
 
 
 def test_no_token_is_401_and_a_wrong_token_too(running: Running) -> None:
@@ -62,10 +65,39 @@ def test_board_and_api_docs_load_nothing_from_outside(running: Running) -> None:
             assert running.get(url, None).status_code == 200, (path, url)
 
 
-def test_me_tells_role_districts_and_timezone(running: Running) -> None:
-    assert running.get("/api/me", "wancheng").json() == {
+def test_me_tells_role_districts_timezone_and_the_clock(running: Running) -> None:
+    me = running.get("/api/me", "wancheng").json()
+    clock = me.pop("clock")
+    assert me == {
         "name": "宛城区执法大队", "role": "enforcement", "districts": ["宛城区"], "timezone": "Asia/Shanghai",
         "version": running.get("/api/me").json()["version"]}
+    # the service runs on a simulated clock 600 times faster than the wall clock: data time, ahead of it
+    now = datetime.fromisoformat(clock["now"])
+    assert clock["kind"] == "data" and clock["speed"] == 600.0
+    assert now.utcoffset() == timedelta(hours=8) and now > datetime.now(UTC)
+
+
+def test_sites_and_districts_tell_the_water_drained_today(running: Running,
+                                                          hospital_alert: dict[str, object]) -> None:
+    def snapshot() -> dict[str, object] | None:
+        body = running.get("/api/sites").json()
+        hospital = {s["id"]: s for s in body["sites"]}["hospital"]["drained_today"]
+        return body if hospital and hospital["extracted_m3"] > 50 else None  # after a midnight: wait again
+
+    wait_until(lambda: snapshot() is not None, timeout=60, interval=0.5)
+    body = snapshot()
+    assert body is not None
+    sites = {s["id"]: s["drained_today"] for s in body["sites"]}  # type: ignore[attr-defined]
+    hospital, hehua = sites["hospital"], sites["hehua"]
+    assert 30 < hospital["drained_pct"] < 50  # it drains 40 % of what it pumps
+    assert hospital["drained_m3"] == pytest.approx(hospital["extracted_m3"] - hospital["reinjected_m3"], abs=0.002)
+    assert abs(hehua["drained_pct"]) < 2
+    start, as_of = datetime.fromisoformat(hospital["from"]), datetime.fromisoformat(hospital["as_of"])
+    assert start.utcoffset() == as_of.utcoffset() == timedelta(hours=8)
+    assert start.date() == as_of.date() and start < as_of  # today, in the configured zone
+    district = {d["district"]: d["drained_today"] for d in body["districts"]}["宛城区"]  # type: ignore[attr-defined]
+    assert district["drained_m3"] == pytest.approx(hospital["drained_m3"] + hehua["drained_m3"], abs=0.01)
+    assert district["as_of"] == min(hospital["as_of"], hehua["as_of"])
 
 
 def test_sites_list_status_flows_balance_and_district_counts(running: Running,
@@ -153,6 +185,10 @@ def test_alert_filters_and_detail(running: Running, hospital_alert: dict[str, ob
                 "ends_at", "summary", "evidence", "transitions"):
         assert key in detail
     assert detail["evidence"]["extracted_m3"] > detail["evidence"]["reinjected_m3"]
+    # the summary in every language, rendered from the evidence (the service speaks Chinese)
+    assert detail["summaries"]["zh"] == detail["summary"]
+    assert detail["summaries"]["en"].startswith("宛城区人民医院: ") and "deficit" in detail["summaries"]["en"]
+    assert all(set(t["summaries"]) == {"zh", "en"} for t in detail["transitions"])
     assert [t["state"] for t in detail["transitions"]][:2] in (["pending", "firing"], ["firing"])
 
 

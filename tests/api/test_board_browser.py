@@ -7,7 +7,7 @@ import re
 import shutil
 import zipfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -131,18 +131,74 @@ def test_the_board_shows_todays_arrival_rate_of_each_meter_site_and_district(bro
     page.close()
 
 
-def test_the_report_link_offers_yesterday_in_the_configured_time_zone(browser: Browser, running: Running) -> None:
-    # 01:30 in Beijing is still the previous day in UTC: "now minus 24 h" in UTC would give the day before
-    page = browser.new_page(locale="zh-CN", timezone_id="UTC")
+def test_the_site_page_shows_each_meters_record(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "viewer")
+    page.goto(running.url + "/#/sites/hospital")
+    record = page.locator("#meters tr[data-meter=E1] td.record")
+    expect(record).to_contain_text("TUF-2311-0042 · TUF-2000M · 2024-03-01", timeout=30_000)
+    expect(record).to_contain_text("宛计检字[2025]第118号 · 检定有效期至 2026-06-01")
+    expect(record.locator(".badge")).to_have_text("已过期")  # next_due has passed
+    expect(page.locator("#meters tr[data-meter=R1] td.record")).to_have_text("—")
+    page.close()
+
+
+def _latest_data_day(running: Running) -> str:
+    """The day of the newest reading in the configured zone, as the service tells it."""
+    seen = [s["last_seen"] for s in running.get("/api/sites").json()["sites"] if s["last_seen"]]
+    return max(datetime.fromisoformat(t) for t in seen).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
+def test_the_report_picker_offers_the_latest_day_of_data_in_every_format(browser: Browser, running: Running) -> None:
+    # the browser's clock and zone say 2026-07-02 in UTC: the day offered comes from the data, in Beijing time
+    page = browser.new_page(locale="zh-CN", timezone_id="UTC", accept_downloads=True)
     page.clock.set_fixed_time(datetime(2026, 7, 2, 1, 30, tzinfo=ZoneInfo("Asia/Shanghai")))
     page.add_init_script(f"localStorage.setItem('gshp.token', '{TOKENS['viewer']}')")
+    before = _latest_data_day(running)
     page.goto(running.url + "/")
-    link = page.locator("#report")
-    expect(link).to_have_attribute("data-date", "2026-07-01")
-    expect(link).to_contain_text("(2026-07-01)")
-    with page.expect_download() as download:
-        link.click()
-    assert download.value.suggested_filename == "gshp-report-2026-07-01.csv"
+    picker = page.locator("#reportDate")
+    expect(picker).not_to_have_value("")
+    day = picker.input_value()
+    assert day in (before, _latest_data_day(running)) and day != "2026-07-01"
+    assert page.locator("#reportFormat option").all_inner_texts() == ["CSV", "XLSX", "HTML"]
+    downloads = {}
+    for fmt in ("csv", "xlsx", "html"):
+        page.locator("#reportFormat").select_option(fmt)
+        with page.expect_download() as download:
+            page.locator("#report").click()  # the token goes with it: every read needs one here
+        assert download.value.suggested_filename == f"gshp-report-{day}.{fmt}"
+        downloads[fmt] = Path(download.value.path()).read_bytes()
+    assert downloads["csv"].decode("utf-8-sig").count("宛城区人民医院") >= 1
+    assert downloads["xlsx"][:2] == b"PK" and b"<html" in downloads["html"][:500].lower()
+    page.locator("#reportDate").fill("2026-06-30")  # a chosen day stays while the tables refresh
+    page.evaluate("document.querySelector('#sites').dataset.old = '1'; renderOverview()")
+    expect(page.locator("#sites")).not_to_have_attribute("data-old", "1")  # re-drawn
+    expect(picker).to_have_value("2026-06-30")
+    page.screenshot(path=str(ARTIFACTS / "board-report-picker.png"))
+    page.close()
+
+
+def test_the_header_clock_says_it_shows_data_time_on_a_simulated_clock(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "viewer")
+    clock = page.locator("#clock")
+    expect(clock).to_have_attribute("data-kind", "data")
+    expect(clock).to_have_text(re.compile(r"^数据时间 \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"))
+
+    def service_now() -> datetime:
+        return datetime.fromisoformat(running.get("/api/me").json()["clock"]["now"])
+
+    before = service_now()
+    shown = datetime.strptime(clock.inner_text().split(" ", 1)[1], "%Y-%m-%d %H:%M:%S").replace(
+        tzinfo=ZoneInfo("Asia/Shanghai"))
+    after = service_now()
+    # data time runs 600 times faster than the browser's wall clock, ahead of it by 10 min per second since the
+    # service started: the header follows the service's clock (it ticks once a wall-clock second, 10 minutes of
+    # data time, and extrapolates from the service's time as last received: a slow answer puts it behind by
+    # 600 times its delay)
+    assert before - timedelta(minutes=30) <= shown <= after + timedelta(minutes=2), (before, shown, after)
+    assert shown > datetime.now(UTC) + timedelta(minutes=5)  # not the wall clock
+    page.locator("#lang").click()
+    expect(clock).to_have_text(re.compile(r"^Data time \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"))
+    page.screenshot(path=str(ARTIFACTS / "board-data-time.png"))
     page.close()
 
 
@@ -168,11 +224,56 @@ def test_viewer_sees_no_acknowledge_controls(browser: Browser, running: Running)
     page.close()
 
 
-def test_phone_width_keeps_the_page_inside_the_screen(browser: Browser, running: Running) -> None:
-    page = open_board(browser, running, "viewer", width=390, height=844)
+PHONE = {"width": 390, "height": 844}
+
+
+def assert_inside_the_screen(page: Page, figures: str, screen: dict[str, int] = PHONE) -> None:
+    """Each figure (a CSS selector) is shown whole inside the phone's screen once the page is scrolled down to
+    it (only down: a figure that needs a sideways scroll of its table is off the screen), and the page does not
+    scroll sideways (found and measured in one pass: the board re-draws its tables every few seconds)."""
+    boxes = page.evaluate("""sel => [...document.querySelectorAll(sel)].map(el => {
+        window.scrollBy(0, el.getBoundingClientRect().top - window.innerHeight / 2);
+        const r = el.getBoundingClientRect();
+        return {x: r.x, y: r.y, width: r.width, height: r.height, html: el.outerHTML.slice(0, 120)};
+    })""", figures)
+    assert boxes
+    for box in boxes:
+        assert box["width"] > 0 and box["height"] > 0, box
+        assert box["x"] >= 0 and box["x"] + box["width"] <= screen["width"], box
+        assert box["y"] >= 0 and box["y"] + box["height"] <= screen["height"], box
+    assert page.evaluate("document.documentElement.scrollWidth") <= screen["width"]
+
+
+def test_phone_width_shows_every_key_figure_of_every_site_and_district(browser: Browser, running: Running) -> None:
+    page = open_board(browser, running, "viewer", **PHONE)
     expect(page.locator("tr.site")).to_have_count(3)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    expect(page.locator("tr.site[data-site=hospital]")).to_have_attribute("data-status", "discharge", timeout=60_000)
+    expect(page.locator("tr.site[data-site=hospital] td.bal1h .m3")).to_have_text(re.compile(r"m³$"))
+    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "board-phone.png"), full_page=True)
+    # status, extraction, reinjection, 1 h deficit in m³ and %, drained today, alerts: each site's card
+    assert_inside_the_screen(
+        page, "tr.site :is(td.status .badge, td.ext, td.rei, td.bal1h .m3, td.bal1h .pct, td.drained, td.alerts)")
+    expect(page.locator("tr.site[data-site=hospital] td.rei")).to_have_attribute("data-label", "回灌 m³/h")
+    # every district's counts, offline ones too
+    assert_inside_the_screen(page, "#districts tr.district :is(td.discharge, td.offline, td.drained)")
+    for small in ({"width": 360, "height": 640}, {"width": 420, "height": 900}):  # the other phones
+        page.set_viewport_size(small)
+        assert_inside_the_screen(page, "tr.site :is(td.status .badge, td.ext, td.rei, td.bal1h, td.drained, "
+                                       "td.alerts), #districts td.offline", small)
+    page.set_viewport_size(PHONE)
+    page.goto(running.url + "/#/sites/hospital")
+    expect(page.locator("#meters tr[data-meter=E1] td.ts")).not_to_have_text("—", timeout=30_000)
+    assert_inside_the_screen(page, "#meters tr :is(td.status .badge, td.rate, td.total, td.ts)")
+    expect(page.locator("#chart svg text").first).to_be_visible()
+    # the chart is drawn at its shown width: its labels are not squeezed sideways (one pass: the live flows
+    # re-draw it)
+    scale = page.evaluate("() => { const el = document.querySelector('#chart svg text');"
+                          " const b = el.getBBox(), r = el.getBoundingClientRect();"
+                          " return (r.width / b.width) / (r.height / b.height); }")
+    assert 0.9 < scale < 1.1, scale
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "board-site-phone.png"), full_page=True)
     page.close()
 
 
@@ -291,9 +392,56 @@ def test_the_incident_pages_fit_a_phone(browser: Browser, running: Running) -> N
     row = page.locator("tr.incident").first
     expect(row).to_be_visible(timeout=90_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert_inside_the_screen(page, "tr.incident :is(td.kind, td.drained, td.onset, td.case)")
+    page.screenshot(path=str(ARTIFACTS / "incidents-phone.png"), full_page=True)
     row.locator("a").click()
     expect(page.locator("#case .case-status")).to_be_visible()
     expect(page.locator("#evidence")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "incident-phone.png"), full_page=True)
+    page.close()
+
+
+DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+def test_alert_and_incident_summaries_and_dates_follow_the_language(browser: Browser, running: Running) -> None:
+    page, alert, _ = _discharge_alert(browser, running, "viewer", "hospital")
+    summary = alert.locator(".summary")
+    expect(summary).to_contain_text("抽水")
+    expect(alert.locator(".muted").first).to_contain_text(DATE_TIME)
+    page.locator("#lang").click()
+    expect(summary).to_have_text(re.compile(r"^宛城区人民医院: .*extracted .* m³, reinjected .* deficit"))
+    when = alert.locator(".muted").first.inner_text()
+    assert DATE_TIME.search(when) and not re.search(r"\d{2}/\d{2}/\d{4}", when), when
+    page.screenshot(path=str(ARTIFACTS / "board-site-en.png"), full_page=True)
+    page.goto(running.url + "/#/incidents")
+    row = page.locator("tr.incident.state-open", has_text="宛城区人民医院").first
+    expect(row).to_be_visible(timeout=90_000)
+    expect(row.locator("td.onset")).to_have_text(DATE_TIME)
+    row.locator("a").click()
+    expect(page.locator("#incidentSummary")).to_have_text(re.compile(r"^宛城区人民医院: suspected discharge, .*since"))
+    page.locator("#lang").click()
+    expect(page.locator("#incidentSummary")).to_have_text(re.compile(r"^宛城区人民医院 疑似外排，"))
+    page.close()
+
+
+def test_the_board_shows_water_drained_today_and_since_an_incident_began(browser: Browser,
+                                                                          running: Running) -> None:
+    page = open_board(browser, running, "viewer")
+    m3 = re.compile(r"^-?\d+\.\d m³\*?$")
+    hospital = page.locator("tr.site[data-site=hospital] td.drained")
+    expect(hospital).to_have_text(m3, timeout=60_000)
+    expect(page.locator("#districts tr.district[data-district=宛城区] td.drained")).to_have_text(m3)
+    api = {s["id"]: s["drained_today"] for s in running.get("/api/sites").json()["sites"]}["hospital"]
+    assert api["drained_m3"] > 0
+    page.goto(running.url + "/#/sites/hospital")
+    expect(page.locator("#drainedToday")).to_have_text(m3)
+    page.goto(running.url + "/#/incidents")
+    row = page.locator("tr.incident.state-open", has_text="宛城区人民医院").first
+    expect(row).to_be_visible(timeout=90_000)
+    expect(row.locator("td.drained")).to_have_text(m3)
+    assert float(row.locator("td.drained").inner_text().split()[0]) > 0
+    row.locator("a").click()
+    expect(page.locator("#drainedSince")).to_have_text(m3)
     page.close()

@@ -52,6 +52,12 @@ def test_one_open_discharge_incident_per_site_with_its_figures(running: Running,
     assert volume is None or volume["low"] <= volume["estimate"] <= volume["high"]
     detail = running.get(f"/api/incidents/{hospital['id']}").json()
     assert detail["timeline"][0]["change"] == "opened"
+    # while open: the water drained since it began, from the engine's ledgers
+    drained = detail["drained"]
+    assert drained["drained_m3"] > 0 and 30 < drained["drained_pct"] < 50
+    assert datetime.fromisoformat(drained["from"]) <= datetime.fromisoformat(detail["started_at"]) \
+        < datetime.fromisoformat(drained["from"]) + timedelta(minutes=5)
+    assert drained["as_of"].endswith("+08:00")
     assert {a["id"] for a in detail["alerts"]} == set(detail["alert_ids"]) and detail["alerts"]
 
 
@@ -142,6 +148,7 @@ def test_the_evidence_package_holds_everything_and_verifies_with_the_served_key(
     doc = json.loads(z.read("incident.json"))
     assert doc["incident"]["id"] == hospital["id"] and doc["case"]["history"]
     assert [m["id"] for m in doc["meters"]] == ["E1", "R1", "R2"] and len(doc["config_sha256"]) == 64
+    assert doc["site"]["location"] == {"lat": 32.99, "lon": 112.575, "address": None}
     assert doc["meters"][0]["record"] == {  # the meter's record, as evidence: serial and calibration
         "serial": "TUF-2311-0042", "model": "TUF-2000M", "installed": "2024-03-01",
         "calibration": {"number": "宛计检字[2025]第118号", "date": "2025-06-01", "next_due": "2026-06-01"}}

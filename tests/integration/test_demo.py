@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -223,6 +224,13 @@ def test_ctrl_c_stops_the_demo_and_its_servers(tmp_path: Path) -> None:
         wait_until(lambda: _get(f"{demo.url}/healthz"), timeout=60, interval=0.5)
         wait_until(lambda: bool(requests.get(f"{demo.url}/api/sites", timeout=5).json()["sites"][0]["last_seen"]),
                    timeout=30)
+        # the map: every site placed inside the outline of its district
+        shown = requests.get(f"{demo.url}/api/map", timeout=5).json()
+        assert len(shown["sites"]) == len(CITY) and all(s["location"] for s in shown["sites"])
+        assert sorted(f["properties"]["district"] for f in shown["outlines"]["features"]) == shown["districts"]
+        outline = {f["properties"]["district"]: f["geometry"]["coordinates"][0] for f in shown["outlines"]["features"]}
+        for s in shown["sites"]:
+            assert _inside(s["location"]["lon"], s["location"]["lat"], outline[s["district"]]), s
         pids = [int((tmp_path / "demo" / name / f"{name}.pid").read_text()) for name in ("influxd", "mosquitto")]
         children = _descendants(demo.proc.pid)
         assert set(pids) <= children
@@ -304,3 +312,12 @@ def _get(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def _inside(x: float, y: float, ring: list[list[float]]) -> bool:
+    """Whether (x, y) is inside a polygon ring (even-odd rule)."""
+    inside = False
+    for (x1, y1), (x2, y2) in pairwise(ring):
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside

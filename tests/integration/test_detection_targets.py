@@ -9,6 +9,9 @@ TARGETS = {  # scenario → the longest delay allowed (the scenario's truth hold
     "discharge-20": 45 * 60, "discharge-40": 45 * 60, "discharge-60": 45 * 60,
     "discharge-night-25": 2 * 3600, "discharge-5": 6 * 3600, "discharge-3": 24 * 3600,
     "unplugged-reinjection": 20 * 60, "frozen-reinjection": 60 * 60, "reversed-reinjection": 30 * 60,
+    "replayed-reinjection": 2 * 3600, "rescaled-across-gap": 30 * 60, "synthetic-reinjection": 2 * 3600,
+    "computed-reinjection": 16 * 3600,
+    "sealed-pumping": 15 * 60, "over-rate": 30 * 60, "quota-projection": 30 * 60,
 }
 
 

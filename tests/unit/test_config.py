@@ -145,13 +145,14 @@ def test_check_config_cli_prints_every_error_and_exits_2(tmp_path: Path) -> None
 
 
 def test_check_config_cli_accepts_the_shipped_examples() -> None:
-    examples = sorted(Path(__file__).parents[2].joinpath("deploy", "examples").glob("*.yaml"))
+    root = Path(__file__).parents[2]
+    examples = sorted(root.joinpath("deploy", "examples").glob("*.yaml"))
     assert examples, "deploy/examples/ must hold example configs"
     env = {"INFLUX_TOKEN": "x" * 20, "MQTT_PASSWORD": "p", "BOARD_TOKEN": "b" * 20, "ENFORCEMENT_TOKEN": "e" * 20,
            "PATH": "/usr/bin:/bin"}
-    for f in examples:
+    for f in examples:  # from the checkout's root, as their relative paths are written
         r = subprocess.run([sys.executable, "-m", "gshp.cli", "check-config", str(f)], capture_output=True,
-                           text=True, env=env)
+                           text=True, env=env, cwd=root)
         assert r.returncode == 0, f"{f}: {r.stderr}"
 
 

@@ -162,8 +162,10 @@ def test_seasonal_swap_inside_a_window_gives_no_balance_verdict():
     events = run(engine, readings, start + timedelta(minutes=50))
     assert not _rules(events)
     assert engine._sites["hehua"].meters["W3"].track.role is Role.REINJECTION
+    assert [[ms.meter.id for ms in side] for side in engine._sides(engine._sites["hehua"])] == [["E1"], ["R1", "W3"]]
     engine.evaluate(start + timedelta(minutes=65))
     assert engine._sites["hehua"].meters["W3"].track.role is Role.EXTRACTION
+    assert [[ms.meter.id for ms in side] for side in engine._sides(engine._sites["hehua"])] == [["E1", "W3"], ["R1"]]
 
 
 def test_backfilled_history_teaches_the_sequential_baseline_at_the_first_evaluation(site):
@@ -303,3 +305,14 @@ def test_a_meter_silent_and_back_while_the_store_failed_is_still_reported_after(
     fault_free, held = silent_R1(False), silent_R1(True)
     assert {("meter_offline", "firing"), ("reinjection_silent", "firing")} <= set(fault_free)
     assert held == fault_free  # the same transitions, in order, though R1 was back before the disk was
+
+
+def test_volumes_since_a_time_sum_the_ledger_from_there_to_the_end_of_complete_data(engine):
+    run(engine, list(flow(120, r_m3h=90.0)), T0 + timedelta(hours=2))
+    v = engine.volumes_since("hehua", T0 + timedelta(hours=1))
+    assert (v["extracted_m3"], v["reinjected_m3"], v["drained_m3"], v["drained_pct"]) == (120.0, 90.0, 30.0, 25.0)
+    assert v["complete"] and v["from"] == "2026-05-05T01:00:00+00:00" and v["as_of"] == "2026-05-05T02:00:00+00:00"
+    later = engine.volumes_since("hehua", T0 + timedelta(hours=3))  # nothing complete since then: 0 as of then
+    assert (later["drained_m3"], later["complete"], later["as_of"]) == (0.0, True, "2026-05-05T03:00:00+00:00")
+    older = engine.volumes_since("hehua", T0 - timedelta(days=3))  # before the ledgers keep: flagged
+    assert not older["complete"] and older["drained_m3"] == 60.0

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from alerting.model import Alert, AlertKind, AlertState
-from rules.events import summarize, window_words
+from rules.events import summaries, summarize, window_words
 from rules.settings import Language, Severity
 
 EV = {"window": "1h", "extracted_m3": 120.0, "reinjected_m3": 100.0, "deficit_m3": 20.0,
@@ -24,6 +24,18 @@ def test_english_balance_summary():
 def test_resolved_summary_says_so():
     assert summarize("balance", "balance_hour", "站", EV, Language.ZH, "resolved").startswith("已恢复：")
     assert summarize("balance", "balance_hour", "S", EV, Language.EN, "resolved").startswith("Resolved")
+
+
+def test_summaries_render_every_language_from_the_rule_and_its_evidence():
+    both = summaries("balance_hour", "向阳荷花广场", EV, "firing")
+    assert both == {"zh": "向阳荷花广场 近1小时抽水120.0 m³，回灌100.0 m³，差额20.0 m³ (16.7%)",
+                    "en": "向阳荷花广场: last 1h extracted 120.0 m³, reinjected 100.0 m³, deficit 20.0 m³ (16.7%)"}
+    seq = {**EV, "baseline_pct": 1.0, "cusum_pct_h": 30.0}
+    assert summaries("balance_sequential", "S", seq, "firing")["en"].startswith(
+        "S: deficit persistently above the site's baseline")
+    assert summaries("reinjection_silent", "S", {"meters": ["R1"]}, "resolved") == {
+        "zh": "已恢复：S 抽水运行中回灌流量计无数据（R1）",
+        "en": "Resolved — S: reinjection meter silent while extraction runs (R1)"}
 
 
 def test_data_quality_summary_names_the_meters():

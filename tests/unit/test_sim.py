@@ -36,7 +36,7 @@ def test_scenarios_are_reproducible_by_seed():
 
 def test_the_scenario_set_covers_every_case_the_targets_name():
     kinds = {s.expect.kind for s in SCENARIOS.values()}
-    assert kinds == {"none", "discharge", "data_quality"}
+    assert kinds == {"none", "discharge", "data_quality", "compliance"}
     honest_days = sum(s.days for s in SCENARIOS.values() if s.name.startswith("honest-"))
     assert honest_days >= 90
 

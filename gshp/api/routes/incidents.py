@@ -21,7 +21,7 @@ from alerting.case import Case, CaseConflict, CaseError, CaseInputError, CaseSta
 from alerting.model import Incident, IncidentKind, IncidentState
 from collector.influx.reader import QueryError
 from gshp.api.deps import Cases, Ctx, EnforcerScope, Live, Store, ViewerScope
-from gshp.api.incident_views import incident_detail, incident_out
+from gshp.api.incident_views import drained_since_start, incident_detail, incident_out
 from gshp.api.models import IncidentDetail, IncidentList, IncidentOut
 from gshp.api.params import From, To, parse_time
 from gshp.api.views import alert_out
@@ -71,7 +71,8 @@ def list_incidents(scope: ViewerScope, ctx: Ctx, store: Store, cases: Cases, sta
     if case is not None:
         found = [i for i in found if statuses.get(i.id, CaseStatus.NEW) is case]
     found.sort(key=_rank)
-    return IncidentList(incidents=[incident_out(i, cases.get(i.id), ctx.times) for i in found[:limit]])
+    return IncidentList(incidents=[incident_out(i, cases.get(i.id), ctx.times, drained_since_start(ctx.engine, i))
+                                   for i in found[:limit]])
 
 
 @router.get("/api/incidents/{incident_id}")
@@ -79,7 +80,8 @@ def get_incident(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Store, c
     """The incident, its case with the full history, its timeline of changes and the alerts behind it."""
     incident = scope.incident(store, incident_id)
     alerts = [alert_out(store, a, ctx.times) for a in (store.get(x) for x in incident.alert_ids) if a is not None]
-    return incident_detail(incident, cases.get(incident.id), store.incident_changes(incident.id), alerts, ctx.times)
+    return incident_detail(incident, cases.get(incident.id), store.incident_changes(incident.id), alerts, ctx.times,
+                           drained_since_start(ctx.engine, incident))
 
 
 def _act(scope: EnforcerScope, ctx: Ctx, store: Store, live: Live, incident_id: str, action: str,

@@ -8,7 +8,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gshp import __version__
 from gshp.api.deps import Ctx, Viewer
-from gshp.api.models import Health, Me
+from gshp.api.models import ClockOut, Health, Me
+from gshp.clock import SystemClock
 
 router = APIRouter()
 
@@ -27,5 +28,9 @@ def prometheus_metrics() -> Response:
 
 @router.get("/api/me", tags=["api"])
 def me(who: Viewer, ctx: Ctx) -> Me:
+    """Who the caller is, and the service's clock: `system` (wall time) or `data` (a simulated clock, as in
+    the demo: the board's header then says it shows data time)."""
+    clock = ClockOut(kind="system" if isinstance(ctx.clock, SystemClock) else "data",
+                     now=ctx.times.at(ctx.clock.now()), speed=round(1.0 / ctx.clock.wall_seconds(1.0), 6))
     return Me(name=who.name, role=who.role, districts=sorted(who.districts) if who.districts is not None else None,
-              timezone=ctx.config.timezone, version=__version__)
+              timezone=ctx.config.timezone, version=__version__, clock=clock)

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 from fastapi import APIRouter
 
-from collector.model import Site
+from collector.model import MeterRecord, Site
 from gshp.api.deps import ApiContext, Ctx, ViewedSite, ViewerScope
-from gshp.api.models import DistrictCount, FlowPoint, LatestReading, MeterStatus, SiteDetail, SitesPage
+from gshp.api.models import (
+    CalibrationOut,
+    DistrictCount,
+    FlowPoint,
+    LatestReading,
+    MeterRecordOut,
+    MeterStatus,
+    SiteCompliance,
+    SiteDetail,
+    SiteLocation,
+    SitesPage,
+)
 from gshp.api.status import SiteStatus, district_counts, site_status
-from gshp.api.views import alert_out, maintenance_out, site_summary
+from gshp.api.views import alert_out, drained_out, maintenance_out, site_summary
+from rules.compliance import calibration_overdue
+from rules.report import day_bounds
 
 router = APIRouter(tags=["api"])
 
@@ -19,10 +33,37 @@ MAX_SITE_ALERTS = 100
 
 
 def statuses(ctx: ApiContext, sites: Sequence[Site]) -> list[SiteStatus]:
+    """The sites' statuses now on the service's clock, with what they drained since the local midnight."""
     firing, now = ctx.store.open_alerts(), ctx.clock.now()
+    midnight, _ = day_bounds(now.astimezone(ctx.config.tz).date(), ctx.config.tz)
     return [site_status(s, firing, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules, now=now,
-                        arrival=ctx.arrival)
+                        arrival=ctx.arrival, day_start=midnight)
             for s in sites]
+
+
+def _record(record: MeterRecord | None, today: date) -> MeterRecordOut | None:
+    if record is None:
+        return None
+    cal = record.calibration
+    return MeterRecordOut(serial=record.serial, model=record.model, installed=record.installed,
+                          calibration=None if cal is None else CalibrationOut(
+                              number=cal.number, calibrated=cal.calibrated, next_due=cal.next_due,
+                              overdue=calibration_overdue(cal.next_due, today) > 0))
+
+
+@router.get("/api/sites/{site_id}/compliance")
+def site_compliance(site: ViewedSite, ctx: Ctx) -> SiteCompliance:
+    """The site's permit standing: the permit and its status, this year's extraction against the quota (used
+    and projected at the current pace), the extraction's rate peaks against the permitted maximum, and the
+    compliance rules pending or firing (`rules.compliance`)."""
+    body = ctx.engine.compliance(site.id)
+    times = ctx.times
+    year, rates = body["year"], body["rates"]
+    if year is not None:
+        year = {**year, "since": times.maybe(year["since"]), "through": times.maybe(year["through"])}
+    rates = {**rates, "peak_24h_at": times.maybe(rates["peak_24h_at"]),
+             "peak_year_at": times.maybe(rates["peak_year_at"])}
+    return SiteCompliance.model_validate({**body, "year": year, "rates": rates})
 
 
 @router.get("/api/sites")
@@ -34,7 +75,8 @@ def list_sites(scope: ViewerScope, ctx: Ctx, district: str | None = None) -> Sit
     shown = {s.id for s in scope.filter(district)}
     return SitesPage(now=times.at(ctx.clock.now()), timezone=ctx.config.timezone,
                      sites=[site_summary(s, times) for s in every if s.site.id in shown],
-                     districts=[DistrictCount(**d) for d in district_counts(every)])
+                     districts=[DistrictCount(**{**d, "drained_today": drained_out(d["drained_today"], times)})
+                                for d in district_counts(every)])
 
 
 @router.get("/api/sites/{site_id}")
@@ -42,14 +84,17 @@ def get_site(site: ViewedSite, ctx: Ctx) -> SiteDetail:
     """A site's status, meters with their latest reading, recent live flows, newest alerts and maintenance."""
     times = ctx.times
     (status,) = statuses(ctx, [site])
+    today = ctx.clock.now().astimezone(ctx.config.tz).date()
     meters = [MeterStatus(id=m["id"], role=m["role"], source=m["source"], status=m["status"],
                           latest=None if m["latest"] is None else LatestReading.model_validate(
-                              {**m["latest"], "ts": times.at(m["latest"]["ts"])}), arrival_pct=m["arrival_pct"])
+                              {**m["latest"], "ts": times.at(m["latest"]["ts"])}), arrival_pct=m["arrival_pct"],
+                          record=_record(site.meter(m["id"]).record, today))
               for m in status.meters]
     history = [FlowPoint(ts=times.at(p.ts), extraction_m3h=round(p.extraction_m3h, 3),
                          reinjection_m3h=round(p.reinjection_m3h, 3), deficit_m3h=round(p.deficit_m3h, 3))
                for p in ctx.live.history(site.id)]
     alerts = [alert_out(ctx.store, a, times) for a in ctx.store.history(site.id)[::-1][:MAX_SITE_ALERTS]]
-    return SiteDetail(**site_summary(status, times).model_dump(), operator=site.operator, location=site.location,
+    return SiteDetail(**site_summary(status, times).model_dump(), operator=site.operator,
+                      location=None if site.location is None else SiteLocation(**site.location.model_dump()),
                       meters=meters, history=history, alerts=alerts,
                       maintenance=maintenance_out(ctx.store, ctx.engine, site, times))

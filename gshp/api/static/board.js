@@ -24,6 +24,7 @@ const I18N = {
     pastIncidents: "历史事件", who_viewer: "查看", who_enforcement: "执法", who_admin: "管理员",
     allDistrictsShort: "全部区县", anonymous: "本机只读",
     kind_evasion: "规避监测", kind_meter_fault: "计量故障", kind_compliance: "许可合规",
+    kind_calibration: "检定到期", record: "计量记录", calDue: "检定有效期至", overdue: "已过期",
     state_open: "进行中", state_resolved: "已恢复", case_new: "待处理", case_acknowledged: "已确认", case_closed: "已结案",
     onset: "估计开始", firstFiring: "首次告警", endedAt: "结束", volume: "估计外排量", band: "不确定区间",
     peakDeficit: "最大差额", meanDeficit: "平均差额", episodes: "复发次数", caseStatus: "案件状态",
@@ -33,6 +34,8 @@ const I18N = {
     change_case_closed: "结案", action_ack: "确认", action_note: "备注", action_close: "结案",
     action_reopen: "重新立案", action_attach: "附件", outcome_no_discharge_found: "未发现外排", case: "案件",
     attachments: "附件", attach: "上传附件", attachLabel: "附件说明（如：排水口照片、水样编号）", open: "查看",
+    drainedToday: "今日外排 m³", drainedSince: "开始以来外排", format: "格式", download: "下载", dataTime: "数据时间",
+    asOf: "截至",
   },
   en: {
     title: "Groundwater reinjection monitor", allDistricts: "All districts", loading: "Loading…", logout: "Log out",
@@ -57,6 +60,7 @@ const I18N = {
     noIncidents: "No incidents", pastIncidents: "Incidents", who_viewer: "viewer", who_enforcement: "enforcement",
     who_admin: "admin", allDistrictsShort: "all districts", anonymous: "local read-only",
     kind_evasion: "Evasion", kind_meter_fault: "Meter fault", kind_compliance: "Compliance",
+    kind_calibration: "Calibration due", record: "Meter record", calDue: "calibration due", overdue: "overdue",
     state_open: "Open", state_resolved: "Resolved", case_new: "New", case_acknowledged: "Acknowledged",
     case_closed: "Closed", onset: "Estimated onset", firstFiring: "First alert", endedAt: "Ended",
     volume: "Estimated discharge", band: "Uncertainty band", peakDeficit: "Peak deficit", meanDeficit: "Mean deficit",
@@ -69,6 +73,8 @@ const I18N = {
     action_attach: "Attachment", outcome_no_discharge_found: "No discharge found", case: "Case",
     attachments: "Attachments", attach: "Upload", attachLabel: "What it shows (e.g. drain photo, sample number)",
     open: "Open",
+    drainedToday: "Drained today m³", drainedSince: "Drained since it began", format: "Format", download: "Download",
+    dataTime: "Data time", asOf: "as of",
   },
 };
 
@@ -80,6 +86,8 @@ const state = {
   district: localStorage.getItem("gshp.district") || "",
   streamAbort: null,
   timer: null,
+  clock: null,  // the service's clock (`/api/me`): kind, speed, and its time `now` at the wall-clock `at`
+  reportFormat: "csv",
   view: 0,  // bumped by every route(): a render that finds it changed after a fetch gives way to the newer one
 };
 
@@ -101,20 +109,26 @@ function num(value, digits = 1) {
   return value === null || value === undefined || Number.isNaN(value) ? "—" : Number(value).toFixed(digits);
 }
 
-function fmtTime(iso) {
-  if (!iso) return "—";
-  return new Intl.DateTimeFormat(state.lang === "zh" ? "zh-CN" : "en-GB", {
+/* An instant's calendar fields in the configured time zone (zero-padded strings). */
+function localParts(instant) {
+  const parts = new Intl.DateTimeFormat("en-GB", {
     timeZone: state.tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
-    second: "2-digit", hour12: false,
-  }).format(new Date(iso));
+    second: "2-digit", hourCycle: "h23",
+  }).formatToParts(instant);
+  return Object.fromEntries(parts.map((p) => [p.type, p.value]));
 }
 
-/* The calendar date (YYYY-MM-DD) `daysBack` days before today in the configured time zone. */
-function localDate(daysBack = 0) {
-  const parts = new Intl.DateTimeFormat("en-CA", {timeZone: state.tz, year: "numeric", month: "2-digit", day: "2-digit"})
-    .formatToParts(new Date());
-  const part = (type) => Number(parts.find((p) => p.type === type).value);
-  return new Date(Date.UTC(part("year"), part("month") - 1, part("day") - daysBack)).toISOString().slice(0, 10);
+/* A time as YYYY-MM-DD HH:MM:SS in the configured time zone, in either language. */
+function fmtTime(iso) {
+  if (!iso) return "—";
+  const p = localParts(new Date(iso));
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+}
+
+/* The calendar date (YYYY-MM-DD) of an instant in the configured time zone. */
+function localDate(instant) {
+  const p = localParts(new Date(instant));
+  return `${p.year}-${p.month}-${p.day}`;
 }
 
 function fmtAge(seconds) {
@@ -191,6 +205,7 @@ $("#lang").addEventListener("click", () => {
   state.lang = state.lang === "zh" ? "en" : "zh";
   localStorage.setItem("gshp.lang", state.lang);
   applyLang();
+  tick();
   route();
 });
 
@@ -218,78 +233,161 @@ function showWho() {
   who.dataset.role = state.me.role;
 }
 
+/* The service's time now, extrapolated from its last report at its speed (data time on a simulated clock). */
+function serviceNow() {
+  const c = state.clock;
+  return c ? new Date(c.now + (Date.now() - c.at) * c.speed) : new Date();
+}
+
+function syncClock(iso) {
+  if (state.clock && iso) Object.assign(state.clock, {now: Date.parse(iso), at: Date.now()});
+}
+
+/* The header clock: the service's time; "data time" when the service runs on a simulated clock. */
 function tick() {
-  $("#clock").textContent = fmtTime(new Date().toISOString());
+  const data = Boolean(state.clock && state.clock.kind !== "system");
+  const clock = $("#clock");
+  clock.dataset.kind = data ? "data" : "system";
+  clock.textContent = `${data ? t("dataTime") + " " : ""}${fmtTime(serviceNow().toISOString())}`;
 }
 
 /* ---------------------------------------------------------------- overview */
+
+/* A table cell that carries its column's name, shown beside the value when rows become cards on a phone. */
+function cell(label, html, cls = "num") {
+  return `<td class="${cls}" data-label="${esc(label)}">${html}</td>`;
+}
+
+/* A window's deficit as m³ and %. */
+function deficit(balance) {
+  if (!balance) return "—";
+  return `<span class="m3">${num(balance.deficit_m3, 1)} m³</span> <span class="pct">${pct(balance)}</span>`;
+}
+
+/* Water drained (extracted − reinjected) since `from`, as of the end of complete data. */
+function drained(d) {
+  if (!d) return "—";
+  const text = `${num(d.drained_m3, 1)} m³`;
+  const title = `${fmtTime(d.from)} – ${fmtTime(d.as_of)}`;
+  return d.complete ? `<span title="${esc(title)}">${text}</span>`
+    : `<span class="muted" title="${esc(title)} · ${t("incomplete")}">${text}*</span>`;
+}
+
+/* The latest day with data, in the configured zone: the day of the newest reading (data time, not the
+   browser's clock), or the service's today before any reading. */
+function latestDataDay(data) {
+  const seen = data.sites.map((s) => s.last_seen).filter(Boolean).map((x) => Date.parse(x));
+  return localDate(seen.length ? Math.max(...seen) : Date.parse(data.now));
+}
+
+function siteRows(sites) {
+  return sites.map((s) => `
+    <tr class="site row-${esc(s.status)}" data-site="${esc(s.id)}" data-status="${esc(s.status)}">
+      <td class="name"><a href="#/sites/${encodeURIComponent(s.id)}">${esc(s.name)}</a></td>
+      ${cell(t("district"), esc(s.district), "hide-narrow")}
+      ${cell(t("status"), badge(s.status), "status")}
+      ${cell(t("extraction"), flow(s, "extraction_m3h"), "num ext")}
+      ${cell(t("reinjection"), flow(s, "reinjection_m3h"), "num rei")}
+      ${cell(t("bal1h"), deficit(s.balance && s.balance["1h"]), "num bal1h")}
+      ${cell(t("drainedToday"), drained(s.drained_today), "num drained")}
+      ${cell(t("bal24h"), pct(s.balance && s.balance["24h"]), "num hide-narrow")}
+      ${cell(t("lastReading"), fmtAge(s.age_s), "num hide-narrow")}
+      ${cell(t("arrival"), arrivalPct(s.arrival && s.arrival.rate_pct), "num hide-narrow arrival")}
+      ${cell(t("alerts"), s.alerts_firing || "0", "num alerts")}
+    </tr>`).join("");
+}
+
+function districtRows(districts) {
+  return districts.map((d) => `
+    <tr class="district" data-district="${esc(d.district)}"><td class="name">${esc(d.district)}</td>
+    ${cell(t("sites"), d.sites)}${cell(t("online"), d.online)}${cell(t("discharge"), d.discharge, "num discharge")}
+    ${cell(t("fault"), d.fault)}${cell(t("offline"), d.offline, "num offline")}
+    ${cell(t("arrival"), arrivalPct(d.arrival && d.arrival.rate_pct), "num arrival")}
+    ${cell(t("drainedToday"), drained(d.drained_today), "num drained")}</tr>`).join("");
+}
+
+/* The report form: a day (by default the latest with data) and a format; kept across refreshes. */
+function reportForm(day) {
+  const formats = ["csv", "xlsx", "html"].map((f) =>
+    `<option value="${f}"${f === state.reportFormat ? " selected" : ""}>${f.toUpperCase()}</option>`).join("");
+  return `<form id="reportForm" class="report"><label>${t("report")}
+    <input type="date" id="reportDate" name="date" value="${esc(day)}" max="${esc(day)}" required></label>
+    <select id="reportFormat" name="format" aria-label="${t("format")}">${formats}</select>
+    <button id="report" class="primary" type="submit">${t("download")}</button>
+    <span id="reportError" role="alert"></span></form>`;
+}
 
 async function renderOverview(current = () => true) {
   const query = state.district ? `?district=${encodeURIComponent(state.district)}` : "";
   const data = await api(`/api/sites${query}`);
   if (!current()) return;
+  syncClock(data.now);
   const select = $("#district");
   const known = new Set([...select.options].map((o) => o.value));
   for (const d of data.districts) {
     if (!known.has(d.district)) select.add(new Option(d.district, d.district));
   }
   select.value = state.district;
-  const yesterday = localDate(1);  // the last whole day, in the configured time zone
-  const rows = data.sites.map((s) => `
-    <tr class="site row-${esc(s.status)}" data-site="${esc(s.id)}" data-status="${esc(s.status)}">
-      <td><a href="#/sites/${encodeURIComponent(s.id)}">${esc(s.name)}</a></td>
-      <td class="hide-narrow">${esc(s.district)}</td>
-      <td>${badge(s.status)}</td>
-      <td class="num">${flow(s, "extraction_m3h")}</td>
-      <td class="num">${flow(s, "reinjection_m3h")}</td>
-      <td class="num">${pct(s.balance && s.balance["1h"])}</td>
-      <td class="num hide-narrow">${pct(s.balance && s.balance["24h"])}</td>
-      <td class="num hide-narrow">${fmtAge(s.age_s)}</td>
-      <td class="num hide-narrow arrival">${arrivalPct(s.arrival && s.arrival.rate_pct)}</td>
-      <td class="num">${s.alerts_firing || ""}</td>
-    </tr>`).join("");
-  const districts = data.districts.map((d) => `
-    <tr><td>${esc(d.district)}</td><td class="num">${d.sites}</td><td class="num">${d.online}</td>
-    <td class="num">${d.discharge}</td><td class="num">${d.fault}</td><td class="num">${d.offline}</td>
-    <td class="num arrival">${arrivalPct(d.arrival && d.arrival.rate_pct)}</td></tr>`).join("");
-  $("#app").innerHTML = `
+  const day = latestDataDay(data);
+  const head = (cols) => cols.map(([key, cls]) => `<th class="${cls || "num"}">${t(key)}</th>`).join("");
+  const tables = `
     <h2>${t("overview")}</h2>
-    <div class="tablewrap"><table id="districts">
-      <thead><tr><th>${t("district")}</th><th class="num">${t("sites")}</th><th class="num">${t("online")}</th>
-      <th class="num">${t("discharge")}</th><th class="num">${t("fault")}</th><th class="num">${t("offline")}</th>
-      <th class="num">${t("arrival")}</th></tr></thead>
-      <tbody>${districts}</tbody></table></div>
+    <div class="tablewrap"><table id="districts" class="cardlist">
+      <thead><tr>${head([["district", "name"], ["sites"], ["online"], ["discharge"], ["fault"], ["offline"],
+        ["arrival"], ["drainedToday"]])}</tr></thead>
+      <tbody>${districtRows(data.districts)}</tbody></table></div>
     <h2>${t("allSites")}</h2>
-    <div class="tablewrap"><table id="sites">
-      <thead><tr><th>${t("site")}</th><th class="hide-narrow">${t("district")}</th><th>${t("status")}</th>
-      <th class="num">${t("extraction")}</th><th class="num">${t("reinjection")}</th><th class="num">${t("bal1h")}</th>
-      <th class="num hide-narrow">${t("bal24h")}</th><th class="num hide-narrow">${t("lastReading")}</th>
-      <th class="num hide-narrow">${t("arrival")}</th><th class="num">${t("alerts")}</th></tr></thead>
-      <tbody>${rows}</tbody></table></div>
-    <p><a id="report" href="#" data-date="${yesterday}">${t("report")} (${yesterday})</a></p>`;
+    <div class="tablewrap"><table id="sites" class="cardlist">
+      <thead><tr>${head([["site", "name"], ["district", "hide-narrow"], ["status", "status"], ["extraction"],
+        ["reinjection"], ["bal1h"], ["drainedToday"], ["bal24h", "num hide-narrow"], ["lastReading", "num hide-narrow"],
+        ["arrival", "num hide-narrow"], ["alerts"]])}</tr></thead>
+      <tbody>${siteRows(data.sites)}</tbody></table></div>`;
+  // the report form stays while the tables refresh: a day or format being chosen is not reset under the user
+  let box = $("#overview");
+  if (!box || box.dataset.lang !== state.lang) {
+    $("#app").innerHTML = `<div id="overview" data-lang="${state.lang}"></div>${reportForm(day)}`;
+    box = $("#overview");
+    $("#reportForm").addEventListener("submit", (e) => {
+      e.preventDefault();
+      state.reportFormat = $("#reportFormat").value;
+      downloadReport($("#reportDate").value, state.reportFormat);
+    });
+    $("#reportDate").addEventListener("input", (e) => { e.target.dataset.touched = "1"; });
+  } else if (!$("#reportDate").dataset.touched) {
+    $("#reportDate").value = day;  // a new day of data
+  }
+  $("#reportDate").max = day;
+  box.innerHTML = tables;
   document.querySelectorAll("tr.site").forEach((tr) => tr.addEventListener("click", (e) => {
     if (e.target.tagName !== "A") location.hash = `#/sites/${encodeURIComponent(tr.dataset.site)}`;
   }));
-  $("#report").addEventListener("click", (e) => { e.preventDefault(); downloadReport(e.target.dataset.date); });
 }
 
-async function downloadReport(date) {
-  const q = new URLSearchParams({date, format: "csv"});
+/* Download a daily report (csv, xlsx or html, in the board's language), with the token when one is set. */
+async function downloadReport(date, format) {
+  const q = new URLSearchParams({date, format, language: state.lang});
   if (state.district) q.set("district", state.district);
   const headers = state.token ? {Authorization: `Bearer ${state.token}`} : {};
   const response = await fetch(`/api/reports/daily?${q}`, {headers});
-  if (!response.ok) return;
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    $("#reportError").textContent = body.detail || `${response.status}`;
+    return;
+  }
+  $("#reportError").textContent = "";
   const blob = await response.blob();
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
-  a.download = `gshp-report-${date}.csv`;
+  a.download = `gshp-report-${date}.${format}`;
   a.click();
 }
 
 /* ---------------------------------------------------------------- site page */
 
+/* The live flows as an SVG drawn at the width it is shown at (labels keep their shape on a phone). */
 function chart(points) {
-  const width = 900, height = 260, pad = 36;
+  const box = $("#chart");
+  const width = Math.max(280, Math.round((box ? box.clientWidth : $("#app").clientWidth) - 16)), height = 260, pad = 36;
   if (points.length < 2) return `<p class="muted">${t("unknown")}</p>`;
   const xs = points.map((p) => Date.parse(p.ts));
   const series = [["extraction_m3h", "#1565c0"], ["reinjection_m3h", "#2e7d32"], ["deficit_m3h", "#c62828"]];
@@ -304,7 +402,7 @@ function chart(points) {
     `<text x="2" y="${sy(v) + 4}" font-size="11" fill="#69737f">${num(v, 0)}</text>
      <line x1="${pad}" x2="${width - pad}" y1="${sy(v)}" y2="${sy(v)}" stroke="#eee"/>`).join("");
   const fmt = (x) => new Intl.DateTimeFormat("zh-CN", {timeZone: state.tz, hour: "2-digit", minute: "2-digit", hour12: false}).format(new Date(x));
-  return `<svg viewBox="0 0 ${width} ${height}" preserveAspectRatio="none" role="img">${ticks}${lines}
+  return `<svg viewBox="0 0 ${width} ${height}" role="img">${ticks}${lines}
     <text x="${pad}" y="${height - 8}" font-size="11" fill="#69737f">${fmt(x0)}</text>
     <text x="${width - pad}" y="${height - 8}" font-size="11" fill="#69737f" text-anchor="end">${fmt(x1)}</text></svg>
     <div class="legend"><span><i style="background:#1565c0"></i>${t("extraction")}</span>
@@ -313,9 +411,9 @@ function chart(points) {
 
 /* A meter's live cells (rate, total, signal, error code, time) from its latest reading. */
 function meterCells(r) {
-  return `<td class="num live rate">${num(r.rate_m3h, 2)}</td><td class="num live total">${num(r.total_m3, 1)}</td>
-    <td class="num live hide-narrow">${num(r.signal_pct, 0)}</td><td class="num live hide-narrow">${esc(r.error_code ?? "—")}</td>
-    <td class="num live hide-narrow ts">${esc(fmtTime(r.ts))}</td>`;
+  return `${cell(t("rate"), num(r.rate_m3h, 2), "num live rate")}${cell(t("total"), num(r.total_m3, 1), "num live total")}
+    ${cell(t("signal"), num(r.signal_pct, 0), "num live hide-narrow")}${cell(t("errorCode"), esc(r.error_code ?? "—"), "num live hide-narrow")}
+    ${cell(t("time"), esc(fmtTime(r.ts)), "num live ts")}`;
 }
 
 function alertCard(a) {
@@ -337,11 +435,19 @@ function alertCard(a) {
   return `<div class="alert kind-${esc(a.kind)} state-${esc(a.state)}" data-alert-id="${esc(a.id)}">
     <strong>${esc(t("kind_" + a.kind))} · ${esc(t("severity_" + a.severity))} · ${esc(t(a.state))}</strong>
     ${a.acknowledged ? ` · <span class="acked">${t("acked")}</span>` : ""}
-    <div>${esc(a.summary)}</div>
+    <div class="summary">${esc((a.summaries && a.summaries[state.lang]) || a.summary)}</div>
     <div class="muted">${t("since")} ${esc(fmtTime(a.starts_at))}${a.ends_at ? ` · ${t("ended")} ${esc(fmtTime(a.ends_at))}` : ""}
     ${ev.window ? ` · ${t("window")} ${esc(ev.window)}` : ""}${ev.extracted_m3 !== undefined ? ` · ${t("extracted")} ${num(ev.extracted_m3)} m³ · ${t("reinjected")} ${num(ev.reinjected_m3)} m³` : ""}
     ${ev.threshold_pct !== undefined ? ` · ${t("threshold")} ${num(ev.threshold_pct)}%` : ""}</div>
     ${notes ? `<ul class="notes">${notes}</ul>` : ""}${closed}${actions}</div>`;
+}
+
+function meterRecord(rec) {
+  if (!rec) return "—";
+  const cal = rec.calibration;
+  const parts = [rec.serial, rec.model, rec.installed].filter(Boolean).map(esc);
+  if (cal) parts.push(`${esc(cal.number)} · ${t("calDue")} ${esc(cal.next_due)}${cal.overdue ? ` <span class="badge status-fault">${t("overdue")}</span>` : ""}`);
+  return parts.join(" · ") || "—";
 }
 
 async function renderSite(id, current = () => true) {
@@ -349,8 +455,9 @@ async function renderSite(id, current = () => true) {
   if (!current()) return;
   const meters = s.meters.map((m) => {
     const r = m.latest || {};
-    return `<tr data-meter="${esc(m.id)}"><td>${esc(m.id)}</td><td>${esc(t("role_" + m.role))}</td>
-      <td>${badge(m.status)}</td><td class="num arrival">${arrivalPct(m.arrival_pct)}</td>${meterCells(r)}</tr>`;
+    return `<tr data-meter="${esc(m.id)}"><td class="name">${esc(m.id)}</td>${cell(t("role"), esc(t("role_" + m.role)), "")}
+      ${cell(t("status"), badge(m.status), "status")}${cell(t("arrival"), arrivalPct(m.arrival_pct), "num arrival")}
+      ${cell(t("record"), meterRecord(m.record), "record hide-narrow")}${meterCells(r)}</tr>`;
   }).join("");
   const maintenance = (s.maintenance || []).map((w) =>
     `<li>${esc(fmtTime(w.start))} – ${esc(fmtTime(w.end))} · ${esc(w.reason || "")} · ≤ ${num(w.volume_cap_m3, 1)} m³
@@ -361,15 +468,17 @@ async function renderSite(id, current = () => true) {
     <div class="cards">
       <div class="card"><div class="muted">${t("extraction")}</div><div class="big" id="ext">${flow(s, "extraction_m3h")}</div></div>
       <div class="card"><div class="muted">${t("reinjection")}</div><div class="big" id="rei">${flow(s, "reinjection_m3h")}</div></div>
-      <div class="card"><div class="muted">${t("bal1h")}</div><div class="big">${pct(s.balance && s.balance["1h"])}</div></div>
+      <div class="card"><div class="muted">${t("bal1h")}</div><div class="big" id="bal1h">${deficit(s.balance && s.balance["1h"])}</div></div>
+      <div class="card"><div class="muted">${t("drainedToday")}</div><div class="big" id="drainedToday">${drained(s.drained_today)}</div>
+        <div class="muted">${s.drained_today ? `${t("asOf")} ${esc(fmtTime(s.drained_today.as_of))}` : ""}</div></div>
       <div class="card"><div class="muted">${t("bal24h")}</div><div class="big">${pct(s.balance && s.balance["24h"])}</div></div>
       <div class="card"><div class="muted">${t("arrival")}</div><div class="big" id="arrival">${arrivalPct(s.arrival && s.arrival.rate_pct)}</div></div>
     </div>
     <h2>${t("liveChart")}</h2><div class="chart" id="chart">${chart(s.history)}</div>
     <h2>${t("meters")}</h2>
-    <div class="tablewrap"><table id="meters"><thead><tr><th>${t("meter")}</th><th>${t("role")}</th><th>${t("status")}</th>
-      <th class="num">${t("arrival")}</th><th class="num">${t("rate")}</th><th class="num">${t("total")}</th><th class="num hide-narrow">${t("signal")}</th>
-      <th class="num hide-narrow">${t("errorCode")}</th><th class="num hide-narrow">${t("time")}</th></tr></thead>
+    <div class="tablewrap"><table id="meters" class="cardlist"><thead><tr><th>${t("meter")}</th><th>${t("role")}</th><th>${t("status")}</th>
+      <th class="num">${t("arrival")}</th><th class="hide-narrow">${t("record")}</th><th class="num">${t("rate")}</th><th class="num">${t("total")}</th><th class="num hide-narrow">${t("signal")}</th>
+      <th class="num hide-narrow">${t("errorCode")}</th><th class="num">${t("time")}</th></tr></thead>
       <tbody>${meters}</tbody></table></div>
     ${maintenance ? `<h2>${t("maintenance")}</h2><ul>${maintenance}</ul>` : ""}
     <h2>${t("pastIncidents")}</h2><div id="siteIncidents"><p class="muted">${t("loading")}</p></div>
@@ -465,20 +574,21 @@ function incidentTable(incidents, withDistrict = true) {
   if (!incidents.length) return `<p class="muted">${t("noIncidents")}</p>`;
   const rows = incidents.map((i) => `
     <tr class="incident state-${esc(i.state)} severity-${esc(i.severity)}" data-incident="${esc(i.id)}">
-      <td><a href="#/incidents/${encodeURIComponent(i.id)}">${esc(i.site_name || i.site)}</a></td>
-      ${withDistrict ? `<td class="hide-narrow">${esc(i.district)}</td>` : ""}
-      <td>${esc(t("kind_" + i.kind))}</td>
-      <td><span class="sev sev-${esc(i.severity)}">${esc(t("severity_" + i.severity))}</span></td>
-      <td>${esc(t("state_" + i.state))}</td>
-      <td class="num">${volumeText(i.volume_m3)}</td>
-      <td class="num hide-narrow">${i.peak_deficit_pct === null ? "—" : num(i.peak_deficit_pct, 1) + "%"}</td>
-      <td class="num hide-narrow">${esc(fmtTime(i.started_at))}</td>
-      <td class="case case-${esc(i.case.status)}">${esc(t("case_" + i.case.status))}</td>
+      <td class="name"><a href="#/incidents/${encodeURIComponent(i.id)}">${esc(i.site_name || i.site)}</a></td>
+      ${withDistrict ? cell(t("district"), esc(i.district), "hide-narrow") : ""}
+      ${cell(t("kindCol"), esc(t("kind_" + i.kind)), "kind")}
+      ${cell(t("severity"), `<span class="sev sev-${esc(i.severity)}">${esc(t("severity_" + i.severity))}</span>`, "")}
+      ${cell(t("state"), esc(t("state_" + i.state)), "")}
+      ${cell(t("volume"), volumeText(i.volume_m3))}
+      ${cell(t("drainedSince"), i.drained ? drained(i.drained) : "—", "num drained")}
+      ${cell(t("peakDeficit"), i.peak_deficit_pct === null ? "—" : num(i.peak_deficit_pct, 1) + "%", "num hide-narrow")}
+      ${cell(t("onset"), esc(fmtTime(i.started_at)), "num onset")}
+      ${cell(t("case"), esc(t("case_" + i.case.status)), `case case-${esc(i.case.status)}`)}
     </tr>`).join("");
-  return `<div class="tablewrap"><table class="incidents"><thead><tr><th>${t("site")}</th>
+  return `<div class="tablewrap"><table class="incidents cardlist"><thead><tr><th>${t("site")}</th>
     ${withDistrict ? `<th class="hide-narrow">${t("district")}</th>` : ""}<th>${t("kindCol")}</th>
-    <th>${t("severity")}</th><th>${t("state")}</th><th class="num">${t("volume")}</th>
-    <th class="num hide-narrow">${t("peakDeficit")}</th><th class="num hide-narrow">${t("onset")}</th>
+    <th>${t("severity")}</th><th>${t("state")}</th><th class="num">${t("volume")}</th><th class="num">${t("drainedSince")}</th>
+    <th class="num hide-narrow">${t("peakDeficit")}</th><th class="num">${t("onset")}</th>
     <th>${t("case")}</th></tr></thead><tbody>${rows}</tbody></table></div>`;
 }
 
@@ -538,7 +648,7 @@ async function renderIncident(id, current = () => true) {
     <h2 id="incidentTitle">${esc(i.site_name || i.site)} <span class="muted">· ${esc(i.district)}</span> ·
       ${esc(t("kind_" + i.kind))} <span class="sev sev-${esc(i.severity)}">${esc(t("severity_" + i.severity))}</span>
       <span class="state state-${esc(i.state)}">${esc(t("state_" + i.state))}</span></h2>
-    <p>${esc(summary)}</p>
+    <p id="incidentSummary">${esc(summary)}</p>
     <div class="cards">
       <div class="card"><div class="muted">${t("volume")}</div><div class="big" id="volume">${volumeText(i.volume_m3)}</div>
         <div class="muted">${t("band")} ${bandText(i.volume_m3)}</div></div>
@@ -547,6 +657,8 @@ async function renderIncident(id, current = () => true) {
         <div class="muted">${i.mean_deficit_pct === null ? "—" : num(i.mean_deficit_pct, 1) + "%"}</div></div>
       <div class="card"><div class="muted">${t("onset")}</div><div>${esc(fmtTime(i.started_at))}</div>
         <div class="muted">${t("firstFiring")} ${esc(fmtTime(i.first_firing_at))}</div></div>
+      ${i.drained ? `<div class="card"><div class="muted">${t("drainedSince")}</div><div class="big" id="drainedSince">${drained(i.drained)}</div>
+        <div class="muted">${t("asOf")} ${esc(fmtTime(i.drained.as_of))}</div></div>` : ""}
       <div class="card"><div class="muted">${t("endedAt")}</div><div>${i.ended_at ? esc(fmtTime(i.ended_at)) : t("stillOpen")}</div>
         <div class="muted">${t("episodes")} ${i.episodes}</div></div>
     </div>
@@ -683,6 +795,9 @@ async function route() {
       await renderSite(decodeURIComponent(match[1]), current);
     } else if (incident) {
       await renderIncident(decodeURIComponent(incident[1]), current);
+    } else if (location.hash === "#/map") {
+      await renderMap(current);  // map.js
+      if (current()) state.timer = setInterval(() => refreshMap(current).catch(() => {}), 10000);
     } else if (location.hash === "#/incidents") {
       await renderIncidents(current);
       if (current()) state.timer = setInterval(() => renderIncidents(current).catch(() => {}), 10000);
@@ -706,6 +821,8 @@ async function start() {
     throw err;
   }
   state.tz = state.me.timezone || state.tz;
+  const c = state.me.clock;
+  state.clock = {kind: c.kind, speed: c.speed, now: Date.parse(c.now), at: Date.now()};
   if (state.district && state.me.districts && !state.me.districts.includes(state.district)) {
     state.district = "";  // chosen under another token: not this caller's (the API would refuse it)
     localStorage.removeItem("gshp.district");

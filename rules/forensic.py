@@ -1,0 +1,240 @@
+"""Forensic checks on the data itself: readings that repeat an earlier period, and rates too smooth for a
+real flowmeter.
+
+Replayed data: every reading that moved the totalizer becomes a token (the totalizer's step and the rate,
+each to 0.001; not its time, so a copy re-stamped with jitter still matches); `shingle` consecutive distinct
+tokens form a stretch, fingerprinted by its hash. A site remembers about one stretch in `sample` — those
+whose last token's step + rate is divisible by it, so the same stretch is remembered whenever it recurs —
+for `memory`, whichever meter showed it. An honest ultrasonic meter never shows the same stretch twice (its
+noise makes every reading new), so a stretch seen before, on the same meter (replayed) or another one
+(copied), is a match. Matches with one shift (to the minute) from one source, `min_matches` of them within
+`window`, make the finding. Memory per site is bounded: at most `memory / interval / sample` fingerprints
+per meter, and never more than `MAX_PRINTS`.
+
+Synthetic data: an ultrasonic meter's rate jitters from one reading to the next (repeatability, turbulence),
+so the rate's second difference `|r[i+1] − 2·r[i] + r[i−1]| / r[i]` is of the order of its noise. A computed
+curve is smooth: its second differences are far smaller. A meter whose median over its last `smooth_readings`
+running readings is below `smooth_floor_pct` is too smooth — judged only while the rate takes at least half
+as many distinct values as readings (a coarse meter holding one value at steady flow is not smooth, it is
+quantised).
+
+Exact balance: independent meters each within their accuracy disagree from hour to hour by their noise and
+by the water in transit; reinjection computed from extraction agrees exactly. `exact_hours` consecutive
+judged hours (at least `exact_min_m3` extracted, every meter complete) whose median deficit (in size) is
+below `exact_floor_pct` are implausibly exact (the median: one hour half forged, half measured does not
+hide the rest); an hour not judged (stopped, incomplete) restarts the count.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from collector.duration import format_duration
+from rules.balance import Condition
+from rules.quality import Finding
+from rules.settings import ForensicSettings
+
+__all__ = ["MAX_PRINTS", "ForensicPlan", "Match", "SitePrints", "exact_finding", "note_hour", "observe_reading",
+           "replay_finding", "smooth_finding"]
+
+MAX_PRINTS = 50_000
+"""Fingerprints one site keeps at most (the oldest go first)."""
+
+_KEEP_MATCHES = 64  # matches one meter remembers (the newest)
+_SCALE = 1000  # tokens are quantised to 0.001 (m³, m³/h)
+
+
+@dataclass(frozen=True, slots=True)
+class ForensicPlan:
+    """`ForensicSettings` for the hot path: durations as seconds."""
+
+    replay: bool
+    memory_s: float
+    window_s: float
+    min_matches: int
+    shingle: int
+    sample: int
+    smooth: bool
+    smooth_readings: int
+    smooth_floor: float  # a fraction, not %
+    exact: bool
+    exact_hours: int
+    exact_floor_pct: float
+    exact_min_m3: float
+
+    @classmethod
+    def of(cls, f: ForensicSettings) -> ForensicPlan:
+        return cls(f.replay, f.replay_memory.total_seconds(), f.replay_window.total_seconds(), f.replay_matches,
+                   f.replay_shingle, f.replay_sample, f.smooth, f.smooth_readings, f.smooth_floor_pct / 100.0,
+                   f.exact, f.exact_hours, f.exact_floor_pct, f.exact_min_m3)
+
+    @property
+    def any(self) -> bool:
+        return self.replay or self.smooth or self.exact
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A stretch of `meter` ending at `ts` that `source` showed before, ending at `earlier_ts`."""
+
+    ts: float
+    earlier_ts: float
+    source: str
+
+
+@dataclass(slots=True)
+class _MeterPrints:
+    tokens: deque[tuple[int, int]]
+    rates: deque[float]  # the last running rates, as many as `smooth_readings`
+    curvature: deque[float]  # their relative second differences
+    matches: deque[Match] = field(default_factory=lambda: deque(maxlen=_KEEP_MATCHES))
+    last_ts: float | None = None
+    last_total: float | None = None
+
+
+@dataclass(slots=True)
+class SitePrints:
+    """One site's remembered stretches (hash → meter and time of its last reading) and each meter's state."""
+
+    plan: ForensicPlan
+    prints: dict[int, tuple[str, float]] = field(default_factory=dict)
+    meters: dict[str, _MeterPrints] = field(default_factory=dict)
+    next_hour: int | None = None  # the next whole hour (epoch hours) the exact-balance check takes
+    hours: deque[tuple[float, float, float]] = field(default_factory=deque)  # judged run: (end, E m³, R m³)
+
+
+def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, total: float | None) -> None:
+    """Fold one reading (newer than the meter's last) into the site's fingerprints and smoothness."""
+    plan = sp.plan
+    mp = sp.meters.get(meter)
+    if mp is None:
+        n = plan.smooth_readings
+        mp = sp.meters[meter] = _MeterPrints(deque(maxlen=plan.shingle), deque(maxlen=n), deque(maxlen=n))
+    if plan.smooth:
+        _observe_rate(mp, rate)
+    if total is None or not plan.replay:
+        return
+    prev_ts, prev_total = mp.last_ts, mp.last_total
+    mp.last_ts, mp.last_total = ts, total
+    if prev_ts is None or prev_total is None:
+        return
+    delta = total - prev_total
+    if delta <= 0 or rate is None or rate <= 0:
+        mp.tokens.clear()  # a stopped or stepping-back meter shows nothing a copy could be told by
+        return
+    # both are positive here: int(x + 0.5) rounds them (and is quicker than round on the hot path)
+    step, flow = int(delta * _SCALE + 0.5), int(rate * _SCALE + 0.5)
+    tokens = mp.tokens
+    tokens.append((step, flow))
+    # a stretch is remembered by its last reading (the same stretch always is, wherever it recurs)
+    if (step + flow) % plan.sample or len(tokens) < plan.shingle or len(set(tokens)) < plan.shingle:
+        return  # not remembered; or a steady flow repeating its own readings: too little to tell a copy by
+    h = hash(tuple(tokens))
+    _forget(sp, ts)
+    seen = sp.prints.pop(h, None)
+    if seen is not None and (seen[0] != meter or seen[1] < ts):
+        mp.matches.append(Match(ts, seen[1], seen[0]))
+    sp.prints[h] = (meter, ts)
+
+
+def _observe_rate(mp: _MeterPrints, rate: float | None) -> None:
+    if rate is None or rate <= 0:
+        mp.rates.clear()  # stopped: a start-up's ramp is not judged against the run before
+        mp.curvature.clear()
+        return
+    r = mp.rates
+    r.append(rate)
+    if len(r) >= 3 and r[-2] > 0:
+        mp.curvature.append(abs(r[-1] - 2.0 * r[-2] + r[-3]) / r[-2])
+
+
+def _forget(sp: SitePrints, now: float) -> None:
+    """Drop fingerprints older than the memory, and the oldest beyond `MAX_PRINTS` (insertion order is
+    data time, nearly: meters report in step)."""
+    prints = sp.prints
+    oldest = now - sp.plan.memory_s
+    while prints:
+        h = next(iter(prints))
+        if prints[h][1] >= oldest and len(prints) < MAX_PRINTS:
+            break
+        del prints[h]
+
+
+def replay_finding(sp: SitePrints, now: float) -> Finding:
+    """ACTIVE when a meter's matches within the window (up to `now`) include `min_matches` with one source
+    and one shift; evidence per meter: where the copy comes from, the shift, how many stretches matched,
+    the first of them and the period it repeats."""
+    plan = sp.plan
+    hits: dict[str, dict[str, object]] = {}
+    for meter, mp in sp.meters.items():
+        groups: dict[tuple[str, int], list[Match]] = {}
+        for m in mp.matches:
+            if now - plan.window_s < m.ts <= now:
+                groups.setdefault((m.source, round((m.ts - m.earlier_ts) / 60.0)), []).append(m)
+        if not groups:
+            continue
+        (source, _), best = max(groups.items(), key=lambda kv: len(kv[1]))
+        if len(best) < plan.min_matches:
+            continue
+        shift = best[-1].ts - best[-1].earlier_ts
+        hits[meter] = {"copied_from": source, "shift": format_duration(timedelta(seconds=round(shift))),
+                       "matching_stretches": len(best), "stretch_readings": plan.shingle,
+                       "first_match": datetime.fromtimestamp(best[0].ts, UTC),
+                       "repeats_period_of": datetime.fromtimestamp(best[0].earlier_ts, UTC)}
+    if not hits:
+        return Finding(Condition.CLEAR)
+    return Finding(Condition.ACTIVE, tuple(hits), {"replays": hits})
+
+
+
+def smooth_finding(sp: SitePrints, now: float) -> Finding:
+    """ACTIVE when a meter's last `smooth_readings` running rates are too smooth for a real meter (see the
+    module); evidence per meter: the median second difference, the floor, and how many readings and distinct
+    rates it rests on."""
+    plan = sp.plan
+    hits: dict[str, dict[str, object]] = {}
+    for meter, mp in sp.meters.items():
+        if len(mp.curvature) < plan.smooth_readings or len(set(mp.rates)) * 2 < len(mp.rates):
+            continue
+        median = sorted(mp.curvature)[len(mp.curvature) // 2]
+        if median < plan.smooth_floor:
+            hits[meter] = {"median_jitter_pct": round(100.0 * median, 5),
+                           "floor_pct": round(100.0 * plan.smooth_floor, 5),
+                           "readings": len(mp.curvature), "distinct_rates": len(set(mp.rates))}
+    if not hits:
+        return Finding(Condition.CLEAR)
+    return Finding(Condition.ACTIVE, tuple(hits), {"smooth": hits})
+
+
+def note_hour(sp: SitePrints, end: float, extracted_m3: float, reinjected_m3: float, complete: bool) -> None:
+    """Take one whole hour ending at `end` (epoch seconds) into the exact-balance run: judged when complete
+    with enough extracted, else the run restarts."""
+    plan = sp.plan
+    if not complete or extracted_m3 < max(plan.exact_min_m3, 1e-9):
+        sp.hours.clear()
+        return
+    sp.hours.append((end, extracted_m3, reinjected_m3))
+    while len(sp.hours) > plan.exact_hours:
+        sp.hours.popleft()
+
+
+def exact_finding(sp: SitePrints, now: float) -> Finding:
+    """ACTIVE while the last `exact_hours` hours (the newest ended within two hours of `now`) balanced within
+    `exact_floor_pct` (median absolute hourly deficit); evidence: the hours, the median and the largest hourly
+    deficit, the floor, the volumes."""
+    plan = sp.plan
+    h = sp.hours
+    if len(h) < plan.exact_hours or now - h[-1][0] > 7200:
+        return Finding(Condition.CLEAR)
+    deficits = sorted(abs(100.0 * (e - r) / e) for _, e, r in h)
+    median = deficits[len(deficits) // 2]
+    if median >= plan.exact_floor_pct:
+        return Finding(Condition.CLEAR)
+    e_sum, r_sum = sum(e for _, e, _ in h), sum(r for _, _, r in h)
+    return Finding(Condition.ACTIVE, (), {
+        "hours": len(h), "from": datetime.fromtimestamp(h[0][0] - 3600, UTC),
+        "to": datetime.fromtimestamp(h[-1][0], UTC), "median_hourly_deficit_pct": round(median, 4),
+        "largest_hourly_deficit_pct": round(max(deficits), 4),
+        "floor_pct": plan.exact_floor_pct, "extracted_m3": round(e_sum, 3), "reinjected_m3": round(r_sum, 3)})
