@@ -112,7 +112,7 @@ class SiteArrival(ArrivalFigures):
 
 class Drained(BaseModel):
     """Water drained (extracted − reinjected) from `from` to `as_of`, the end of complete data, from the rule
-    engine's ledgers; `complete` when every meter covered it."""
+    engine's ledgers; `complete` when every meter covered it and it is current."""
 
     model_config = ConfigDict(populate_by_name=True)
     from_: datetime = Field(alias="from")
@@ -122,6 +122,8 @@ class Drained(BaseModel):
     drained_m3: float
     drained_pct: float | None
     complete: bool
+    age_s: float | None = None  # of `as_of`, at the service's now
+    stale: bool = False  # `as_of` older than the site's `offline_after`: not current, never `complete`
 
 
 class SiteSummary(BaseModel):

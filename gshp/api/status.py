@@ -72,7 +72,18 @@ def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, en
     return SiteStatus(
         site, status, last_seen, age_s, live.flows(site.id, now),
         {name: engine.balance(site.id, window, now) for name, window in BOARD_WINDOWS.items()},
-        len(firing), meters, arrived, None if day_start is None else engine.volumes_since(site.id, day_start))
+        len(firing), meters, arrived,
+        None if day_start is None else _aged(engine.volumes_since(site.id, day_start), now, offline_after))
+
+
+def _aged(volumes: dict[str, Any] | None, now: datetime, offline_after: float) -> dict[str, Any] | None:
+    """Volumes with the age of their `as_of` at `now`: older than `offline_after` they are `stale`, never
+    `complete` (a silent meter holds the figure back: it is not current)."""
+    if volumes is None:
+        return None
+    age = max(0.0, (now - datetime.fromisoformat(volumes["as_of"])).total_seconds())
+    return {**volumes, "age_s": round(age, 1), "stale": age > offline_after,
+            "complete": volumes["complete"] and age <= offline_after}
 
 
 def drained_sum(volumes: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -56,6 +56,9 @@ sites:
         assert abs(one_hour["age_s"] - SILENT.total_seconds()) <= 2 * EVERY.total_seconds()
         assert one_hour["as_of"] == one_hour["end"]
         assert datetime.fromisoformat(one_hour["as_of"]) <= T0 + both * EVERY
+        today = site["drained_today"]
+        assert today["stale"] is True and today["complete"] is False
+        assert today["age_s"] > 15 * 60  # held back at the local midnight: hours old, not current
 
         detail = running.get("/api/sites/hehua").json()
         assert detail["reinjection_m3h"] is None and detail["balance"]["1h"]["stale"] is True
