@@ -87,10 +87,10 @@ class Match:
 
 @dataclass(slots=True)
 class _MeterPrints:
-    """Packed: the rates and curvatures in float arrays (8 bytes a value, not a float object in a deque's
+    """Packed: the tokens, rates and curvatures in float arrays (8 bytes a value, not an object in a deque's
     64-slot block), the matches made at the first one — a city of 10 000 meters keeps them in a few MB."""
 
-    tokens: deque[tuple[int, int]]
+    tokens: array[float] = field(default_factory=lambda: array("d"))  # (step, flow) pairs, ≤ `shingle` of them
     rates: array[float] = field(default_factory=lambda: array("d"))  # the last running rates, ≤ `smooth_readings`
     curvature: array[float] = field(default_factory=lambda: array("d"))  # their relative second differences
     matches: deque[Match] | None = None
@@ -114,7 +114,7 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
     plan = sp.plan
     mp = sp.meters.get(meter)
     if mp is None:
-        mp = sp.meters[meter] = _MeterPrints(deque(maxlen=plan.shingle))
+        mp = sp.meters[meter] = _MeterPrints()
     if plan.smooth:
         _observe_rate(mp, rate, plan.smooth_readings)
     if total is None or not plan.replay:
@@ -125,14 +125,17 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
         return
     delta = total - prev_total
     if delta <= 0 or rate is None or rate <= 0:
-        mp.tokens.clear()  # a stopped or stepping-back meter shows nothing a copy could be told by
+        del mp.tokens[:]  # a stopped or stepping-back meter shows nothing a copy could be told by
         return
     # both are positive here: int(x + 0.5) rounds them (and is quicker than round on the hot path)
     step, flow = int(delta * _SCALE + 0.5), int(rate * _SCALE + 0.5)
     tokens = mp.tokens
-    tokens.append((step, flow))
+    tokens.extend((step, flow))  # integers below 2**53: exact as floats
+    if len(tokens) > 2 * plan.shingle:
+        del tokens[:2]
     # a stretch is remembered by its last reading (the same stretch always is, wherever it recurs)
-    if (step + flow) % plan.sample or len(tokens) < plan.shingle or len(set(tokens)) < plan.shingle:
+    if (step + flow) % plan.sample or len(tokens) < 2 * plan.shingle or len(
+            set(zip(tokens[::2], tokens[1::2], strict=True))) < plan.shingle:
         return  # not remembered; or a steady flow repeating its own readings: too little to tell a copy by
     h = hash(tuple(tokens))
     _forget(sp, ts)
