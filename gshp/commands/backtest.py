@@ -401,7 +401,8 @@ def run(args: argparse.Namespace) -> int:
     except (QueryError, ReplayError) as exc:
         return _fail(str(exc))
     rows = sum(r.rows for r in results)
-    bar.add(0, final=True)
+    # the workers' last progress messages may still be in flight: the final line counts every row read
+    bar.add(max(0, rows * len(rule_sets) - bar.done), final=True)
     _bad_rows(results)
     by_site = {r.site: r for t in results for r in t.sites}
     sites = [by_site.get(s.id) or SiteResult(s.id, alerts=[[] for _ in rule_sets],
