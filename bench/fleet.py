@@ -66,8 +66,10 @@ def _start(config: Path, api: int, log: Path) -> tuple[subprocess.Popen[bytes], 
     """Start `gshp run`; the seconds until it answers and every subscription is acknowledged."""
     t = time.monotonic()
     with open(log, "ab") as out:
+        # two malloc arenas, as the systemd units run it (deploy/systemd): ~5 MB less RSS at 10 000 meters
         proc = subprocess.Popen([sys.executable, "-m", "gshp.cli", "run", "--config", str(config)],
-                                env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out, stderr=out)
+                                env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},
+                                stdout=out, stderr=out)
     deadline = t + 120
     while scrape(api, "gshp_mqtt_subscribed") != 1.0:
         if time.monotonic() > deadline or proc.poll() is not None:

@@ -12,15 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Protocol
 
 from collector.influx.lineproto import format_line, to_ms
 from collector.influx.reader import quote_ident, quote_literal
 from gshp.roles import ProcessRole
 from gshp.shard import ShardSettings
 from rules.audit import Anchor, AuditChain
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ANCHOR_CHECK", "MEASUREMENT", "AnchorJob", "anchor_line", "chain_name", "latest_anchor"]
 

@@ -106,14 +106,14 @@ class ArrivalTracker:
         every_ms = round(every * 1000)
         offset_ms = round(start * 1000) % every_ms
         where = " OR ".join(f"site = {quote_literal(s)}" for s in sites)
-        df = reader.query(f"SELECT count(*) FROM flow WHERE time >= {round(start * 1000)}ms "
-                          f"AND time < {round(stop * 1000)}ms AND ({where}) "
-                          f"GROUP BY time({every_ms}ms, {offset_ms}ms), site, meter fill(none)")
-        if df.empty or "site" not in df or "meter" not in df:
+        rows = reader.rows(f"SELECT count(*) FROM flow WHERE time >= {round(start * 1000)}ms "
+                           f"AND time < {round(stop * 1000)}ms AND ({where}) "
+                           f"GROUP BY time({every_ms}ms, {offset_ms}ms), site, meter fill(none)")
+        if not rows.values or "site" not in rows.columns or "meter" not in rows.columns:
             return 0
         found = 0
-        secs = (df["time"].astype("int64") // 10**6 / 1000).tolist()  # the reader's times: UTC datetimes
-        for ts, site, meter in zip(secs, df["site"].tolist(), df["meter"].tolist(), strict=True):
+        secs = [t / 1000 for t in rows.column("time")]
+        for ts, site, meter in zip(secs, rows.column("site"), rows.column("meter"), strict=True):
             if (site, meter) in self.since and self.book.interval(site, meter) == every:
                 self.book.note(site, meter, ts)
                 found += 1

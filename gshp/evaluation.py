@@ -98,7 +98,7 @@ def balance_lines(engine: Engine, sites: Sequence[Site], at_ms: int) -> list[str
     lines = []
     for site in sites:
         for name, window in BOARD_WINDOWS.items():
-            b = engine.balance(site.id, window)
+            b = engine.balance(site.id, window, datetime.fromtimestamp(at_ms / 1000, UTC))
             if b is None:
                 continue
             lines.append(format_line("balance", {"site": site.id, "window": name, "district": site.district},
@@ -220,7 +220,7 @@ class RuleLoop:
             if self.progress.state is BackfillState.WAITING:  # else `hold` started it, or `release` ended it
                 self.progress = Backfill(BackfillState.RUNNING, started=time.monotonic())
         try:
-            df = reader.flow(now - lookback, now)
+            rows = reader.flow_rows(now - lookback, now)
         except QueryError as exc:
             log.warning("cannot back-fill the rule windows from InfluxDB (%s); evaluating the live stream only",
                         exc)
@@ -229,11 +229,14 @@ class RuleLoop:
             return 0
         with self._hold_lock:
             if self.progress.state is not BackfillState.RUNNING:
-                log.info("the back-fill's %d rows came after it ended (%s): not taken", len(df),
+                log.info("the back-fill's %d rows came after it ended (%s): not taken", len(rows.values),
                          self.progress.state.value)
                 return 0
-            self.progress.rows = len(df)
-        n = self.engine.backfill(df) if not df.empty else 0  # before `release` gives the engine newer readings
+            self.progress.rows = len(rows.values)
+        # before `release` gives the engine newer readings
+        n = self.engine.backfill_columns([t / 1000 for t in rows.column("time")], rows.column("site"),
+                                         rows.column("meter"), rows.column("rate_m3h"), rows.column("total_m3"),
+                                         rows.column("volume_m3"), rows.column("period_s"))
         with self._hold_lock:
             self._finish(BackfillState.DONE)
         log.info("back-filled the rule windows with %d readings from the last %s in %.1f s", n, lookback,

@@ -11,7 +11,9 @@ Events (`event:` name, then one JSON object as `data:`):
 - `reading`: a meter's newest reading — site, meter, role, ts, rate_m3h, total_m3, signal_pct, error_code
   (a reading older than the meter's newest is not sent);
 - `flow`: a site's summed flows after those readings — site, ts, extraction_m3h, reinjection_m3h,
-  deficit_m3h (the live chart);
+  deficit_m3h, complete (the live chart). A meter whose newest reading is more than the site's
+  `offline_after` older than the site's newest is left out of the sums (`complete` is then false): a silent
+  meter's last rate is never added as if current;
 - `alert`: an alert transition, in the one alert event shape (`alerting.model.Alert.to_dict`);
 - `incident`: an incident change, `alerting.model.IncidentNotice.to_dict` (change, at, incident);
 - `ack`: an alert acknowledged — id, site, by.
@@ -21,17 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from collector.model import Reading, Role, Site
 
-__all__ = ["LiveState", "SitePoint", "Subscriber", "reading_event"]
+__all__ = ["LiveFlows", "LiveState", "SitePoint", "Subscriber", "reading_event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,19 @@ class SitePoint:
     @property
     def deficit_m3h(self) -> float:
         return self.extraction_m3h - self.reinjection_m3h
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFlows:
+    """A site's flows now, from the meters whose newest reading is recent (at most `offline_after` old):
+    a side with no recent meter is None (unknown), not 0. `as_of` is the oldest reading summed, `age_s` its
+    age; `complete` says every meter was summed."""
+
+    as_of: datetime | None
+    age_s: float | None
+    extraction_m3h: float | None
+    reinjection_m3h: float | None
+    complete: bool
 
 
 class _SiteHistory:
@@ -108,8 +124,11 @@ class Subscriber:
 class LiveState:
     def __init__(self, sites: Sequence[Site], history: timedelta = timedelta(hours=6), max_points: int = 2000,
                  now: Callable[[], datetime] | None = None, tz: tzinfo = UTC,
-                 resolution: timedelta = timedelta(minutes=1)) -> None:
+                 resolution: timedelta = timedelta(minutes=1),
+                 offline_after: Mapping[str, timedelta] | None = None) -> None:
         self.sites = {s.id: s for s in sites}
+        # per site: how old a meter's newest reading may be to count in the sums (not given: any age)
+        self._offline_after = {k: v.total_seconds() for k, v in (offline_after or {}).items()}
         self._now = now
         self.tz = tz  # the events' times carry this zone's offset, as every time the API answers
         self._lock = threading.Lock()
@@ -138,44 +157,58 @@ class LiveState:
                     self._order[key] = at
                     newest[key] = r
                     touched.add(r.site)
-            points = {site: self._site_point(site) for site in touched if site in self.sites}
-            for site, point in points.items():
-                if point is not None:
-                    self._history[site].add(point, self._resolution, self._history_span, self._max_points)
+            points = {site: p for site in touched if site in self.sites and (p := self._site_point(site)) is not None}
+            for site, (point, _) in points.items():
+                self._history[site].add(point, self._resolution, self._history_span, self._max_points)
         if not self._subscribers:  # nobody watches: no event is built (the board's state is kept above)
             return
         events = [("reading", reading_event(r, self.tz), r.site) for r in newest.values() if r.site in self.sites]
         events += [("flow", {"site": site, "ts": point.ts.astimezone(self.tz).isoformat(),
                              "extraction_m3h": round(point.extraction_m3h, 3),
                              "reinjection_m3h": round(point.reinjection_m3h, 3),
-                             "deficit_m3h": round(point.deficit_m3h, 3)}, site)
-                   for site, point in points.items() if point is not None]
+                             "deficit_m3h": round(point.deficit_m3h, 3), "complete": complete}, site)
+                   for site, (point, complete) in points.items()]
         self.publish_many(events)
 
-    def reconfigure(self, sites: Sequence[Site]) -> None:
+    def reconfigure(self, sites: Sequence[Site], offline_after: Mapping[str, timedelta] | None = None) -> None:
         """Take the sites of a reloaded config: a kept site keeps its latest readings and chart history, an
         added one starts empty, a removed one (and its readings) is forgotten."""
         with self._lock:
             self.sites = {s.id: s for s in sites}
+            self._offline_after = {k: v.total_seconds() for k, v in (offline_after or {}).items()}
             self._history = {s.id: h if (h := self._history.get(s.id)) is not None else _SiteHistory() for s in sites}
             gone = [key for key in self._latest if key[0] not in self.sites]
             for key in gone:
                 del self._latest[key]
                 self._order.pop(key, None)
 
-    def _site_point(self, site: str) -> SitePoint | None:
-        sums = {Role.EXTRACTION: 0.0, Role.REINJECTION: 0.0, Role.DISCHARGE: 0.0}
-        newest: datetime | None = None
-        for m in self.sites[site].meters:
-            r = self._latest.get((site, m.id))
-            if r is None:
+    def _sums(self, site: str, now: datetime | None) -> tuple[dict[Role, float], dict[Role, int], list[datetime],
+                                                                 bool]:
+        """Per role the summed rates and the meters summed, the times of the readings summed, and whether
+        every meter was: a meter counts when its newest reading is at most `offline_after` before `now`
+        (default: the site's newest reading)."""
+        at = {m.id: self._order.get((site, m.id)) for m in self.sites[site].meters}
+        known = [t for t in at.values() if t is not None]
+        if now is None and known:
+            now = max(known)
+        limit = self._offline_after.get(site, math.inf)
+        sums = dict.fromkeys(Role, 0.0)
+        counted = dict.fromkeys(Role, 0)
+        times: list[datetime] = []
+        for mid, t in at.items():
+            if t is None or now is None or (now - t).total_seconds() > limit:
                 continue
+            r = self._latest[(site, mid)]
             sums[r.role] += r.rate_m3h or 0.0
-            at = self._order[(site, m.id)]
-            newest = at if newest is None or at > newest else newest
-        if newest is None:
+            counted[r.role] += 1
+            times.append(t)
+        return sums, counted, times, len(times) == len(at)
+
+    def _site_point(self, site: str) -> tuple[SitePoint, bool] | None:
+        sums, _, times, complete = self._sums(site, None)
+        if not times:
             return None
-        return SitePoint(newest, sums[Role.EXTRACTION], sums[Role.REINJECTION], sums[Role.DISCHARGE])
+        return SitePoint(max(times), sums[Role.EXTRACTION], sums[Role.REINJECTION], sums[Role.DISCHARGE]), complete
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -191,10 +224,17 @@ class LiveState:
             hist = self._history.get(site)
             return hist.points() if hist is not None else []
 
-    def last_point(self, site: str) -> SitePoint | None:
+    def flows(self, site: str, now: datetime) -> LiveFlows:
+        """The site's live flows at `now` (see `LiveFlows`)."""
         with self._lock:
-            hist = self._history.get(site)
-            return hist.point(len(hist.ts) - 1) if hist is not None and hist.ts else None
+            sums, counted, times, complete = self._sums(site, now)
+
+        def side(role: Role) -> float | None:
+            return sums[role] if counted[role] else None
+
+        as_of = min(times) if times else None
+        return LiveFlows(as_of, None if as_of is None else max(0.0, (now - as_of).total_seconds()),
+                         side(Role.EXTRACTION), side(Role.REINJECTION), complete)
 
     def last_seen(self, site: str) -> datetime | None:
         meters = self.sites[site].meters if site in self.sites else ()

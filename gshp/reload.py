@@ -45,7 +45,7 @@ from gshp.config.planning import planning_problems
 from gshp.config.schema import config_warnings
 from gshp.health import Reason
 from gshp.roles import RoleError
-from gshp.service import Service, Source
+from gshp.service import Service, Source, offline_after
 from gshp.sources import SourceConfigError
 from rules.notify.errors import NotifyError
 
@@ -314,7 +314,7 @@ class Reloader:
         svc.engine.reconfigure(new.sites, new.rules)
         svc.restore_maintenance(added)
         svc.rules.sites = list(new.sites)
-        svc.live.reconfigure(new.sites)
+        svc.live.reconfigure(new.sites, offline_after(new))
         svc.schema = FlowSchema(new.sites)
         svc.config = new
         svc.outlines = p.outlines

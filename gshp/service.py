@@ -95,6 +95,11 @@ class ReportsChanges(Protocol):
     on_change: Callable[[Sequence[MeterChange], str], None] | None
 
 
+
+def offline_after(config: Config) -> dict[str, timedelta]:
+    """Per site, how old a meter's newest reading may be to count as current (`quality.offline_after`)."""
+    return {s.id: config.rules.resolve(s.id, s.district).quality.offline_after for s in config.sites}
+
 class Service:
     def __init__(self, config: Config, sources: Sequence[Source] = (), clock: Clock | None = None,
                  role: ProcessRole = ProcessRole.ALL, fanout_client_id: str | None = None) -> None:
@@ -114,7 +119,7 @@ class Service:
         self.drainer = Drainer(self.outbox, self.writer)
         self.reader = InfluxReader(config.influx)
         self.sources = list(sources)
-        self.live = LiveState(config.sites, now=self.clock.now, tz=config.tz)
+        self.live = LiveState(config.sites, now=self.clock.now, tz=config.tz, offline_after=offline_after(config))
         self.store = AlertStore(config.state_dir / "alerts.sqlite")
         # people's writes (cases, maintenance, silences) and their audit chain share the alert database
         self.audit = AuditChain(self.store)

@@ -24,9 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from alerting.model import (
     Alert,
@@ -88,6 +86,9 @@ from rules.sequential import (
 from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
 from rules.store import AlertStore, Evaluation, StoreError
 from rules.windows import IntervalSeries, Ledger, interval_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Engine", "EngineError", "EngineStats", "Step"]
 
@@ -218,6 +219,8 @@ class Engine:
         self._ledgers: list[YearLedger] = []
         self._store_problem: str | None = None
         self._keep = keep
+        # per RuleSet id: the set itself (kept, so its id is not reused), its quality plan and CUSUM parameters
+        self._plans: dict[int, tuple[RuleSet, QualityPlan, CusumParams]] = {}
         for site in sites:
             self._sites[site.id] = self._new_site(site, settings.resolve(site.id, site.district))
         self._restore()
@@ -241,15 +244,18 @@ class Engine:
         st.cusum = cusum_start(rs.sequential.baseline_bound_factor * sum(self._accuracy(st)))
         return st
 
-    @staticmethod
-    def _set_rules(st: _SiteState, rs: RuleSet) -> None:
-        st.rules, st.quality, st.gap_s = rs, QualityPlan.of(rs.quality), rs.gap_tolerance.total_seconds()
+    def _set_rules(self, st: _SiteState, rs: RuleSet) -> None:
+        if id(rs) not in self._plans:  # one plan per rule set (shared by a district's sites; all frozen)
+            seq = rs.sequential
+            self._plans[id(rs)] = (rs, QualityPlan.of(rs.quality), CusumParams(
+                seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
+                seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day))
+        _, quality, cusum = self._plans[id(rs)]
+        st.rules, st.quality, st.gap_s = rs, quality, rs.gap_tolerance.total_seconds()
         plan = ForensicPlan.of(rs.forensic)
         if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
             st.prints = SitePrints(plan) if plan.any else None
-        seq = rs.sequential
-        st.cusum_params = CusumParams(seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
-                                      seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day)
+        st.cusum_params = cusum
 
     def reconfigure(self, sites: Sequence[Site], settings: RulesSettings) -> None:
         """Take a new configuration while running (a config reload): added sites start empty (their open
@@ -261,6 +267,7 @@ class Engine:
             raise EngineError("rules.evaluate_every cannot change while running (the ledgers' interval)")
         with self._lock:
             kept: dict[str, _SiteState] = {}
+            self._plans.clear()  # every site takes the new settings' rule sets below
             for site in sites:
                 rs = settings.resolve(site.id, site.district)
                 st = self._sites.get(site.id)
@@ -374,29 +381,34 @@ class Engine:
     def backfill(self, rows: Iterable[Reading] | pd.DataFrame) -> int:
         """Fill windows from history: Readings, or a DataFrame with ts, site, meter, rate_m3h, total_m3
         (ts tz-aware or epoch seconds). Returns how many rows were taken. No alert is evaluated here."""
-        if isinstance(rows, pd.DataFrame):
-            df = rows
+        if hasattr(rows, "columns"):  # a DataFrame (pandas is imported only when one is given)
+            import pandas as pd
+
+            df: Any = rows
             ts = df["ts"]
             if pd.api.types.is_datetime64_any_dtype(ts):
-                secs = (ts.astype("datetime64[ns, UTC]").astype("int64") / 1e9).to_numpy()
+                secs = (ts.astype("datetime64[ns, UTC]").astype("int64") / 1e9).tolist()
             else:
-                secs = ts.astype(float).to_numpy()
-            order = sorted(range(len(df)), key=lambda i: secs[i])
-            site, meter = df["site"].to_numpy(), df["meter"].to_numpy()
-            rate, total = df["rate_m3h"].to_numpy(), df["total_m3"].to_numpy()
-            volume = df["volume_m3"].to_numpy() if "volume_m3" in df else None
-            period = df["period_s"].to_numpy() if "period_s" in df else None
-            with self._lock:
-                for i in order:
-                    r = _value(rate[i])
-                    t = _value(total[i])
-                    v = _value(volume[i]) if volume is not None else None
-                    p = _value(period[i]) if period is not None else None
-                    self._ingest_one(str(site[i]), str(meter[i]), float(secs[i]), r, t, None, None, v, p)
-            return len(order)
+                secs = ts.astype(float).tolist()
+            n = len(df)
+            return self.backfill_columns(secs, df["site"].tolist(), df["meter"].tolist(), df["rate_m3h"].tolist(),
+                                         df["total_m3"].tolist(),
+                                         df["volume_m3"].tolist() if "volume_m3" in df else [None] * n,
+                                         df["period_s"].tolist() if "period_s" in df else [None] * n)
         items = sorted(rows, key=lambda r: r.ts)
         self.ingest(items)
         return len(items)
+
+    def backfill_columns(self, secs: Sequence[float], site: Sequence[Any], meter: Sequence[Any],
+                         rate: Sequence[Any], total: Sequence[Any], volume: Sequence[Any],
+                         period: Sequence[Any]) -> int:
+        """`backfill` from parallel columns (epoch seconds; a missing value None or NaN), in time order."""
+        order = sorted(range(len(secs)), key=lambda i: secs[i])
+        with self._lock:
+            for i in order:
+                self._ingest_one(str(site[i]), str(meter[i]), float(secs[i]), _value(rate[i]), _value(total[i]),
+                                 None, None, _value(volume[i]), _value(period[i]))
+        return len(order)
 
     def _ingest_one(self, site_id: str, meter_id: str, ts: float, rate: float | None, total: float | None,
                     signal: float | None, error: int | None, volume: float | None = None,
@@ -1093,10 +1105,11 @@ class Engine:
             summary=summarize(info.family, rule, site.name, evidence, self.language, tr.state.value),
             evidence=evidence)
 
-    def balance(self, site_id: str, window: timedelta) -> dict[str, Any] | None:
+    def balance(self, site_id: str, window: timedelta, now: datetime | None = None) -> dict[str, Any] | None:
         """The site's volumes over the last `window` of complete data (for the board and reports):
-        extracted, reinjected and deficit m³, deficit %, whether every meter covered it, and its end time.
-        None before both sides have reported."""
+        extracted, reinjected and deficit m³, deficit %, whether every meter covered it, and its end time
+        (`end`, also `as_of`). Given `now`, also its age: a window ending more than the site's `offline_after`
+        before `now` is `stale` and never `complete`. None before both sides have reported."""
         with self._lock:
             st = self._site(site_id)
             kb = self._horizon_k(st)
@@ -1106,9 +1119,15 @@ class Engine:
             ext, rei = self._sides(st)
             e, e_ok = self._sum(ext, ka, kb)
             r, r_ok = self._sum(rei, ka, kb)
+            offline_after = st.rules.quality.offline_after.total_seconds()
+        end = kb * self.step_s
+        age = None if now is None else max(0.0, now.timestamp() - end)
+        stale = age is not None and age > offline_after
+        as_of = iso(datetime.fromtimestamp(end, self.tz))
         return {"extracted_m3": round(e, 3), "reinjected_m3": round(r, 3), "deficit_m3": round(e - r, 3),
-                "deficit_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None, "complete": e_ok and r_ok,
-                "end": iso(datetime.fromtimestamp(kb * self.step_s, self.tz))}
+                "deficit_pct": round(100.0 * (e - r) / e, 2) if e > 0 else None,
+                "complete": e_ok and r_ok and not stale, "end": as_of, "as_of": as_of,
+                "age_s": None if age is None else round(age, 1), "stale": stale}
 
     def volumes_since(self, site_id: str, start: datetime) -> dict[str, Any] | None:
         """The site's volumes from `start` to the end of its complete data (m³ drained today, or since an

@@ -27,6 +27,7 @@ hide the rest); an hour not judged (stopped, incomplete) restarts the count.
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,10 +87,13 @@ class Match:
 
 @dataclass(slots=True)
 class _MeterPrints:
-    tokens: deque[tuple[int, int]]
-    rates: deque[float]  # the last running rates, as many as `smooth_readings`
-    curvature: deque[float]  # their relative second differences
-    matches: deque[Match] = field(default_factory=lambda: deque(maxlen=_KEEP_MATCHES))
+    """Packed: the tokens, rates and curvatures in float arrays (8 bytes a value, not an object in a deque's
+    64-slot block), the matches made at the first one — a city of 10 000 meters keeps them in a few MB."""
+
+    tokens: array[float] = field(default_factory=lambda: array("d"))  # (step, flow) pairs, ≤ `shingle` of them
+    rates: array[float] = field(default_factory=lambda: array("d"))  # the last running rates, ≤ `smooth_readings`
+    curvature: array[float] = field(default_factory=lambda: array("d"))  # their relative second differences
+    matches: deque[Match] | None = None
     last_ts: float | None = None
     last_total: float | None = None
 
@@ -110,10 +114,9 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
     plan = sp.plan
     mp = sp.meters.get(meter)
     if mp is None:
-        n = plan.smooth_readings
-        mp = sp.meters[meter] = _MeterPrints(deque(maxlen=plan.shingle), deque(maxlen=n), deque(maxlen=n))
+        mp = sp.meters[meter] = _MeterPrints()
     if plan.smooth:
-        _observe_rate(mp, rate)
+        _observe_rate(mp, rate, plan.smooth_readings)
     if total is None or not plan.replay:
         return
     prev_ts, prev_total = mp.last_ts, mp.last_total
@@ -122,32 +125,42 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
         return
     delta = total - prev_total
     if delta <= 0 or rate is None or rate <= 0:
-        mp.tokens.clear()  # a stopped or stepping-back meter shows nothing a copy could be told by
+        del mp.tokens[:]  # a stopped or stepping-back meter shows nothing a copy could be told by
         return
     # both are positive here: int(x + 0.5) rounds them (and is quicker than round on the hot path)
     step, flow = int(delta * _SCALE + 0.5), int(rate * _SCALE + 0.5)
     tokens = mp.tokens
-    tokens.append((step, flow))
+    tokens.extend((step, flow))  # integers below 2**53: exact as floats
+    if len(tokens) > 2 * plan.shingle:
+        del tokens[:2]
     # a stretch is remembered by its last reading (the same stretch always is, wherever it recurs)
-    if (step + flow) % plan.sample or len(tokens) < plan.shingle or len(set(tokens)) < plan.shingle:
+    if (step + flow) % plan.sample or len(tokens) < 2 * plan.shingle or len(
+            set(zip(tokens[::2], tokens[1::2], strict=True))) < plan.shingle:
         return  # not remembered; or a steady flow repeating its own readings: too little to tell a copy by
     h = hash(tuple(tokens))
     _forget(sp, ts)
     seen = sp.prints.pop(h, None)
     if seen is not None and (seen[0] != meter or seen[1] < ts):
+        if mp.matches is None:
+            mp.matches = deque(maxlen=_KEEP_MATCHES)
         mp.matches.append(Match(ts, seen[1], seen[0]))
     sp.prints[h] = (meter, ts)
 
 
-def _observe_rate(mp: _MeterPrints, rate: float | None) -> None:
+def _observe_rate(mp: _MeterPrints, rate: float | None, keep: int) -> None:
     if rate is None or rate <= 0:
-        mp.rates.clear()  # stopped: a start-up's ramp is not judged against the run before
-        mp.curvature.clear()
+        del mp.rates[:]  # stopped: a start-up's ramp is not judged against the run before
+        del mp.curvature[:]
         return
     r = mp.rates
     r.append(rate)
+    if len(r) > keep:
+        del r[0]
     if len(r) >= 3 and r[-2] > 0:
-        mp.curvature.append(abs(r[-1] - 2.0 * r[-2] + r[-3]) / r[-2])
+        c = mp.curvature
+        c.append(abs(r[-1] - 2.0 * r[-2] + r[-3]) / r[-2])
+        if len(c) > keep:
+            del c[0]
 
 
 def _forget(sp: SitePrints, now: float) -> None:
@@ -170,7 +183,7 @@ def replay_finding(sp: SitePrints, now: float) -> Finding:
     hits: dict[str, dict[str, object]] = {}
     for meter, mp in sp.meters.items():
         groups: dict[tuple[str, int], list[Match]] = {}
-        for m in mp.matches:
+        for m in mp.matches or ():
             if now - plan.window_s < m.ts <= now:
                 groups.setdefault((m.source, round((m.ts - m.earlier_ts) / 60.0)), []).append(m)
         if not groups:

@@ -18,17 +18,20 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from collector.model import Meter, Role, Site, expected_interval
 from rules.arrival import NOTHING, Arrival, arrival
 from rules.counters import StepKind, increase
 from rules.engine import Engine
-from rules.replay import Readings
 from rules.roles import role_on
 from rules.settings import MaintenanceWindow, RulesSettings
 from rules.windows import IntervalSeries
+
+if TYPE_CHECKING:  # numpy is imported by the computation only: the API and the CLI import this module at start
+    import numpy as np
+
+    from rules.replay import Readings
 
 __all__ = [
     "ONLINE_THRESHOLD_PCT",
@@ -265,6 +268,8 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     beside the config's. `intervals` gives each meter's expected reporting interval for the arrival rate
     (default: `collector.model.expected_interval` without gateways). Sites are listed in config order,
     grouped by district."""
+    import numpy as np
+
     chosen = [s for s in sites if district is None or s.district == district]
     if district is not None and not chosen:
         known = ", ".join(sorted({s.district for s in sites})) or "none are configured"

@@ -1,4 +1,5 @@
-"""Reads history with InfluxQL over ``/query`` into pandas DataFrames.
+"""Reads history with InfluxQL over ``/query``: plain rows (`InfluxReader.rows`), or pandas DataFrames for
+the reports and exports (pandas is imported only by the reads that build one).
 
 InfluxQL on ``/query`` is served by InfluxDB 1.x, by 2.x through its v1 compatibility API (DBRP
 mapping), and by 3.x, so one reader serves every deployment. Values interpolated into a query are quoted
@@ -7,9 +8,10 @@ with `quote_literal` / `quote_ident`; nothing from a payload reaches a query unq
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import requests
 
 from collector.influx.influxql import quote_ident, quote_literal
@@ -17,7 +19,14 @@ from collector.influx.retention import series_source
 from collector.influx.settings import InfluxApi, InfluxSettings
 from collector.redact import redact
 
-__all__ = ["InfluxReader", "QueryError", "quote_ident", "quote_literal"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["InfluxReader", "QueryError", "Rows", "quote_ident", "quote_literal"]
+
+
+FLOW_COLUMNS = ("rate_m3h", "total_m3", "signal_pct", "error_code", "volume_m3", "period_s", "site", "meter",
+                "role")
 
 
 class QueryError(Exception):
@@ -33,6 +42,22 @@ def _time(ts: datetime) -> str:
     return quote_literal(ts.isoformat().replace("+00:00", "Z"))
 
 
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A query's answer without pandas: column names (`time` first, in epoch milliseconds, then fields and
+    tags) and one list of values per row."""
+
+    columns: list[str]
+    values: list[list[Any]]
+
+    def column(self, name: str) -> list[Any]:
+        """One column's values (None in every row when the answer has no such column)."""
+        if name not in self.columns:
+            return [None] * len(self.values)
+        i = self.columns.index(name)
+        return [v[i] for v in self.values]
+
+
 class InfluxReader:
     def __init__(self, settings: InfluxSettings) -> None:
         self.settings = settings
@@ -43,8 +68,8 @@ class InfluxReader:
         elif settings.username and settings.password:
             self._session.auth = (settings.username, settings.password.get_secret_value())
 
-    def query(self, q: str) -> pd.DataFrame:
-        """Run one InfluxQL statement; a DataFrame with a tz-aware UTC `time` column plus tags and fields."""
+    def rows(self, q: str) -> Rows:
+        """Run one InfluxQL statement; every series' rows with its tags as columns, `time` in epoch ms."""
         params = {"db": self.settings.bucket, "q": q, "epoch": "ms"}
         if self.settings.retention_policy:
             params["rp"] = self.settings.retention_policy
@@ -55,18 +80,36 @@ class InfluxReader:
             raise QueryError(f"cannot reach InfluxDB at {self.settings.url}: {type(exc).__name__}") from exc
         if r.status_code >= 300:
             raise QueryError(f"InfluxDB answered {r.status_code} to a query: {r.text[:300]}")
-        frames = []
+        columns: list[str] = ["time"]
+        values: list[list[Any]] = []
         for result in r.json().get("results", []):
             if "error" in result:
                 raise QueryError(f"InfluxDB could not run the query: {result['error']}")
             for series in result.get("series", []):
-                df = pd.DataFrame(series["values"], columns=series["columns"])
-                for tag, value in (series.get("tags") or {}).items():
-                    df[tag] = value
-                frames.append(df)
-        if not frames:
-            return pd.DataFrame(columns=["time"])
-        df = pd.concat(frames, ignore_index=True)
+                tags = series.get("tags") or {}
+                for c in [*series["columns"], *tags]:
+                    if c not in columns:
+                        columns.append(c)
+                at = [columns.index(c) for c in series["columns"]]
+                tag_at = [(columns.index(t), v) for t, v in tags.items()]
+                for row in series["values"]:
+                    out: list[Any] = [None] * len(columns)
+                    for i, v in zip(at, row, strict=True):
+                        out[i] = v
+                    for i, v in tag_at:
+                        out[i] = v
+                    values.append(out)
+        width = len(columns)
+        for row in values:  # a later series may have added columns
+            row.extend([None] * (width - len(row)))
+        return Rows(columns, values)
+
+    def query(self, q: str) -> pd.DataFrame:
+        """Run one InfluxQL statement; a DataFrame with a tz-aware UTC `time` column plus tags and fields."""
+        import pandas as pd
+
+        rows = self.rows(q)
+        df = pd.DataFrame(rows.values, columns=rows.columns)
         df["time"] = pd.to_datetime(df["time"], unit="ms", utc=True)
         return df
 
@@ -77,23 +120,30 @@ class InfluxReader:
         raw_since = datetime.now(UTC) - s.retention if s.retention is not None else None
         return series_source(measurement, start, stop, step, [d.every for d in s.downsample], raw_since)
 
-    def flow(self, start: datetime, stop: datetime, site: str | None = None) -> pd.DataFrame:
-        """Readings in [start, stop): columns ts, site, meter, role, rate_m3h, total_m3, signal_pct,
-        error_code, volume_m3, period_s — sorted by ts."""
+    def flow_rows(self, start: datetime, stop: datetime, site: str | None = None) -> Rows:
+        """Readings in [start, stop) as `Rows` with columns time, then `FLOW_COLUMNS` — sorted by time."""
         where = f"time >= {_time(start)} AND time < {_time(stop)}"
         if site is not None:
             where += f" AND site = {quote_literal(site)}"
-        df = self.query(f"SELECT rate_m3h, total_m3, signal_pct, error_code, volume_m3, period_s, site, meter, "
-                        f"role FROM flow WHERE {where}")
+        rows = self.rows(f"SELECT {', '.join(FLOW_COLUMNS)} FROM flow WHERE {where}")
+        at = [rows.columns.index(c) if c in rows.columns else None for c in ("time", *FLOW_COLUMNS)]
+        values: list[list[Any]] = [[row[i] if i is not None else None for i in at] for row in rows.values]
+        values.sort(key=lambda v: v[0])
+        return Rows(["time", *FLOW_COLUMNS], values)
+
+    def flow(self, start: datetime, stop: datetime, site: str | None = None) -> pd.DataFrame:
+        """Readings in [start, stop): columns ts, site, meter, role, rate_m3h, total_m3, signal_pct,
+        error_code, volume_m3, period_s — sorted by ts."""
+        import pandas as pd
+
+        rows = self.flow_rows(start, stop, site)
         columns = ["ts", "site", "meter", "role", "rate_m3h", "total_m3", "signal_pct", "error_code", "volume_m3",
                    "period_s"]
-        if df.empty:
+        if not rows.values:
             return pd.DataFrame(columns=columns)
-        df = df.rename(columns={"time": "ts"})
-        for c in columns:
-            if c not in df:
-                df[c] = None
-        return df[columns].sort_values("ts", kind="stable").reset_index(drop=True)
+        df = pd.DataFrame(rows.values, columns=["ts", *FLOW_COLUMNS])
+        df["ts"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+        return df[columns]
 
     def close(self) -> None:
         self._session.close()

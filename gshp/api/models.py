@@ -61,12 +61,18 @@ class Me(BaseModel):
 
 
 class WindowBalance(BaseModel):
+    """A balance window's volumes; `as_of` (= `end`) is when its data ends, `age_s` how long before the
+    service's now, `stale` when that is more than the site's `offline_after` (then never `complete`)."""
+
     extracted_m3: float
     reinjected_m3: float
     deficit_m3: float
     deficit_pct: float | None
     complete: bool
     end: datetime
+    as_of: datetime
+    age_s: float | None = None
+    stale: bool = False
 
 
 class ArrivalFigures(BaseModel):
@@ -106,7 +112,7 @@ class SiteArrival(ArrivalFigures):
 
 class Drained(BaseModel):
     """Water drained (extracted − reinjected) from `from` to `as_of`, the end of complete data, from the rule
-    engine's ledgers; `complete` when every meter covered it."""
+    engine's ledgers; `complete` when every meter covered it and it is current."""
 
     model_config = ConfigDict(populate_by_name=True)
     from_: datetime = Field(alias="from")
@@ -116,6 +122,8 @@ class Drained(BaseModel):
     drained_m3: float
     drained_pct: float | None
     complete: bool
+    age_s: float | None = None  # of `as_of`, at the service's now
+    stale: bool = False  # `as_of` older than the site's `offline_after`: not current, never `complete`
 
 
 class SiteSummary(BaseModel):
@@ -125,8 +133,11 @@ class SiteSummary(BaseModel):
     status: str
     last_seen: datetime | None
     age_s: float | None
-    extraction_m3h: float | None
-    reinjection_m3h: float | None
+    extraction_m3h: float | None  # meters offline (newest reading older than `offline_after`) not summed;
+    reinjection_m3h: float | None  # None when no meter of that side is online
+    flows_as_of: datetime | None = None  # the oldest reading summed into the flows
+    flows_age_s: float | None = None  # its age
+    flows_complete: bool = False  # every meter of the site summed
     balance: dict[str, WindowBalance | None]
     alerts_firing: int
     arrival: ArrivalFigures | None = None  # today's, its meters summed

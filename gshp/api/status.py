@@ -12,7 +12,7 @@ from collector.model import Site
 from gshp.api.arrival import arrival_figures, site_arrival_summary
 from gshp.arrival import ArrivalTracker
 from gshp.evaluation import BOARD_WINDOWS
-from gshp.live import LiveState, reading_event
+from gshp.live import LiveFlows, LiveState, reading_event
 from rules.arrival import NOTHING, Arrival
 from rules.engine import Engine
 from rules.settings import RulesSettings
@@ -29,8 +29,7 @@ class SiteStatus:
     status: str
     last_seen: datetime | None
     age_s: float | None
-    extraction_m3h: float | None
-    reinjection_m3h: float | None
+    flows: LiveFlows  # the live flows of the meters that are not offline, with their time and completeness
     balance: dict[str, dict[str, Any] | None]
     alerts_firing: int
     meters: list[dict[str, Any]] = field(default_factory=list)
@@ -70,13 +69,21 @@ def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, en
         status = "fault"
     else:
         status = "normal"
-    point = live.last_point(site.id)
     return SiteStatus(
-        site, status, last_seen, age_s,
-        None if point is None else round(point.extraction_m3h, 3),
-        None if point is None else round(point.reinjection_m3h, 3),
-        {name: engine.balance(site.id, window) for name, window in BOARD_WINDOWS.items()},
-        len(firing), meters, arrived, None if day_start is None else engine.volumes_since(site.id, day_start))
+        site, status, last_seen, age_s, live.flows(site.id, now),
+        {name: engine.balance(site.id, window, now) for name, window in BOARD_WINDOWS.items()},
+        len(firing), meters, arrived,
+        None if day_start is None else _aged(engine.volumes_since(site.id, day_start), now, offline_after))
+
+
+def _aged(volumes: dict[str, Any] | None, now: datetime, offline_after: float) -> dict[str, Any] | None:
+    """Volumes with the age of their `as_of` at `now`: older than `offline_after` they are `stale`, never
+    `complete` (a silent meter holds the figure back: it is not current)."""
+    if volumes is None:
+        return None
+    age = max(0.0, (now - datetime.fromisoformat(volumes["as_of"])).total_seconds())
+    return {**volumes, "age_s": round(age, 1), "stale": age > offline_after,
+            "complete": volumes["complete"] and age <= offline_after}
 
 
 def drained_sum(volumes: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:

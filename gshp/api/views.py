@@ -67,14 +67,22 @@ def maintenance_out(store: AlertStore, engine: Engine, site: Site, times: Times)
     return out
 
 
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
 def site_summary(status: SiteStatus, times: Times) -> SiteSummary:
     balance: dict[str, WindowBalance | None] = {
-        name: None if b is None else WindowBalance.model_validate({**b, "end": times.at(b["end"])})
+        name: None if b is None else WindowBalance.model_validate({**b, "end": times.at(b["end"]),
+                                                                   "as_of": times.at(b["as_of"])})
         for name, b in status.balance.items()}
     return SiteSummary(id=status.site.id, name=status.site.name, district=status.site.district,
                        status=status.status, last_seen=times.maybe(status.last_seen),
                        age_s=None if status.age_s is None else round(status.age_s, 1),
-                       extraction_m3h=status.extraction_m3h, reinjection_m3h=status.reinjection_m3h,
+                       extraction_m3h=_rounded(status.flows.extraction_m3h),
+                       reinjection_m3h=_rounded(status.flows.reinjection_m3h),
+                       flows_as_of=times.maybe(status.flows.as_of), flows_age_s=_rounded(status.flows.age_s),
+                       flows_complete=status.flows.complete,
                        balance=balance, alerts_firing=status.alerts_firing,
                        arrival=ArrivalFigures.model_validate(arrival_figures(status.arrival)),
                        drained_today=drained_out(status.drained_today, times))

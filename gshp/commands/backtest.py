@@ -21,10 +21,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import yaml
 from pydantic import ValidationError
 
@@ -34,7 +32,12 @@ from gshp.commands.configfile import load_config_or_exit
 from gshp.commands.replay import USES, instant
 from gshp.config import Config
 from rules.engine import Engine
-from rules.replay import BadRow, ReplayError, read_frame, readings_from_frame, replay_steps
+
+if TYPE_CHECKING:  # numpy and pandas: imported when a backtest runs, not by every `gshp` command
+    import numpy as np
+    import pandas as pd
+
+    from rules.replay import BadRow
 from rules.settings import RulesSettings
 
 BAD_ROWS_SHOWN = 20
@@ -143,6 +146,8 @@ def csv_files(path: str) -> list[str]:
 
 def site_rows(files: Sequence[str]) -> dict[str, dict[str, int]]:
     """Per file, how many rows each site has (only the `site` column is read)."""
+    import pandas as pd
+
     out: dict[str, dict[str, int]] = {}
     for f in files:
         try:
@@ -198,6 +203,11 @@ def _report(task_id: int, rows: int) -> None:
 
 def _frame(task: Task, known: frozenset[str]) -> tuple[pd.DataFrame, np.ndarray[Any, Any], list[str]]:
     """The task's rows of every file, their line numbers and the file each came from."""
+    import numpy as np
+    import pandas as pd
+
+    from rules.replay import read_frame
+
     frames, lines, names = [], [], []
     wanted = set(task.sites)
     for f in task.files:
@@ -217,6 +227,10 @@ def _frame(task: Task, known: frozenset[str]) -> tuple[pd.DataFrame, np.ndarray[
 def run_task(task_id: int, task: Task, config: Config, rule_sets: Sequence[RulesSettings],
              known: frozenset[str]) -> TaskResult:
     """Read one task's readings and run each rule set over them (in a worker process, or in-process)."""
+    import pandas as pd
+
+    from rules.replay import readings_from_frame, replay_steps
+
     bad: list[tuple[str, BadRow]] = []
     if task.files:
         df, lines, names = _frame(task, known)
@@ -354,6 +368,8 @@ def _drain(q: Any, on_rows: Callable[[int], None]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rules.replay import ReplayError
+
     started = time.monotonic()
     config = load_config_or_exit(args.config, USES)
     if args.jobs < 1:

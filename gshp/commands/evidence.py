@@ -15,7 +15,6 @@ from typing import Any
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.commands.configfile import load_config_or_exit
 from gshp.evidence import KEY_FILE, EvidenceError, PublicKey, ServiceKey, verify_package
-from gshp.evidence.incident import export_incident
 from rules.audit import AuditChain
 from rules.cases import CaseStore
 from rules.store import AlertStore
@@ -47,6 +46,8 @@ def register(sub: Any) -> None:
 
 
 def export(args: argparse.Namespace) -> int:
+    from gshp.evidence.incident import export_incident  # pandas: imported by this command only
+
     config = load_config_or_exit(args.config)
     database = config.state_dir / "alerts.sqlite"
     if not database.exists():

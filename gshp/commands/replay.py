@@ -11,16 +11,16 @@ import argparse
 import sys
 import time
 from datetime import datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from alerting.model import Alert, IncidentNotice
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.commands.configfile import SITES, load_config_or_exit
 from gshp.config import Config
 from rules.engine import Engine
-from rules.replay import Readings, ReplayError, parse_readings, readings_from_frame, replay_steps
+
+if TYPE_CHECKING:  # pandas and numpy: imported when a replay runs, not by every `gshp` command
+    from rules.replay import Readings
 
 BAD_ROWS_SHOWN = 20
 
@@ -51,6 +51,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rules.replay import ReplayError, parse_readings
+
     config = load_config_or_exit(args.config, USES)
     started = time.monotonic()
     if args.from_influx:
@@ -89,6 +91,10 @@ def instant(text: str | None, flag: str) -> datetime:
 
 def _from_influx(args: argparse.Namespace, config: Config, started: float) -> int:
     """Replay what InfluxDB holds: the case an enforcement officer builds from stored data."""
+    import pandas as pd
+
+    from rules.replay import readings_from_frame
+
     try:
         start, stop = instant(args.start, "--start"), instant(args.stop, "--stop")
     except ValueError as exc:
@@ -124,6 +130,7 @@ def _from_influx(args: argparse.Namespace, config: Config, started: float) -> in
 
 
 def _replay(args: argparse.Namespace, config: Config, readings: Readings, started: float) -> int:
+    from rules.replay import replay_steps
     from rules.settings import Language
 
     engine = Engine(config.sites, config.rules, config.tz,

@@ -13,19 +13,19 @@ import sys
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.commands.configfile import SITES, load_config_or_exit
 from gshp.config import Config
-from gshp.report import FORMATS, ReportError, build_daily_report, render
-from gshp.report.build import audit_note
-from gshp.report.period import build_period_report, render_period
+from gshp.report import FORMATS, render
 from rules.audit import AuditChain
 from rules.period import Period
-from rules.replay import Readings, ReplayError, parse_readings
-from rules.report import ONLINE_THRESHOLD_PCT, DailyReport
+from rules.report import ONLINE_THRESHOLD_PCT, DailyReport, ReportError
 from rules.store import AlertStore, StoreError
+
+if TYPE_CHECKING:
+    from rules.replay import Readings
 
 MAX_DAYS = 366
 
@@ -109,6 +109,9 @@ class Bar:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gshp.report.build import audit_note, build_daily_report  # pandas: imported by this command only
+    from rules.replay import ReplayError, parse_readings
+
     config = load_config_or_exit(args.config, USES)
     if not 1 <= args.days <= MAX_DAYS:
         print(f"--days {args.days}: give 1 to {MAX_DAYS}", file=sys.stderr)
@@ -201,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
 def _period(args: argparse.Namespace, config: Config, source: Readings | InfluxReader, store: AlertStore | None,
             language: str, started: float) -> int:
     """The monthly or annual compliance report, day by day up to today (a period in progress)."""
+    from gshp.report.period import build_period_report, render_period  # pandas: imported by this command only
+
     period, first = (Period.MONTHLY, args.monthly) if args.monthly is not None else (Period.ANNUAL, args.annual)
     today = datetime.now(config.tz).date()
     if first > today:

@@ -33,7 +33,6 @@ from simulators.modbus import (
     range_units,
     site_units,
 )
-from simulators.scenarios import SCENARIOS, build
 
 __all__ = ["register", "register_hj212", "register_modbus", "register_mqtt", "register_scenarios", "register_site",
            "register_szy206"]
@@ -248,6 +247,8 @@ def run_site(args: argparse.Namespace) -> int:
 
 
 def write_scenario(name: str, out: Path) -> Path:
+    from simulators.scenarios import SCENARIOS, build  # pandas and numpy: imported by this command only
+
     sc = SCENARIOS[name]
     data = build(name)
     d = out / name
@@ -266,6 +267,8 @@ def write_scenario(name: str, out: Path) -> Path:
 
 
 def run_scenarios(args: argparse.Namespace) -> int:
+    from simulators.scenarios import SCENARIOS
+
     names = args.only or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:

@@ -13,13 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
 
 from rules.events import rule_words
-from rules.report import DailyReport, DistrictDay, SiteDay
 from rules.settings import Language, MaintenanceWindow
+
+if TYPE_CHECKING:
+    from rules.report import DailyReport, DistrictDay, SiteDay
 
 __all__ = ["CONTENT_TYPES", "DISTRICT_COLUMNS", "FORMATS", "SITE_COLUMNS", "Column", "Rendered", "ReportFormat",
            "cell_text", "env", "render", "xlsx_table"]
@@ -66,7 +68,7 @@ class Column:
 
 _WORDS = {
     "yes": ("是", "yes"), "no": ("否", "no"), "total": ("合计", "Total"), "site": ("站点", "site"),
-    "district": ("区县", "district"),
+    "district": ("区县", "district"), "missing": ("缺数", "missing"),
 }
 
 
@@ -104,6 +106,21 @@ def _district_name(r: DailyReport, d: DistrictDay, lang: Language) -> str:
     return d.district if d.district is not None else _w("total", lang)
 
 
+def _measured(get: Callable[[SiteDay], Any]) -> Callable[[DailyReport, Any, Language], Any]:
+    """A site's volume, or 缺数 / missing when no interval of the day was covered by all its meters."""
+    def inner(r: DailyReport, s: SiteDay, lang: Language) -> Any:
+        return get(s) if s.covered else _w("missing", lang)
+    return inner
+
+
+def _district_complete(r: DailyReport, d: DistrictDay, lang: Language) -> str:
+    """是 / yes when every site's day is complete, else how many sites lack data (the sums leave it out)."""
+    if d.complete == d.sites:
+        return _w("yes", lang)
+    n = d.sites - d.complete
+    return f"否：{n} 站数据不全" if lang is Language.ZH else f"no: {n} site{'s' if n > 1 else ''} with missing data"
+
+
 def _known(get: Callable[[DistrictDay], Any]) -> Callable[[DailyReport, Any, Language], Any]:
     def inner(r: DailyReport, d: DistrictDay, lang: Language) -> Any:
         return get(d) if r.alerts_known else None
@@ -115,10 +132,10 @@ SITE_COLUMNS: tuple[Column, ...] = (
     Column("district", "区县", "District", "text", lambda r, s, lang: s.district),
     Column("site", "站点编号", "Site ID", "text", lambda r, s, lang: s.site),
     Column("site_name", "站点名称", "Site name", "text", lambda r, s, lang: s.name),
-    Column("extracted_m3", "抽水量(m³)", "Extracted (m³)", "m3", lambda r, s, lang: s.extracted_m3),
-    Column("reinjected_m3", "回灌量(m³)", "Reinjected (m³)", "m3", lambda r, s, lang: s.reinjected_m3),
-    Column("deficit_m3", "差额(m³)", "Deficit (m³)", "m3", lambda r, s, lang: s.deficit_m3),
-    Column("deficit_pct", "差额率(%)", "Deficit (%)", "pct", lambda r, s, lang: s.deficit_pct),
+    Column("extracted_m3", "抽水量(m³)", "Extracted (m³)", "m3", _measured(lambda s: s.extracted_m3)),
+    Column("reinjected_m3", "回灌量(m³)", "Reinjected (m³)", "m3", _measured(lambda s: s.reinjected_m3)),
+    Column("deficit_m3", "差额(m³)", "Deficit (m³)", "m3", _measured(lambda s: s.deficit_m3)),
+    Column("deficit_pct", "差额率(%)", "Deficit (%)", "pct", _measured(lambda s: s.deficit_pct)),
     Column("coverage_pct", "数据覆盖率(%)", "Data coverage (%)", "pct", lambda r, s, lang: s.coverage_pct),
     Column("arrival_pct", "到报率(%)", "Arrival rate (%)", "pct", lambda r, s, lang: s.arrival_pct),
     Column("complete", "数据完整", "Complete", "text", lambda r, s, lang: _w("yes" if s.complete else "no", lang)),
@@ -145,6 +162,7 @@ DISTRICT_COLUMNS: tuple[Column, ...] = (
     Column("online_pct", "在线率(%)", "Online rate (%)", "pct", lambda r, d, lang: d.online_pct),
     Column("arrival_pct", "到报率(%)", "Arrival rate (%)", "pct", lambda r, d, lang: d.arrival_pct),
     Column("complete_sites", "数据完整站点数", "Complete sites", "int", lambda r, d, lang: d.complete),
+    Column("complete", "数据完整", "Complete", "text", _district_complete),
     Column("sites_with_alerts", "有告警站点数", "Sites with alerts", "int", _known(lambda d: d.with_alerts)),
     Column("sites_with_discharge_alerts", "有排水告警站点数", "Sites with discharge alerts", "int",
            _known(lambda d: d.with_discharge_alerts)),
@@ -158,6 +176,8 @@ DISTRICT_COLUMNS: tuple[Column, ...] = (
 def cell_text(value: Any, kind: Kind, grouping: bool = False) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):  # a word in a figure's place (缺数 / missing)
+        return value
     if kind in ("m3", "pct"):
         return f"{value:,.2f}" if grouping else f"{value:.2f}"
     return str(value)
@@ -320,7 +340,7 @@ _RENDERERS: dict[ReportFormat, Callable[[Sequence[DailyReport], Language], bytes
 def render(report: DailyReport | Sequence[DailyReport], fmt: ReportFormat | str = ReportFormat.CSV,
            language: Language | str = Language.ZH) -> Rendered:
     """One or several consecutive days' reports as a file: its bytes, content type and a file name."""
-    reports = [report] if isinstance(report, DailyReport) else list(report)
+    reports = list(report) if isinstance(report, Sequence) else [report]
     if not reports:
         raise ValueError("render needs at least one report")
     f = ReportFormat(fmt)

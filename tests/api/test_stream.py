@@ -62,7 +62,7 @@ def test_stream_carries_each_meters_newest_reading_to_whom_may_see_it(fed: Runni
         # the summed flow of the site follows each batch (the board's live chart)
         flows = [f for f in everyone.of("flow") if f["site"] == "hehua"]
         assert flows[-1] == {"site": "hehua", "ts": marker.ts.astimezone(TZ).isoformat(), "extraction_m3h": 121.0,
-                             "reinjection_m3h": 118.5, "deficit_m3h": 2.5}
+                             "reinjection_m3h": 118.5, "deficit_m3h": 2.5, "complete": True}
     finally:
         for c in (everyone, wancheng, one_site):
             c.close()

@@ -23,7 +23,7 @@ from gshp.anchor import AnchorJob, chain_name
 from gshp.cli import main
 from gshp.config import Config, parse_config
 from gshp.devstack import Influxd, free_port
-from gshp.report import build_daily_report
+from gshp.report.build import build_daily_report
 from gshp.roles import ProcessRole
 from rules.audit import Actor, AuditChain
 from rules.cases import CaseStore

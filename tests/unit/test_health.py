@@ -8,10 +8,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from prometheus_client import REGISTRY
 
+from collector.influx.reader import FLOW_COLUMNS, Rows
 from collector.model import Reading, Role
 from collector.outbox import Outbox, OutboxError
 from gshp.clock import SystemClock
@@ -136,18 +136,20 @@ def _loop() -> tuple[RuleLoop, Engine]:
     return RuleLoop(engine, [site], SystemClock(), LiveState([site]), lambda lines: None, lambda e: None), engine
 
 
-def _history(minutes: range) -> pd.DataFrame:
-    rows = [{"ts": T0 + timedelta(minutes=m), "site": "s1", "meter": meter, "rate_m3h": 60.0, "total_m3": 100.0 + m}
-            for m in minutes for meter in ("E1", "R1")]
-    return pd.DataFrame(rows)
+def _history(minutes: range) -> Rows:
+    """Rows as `InfluxReader.flow_rows` answers them: time in epoch ms, then `FLOW_COLUMNS`."""
+    values: list[list[object]] = [
+        [round((T0 + timedelta(minutes=m)).timestamp() * 1000), 60.0, 100.0 + m, None, None, None, None, "s1", meter,
+         "extraction" if meter == "E1" else "reinjection"] for m in minutes for meter in ("E1", "R1")]
+    return Rows(["time", *FLOW_COLUMNS], values)
 
 
 class _Reader:
-    def __init__(self, df: pd.DataFrame) -> None:
-        self.df = df
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
 
-    def flow(self, start: datetime, stop: datetime) -> pd.DataFrame:
-        return self.df
+    def flow_rows(self, start: datetime, stop: datetime) -> Rows:
+        return self.rows
 
 
 def test_readings_arriving_during_the_backfill_are_held_and_reach_the_windows_after_the_history() -> None:

@@ -11,9 +11,9 @@ import pytest
 from openpyxl import load_workbook
 
 from collector.model import Site
-from gshp.report import ReportError, render
+from gshp.report import render
 from rules.replay import Readings, readings_from_frame
-from rules.report import AlertSpan, compute_daily_report, day_bounds
+from rules.report import AlertSpan, ReportError, compute_daily_report, day_bounds
 from rules.settings import RulesSettings
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -272,3 +272,27 @@ def test_alert_rules_are_named_in_the_reports_language() -> None:
     html = render(rep, "html").body.decode()
     assert "balance_hour" not in html and "1小时水量差额" in html
     assert "td:first-child { white-space: nowrap; }" in html  # the date column does not wrap
+
+
+def test_a_site_whose_reinjection_fell_silent_reads_missing_and_the_district_total_says_incomplete() -> None:
+    # s2's reinjection meter stopped 19 h before the day began: no interval of the day is covered
+    s2_end = START - timedelta(hours=19)
+    rows = _day_of("s1") + _rows("s2", "E1", START - timedelta(hours=2), 28 * 60) + _rows(
+        "s2", "R1", s2_end - timedelta(hours=5), 5 * 60, total0=100.0)
+    rep = compute_daily_report(DAY, TZ, [_site("s1"), _site("s2")], RulesSettings(), _readings(rows))
+    for lang, missing, incomplete in (("zh", "缺数", "否：1 站数据不全"),
+                                      ("en", "missing", "no: 1 site with missing data")):
+        text = render(rep, "csv", lang).body.decode("utf-8-sig").splitlines()
+        header = text[0].split(",")
+        by_site = {r.split(",")[header.index(next(h for h in header if h.endswith(" site")))]: r.split(",")
+                   for r in text[1:]}
+        s1, s2 = by_site["s1"], by_site["s2"]
+        for key in ("extracted_m3", "reinjected_m3", "deficit_m3", "deficit_pct"):
+            col = next(n for n, h in enumerate(header) if h.endswith(f" {key}"))
+            assert s2[col] == missing, (key, s2[col])
+            assert s1[col] not in (missing, "")
+        complete = next(n for n, h in enumerate(header) if h.endswith(" complete"))
+        total = next(r.split(",") for r in text[1:] if r.startswith("total,"))
+        assert total[complete] == incomplete
+    html = render(rep, "html", "zh").body.decode("utf-8")
+    assert "缺数" in html and "否：1 站数据不全" in html

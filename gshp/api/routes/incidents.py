@@ -25,7 +25,6 @@ from gshp.api.incident_views import drained_since_start, incident_detail, incide
 from gshp.api.models import IncidentDetail, IncidentList, IncidentOut
 from gshp.api.params import From, To, parse_time
 from gshp.api.views import alert_out
-from gshp.evidence.incident import export_incident
 
 router = APIRouter(tags=["incidents"])
 
@@ -186,6 +185,8 @@ def incident_evidence(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Sto
     """The evidence package: incident.json, readings.csv, audit.jsonl, report.html and the signed
     manifest.json; check it with `gshp evidence verify FILE.zip --key KEY.pem`. Built in a temporary file
     (a long incident's readings need not fit in memory), removed once sent."""
+    from gshp.evidence.incident import export_incident  # imports pandas: only when a package is asked for
+
     incident = scope.incident(store, incident_id)
     with tempfile.NamedTemporaryFile(prefix="gshp-evidence-", suffix=".zip", delete=False) as f:
         path = Path(f.name)

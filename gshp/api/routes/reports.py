@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from collector.influx.reader import QueryError
 from gshp.api.deps import Ctx, Reader, Store, ViewerScope
-from gshp.report import ReportError, ReportFormat, build_daily_report, render
+from gshp.report import ReportFormat, render
 from rules.settings import Language
 
 router = APIRouter(tags=["api"])
@@ -22,6 +22,9 @@ router = APIRouter(tags=["api"])
 def daily_report(date: str, scope: ViewerScope, ctx: Ctx, reader: Reader, store: Store, district: str | None = None,
                  format: ReportFormat = ReportFormat.CSV, language: Language = Language.ZH) -> Response:
     """The daily balance report: csv, xlsx or html, zh or en; a district-limited token gets its district."""
+    from gshp.report.build import build_daily_report  # imports pandas: only when a report is asked for
+    from rules.report import ReportError
+
     try:
         day = datetime.strptime(date, "%Y-%m-%d").date()
     except ValueError:

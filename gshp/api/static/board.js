@@ -146,7 +146,18 @@ function arrivalPct(rate) {
 function pct(balance) {
   if (!balance || balance.deficit_pct === null || balance.deficit_pct === undefined) return "—";
   const text = `${num(balance.deficit_pct, 1)}%`;
+  if (balance.stale) return stale(text, balance.age_s);
   return balance.complete === false ? `<span class="muted" title="${t("incomplete")}">${text}*</span>` : text;
+}
+
+/* A figure that is not current (a meter offline, or a window ending long ago): greyed, with its age. */
+function stale(text, age) {
+  return `<span class="stale" title="${t("incomplete")}">${text}* <small>${esc(fmtAge(age))}</small></span>`;
+}
+
+/* A site's live flow: greyed with the age of its oldest reading when an offline meter is left out. */
+function flow(s, key) {
+  return s.flows_complete === false ? stale(num(s[key]), s.flows_age_s) : num(s[key]);
 }
 
 function badge(status) {
@@ -275,8 +286,8 @@ function siteRows(sites) {
       <td class="name"><a href="#/sites/${encodeURIComponent(s.id)}">${esc(s.name)}</a></td>
       ${cell(t("district"), esc(s.district), "hide-narrow")}
       ${cell(t("status"), badge(s.status), "status")}
-      ${cell(t("extraction"), num(s.extraction_m3h), "num ext")}
-      ${cell(t("reinjection"), num(s.reinjection_m3h), "num rei")}
+      ${cell(t("extraction"), flow(s, "extraction_m3h"), "num ext")}
+      ${cell(t("reinjection"), flow(s, "reinjection_m3h"), "num rei")}
       ${cell(t("bal1h"), deficit(s.balance && s.balance["1h"]), "num bal1h")}
       ${cell(t("drainedToday"), drained(s.drained_today), "num drained")}
       ${cell(t("bal24h"), pct(s.balance && s.balance["24h"]), "num hide-narrow")}
@@ -455,8 +466,8 @@ async function renderSite(id, current = () => true) {
     <p><a href="#/">${t("back")}</a></p>
     <h2>${esc(s.name)} <span class="muted">· ${esc(s.district)}</span> ${badge(s.status)}</h2>
     <div class="cards">
-      <div class="card"><div class="muted">${t("extraction")}</div><div class="big" id="ext">${num(s.extraction_m3h)}</div></div>
-      <div class="card"><div class="muted">${t("reinjection")}</div><div class="big" id="rei">${num(s.reinjection_m3h)}</div></div>
+      <div class="card"><div class="muted">${t("extraction")}</div><div class="big" id="ext">${flow(s, "extraction_m3h")}</div></div>
+      <div class="card"><div class="muted">${t("reinjection")}</div><div class="big" id="rei">${flow(s, "reinjection_m3h")}</div></div>
       <div class="card"><div class="muted">${t("bal1h")}</div><div class="big" id="bal1h">${deficit(s.balance && s.balance["1h"])}</div></div>
       <div class="card"><div class="muted">${t("drainedToday")}</div><div class="big" id="drainedToday">${drained(s.drained_today)}</div>
         <div class="muted">${s.drained_today ? `${t("asOf")} ${esc(fmtTime(s.drained_today.as_of))}` : ""}</div></div>
@@ -489,8 +500,10 @@ async function renderSite(id, current = () => true) {
       history.push(data);
       if (history.length > 2000) history.shift();
       $("#chart").innerHTML = chart(history);
-      $("#ext").textContent = num(data.extraction_m3h);
-      $("#rei").textContent = num(data.reinjection_m3h);
+      if (data.complete !== false) {  // else the cards keep the greyed figures and their age from the API
+        $("#ext").textContent = num(data.extraction_m3h);
+        $("#rei").textContent = num(data.reinjection_m3h);
+      }
     } else if ((kind === "alert" || kind === "ack") && data.site === id) {
       refreshAlerts(id);
     }
