@@ -511,14 +511,19 @@ def with_days(name: str, days: float) -> Scenario:
 
 # ------------------------------------------------------------------------------------------ forged data
 
+def _drain_from(sc: Scenario, share: float, day: float = 1.27) -> tuple[int, np.ndarray]:
+    """The minute a forensic scenario's drain opens and the drained share of each minute."""
+    i0 = _minute(day)
+    d = np.zeros(_minute(sc.days))
+    d[i0:] = share
+    return i0, d
+
+
 @scenario("replayed-reinjection", "40 % to a drain while both reinjection meters replay the previous day's "
           "readings (rates and steps shifted by 24 h, totals rising on)", 1.6, 61,
           Expect("data_quality", "data_replayed", timedelta(hours=2)))
 def _replayed_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
-    minutes = _minute(sc.days)
-    i0 = _minute(1.27)
-    d = np.zeros(minutes)
-    d[i0:] = 0.40
+    i0, d = _drain_from(sc, 0.40)
     site, series, start, _ = _run(sc, rng, Load(), 5, d)
     for mid in ("R1", "R2"):
         series[mid] = replayed(series[mid], i0, DAY)
@@ -529,10 +534,7 @@ def _replayed_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioDat
           "rescaled +25 % while 20 % drains", 2.0, 62,
           Expect("data_quality", "meter_changed", timedelta(minutes=30)))
 def _rescaled_across_gap(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
-    minutes = _minute(sc.days)
-    i0 = _minute(1.27)
-    d = np.zeros(minutes)
-    d[i0:] = 0.20
+    i0, d = _drain_from(sc, 0.20)
     meters = tuple(replace(m, total_start=20_000.0 + 1000 * n) if m.role is Role.REINJECTION else m
                    for n, m in enumerate(_meters(rng)))
     site, series, start, _ = _run(sc, rng, Load(), 5, d, meters)
@@ -547,14 +549,11 @@ def _rescaled_across_gap(sc: Scenario, rng: np.random.Generator) -> ScenarioData
 @scenario("synthetic-reinjection", "40 % to a drain while both reinjection meters report a computed, noise-free "
           "load curve", 1.5, 63, Expect("data_quality", "data_synthetic", timedelta(hours=2)))
 def _synthetic_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
-    minutes = _minute(sc.days)
-    i0 = _minute(1.27)
-    d = np.zeros(minutes)
-    d[i0:] = 0.40
+    i0, d = _drain_from(sc, 0.40)
     load = Load()
     meters = _meters(rng)
     site, series, start, _ = _run(sc, rng, load, 5, d, meters)
-    curve = pump_flow(start, minutes + 1, replace(load, wobble=0.0), np.random.default_rng(0))
+    curve = pump_flow(start, len(d) + 1, replace(load, wobble=0.0), np.random.default_rng(0))
     for m in meters:
         if m.role is Role.REINJECTION:
             series[m.id] = synthetic(series[m.id], i0, curve * m.share)
@@ -565,10 +564,7 @@ def _synthetic_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioDa
           "extraction meters' readings (computed, not measured)", 2.5, 64,
           Expect("data_quality", "exact_balance", timedelta(hours=16)))
 def _computed_reinjection(sc: Scenario, rng: np.random.Generator) -> ScenarioData:
-    minutes = _minute(sc.days)
-    i0 = _minute(1.27)
-    d = np.zeros(minutes)
-    d[i0:] = 0.30
+    i0, d = _drain_from(sc, 0.30)
     site, series, start, _ = _run(sc, rng, Load(), 5, d)
     sources = [series["E1"], series["E2"]]
     series["R1"] = computed(series["R1"], sources, i0, 0.55)

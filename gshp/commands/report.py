@@ -184,17 +184,9 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
 
     out = render(reports, args.format, language)
-    if args.output in (None, "-"):
-        sys.stdout.buffer.write(out.body)
-        sys.stdout.buffer.flush()
-        where = "stdout"
-    else:
-        try:
-            Path(args.output).write_bytes(out.body)
-        except OSError as exc:
-            print(f"{args.output}: cannot be written ({exc.strerror})", file=sys.stderr)
-            return 1
-        where = args.output
+    where = _write(args.output, out.body)
+    if where is None:
+        return 1
     incomplete = sum(1 for r in reports for s in r.sites if not s.complete)
     print(f"report: {len(reports)} day(s), {n_sites} site(s), {incomplete} site-day(s) with incomplete data "
           f"→ {where} ({len(out.body)} bytes, {time.monotonic() - started:.1f}s)", file=sys.stderr)
@@ -231,18 +223,24 @@ def _period(args: argparse.Namespace, config: Config, source: Readings | InfluxR
             source.close()
     bar.close()
     out = render_period(report, args.format, language)
-    if args.output in (None, "-"):
-        sys.stdout.buffer.write(out.body)
-        sys.stdout.buffer.flush()
-        where = "stdout"
-    else:
-        try:
-            Path(args.output).write_bytes(out.body)
-        except OSError as exc:
-            print(f"{args.output}: cannot be written ({exc.strerror})", file=sys.stderr)
-            return 1
-        where = args.output
+    where = _write(args.output, out.body)
+    if where is None:
+        return 1
     print(f"report: {period.value} {report.label}, {len(report.sites)} site(s), "
           f"{sum(d.sealed for d in report.districts)} sealed → {where} ({len(out.body)} bytes, "
           f"{time.monotonic() - started:.1f}s)", file=sys.stderr)
     return 0
+
+
+def _write(output: str | None, body: bytes) -> str | None:
+    """Write a rendered report to `output` (stdout for None or "-"); where it went, None if it could not be."""
+    if output in (None, "-"):
+        sys.stdout.buffer.write(body)
+        sys.stdout.buffer.flush()
+        return "stdout"
+    try:
+        Path(output).write_bytes(body)
+    except OSError as exc:
+        print(f"{output}: cannot be written ({exc.strerror})", file=sys.stderr)
+        return None
+    return output
