@@ -203,9 +203,15 @@ def rule_family(rule: str) -> str:
     return "balance" if rule.startswith("balance_") else rule
 
 
-def summaries(rule: str, site_name: str, evidence: Mapping[str, Any], state: str) -> dict[str, str]:
-    """An alert's summary in every language, rendered from its stored evidence."""
-    return {lang.value: summarize(rule_family(rule), rule, site_name, evidence, lang, state) for lang in Language}
+def summaries(rule: str, site_name: str, evidence: Mapping[str, Any], state: str,
+              stored: str = "") -> dict[str, str]:
+    """An alert's summary in every language, rendered from its stored evidence; evidence that lacks a
+    figure (a record written by an earlier release) gives the `stored` summary in every language."""
+    try:
+        return {lang.value: summarize(rule_family(rule), rule, site_name, evidence, lang, state)
+                for lang in Language}
+    except (KeyError, TypeError, ValueError):
+        return {lang.value: stored for lang in Language}
 
 
 SUMMARIES["balance"] = _balance

@@ -32,7 +32,8 @@ def transition_out(event: dict[str, Any], times: Times) -> AlertTransition:
     """An alert event with its times in the configured zone and its summary in every language."""
     return AlertTransition.model_validate({
         **event, **{k: times.maybe(event.get(k)) for k in ("at", "starts_at", "ends_at")},
-        "summaries": summaries(event["rule"], event["site_name"], event.get("evidence") or {}, event["state"])})
+        "summaries": summaries(event["rule"], event["site_name"], event.get("evidence") or {}, event["state"],
+                               event.get("summary") or "")})
 
 
 def drained_out(volumes: dict[str, Any] | None, times: Times) -> Drained | None:

@@ -61,3 +61,7 @@ def test_event_json_has_the_one_shape_with_offset_times():
     assert d["at"] == "2026-05-05T08:00:00+08:00"
     assert d["kind"] == "discharge" and d["ends_at"] is None
     assert "向阳荷花广场" in e.to_json()  # not \u-escaped
+
+
+def test_evidence_without_its_figures_gives_the_stored_summary_in_every_language():
+    assert summaries("balance_24h", "S", {"deficit_m3": 1014.0}, "firing", "外排") == {"zh": "外排", "en": "外排"}
