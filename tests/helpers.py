@@ -58,3 +58,11 @@ def make_pki(d: Path, clients: Mapping[str, str] | None = None) -> Path:
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                 "-days", "2", "-out", f"{name}.crt", "-extfile", "san.ext")
     return d
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident set size from /proc, in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")

@@ -16,7 +16,7 @@ import requests
 
 from gshp.devstack import Influxd, Mosquitto, free_port
 from tests.faults.test_outages import metric_sum
-from tests.helpers import wait_until
+from tests.helpers import rss_kb, wait_until
 from tests.mqtt_support import Collector, Publisher, flow_count
 
 SITES = 25
@@ -43,13 +43,6 @@ api: {{listen: '127.0.0.1:{api_port}', tokens: [{{token: load-viewer-token-0123,
 sites:
 {sites}""", encoding="utf-8")
     return path
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_ten_times_a_city_for_thirty_data_minutes_with_flat_memory_and_bounded_queues(
@@ -86,7 +79,7 @@ def test_ten_times_a_city_for_thirty_data_minutes_with_flat_memory_and_bounded_q
     publisher.start()
     try:
         while publisher.is_alive() and time.monotonic() - t0 < SECONDS + 60:
-            samples.append((time.monotonic() - t0, _rss_kb(pid), metric_sum(collector, "gshp_outbox_depth"),
+            samples.append((time.monotonic() - t0, rss_kb(pid), metric_sum(collector, "gshp_outbox_depth"),
                             metric_sum(collector, "gshp_mqtt_pending")))
             time.sleep(1.0)
         publisher.join(60)
@@ -94,7 +87,7 @@ def test_ten_times_a_city_for_thirty_data_minutes_with_flat_memory_and_bounded_q
         assert not publisher.is_alive()
         expected = messages * per_msg
         wait_until(lambda: flow_count(influxd, influx_db) >= expected, timeout=60, interval=0.5)
-        samples.append((time.monotonic() - t0, _rss_kb(pid), metric_sum(collector, "gshp_outbox_depth"),
+        samples.append((time.monotonic() - t0, rss_kb(pid), metric_sum(collector, "gshp_outbox_depth"),
                         metric_sum(collector, "gshp_mqtt_pending")))
     finally:
         stalled.close()

@@ -1,15 +1,13 @@
 """Freed heap goes back to the system, so RSS falls again after a burst."""
 
-from pathlib import Path
+import os
 
 from gshp import heap
+from tests.helpers import rss_kb
 
 
 def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return rss_kb(os.getpid()) / 1024
 
 
 def test_trim_returns_a_freed_burst_to_the_system():
