@@ -23,14 +23,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from alerting.model import Alert, AlertState, IncidentNotice, iso
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.commands.configfile import load_config_or_exit
 from gshp.commands.replay import USES, instant
-from gshp.config import Config
+from gshp.config import Config, ConfigError
+from gshp.config.loader import read_yaml
 from rules.engine import Engine
 
 if TYPE_CHECKING:  # numpy and pandas: imported when a backtest runs, not by every `gshp` command
@@ -109,11 +109,9 @@ def load_rules(path: str, config: Config) -> RulesSettings:
     """The `rules:` section of a YAML file (a rules file or a whole config), checked against the config's
     sites and districts; `ValueError` listing every problem."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: is not valid YAML ({exc})") from None
+        data = read_yaml(path)  # the config's bounds: no alias bomb, no oversized file
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
     if not isinstance(data, dict) or not isinstance(data.get("rules"), dict | None):
         raise ValueError(f"{path}: needs a top-level `rules:` mapping, shaped as the config's (see docs/rules.md)")
     try:

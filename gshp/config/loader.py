@@ -31,7 +31,7 @@ from gshp.config.errors import ConfigError, Problem
 from gshp.config.salvage import Salvage, salvage
 from gshp.config.schema import LISTEN_PATTERN, PUBLIC_URL_PATTERN, SECRET_FIELDS, Config, cross_check
 
-__all__ = ["MAX_ALIAS_VALUES", "MAX_CONFIG_BYTES", "MAX_DEPTH", "Check", "load_config", "parse_config"]
+__all__ = ["MAX_ALIAS_VALUES", "MAX_CONFIG_BYTES", "MAX_DEPTH", "Check", "load_config", "parse_config", "read_yaml"]
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 """A city of a thousand sites takes well under 1 MiB."""
@@ -401,21 +401,7 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
     read is left at its defaults."""
     env = os.environ if env is None else env
     problems: list[Problem] = []
-    size = len(text.encode("utf-8", errors="surrogatepass"))
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError([_too_large(file, size)])
-    try:
-        nodes = yaml.compose(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError([Problem(file, mark.line + 1 if mark else None, "",
-                                   f"is not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    except RecursionError:
-        raise ConfigError([Problem(file, None, "", f"nests deeper than {MAX_DEPTH} levels: a config needs about "
-                                                   "eight; flatten the document")]) from None
-    if nodes is None:
-        raise ConfigError([Problem(file, None, "", "is empty: see deploy/examples/ for a starting point")])
-    _bounded(nodes, file)
+    nodes = _compose(text, file)
     lines = _Lines()
     data = _construct(nodes, (), lines, problems, file, env)
     if not isinstance(data, dict):
@@ -457,15 +443,48 @@ def _section(path: str) -> str:
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *,
                 checks: Sequence[Check] = (), uses: Collection[str] | None = None) -> Config:
-    p = Path(path)
+    return parse_config(_read_text(Path(path)), str(path), env, checks=checks, uses=uses)
+
+
+def read_yaml(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Any:
+    """A YAML file that is not the config (a rules file), read under the same bounds (size, depth, alias
+    expansion) with `${VAR}`s filled in; `ConfigError` listing every problem."""
+    problems: list[Problem] = []
+    data = _construct(_compose(_read_text(Path(path)), str(path)), (), _Lines(), problems, str(path),
+                      os.environ if env is None else env)
+    if problems:
+        raise ConfigError(problems)
+    return data
+
+
+def _read_text(p: Path) -> str:
     try:
         with p.open("rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
             if len(raw) > MAX_CONFIG_BYTES:
                 raise ConfigError([_too_large(str(p), max(len(raw), os.fstat(f.fileno()).st_size))])
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError([Problem(str(p), None, "", f"cannot be read: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([Problem(str(p), None, "", "is not UTF-8 text")]) from None
-    return parse_config(text, str(p), env, checks=checks, uses=uses)
+
+
+def _compose(text: str, file: str) -> yaml.Node:
+    """The document's node tree, within the size, depth and alias-expansion bounds."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError([_too_large(file, size)])
+    try:
+        nodes = yaml.compose(text, Loader=_FAST_LOADER)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError([Problem(file, mark.line + 1 if mark else None, "",
+                                   f"is not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(file, None, "", f"nests deeper than {MAX_DEPTH} levels: a config needs about "
+                                                   "eight; flatten the document")]) from None
+    if nodes is None:
+        raise ConfigError([Problem(file, None, "", "is empty: see deploy/examples/ for a starting point")])
+    _bounded(nodes, file)
+    return nodes

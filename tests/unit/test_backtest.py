@@ -13,6 +13,7 @@ from alerting.model import Alert
 from gshp.cli import main
 from gshp.commands.backtest import _note_alert
 from simulators.scenarios import build
+from tests.unit.test_config_limits import BOMB
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
 AGAINST = """rules:
@@ -117,6 +118,13 @@ def test_a_bad_rules_file_exits_2_naming_it(case, tmp_path, capsys, content, mes
     assert _backtest(case, "--readings", str(case / "data"), "--against", str(bad)) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and str(bad) in captured.err and message in captured.err
+
+
+def test_a_rules_file_is_read_under_the_configs_bounds(case, tmp_path, capsys):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB.replace("sites: *i", "rules: *i"), encoding="utf-8")
+    assert _backtest(case, "--readings", str(case / "data"), "--against", str(bomb)) == 2
+    assert "would expand" in capsys.readouterr().err
 
 
 def test_an_empty_directory_exits_2(case, tmp_path, capsys):
