@@ -71,3 +71,13 @@ def test_meter_has_at_most_one_source() -> None:
 def test_site_without_reinjection_is_refused() -> None:
     with pytest.raises(ValidationError, match="needs at least one 'reinjection' meter"):
         Site.model_validate({"id": "s", "name": "n", "district": "d", "meters": [{"id": "E1", "role": "extraction"}]})
+
+
+def test_meters_given_the_same_fields_share_one_field_set_and_a_copy_gets_its_own() -> None:
+    a, b = (Meter.model_validate({"id": i, "role": "extraction", "mqtt": {"topic": f"t/{i}"}}) for i in ("E1", "E2"))
+    assert a.model_fields_set is b.model_fields_set == {"id", "role", "mqtt"}
+    assert a.mqtt is not None and b.mqtt is not None and a.mqtt.model_fields_set is b.mqtt.model_fields_set
+    c = a.model_copy(update={"accuracy_pct": 2.0})
+    assert c.model_fields_set == {"id", "role", "mqtt", "accuracy_pct"}
+    assert a.model_fields_set == b.model_fields_set == {"id", "role", "mqtt"}
+    assert Meter.model_validate({"id": "E3", "role": "extraction"}).model_fields_set == {"id", "role"}
