@@ -26,8 +26,11 @@ KEY_LEVEL = "{key}"
 @dataclass(frozen=True, slots=True)
 class TopicFilter:
     text: str
-    levels: tuple[str, ...]
     key_level: int | None  # index of the `{key}` level
+    wild: bool
+    # a wildcard filter's levels, matched against every topic it may take; an exact filter (one a meter, a
+    # city has thousands) is found by its text and splits it when asked
+    split: tuple[str, ...] | None
 
     @classmethod
     def parse(cls, text: str) -> TopicFilter:
@@ -48,21 +51,22 @@ class TopicFilter:
                 key_level = i
             elif ("+" in lv and lv != "+") or ("#" in lv and lv != "#") or ("{" in lv or "}" in lv):
                 raise ValueError(f"level {lv!r}: wildcards '+', '#' and '{{key}}' fill a whole level")
-        return cls(text, levels, key_level)
+        wild = any(lv in ("+", "#", KEY_LEVEL) for lv in levels)
+        return cls(text, key_level, wild, levels if wild else None)
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return self.split if self.split is not None else tuple(self.text.split("/"))
 
     @property
     def subscription(self) -> str:
         """The filter as sent to the broker ({key} → +)."""
         return "/".join("+" if lv == KEY_LEVEL else lv for lv in self.levels)
 
-    @property
-    def wild(self) -> bool:
-        return any(lv in ("+", "#", KEY_LEVEL) for lv in self.levels)
-
     def match(self, topic_levels: Sequence[str]) -> tuple[bool, str | None]:
         """(matches, the {key} level's text)."""
-        key = None
-        for i, lv in enumerate(self.levels):
+        key, levels = None, self.levels
+        for i, lv in enumerate(levels):
             if lv == "#":
                 return (i > 0 or not topic_levels[0].startswith("$")), key
             if i >= len(topic_levels):
@@ -75,7 +79,7 @@ class TopicFilter:
                     key = t
             elif lv != t:
                 return False, None
-        return len(topic_levels) == len(self.levels), key
+        return len(topic_levels) == len(levels), key
 
 
 @dataclass(frozen=True, slots=True)

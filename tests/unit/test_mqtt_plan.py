@@ -78,6 +78,14 @@ def test_filter_matching_rules() -> None:
             TopicFilter.parse(bad)
 
 
+def test_an_exact_filter_keeps_only_its_text_and_a_wildcard_its_levels() -> None:
+    exact, wild = TopicFilter.parse("fleet/s1/M0"), TopicFilter.parse("fleet/+/{key}")
+    assert exact.split is None and not exact.wild and exact.levels == ("fleet", "s1", "M0")
+    assert exact.subscription == "fleet/s1/M0" and exact.match(["fleet", "s1", "M0"]) == (True, None)
+    assert wild.split == ("fleet", "+", "{key}") and wild.wild and wild.subscription == "fleet/+/+"
+    assert wild.match(["fleet", "s1", "M0"]) == (True, "M0") and wild.match(["fleet", "s1"]) == (False, None)
+
+
 def test_dead_letter_store_is_bounded_and_lists_newest_first(tmp_path: Path) -> None:
     store = DeadLetterStore(tmp_path / "d.sqlite", max_rows=10, max_payload=8)
     now = datetime.now(UTC).timestamp()
