@@ -220,7 +220,7 @@ class Engine:
         self._store_problem: str | None = None
         self._keep = keep
         # per RuleSet id: the set itself (kept, so its id is not reused), its quality plan and CUSUM parameters
-        self._plans: dict[int, tuple[RuleSet, QualityPlan, CusumParams]] = {}
+        self._plans: dict[int, tuple[RuleSet, QualityPlan, CusumParams, ForensicPlan]] = {}
         for site in sites:
             self._sites[site.id] = self._new_site(site, settings.resolve(site.id, site.district))
         self._restore()
@@ -249,10 +249,9 @@ class Engine:
             seq = rs.sequential
             self._plans[id(rs)] = (rs, QualityPlan.of(rs.quality), CusumParams(
                 seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
-                seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day))
-        _, quality, cusum = self._plans[id(rs)]
+                seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day), ForensicPlan.of(rs.forensic))
+        _, quality, cusum, plan = self._plans[id(rs)]
         st.rules, st.quality, st.gap_s = rs, quality, rs.gap_tolerance.total_seconds()
-        plan = ForensicPlan.of(rs.forensic)
         if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
             st.prints = SitePrints(plan) if plan.any else None
         st.cusum_params = cusum

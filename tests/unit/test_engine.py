@@ -8,6 +8,7 @@ from collector.model import Reading, Role, Site
 from rules.engine import Engine
 from rules.settings import MaintenanceWindow, RulesSettings
 from rules.store import AlertStore
+from tests.helpers import make_site
 from tests.unit.conftest import T0, flow, run
 
 
@@ -368,3 +369,11 @@ def test_a_replaced_meter_is_one_incident_the_reset_explains_the_gap():
     assert len(opened) == 1
     last = [n.incident for n in notices if n.incident.id == opened[0].id][-1]
     assert {"meter_offline", "totalizer_reset"} <= set(last.rules) and last.state.value == "resolved"
+
+
+def test_sites_sharing_a_rule_set_share_its_plans_and_keep_their_own_prints() -> None:
+    engine = Engine([make_site("a"), make_site("b")], RulesSettings(), UTC)
+    a, b = engine._sites["a"], engine._sites["b"]
+    assert a.quality is b.quality and a.cusum_params is b.cusum_params
+    assert a.prints is not None and b.prints is not None and a.prints is not b.prints
+    assert a.prints.plan is b.prints.plan
