@@ -157,3 +157,12 @@ def test_the_memory_bound_drops_each_meters_oldest_device_times_first(tmp_path: 
     judged = store.commit([e1(at(5), 0.0), e1(at(99_999), 99_999.0)])
     assert judged.too_old == [e1(at(5), 0.0)] and judged.duplicates == [e1(at(99_999), 99_999.0)]
     store.close()
+
+
+def test_a_meter_holds_pending_device_times_only_while_its_batch_commits(store: Store) -> None:
+    assert store.commit([e1(at(0), 100.0), e1(at(60), 101.0)]).readings == [e1(at(0), 100.0), e1(at(60), 101.0)]
+    assert store.commit([e1(at(30), 100.5), e1(at(60), 101.0)]).duplicates == [e1(at(60), 101.0)]
+    meters = list(store.index._meters.values())
+    assert [m.pend for m in meters] == [None] and list(meters[0].ts) == [at(s).timestamp() * 1000 for s in (0, 30, 60)]
+    assert store.index._db.execute("PRAGMA cache_size").fetchone()[0] == -256  # its own connection: a small cache
+    store.close()
