@@ -5,14 +5,21 @@ network; `ModbusCollector(plan, on_readings, on_event)` polls, scheduled by APSc
 receives a `collector.model.MeterChange` when a meter's identity registers change.
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from collector.modbus.collection import CollectionPlan, GatewayPlan, MeterPlan, plan_collection
 from collector.modbus.errors import ErrorClass, ModbusConfigError, ProfileError, ReadError
 from collector.modbus.health import MeterState
-from collector.modbus.poller import GatewayPoller, MeterPoll, RawBlock
 from collector.modbus.profile import Profile
 from collector.modbus.registry import PROFILES, ProfileRegistry
-from collector.modbus.service import ModbusCollector
 from collector.modbus.settings import Gateway, Transport
+
+if TYPE_CHECKING:
+    from collector.modbus.poller import GatewayPoller, MeterPoll, RawBlock
+    from collector.modbus.service import ModbusCollector
+
+_LAZY = {"GatewayPoller": "poller", "MeterPoll": "poller", "RawBlock": "poller", "ModbusCollector": "service"}
 
 __all__ = [
     "PROFILES",
@@ -34,3 +41,12 @@ __all__ = [
     "Transport",
     "plan_collection",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The poller and the collector import pymodbus (~2 MB of every process): a process imports them when it
+    polls a gateway."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)

@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from collector import metrics
 from collector.modbus.collection import CollectionPlan
-from collector.modbus.poller import utc_now
-from collector.modbus.service import ModbusCollector
 from collector.model import MeterChange, Reading
 from collector.outbox import OutboxError
+
+if TYPE_CHECKING:
+    from collector.modbus.service import ModbusCollector
 
 __all__ = ["ModbusSource"]
 
@@ -32,9 +34,9 @@ class ModbusSource:
     name = "modbus"
 
     def __init__(self, plan: CollectionPlan, on_change: AcceptChanges | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.plan = plan
-        self.clock = clock
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.on_change = on_change  # the service sets it to its change sink before `run`
         self.collector: ModbusCollector | None = None
         self._stop = asyncio.Event()
@@ -53,6 +55,8 @@ class ModbusSource:
             if self._refusing:
                 log.info("Modbus readings are accepted again")
                 self._refusing = False
+
+        from collector.modbus.service import ModbusCollector  # pymodbus: imported once a gateway is polled
 
         self.collector = ModbusCollector(self.plan, on_readings=sink, on_event=self._event, clock=self.clock)
         scheduler = AsyncIOScheduler()

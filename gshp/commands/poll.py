@@ -7,18 +7,13 @@ import asyncio
 import json
 import logging
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from collector.modbus import (
-    PROFILES,
-    CollectionPlan,
-    MeterPoll,
-    ModbusCollector,
-    ModbusConfigError,
-    ProfileError,
-    plan_collection,
-)
+from collector.modbus import PROFILES, CollectionPlan, ModbusConfigError, ProfileError, plan_collection
 from gshp.commands.configfile import SITES, load_config_or_exit
+
+if TYPE_CHECKING:
+    from collector.modbus import MeterPoll
 
 __all__ = ["format_table", "register", "run"]
 
@@ -99,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _poll(plan: CollectionPlan, rounds: int | None, fmt: str) -> int:
+    from collector.modbus import ModbusCollector  # pymodbus: only for this command
+
     collector = ModbusCollector(plan, on_readings=lambda readings: None)
     units = {m.profile.name: {k: v.unit for k, v in m.profile.values.items()}
              for g in plan.gateways for m in g.meters}

@@ -16,23 +16,17 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from collector.modbus import PROFILES, ProfileError, Transport
 from gshp.commands.configfile import SITES, load_config_or_exit
 from simulators.flow import DTU_SCENARIOS, Scenario, local_hour
-from simulators.modbus import (
-    Framer,
-    ModbusSimServer,
-    ModelClock,
-    PtyPair,
-    image_size,
-    parse_units,
-    range_units,
-    site_units,
-)
+from simulators.modbus import ModelClock, PtyPair, image_size, parse_units, range_units, site_units
+
+if TYPE_CHECKING:
+    from simulators.modbus import ModbusSimServer
 
 __all__ = ["register", "register_hj212", "register_modbus", "register_mqtt", "register_scenarios", "register_site",
            "register_szy206"]
@@ -98,7 +92,7 @@ def register_modbus(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5020)
     p.add_argument("--units", default="1", help="unit ids, e.g. 1-16 or 1,3,5-8 (default 1)")
-    p.add_argument("--framer", choices=[Framer.TCP.value, Framer.RTU_OVER_TCP.value, "serial"],
+    p.add_argument("--framer", choices=[t.value for t in Transport],
                    default="tcp", help="tcp, rtu-over-tcp, or serial (RTU on a new pseudo-terminal pair)")
     p.add_argument("--scenario", type=_scenario, default=Scenario(), help=_SCENARIO_HELP)
     p.add_argument("--unit-scenario", type=_unit_scenario, action="append", default=[],
@@ -177,6 +171,8 @@ def run_modbus(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gshp sim modbus: {exc}", file=sys.stderr)
         return 2
+    from simulators.modbus import Framer, ModbusSimServer  # pymodbus: only when serving
+
     ptys: list[PtyPair] = []
     if args.framer == "serial":
         pty = PtyPair()
@@ -202,9 +198,6 @@ def _run_servers(servers: list[ModbusSimServer], ptys: list[PtyPair], duration: 
     return 0
 
 
-_FRAMERS = {Transport.TCP: Framer.TCP, Transport.RTU_OVER_TCP: Framer.RTU_OVER_TCP}
-
-
 def run_site(args: argparse.Namespace) -> int:
     _quiet(args)
     config = load_config_or_exit(args.config, USES)
@@ -221,6 +214,8 @@ def run_site(args: argparse.Namespace) -> int:
     except (ProfileError, ValueError) as exc:
         print(f"gshp sim site: {exc}", file=sys.stderr)
         return 2
+    from simulators.modbus import Framer, ModbusSimServer  # pymodbus: only when serving
+
     servers: list[ModbusSimServer] = []
     ptys: list[PtyPair] = []
     lines: list[str] = []
@@ -236,7 +231,7 @@ def run_site(args: argparse.Namespace) -> int:
             lines.append(f"gateway {gid}: units {units} on serial RTU; point `device:` at {pty.client_path}")
         else:
             assert gw.host is not None and gw.port is not None
-            servers.append(ModbusSimServer(meters, size=size, framer=_FRAMERS[gw.transport], host=gw.host,
+            servers.append(ModbusSimServer(meters, size=size, framer=Framer(gw.transport.value), host=gw.host,
                                            port=gw.port))
             lines.append(f"gateway {gid}: units {units} on {gw.host}:{gw.port} ({gw.transport.value})")
     if not servers:
