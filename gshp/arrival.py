@@ -130,7 +130,7 @@ def _configured_since(state: Path, meters: Sequence[tuple[str, str]], now: float
         pass
     except (ValueError, AttributeError, TypeError) as exc:
         log.warning("%s is unreadable (%s): every meter counts as configured from now", state, exc)
-    out = {(s, m): known.get(f"{s}/{m}", now) for s, m in meters}
+    out = {key: known.get(f"{key[0]}/{key[1]}", now) for key in meters}  # the book's keys: no second tuple
     wanted = {f"{s}/{m}": t for (s, m), t in out.items()}
     if wanted != known:
         tmp = state.with_suffix(".tmp")

@@ -53,3 +53,8 @@ def test_a_meter_configured_less_than_a_day_ago_is_not_judged(tmp_path: Path) ->
     assert again.judged("s1", "E1", later.timestamp()) == 0.0  # configured since before: judged
     assert again.judged("s1", "R1", later.timestamp()) is None
     assert set(json.loads(state.read_text())["configured_since"]) == {"s1/E1", "s1/R1"}
+
+
+def test_the_tracker_keys_each_meter_by_the_book_s_own_tuple(tmp_path: Path) -> None:
+    tracker = ArrivalTracker(dict(INTERVALS), TZ, tmp_path / "arrival.json", NOW.timestamp())
+    assert all(a is b for a, b in zip(tracker.since, tracker.book.meters, strict=True))
