@@ -810,10 +810,9 @@ class Engine:
         ok = True
         for ms in meters:
             first = ms.track.first_ts
-            ok = ok and first is not None and first <= ka * self.step_s
-            for n, (v, known) in enumerate(ms.ledger.intervals(ka, kb)):
-                vols[n] += v
-                ok = ok and known
+            v, known = ms.ledger.volumes(ka, kb)
+            vols = [a + b for a, b in zip(vols, v, strict=True)]
+            ok = ok and first is not None and first <= ka * self.step_s and known
         return vols, ok
 
     def _transit(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int) -> float | None:
@@ -838,22 +837,25 @@ class Engine:
         # read back an hour at a time: no stop in the last hour, nothing left to refill
         chunk = max(lag_k + 1, math.ceil(3600 / self.step_s))
         back = 0
-        arriving: list[float] = []
-        r: list[float] = []
-        stopped: list[int] = []
-        known = True
         while back < look:
             back = min(look, back + chunk)
-            r, r_ok = self._side(rei, ka - back, ka)
-            e, e_ok = self._side(ext, ka - back - whole - 1, ka)  # e[j + 1] is extraction `whole` before r[j]
-            known = r_ok and e_ok
-            arriving = [(1.0 - part) * e[j + 1] + part * e[j] for j in range(len(r))]
-            stopped = [j for j in range(len(r)) if stopped_interval(arriving[j], r[j])]
-            if not stopped or stopped[0] > 0:
+            if not self._stopped_at(ext, rei, ka - back, whole, part):
                 break
+        r, r_ok = self._side(rei, ka - back, ka)
+        e, e_ok = self._side(ext, ka - back - whole - 1, ka)  # e[j + 1] is extraction `whole` before r[j]
+        known = r_ok and e_ok
+        arriving = [(1.0 - part) * e[j + 1] + part * e[j] for j in range(len(r))]
+        stopped = [j for j in range(len(r)) if stopped_interval(arriving[j], r[j])]
         if stopped and (not known or (stopped[0] == 0 and look < lookback)):
             return None  # the stop began before the data, or data was lost: what drained is unknown
         return moving + refill_credit(arriving, r)
+
+    def _stopped_at(self, ext: list[_MeterState], rei: list[_MeterState], k: int, whole: int, part: float) -> bool:
+        """Whether interval `k` is one of a stop, its arriving water being the extraction `whole` + `part`
+        intervals before it (as `_transit` reads it)."""
+        r = self._side(rei, k, k + 1)[0]
+        e = self._side(ext, k - whole - 1, k - whole + 1)[0]
+        return stopped_interval((1.0 - part) * e[1] + part * e[0], r[0])
 
     def _before(self, ext: list[_MeterState], k: int, lag: float) -> float:
         """Extraction over the `lag` intervals (a fraction allowed) before boundary `k`."""

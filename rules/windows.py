@@ -134,6 +134,22 @@ class Ledger:
             return WindowSum(sum(self._vol[i0:]), False)
         return WindowSum(sum(self._vol[i0:i1]), self._unknown.find(1, i0, i1) < 0)
 
+    def volumes(self, k_start: int, k_end: int) -> tuple[list[float], bool]:
+        """The volumes of intervals k_start … k_end−1 (0.0 for one not kept) and whether every one is known."""
+        n = k_end - k_start
+        if n <= 0:
+            return [], True
+        if self._base is None:
+            return [0.0] * n, False
+        i0, i1 = k_start - self._base, k_end - self._base
+        size = len(self._vol)
+        if i0 >= 0 and i1 <= size:
+            return self._vol[i0:i1].tolist(), self._unknown.find(1, i0, i1) < 0
+        lo, hi = max(i0, 0), min(i1, size)
+        if lo >= hi:
+            return [0.0] * n, False
+        return [0.0] * (lo - i0) + self._vol[lo:hi].tolist() + [0.0] * (i1 - hi), False
+
     def intervals(self, k_start: int, k_end: int) -> list[tuple[float, bool]]:
         """(volume, known) of each interval k_start … k_end−1; an interval not kept is (0.0, False)."""
         out: list[tuple[float, bool]] = []
