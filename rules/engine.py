@@ -151,6 +151,7 @@ class _SiteState:
     watch_since: float | None = None
     maintenance: list[MaintenanceWindow] = field(default_factory=list)
     quality: QualityPlan | None = None
+    windows: tuple[_WindowPlan, ...] = ()
     gap_s: float = 600.0
     incidents: dict[IncidentKind, Episode] = field(default_factory=dict)
     claimed: list[MaintenanceWindow] = field(default_factory=list)  # declared during an incident: not allowed
@@ -160,6 +161,7 @@ class _SiteState:
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
     sides: tuple[list[_MeterState], list[_MeterState]] | None = None  # extraction, reinjection: until a role changes
+    accuracy: tuple[float, float] = (1.0, 1.0)  # the sides' worst meter accuracy %, taken with the sides
     prints: SitePrints | None = None  # forensic state (None: every forensic rule is off)
     year: YearLedger | None = None  # this year's extraction (permit quota), restored from the store
     rate_m3h: float | None = None  # extraction's mean rate over the newest complete interval
@@ -219,8 +221,9 @@ class Engine:
         self._ledgers: list[YearLedger] = []
         self._store_problem: str | None = None
         self._keep = keep
-        # per RuleSet id: the set itself (kept, so its id is not reused), its quality plan and CUSUM parameters
-        self._plans: dict[int, tuple[RuleSet, QualityPlan, CusumParams]] = {}
+        # per RuleSet id: the set itself (kept, so its id is not reused), its quality plan, CUSUM parameters and
+        # balance windows
+        self._plans: dict[int, tuple[RuleSet, QualityPlan, CusumParams, tuple[_WindowPlan, ...]]] = {}
         for site in sites:
             self._sites[site.id] = self._new_site(site, settings.resolve(site.id, site.district))
         self._restore()
@@ -249,9 +252,10 @@ class Engine:
             seq = rs.sequential
             self._plans[id(rs)] = (rs, QualityPlan.of(rs.quality), CusumParams(
                 seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
-                seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day))
-        _, quality, cusum = self._plans[id(rs)]
-        st.rules, st.quality, st.gap_s = rs, quality, rs.gap_tolerance.total_seconds()
+                seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day),
+                tuple(_WindowPlan.of(w, self.step_s) for w in rs.balance.windows))
+        _, quality, cusum, windows = self._plans[id(rs)]
+        st.rules, st.quality, st.gap_s, st.windows = rs, quality, rs.gap_tolerance.total_seconds(), windows
         plan = ForensicPlan.of(rs.forensic)
         if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
             st.prints = SitePrints(plan) if plan.any else None
@@ -772,16 +776,26 @@ class Engine:
             a, b = j * m * self.step_s, (j + 1) * m * self.step_s
             e, e_ok = self._sum(ext, j * m, (j + 1) * m)
             r, r_ok = self._sum(rei, j * m, (j + 1) * m)
-            stable = all(roles_constant(ms.meter, datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC),
-                                        self.tz) for ms in st.meters.values())
+            stable = self._stable(st, a, b)
             note_hour(sp, b, e, r, e_ok and r_ok and stable)
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
         """The site's extraction and reinjection meters (kept until a meter's role changes; not to be altered)."""
         if st.sides is None:
-            st.sides = ([ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION],
-                        [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION])
+            ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
+            rei = [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION]
+            st.sides = ext, rei
+            st.accuracy = (max((ms.meter.accuracy_pct for ms in ext), default=1.0),
+                           max((ms.meter.accuracy_pct for ms in rei), default=1.0))
         return st.sides
+
+    def _stable(self, st: _SiteState, a: float, b: float) -> bool:
+        """No meter of the site changes its seasonal role over [a, b] (epoch seconds)."""
+        seasonal = [ms.meter for ms in st.meters.values() if ms.meter.roles]
+        if not seasonal:
+            return True
+        a_dt, b_dt = datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
+        return all(roles_constant(m, a_dt, b_dt, self.tz) for m in seasonal)
 
     def _horizon_k(self, st: _SiteState, until_k: int | None = None) -> int | None:
         """The first interval not yet complete on both sides (at most `until_k`: not after the evaluation)."""
@@ -871,8 +885,7 @@ class Engine:
         e, e_ok = self._sum(ext, ka, kb)
         r, r_ok = self._sum(rei, ka, kb)
         a, b = ka * self.step_s, kb * self.step_s
-        a_dt, b_dt = datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
-        stable = all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in st.meters.values())
+        stable = self._stable(st, a, b)
         q = st.rules.quality
         frozen = any(ms.track.frozen_candidate(q.frozen_min_m3) or ms.track.reverse_since is not None
                      for ms in ext + rei)
@@ -911,27 +924,23 @@ class Engine:
         return bal, evidence
 
     def _accuracy(self, st: _SiteState) -> tuple[float, float]:
-        ext, rei = self._sides(st)
-        return (max((ms.meter.accuracy_pct for ms in ext), default=1.0),
-                max((ms.meter.accuracy_pct for ms in rei), default=1.0))
+        self._sides(st)
+        return st.accuracy
 
     def _evaluate_balance(self, st: _SiteState, t: float) -> list[Alert]:
         kb = self._horizon_k(st, interval_of(t, self.step_s))
         if kb is None or kb == st.last_balance_k:
             return []
         st.last_balance_k = kb
-        bs = st.rules.balance
+        clear_ratio = st.rules.balance.clear_ratio
         acc_e, acc_r = self._accuracy(st)
         out = []
-        for w in bs.windows:
-            n = max(1, math.ceil(w.window.total_seconds() / self.step_s))
+        for wp in st.windows:
+            w = wp.rule
             threshold = balance_threshold_pct(w.threshold_pct, w.accuracy_factor, acc_e, acc_r)
-            bal, ev = self._window_balance(st, kb - n, kb, threshold, bs.clear_ratio, w.min_extracted_m3)
-            info = _RuleInfo(AlertKind.DISCHARGE, w.severity, "balance")
-            out.extend(self._advance(st, _window_rule(w), info,
-                                     bal.condition, kb * self.step_s, w.hold.total_seconds(),
-                                     w.clear_for.total_seconds(),
-                                     partial(_window_evidence, w.window, ev)))
+            bal, ev = self._window_balance(st, kb - wp.n, kb, threshold, clear_ratio, w.min_extracted_m3)
+            out.extend(self._advance(st, wp.name, wp.info, bal.condition, kb * self.step_s, wp.hold_s,
+                                     wp.clear_for_s, partial(_window_evidence, w.window, ev)))
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
@@ -969,9 +978,7 @@ class Engine:
                 st.events_seen = events_now
                 st.cusum = cusum_relearn(st.cusum, self._relearn_bound(st, changed, ka))
                 st.seq_block, st.warm_log = None, ()
-            a_dt = datetime.fromtimestamp(ka * self.step_s, UTC)
-            b_dt = datetime.fromtimestamp(kb * self.step_s, UTC)
-            if not all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in meters):
+            if not self._stable(st, ka * self.step_s, kb * self.step_s):
                 st.cusum = cusum_relearn(st.cusum, seq.baseline_bound_factor * (acc_e + acc_r))
                 st.seq_block, st.warm_log = None, ()
                 continue
@@ -1341,3 +1348,21 @@ def _window_evidence(window: timedelta, ev: Callable[[], dict[str, Any]]) -> dic
 
 def _window_rule(w: WindowRule) -> str:
     return f"balance_{w.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class _WindowPlan:
+    """A balance window planned for the hot path: its intervals, alert rule, seconds."""
+
+    rule: WindowRule
+    n: int  # intervals
+    name: str
+    info: _RuleInfo
+    hold_s: float
+    clear_for_s: float
+
+    @classmethod
+    def of(cls, w: WindowRule, step_s: float) -> _WindowPlan:
+        return cls(w, max(1, math.ceil(w.window.total_seconds() / step_s)), _window_rule(w),
+                   _RuleInfo(AlertKind.DISCHARGE, w.severity, "balance"), w.hold.total_seconds(),
+                   w.clear_for.total_seconds())
