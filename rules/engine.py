@@ -802,10 +802,13 @@ class Engine:
         ext, rei = self._sides(st)
         if not ext or not rei:
             return None
-        last = [ms.track.last_ts for ms in ext + rei]
-        if any(x is None for x in last):
-            return None
-        k = interval_of(min(x for x in last if x is not None), self.step_s)
+        oldest = math.inf
+        for ms in (*ext, *rei):
+            last = ms.track.last_ts
+            if last is None:
+                return None
+            oldest = min(oldest, last)
+        k = interval_of(oldest, self.step_s)
         return k if until_k is None else min(k, until_k)
 
     def _sum(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[float, bool]:
@@ -880,15 +883,14 @@ class Engine:
         return out
 
     def _window_balance(self, st: _SiteState, ka: int, kb: int, threshold: float, clear_ratio: float,
-                        min_m3: float) -> tuple[Balance, Callable[[], dict[str, Any]]]:
+                        min_m3: float, frozen: bool) -> tuple[Balance, Callable[[], dict[str, Any]]]:
+        """One window's verdict and its evidence (made when asked); `frozen`: a meter's volume is unknown now
+        (a frozen totalizer or reverse flow)."""
         ext, rei = self._sides(st)
         e, e_ok = self._sum(ext, ka, kb)
         r, r_ok = self._sum(rei, ka, kb)
         a, b = ka * self.step_s, kb * self.step_s
         stable = self._stable(st, a, b)
-        q = st.rules.quality
-        frozen = any(ms.track.frozen_candidate(q.frozen_min_m3) or ms.track.reverse_since is not None
-                     for ms in ext + rei)
         overlapping = [m for m in st.maintenance if m.start.timestamp() < b and m.end.timestamp() > a]
         cap = sum(m.volume_cap_m3 for m in overlapping)
         # the transit allowance can only lower the deficit: skip it when the window is clear without it
@@ -934,11 +936,14 @@ class Engine:
         st.last_balance_k = kb
         clear_ratio = st.rules.balance.clear_ratio
         acc_e, acc_r = self._accuracy(st)
+        ext, rei = self._sides(st)
+        min_m3 = st.rules.quality.frozen_min_m3
+        frozen = any(ms.track.frozen_candidate(min_m3) or ms.track.reverse_since is not None for ms in ext + rei)
         out = []
         for wp in st.windows:
             w = wp.rule
             threshold = balance_threshold_pct(w.threshold_pct, w.accuracy_factor, acc_e, acc_r)
-            bal, ev = self._window_balance(st, kb - wp.n, kb, threshold, clear_ratio, w.min_extracted_m3)
+            bal, ev = self._window_balance(st, kb - wp.n, kb, threshold, clear_ratio, w.min_extracted_m3, frozen)
             out.extend(self._advance(st, wp.name, wp.info, bal.condition, kb * self.step_s, wp.hold_s,
                                      wp.clear_for_s, partial(_window_evidence, w.window, ev)))
         return out

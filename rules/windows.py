@@ -104,6 +104,10 @@ class Ledger:
         step = self.step_s
         k0, k1 = math.floor(t0 / step), math.floor(t1 / step)
         if t1 > t0 and (k1 == k0 or (k1 == k0 + 1 and t1 == k1 * step)):  # one interval, as `spread` splits it
+            base = self._base
+            if base is not None and 0 <= k0 - base < len(self._vol):  # already kept: no growing, no trimming
+                self._vol[k0 - base] += volume
+                return
             i = self._slot(k0)
             if i is not None:
                 self._vol[i] += volume
