@@ -16,6 +16,11 @@ from dataclasses import dataclass
 __all__ = ["IntervalSeries", "Ledger", "WindowSum", "interval_of", "spread"]
 
 
+EXACT_SPAN = 16
+"""Windows of up to this many intervals are summed interval by interval (the short windows and each hour at
+5-minute intervals); longer ones from running sums, which differ from that only in the last bits."""
+
+
 def interval_of(t: float, step_s: float) -> int:
     """Index of the interval holding time `t` (epoch seconds)."""
     return math.floor(t / step_s)
@@ -60,9 +65,11 @@ class Ledger:
     """Interval volumes of one meter, kept for `retention` intervals back from the newest.
 
     Packed: a float64 and a byte per interval (9 bytes, not ~40 for a list of float objects), trimmed once
-    `slack` intervals beyond the retention accumulate, so 10 000 meters' day-long ledgers fit in ~30 MB."""
+    `slack` intervals beyond the retention accumulate. A window longer than `EXACT_SPAN` intervals is summed
+    from running sums (one more float64 an interval, brought up to date when read), so an evaluation costs
+    the same whatever its windows' lengths."""
 
-    __slots__ = ("_base", "_unknown", "_vol", "retention", "step_s")
+    __slots__ = ("_base", "_cum", "_fresh", "_unknown", "_vol", "retention", "step_s")
 
     def __init__(self, step_s: float, retention: int) -> None:
         if step_s <= 0 or retention < 1:
@@ -72,6 +79,8 @@ class Ledger:
         self._base: int | None = None  # interval index of _vol[0]
         self._vol = array("d")
         self._unknown = bytearray()  # 1: the interval's volume is unknown (lost, not zero)
+        self._cum = array("d", [0.0])  # _cum[i]: the sum of _vol[:i], up to date for i ≤ _fresh
+        self._fresh = 0
 
     @property
     def oldest(self) -> int | None:
@@ -92,6 +101,8 @@ class Ledger:
                 drop = len(self._vol) - self.retention
                 del self._vol[:drop]
                 del self._unknown[:drop]
+                del self._cum[len(self._vol) + 1:]
+                self._fresh = 0
                 self._base += drop
                 i -= drop
         return i
@@ -106,16 +117,21 @@ class Ledger:
         if t1 > t0 and (k1 == k0 or (k1 == k0 + 1 and t1 == k1 * step)):  # one interval, as `spread` splits it
             base = self._base
             if base is not None and 0 <= k0 - base < len(self._vol):  # already kept: no growing, no trimming
-                self._vol[k0 - base] += volume
+                self._put(k0 - base, volume)
                 return
             i = self._slot(k0)
             if i is not None:
-                self._vol[i] += volume
+                self._put(i, volume)
             return
         for k, v in spread(t0, t1, volume, step):
             i = self._slot(k)
             if i is not None:
-                self._vol[i] += v
+                self._put(i, v)
+
+    def _put(self, i: int, volume: float) -> None:
+        self._vol[i] += volume
+        if i < self._fresh:
+            self._fresh = i
 
     def mark_unknown(self, t0: float, t1: float) -> None:
         """Make every interval overlapping [t0, t1] unknown (volume lost, not zero)."""
@@ -135,8 +151,21 @@ class Ledger:
         i0 = k_start - self._base
         i1 = k_end - self._base
         if i1 > len(self._vol):
-            return WindowSum(sum(self._vol[i0:]), False)
-        return WindowSum(sum(self._vol[i0:i1]), self._unknown.find(1, i0, i1) < 0)
+            return WindowSum(self._sum(i0, len(self._vol)), False)
+        return WindowSum(self._sum(i0, i1), self._unknown.find(1, i0, i1) < 0)
+
+    def _sum(self, i0: int, i1: int) -> float:
+        """The volume of _vol[i0:i1]: added up in order when short, else the difference of running sums."""
+        vol = self._vol
+        if i1 - i0 <= EXACT_SPAN:
+            return sum(vol[i0:i1])
+        cum = self._cum
+        if len(cum) <= i1:
+            cum.frombytes(bytes(8 * (len(vol) + 1 - len(cum))))
+        for j in range(self._fresh, i1):
+            cum[j + 1] = cum[j] + vol[j]
+        self._fresh = max(self._fresh, i1)
+        return cum[i1] - cum[i0]
 
     def volumes(self, k_start: int, k_end: int) -> tuple[list[float], bool]:
         """The volumes of intervals k_start … k_end−1 (0.0 for one not kept) and whether every one is known."""
