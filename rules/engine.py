@@ -24,6 +24,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
+from itertools import pairwise
+from operator import add
 from typing import TYPE_CHECKING, Any
 
 from alerting.model import (
@@ -828,7 +830,7 @@ class Engine:
         for ms in meters:
             first = ms.track.first_ts
             v, known = ms.ledger.volumes(ka, kb)
-            vols = [a + b for a, b in zip(vols, v, strict=True)]
+            vols = list(map(add, vols, v))
             ok = ok and first is not None and first <= ka * self.step_s and known
         return vols, ok
 
@@ -860,10 +862,10 @@ class Engine:
                 break
         r, r_ok = self._side(rei, ka - back, ka)
         e, e_ok = self._side(ext, ka - back - whole - 1, ka)  # e[j + 1] is extraction `whole` before r[j]
-        known = r_ok and e_ok
-        arriving = [(1.0 - part) * e[j + 1] + part * e[j] for j in range(len(r))]
-        stopped = [j for j in range(len(r)) if stopped_interval(arriving[j], r[j])]
-        if stopped and (not known or (stopped[0] == 0 and look < lookback)):
+        rest = 1.0 - part
+        arriving = [rest * later + part * x for x, later in pairwise(e[:len(r) + 1])]
+        began_before = bool(r) and look < lookback and stopped_interval(arriving[0], r[0])
+        if began_before or (not (r_ok and e_ok) and any(map(stopped_interval, arriving, r))):
             return None  # the stop began before the data, or data was lost: what drained is unknown
         return moving + refill_credit(arriving, r)
 
