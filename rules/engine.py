@@ -738,7 +738,8 @@ class Engine:
         for name, rule in QUALITY_RULES.items():
             if grace and unseen and name in _SILENCE_RULES:
                 continue  # a meter without a reading since start (no history): not silent before offline_after
-            finding = self._held_finding(st, name, t) or rule.detect(tracks, t, q)
+            held = self._held_finding(st, name, t) if st.held_at else None
+            finding = held or rule.detect(tracks, t, q)
             if finding.condition is not Condition.ACTIVE and name not in alerts:
                 continue  # nothing pending or firing, nothing to start
             out.extend(self._advance(st, name, _QUALITY_INFO[name], finding.condition, t, rule.hold(q),
