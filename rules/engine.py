@@ -352,13 +352,12 @@ class Engine:
         """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill;
         `volume` and `period` (interval volumes) when the rows hold any."""
         one = self._ingest_one
+        cols = [c[start:stop] for c in (site, meter, ts, rate, total, signal, error)]
+        if volume is not None and period is not None:
+            cols += [volume[start:stop], period[start:stop]]
         with self._lock:
-            if volume is None or period is None:
-                for i in range(start, stop):
-                    one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
-                return
-            for i in range(start, stop):
-                one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i], volume[i], period[i])
+            for row in zip(*cols, strict=True):
+                one(*row)
 
     def note_changes(self, changes: Iterable[MeterChange]) -> None:
         """Take meter changes (a swapped meter, a new totalizer unit or multiplier, a touched scale factor),
@@ -432,7 +431,8 @@ class Engine:
             else:
                 self.stats.late += 1
             return
-        rs = st.rules
+        q = st.quality
+        assert q is not None
         step_kind: StepKind | None = None
         if volume is not None and period is not None:
             # an interval volume is the ledger's own unit: the water of [ts − period, ts], nothing to difference
@@ -445,14 +445,17 @@ class Engine:
             if rebase:
                 ms.rebase_at = None
             if ms.total_ts is not None and ms.ref_total is not None:
+                dt = ts - ms.total_ts
+                c = st.rules.counters
                 if rebase:
-                    step = rebase_step(tr.last_rate, rate, ts - ms.total_ts, st.gap_s, rs.counters)
+                    step = rebase_step(tr.last_rate, rate, dt, st.gap_s, c)
                     note_bridged(tr, ts, step.volume_m3)
+                elif dt <= st.gap_s or not c.judge_gaps:
+                    step = classify_step(ms.ref_total, total, dt, st.gap_s, c)
                 else:
-                    step = self._judge_step(st, ms, ts, rate, total)
-                step_kind = step.kind
-                volume = step.volume_m3
-                if rate is not None and rate < -rs.quality.reverse_m3h:
+                    step = self._judge_gap(st, ms, ts, rate, total)
+                step_kind, volume = step
+                if rate is not None and rate < -q.reverse_m3h:
                     volume = None  # reverse flow runs on the other accumulator: forward volume unknown
                 ms.ledger.add(ms.total_ts, ts, volume)
             if step_kind is not StepKind.NOISE:
@@ -463,20 +466,18 @@ class Engine:
         if st.prints is not None:
             observe_reading(st.prints, meter_id, ts, rate, total)
         observe(tr, ts, rate, total, signal, error, step_kind)
-        if tr.frozen_candidate(rs.quality.frozen_min_m3) and tr.flat_since is not None:
+        if tr.flat_since is not None and tr.frozen_candidate(q.frozen_min_m3):
             start = tr.flat_since if ms.unknown_until is None else max(tr.flat_since, ms.unknown_until)
             ms.ledger.mark_unknown(start, ts)
             ms.unknown_until = ts
 
-    def _judge_step(self, st: _SiteState, ms: _MeterState, ts: float, rate: float | None,
-                    total: float) -> CounterStep:
-        """The counter step to `total`; across a gap judged by max flow and the meter's rate either side, and a
+    def _judge_gap(self, st: _SiteState, ms: _MeterState, ts: float, rate: float | None,
+                   total: float) -> CounterStep:
+        """The counter step to `total` across a gap, judged by max flow and the meter's rate either side, and a
         jump there noted as a rescaled meter (the totalizer no longer counts what it counted: a meter change)."""
         c = st.rules.counters
         assert ms.total_ts is not None and ms.ref_total is not None
         dt = ts - ms.total_ts
-        if not c.judge_gaps or dt <= st.gap_s:
-            return classify_step(ms.ref_total, total, dt, st.gap_s, c)
         # the rate bounds the step only when the meter ran on either side: stopped at both ends, it may have
         # run in between at any rate (then max flow alone judges)
         higher = max((r for r in (ms.track.last_rate, rate) if r is not None), default=None)
