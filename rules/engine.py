@@ -819,10 +819,10 @@ class Engine:
         total, complete = 0.0, True
         a = ka * self.step_s
         for ms in meters:
-            w = ms.ledger.window(ka, kb)
-            total += w.volume_m3
+            volume, known = ms.ledger.total(ka, kb)
+            total += volume
             first = ms.track.first_ts
-            complete = complete and w.complete and first is not None and first <= a
+            complete = complete and known and first is not None and first <= a
         return total, complete
 
     def _side(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[list[float], bool]:

@@ -146,13 +146,18 @@ class Ledger:
 
     def window(self, k_start: int, k_end: int) -> WindowSum:
         """Sum of intervals k_start … k_end−1; incomplete if any is unknown or not kept."""
-        if self._base is None or k_start < self._base or k_end <= k_start:
-            return WindowSum(0.0, False)
-        i0 = k_start - self._base
-        i1 = k_end - self._base
+        return WindowSum(*self.total(k_start, k_end))
+
+    def total(self, k_start: int, k_end: int) -> tuple[float, bool]:
+        """`window` as a pair: the volume of intervals k_start … k_end−1 and whether it is complete."""
+        base = self._base
+        if base is None or k_start < base or k_end <= k_start:
+            return 0.0, False
+        i0 = k_start - base
+        i1 = k_end - base
         if i1 > len(self._vol):
-            return WindowSum(self._sum(i0, len(self._vol)), False)
-        return WindowSum(self._sum(i0, i1), self._unknown.find(1, i0, i1) < 0)
+            return self._sum(i0, len(self._vol)), False
+        return self._sum(i0, i1), self._unknown.find(1, i0, i1) < 0
 
     def _sum(self, i0: int, i1: int) -> float:
         """The volume of _vol[i0:i1]: added up in order when short, else the difference of running sums."""
