@@ -116,8 +116,11 @@ class Ledger:
         k0, k1 = math.floor(t0 / step), math.floor(t1 / step)
         if t1 > t0 and (k1 == k0 or (k1 == k0 + 1 and t1 == k1 * step)):  # one interval, as `spread` splits it
             base = self._base
-            if base is not None and 0 <= k0 - base < len(self._vol):  # already kept: no growing, no trimming
-                self._put(k0 - base, volume)
+            i = -1 if base is None else k0 - base
+            if 0 <= i < len(self._vol):  # already kept: no growing, no trimming
+                self._vol[i] += volume
+                if i < self._fresh:
+                    self._fresh = i
                 return
             i = self._slot(k0)
             if i is not None:
