@@ -874,9 +874,13 @@ class Engine:
     def _stopped_at(self, ext: list[_MeterState], rei: list[_MeterState], k: int, whole: int, part: float) -> bool:
         """Whether interval `k` is one of a stop, its arriving water being the extraction `whole` + `part`
         intervals before it (as `_transit` reads it)."""
-        r = self._side(rei, k, k + 1)[0]
-        e = self._side(ext, k - whole - 1, k - whole + 1)[0]
-        return stopped_interval((1.0 - part) * e[1] + part * e[0], r[0])
+        def at(meters: list[_MeterState], k: int) -> float:  # added up as `_side` adds them
+            v = 0.0
+            for ms in meters:
+                v += ms.ledger.volume_at(k)
+            return v
+
+        return stopped_interval((1.0 - part) * at(ext, k - whole) + part * at(ext, k - whole - 1), at(rei, k))
 
     def _before(self, ext: list[_MeterState], k: int, lag: float) -> float:
         """Extraction over the `lag` intervals (a fraction allowed) before boundary `k`."""

@@ -122,14 +122,14 @@ class Ledger:
                 if i < self._fresh:
                     self._fresh = i
                 return
-            i = self._slot(k0)
-            if i is not None:
-                self._put(i, volume)
+            slot = self._slot(k0)
+            if slot is not None:
+                self._put(slot, volume)
             return
         for k, v in spread(t0, t1, volume, step):
-            i = self._slot(k)
-            if i is not None:
-                self._put(i, v)
+            slot = self._slot(k)
+            if slot is not None:
+                self._put(slot, v)
 
     def _put(self, i: int, volume: float) -> None:
         self._vol[i] += volume
@@ -174,6 +174,11 @@ class Ledger:
             cum[j + 1] = cum[j] + vol[j]
         self._fresh = max(self._fresh, i1)
         return cum[i1] - cum[i0]
+
+    def volume_at(self, k: int) -> float:
+        """The volume of interval `k` (0.0 when it is not kept)."""
+        i = -1 if self._base is None else k - self._base
+        return self._vol[i] if 0 <= i < len(self._vol) else 0.0
 
     def volumes(self, k_start: int, k_end: int) -> tuple[list[float], bool]:
         """The volumes of intervals k_start … k_end−1 (0.0 for one not kept) and whether every one is known."""
