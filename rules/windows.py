@@ -156,24 +156,19 @@ class Ledger:
         base = self._base
         if base is None or k_start < base or k_end <= k_start:
             return 0.0, False
-        i0 = k_start - base
-        i1 = k_end - base
-        if i1 > len(self._vol):
-            return self._sum(i0, len(self._vol)), False
-        return self._sum(i0, i1), self._unknown.find(1, i0, i1) < 0
-
-    def _sum(self, i0: int, i1: int) -> float:
-        """The volume of _vol[i0:i1]: added up in order when short, else the difference of running sums."""
         vol = self._vol
-        if i1 - i0 <= EXACT_SPAN:
-            return sum(vol[i0:i1])
-        cum = self._cum
+        i0 = k_start - base
+        i1 = min(k_end - base, len(vol))
+        complete = k_end - base == i1 and self._unknown.find(1, i0, i1) < 0
+        if i1 - i0 <= EXACT_SPAN:  # added up in order
+            return sum(vol[i0:i1]), complete
+        cum = self._cum  # else the difference of running sums
         if len(cum) <= i1:
             cum.frombytes(bytes(8 * (len(vol) + 1 - len(cum))))
         for j in range(self._fresh, i1):
             cum[j + 1] = cum[j] + vol[j]
         self._fresh = max(self._fresh, i1)
-        return cum[i1] - cum[i0]
+        return cum[i1] - cum[i0], complete
 
     def volume_at(self, k: int) -> float:
         """The volume of interval `k` (0.0 when it is not kept)."""
