@@ -209,10 +209,10 @@ def smooth_finding(sp: SitePrints, now: float) -> Finding:
     plan = sp.plan
     hits: dict[str, dict[str, object]] = {}
     for meter, mp in sp.meters.items():
-        if len(mp.curvature) < plan.smooth_readings or len(set(mp.rates)) * 2 < len(mp.rates):
+        if len(mp.curvature) < plan.smooth_readings:
             continue
         median = sorted(mp.curvature)[len(mp.curvature) // 2]
-        if median < plan.smooth_floor:
+        if median < plan.smooth_floor and len(set(mp.rates)) * 2 >= len(mp.rates):
             hits[meter] = {"median_jitter_pct": round(100.0 * median, 5),
                            "floor_pct": round(100.0 * plan.smooth_floor, 5),
                            "readings": len(mp.curvature), "distinct_rates": len(set(mp.rates))}
