@@ -37,7 +37,7 @@ from collector.influx.sitemeta import site_lines
 from collector.modbus.source import ModbusSource
 from collector.mqtt.ingester import MqttSource
 from collector.outbox import OutboxFull
-from collector.telemetry import TelemetryServer
+from collector.telemetry import ListenerSettings, TelemetryServer
 from gshp.api.auth import Authenticator
 from gshp.citymap import OutlineError, load_outlines
 from gshp.config import Config, ConfigError, load_config
@@ -404,13 +404,19 @@ def _update_in_place(before: Source, after: Source) -> str | None:
         added, removed = before.replace_router(after.router)
         return f"topic filters +{added} -{removed}" if added or removed else ""
     if isinstance(before, TelemetryServer) and isinstance(after, TelemetryServer):
-        if before.settings != after.settings:
+        if _listener(before.settings) != _listener(after.settings):
             return None
-        before.protocol = after.protocol
+        before.protocol, before.settings = after.protocol, after.settings  # stations and units: the plan's
         return ""
     if isinstance(before, ModbusSource) and isinstance(after, ModbusSource):
         return "" if before.plan == after.plan else None
     return None
+
+
+def _listener(settings: ListenerSettings) -> dict[str, object]:
+    """What a telemetry server's socket and bounds depend on (its stations and units are its protocol's: they
+    change without closing a logger's connection)."""
+    return {name: getattr(settings, name) for name in ListenerSettings.model_fields}
 
 
 def _discard(source: Source) -> None:

@@ -71,7 +71,7 @@ from rules.forensic import (
     replay_finding,
     smooth_finding,
 )
-from rules.incidents import Episode, claim, restore_episode
+from rules.incidents import OUTAGES, Episode, await_outages, claim, restore_episode
 from rules.incidents import advance as advance_incidents
 from rules.lifecycle import AlertState, AlertTrack, Transition, advance
 from rules.quality import QUALITY_RULES, Finding, MeterTrack, QualityPlan, note_bridged, note_change, observe
@@ -156,6 +156,7 @@ class _SiteState:
     windows: tuple[_WindowPlan, ...] = ()
     gap_s: float = 600.0
     incidents: dict[IncidentKind, Episode] = field(default_factory=dict)
+    outages: dict[str, Alert] = field(default_factory=dict)  # outage firings not yet an incident (`await_outages`)
     claimed: list[MaintenanceWindow] = field(default_factory=list)  # declared during an incident: not allowed
     claim_keys: set[tuple[str, str, str]] = field(default_factory=set)
     held_since: float | None = None  # data time of the first evaluation whose write failed
@@ -312,11 +313,18 @@ class Engine:
                 continue
             st.alerts[a.rule] = AlertTrack(AlertState(a.state.value), a.id, a.starts_at.timestamp(),
                                            self.store.clear_since(a.id))
-        firing = frozenset(a.id for a in self.store.open_alerts() if a.state is AlertPhase.FIRING)
+        firing = [a for a in self.store.open_alerts() if a.state is AlertPhase.FIRING]
+        firing_ids = frozenset(a.id for a in firing)
+        linked: set[str] = set()
         for inc in self.store.latest_incidents():
             st = get(inc.site)
             if st is not None:
-                st.incidents[inc.kind] = restore_episode(inc, firing)
+                st.incidents[inc.kind] = restore_episode(inc, firing_ids)
+                linked.update(inc.alert_ids)
+        for a in firing:  # outage firings that had not lasted long enough for an incident: still waiting
+            st = get(a.site)
+            if st is not None and a.rule in OUTAGES and a.id not in linked:
+                st.outages[a.id] = a
         for y in self.store.year_ledgers():  # oldest year first: the newest stays
             st = get(y.site)
             if st is not None:
@@ -603,8 +611,10 @@ class Engine:
         self._written, self._clears, self._ledgers = [], [], []
         site_alerts = self._evaluate_site(st, t)
         now = datetime.fromtimestamp(t, self.tz)
+        settings = self.settings.incidents
+        outages, handed = await_outages(st.outages, site_alerts, st.incidents, now, settings.outage_after)
         episodes, updates = advance_incidents(
-            st.incidents, site_alerts, _Volumes(self, st, interval_of(t, self.step_s)), now, self.settings.incidents,
+            st.incidents, handed, _Volumes(self, st, interval_of(t, self.step_s)), now, settings,
             site=(st.site.id, st.site.name, st.site.district), tz=self.tz)
         try:
             self.store.record_evaluation(Evaluation(self._written, self._clears,
@@ -612,7 +622,7 @@ class Engine:
         except StoreError:
             snapshot.restore(st)
             raise
-        st.incidents = episodes
+        st.incidents, st.outages = episodes, outages
         return site_alerts, [IncidentNotice(c, u.incident.updated_at, u.incident) for u in updates for c in u.changes]
 
     def _note_store(self, failed: str | None, now: datetime) -> None:

@@ -15,7 +15,8 @@ Synthetic data: an ultrasonic meter's rate jitters from one reading to the next 
 so the rate's second difference `|r[i+1] − 2·r[i] + r[i−1]| / r[i]` is of the order of its noise. A computed
 curve is smooth: its second differences are far smaller. A meter whose median over its last `smooth_readings`
 running readings is below `smooth_floor_pct` is too smooth — judged only while the rate takes at least half
-as many distinct values as readings (a coarse meter holding one value at steady flow is not smooth, it is
+as many distinct values as readings and its resolution (the decimals it is shown with) is below the floor at
+the median rate (a coarse meter, or a fine one at a trickle, holding its value is not smooth, it is
 quantised).
 
 Exact balance: independent meters each within their accuracy disagree from hour to hour by their noise and
@@ -212,13 +213,30 @@ def smooth_finding(sp: SitePrints, now: float) -> Finding:
         if len(mp.curvature) < plan.smooth_readings:
             continue
         median = sorted(mp.curvature)[len(mp.curvature) // 2]
-        if median < plan.smooth_floor and len(set(mp.rates)) * 2 >= len(mp.rates):
-            hits[meter] = {"median_jitter_pct": round(100.0 * median, 5),
-                           "floor_pct": round(100.0 * plan.smooth_floor, 5),
-                           "readings": len(mp.curvature), "distinct_rates": len(set(mp.rates))}
+        if median >= plan.smooth_floor:
+            continue  # jitters as a real meter does: judged first, it clears most meters at once
+        shown = sorted(set(mp.rates))
+        if len(shown) * 2 < len(mp.rates):
+            continue
+        resolution = _resolution(shown)
+        if resolution > plan.smooth_floor * sorted(mp.rates)[len(mp.rates) // 2]:
+            continue  # the meter's resolution is coarser than the floor at this rate: it cannot show such jitter
+        hits[meter] = {"median_jitter_pct": round(100.0 * median, 5),
+                       "floor_pct": round(100.0 * plan.smooth_floor, 5),
+                       "readings": len(mp.curvature), "distinct_rates": len(shown),
+                       "resolution_m3h": round(resolution, 6)}
     if not hits:
         return Finding(Condition.CLEAR)
     return Finding(Condition.ACTIVE, tuple(hits), {"smooth": hits})
+
+
+def _resolution(rates: list[float]) -> float:
+    """The display resolution the rates show: 10⁻ᵈ for the most decimals any of them needs (at most 6)."""
+    for d in range(7):
+        scale = 10.0 ** d
+        if all(abs(r * scale - round(r * scale)) < 1e-6 for r in rates):
+            return 1.0 / scale
+    return 1e-6
 
 
 def note_hour(sp: SitePrints, end: float, extracted_m3: float, reinjected_m3: float, complete: bool) -> None:

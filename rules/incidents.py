@@ -55,8 +55,9 @@ from rules.compliance import CALIBRATION_PREFIX
 from rules.events import rule_words
 from rules.settings import IncidentSettings
 
-__all__ = ["COVERS", "INCIDENT_KINDS", "Accumulation", "Episode", "SiteVolumes", "Update", "advance", "claim",
-           "estimate_volume", "incident_id", "incident_kind", "onset_index", "restore_episode", "search_from"]
+__all__ = ["COVERS", "INCIDENT_KINDS", "OUTAGES", "Accumulation", "Episode", "SiteVolumes", "Update", "advance",
+           "await_outages", "claim", "estimate_volume", "incident_id", "incident_kind", "onset_index",
+           "restore_episode", "search_from"]
 
 INCIDENT_KINDS: dict[str, IncidentKind] = {
     "balance_sequential": IncidentKind.DISCHARGE,
@@ -89,6 +90,36 @@ COVERS: dict[str, frozenset[str]] = {
 """One outage, one incident: a firing alert of a rule on the left that names a meter an open incident already
 holds through a rule on the right joins that incident as evidence instead of opening one of its own kind (a
 silent reinjection meter is also offline; a replaced meter was offline while it was changed)."""
+
+
+OUTAGES = frozenset({"meter_offline", "reinjection_silent"})
+"""Rules that report an outage (a meter or its DTU silent). Their alert fires after `offline_after` and shows on
+the board at once, but opens an incident only once it has fired for `rules.incidents.outage_after`: a DTU back
+sooner hides nothing (its totalizer still counts the water the balance needs) and stays in the alert history
+and the arrival rate (到报率), not on an officer's list."""
+
+
+def await_outages(waiting: Mapping[str, Alert], alerts: Sequence[Alert], episodes: Mapping[IncidentKind, Episode],
+                  now: datetime, outage_after: timedelta) -> tuple[dict[str, Alert], list[Alert]]:
+    """The alerts of one evaluation to hand to `advance`, and the outage firings still waiting (by alert id).
+
+    An outage alert that fires waits; it is handed over, as it fired, once it has lasted `outage_after` or an
+    open incident stands for its outage (it joins that one: a replaced meter's reset), and is forgotten (with
+    its resolution) when it resolves before."""
+    left = dict(waiting)
+    out: list[Alert] = []
+    for a in alerts:
+        if a.id in left:  # resolved while waiting: no incident, nothing to resolve
+            del left[a.id]
+        elif a.rule in OUTAGES and a.state is AlertState.FIRING and outage_after > timedelta(0):
+            left[a.id] = a
+        else:
+            out.append(a)
+    for alert_id, a in list(left.items()):
+        if now - a.at >= outage_after or any(_covers(ep.incident, a) for ep in episodes.values()):
+            out.append(a)
+            del left[alert_id]
+    return left, out
 
 
 def incident_kind(alert: Alert) -> IncidentKind:
@@ -344,15 +375,16 @@ def _holding(work: Mapping[IncidentKind, _Work], alert: Alert) -> _Work | None:
 def _covering(work: Mapping[IncidentKind, _Work], alert: Alert) -> _Work | None:
     """The open incident of another kind whose `COVERS` rules already stand for this firing alert's outage: one
     of them holds a meter the alert names (None when the alert does not fire or nothing covers it)."""
-    covers = COVERS.get(alert.rule)
-    if alert.state is not AlertState.FIRING or not covers:
+    if alert.state is not AlertState.FIRING:
         return None
+    return next((w for w in work.values() if _covers(w.ep.incident, alert)), None)
+
+
+def _covers(inc: Incident, alert: Alert) -> bool:
+    """`inc` is open and holds, through a rule `COVERS` names for the alert's rule, a meter the alert names."""
+    covers = COVERS.get(alert.rule, frozenset())
     meters = set(_meters(alert.evidence))
-    for w in work.values():
-        inc = w.ep.incident
-        if inc.open and any(meters & set(_meters(inc.rules[r])) for r in covers if r in inc.rules):
-            return w
-    return None
+    return inc.open and any(meters & set(_meters(inc.rules[r])) for r in covers if r in inc.rules)
 
 
 def _within_quiet(inc: Incident, at: datetime, settings: IncidentSettings) -> bool:

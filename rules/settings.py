@@ -221,6 +221,9 @@ class IncidentSettings(_Frozen):
 
     quiet_period: Duration = Field(default=timedelta(hours=6),
                                    description="a recurrence within this after the end reopens the incident")
+    outage_after: Duration = Field(default=timedelta(hours=1),
+                                   description="a meter offline or silent opens an incident once it has "
+                                               "fired this long (0: at once)")
     high_m3: float = Field(default=100.0, gt=0, description="a discharge of this estimated volume is high")
     critical_m3: float = Field(default=500.0, gt=0, description="… and of this volume critical")
     high_after: Duration = Field(default=timedelta(hours=6), description="an incident open this long is high")

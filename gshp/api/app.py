@@ -57,7 +57,7 @@ def validation_message(exc: RequestValidationError) -> str:
         got = e.get("input")
         shown = "" if got is None or isinstance(got, dict | list) else f" (got {str(got)[:MAX_SHOWN_INPUT]!r})"
         parts.append(f"{'.'.join(loc) or 'request'}: {e.get('msg', 'invalid')}{shown}")
-    return "; ".join(parts)
+    return "请求参数不合规 / invalid request — " + "; ".join(parts)
 
 
 def create_app(service: Service) -> FastAPI:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
-from fastapi import HTTPException
-
 from collector.influx.reader import InfluxReader, QueryError
 from collector.model import Site
+from gshp.api.errors import refused
 from gshp.arrival import ArrivalTracker
 from rules.arrival import NOTHING, Arrival, arrival, day_span, missing_ranges, slot_range, slots_of
 
@@ -29,11 +28,11 @@ def arrival_route(tracker: ArrivalTracker, reader: InfluxReader, site: Site, dat
         try:
             day = datetime.strptime(date_text, "%Y-%m-%d").date()
         except ValueError:
-            raise HTTPException(422, "date: write YYYY-MM-DD") from None
+            raise refused(422, "date：请写成 YYYY-MM-DD", "date: write YYYY-MM-DD") from None
     try:
         return arrival_view(tracker, reader, site, day, now)
     except QueryError as exc:
-        raise HTTPException(503, f"history is unavailable: {exc}") from None
+        raise refused(503, "历史数据暂不可用", f"history is unavailable: {exc}") from None
 
 
 def arrival_figures(a: Arrival) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
+from gshp.api.errors import refused
 from gshp.config import ApiSettings
 
 __all__ = ["Authenticator", "Principal", "Role"]
@@ -59,20 +60,23 @@ class Authenticator:
             for secret, principal in self._tokens:
                 if hmac.compare_digest(given, secret):
                     return principal
-            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+            raise refused(401, "令牌无效", "unknown token", headers={"WWW-Authenticate": "Bearer"})
         if self.open_read:
             return ANONYMOUS
-        raise HTTPException(401, "a bearer token is required: Authorization: Bearer <token>",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise refused(401, "需要令牌：Authorization: Bearer <令牌>",
+                      "a bearer token is required: Authorization: Bearer <token>",
+                      headers={"WWW-Authenticate": "Bearer"})
 
     def require(self, role: Role) -> Callable[[Request], Principal]:
         def dependency(request: Request) -> Principal:
             principal = self.principal(request)
             if not principal.may(role):
                 if principal is ANONYMOUS:  # open read, no token given: ask for one (the board's login)
-                    raise HTTPException(401, f"a bearer token of the {role} role is required: "
-                                             "Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
-                raise HTTPException(403, f"the {principal.role} role may not do this (needs {role})")
+                    raise refused(401, f"需要 {role} 角色的令牌：Authorization: Bearer <令牌>",
+                                  f"a bearer token of the {role} role is required: Authorization: Bearer <token>",
+                                  headers={"WWW-Authenticate": "Bearer"})
+                raise refused(403, f"{principal.role} 角色无权执行此操作（需要 {role}）",
+                              f"the {principal.role} role may not do this (needs {role})")
             return principal
 
         return dependency

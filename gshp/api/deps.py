@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
 from alerting.model import Alert, Incident
 from collector.influx.reader import InfluxReader
 from collector.model import Site
 from gshp.api.auth import Authenticator, Principal, Role
+from gshp.api.errors import refused
 from gshp.arrival import ArrivalTracker
 from gshp.clock import Clock
 from gshp.config import Config
@@ -190,36 +191,38 @@ class Scope:
     def site(self, site_id: str) -> Site:
         """A site on a path: 404 when unknown or in another district."""
         if not self.sees(site_id):
-            raise HTTPException(404, f"no site {site_id!r}")
+            raise refused(404, f"没有站点 {site_id!r}", f"no site {site_id!r}")
         return self.sites_by_id[site_id]
 
     def alert(self, store: AlertStore, alert_id: str) -> Alert:
         """An alert on a path: 404 when unknown or of a site in another district."""
         a = store.get(alert_id)
         if a is None or not self.sees(a.site):
-            raise HTTPException(404, f"no alert {alert_id!r}")
+            raise refused(404, f"没有告警 {alert_id!r}", f"no alert {alert_id!r}")
         return a
 
     def incident(self, store: AlertStore, incident_id: str) -> Incident:
         """An incident on a path: 404 when unknown or of a site in another district."""
         found = store.incident(incident_id)
         if found is None or not self.sees(found.site):
-            raise HTTPException(404, f"no incident {incident_id!r}")
+            raise refused(404, f"没有事件 {incident_id!r}", f"no incident {incident_id!r}")
         return found
 
     def district(self, district: str) -> str:
         """A district on a path or a download: 404 when unknown or not the caller's."""
         if district not in self.districts:
-            raise HTTPException(404, f"no district {district!r}")
+            raise refused(404, f"没有辖区 {district!r}", f"no district {district!r}")
         return district
 
     def filter(self, district: str | None = None, site: str | None = None) -> list[Site]:
         """The visible sites a list filter names (all visible ones without a filter); 422 naming the choices
         when the filter names a district or site the caller does not know."""
         if district is not None and district not in self.districts:
-            raise HTTPException(422, f"district: unknown district {district!r}; one of {', '.join(self.districts)}")
+            raise refused(422, f"district：未知辖区 {district!r}，可选：{'、'.join(self.districts)}",
+                          f"district: unknown district {district!r}; one of {', '.join(self.districts)}")
         if site is not None and not self.sees(site):
-            raise HTTPException(422, f"site: unknown site {site!r}; list /api/sites for the ids")
+            raise refused(422, f"site：未知站点 {site!r}，站点编号见 /api/sites",
+                          f"site: unknown site {site!r}; list /api/sites for the ids")
         return [s for s in self.sites if (district is None or s.district == district) and
                 (site is None or s.id == site)]
 

@@ -109,7 +109,7 @@ class Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gshp.report.build import audit_note, build_daily_report  # pandas: imported by this command only
+    from gshp.report.build import build_daily_report  # pandas: imported by this command only
     from rules.replay import ReplayError, parse_readings
 
     config = load_config_or_exit(args.config, USES)
@@ -165,22 +165,10 @@ def run(args: argparse.Namespace) -> int:
             reports.append(build_daily_report(config, day, args.district, source, store,
                                               online_threshold_pct=args.online_threshold, progress=progress))
             bar.day_done(day, n + 1, args.days)
-    except ReportError as exc:
-        bar.close()
-        print(f"report: {exc}", file=sys.stderr)
-        return 2
-    except QueryError as exc:
-        bar.close()
-        print(f"report: {exc}; check influx: in {args.config} and that InfluxDB is running", file=sys.stderr)
-        return 1
+    except (ReportError, QueryError) as exc:
+        return _failed(exc, bar, args.config)
     finally:
-        if store is not None:
-            last = AuditChain(store).last()
-            if last is not None:
-                print(f"report: {audit_note(last.seq, last.hash, last.at)}", file=sys.stderr)
-            store.close()
-        if isinstance(source, InfluxReader):
-            source.close()
+        _close(store, source)
     bar.close()
 
     out = render(reports, args.format, language)
@@ -208,19 +196,10 @@ def _period(args: argparse.Namespace, config: Config, source: Readings | InfluxR
         report = build_period_report(config, period, first, args.district, source, store, today,
                                      args.online_threshold,
                                      lambda done, total, what: bar.update(round(1000 * done / max(total, 1)), what))
-    except ReportError as exc:
-        bar.close()
-        print(f"report: {exc}", file=sys.stderr)
-        return 2
-    except QueryError as exc:
-        bar.close()
-        print(f"report: {exc}; check influx: in {args.config} and that InfluxDB is running", file=sys.stderr)
-        return 1
+    except (ReportError, QueryError) as exc:
+        return _failed(exc, bar, args.config)
     finally:
-        if store is not None:
-            store.close()
-        if isinstance(source, InfluxReader):
-            source.close()
+        _close(store, source)
     bar.close()
     out = render_period(report, args.format, language)
     where = _write(args.output, out.body)
@@ -230,6 +209,29 @@ def _period(args: argparse.Namespace, config: Config, source: Readings | InfluxR
           f"{sum(d.sealed for d in report.districts)} sealed → {where} ({len(out.body)} bytes, "
           f"{time.monotonic() - started:.1f}s)", file=sys.stderr)
     return 0
+
+
+def _failed(exc: ReportError | QueryError, bar: Bar, config: str) -> int:
+    """Say why the report could not be made: 2 for what was asked, 1 for InfluxDB."""
+    bar.close()
+    if isinstance(exc, ReportError):
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {exc}; check influx: in {config} and that InfluxDB is running", file=sys.stderr)
+    return 1
+
+
+def _close(store: AlertStore | None, source: Readings | InfluxReader) -> None:
+    """Close what the report read, naming the audit chain's head it was made at."""
+    from gshp.report.build import audit_note
+
+    if store is not None:
+        last = AuditChain(store).last()
+        if last is not None:
+            print(f"report: {audit_note(last.seq, last.hash, last.at)}", file=sys.stderr)
+        store.close()
+    if isinstance(source, InfluxReader):
+        source.close()
 
 
 def _write(output: str | None, body: bytes) -> str | None:

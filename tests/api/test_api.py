@@ -316,6 +316,21 @@ def test_unknown_filter_values_are_422_with_a_readable_message(running: Running,
     assert r.status_code == 422 and says in r.json()["detail"], r.text
 
 
+@pytest.mark.parametrize(("path", "params", "token", "status", "zh", "en"), [
+    ("/api/alerts", {"district": "火星区"}, "viewer", 422, "district：未知辖区 '火星区'", "district: unknown district"),
+    ("/api/alerts", {"state": "bogus"}, "viewer", 422, "请求参数不合规", "state: Input should be"),
+    ("/api/sites/nowhere", {}, "viewer", 404, "没有站点 'nowhere'", "no site 'nowhere'"),
+    ("/api/sites/hehua/readings", {"from": "2026-05-01T08:00"}, "viewer", 422, "请写明时区偏移",
+     "give a time zone offset"),
+    ("/api/audit", {}, "viewer", 403, "viewer 角色无权执行此操作", "the viewer role may not do this"),
+])
+def test_a_refusal_says_what_is_wrong_in_chinese_then_english(running: Running, path: str, params: dict[str, str],
+                                                              token: str, status: int, zh: str, en: str) -> None:
+    r = running.get(path, token, params=params)
+    zh_part, _, en_part = r.json()["detail"].partition(" / ")
+    assert r.status_code == status and zh in zh_part and en in en_part, r.text
+
+
 def test_every_time_of_an_answer_is_in_the_configured_zone(running: Running,
                                                            hospital_alert: dict[str, object]) -> None:
     stamps = re.compile(r'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z))"')

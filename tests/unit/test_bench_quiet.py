@@ -11,8 +11,10 @@ def test_rates_are_per_100_and_per_10_site_days_over_every_site():
     assert "10 nuisance-heavy site-days" in r[0].what
 
 
-def test_a_dtu_outage_of_one_meter_counts_as_one_incident_per_outage():
+def test_short_dtu_outages_fire_alerts_and_open_no_incident_a_meter_replacement_opens_one():
     n = run_scenario("honest-gap-one-0")  # one reinjection meter silent 25 min, twice
     assert n.days == 6.0
-    assert n.dq_incidents == 2 and n.dq_firing == 4  # meter_offline and reinjection_silent, one incident
+    assert n.dq_incidents == 0 and n.dq_firing == 4  # meter_offline and reinjection_silent, twice
+    nuisance = run_scenario("honest-nuisance-0")  # a 30-min DTU gap, then R1 replaced (its total from 0)
+    assert nuisance.dq_incidents == 1 and nuisance.dq_firing >= 3
     assert run_scenario("honest-daynight-0").dq_incidents == 0

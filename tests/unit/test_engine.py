@@ -318,12 +318,13 @@ def test_volumes_since_a_time_sum_the_ledger_from_there_to_the_end_of_complete_d
     assert not older["complete"] and older["drained_m3"] == 60.0
 
 
-def _outage(meter, minutes, reset=False):
+def _outage(meter, minutes, reset=False, store=None, restart_at=None):
     """`meter` of a site with E1 and R1 silent from minute 40 for `minutes` (back from 0 when `reset`); every
-    alert and incident notice of a step per minute over two and a half hours."""
+    alert and incident notice of a step per minute over two and a half hours. With `store` (a path) and
+    `restart_at` (a minute), the engine restarts then on that alert store, back-filled like the service's."""
     site = Site.model_validate({"id": "hehua", "name": "向阳荷花广场", "district": "宛城区",
                                 "meters": [{"id": "E1", "role": "extraction"}, {"id": "R1", "role": "reinjection"}]})
-    engine = Engine([site], RulesSettings(), UTC)
+    engine = Engine([site], RulesSettings(), UTC, None if store is None else AlertStore(store))
     back = T0 + timedelta(minutes=40 + minutes)
     readings = []
     for r in flow(150):
@@ -335,6 +336,10 @@ def _outage(meter, minutes, reset=False):
     alerts, notices, i = [], [], 0
     for k in range(151):
         t = T0 + timedelta(minutes=k)
+        if k == restart_at:
+            engine.store.close()
+            engine = Engine([site], RulesSettings(), UTC, AlertStore(store))
+            engine.backfill(readings[:i])
         while i < len(readings) and readings[i].ts <= t:
             engine.ingest([readings[i]])
             i += 1
@@ -350,14 +355,29 @@ def test_a_gap_shorter_than_offline_after_raises_no_data_quality_alert_not_even_
     assert not notices
 
 
-def test_a_silent_reinjection_meter_is_one_incident_holding_both_alerts():
+def test_an_outage_back_within_outage_after_fires_its_alerts_and_opens_no_incident():
     alerts, notices = _outage("R1", 30)
-    assert {("meter_offline", "firing"), ("reinjection_silent", "firing")} <= {(a.rule, a.state.value)
-                                                                            for a in alerts}
-    opened = [n.incident for n in notices if n.change.value == "opened"]
-    assert [i.kind.value for i in opened] == ["evasion"]
-    last = [n.incident for n in notices if n.incident.id == opened[0].id][-1]
+    assert {("meter_offline", "firing"), ("reinjection_silent", "firing"), ("meter_offline", "resolved"),
+            ("reinjection_silent", "resolved")} <= {(a.rule, a.state.value) for a in alerts}
+    assert not notices
+
+
+def test_a_silent_reinjection_meter_that_lasts_outage_after_is_one_incident_holding_both_alerts():
+    alerts, notices = _outage("R1", 90)
+    fired = min(a.at for a in alerts if a.rule == "meter_offline" and a.state.value == "firing")
+    opened = [n for n in notices if n.change.value == "opened"]
+    assert [n.incident.kind.value for n in opened] == ["evasion"]
+    assert opened[0].at - fired == timedelta(hours=1)  # rules.incidents.outage_after
+    assert opened[0].incident.first_firing_at == fired
+    last = [n.incident for n in notices if n.incident.id == opened[0].incident.id][-1]
     assert {"meter_offline", "reinjection_silent"} <= set(last.rules) and last.state.value == "resolved"
+
+
+def test_an_outage_waiting_for_outage_after_still_opens_its_incident_after_a_restart(tmp_path):
+    _, notices = _outage("R1", 90, store=tmp_path / "alerts.sqlite", restart_at=80)  # fired at minute 56
+    opened = [n for n in notices if n.change.value == "opened"]
+    assert [(n.incident.kind.value, n.at - T0) for n in opened] == [("evasion", timedelta(minutes=116))]
+    assert {"meter_offline", "reinjection_silent"} <= set(opened[0].incident.rules)
 
 
 def test_a_replaced_meter_is_one_incident_the_reset_explains_the_gap():

@@ -148,6 +148,16 @@ def test_a_coarse_meter_holding_its_value_is_not_judged_smooth():
     assert smooth_finding(sp, 60.0 * 119).condition is Condition.CLEAR
 
 
+def test_a_trickle_below_the_meters_resolution_is_not_judged_smooth_the_same_curve_at_full_flow_is():
+    ramp = np.concatenate([np.full(30, 0.099), np.linspace(0.099, 0.2, 90)])
+    sp = SitePrints(PLAN)
+    _rates(sp, "R3", np.round(ramp, 3))  # a small share of a low-flow site: one 0.001 m³/h step is 1 % of it
+    assert smooth_finding(sp, 60.0 * 119).condition is Condition.CLEAR
+    _rates(sp, "R1", np.round(ramp * 500.0, 3))  # the same curve where a 0.001 m³/h display can show jitter
+    f = smooth_finding(sp, 60.0 * 119)
+    assert f.meters == ("R1",) and f.evidence["smooth"]["R1"]["resolution_m3h"] <= 0.01
+
+
 def test_a_stop_clears_the_smoothness_record():
     sp = SitePrints(PLAN)
     _rates(sp, "R1", np.round(50.0 + np.arange(120) * 0.01, 3))

@@ -9,10 +9,11 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
 from collector.influx.reader import QueryError, quote_literal
 from gshp.api.deps import Ctx, Reader, ViewedSite
+from gshp.api.errors import refused
 from gshp.api.models import BalancePage, BalancePoint, MeterSeries, ReadingPoint, ReadingsPage
 from gshp.api.params import From, To, parse_time, step_seconds
 from gshp.evaluation import BOARD_WINDOWS
@@ -38,7 +39,7 @@ def site_readings(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None
     try:
         df = reader.query(q)
     except QueryError as exc:
-        raise HTTPException(503, f"history is unavailable: {exc}") from None
+        raise refused(503, "历史数据暂不可用", f"history is unavailable: {exc}") from None
     times = ctx.times
     series: dict[str, MeterSeries] = {}
     for row in df.itertuples(index=False):
@@ -56,7 +57,8 @@ def site_balance(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None,
     """The balance over the trailing window 1h or 24h, as written at each evaluation, from InfluxDB:
     per step, the last balance written in it (`ts` is the step's start, as in `/readings`)."""
     if window not in BOARD_WINDOWS:
-        raise HTTPException(422, f"window: {' or '.join(BOARD_WINDOWS)} (got {window!r})")
+        raise refused(422, f"window：可选 {'、'.join(BOARD_WINDOWS)}（收到 {window!r}）",
+                      f"window: {' or '.join(BOARD_WINDOWS)} (got {window!r})")
     start, stop = ctx.default_window([site], parse_time(from_, "from"), parse_time(to, "to"))
     step_s = step_seconds(step, start, stop)
     # one selector with the other fields: every value of a step comes from the same balance point
@@ -68,7 +70,7 @@ def site_balance(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None,
     try:
         df = reader.query(q)
     except QueryError as exc:
-        raise HTTPException(503, f"history is unavailable: {exc}") from None
+        raise refused(503, "历史数据暂不可用", f"history is unavailable: {exc}") from None
     times = ctx.times
     points = [] if df.empty else [
         BalancePoint(ts=times.at(r["time"].to_pydatetime()), **{k: _value(r.get(k)) for k in (

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
@@ -21,6 +21,7 @@ from alerting.case import Case, CaseConflict, CaseError, CaseInputError, CaseSta
 from alerting.model import Incident, IncidentKind, IncidentState
 from collector.influx.reader import QueryError
 from gshp.api.deps import Cases, Ctx, EnforcerScope, Live, Store, ViewerScope
+from gshp.api.errors import refused
 from gshp.api.incident_views import drained_since_start, incident_detail, incident_out
 from gshp.api.models import IncidentDetail, IncidentList, IncidentOut
 from gshp.api.params import From, To, parse_time
@@ -91,11 +92,11 @@ def _act(scope: EnforcerScope, ctx: Ctx, store: Store, live: Live, incident_id: 
     try:
         case = change(incident.id)
     except CaseConflict as exc:
-        raise HTTPException(409, str(exc)) from None
+        raise refused(409, "案件状态不允许此操作", str(exc)) from None
     except CaseInputError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise refused(422, "输入不合规", str(exc)) from None
     except CaseError as exc:
-        raise HTTPException(500, f"the case could not be changed: {exc}") from None
+        raise refused(500, "案件未能修改", f"the case could not be changed: {exc}") from None
     live.publish("case", {"incident": incident.id, "site": incident.site, "action": action,
                           "status": case.status.value, "by": scope.who.name}, incident.site)
     return incident_out(incident, case, ctx.times)
@@ -147,12 +148,12 @@ async def attach_to_incident(incident_id: str, request: Request, scope: Enforcer
     limit = cases.limits.per_file_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"attachment: at most {limit} bytes per file")
+        raise refused(413, f"附件：每个文件最多 {limit} 字节", f"attachment: at most {limit} bytes per file")
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > limit:
-            raise HTTPException(413, f"attachment: at most {limit} bytes per file")
+            raise refused(413, f"附件：每个文件最多 {limit} 字节", f"attachment: at most {limit} bytes per file")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
 
     def attach(incident: str) -> Case:
@@ -169,13 +170,15 @@ def get_attachment(incident_id: str, attachment_id: int, scope: ViewerScope, sto
     incident = scope.incident(store, incident_id)
     found = next((a for a in cases.get(incident.id).attachments if a.id == attachment_id), None)
     if found is None:
-        raise HTTPException(404, f"no attachment {attachment_id} of incident {incident_id!r}")
+        raise refused(404, f"事件 {incident_id!r} 没有附件 {attachment_id}",
+                      f"no attachment {attachment_id} of incident {incident_id!r}")
     try:
         data = cases.attachment_path(found).read_bytes()
     except OSError as exc:
-        raise HTTPException(503, f"the attachment's file cannot be read: {exc.strerror}") from None
+        raise refused(503, "附件文件无法读取", f"the attachment's file cannot be read: {exc.strerror}") from None
     if hashlib.sha256(data).hexdigest() != found.sha256:
-        raise HTTPException(500, "the attachment's file no longer matches its recorded SHA-256")
+        raise refused(500, "附件文件与登记的 SHA-256 不符",
+                      "the attachment's file no longer matches its recorded SHA-256")
     return Response(data, media_type=found.content_type, headers={"X-Content-SHA256": found.sha256})
 
 
@@ -195,7 +198,7 @@ def incident_evidence(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Sto
                             reader=ctx.reader, key=ctx.evidence_key, now=ctx.clock.now())
         except QueryError as exc:
             path.unlink()
-            raise HTTPException(503, f"the readings are unavailable: {exc}") from None
+            raise refused(503, "读数暂不可用", f"the readings are unavailable: {exc}") from None
         except BaseException:
             path.unlink()
             raise

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from collector.influx.reader import InfluxReader, QueryError, quote_literal
 from collector.model import Role, Site
 from gshp.api.deps import Audit, Ctx, Enforcer, ManagedSite, Reader, Rules, Store, ViewedSite
+from gshp.api.errors import refused
 from gshp.api.models import MaintenanceDeclared, MaintenanceList
 from gshp.api.views import maintenance_out
 from rules import audited
@@ -56,20 +57,27 @@ def check_claim(site: Site, body: MaintenanceBody, reader: InfluxReader, now: da
     """422 when a declaration could cover a discharge: starting more than `MAX_BACKDATE` before `now` (the
     service's clock), or allowing more deficit than the site can extract over the window."""
     if body.start < now - MAX_BACKDATE:
-        raise HTTPException(422, f"start: a maintenance may start at most {MAX_BACKDATE.seconds // 60} minutes in "
-                                 f"the past (it is {now.astimezone(body.start.tzinfo).isoformat(timespec='seconds')} "
-                                 "now); work already done cannot be declared after the fact")
+        now_shown = now.astimezone(body.start.tzinfo).isoformat(timespec="seconds")
+        raise refused(422, f"start：维护最多只能从 {MAX_BACKDATE.seconds // 60} 分钟前开始（现在是 {now_shown}），"
+                           "已完成的作业不能事后申报",
+                      f"start: a maintenance may start at most {MAX_BACKDATE.seconds // 60} minutes in the past "
+                      f"(it is {now_shown} now); work already done cannot be declared after the fact")
     try:
         rate = extraction_capacity_m3h(site, reader, now)
     except QueryError as exc:
-        raise HTTPException(503, f"cannot check volume_cap_m3 against the site's history: {exc}") from None
+        raise refused(503, "无法用站点历史数据核对 volume_cap_m3",
+                      f"cannot check volume_cap_m3 against the site's history: {exc}") from None
     if rate is None:
-        raise HTTPException(422, "volume_cap_m3: the site's extraction capacity is unknown (no max_flow_m3h on its "
-                                 "extraction meters and no history): set max_flow_m3h in the config")
+        raise refused(422, "volume_cap_m3：站点抽水能力未知（抽水流量计未配置 max_flow_m3h，也无历史数据），"
+                           "请在配置中设置 max_flow_m3h",
+                      "volume_cap_m3: the site's extraction capacity is unknown (no max_flow_m3h on its "
+                      "extraction meters and no history): set max_flow_m3h in the config")
     hours = (body.end - body.start).total_seconds() / 3600
     if body.volume_cap_m3 > rate * hours:
-        raise HTTPException(422, f"volume_cap_m3: at most {rate * hours:.1f} m³, what the site can extract in "
-                                 f"{hours:g} h at {rate:g} m³/h")
+        raise refused(422, f"volume_cap_m3：最多 {rate * hours:.1f} m³，"
+                           f"即站点以 {rate:g} m³/h 在 {hours:g} 小时内的抽水量",
+                      f"volume_cap_m3: at most {rate * hours:.1f} m³, what the site can extract in "
+                      f"{hours:g} h at {rate:g} m³/h")
 
 
 class MaintenanceBody(BaseModel):

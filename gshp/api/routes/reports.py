@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from collector.influx.reader import QueryError
 from gshp.api.deps import Ctx, Reader, Store, ViewerScope
+from gshp.api.errors import refused
 from gshp.report import ReportFormat, render
 from rules.settings import Language
 
@@ -28,19 +29,19 @@ def daily_report(date: str, scope: ViewerScope, ctx: Ctx, reader: Reader, store:
     try:
         day = datetime.strptime(date, "%Y-%m-%d").date()
     except ValueError:
-        raise HTTPException(422, "date: write YYYY-MM-DD") from None
+        raise refused(422, "date：请写成 YYYY-MM-DD", "date: write YYYY-MM-DD") from None
     if district is not None:
         scope.district(district)
     elif scope.who.districts is not None:
         if len(scope.who.districts) != 1:
-            raise HTTPException(422, "district: choose one of your districts")
+            raise refused(422, "district：请选择您的一个辖区", "district: choose one of your districts")
         district = next(iter(scope.who.districts))
     try:
         report = build_daily_report(ctx.config, day, district, reader, store)
     except ReportError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise refused(422, "无法生成报表", str(exc)) from None
     except QueryError as exc:
-        raise HTTPException(503, f"history is unavailable: {exc}") from None
+        raise refused(503, "历史数据暂不可用", f"history is unavailable: {exc}") from None
     out = render(report, format.value, language.value)
     return Response(out.body, media_type=out.content_type, headers={
         "Content-Disposition": f"attachment; filename=\"gshp-daily-{day}.{format.value}\"; "
