@@ -14,8 +14,8 @@ the window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 __all__ = ["Balance", "Condition", "balance_threshold_pct", "judge_balance", "refill_credit", "stopped_interval",
            "transit_allowance"]
@@ -30,8 +30,9 @@ class Condition(StrEnum):
     UNKNOWN = "unknown"  # no verdict (incomplete data, too little flow): keep the current state
 
 
-@dataclass(frozen=True, slots=True)
-class Balance:
+class Balance(NamedTuple):
+    """One window's volumes and verdict (a named tuple: four are made per site and step)."""
+
     condition: Condition
     extracted_m3: float
     reinjected_m3: float

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from collector.model import ChangeKind
 from rules.settings import CounterSettings
@@ -45,8 +46,9 @@ class Coverage(StrEnum):
     INCOMPLETE = "incomplete"
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
+    """One totalizer step (a named tuple: one is made per reading)."""
+
     kind: StepKind
     volume_m3: float | None  # None = unknown
 

@@ -24,6 +24,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
+from itertools import pairwise
+from operator import add
 from typing import TYPE_CHECKING, Any
 
 from alerting.model import (
@@ -151,6 +153,7 @@ class _SiteState:
     watch_since: float | None = None
     maintenance: list[MaintenanceWindow] = field(default_factory=list)
     quality: QualityPlan | None = None
+    windows: tuple[_WindowPlan, ...] = ()
     gap_s: float = 600.0
     incidents: dict[IncidentKind, Episode] = field(default_factory=dict)
     outages: dict[str, Alert] = field(default_factory=dict)  # outage firings not yet an incident (`await_outages`)
@@ -161,6 +164,7 @@ class _SiteState:
     held_at: list[float] = field(default_factory=list)
     held_quality: list[dict[str, Finding]] = field(default_factory=list)
     sides: tuple[list[_MeterState], list[_MeterState]] | None = None  # extraction, reinjection: until a role changes
+    accuracy: tuple[float, float] = (1.0, 1.0)  # the sides' worst meter accuracy %, taken with the sides
     prints: SitePrints | None = None  # forensic state (None: every forensic rule is off)
     year: YearLedger | None = None  # this year's extraction (permit quota), restored from the store
     rate_m3h: float | None = None  # extraction's mean rate over the newest complete interval
@@ -220,8 +224,9 @@ class Engine:
         self._ledgers: list[YearLedger] = []
         self._store_problem: str | None = None
         self._keep = keep
-        # per RuleSet id: the set itself (kept, so its id is not reused), its quality plan and CUSUM parameters
-        self._plans: dict[int, tuple[RuleSet, QualityPlan, CusumParams, ForensicPlan]] = {}
+        # per RuleSet id: the set itself (kept, so its id is not reused), its quality plan, CUSUM parameters,
+        # balance windows and forensic plan
+        self._plans: dict[int, tuple[RuleSet, QualityPlan, CusumParams, tuple[_WindowPlan, ...], ForensicPlan]] = {}
         for site in sites:
             self._sites[site.id] = self._new_site(site, settings.resolve(site.id, site.district))
         self._restore()
@@ -250,9 +255,10 @@ class Engine:
             seq = rs.sequential
             self._plans[id(rs)] = (rs, QualityPlan.of(rs.quality), CusumParams(
                 seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
-                seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day), ForensicPlan.of(rs.forensic))
-        _, quality, cusum, plan = self._plans[id(rs)]
-        st.rules, st.quality, st.gap_s = rs, quality, rs.gap_tolerance.total_seconds()
+                seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day),
+                tuple(_WindowPlan.of(w, self.step_s) for w in rs.balance.windows), ForensicPlan.of(rs.forensic))
+        _, quality, cusum, windows, plan = self._plans[id(rs)]
+        st.rules, st.quality, st.gap_s, st.windows = rs, quality, rs.gap_tolerance.total_seconds(), windows
         if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
             st.prints = SitePrints(plan) if plan.any else None
         st.cusum_params = cusum
@@ -353,13 +359,12 @@ class Engine:
         """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill;
         `volume` and `period` (interval volumes) when the rows hold any."""
         one = self._ingest_one
+        cols = [c[start:stop] for c in (site, meter, ts, rate, total, signal, error)]
+        if volume is not None and period is not None:
+            cols += [volume[start:stop], period[start:stop]]
         with self._lock:
-            if volume is None or period is None:
-                for i in range(start, stop):
-                    one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
-                return
-            for i in range(start, stop):
-                one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i], volume[i], period[i])
+            for row in zip(*cols, strict=True):
+                one(*row)
 
     def note_changes(self, changes: Iterable[MeterChange]) -> None:
         """Take meter changes (a swapped meter, a new totalizer unit or multiplier, a touched scale factor),
@@ -433,7 +438,8 @@ class Engine:
             else:
                 self.stats.late += 1
             return
-        rs = st.rules
+        q = st.quality
+        assert q is not None
         step_kind: StepKind | None = None
         if volume is not None and period is not None:
             # an interval volume is the ledger's own unit: the water of [ts − period, ts], nothing to difference
@@ -446,14 +452,17 @@ class Engine:
             if rebase:
                 ms.rebase_at = None
             if ms.total_ts is not None and ms.ref_total is not None:
+                dt = ts - ms.total_ts
+                c = st.rules.counters
                 if rebase:
-                    step = rebase_step(tr.last_rate, rate, ts - ms.total_ts, st.gap_s, rs.counters)
+                    step = rebase_step(tr.last_rate, rate, dt, st.gap_s, c)
                     note_bridged(tr, ts, step.volume_m3)
+                elif dt <= st.gap_s or not c.judge_gaps:
+                    step = classify_step(ms.ref_total, total, dt, st.gap_s, c)
                 else:
-                    step = self._judge_step(st, ms, ts, rate, total)
-                step_kind = step.kind
-                volume = step.volume_m3
-                if rate is not None and rate < -rs.quality.reverse_m3h:
+                    step = self._judge_gap(st, ms, ts, rate, total)
+                step_kind, volume = step
+                if rate is not None and rate < -q.reverse_m3h:
                     volume = None  # reverse flow runs on the other accumulator: forward volume unknown
                 ms.ledger.add(ms.total_ts, ts, volume)
             if step_kind is not StepKind.NOISE:
@@ -464,20 +473,18 @@ class Engine:
         if st.prints is not None:
             observe_reading(st.prints, meter_id, ts, rate, total)
         observe(tr, ts, rate, total, signal, error, step_kind)
-        if tr.frozen_candidate(rs.quality.frozen_min_m3) and tr.flat_since is not None:
+        if tr.flat_since is not None and tr.frozen_candidate(q.frozen_min_m3):
             start = tr.flat_since if ms.unknown_until is None else max(tr.flat_since, ms.unknown_until)
             ms.ledger.mark_unknown(start, ts)
             ms.unknown_until = ts
 
-    def _judge_step(self, st: _SiteState, ms: _MeterState, ts: float, rate: float | None,
-                    total: float) -> CounterStep:
-        """The counter step to `total`; across a gap judged by max flow and the meter's rate either side, and a
+    def _judge_gap(self, st: _SiteState, ms: _MeterState, ts: float, rate: float | None,
+                   total: float) -> CounterStep:
+        """The counter step to `total` across a gap, judged by max flow and the meter's rate either side, and a
         jump there noted as a rescaled meter (the totalizer no longer counts what it counted: a meter change)."""
         c = st.rules.counters
         assert ms.total_ts is not None and ms.ref_total is not None
         dt = ts - ms.total_ts
-        if not c.judge_gaps or dt <= st.gap_s:
-            return classify_step(ms.ref_total, total, dt, st.gap_s, c)
         # the rate bounds the step only when the meter ran on either side: stopped at both ends, it may have
         # run in between at any rate (then max flow alone judges)
         higher = max((r for r in (ms.track.last_rate, rate) if r is not None), default=None)
@@ -741,7 +748,8 @@ class Engine:
         for name, rule in QUALITY_RULES.items():
             if grace and unseen and name in _SILENCE_RULES:
                 continue  # a meter without a reading since start (no history): not silent before offline_after
-            finding = self._held_finding(st, name, t) or rule.detect(tracks, t, q)
+            held = self._held_finding(st, name, t) if st.held_at else None
+            finding = held or rule.detect(tracks, t, q)
             if finding.condition is not Condition.ACTIVE and name not in alerts:
                 continue  # nothing pending or firing, nothing to start
             out.extend(self._advance(st, name, _QUALITY_INFO[name], finding.condition, t, rule.hold(q),
@@ -781,36 +789,49 @@ class Engine:
             a, b = j * m * self.step_s, (j + 1) * m * self.step_s
             e, e_ok = self._sum(ext, j * m, (j + 1) * m)
             r, r_ok = self._sum(rei, j * m, (j + 1) * m)
-            stable = all(roles_constant(ms.meter, datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC),
-                                        self.tz) for ms in st.meters.values())
+            stable = self._stable(st, a, b)
             note_hour(sp, b, e, r, e_ok and r_ok and stable)
 
     def _sides(self, st: _SiteState) -> tuple[list[_MeterState], list[_MeterState]]:
         """The site's extraction and reinjection meters (kept until a meter's role changes; not to be altered)."""
         if st.sides is None:
-            st.sides = ([ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION],
-                        [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION])
+            ext = [ms for ms in st.meters.values() if ms.track.role is Role.EXTRACTION]
+            rei = [ms for ms in st.meters.values() if ms.track.role is Role.REINJECTION]
+            st.sides = ext, rei
+            st.accuracy = (max((ms.meter.accuracy_pct for ms in ext), default=1.0),
+                           max((ms.meter.accuracy_pct for ms in rei), default=1.0))
         return st.sides
+
+    def _stable(self, st: _SiteState, a: float, b: float) -> bool:
+        """No meter of the site changes its seasonal role over [a, b] (epoch seconds)."""
+        seasonal = [ms.meter for ms in st.meters.values() if ms.meter.roles]
+        if not seasonal:
+            return True
+        a_dt, b_dt = datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
+        return all(roles_constant(m, a_dt, b_dt, self.tz) for m in seasonal)
 
     def _horizon_k(self, st: _SiteState, until_k: int | None = None) -> int | None:
         """The first interval not yet complete on both sides (at most `until_k`: not after the evaluation)."""
         ext, rei = self._sides(st)
         if not ext or not rei:
             return None
-        last = [ms.track.last_ts for ms in ext + rei]
-        if any(x is None for x in last):
-            return None
-        k = interval_of(min(x for x in last if x is not None), self.step_s)
+        oldest = math.inf
+        for ms in (*ext, *rei):
+            last = ms.track.last_ts
+            if last is None:
+                return None
+            oldest = min(oldest, last)
+        k = interval_of(oldest, self.step_s)
         return k if until_k is None else min(k, until_k)
 
     def _sum(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[float, bool]:
         total, complete = 0.0, True
         a = ka * self.step_s
         for ms in meters:
-            w = ms.ledger.window(ka, kb)
-            total += w.volume_m3
+            volume, known = ms.ledger.total(ka, kb)
+            total += volume
             first = ms.track.first_ts
-            complete = complete and w.complete and first is not None and first <= a
+            complete = complete and known and first is not None and first <= a
         return total, complete
 
     def _side(self, meters: list[_MeterState], ka: int, kb: int) -> tuple[list[float], bool]:
@@ -819,10 +840,9 @@ class Engine:
         ok = True
         for ms in meters:
             first = ms.track.first_ts
-            ok = ok and first is not None and first <= ka * self.step_s
-            for n, (v, known) in enumerate(ms.ledger.intervals(ka, kb)):
-                vols[n] += v
-                ok = ok and known
+            v, known = ms.ledger.volumes(ka, kb)
+            vols = list(map(add, vols, v))
+            ok = ok and first is not None and first <= ka * self.step_s and known
         return vols, ok
 
     def _transit(self, st: _SiteState, ext: list[_MeterState], ka: int, kb: int) -> float | None:
@@ -847,22 +867,29 @@ class Engine:
         # read back an hour at a time: no stop in the last hour, nothing left to refill
         chunk = max(lag_k + 1, math.ceil(3600 / self.step_s))
         back = 0
-        arriving: list[float] = []
-        r: list[float] = []
-        stopped: list[int] = []
-        known = True
         while back < look:
             back = min(look, back + chunk)
-            r, r_ok = self._side(rei, ka - back, ka)
-            e, e_ok = self._side(ext, ka - back - whole - 1, ka)  # e[j + 1] is extraction `whole` before r[j]
-            known = r_ok and e_ok
-            arriving = [(1.0 - part) * e[j + 1] + part * e[j] for j in range(len(r))]
-            stopped = [j for j in range(len(r)) if stopped_interval(arriving[j], r[j])]
-            if not stopped or stopped[0] > 0:
+            if not self._stopped_at(ext, rei, ka - back, whole, part):
                 break
-        if stopped and (not known or (stopped[0] == 0 and look < lookback)):
+        r, r_ok = self._side(rei, ka - back, ka)
+        e, e_ok = self._side(ext, ka - back - whole - 1, ka)  # e[j + 1] is extraction `whole` before r[j]
+        rest = 1.0 - part
+        arriving = [rest * later + part * x for x, later in pairwise(e[:len(r) + 1])]
+        began_before = bool(r) and look < lookback and stopped_interval(arriving[0], r[0])
+        if began_before or (not (r_ok and e_ok) and any(map(stopped_interval, arriving, r))):
             return None  # the stop began before the data, or data was lost: what drained is unknown
         return moving + refill_credit(arriving, r)
+
+    def _stopped_at(self, ext: list[_MeterState], rei: list[_MeterState], k: int, whole: int, part: float) -> bool:
+        """Whether interval `k` is one of a stop, its arriving water being the extraction `whole` + `part`
+        intervals before it (as `_transit` reads it)."""
+        def at(meters: list[_MeterState], k: int) -> float:  # added up as `_side` adds them
+            v = 0.0
+            for ms in meters:
+                v += ms.ledger.volume_at(k)
+            return v
+
+        return stopped_interval((1.0 - part) * at(ext, k - whole) + part * at(ext, k - whole - 1), at(rei, k))
 
     def _before(self, ext: list[_MeterState], k: int, lag: float) -> float:
         """Extraction over the `lag` intervals (a fraction allowed) before boundary `k`."""
@@ -873,16 +900,14 @@ class Engine:
         return out
 
     def _window_balance(self, st: _SiteState, ka: int, kb: int, threshold: float, clear_ratio: float,
-                        min_m3: float) -> tuple[Balance, Callable[[], dict[str, Any]]]:
+                        min_m3: float, frozen: bool) -> tuple[Balance, Callable[[], dict[str, Any]]]:
+        """One window's verdict and its evidence (made when asked); `frozen`: a meter's volume is unknown now
+        (a frozen totalizer or reverse flow)."""
         ext, rei = self._sides(st)
         e, e_ok = self._sum(ext, ka, kb)
         r, r_ok = self._sum(rei, ka, kb)
         a, b = ka * self.step_s, kb * self.step_s
-        a_dt, b_dt = datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
-        stable = all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in st.meters.values())
-        q = st.rules.quality
-        frozen = any(ms.track.frozen_candidate(q.frozen_min_m3) or ms.track.reverse_since is not None
-                     for ms in ext + rei)
+        stable = self._stable(st, a, b)
         overlapping = [m for m in st.maintenance if m.start.timestamp() < b and m.end.timestamp() > a]
         cap = sum(m.volume_cap_m3 for m in overlapping)
         # the transit allowance can only lower the deficit: skip it when the window is clear without it
@@ -918,27 +943,26 @@ class Engine:
         return bal, evidence
 
     def _accuracy(self, st: _SiteState) -> tuple[float, float]:
-        ext, rei = self._sides(st)
-        return (max((ms.meter.accuracy_pct for ms in ext), default=1.0),
-                max((ms.meter.accuracy_pct for ms in rei), default=1.0))
+        self._sides(st)
+        return st.accuracy
 
     def _evaluate_balance(self, st: _SiteState, t: float) -> list[Alert]:
         kb = self._horizon_k(st, interval_of(t, self.step_s))
         if kb is None or kb == st.last_balance_k:
             return []
         st.last_balance_k = kb
-        bs = st.rules.balance
+        clear_ratio = st.rules.balance.clear_ratio
         acc_e, acc_r = self._accuracy(st)
+        ext, rei = self._sides(st)
+        min_m3 = st.rules.quality.frozen_min_m3
+        frozen = any(ms.track.frozen_candidate(min_m3) or ms.track.reverse_since is not None for ms in ext + rei)
         out = []
-        for w in bs.windows:
-            n = max(1, math.ceil(w.window.total_seconds() / self.step_s))
+        for wp in st.windows:
+            w = wp.rule
             threshold = balance_threshold_pct(w.threshold_pct, w.accuracy_factor, acc_e, acc_r)
-            bal, ev = self._window_balance(st, kb - n, kb, threshold, bs.clear_ratio, w.min_extracted_m3)
-            info = _RuleInfo(AlertKind.DISCHARGE, w.severity, "balance")
-            out.extend(self._advance(st, _window_rule(w), info,
-                                     bal.condition, kb * self.step_s, w.hold.total_seconds(),
-                                     w.clear_for.total_seconds(),
-                                     partial(_window_evidence, w.window, ev)))
+            bal, ev = self._window_balance(st, kb - wp.n, kb, threshold, clear_ratio, w.min_extracted_m3, frozen)
+            out.extend(self._advance(st, wp.name, wp.info, bal.condition, kb * self.step_s, wp.hold_s,
+                                     wp.clear_for_s, partial(_window_evidence, w.window, ev)))
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
@@ -976,9 +1000,7 @@ class Engine:
                 st.events_seen = events_now
                 st.cusum = cusum_relearn(st.cusum, self._relearn_bound(st, changed, ka))
                 st.seq_block, st.warm_log = None, ()
-            a_dt = datetime.fromtimestamp(ka * self.step_s, UTC)
-            b_dt = datetime.fromtimestamp(kb * self.step_s, UTC)
-            if not all(roles_constant(ms.meter, a_dt, b_dt, self.tz) for ms in meters):
+            if not self._stable(st, ka * self.step_s, kb * self.step_s):
                 st.cusum = cusum_relearn(st.cusum, seq.baseline_bound_factor * (acc_e + acc_r))
                 st.seq_block, st.warm_log = None, ()
                 continue
@@ -1348,3 +1370,21 @@ def _window_evidence(window: timedelta, ev: Callable[[], dict[str, Any]]) -> dic
 
 def _window_rule(w: WindowRule) -> str:
     return f"balance_{w.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class _WindowPlan:
+    """A balance window planned for the hot path: its intervals, alert rule, seconds."""
+
+    rule: WindowRule
+    n: int  # intervals
+    name: str
+    info: _RuleInfo
+    hold_s: float
+    clear_for_s: float
+
+    @classmethod
+    def of(cls, w: WindowRule, step_s: float) -> _WindowPlan:
+        return cls(w, max(1, math.ceil(w.window.total_seconds() / step_s)), _window_rule(w),
+                   _RuleInfo(AlertKind.DISCHARGE, w.severity, "balance"), w.hold.total_seconds(),
+                   w.clear_for.total_seconds())

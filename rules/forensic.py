@@ -88,12 +88,12 @@ class Match:
 
 @dataclass(slots=True)
 class _MeterPrints:
-    """Packed: the tokens and rates in float arrays (8 bytes a value, not an object in a deque's 64-slot
-    block), the second differences computed from the rates when judged, the matches made at the first one — a
-    city of 10 000 meters keeps them in a few MB."""
+    """Packed: the tokens, rates and curvatures in float arrays (8 bytes a value, not an object in a deque's
+    64-slot block), the matches made at the first one — a city of 10 000 meters keeps them in a few MB."""
 
     tokens: array[float] = field(default_factory=lambda: array("d"))  # (step, flow) pairs, ≤ `shingle` of them
-    rates: array[float] = field(default_factory=lambda: array("d"))  # the last running rates, ≤ `smooth_readings` + 2
+    rates: array[float] = field(default_factory=lambda: array("d"))  # the last running rates, ≤ `smooth_readings`
+    curvature: array[float] = field(default_factory=lambda: array("d"))  # their relative second differences
     matches: deque[Match] | None = None
     last_ts: float | None = None
     last_total: float | None = None
@@ -149,14 +149,19 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
 
 
 def _observe_rate(mp: _MeterPrints, rate: float | None, keep: int) -> None:
-    """Keep the last `keep` + 2 running rates: `keep` second differences, or `keep` rates to count."""
     if rate is None or rate <= 0:
         del mp.rates[:]  # stopped: a start-up's ramp is not judged against the run before
+        del mp.curvature[:]
         return
     r = mp.rates
     r.append(rate)
-    if len(r) > keep + 2:
+    if len(r) > keep:
         del r[0]
+    if len(r) >= 3 and r[-2] > 0:
+        c = mp.curvature
+        c.append(abs(r[-1] - 2.0 * r[-2] + r[-3]) / r[-2])
+        if len(c) > keep:
+            del c[0]
 
 
 def _forget(sp: SitePrints, now: float) -> None:
@@ -205,24 +210,21 @@ def smooth_finding(sp: SitePrints, now: float) -> Finding:
     plan = sp.plan
     hits: dict[str, dict[str, object]] = {}
     for meter, mp in sp.meters.items():
-        r = mp.rates
-        if len(r) < plan.smooth_readings + 2:
+        if len(mp.curvature) < plan.smooth_readings:
             continue
-        rates = r[2:]  # the last `smooth_readings` rates
-        shown = sorted(set(rates))
-        if len(shown) * 2 < len(rates):
+        median = sorted(mp.curvature)[len(mp.curvature) // 2]
+        if median >= plan.smooth_floor:
+            continue  # jitters as a real meter does: judged first, it clears most meters at once
+        shown = sorted(set(mp.rates))
+        if len(shown) * 2 < len(mp.rates):
             continue
         resolution = _resolution(shown)
-        if resolution > plan.smooth_floor * sorted(rates)[len(rates) // 2]:
+        if resolution > plan.smooth_floor * sorted(mp.rates)[len(mp.rates) // 2]:
             continue  # the meter's resolution is coarser than the floor at this rate: it cannot show such jitter
-        # each rate's relative second difference (running rates are positive)
-        curvature = sorted(abs(r[i + 1] - 2.0 * r[i] + r[i - 1]) / r[i] for i in range(1, len(r) - 1))
-        median = curvature[len(curvature) // 2]
-        if median < plan.smooth_floor:
-            hits[meter] = {"median_jitter_pct": round(100.0 * median, 5),
-                           "floor_pct": round(100.0 * plan.smooth_floor, 5),
-                           "readings": len(curvature), "distinct_rates": len(shown),
-                           "resolution_m3h": round(resolution, 6)}
+        hits[meter] = {"median_jitter_pct": round(100.0 * median, 5),
+                       "floor_pct": round(100.0 * plan.smooth_floor, 5),
+                       "readings": len(mp.curvature), "distinct_rates": len(shown),
+                       "resolution_m3h": round(resolution, 6)}
     if not hits:
         return Finding(Condition.CLEAR)
     return Finding(Condition.ACTIVE, tuple(hits), {"smooth": hits})

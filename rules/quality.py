@@ -187,6 +187,8 @@ def _any(hits: list[str], evidence: dict[str, Any] | None = None) -> Finding:
 def meter_offline(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
     limit = q.offline_after
     hits = [t.meter for t in tracks if t.last_ts is None or now - t.last_ts > limit]
+    if not hits:
+        return _CLEAR
     last = {t.meter: t.last_ts for t in tracks if t.meter in hits}
     return _any(hits, {"last_seen": last})
 
@@ -221,6 +223,8 @@ def totalizer_frozen(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -
     hits = [t.meter for t in tracks
             if t.flat_since is not None and t.last_ts is not None and t.flat_expected_m3 >= q.frozen_min_m3
             and t.last_ts - t.flat_since >= after]
+    if not hits:
+        return _CLEAR
     expected = {t.meter: round(t.flat_expected_m3, 3) for t in tracks if t.meter in hits}
     return _any(hits, {"expected_m3": expected})
 
@@ -229,6 +233,8 @@ def totalizer_frozen(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -
 def totalizer_reset(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
     hold = q.reset_hold
     hits = [t.meter for t in tracks if t.last_event_ts is not None and now - t.last_event_ts <= hold]
+    if not hits:
+        return _CLEAR
     kinds = {t.meter: str(t.last_event) for t in tracks if t.meter in hits}
     return _any(hits, {"events": kinds})
 
@@ -237,6 +243,8 @@ def totalizer_reset(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) ->
 def reverse_flow(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
     hits = [t.meter for t in tracks if t.reverse_since is not None and t.last_rate is not None
             and t.last_rate < -q.reverse_m3h]
+    if not hits:
+        return _CLEAR
     rates = {t.meter: t.last_rate for t in tracks if t.meter in hits}
     return _any(hits, {"rate_m3h": rates})
 
@@ -245,6 +253,8 @@ def reverse_flow(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Fi
 def signal_quality(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
     hits = [t.meter for t in tracks
             if (t.last_signal is not None and t.last_signal < q.min_signal_pct) or (t.last_error or 0) != 0]
+    if not hits:
+        return _CLEAR
     info = {t.meter: {"signal_pct": t.last_signal, "error_code": t.last_error} for t in tracks
             if t.meter in hits}
     return _any(hits, {"meters": info})
@@ -254,6 +264,8 @@ def signal_quality(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> 
 def discharge_flow(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
     hits = [t.meter for t in tracks if t.role is Role.DISCHARGE and t.last_rate is not None
             and t.last_rate > q.discharge_m3h]
+    if not hits:
+        return _CLEAR
     rates = {t.meter: t.last_rate for t in tracks if t.meter in hits}
     return _any(hits, {"rate_m3h": rates})
 
@@ -282,5 +294,7 @@ def low_arrival(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Fin
     """Fewer reports arrived over the trailing 24 h than `min_arrival_pct` of those expected (到报率): readings
     lost upstream (a DTU, the cellular network, a broker's queue). Judged once a meter was configured a day."""
     hits = [t.meter for t in tracks if t.arrival_pct is not None and t.arrival_pct < q.min_arrival_pct]
+    if not hits:
+        return _CLEAR
     pct = {t.meter: round(t.arrival_pct, 1) for t in tracks if t.meter in hits and t.arrival_pct is not None}
     return _any(hits, {"arrival_pct": pct, "min_arrival_pct": q.min_arrival_pct})

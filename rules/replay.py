@@ -71,7 +71,14 @@ def _epoch_seconds(times: pd.Series) -> np.ndarray[Any, np.dtype[np.float64]]:
 
 
 def _opt(values: np.ndarray[Any, Any]) -> list[float | None]:
-    return [None if v != v else float(v) for v in values.tolist()]
+    """A float column as a list, None for NaN (a column without any, or of nothing else, in one go)."""
+    missing = np.isnan(values)
+    if not missing.any():
+        out: list[float | None] = values.tolist()
+        return out
+    if missing.all():
+        return [None] * len(values)
+    return [None if v != v else v for v in values.tolist()]
 
 
 def parse_readings(stream: IO[str]) -> Readings:
@@ -171,10 +178,12 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False,
     bad = [BadRow(int(ln), str(r)) for ln, r in zip(line[~good], reasons[~good], strict=True)]
     idx = np.flatnonzero(good)
     order = idx[np.lexsort((meter[idx], site[idx], secs[idx]))]
+    codes: list[int | None] = [None] * len(order)  # error codes: most files have none
+    if not np.isnan(error).all():
+        codes = [None if v != v else int(v) for v in error[order].tolist()]
     return Readings(
         ts=secs[order], site=site[order].tolist(), meter=meter[order].tolist(), rate=_opt(rate[order]),
-        total=_opt(total[order]), signal=_opt(signal[order]),
-        error=[None if v != v else int(v) for v in error[order].tolist()], bad=bad,
+        total=_opt(total[order]), signal=_opt(signal[order]), error=codes, bad=bad,
         **({"volume": _opt(volume[order]), "period": _opt(period[order])} if (~np.isnan(volume[order])).any()
            else {}))
 

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 __all__ = ["IntervalSeries", "Ledger", "WindowSum", "interval_of", "spread"]
 
 
+EXACT_SPAN = 16
+"""Windows of up to this many intervals are summed interval by interval (the short windows and each hour at
+5-minute intervals); longer ones from running sums, which differ from that only in the last bits."""
+
+
 def interval_of(t: float, step_s: float) -> int:
     """Index of the interval holding time `t` (epoch seconds)."""
     return math.floor(t / step_s)
@@ -60,9 +65,11 @@ class Ledger:
     """Interval volumes of one meter, kept for `retention` intervals back from the newest.
 
     Packed: a float64 and a byte per interval (9 bytes, not ~40 for a list of float objects), trimmed once
-    `slack` intervals beyond the retention accumulate, so 10 000 meters' day-long ledgers fit in ~30 MB."""
+    `slack` intervals beyond the retention accumulate. A window longer than `EXACT_SPAN` intervals is summed
+    from running sums (one more float64 an interval, brought up to date when read), so an evaluation costs
+    the same whatever its windows' lengths."""
 
-    __slots__ = ("_base", "_unknown", "_vol", "retention", "step_s")
+    __slots__ = ("_base", "_cum", "_fresh", "_unknown", "_vol", "retention", "step_s")
 
     def __init__(self, step_s: float, retention: int) -> None:
         if step_s <= 0 or retention < 1:
@@ -72,6 +79,8 @@ class Ledger:
         self._base: int | None = None  # interval index of _vol[0]
         self._vol = array("d")
         self._unknown = bytearray()  # 1: the interval's volume is unknown (lost, not zero)
+        self._cum = array("d", [0.0])  # _cum[i]: the sum of _vol[:i], up to date for i ≤ _fresh
+        self._fresh = 0
 
     @property
     def oldest(self) -> int | None:
@@ -92,6 +101,8 @@ class Ledger:
                 drop = len(self._vol) - self.retention
                 del self._vol[:drop]
                 del self._unknown[:drop]
+                del self._cum[len(self._vol) + 1:]
+                self._fresh = 0
                 self._base += drop
                 i -= drop
         return i
@@ -104,14 +115,26 @@ class Ledger:
         step = self.step_s
         k0, k1 = math.floor(t0 / step), math.floor(t1 / step)
         if t1 > t0 and (k1 == k0 or (k1 == k0 + 1 and t1 == k1 * step)):  # one interval, as `spread` splits it
-            i = self._slot(k0)
-            if i is not None:
+            base = self._base
+            i = -1 if base is None else k0 - base
+            if 0 <= i < len(self._vol):  # already kept: no growing, no trimming
                 self._vol[i] += volume
+                if i < self._fresh:
+                    self._fresh = i
+                return
+            slot = self._slot(k0)
+            if slot is not None:
+                self._put(slot, volume)
             return
         for k, v in spread(t0, t1, volume, step):
-            i = self._slot(k)
-            if i is not None:
-                self._vol[i] += v
+            slot = self._slot(k)
+            if slot is not None:
+                self._put(slot, v)
+
+    def _put(self, i: int, volume: float) -> None:
+        self._vol[i] += volume
+        if i < self._fresh:
+            self._fresh = i
 
     def mark_unknown(self, t0: float, t1: float) -> None:
         """Make every interval overlapping [t0, t1] unknown (volume lost, not zero)."""
@@ -126,13 +149,47 @@ class Ledger:
 
     def window(self, k_start: int, k_end: int) -> WindowSum:
         """Sum of intervals k_start … k_end−1; incomplete if any is unknown or not kept."""
-        if self._base is None or k_start < self._base or k_end <= k_start:
-            return WindowSum(0.0, False)
-        i0 = k_start - self._base
-        i1 = k_end - self._base
-        if i1 > len(self._vol):
-            return WindowSum(sum(self._vol[i0:]), False)
-        return WindowSum(sum(self._vol[i0:i1]), self._unknown.find(1, i0, i1) < 0)
+        return WindowSum(*self.total(k_start, k_end))
+
+    def total(self, k_start: int, k_end: int) -> tuple[float, bool]:
+        """`window` as a pair: the volume of intervals k_start … k_end−1 and whether it is complete."""
+        base = self._base
+        if base is None or k_start < base or k_end <= k_start:
+            return 0.0, False
+        vol = self._vol
+        i0 = k_start - base
+        i1 = min(k_end - base, len(vol))
+        complete = k_end - base == i1 and self._unknown.find(1, i0, i1) < 0
+        if i1 - i0 <= EXACT_SPAN:  # added up in order
+            return sum(vol[i0:i1]), complete
+        cum = self._cum  # else the difference of running sums
+        if len(cum) <= i1:
+            cum.frombytes(bytes(8 * (len(vol) + 1 - len(cum))))
+        for j in range(self._fresh, i1):
+            cum[j + 1] = cum[j] + vol[j]
+        self._fresh = max(self._fresh, i1)
+        return cum[i1] - cum[i0], complete
+
+    def volume_at(self, k: int) -> float:
+        """The volume of interval `k` (0.0 when it is not kept)."""
+        i = -1 if self._base is None else k - self._base
+        return self._vol[i] if 0 <= i < len(self._vol) else 0.0
+
+    def volumes(self, k_start: int, k_end: int) -> tuple[list[float], bool]:
+        """The volumes of intervals k_start … k_end−1 (0.0 for one not kept) and whether every one is known."""
+        n = k_end - k_start
+        if n <= 0:
+            return [], True
+        if self._base is None:
+            return [0.0] * n, False
+        i0, i1 = k_start - self._base, k_end - self._base
+        size = len(self._vol)
+        if i0 >= 0 and i1 <= size:
+            return self._vol[i0:i1].tolist(), self._unknown.find(1, i0, i1) < 0
+        lo, hi = max(i0, 0), min(i1, size)
+        if lo >= hi:
+            return [0.0] * n, False
+        return [0.0] * (lo - i0) + self._vol[lo:hi].tolist() + [0.0] * (i1 - hi), False
 
     def intervals(self, k_start: int, k_end: int) -> list[tuple[float, bool]]:
         """(volume, known) of each interval k_start … k_end−1; an interval not kept is (0.0, False)."""

@@ -192,15 +192,3 @@ def test_an_hour_not_judged_restarts_the_exact_balance_run():
     _hours(sp, [0.0], start=23 * 3600.0)
     assert exact_finding(sp, 24 * 3600.0).condition is Condition.ACTIVE
     assert exact_finding(sp, 27 * 3600.0).condition is Condition.CLEAR  # no judged hour since: stale
-
-
-def test_a_meter_keeps_only_the_rates_its_second_differences_need():
-    rates = np.round(50.0 + 20.0 * np.sin(np.arange(500) / 200.0), 3)  # a computed curve: too smooth
-    sp = SitePrints(PLAN)
-    _rates(sp, "R1", rates)
-    assert list(sp.meters["R1"].rates) == list(rates[-62:])  # smooth_readings + 2, nothing else per reading
-    last = rates[-62:]
-    expected = sorted(abs(last[i + 1] - 2.0 * last[i] + last[i - 1]) / last[i] for i in range(1, 61))[30]
-    ev = smooth_finding(sp, 60.0 * 499).evidence["smooth"]["R1"]
-    assert ev["median_jitter_pct"] == round(100.0 * expected, 5) and ev["readings"] == 60
-    assert ev["distinct_rates"] == len(set(rates[-60:]))

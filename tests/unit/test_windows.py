@@ -66,3 +66,24 @@ def test_ledger_forgets_beyond_retention_and_reports_old_windows_incomplete():
     assert ledger.window(95, 99).complete
     assert ledger.window(95, 99).volume_m3 == pytest.approx(4.0)
     assert not ledger.window(5, 9).complete
+
+
+def test_long_windows_from_running_sums_match_the_intervals_through_writes_and_trims():
+    rng = random.Random(7)
+    ledger = Ledger(60.0, 50)
+    t = 0.0
+    for n in range(400):
+        dt = rng.choice([30.0, 60.0, 90.0, 200.0])
+        ledger.add(t, t + dt, rng.uniform(0.0, 5.0))
+        t += dt
+        if n % 7 == 0:
+            newest = interval_of(t, 60.0) + 1  # the interval being written included
+            oldest = ledger.oldest
+            assert oldest is not None
+            for span in (3, 20, 40):
+                ka = max(oldest, newest - span)
+                vols, _ = ledger.volumes(ka, newest)
+                got = ledger.window(ka, newest).volume_m3
+                assert got == pytest.approx(sum(vols), rel=1e-12, abs=1e-12)
+                if newest - ka <= 16:
+                    assert got == sum(vols)  # short windows are added up interval by interval
