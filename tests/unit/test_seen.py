@@ -166,3 +166,12 @@ def test_a_meter_holds_pending_device_times_only_while_its_batch_commits(store: 
     assert [m.pend for m in meters] == [None] and list(meters[0].ts) == [at(s).timestamp() * 1000 for s in (0, 30, 60)]
     assert store.index._db.execute("PRAGMA cache_size").fetchone()[0] == -256  # its own connection: a small cache
     store.close()
+
+
+def test_a_batch_where_one_meter_only_repeats_stores_the_others(store: Store) -> None:
+    r1 = Reading("s1", "R1", Role.REINJECTION, at(0), 50.0, 10.0)
+    store.commit([e1(at(0), 100.0)])
+    judged = store.commit([e1(at(0), 100.0), r1])
+    assert judged.duplicates == [e1(at(0), 100.0)] and judged.readings == [r1]
+    assert store.commit([r1]).duplicates == [r1] and len(store.index) == 2
+    store.close()
