@@ -21,13 +21,16 @@ quantised).
 
 Exact balance: independent meters each within their accuracy disagree from hour to hour by their noise and
 by the water in transit; reinjection computed from extraction agrees exactly. `exact_hours` consecutive
-judged hours (at least `exact_min_m3` extracted, every meter complete) whose median deficit (in size) is
-below `exact_floor_pct` are implausibly exact (the median: one hour half forged, half measured does not
-hide the rest); an hour not judged (stopped, incomplete) restarts the count.
+judged hours (at least `exact_min_m3` extracted, every meter complete, and totalizers fine enough to show a
+deficit of `VISIBLE_PCT`: a totalizer counting whole m³ makes two honest meters agree to the m³) whose
+median deficit (in size) is below `exact_floor_pct` are implausibly exact (the median: one hour half forged,
+half measured does not hide the rest); an hour not judged (stopped, incomplete, too coarse) restarts the
+count.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections import deque
 from dataclasses import dataclass, field
@@ -46,6 +49,9 @@ MAX_PRINTS = 50_000
 
 _KEEP_MATCHES = 64  # matches one meter remembers (the newest)
 _SCALE = 1000  # tokens are quantised to 0.001 (m³, m³/h)
+VISIBLE_PCT = 0.1
+"""An hour is judged for exactness only when the site's totalizers can show a deficit of this share of its
+extraction: honest meters' hourly deficits wander by tenths of a percent, whole-m³ totalizers round them away."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,7 @@ class _MeterPrints:
     matches: deque[Match] | None = None
     last_ts: float | None = None
     last_total: float | None = None
+    quantum: int = 0  # the totalizer's resolution in thousandths of m³: the gcd of its steps (0: none seen)
 
 
 @dataclass(slots=True)
@@ -118,13 +125,17 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
         mp = sp.meters[meter] = _MeterPrints()
     if plan.smooth:
         _observe_rate(mp, rate, plan.smooth_readings)
-    if total is None or not plan.replay:
+    if total is None or not (plan.replay or plan.exact):
         return
     prev_ts, prev_total = mp.last_ts, mp.last_total
     mp.last_ts, mp.last_total = ts, total
     if prev_ts is None or prev_total is None:
         return
     delta = total - prev_total
+    if delta > 0 and mp.quantum != 1:
+        mp.quantum = math.gcd(mp.quantum, int(delta * _SCALE + 0.5))
+    if not plan.replay:
+        return
     if delta <= 0 or rate is None or rate <= 0:
         del mp.tokens[:]  # a stopped or stepping-back meter shows nothing a copy could be told by
         return
@@ -243,12 +254,18 @@ def note_hour(sp: SitePrints, end: float, extracted_m3: float, reinjected_m3: fl
     """Take one whole hour ending at `end` (epoch seconds) into the exact-balance run: judged when complete
     with enough extracted, else the run restarts."""
     plan = sp.plan
-    if not complete or extracted_m3 < max(plan.exact_min_m3, 1e-9):
+    if not complete or extracted_m3 < max(plan.exact_min_m3, 1e-9) or (
+            _resolution_m3(sp) > VISIBLE_PCT / 100.0 * extracted_m3):
         sp.hours.clear()
         return
     sp.hours.append((end, extracted_m3, reinjected_m3))
     while len(sp.hours) > plan.exact_hours:
         sp.hours.popleft()
+
+
+def _resolution_m3(sp: SitePrints) -> float:
+    """How finely an hour's deficit can be known from the site's totalizers: the sum of their resolutions."""
+    return sum(mp.quantum for mp in sp.meters.values()) / _SCALE
 
 
 def exact_finding(sp: SitePrints, now: float) -> Finding:

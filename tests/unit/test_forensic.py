@@ -183,6 +183,18 @@ def test_hours_balancing_exactly_are_implausible_and_honest_meters_are_not():
     assert exact_finding(honest, 12 * 3600.0).condition is Condition.CLEAR
 
 
+def test_whole_m3_totalizers_agreeing_to_the_m3_are_not_judged_exact_fine_ones_are():
+    def site(decimals: int) -> SitePrints:
+        sp = SitePrints(PLAN)
+        for i in range(60):  # a minute's step each: 40 m³/h on both sides, totals shown to `decimals`
+            for meter in ("E1", "R1"):
+                observe_reading(sp, meter, 60.0 * i, 40.0, round(1000.0 + 40.0 * i / 60.0, decimals))
+        _hours(sp, [0.0] * 12)  # the hours as those totals show them: E − R = 0 m³ each
+        return sp
+    assert exact_finding(site(0), 12 * 3600.0).condition is Condition.CLEAR  # 1 m³ + 1 m³ > 0.1 % of 100 m³
+    assert exact_finding(site(3), 12 * 3600.0).condition is Condition.ACTIVE
+
+
 def test_an_hour_not_judged_restarts_the_exact_balance_run():
     sp = SitePrints(PLAN)
     _hours(sp, [0.0] * 11)
