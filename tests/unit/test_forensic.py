@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from rules import forensic
 from rules.balance import Condition
 from rules.counters import GapCheck, StepKind, classify_step
 from rules.forensic import (
-    MAX_PRINTS,
     ForensicPlan,
     SitePrints,
     exact_finding,
@@ -96,8 +96,61 @@ def test_fingerprints_are_kept_no_longer_than_the_memory():
     sp = SitePrints(ForensicPlan.of(ForensicSettings(replay_sample=1)))
     _feed(sp, "R1", 0.0, rates, totals)
     now = 60.0 * (3 * 1440 - 1)
-    assert min(ts for _, ts in sp.prints.values()) >= now - PLAN.memory_s
-    assert len(sp.prints) <= min(MAX_PRINTS, PLAN.memory_s / 60 + 1)
+    assert sp.prints.horizon == now - PLAN.memory_s
+    live = PLAN.memory_s / 60 + 1  # at most one a minute
+    assert sum(t >= sp.prints.horizon for t in sp.prints.ts) <= live
+    assert len(sp.prints) <= live * 9 / 8 + 32  # the forgotten ones go an eighth at a time
+
+
+@pytest.mark.parametrize(("shift_min", "found"), [(26 * 60 - 30, True), (26 * 60 + 10, False)])
+def test_a_repeat_is_found_within_the_memory_and_not_beyond_it(shift_min, found):
+    rng = np.random.default_rng(7)
+    rates, totals = _honest(rng, 120)
+    sp = SitePrints(ForensicPlan.of(ForensicSettings(replay_sample=1)))
+    _feed(sp, "R1", 0.0, rates, totals)
+    _feed(sp, "R1", 60.0 * shift_min, rates, totals + 100.0)  # the same stretches again, their prints stored
+    f = replay_finding(sp, 60.0 * (shift_min + 119))
+    assert (f.condition is Condition.ACTIVE) is found
+
+
+def test_a_site_keeps_at_most_max_prints_the_newest(monkeypatch):
+    rng = np.random.default_rng(8)
+    rates, totals = _honest(rng, 600)
+    plan = ForensicPlan.of(ForensicSettings(replay_sample=1))
+    every = SitePrints(plan)
+    _feed(every, "R1", 0.0, rates, totals)
+    monkeypatch.setattr(forensic, "MAX_PRINTS", 64)
+    sp = SitePrints(plan)
+    for i in range(600):
+        observe_reading(sp, "R1", 60.0 * i, float(rates[i]), float(totals[i]))
+        assert len(sp.prints) <= 64
+    assert sorted(sp.prints.ts) == sorted(every.prints.ts)[-len(sp.prints):]
+    _feed(sp, "R1", 60.0 * 600, rates[-40:], totals[-40:] + 100.0)  # the newest readings again: still known
+    assert replay_finding(sp, 60.0 * 639).condition is Condition.ACTIVE
+
+
+def test_a_copy_among_hundreds_of_meters_names_its_source():
+    rng = np.random.default_rng(9)
+    sp = SitePrints(PLAN)
+    series = [_honest(rng, 120) for _ in range(299)]
+    for i in range(120):
+        for n, (rates, totals) in enumerate(series):
+            observe_reading(sp, f"M{n}", 60.0 * i, float(rates[i]), float(totals[i]))
+        rates, totals = series[280]  # the 300th meter shows the 281st's readings
+        observe_reading(sp, "M299", 60.0 * i, float(rates[i]), float(totals[i]) + 5000.0)
+    f = replay_finding(sp, 60.0 * 119)
+    assert f.meters == ("M299",) and f.evidence["replays"]["M299"]["copied_from"] == "M280"
+
+
+def test_fingerprints_sharing_their_high_bits_are_told_apart_by_the_low_ones():
+    sp = SitePrints(PLAN)
+    observe_reading(sp, "R1", 0.0, None, None)  # names the meter
+    p = sp.prints
+    a, b = (5 << 16) | 1, (5 << 16) | 2
+    assert forensic._remember(p, a, 0, 60.0) is None
+    assert forensic._remember(p, b, 0, 120.0) is None
+    assert forensic._remember(p, a, 0, 180.0) == ("R1", 60.0)
+    assert forensic._remember(p, b, 0, 240.0) == ("R1", 120.0)
 
 
 S = CounterSettings()  # max flow 1000 m³/h, margin 1.5, deadband 0.5; across gaps rate × 3 up to 1 h
