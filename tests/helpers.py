@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -66,3 +68,13 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def fill_disk(path: Path) -> Path:
+    """Take every free byte of `path`'s file system with one file (`path`); unbuffered, so nothing is left to
+    flush (and fail) when it closes."""
+    with contextlib.suppress(OSError), open(path, "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 65536)
+    os.sync()
+    return path

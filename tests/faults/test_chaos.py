@@ -37,7 +37,7 @@ import requests
 from gshp.devstack import Influxd, Mosquitto, free_port
 from tests.faults.support import ModbusSims, audited, install_audit
 from tests.faults.test_outages import _tmpfs
-from tests.helpers import wait_until
+from tests.helpers import fill_disk, wait_until
 from tests.mqtt_support import REPO, Collector, Publisher, stored_points
 
 SEED = 13
@@ -203,14 +203,6 @@ class HealthLog:
         self._thread.join(5)
 
 
-def _fill(path: Path) -> None:
-    with open(path, "wb") as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 65536)
-            f.flush()
-    os.sync()
-
-
 def _stored_transitions(alerts: Path) -> list[tuple[str, str, str]]:
     db = sqlite3.connect(alerts)
     try:
@@ -279,7 +271,7 @@ def test_chaos_under_ten_times_a_city_loses_invents_rewrites_nothing_and_health_
                     time.sleep(3.0)
                     broker.start()
                 elif kind == "disk":
-                    _fill(filler)  # held until a write fails (SQLite reuses its WAL for a while), at most 20 s
+                    fill_disk(filler)  # held until a write fails (SQLite reuses its WAL for a while), at most 20 s
                     with contextlib.suppress(AssertionError):
                         wait_until(partial(health.reason_since, t0, "store:"), timeout=20, interval=0.2)
                     time.sleep(1.0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import sqlite3
 import subprocess
 import time
@@ -20,7 +19,7 @@ import requests
 
 from gshp.devstack import Influxd, Mosquitto, free_port
 from tests.faults.support import ModbusSims, SteadyDtus, write_run_config
-from tests.helpers import wait_until
+from tests.helpers import fill_disk, wait_until
 from tests.mqtt_support import Collector, flow_count, stored_points
 
 METERS = """\
@@ -169,11 +168,7 @@ def test_outbox_disk_full_is_a_clear_error_with_no_corruption_and_recovers(
             wait_until(lambda: flow_count(influxd, influx_db) > 200, timeout=30)
             influxd.stop()  # from now on every reading that arrives needs room in the outbox
             # take every free byte of the disk
-            with open(filler, "wb") as f, contextlib.suppress(OSError):
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            os.sync()
+            fill_disk(filler)
             wait_until(lambda: "disk is full" in (tmp_path / "gshp.log").read_text(), timeout=30)
             wait_until(lambda: metric_sum(collector, "gshp_mqtt_pauses_total") > 0, timeout=10)
             pauses = metric_sum(collector, "gshp_mqtt_pauses_total")

@@ -8,8 +8,6 @@ into the session's influxd and notifies a webhook on loopback.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from gshp.config import parse_config
 from gshp.devstack import Influxd, free_port
 from gshp.service import Service
 from tests.faults.test_outages import _tmpfs
-from tests.helpers import wait_until
+from tests.helpers import fill_disk, wait_until
 from tests.notify_peers import HttpPeer
 
 START = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
@@ -88,16 +86,6 @@ def _give_the_outbox_room(outbox: Path, mb: float = 0.5) -> None:
         db.close()
 
 
-def _fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with open(filler, "wb") as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 65536)
-            f.flush()
-    os.sync()
-    return filler
-
-
 def _run(state_dir: Path, influxd: Influxd, db: str, disk: Path | None) -> Outcome:
     hook = HttpPeer().start()
     config = parse_config(f"""
@@ -124,7 +112,7 @@ notify:
             for minute in range(a, b):
                 if disk is not None and minute == FILL_AT:
                     _give_the_outbox_room(state_dir / "outbox.sqlite")
-                    filler = _fill(disk)
+                    filler = fill_disk(disk / "filler")
                 if filler is not None and minute == FREE_AT:
                     outcome.problems_during = service.engine.problems()
                     outcome.health_during = service.health()["status"]
