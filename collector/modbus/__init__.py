@@ -5,9 +5,9 @@ network; `ModbusCollector(plan, on_readings, on_event)` polls, scheduled by APSc
 receives a `collector.model.MeterChange` when a meter's identity registers change.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from collector.lazy import lazy_attributes
 from collector.modbus.collection import CollectionPlan, GatewayPlan, MeterPlan, plan_collection
 from collector.modbus.errors import ErrorClass, ModbusConfigError, ProfileError, ReadError
 from collector.modbus.health import MeterState
@@ -43,10 +43,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The poller and the collector import pymodbus (~2 MB of every process): a process imports them when it
-    polls a gateway."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
+# the poller and the collector import pymodbus (~2 MB of every process): a process imports them when it polls
+# a gateway
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -1,8 +1,8 @@
 """Modbus flowmeter simulators: register images encoded from the collector's own profiles."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from collector.lazy import lazy_attributes
 from simulators.flow import DayCycleFlow, MeterModel, ScaledFlow, Scenario, ScenarioKind, TrueFlow
 from simulators.modbus.meter import ModelClock, SimulatedMeter, image_size
 from simulators.modbus.pty import PtyPair
@@ -32,10 +32,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The server imports pymodbus: the CLI (every command registered in `gshp run` too) imports it when
-    a simulator serves."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
+# the server imports pymodbus: the CLI (every command registered in `gshp run` too) imports it when a
+# simulator serves
+__getattr__ = lazy_attributes(__name__, _LAZY)
