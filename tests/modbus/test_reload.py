@@ -21,6 +21,7 @@ from gshp.service import Service
 from gshp.sources import build_sources
 from simulators.clock import SimClock
 from simulators.modbus import ModbusSimServer, Scenario, image_size, range_units
+from tests.helpers import count
 from tests.modbus.conftest import run
 
 pytestmark = pytest.mark.integration
@@ -48,9 +49,7 @@ sites:""" + "".join(SITE.format(id=f"s{i}", e=2 * i - 1, r=2 * i) for i in range
 
 
 def _count(influxd: Influxd, db: str, site: str) -> int:
-    res = influxd.query(f"SELECT count(total_m3) FROM flow WHERE site='{site}'", db)
-    series = res[0].get("series")
-    return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
+    return count(influxd, db, where=f"WHERE site='{site}'")
 
 
 async def _until(check: Callable[[], bool], timeout: float) -> bool:

@@ -17,6 +17,7 @@ from gshp.devstack import Influxd, free_port, wait_port
 from gshp.reload import Reloader
 from gshp.service import Service
 from gshp.sources import build_sources
+from tests.helpers import count
 
 pytestmark = pytest.mark.integration
 
@@ -62,9 +63,7 @@ async def _answered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 def _count(influxd: Influxd, db: str, site: str) -> int:
-    res = influxd.query(f"SELECT count(total_m3) FROM flow WHERE site='{site}'", db)
-    series = res[0].get("series")
-    return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
+    return count(influxd, db, where=f"WHERE site='{site}'")
 
 
 async def _reload_adds_a_station(tmp_path: Path, influxd: Influxd, db: str) -> dict[str, bool | str]:
