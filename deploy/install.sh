@@ -39,6 +39,16 @@ getent group dialout >/dev/null && usermod -a -G dialout "$user"
 "$opt/.venv/bin/pip" install -q --disable-pip-version-check --upgrade "$source_dir"
 echo "installed $("$opt/.venv/bin/gshp" --version) into $opt/.venv"
 
+# the compiled rules engine (mypyc, about 2× faster backtests) when a C compiler and Python's headers are here
+if command -v gcc >/dev/null && "$opt/.venv/bin/python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(
+    os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  "$opt/.venv/bin/pip" install -q --disable-pip-version-check "$source_dir[compiled]" &&
+    GSHP_ENGINE=python "$opt/.venv/bin/python" -m rules.build_engine ||
+    echo "the compiled rules engine was not built: the rules run in pure Python (backtests about 2× slower)"
+else
+  echo "no C compiler (gcc, python3-dev): the rules run in pure Python (backtests about 2× slower)"
+fi
+
 # config and secrets: written once, never overwritten
 install -d -m 0750 -o root -g "$user" "$etc"
 if [ ! -e "$etc/gshp.yaml" ]; then  # the minimal example, its state in the unit's StateDirectory

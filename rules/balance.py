@@ -74,7 +74,7 @@ def refill_credit(arriving: list[float], reinjected: list[float]) -> float:
     while i >= 0 and stopped_interval(arriving[i], reinjected[i]):
         drained += reinjected[i] - arriving[i]
         i -= 1
-    gained = sum(arriving[i + 1:]) - sum(reinjected[i + 1:])
+    gained = sum(arriving[i + 1:], 0.0) - sum(reinjected[i + 1:], 0.0)
     return min(drained, max(0.0, -gained))
 
 

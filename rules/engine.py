@@ -247,7 +247,7 @@ class Engine:
         st = _SiteState(site, rs, {m.id: self._new_meter(m, rs) for m in site.meters},
                         maintenance=list(rs.maintenance))
         self._set_rules(st, rs)
-        st.cusum = cusum_start(rs.sequential.baseline_bound_factor * sum(self._accuracy(st)))
+        st.cusum = cusum_start(rs.sequential.baseline_bound_factor * sum(self._accuracy(st), 0.0))
         return st
 
     def _set_rules(self, st: _SiteState, rs: RuleSet) -> None:
@@ -909,7 +909,7 @@ class Engine:
         a, b = ka * self.step_s, kb * self.step_s
         stable = self._stable(st, a, b)
         overlapping = [m for m in st.maintenance if m.start.timestamp() < b and m.end.timestamp() > a]
-        cap = sum(m.volume_cap_m3 for m in overlapping)
+        cap = sum((m.volume_cap_m3 for m in overlapping), 0.0)
         # the transit allowance can only lower the deficit: skip it when the window is clear without it
         clear_anyway = e > 0 and 100.0 * (e - r - cap) / e <= threshold * clear_ratio
         low_m3 = st.rules.balance.low_load_fraction * min_m3

@@ -340,7 +340,7 @@ def exact_finding(sp: SitePrints, now: float) -> Finding:
     median = deficits[len(deficits) // 2]
     if median >= plan.exact_floor_pct:
         return Finding(Condition.CLEAR)
-    e_sum, r_sum = sum(e for _, e, _ in h), sum(r for _, _, r in h)
+    e_sum, r_sum = sum((e for _, e, _ in h), 0.0), sum((r for _, _, r in h), 0.0)
     return Finding(Condition.ACTIVE, (), {
         "hours": len(h), "from": datetime.fromtimestamp(h[0][0] - 3600, UTC),
         "to": datetime.fromtimestamp(h[-1][0], UTC), "median_hourly_deficit_pct": round(median, 4),

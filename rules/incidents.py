@@ -423,7 +423,7 @@ def _onset(volumes: SiteVolumes, earliest: datetime) -> Accumulation | None:
 
 def _extracted(volumes: SiteVolumes, k: int) -> float:
     """Extracted during the transit lag before interval k."""
-    return sum(e for e, _, _ in volumes.intervals(k - volumes.transit_k, k))
+    return sum((e for e, _, _ in volumes.intervals(k - volumes.transit_k, k)), 0.0)
 
 
 def _reopen(ep: Episode) -> Episode:

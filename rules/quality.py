@@ -213,7 +213,7 @@ def reinjection_silent(tracks: Sequence[MeterTrack], now: float, q: QualityPlan)
         return Finding(Condition.CLEAR)
     limit = _silent_limit(q)
     silent = [t.meter for t in reinjection if t.last_ts is None or now - t.last_ts > limit]
-    rate = sum(t.last_rate or 0.0 for t in running)
+    rate = sum((t.last_rate or 0.0 for t in running), 0.0)
     return _any(silent, {"extraction_rate_m3h": round(rate, 3)})
 
 

@@ -161,7 +161,7 @@ class Ledger:
         i1 = min(k_end - base, len(vol))
         complete = k_end - base == i1 and self._unknown.find(1, i0, i1) < 0
         if i1 - i0 <= EXACT_SPAN:  # added up in order
-            return sum(vol[i0:i1]), complete
+            return sum(vol[i0:i1], 0.0), complete
         cum = self._cum  # else the difference of running sums
         if len(cum) <= i1:
             cum.frombytes(bytes(8 * (len(vol) + 1 - len(cum))))

@@ -3,7 +3,8 @@
 Each site's readings (CSV files in `gshp replay`'s format, or InfluxDB) go through the same engine and the same
 `replay_steps` loop as `gshp replay`, once per rule set (`--rules`, and `--against` to compare). stdout holds
 one result per site — the alerts and incidents each rule set raised and the difference between the two — and
-a last summary line (rows, wall time, rows/s); the progress bar and bad rows go to stderr.
+a last summary line (rows, wall time, rows/s, the engine: `compiled` or `python`); the progress bar and bad
+rows go to stderr.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gshp.commands.configfile import load_config_or_exit
 from gshp.commands.replay import USES, instant
 from gshp.config import Config, ConfigError
 from gshp.config.loader import read_yaml
+from rules.compiled import WORDS, running
 from rules.engine import Engine
 
 if TYPE_CHECKING:  # numpy and pandas: imported when a backtest runs, not by every `gshp` command
@@ -409,7 +411,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {"sites": len(sites), "rows": rows, "bad_rows": sum(len(t.bad) for t in results),
                "duplicates": sum(t.duplicates for t in results), "out_of_order": sum(t.late for t in results),
                "unknown": sum(t.unknown for t in results), "rule_sets": len(rule_sets), "jobs": args.jobs,
-               "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds) if seconds > 0 else None}
+               "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds) if seconds > 0 else None,
+               "engine": running()}
     out = sys.stdout
     if args.format == "json":
         for r in sites:
@@ -485,5 +488,5 @@ def table(sites: Sequence[SiteResult], compare: bool, summary: dict[str, Any]) -
     s = summary
     lines.append(f"合计 total: {s['sites']} 站点 sites, {s['rows']:,} 行 rows ({s['bad_rows']} 坏行 bad), "
                  f"{s['rule_sets']} 套规则 rule sets, {s['jobs']} 进程 jobs, {s['seconds']:.1f} s, "
-                 f"{s['rows_per_s'] or 0:,} 行/秒 rows/s")
+                 f"{s['rows_per_s'] or 0:,} 行/秒 rows/s, {WORDS[s['engine']]}")
     return "\n".join(lines) + "\n"

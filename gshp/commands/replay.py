@@ -17,6 +17,7 @@ from alerting.model import Alert, IncidentNotice
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.commands.configfile import SITES, load_config_or_exit
 from gshp.config import Config
+from rules.compiled import WORDS, running
 from rules.engine import Engine
 
 if TYPE_CHECKING:  # pandas and numpy: imported when a replay runs, not by every `gshp` command
@@ -155,7 +156,7 @@ def _replay(args: argparse.Namespace, config: Config, readings: Readings, starte
     print(f"replay: {len(readings)} readings ({len(readings.bad)} bad rows skipped, "
           f"{s.duplicates} duplicates, "
           f"{s.late} out of order, {s.unknown} for unknown sites/meters), {count} transitions, "
-          f"{time.monotonic() - started:.1f}s", file=sys.stderr)
+          f"{time.monotonic() - started:.1f}s, {WORDS[running()]}", file=sys.stderr)
     return 0
 
 

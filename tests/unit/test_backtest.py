@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+import rules
 from alerting.model import Alert
 from gshp.cli import main
 from gshp.commands.backtest import _note_alert
+from rules.compiled import WORDS
 from simulators.scenarios import build
 from tests.unit.test_config_limits import BOMB
 
@@ -79,7 +81,7 @@ def test_two_rule_sets_in_parallel_show_their_difference(case):
     assert honest["difference"] == {k: [] for k in honest["difference"]}
     summary = lines[-1]["summary"]
     assert summary["rows"] == 14404 + 34564 and summary["rule_sets"] == 2 and summary["jobs"] == 2
-    assert summary["rows_per_s"] > 0
+    assert summary["rows_per_s"] > 0 and summary["engine"] == rules.ENGINE
     assert "回测 backtest" in r.stderr and "100.0%" in r.stderr and "rows/s" in r.stderr
 
 
@@ -91,7 +93,8 @@ def test_table_lists_each_site_the_difference_and_a_summary_line(case, capsys):
     row = next(line for line in lines if line.startswith("discharge-20"))
     assert "-balance_gross@" in row and "+balance" not in row
     assert next(line for line in lines if line.startswith("honest-small-0")).endswith("—")
-    assert lines[-1].startswith("合计 total: 2 站点 sites, 48,968 行 rows") and lines[-1].endswith("行/秒 rows/s")
+    assert lines[-1].startswith("合计 total: 2 站点 sites, 48,968 行 rows")
+    assert lines[-1].endswith(f"行/秒 rows/s, {WORDS[rules.ENGINE]}")
 
 
 def test_bad_rows_name_their_file_and_line_and_unknown_sites_are_counted(case, tmp_path, capsys):
