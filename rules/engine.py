@@ -351,20 +351,21 @@ class Engine:
         with self._lock:
             self._ingest_one(site, meter, ts, rate_m3h, total_m3, signal_pct, error_code)
 
-    def ingest_columns(self, site: Sequence[str], meter: Sequence[str], ts: Sequence[float],
-                       rate: Sequence[float | None], total: Sequence[float | None],
-                       signal: Sequence[float | None], error: Sequence[int | None], start: int,
-                       stop: int, volume: Sequence[float | None] | None = None,
-                       period: Sequence[float | None] | None = None) -> None:
+    def ingest_columns(self, site: list[str], meter: list[str], ts: list[float], rate: list[float | None],
+                       total: list[float | None], signal: list[float | None], error: list[int | None], start: int,
+                       stop: int, volume: list[float | None] | None = None,
+                       period: list[float | None] | None = None) -> None:
         """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill;
-        `volume` and `period` (interval volumes) when the rows hold any."""
+        `volume` and `period` (interval volumes) when the rows hold any. Indexed lists, each row one direct
+        call: compiled, that is a native call with unboxed times, where a zip of slices makes a tuple a row."""
         one = self._ingest_one
-        cols = [c[start:stop] for c in (site, meter, ts, rate, total, signal, error)]
-        if volume is not None and period is not None:
-            cols += [volume[start:stop], period[start:stop]]
         with self._lock:
-            for row in zip(*cols, strict=True):
-                one(*row)
+            if volume is not None and period is not None:
+                for i in range(start, stop):
+                    one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i], volume[i], period[i])
+            else:
+                for i in range(start, stop):
+                    one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
 
     def note_changes(self, changes: Iterable[MeterChange]) -> None:
         """Take meter changes (a swapped meter, a new totalizer unit or multiplier, a touched scale factor),
@@ -461,7 +462,7 @@ class Engine:
                     step = classify_step(ms.ref_total, total, dt, st.gap_s, c)
                 else:
                     step = self._judge_gap(st, ms, ts, rate, total)
-                step_kind, volume = step
+                step_kind, volume = step.kind, step.volume_m3
                 if rate is not None and rate < -q.reverse_m3h:
                     volume = None  # reverse flow runs on the other accumulator: forward volume unknown
                 ms.ledger.add(ms.total_ts, ts, volume)

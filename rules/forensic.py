@@ -97,11 +97,12 @@ class Match:
 
 @dataclass(slots=True)
 class _MeterPrints:
-    """Packed: the tokens, rates and curvatures in float arrays (8 bytes a value, not an object in a deque's
-    64-slot block), the matches made at the first one — a city of 10 000 meters keeps them in a few MB."""
+    """Packed: the rates and curvatures in float arrays (8 bytes a value, not an object in a deque's 64-slot
+    block), the matches made at the first one — a city of 10 000 meters keeps them in a few MB. The tokens, a
+    dozen, are a list: compiled, a list of ints is read and written natively, an array through Python calls."""
 
     index: int  # its place among the site's meters, as the fingerprints name it
-    tokens: array[float] = field(default_factory=lambda: array("d"))  # (step, flow) pairs, ≤ `shingle` of them
+    tokens: list[int] = field(default_factory=list)  # (step, flow) pairs, ≤ `shingle` of them
     rates: array[float] = field(default_factory=lambda: array("d"))  # the last running rates, ≤ `smooth_readings`
     curvature: array[float] = field(default_factory=lambda: array("d"))  # their relative second differences
     matches: deque[Match] | None = None
@@ -166,7 +167,8 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
     # both are positive here: int(x + 0.5) rounds them (and is quicker than round on the hot path)
     step, flow = int(delta * _SCALE + 0.5), int(rate * _SCALE + 0.5)
     tokens = mp.tokens
-    tokens.extend((step, flow))  # integers below 2**53: exact as floats
+    tokens.append(step)
+    tokens.append(flow)
     if len(tokens) > 2 * plan.shingle:
         del tokens[:2]
     # a stretch is remembered by its last reading (the same stretch always is, wherever it recurs)
