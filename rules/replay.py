@@ -21,7 +21,7 @@ from alerting.model import Alert
 from rules.engine import Engine, Step
 
 __all__ = ["BadRow", "Readings", "ReplayError", "parse_readings", "read_frame", "readings_from_frame", "replay",
-           "replay_steps"]
+           "replay_steps", "text_column"]
 
 REQUIRED = ("ts", "site", "meter", "rate_m3h", "total_m3")
 _OFFSET = r"(?:Z|z|[+-]\d\d:?\d\d)$"
@@ -86,6 +86,16 @@ def parse_readings(stream: IO[str]) -> Readings:
     return readings_from_frame(read_frame(stream))
 
 
+def text_column(col: pd.Series) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, np.dtype[np.intp]]]:
+    """A text column with surrounding blanks stripped ("" for a missing value), and each value's rank among
+    the distinct ones, which sorts as the text does. Each distinct value is stripped once: a column of
+    readings holds a handful of site and meter ids over millions of rows."""
+    codes, raw = pd.factorize(col.fillna("").astype(str))
+    ranks, names = pd.factorize(np.array([str(v).strip() for v in raw], dtype=object), sort=True)
+    rank = np.asarray(ranks, dtype=np.intp)[codes]
+    return np.asarray(names, dtype=object)[rank], rank
+
+
 def read_frame(stream: IO[str]) -> pd.DataFrame:
     """CSV readings as a frame, not yet validated (row i is line i + 2); `ReplayError` when it is not CSV or
     lacks a required column."""
@@ -143,8 +153,8 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False,
         flag(~((secs >= TS_MIN) & (secs < TS_MAX)),
              "ts is outside 1990..2100: a wrong device clock, or milliseconds where seconds are expected")
 
-    site = df["site"].fillna("").astype(str).str.strip().to_numpy()
-    meter = df["meter"].fillna("").astype(str).str.strip().to_numpy()
+    site, site_rank = text_column(df["site"])
+    meter, meter_rank = text_column(df["meter"])
     flag((site == "") | (meter == ""), "site and meter must not be empty")
 
     def number(col: str) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -177,7 +187,7 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False,
     good = reasons == ""
     bad = [BadRow(int(ln), str(r)) for ln, r in zip(line[~good], reasons[~good], strict=True)]
     idx = np.flatnonzero(good)
-    order = idx[np.lexsort((meter[idx], site[idx], secs[idx]))]
+    order = idx[np.lexsort((meter_rank[idx], site_rank[idx], secs[idx]))]
     codes: list[int | None] = [None] * len(order)  # error codes: most files have none
     if not np.isnan(error).all():
         codes = [None if v != v else int(v) for v in error[order].tolist()]

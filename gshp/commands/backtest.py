@@ -148,6 +148,8 @@ def site_rows(files: Sequence[str]) -> dict[str, dict[str, int]]:
     """Per file, how many rows each site has (only the `site` column is read)."""
     import pandas as pd
 
+    from rules.replay import text_column
+
     out: dict[str, dict[str, int]] = {}
     for f in files:
         try:
@@ -162,7 +164,7 @@ def site_rows(files: Sequence[str]) -> dict[str, dict[str, int]]:
             raise ValueError(f"{f}: cannot be read ({exc.strerror}); check the path") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ValueError(f"{f}: readings are not CSV ({exc})") from None
-        out[f] = {str(k): int(v) for k, v in col["site"].str.strip().value_counts().items()}
+        out[f] = {str(k): int(v) for k, v in pd.Series(text_column(col["site"])[0]).value_counts().items()}
     return out
 
 
@@ -206,14 +208,14 @@ def _frame(task: Task, known: frozenset[str]) -> tuple[pd.DataFrame, np.ndarray[
     import numpy as np
     import pandas as pd
 
-    from rules.replay import read_frame
+    from rules.replay import read_frame, text_column
 
     frames, lines, names = [], [], []
     wanted = set(task.sites)
     for f in task.files:
         with open(f, encoding="utf-8", newline="") as stream:
             df = read_frame(stream)
-        site = df["site"].fillna("").astype(str).str.strip()
+        site = pd.Series(text_column(df["site"])[0])
         keep = site.isin(wanted).to_numpy()
         if task.strays:
             keep = keep | ~site.isin(known).to_numpy()
