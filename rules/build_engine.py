@@ -15,6 +15,11 @@ from pathlib import Path
 
 from rules.compiled import MANIFEST, MODULES, OUT, ROOT, SUFFIX, current, digest
 
+PACKAGES = ("rules", "alerting", "collector")
+"""Copied for the build: the compiled modules and everything they import from the project."""
+MYPY_CONFIG = "[mypy]\nstrict = True\nignore_missing_imports = True\n"
+"""The project's type checking (pyproject.toml's [tool.mypy]), which the compiled code's types come from."""
+
 
 def build(out: Path = OUT, root: Path = ROOT, force: bool = False) -> bool:
     """Compile `MODULES` into `out` unless it is current; whether it built. Built in a scratch directory and
@@ -29,13 +34,21 @@ def build(out: Path = OUT, root: Path = ROOT, force: bool = False) -> bool:
     scratch = Path(tempfile.mkdtemp(prefix=".compiled-", dir=out.parent))
     cwd = os.getcwd()
     try:
-        os.chdir(root)  # mypyc names the modules from their paths (rules/engine.py → rules.engine)
-        extensions = mypycify([f"rules/{name}.py" for name in MODULES], opt_level="3",
-                              target_dir=str(scratch / "c"))
+        # a copy of the packages alone: installed, they sit in site-packages, where mypy would take every
+        # other module for one of ours
+        src = scratch / "src"
+        for package in PACKAGES:
+            shutil.copytree(root / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        if digest(src) != before:
+            raise RuntimeError("the sources changed while they were copied; build again")
+        (src / "mypy.ini").write_text(MYPY_CONFIG, encoding="utf-8")
+        os.chdir(src)  # mypyc names the modules from their paths (rules/engine.py → rules.engine)
+        extensions = mypycify(["--config-file", "mypy.ini", *(f"rules/{name}.py" for name in MODULES)],
+                              opt_level="3", target_dir=str(scratch / "c"))
         os.chdir(scratch)  # not the project's pyproject.toml: setuptools builds only these extensions
         setup(name="gshp-engine", ext_modules=extensions, script_name="rules.build_engine",
-              script_args=["-q", "build_ext", "--build-lib", str(scratch / "lib"),
-                           "--build-temp", str(scratch / "tmp"), "--parallel", str(os.cpu_count() or 1)])
+              script_args=["-q", "build_ext", "--build-lib", str(scratch / "lib"), "--build-temp",
+                           str(scratch / "tmp")])
         lib = scratch / "lib"
         shared = [p.name.removesuffix(SUFFIX) for p in lib.glob(f"*__mypyc{SUFFIX}")]
         if len(shared) != 1:

@@ -106,6 +106,9 @@ class _MeterPrints:
     rates: array[float] = field(default_factory=lambda: array("d"))  # the last running rates, ≤ `smooth_readings`
     curvature: array[float] = field(default_factory=lambda: array("d"))  # their relative second differences
     matches: deque[Match] | None = None
+    run: int = 0  # running readings since the meter last stopped, the last two of them below
+    rate_1: float = 0.0
+    rate_2: float = 0.0
     last_ts: float | None = None
     last_total: float | None = None
     quantum: int = 0  # the totalizer's resolution in thousandths of m³: the gcd of its steps (0: none seen)
@@ -188,14 +191,19 @@ def _observe_rate(mp: _MeterPrints, rate: float | None, keep: int) -> None:
     if rate is None or rate <= 0:
         del mp.rates[:]  # stopped: a start-up's ramp is not judged against the run before
         del mp.curvature[:]
+        mp.run = 0
         return
     r = mp.rates
     r.append(rate)
     if len(r) > keep:
         del r[0]
-    if len(r) >= 3 and r[-2] > 0:
+    # the two rates before this one kept as numbers too: compiled, reading them back from the array is slower
+    before, earlier = mp.rate_1, mp.rate_2
+    mp.rate_1, mp.rate_2 = rate, before
+    mp.run += 1
+    if mp.run >= 3 and before > 0:
         c = mp.curvature
-        c.append(abs(r[-1] - 2.0 * r[-2] + r[-3]) / r[-2])
+        c.append(abs(rate - 2.0 * before + earlier) / before)
         if len(c) > keep:
             del c[0]
 

@@ -219,7 +219,7 @@ def _frame(task: Task, known: frozenset[str]) -> tuple[pd.DataFrame, np.ndarray[
         keep = site.isin(wanted).to_numpy()
         if task.strays:
             keep = keep | ~site.isin(known).to_numpy()
-        frames.append(df.loc[keep])
+        frames.append(df if keep.all() else df.loc[keep])  # a file of the task's sites alone: no copy
         lines.append(np.flatnonzero(keep) + 2)
         names += [f] * int(keep.sum())
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)

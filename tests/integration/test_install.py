@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
+import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -51,6 +52,10 @@ def test_install_into_a_prefix_then_upgrade_keeps_the_operators_files(tmp_path: 
     assert "state_dir: /var/lib/gshp" in config.read_text(encoding="utf-8")
     checked = subprocess.run([str(gshp), "check-config", str(config)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # the rules engine is compiled where a C compiler is, and runs in pure Python elsewhere
+    engine = subprocess.run([str(gshp.parent / "python"), "-c", "import rules; print(rules.ENGINE)"],
+                            capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert engine.stdout.strip() == ("compiled" if shutil.which("gcc") else "python"), done.stdout + engine.stderr
 
     state = prefix / "var/lib/gshp"
     assert mode(state) == 0o700 and state.stat().st_uid == account.pw_uid
