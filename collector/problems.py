@@ -1,8 +1,22 @@
-"""A planning problem that also says which meter and which of its settings it is about."""
+"""A planning problem that also says which meter and which of its settings it is about, and the words for
+a setting that names an id nothing defines."""
 
 from __future__ import annotations
 
-__all__ = ["MeterProblem"]
+from collections.abc import Iterable
+
+__all__ = ["KNOWN_ZH", "MeterProblem", "unknown_id"]
+
+KNOWN_ZH = "（已有："
+"""Where an `unknown_id` message lists the known ids in Chinese."""
+
+
+def unknown_id(zh: str, en: str, known: Iterable[str]) -> str:
+    """In Chinese and English: the setting names no `en` (`zh`), and the ids that are defined — as
+    `(known: a, b)`, from which the config loader offers a did-you-mean."""
+    ids = sorted(set(known))
+    return (f"{zh}{KNOWN_ZH}{'、'.join(ids) or '无'}）/ names no {en} "
+            f"(known: {', '.join(ids) or 'none are defined'})")
 
 
 class MeterProblem(str):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from alerting.model import Language, Severity
 from collector.duration import Duration
 from collector.model import FreeText
+from collector.problems import unknown_id
 
 __all__ = [
     "BalanceSettings",
@@ -295,8 +296,7 @@ class RulesSettings(RuleSet):
                     yield ("rules", section, key), "must be a mapping of rule settings"
                     continue
                 if section == "sites" and site_ids is not None and key not in site_ids:
-                    known = ", ".join(sorted(site_ids)) or "none are defined"
-                    yield ("rules", section, key), f"names no site under `sites:` (known: {known})"
+                    yield ("rules", section, key), unknown_id("`sites:` 下没有此站点", "site under `sites:`", site_ids)
                 try:
                     RuleSet.model_validate(_merge(base, override))
                 except ValidationError as err:

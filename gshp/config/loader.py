@@ -25,6 +25,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from collector.problems import KNOWN_ZH
 from collector.redact import redact, register_secrets, url_secrets
 from gshp.citymap import SUBDOMAINS_PATTERN, TILE_URL_PATTERN
 from gshp.config.errors import ConfigError, Problem
@@ -183,21 +184,32 @@ def _pydantic_problems(err: ValidationError, data: Any, lines: _Lines, file: str
     return problems
 
 
-def _did_you_mean(value: Any, choices: Iterable[str]) -> str:
-    """`; did you mean 'x'?` for a value close to one of `choices`, else ''."""
+def _did_you_mean(value: Any, choices: Iterable[str], chinese: bool = False) -> str:
+    """`; did you mean 'x'?` for a value close to one of `choices` (in Chinese too for a message that is),
+    else ''."""
     if not isinstance(value, str):
         return ""
     close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close and close[0] != value else ""
+    if not close or close[0] == value:
+        return ""
+    return f"; 是否为 {close[0]!r}？/ did you mean {close[0]!r}?" if chinese else f"; did you mean {close[0]!r}?"
 
 
 _KNOWN = re.compile(r"\(known: ([^)]*)\)")
 
 
 def _known_suggestion(message: str, value: Any) -> str:
-    """A did-you-mean for checks that list what is known: `… (known: a, b, c)`."""
+    """A did-you-mean for checks that list what is known: `… (known: a, b, c)`; in both languages after a
+    message that lists them in Chinese too (`collector.problems.unknown_id`)."""
     m = _KNOWN.search(message)
-    return _did_you_mean(value, [k.strip() for k in m.group(1).split(",")]) if m else ""
+    return _did_you_mean(value, [k.strip() for k in m.group(1).split(",")], KNOWN_ZH in message) if m else ""
+
+
+def _named(data: Any, path: Path_) -> Any:
+    """What a setting at `path` names: its value, or its key where the value is a mapping (an override
+    under `rules.sites:` is written under the site's id)."""
+    value = _lookup(data, path)
+    return path[-1] if isinstance(value, dict) and path and isinstance(path[-1], str) else value
 
 
 def _known_keys(model: Any, path: Path_) -> list[str]:
@@ -312,7 +324,7 @@ def _checks(config: Config, partial: Salvage, checks: Sequence[Check], earlier: 
                 path = partial.original(path)
                 if not partial.touches(path) and _fmt(path) not in reported:
                     found.append(Problem(file, lines.line(path), _fmt(path),
-                                         message + _known_suggestion(message, _lookup(data, path)),
+                                         message + _known_suggestion(message, _named(data, path)),
                                          _shown(path, _lookup(data, path))))
         except Exception:
             if not salvaged:
@@ -398,7 +410,8 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
 
     A command that reads only some top-level sections names them in `uses`: problems elsewhere (an unset
     token variable for `gshp poll`) are not its concern, and a section it does not use that cannot be
-    read is left at its defaults."""
+    read is left at its defaults — the checks still see the valid part of it (an MQTT meter is not
+    refused for want of the broker section whose password is wrong)."""
     env = os.environ if env is None else env
     problems: list[Problem] = []
     nodes = _compose(text, file)
@@ -407,20 +420,21 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, 1, "", "must be a mapping of settings (timezone:, sites:, …)")])
     config: Config | None = None
+    whole = True  # the config holds every section as the file writes it
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
+        whole = False
         problems.extend(_pydantic_problems(err, data, lines, file, problems))
         failed = {str(e["loc"][0]) for e in err.errors() if e["loc"]}
         unused = failed - set(uses or ())
         if uses is not None and failed == unused:  # only sections this command does not read are wrong
-            data = {k: v for k, v in data.items() if k not in unused}
             with contextlib.suppress(ValidationError):
-                config = Config.model_validate(data)
-    checked, partial = (config, Salvage()) if config is not None else salvage(Config, data)
+                config = Config.model_validate({k: v for k, v in data.items() if k not in unused})
+    checked, partial = (config, Salvage()) if whole else salvage(Config, data)
     if checked is not None:
         problems += _checks(checked, partial, (cross_check, *checks), problems, data, lines, file,
-                            salvaged=config is None)
+                            salvaged=not whole)
     if uses is not None:
         problems = [p for p in problems if not p.path or _section(p.path) in uses]
     if problems:

@@ -19,6 +19,7 @@ from collector.modbus.settings import Gateway
 from collector.model import FreeText, Site, TagText, expected_interval, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from collector.problems import unknown_id
 from collector.seen import SeenSettings
 from collector.szy206.settings import Szy206Settings
 from gshp.citymap import MapSettings
@@ -204,15 +205,30 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
     districts = {s.district for s in config.sites}
     for name in config.rules.districts:
         if name not in districts:
-            known = ", ".join(sorted(districts)) or "none are defined"
-            yield ("rules", "districts", name), f"names no district of any site (known: {known})"
+            yield ("rules", "districts", name), _no_district(districts)
     yield from config.rules.problems({s.id: s.district for s in config.sites})
     yield from shard_problems(config, config.shard.count)
+    for i, t in enumerate(config.api.tokens):
+        for k, name in enumerate(t.districts or ()):
+            if name not in districts:
+                yield ("api", "tokens", i, "districts", k), _no_district(districts)
     receivers: set[str] = set()
     for i, r in enumerate(config.notify):
         if r.name in receivers:
             yield ("notify", i, "name"), f"receiver name {r.name!r} appears twice"
         receivers.add(r.name)
+        for k, name in enumerate(r.match.district):
+            if name not in districts:
+                yield ("notify", i, "match", "district", k), _no_district(districts)
+        for k, name in enumerate(r.match.site):
+            if name not in sites:
+                yield ("notify", i, "match", "site", k), unknown_id("`sites:` 下没有此站点", "site under `sites:`",
+                                                                    sites)
+
+
+def _no_district(districts: set[str]) -> str:
+    """A district no site is in: a token, receiver or override naming it would never see anything."""
+    return unknown_id("没有站点属于此辖区", "district of any site", districts)
 
 
 def _telemetry_problems(config: Config, i: int, j: int) -> Iterator[tuple[tuple[str | int, ...], str]]:
