@@ -261,9 +261,13 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
                          district: str | None = None,
                          online_threshold_pct: float = ONLINE_THRESHOLD_PCT,
                          maintenance: Mapping[str, Iterable[MaintenanceWindow]] | None = None,
-                         intervals: Mapping[tuple[str, str], timedelta] | None = None) -> DailyReport:
+                         intervals: Mapping[tuple[str, str], timedelta] | None = None,
+                         today: date | None = None) -> DailyReport:
     """The report of one local day. `readings` should span `reading_span(day, …)`; readings outside it
     are left out. `alerts` None means no alert record was available (not that there were none).
+    A day whose readings stop before midnight is in progress, its figures up to the newest reading — unless
+    it is before `today` (the local date now): a day that is over is judged whole, what was not read in it
+    uncovered.
     `maintenance` holds windows declared outside the config (through the API), per site id; they are listed
     beside the config's. `intervals` gives each meter's expected reporting interval for the arrival rate
     (default: `collector.model.expected_interval` without gateways). Sites are listed in config order,
@@ -291,7 +295,7 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     if start.timestamp() % step or end.timestamp() % step:
         notes.append(f"local midnight is not on the {step:g}s evaluation grid: the day's edges are moved "
                      "back to the interval holding them")
-    if i1 > i0 and float(readings.ts[i1 - 1]) < end.timestamp():
+    if i1 > i0 and float(readings.ts[i1 - 1]) < end.timestamp() and (today is None or day >= today):
         # the day is in progress: its figures, coverage included, run up to the newest reading, not midnight
         upto = datetime.fromtimestamp(float(readings.ts[i1 - 1]) // step * step, tz)
         if upto > start:

@@ -82,8 +82,9 @@ def alert_spans(store: AlertStore, sites: Iterable[str]) -> list[AlertSpan]:
 
 def build_daily_report(config: Config, day: date, district: str | None, reader: FlowReader | Readings,
                        store: AlertStore | None, online_threshold_pct: float = ONLINE_THRESHOLD_PCT,
-                       progress: Progress | None = None) -> DailyReport:
-    """The daily balance report of `day` (a local date in `config.tz`), optionally of one district.
+                       progress: Progress | None = None, today: date | None = None) -> DailyReport:
+    """The daily balance report of `day` (a local date in `config.tz`), optionally of one district; a day
+    before `today` is over (`rules.report.compute_daily_report`).
 
     `reader` is an `InfluxReader` (or anything with its `flow(start, stop, site)`), or readings already
     parsed (`rules.replay.parse_readings`, for recorded CSV). `store` gives the alerts and the maintenance
@@ -103,7 +104,7 @@ def build_daily_report(config: Config, day: date, district: str | None, reader: 
     for m in store.maintenance() if store is not None else ():
         declared.setdefault(m.site, []).append(m.window)
     report = compute_daily_report(day, config.tz, config.sites, config.rules, readings, alerts, district,
-                                  online_threshold_pct, declared, config.intervals())
+                                  online_threshold_pct, declared, config.intervals(), today)
     last = AuditChain(store).last() if store is not None else None
     if last is None:
         return report

@@ -116,7 +116,7 @@ def build_period_report(config: Config, period: Period, first: date, district: s
             if progress is not None:
                 progress(n * total + done, n_days * total, f"{day.isoformat()} {what}")
 
-        days.append(build_daily_report(config, day, district, reader, store, online_threshold_pct, step))
+        days.append(build_daily_report(config, day, district, reader, store, online_threshold_pct, step, today))
     incidents = store.incidents() if store is not None else None
     return compute_period_report(period, days, config.sites, incidents, district)
 

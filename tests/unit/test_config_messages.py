@@ -158,7 +158,8 @@ notify:
 """)
     assert set(found) == {"gateways[0].timout", "api.tokens[0].districts[1]", "notify[0].match.site[1]",
                           "notify[1].match.district[0]"}
-    assert found["api.tokens[0].districts[1]"].startswith("gshp.yaml:13: api.tokens[0].districts[1]: 没有站点属于此辖区")
+    assert found["api.tokens[0].districts[1]"].startswith(
+        "gshp.yaml:13: api.tokens[0].districts[1]: 没有站点属于此辖区")
     assert "did you mean '宛城区'? (got '宛城')" in found["api.tokens[0].districts[1]"]
     assert "did you mean 'hehua-plaza'? (got 'hehua-plaz')" in found["notify[0].match.site[1]"]
     assert "(known: 宛城区) (got '卧龙区')" in found["notify[1].match.district[0]"]  # nothing close: no guess

@@ -37,7 +37,8 @@ def daily_report(date: str, scope: ViewerScope, ctx: Ctx, reader: Reader, store:
             raise refused(422, "district：请选择您的一个辖区", "district: choose one of your districts")
         district = next(iter(scope.who.districts))
     try:
-        report = build_daily_report(ctx.config, day, district, reader, store)
+        report = build_daily_report(ctx.config, day, district, reader, store,
+                                    today=ctx.clock.now().astimezone(ctx.config.tz).date())
     except ReportError as exc:
         raise refused(422, "无法生成报表", str(exc)) from None
     except QueryError as exc:
