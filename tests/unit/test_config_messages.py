@@ -112,14 +112,14 @@ PRODUCTION = Path(__file__).parents[2] / "deploy" / "examples" / "production-inf
     (poll.USES, set()),
     (sim.USES, set()),
     (deadletter.USES, set()),
+    (audit.USES, set()),
     (replay.USES, {"influx.token"}),
     (report.USES, {"influx.token"}),
     (backtest.USES, {"influx.token"}),
     (backup.USES, {"influx.token"}),
-    (audit.USES, {"influx.token"}),
     (notify.USES, {"api.tokens[0].token", "api.tokens[1].token"}),
     (None, {"influx.token", "mqtt.password", "api.tokens[0].token", "api.tokens[1].token"}),
-], ids=["poll", "sim site", "deadletter", "replay", "report", "backtest", "backup", "audit", "notify", "run"])
+], ids=["poll", "sim site", "deadletter", "audit head", "replay", "report", "backtest", "backup", "notify", "run"])
 def test_each_command_needs_the_secrets_of_the_sections_it_reads_only(uses: frozenset[str] | None,
                                                                       needed: set[str]) -> None:
     text = PRODUCTION.read_text(encoding="utf-8")
