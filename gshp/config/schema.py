@@ -195,9 +195,8 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
             yield ("sites", i, *path), message
         for j, m in enumerate(s.meters):
             if m.modbus is not None and m.modbus.gateway not in gateways:
-                known = ", ".join(sorted(gateways)) or "none are defined"
                 yield (("sites", i, "meters", j, "modbus", "gateway"),
-                       f"names no gateway under `gateways:` (known: {known})")
+                       unknown_id("`gateways:` 下没有此网关", "gateway under `gateways:`", gateways))
             if m.mqtt is not None and config.mqtt is None:
                 yield (("sites", i, "meters", j, "mqtt"),
                        "an MQTT meter needs the `mqtt:` broker section")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import random
 import subprocess
 import sys
@@ -97,7 +98,8 @@ def test_a_bad_meter_does_not_also_count_as_a_missing_role() -> None:
 def test_unknown_gateway_and_duplicate_site_ids_are_cross_checked() -> None:
     text = GOOD.replace("gateway: gw-hehua, unit", "gateway: gw-nowhere, unit")
     (msg,) = problems(text)
-    assert msg.startswith("city.yaml:12: sites[0].meters[0].modbus.gateway: names no gateway")
+    assert msg.startswith("city.yaml:12: sites[0].meters[0].modbus.gateway: "
+                          "`gateways:` 下没有此网关（已有：gw-hehua）/ names no gateway")
     assert "known: gw-hehua" in msg and "(got 'gw-nowhere')" in msg
 
 
@@ -205,8 +207,8 @@ MIXED_EXPECTED = [  # (line, path, start of the message, value shown)
     (3, "influx.password", "environment variable INFLUX_PASSWORD is not set", None),
     (7, "gateways[1].id", "gateway id 'gw-a' appears twice", "'gw-a'"),
     (8, "gateways[2].port", "Input should be less than or equal to 65535", "70000"),
-    (14, "sites[0].meters[0].modbus.gateway", "names no gateway under `gateways:` (known: gw-a, gw-b)",
-     "'gw-nowhere'"),
+    (14, "sites[0].meters[0].modbus.gateway", "`gateways:` 下没有此网关（已有：gw-a、gw-b）/ names no gateway under "
+     "`gateways:` (known: gw-a, gw-b)", "'gw-nowhere'"),
     (15, "sites[0].meters[1].modbus.profile", "unknown register profile 'no-such-registers' (known: ",
      "'no-such-registers'"),
     (16, "sites[0].meters[2].id", "meter id 'E1' appears twice (ids are unique within a site)", "'E1'"),
@@ -245,7 +247,7 @@ def test_check_config_cli_reports_every_layer_and_exits_2(tmp_path: Path) -> Non
     f = tmp_path / "mixed.yaml"
     f.write_text(MIXED, encoding="utf-8")
     r = subprocess.run([sys.executable, "-m", "gshp.cli", "check-config", str(f)], capture_output=True, text=True,
-                       env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     *lines, summary = r.stderr.splitlines()
     _assert_mixed(lines, str(f))
