@@ -161,14 +161,12 @@ class InfluxReader:
 
     def downsampled_since(self, level: timedelta) -> datetime | None:
         """The start of the oldest interval the downsampled series of `level` holds with its reading counts;
-        None when it holds none (no such policy, nothing downsampled yet, or a series without counts)."""
-        q = f"SELECT first(readings) FROM {quote_ident(downsample_policy(level))}.flow"
+        None when it holds none or cannot be read (no such policy or DBRP mapping, nothing downsampled yet, a
+        series without counts; an unreachable InfluxDB then fails the raw read that follows, with its reason)."""
         try:
-            rows = self.rows(q)
-        except QueryError as exc:
-            if "retention policy not found" in str(exc) or "database not found" in str(exc):
-                return None
-            raise
+            rows = self.rows(f"SELECT first(readings) FROM {quote_ident(downsample_policy(level))}.flow")
+        except QueryError:
+            return None
         times = [t for t in rows.column("time") if t is not None]
         return datetime.fromtimestamp(min(times) / 1000, UTC) if times else None
 

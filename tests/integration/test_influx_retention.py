@@ -107,6 +107,9 @@ def test_a_long_range_read_takes_the_downsampled_series(influxd: Influxd, influx
     source = series_source("flow", start, stop, timedelta(hours=1), [d.every for d in s.downsample])
     assert source == '"ds_1h"."flow"'
     reader = InfluxReader(s)
+    assert reader.downsampled_since(timedelta(hours=1)) == t0
+    assert reader.downsampled_since(timedelta(minutes=1)) is None  # its policy holds nothing yet
+    assert reader.downsampled_since(timedelta(minutes=5)) is None  # no such policy
     df = reader.query(f"SELECT rate_m3h, total_m3, readings FROM {source} WHERE site = 'hehua-plaza'")
     assert len(df) == 3
     assert list(df["total_m3"]) == [1059.0, 1119.0, 1179.0]  # last total of each hour
