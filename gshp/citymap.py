@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from collector.model import FreeText
+from collector.problems import ZhEn
 
 __all__ = ["MAX_OUTLINE_BYTES", "MAX_POSITIONS", "SUBDOMAINS_PATTERN", "TILE_URL_PATTERN", "MapSettings",
            "OutlineError", "TileLayer", "load_outlines", "outline_problems"]
@@ -51,8 +52,10 @@ class TileLayer(_Frozen):
     def _template(cls, v: str) -> str:
         missing = [p for p in ("{z}", "{x}", "{y}") if p not in v]
         if missing:
-            raise ValueError(f"瓦片地址须含 {{z}} {{x}} {{y}} / the tile URL template must hold {{z}}, {{x}} and "
-                             f"{{y}} (missing {' '.join(missing)}), e.g. http://tiles.example.gov.cn/{{z}}/{{x}}/{{y}}.png")
+            raise ValueError(ZhEn("瓦片地址须含 {z} {x} {y}",
+                                  "the tile URL template must hold {z}, {x} and {y} "
+                                  f"(missing {' '.join(missing)}), "
+                                  "e.g. http://tiles.example.gov.cn/{z}/{x}/{y}.png"))
         return v
 
 
