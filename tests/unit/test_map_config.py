@@ -145,7 +145,8 @@ def test_an_outline_file_that_is_not_usable_is_refused_whole(tmp_path: Path, con
 
 def test_a_missing_outline_file_is_named(tmp_path: Path) -> None:
     (msg,) = _problems(f"map: {{districts: {tmp_path / 'none.geojson'}}}\n", checks=(planning_problems,))
-    assert "map.districts: cannot be read: No such file or directory" in msg
+    assert "map.districts: 无法读取：No such file or directory（填写值：" in msg
+    assert "/ cannot be read: No such file or directory (got " in msg
 
 
 def test_the_service_refuses_to_start_with_an_outline_file_it_cannot_use(tmp_path: Path) -> None:
