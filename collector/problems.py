@@ -14,8 +14,9 @@ __all__ = ["KNOWN_ZH", "ZH_ERRORS", "MeterProblem", "ZhEn", "error_text", "follo
 
 
 class ZhEn(str):
-    """A text in both languages, written `中文 / English`, that keeps its halves so what follows it (a
-    did-you-mean, the value given) goes into each language (`followed`)."""
+    """A text in both languages, written `中文 / English` (`中文）/ English` after a closing bracket), that
+    keeps its halves so what follows it (a did-you-mean, the value given) goes into each language
+    (`followed`)."""
 
     zh: str
     en: str

@@ -1,4 +1,4 @@
-"""Configuration errors that name the file, line, field, bad value and the fix."""
+"""Configuration errors that name the file, line, field, bad value and the fix, in Chinese and English."""
 
 from __future__ import annotations
 

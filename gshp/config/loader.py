@@ -3,7 +3,7 @@
 Every problem is collected before anything is raised, so a user fixes a file in one pass: the checks
 that span sections run over the valid part of a file with bad settings too (`gshp.config.salvage`).
 Each problem carries the line of the offending node, found by walking the YAML node tree alongside the
-data, and says what is allowed in words.
+data, and says what is allowed in words, in Chinese and then English (`collector.problems`).
 
 Input is bounded before it is expanded: at most `MAX_CONFIG_BYTES`, nesting at most `MAX_DEPTH` levels,
 and YAML aliases may add at most `MAX_ALIAS_VALUES` values to what the file writes out (a "billion
