@@ -8,10 +8,13 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
+from collector.problems import ZhEn
+
 __all__ = ["Duration", "format_duration", "parse_duration"]
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_NOT_A_DURATION = ZhEn("须为时长，如 500ms、10s、5m、1h", "expected a duration like 500ms, 10s, 5m, 1h")
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -19,13 +22,13 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
-        raise ValueError("expected a duration like 500ms, 10s, 5m, 1h")
+        raise ValueError(_NOT_A_DURATION)
     if isinstance(value, int | float):
         if value < 0:
-            raise ValueError("a duration cannot be negative")
+            raise ValueError(ZhEn("时长不能为负", "a duration cannot be negative"))
         return timedelta(seconds=value)
     if not isinstance(value, str):
-        raise ValueError("expected a duration like 500ms, 10s, 5m, 1h")
+        raise ValueError(_NOT_A_DURATION)
     text = value.strip().replace(" ", "")
     pos, seconds = 0, 0.0
     for m in _PART.finditer(text):
@@ -34,7 +37,8 @@ def parse_duration(value: Any) -> timedelta:
         seconds += float(m.group(1)) * _UNIT_S[m.group(2)]
         pos = m.end()
     if not text or pos != len(text):
-        raise ValueError(f"{value!r} is not a duration: write e.g. 500ms, 10s, 5m, 1h or 1h30m")
+        raise ValueError(ZhEn(f"{value!r} 不是时长：请写成如 500ms、10s、5m、1h 或 1h30m",
+                              f"{value!r} is not a duration: write e.g. 500ms, 10s, 5m, 1h or 1h30m"))
     return timedelta(seconds=seconds)
 
 

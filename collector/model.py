@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from collector.duration import Duration
+from collector.problems import ZhEn
 
 __all__ = [
     "ChangeKind",
@@ -70,31 +71,35 @@ and overrides of bidirectional text (which can make a name read differently from
 
 def _slug(value: str) -> str:
     if not _SLUG.match(value):
-        raise ValueError(
-            "must be 1-64 characters of letters, digits, '_', '.' or '-', starting with a letter or digit"
-        )
+        raise ValueError(ZhEn(
+            "须为 1-64 个字母、数字、'_'、'.' 或 '-'，以字母或数字开头",
+            "must be 1-64 characters of letters, digits, '_', '.' or '-', starting with a letter or digit"))
     return value
 
 
-def _no_control(value: str, where: str) -> None:
+def _no_control(value: str, where_zh: str, where: str) -> None:
     found = _CONTROL.search(value)
     if found:
-        raise ValueError(f"must not contain control characters (line breaks, tabs, …) or bidirectional-text "
-                         f"overrides: found U+{ord(found.group()):04X} at character {found.start() + 1}; "
-                         f"{where}")
+        code, at = f"U+{ord(found.group()):04X}", found.start() + 1
+        raise ValueError(ZhEn(f"不得含控制字符（换行、制表符等）或双向文本控制符：第 {at} 个字符是 {code}；{where_zh}",
+                              f"must not contain control characters (line breaks, tabs, …) or bidirectional-text "
+                              f"overrides: found {code} at character {at}; {where}"))
 
 
 def _free_text(value: str) -> str:
-    _no_control(value, "it is shown in e-mail headers, chat messages and reports")
+    _no_control(value, "它会显示在邮件标题、聊天消息和报表中",
+                "it is shown in e-mail headers, chat messages and reports")
     return value
 
 
 def _tag_text(value: str) -> str:
     if not value.strip():
-        raise ValueError("must not be empty")
-    _no_control(value, "it becomes a database tag and is shown in e-mail headers, chat messages and reports")
+        raise ValueError(ZhEn("不得为空", "must not be empty"))
+    _no_control(value, "它会成为数据库标签，并显示在邮件标题、聊天消息和报表中",
+                "it becomes a database tag and is shown in e-mail headers, chat messages and reports")
     if value.endswith("\\"):
-        raise ValueError("must not end with a backslash: InfluxDB line protocol cannot store it in a tag")
+        raise ValueError(ZhEn("不得以反斜杠结尾：InfluxDB 行协议无法把它存入标签",
+                              "must not end with a backslash: InfluxDB line protocol cannot store it in a tag"))
     return value
 
 
@@ -156,9 +161,11 @@ class Hj212Source(_Frozen):
     @model_validator(mode="after")
     def _something_to_read(self) -> Hj212Source:
         if self.volume is not None and self.total is not None and "total" in self.model_fields_set:
-            raise ValueError("give either `total:` (a totalizer) or `volume:` (interval volumes), not both")
+            raise ValueError(ZhEn("`total:`（累计值）与 `volume:`（时段水量）只能给其一",
+                                  "give either `total:` (a totalizer) or `volume:` (interval volumes), not both"))
         if self.rate is None and self.total is None and self.volume is None:
-            raise ValueError("needs at least one of `rate:`, `total:` or `volume:`")
+            raise ValueError(ZhEn("须至少给出 `rate:`、`total:`、`volume:` 之一",
+                                  "needs at least one of `rate:`, `total:` or `volume:`"))
         return self
 
     @property
@@ -186,7 +193,7 @@ _MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 
 def _month_day(value: str) -> str:
     if not _MONTH_DAY.match(value):
-        raise ValueError("must be a month-day like 05-01 (MM-DD)")
+        raise ValueError(ZhEn("须为月-日，如 05-01（MM-DD）", "must be a month-day like 05-01 (MM-DD)"))
     return value
 
 
@@ -215,7 +222,7 @@ class Calibration(_Frozen):
     @model_validator(mode="after")
     def _order(self) -> Calibration:
         if self.next_due <= self.calibrated:
-            raise ValueError("next_due must come after the calibration date")
+            raise ValueError(ZhEn("next_due 须晚于检定日期", "next_due must come after the calibration date"))
         return self
 
 
@@ -269,7 +276,7 @@ class Permit(_Frozen):
     def _positive(cls, v: float, info: ValidationInfo) -> float:
         unit = "m³" if info.field_name == "annual_quota_m3" else "m³/h"
         if not 0 < v <= 1e9:
-            raise ValueError(f"许可水量须为正数（{unit}）/ must be a positive number of {unit}, at most 10⁹")
+            raise ValueError(ZhEn(f"许可水量须为正数（{unit}）", f"must be a positive number of {unit}, at most 10⁹"))
         return v
 
     @field_validator("status", mode="before")
@@ -277,14 +284,14 @@ class Permit(_Frozen):
     def _known_status(cls, v: object) -> object:
         if isinstance(v, str) and v not in {s.value for s in PermitStatus}:
             known = ", ".join(s.value for s in PermitStatus)
-            raise ValueError(f"许可状态须为 {known} 之一 / status must be one of {known}")
+            raise ValueError(ZhEn(f"许可状态须为 {known} 之一", f"status must be one of {known}"))
         return v
 
     @model_validator(mode="after")
     def _valid_span(self) -> Permit:
         if self.valid_to < self.valid_from:
-            raise ValueError(f"有效期止（valid_to {self.valid_to}）早于有效期起（valid_from {self.valid_from}）/ "
-                             "valid_to must not be before valid_from")
+            raise ValueError(ZhEn(f"有效期止（valid_to {self.valid_to}）早于有效期起（valid_from {self.valid_from}）",
+                                  "valid_to must not be before valid_from"))
         return self
 
     def valid_on(self, day: date) -> bool:
@@ -311,8 +318,10 @@ class Meter(_Frozen):
     def _one_source(self) -> Meter:
         given = [name for name in _SOURCES if getattr(self, name) is not None]
         if len(given) > 1:
-            raise ValueError("a meter has one source: give either `modbus:` or `mqtt:` or `hj212:` or `szy206:`, "
-                             f"not {' and '.join(given)}")
+            raise ValueError(ZhEn(f"一个计量表只有一个数据来源：`modbus:`、`mqtt:`、`hj212:`、`szy206:` 只能给其一，"
+                                  f"不能同时给 {'、'.join(given)}",
+                                  "a meter has one source: give either `modbus:` or `mqtt:` or `hj212:` or `szy206:`, "
+                                  f"not {' and '.join(given)}"))
         return self
 
     @property
@@ -342,16 +351,16 @@ class Location(_Frozen):
     @classmethod
     def _latitude(cls, v: float) -> float:
         if not -90 <= v <= 90:
-            raise ValueError("纬度须在 -90 到 90 之间 / latitude must be between -90 and 90 degrees (e.g. 32.99; "
-                             "is it the longitude?)")
+            raise ValueError(ZhEn("纬度须在 -90 到 90 之间", "latitude must be between -90 and 90 degrees (e.g. 32.99; "
+                                                          "is it the longitude?)"))
         return v
 
     @field_validator("lon")
     @classmethod
     def _longitude(cls, v: float) -> float:
         if not -180 <= v <= 180:
-            raise ValueError("经度须在 -180 到 180 之间 / longitude must be between -180 and 180 degrees "
-                             "(e.g. 112.53)")
+            raise ValueError(ZhEn("经度须在 -180 到 180 之间", "longitude must be between -180 and 180 degrees "
+                                                            "(e.g. 112.53)"))
         return v
 
 
@@ -367,8 +376,9 @@ class Site(_Frozen):
     @classmethod
     def _location_is_a_point(cls, v: object) -> object:
         if isinstance(v, str):
-            raise ValueError("位置须写成 {lat, lon, address} / location is {lat, lon, address}: WGS-84 degrees and "
-                             f"the address, e.g. {{lat: 33.0, lon: 112.56, address: {v[:40]}}}")
+            raise ValueError(ZhEn("位置须写成 {lat, lon, address}",
+                                  "location is {lat, lon, address}: WGS-84 degrees and "
+                                  f"the address, e.g. {{lat: 33.0, lon: 112.56, address: {v[:40]}}}"))
         return v
 
     meters: tuple[Meter, ...]
@@ -407,12 +417,14 @@ def meter_problems(meters: Sequence[Meter]) -> Iterator[tuple[tuple[str | int, .
     seen: set[str] = set()
     for j, m in enumerate(meters):
         if m.id in seen:
-            yield ("meters", j, "id"), f"meter id {m.id!r} appears twice (ids are unique within a site)"
+            yield ("meters", j, "id"), ZhEn(f"计量表编号 {m.id!r} 出现了两次（同一站点内编号须唯一）",
+                                            f"meter id {m.id!r} appears twice (ids are unique within a site)")
         seen.add(m.id)
     roles = {m.role for m in meters}
     for needed in (Role.EXTRACTION, Role.REINJECTION):
         if needed not in roles:
-            yield ("meters",), f"needs at least one {needed.value!r} meter"
+            yield ("meters",), ZhEn(f"须至少有一个 {needed.value!r} 计量表",
+                                    f"needs at least one {needed.value!r} meter")
 
 
 def _set_utc(obj: Reading | MeterChange, what: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from collector.model import FreeText
+from collector.problems import ZhEn
 
 __all__ = ["MAX_OUTLINE_BYTES", "MAX_POSITIONS", "SUBDOMAINS_PATTERN", "TILE_URL_PATTERN", "MapSettings",
            "OutlineError", "TileLayer", "load_outlines", "outline_problems"]
@@ -51,8 +52,10 @@ class TileLayer(_Frozen):
     def _template(cls, v: str) -> str:
         missing = [p for p in ("{z}", "{x}", "{y}") if p not in v]
         if missing:
-            raise ValueError(f"瓦片地址须含 {{z}} {{x}} {{y}} / the tile URL template must hold {{z}}, {{x}} and "
-                             f"{{y}} (missing {' '.join(missing)}), e.g. http://tiles.example.gov.cn/{{z}}/{{x}}/{{y}}.png")
+            raise ValueError(ZhEn("瓦片地址须含 {z} {x} {y}",
+                                  "the tile URL template must hold {z}, {x} and {y} "
+                                  f"(missing {' '.join(missing)}), "
+                                  "e.g. http://tiles.example.gov.cn/{z}/{x}/{y}.png"))
         return v
 
 
@@ -84,20 +87,23 @@ def load_outlines(settings: MapSettings) -> dict[str, Any] | None:
         with path.open("rb") as f:
             raw = f.read(MAX_OUTLINE_BYTES + 1)
     except OSError as exc:
-        raise OutlineError(path, [f"cannot be read: {exc.strerror}"]) from None
+        raise OutlineError(path, [ZhEn(f"无法读取：{exc.strerror}", f"cannot be read: {exc.strerror}")]) from None
     if len(raw) > MAX_OUTLINE_BYTES:
-        raise OutlineError(path, [f"is larger than {MAX_OUTLINE_BYTES:,} bytes: simplify the outlines "
-                            "(e.g. mapshaper -simplify 10%)"])
+        raise OutlineError(path, [ZhEn(f"超过 {MAX_OUTLINE_BYTES:,} 字节：请简化轮廓（如 mapshaper -simplify 10%）",
+                                       f"is larger than {MAX_OUTLINE_BYTES:,} bytes: simplify the outlines "
+                                       "(e.g. mapshaper -simplify 10%)")])
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise OutlineError(path, [f"is not GeoJSON (UTF-8 JSON): {exc}"]) from None
+        raise OutlineError(path, [ZhEn(f"不是 GeoJSON（UTF-8 JSON）：{exc}", f"is not GeoJSON (UTF-8 JSON): {exc}")]) \
+            from None
     except RecursionError:
-        raise OutlineError(path, ["is not GeoJSON: nested too deeply"]) from None
+        raise OutlineError(path, [ZhEn("不是 GeoJSON：嵌套过深", "is not GeoJSON: nested too deeply")]) from None
     problems = list(_problems(data, settings.name_property))
     if problems:
         more = len(problems) - MAX_SHOWN
-        raise OutlineError(path, problems[:MAX_SHOWN] + ([f"… and {more} more problems"] if more > 0 else []))
+        raise OutlineError(path, problems[:MAX_SHOWN] + (
+            [ZhEn(f"……另有 {more} 个问题", f"… and {more} more problems")] if more > 0 else []))
     return {"type": "FeatureCollection",
             "features": [{"type": "Feature", "properties": {"district": f["properties"][settings.name_property]},
                           "geometry": {"type": f["geometry"]["type"], "coordinates": f["geometry"]["coordinates"]}}
@@ -116,61 +122,75 @@ def outline_problems(settings: MapSettings) -> Iterator[tuple[tuple[str | int, .
 def _problems(data: Any, name_property: str) -> Iterator[str]:
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection" or not isinstance(
             data.get("features"), list):
-        yield "must be a GeoJSON FeatureCollection: {\"type\": \"FeatureCollection\", \"features\": [...]}"
+        yield ZhEn("须为 GeoJSON FeatureCollection：{\"type\": \"FeatureCollection\", \"features\": [...]}",
+                   "must be a GeoJSON FeatureCollection: {\"type\": \"FeatureCollection\", \"features\": [...]}")
         return
     features = data["features"]
     if len(features) > MAX_FEATURES:
-        yield f"has {len(features):,} features, more than {MAX_FEATURES:,}: one feature per district"
+        yield ZhEn(f"有 {len(features):,} 个要素，超过 {MAX_FEATURES:,} 个：每个辖区一个要素",
+                   f"has {len(features):,} features, more than {MAX_FEATURES:,}: one feature per district")
         return
     positions = 0
     for i, f in enumerate(features):
         where = f"features[{i}]"
         if not isinstance(f, dict) or f.get("type") != "Feature":
-            yield f"{where}: must be a Feature"
+            yield _at(where, "须为 Feature", "must be a Feature")
             continue
         props = f.get("properties")
         name = props.get(name_property) if isinstance(props, dict) else None
         if not isinstance(name, str) or not name.strip():
-            yield f"{where}.properties.{name_property}: must be the district's name, as `sites:` writes it"
+            yield _at(f"{where}.properties.{name_property}", "须为辖区名称，与 `sites:` 中的写法一致",
+                      "must be the district's name, as `sites:` writes it")
         geometry = f.get("geometry")
         kind = geometry.get("type") if isinstance(geometry, dict) else None
         if kind not in ("Polygon", "MultiPolygon"):
-            yield f"{where}.geometry: must be a Polygon or MultiPolygon (got {kind!r})"
+            yield _at(f"{where}.geometry", f"须为 Polygon 或 MultiPolygon（实为 {kind!r}）",
+                      f"must be a Polygon or MultiPolygon (got {kind!r})")
             continue
         assert isinstance(geometry, dict)
         polygons = geometry.get("coordinates")
         if kind == "Polygon":
             polygons = [polygons]
         if not isinstance(polygons, list) or not polygons:
-            yield f"{where}.geometry.coordinates: must be a list of rings"
+            yield _at(f"{where}.geometry.coordinates", "须为环的列表", "must be a list of rings")
             continue
         for polygon in polygons:
             for problem, count in _rings(polygon):
                 positions += count
                 if problem:
-                    yield f"{where}.geometry.coordinates: {problem}"
+                    yield _at(f"{where}.geometry.coordinates", problem.zh, problem.en)
                     break
         if positions > MAX_POSITIONS:
-            yield f"holds more than {MAX_POSITIONS:,} positions: simplify the outlines (e.g. mapshaper -simplify 10%)"
+            yield ZhEn(f"坐标点超过 {MAX_POSITIONS:,} 个：请简化轮廓（如 mapshaper -simplify 10%）",
+                       f"holds more than {MAX_POSITIONS:,} positions: simplify the outlines "
+                       "(e.g. mapshaper -simplify 10%)")
             return
 
 
-def _rings(polygon: Any) -> Iterator[tuple[str, int]]:
-    """(problem or '', positions) per ring of one polygon."""
+def _at(where: str, zh: str, en: str) -> ZhEn:
+    """A problem at a place in the outline file, named in each language."""
+    return ZhEn(f"{where}：{zh}", f"{where}: {en}")
+
+
+def _rings(polygon: Any) -> Iterator[tuple[ZhEn | None, int]]:
+    """(problem or None, positions) per ring of one polygon."""
     if not isinstance(polygon, list) or not polygon:
-        yield "a polygon must be a list of rings", 0
+        yield ZhEn("多边形须为环的列表", "a polygon must be a list of rings"), 0
         return
     for ring in polygon:
         if not isinstance(ring, list) or len(ring) < 4:
-            yield "a ring needs at least four [lon, lat] positions", 0
+            yield ZhEn("一个环至少须有四个 [lon, lat] 坐标点", "a ring needs at least four [lon, lat] positions"), 0
             return
         for pos in ring:
             if not (isinstance(pos, list) and len(pos) >= 2 and all(
                     isinstance(c, int | float) and not isinstance(c, bool) and isfinite(c) for c in pos[:2])):
-                yield f"{json.dumps(pos)[:40]} is not a [lon, lat] position", len(ring)
+                shown = json.dumps(pos)[:40]
+                yield ZhEn(f"{shown} 不是 [lon, lat] 坐标点", f"{shown} is not a [lon, lat] position"), len(ring)
                 return
             if not (-180 <= pos[0] <= 180 and -90 <= pos[1] <= 90):
-                yield (f"{json.dumps(pos)[:40]} is out of range: GeoJSON writes [lon, lat] in WGS-84 degrees "
-                       "(longitude first)"), len(ring)
+                shown = json.dumps(pos)[:40]
+                yield ZhEn(f"{shown} 超出范围：GeoJSON 按 WGS-84 度数写 [lon, lat]（经度在前）",
+                           f"{shown} is out of range: GeoJSON writes [lon, lat] in WGS-84 degrees "
+                           "(longitude first)"), len(ring)
                 return
-        yield "", len(ring)
+        yield None, len(ring)

@@ -39,6 +39,7 @@ from collector.modbus import PROFILES
 from collector.modbus.dtu import ProfileCodec
 from collector.mqtt.profile import load_profiles
 from collector.mqtt.topics import plan_routes
+from collector.problems import ZhEn
 from collector.redact import redact
 from gshp.config import ApiSettings, Config, ConfigError, Problem, load_config
 from gshp.devstack import Influxd, Mosquitto, free_port
@@ -119,12 +120,15 @@ def external_servers(path: Path) -> ExternalServers:
         url = urlsplit(config.influx.url)
         where = (url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80))
         if not _answers(*where):
-            problems.append(Problem(str(path), None, "influx.url", f"nothing answers at {where[0]}:{where[1]}: "
-                                    "start InfluxDB, or leave `influx:` out and the demo runs its own",
-                                    repr(config.influx.url)))
+            problems.append(Problem(str(path), None, "influx.url", ZhEn(
+                f"{where[0]}:{where[1]} 无人应答：请启动 InfluxDB，或去掉 `influx:` 由演示自带一个",
+                f"nothing answers at {where[0]}:{where[1]}: start InfluxDB, or leave `influx:` out and the demo runs "
+                "its own"), repr(config.influx.url)))
     if config.mqtt is not None and not _answers(config.mqtt.host, config.mqtt.port):
-        problems.append(Problem(str(path), None, "mqtt", f"nothing answers at {config.mqtt.host}:{config.mqtt.port}:"
-                                " start the broker, or leave `mqtt:` out and the demo runs its own"))
+        at = f"{config.mqtt.host}:{config.mqtt.port}"
+        problems.append(Problem(str(path), None, "mqtt", ZhEn(
+            f"{at} 无人应答：请启动消息服务器，或去掉 `mqtt:` 由演示自带一个",
+            f"nothing answers at {at}: start the broker, or leave `mqtt:` out and the demo runs its own")))
     if problems:
         raise ConfigError(problems)
     return out

@@ -31,7 +31,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from alerting.model import Alert, IncidentNotice
+from alerting.model import Alert, IncidentNotice, Language
 from collector import metrics
 from collector.influx.lineproto import format_line, to_ms
 from collector.influx.reader import InfluxReader, QueryError
@@ -41,7 +41,8 @@ from gshp.clock import Clock, DataClock
 from gshp.live import LiveState
 from rules.engine import Engine
 
-__all__ = ["BOARD_WINDOWS", "HOLD_MAX", "Backfill", "BackfillState", "RuleLoop", "alert_line", "balance_lines"]
+__all__ = ["BOARD_WINDOWS", "HOLD_MAX", "Backfill", "BackfillState", "RuleLoop", "alert_line", "balance_lines",
+           "incident_line"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,21 @@ def alert_line(event: Alert) -> str:
                                  "district": event.district},
                        {"state": event.state, "kind": event.kind.value, "id": event.id, "summary": event.summary},
                        to_ms(event.at))
+
+
+def incident_line(notice: IncidentNotice) -> str:
+    """One `incident` point per change (opened, reopened, escalated, resolved): tags from the config and the
+    model's enums, the summary in both languages and the volume estimate with its band as fields."""
+    inc = notice.incident
+    volume = inc.volume_m3
+    return format_line("incident", {"site": inc.site, "kind": inc.kind.value, "severity": inc.severity.value,
+                                    "district": inc.district, "change": notice.change.value},
+                       {"id": inc.id, "state": inc.state.value, "summary": inc.text(Language.ZH),
+                        "summary_en": inc.text(Language.EN), "episodes": inc.episodes,
+                        "volume_m3": None if volume is None else volume.estimate,
+                        "volume_low_m3": None if volume is None else volume.low,
+                        "volume_high_m3": None if volume is None else volume.high,
+                        "peak_deficit_pct": inc.peak_deficit_pct}, to_ms(notice.at))
 
 
 def balance_lines(engine: Engine, sites: Sequence[Site], at_ms: int) -> list[str]:
@@ -255,12 +271,13 @@ class RuleLoop:
         step = self.engine.step(now)
         events = step.alerts
         self.evaluations += 1
-        lines = [alert_line(e) for e in events] + balance_lines(self.engine, self.sites, to_ms(now))
+        lines = [alert_line(e) for e in events] + [incident_line(n) for n in step.notices]
+        lines += balance_lines(self.engine, self.sites, to_ms(now))
         try:
             if lines:
                 self.put_lines(lines)
         except OutboxError as exc:
-            log.warning("alert and balance points not stored in InfluxDB: %s", exc)
+            log.warning("alert, incident and balance points not stored in InfluxDB: %s", exc)
         for event in events:
             self.live.publish("alert", event.to_dict(), event.site)
             try:

@@ -41,6 +41,7 @@ from collector.telemetry import ListenerSettings, TelemetryServer
 from gshp.api.auth import Authenticator
 from gshp.citymap import OutlineError, load_outlines
 from gshp.config import Config, ConfigError, load_config
+from gshp.config.loader import unreadable
 from gshp.config.planning import planning_problems
 from gshp.config.schema import config_warnings
 from gshp.health import Reason
@@ -280,7 +281,7 @@ class Reloader:
         try:
             raw = self.path.read_bytes()
         except OSError as exc:
-            raise ReloadRefused([f"{self.path}: cannot be read: {exc.strerror}"]) from None
+            raise ReloadRefused([f"{self.path}: {unreadable(exc)}"]) from None
         stamp = ConfigStamp.of(raw)
         try:
             loaded = load_config(self.path, checks=(planning_problems,))

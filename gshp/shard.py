@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collector.modbus.settings import Gateway
 from collector.model import Site
+from collector.problems import ZhEn
 
 if TYPE_CHECKING:
     from gshp.config.schema import Config
@@ -52,15 +53,17 @@ class ShardSettings(BaseModel):
         if isinstance(data, str):
             m = _FORM.match(data)
             if m is None:
-                raise ValueError("write the shard as `k/N` (e.g. 0/4) or as {index: k, count: N}")
+                raise ValueError(ZhEn("分片请写成 `k/N`（如 0/4）或 {index: k, count: N}",
+                                      "write the shard as `k/N` (e.g. 0/4) or as {index: k, count: N}"))
             return {"index": int(m.group(1)), "count": int(m.group(2))}
         return data
 
     @model_validator(mode="after")
     def _in_range(self) -> ShardSettings:
         if self.index >= self.count:
-            raise ValueError(f"index {self.index} is not below count {self.count}: "
-                             f"shards are numbered 0 … {self.count - 1}")
+            raise ValueError(ZhEn(f"序号 {self.index} 不小于分片数 {self.count}：分片编号为 0 … {self.count - 1}",
+                                  f"index {self.index} is not below count {self.count}: "
+                                  f"shards are numbered 0 … {self.count - 1}"))
         return self
 
     @property
@@ -94,8 +97,9 @@ def plan_shards(sites: Sequence[Site], gateways: Sequence[Gateway], count: int) 
             continue
         if g.shard >= count:
             bad_pins.add(g.id)
-            problems.append((("gateways", i, "shard"), f"is not below the shard count {count} "
-                                                       f"(shards are 0 … {count - 1})"))
+            problems.append((("gateways", i, "shard"), ZhEn(f"不小于分片数 {count}（分片为 0 … {count - 1}）",
+                                                            f"is not below the shard count {count} "
+                                                            f"(shards are 0 … {count - 1})")))
         else:
             pins[g.id] = g.shard
     served: dict[str, list[str]] = {g.id: [] for g in gateways}
@@ -107,8 +111,9 @@ def plan_shards(sites: Sequence[Site], gateways: Sequence[Gateway], count: int) 
         pinned = {pins[gw] for gw in used if gw in pins}
         if len(pinned) > 1:
             names = ", ".join(f"{gw} → {pins[gw]}" for gw in used if gw in pins)
-            problems.append((("sites", i, "meters"), f"site {site.id!r} uses gateways pinned to different "
-                                                    f"shards ({names}): pin them to one shard"))
+            problems.append((("sites", i, "meters"), ZhEn(
+                f"站点 {site.id!r} 使用的网关被固定到了不同的分片（{names}）：请把它们固定到同一分片",
+                f"site {site.id!r} uses gateways pinned to different shards ({names}): pin them to one shard")))
         owner[site.id] = min(pinned) if pinned else shard_of(site.id, count)
     gw_owner: dict[str, int | None] = {}
     for i, g in enumerate(gateways):
@@ -119,10 +124,13 @@ def plan_shards(sites: Sequence[Site], gateways: Sequence[Gateway], count: int) 
         gw_owner[g.id] = shards[0] if shards else None
         if len(shards) > 1:
             by = "; ".join(f"shard {k}: " + ", ".join(s for s in served[g.id] if owner[s] == k) for k in shards)
-            problems.append((("gateways", i, "id"),
-                             f"gateway {g.id!r} serves sites of different shards ({by}); one collector polls "
-                             f"a gateway: pin it with `shard: K` under this gateway (its sites move to "
-                             f"shard K)"))
+            by_zh = "；".join(f"分片 {k}：" + "、".join(s for s in served[g.id] if owner[s] == k) for k in shards)
+            problems.append((("gateways", i, "id"), ZhEn(
+                f"网关 {g.id!r} 服务于不同分片的站点（{by_zh}）；一个网关只由一个采集进程轮询：请在此网关下用 "
+                "`shard: K` 固定它（其站点随之归入分片 K）",
+                f"gateway {g.id!r} serves sites of different shards ({by}); one collector polls "
+                f"a gateway: pin it with `shard: K` under this gateway (its sites move to "
+                f"shard K)")))
     return ShardPlan(count, owner, gw_owner, tuple(problems))
 
 
@@ -136,9 +144,11 @@ def mqtt_topic_problems(sites: Sequence[Site], plan: ShardPlan) -> Iterator[tupl
             k = plan.sites[site.id]
             first = seen.setdefault(m.mqtt.topic, (site.id, k))
             if first[1] != k:
-                yield (("sites", i, "meters", j, "mqtt", "topic"),
-                       f"topic {m.mqtt.topic!r} also carries site {first[0]!r} of shard {first[1]}, but site "
-                       f"{site.id!r} is in shard {k}: give each shard's meters their own topics")
+                yield (("sites", i, "meters", j, "mqtt", "topic"), ZhEn(
+                    f"主题 {m.mqtt.topic!r} 也承载分片 {first[1]} 的站点 {first[0]!r}，而站点 {site.id!r} 在分片 {k}："
+                    "请给每个分片的计量表各自的主题",
+                    f"topic {m.mqtt.topic!r} also carries site {first[0]!r} of shard {first[1]}, but site "
+                    f"{site.id!r} is in shard {k}: give each shard's meters their own topics"))
 
 
 def narrow(config: Config, shard: ShardSettings) -> Config:

@@ -24,6 +24,7 @@ from collector.mqtt.ingester import MqttSource
 from collector.mqtt.profile import load_profiles
 from collector.mqtt.registers import RegisterCodec
 from collector.mqtt.topics import plan_routes
+from collector.problems import ZhEn
 from collector.szy206 import Szy206Protocol, plan_szy206
 from collector.telemetry import TelemetryServer
 from gshp.clock import Clock, SystemClock
@@ -158,7 +159,8 @@ def fanout_source(config: Config, client_id: str) -> Source:
     time (skew, age), so old readings — a backlog after an outage — are taken as they come.
     """
     if config.mqtt is None:
-        raise SourceConfigError(["mqtt: a rules process needs the `mqtt:` broker section"])
+        raise SourceConfigError(["mqtt: " + ZhEn("规则进程需要 `mqtt:`（消息服务器）一节",
+                                                 "a rules process needs the `mqtt:` broker section")])
     settings = config.mqtt.model_copy(update={"client_id": client_id, "shared_group": None})
     try:
         router = plan_fanout_routes(config.sites, config.fanout.topic_prefix, config.shard.index)

@@ -4,7 +4,8 @@ A local day is cut into slots of the meter's expected interval from local midnig
 shorter); a slot has arrived when at least one reading's *device* time falls in it, so a duplicate or a
 late back-filled reading counts once and fills its own slot. A slot is expected once it has ended.
 
-`arrival` is the pure count over a list of device times (reports, the API for past days); `ArrivalBook`
+`arrival` is the pure count over a list of device times (reports, the API for past days); `Counted` the
+same count from downsampled series, which keep how many readings each interval held; `ArrivalBook`
 holds the same count live as one bitmap per kept day for every meter (a bit per slot, fixed size, set as
 readings come), so both give the same figures for the same readings.
 """
@@ -19,7 +20,8 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from collector.model import Reading
 
-__all__ = ["NOTHING", "Arrival", "ArrivalBook", "arrival", "day_span", "missing_ranges", "slot_range", "slots_of"]
+__all__ = ["NOTHING", "Arrival", "ArrivalBook", "Counted", "arrival", "day_span", "missing_ranges", "slot_range",
+           "slots_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,30 @@ def arrival(times: Iterable[float], start: float, end: float, interval_s: float,
     lo, hi = slot_range(start, end, interval_s, start, end if until is None else until)
     seen = {int((t - start) // interval_s) for t in times if start <= t < end}
     return Arrival(hi - lo, sum(1 for k in seen if lo <= k < hi))
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """Readings counted per interval of a downsampled series: per (site, meter), (interval start, readings)
+    pairs, for the arrival rate of reports that read no raw readings."""
+
+    every_s: float
+    counts: Mapping[tuple[str, str], Sequence[tuple[float, int]]]
+
+    def arrival(self, site: str, meter: str, start: float, end: float, interval_s: float) -> Arrival:
+        """`arrival` over [start, end) from the counts: an interval's readings fill the slots it overlaps, in
+        order, one each, and an interval with a row held at least one. Equal to `arrival` over the raw
+        readings when slots and intervals nest (10 s or 1 min readings, 1 min intervals; 10 min readings, 1 min
+        intervals) and no slot got two readings — an interval cannot say which slots its readings fell in."""
+        lo, hi = slot_range(start, end, interval_s, start, end)
+        seen: set[int] = set()
+        for at, n in self.counts.get((site, meter), ()):
+            if not start <= at < end:
+                continue
+            k0 = int((at - start) // interval_s)
+            k1 = max(k0 + 1, math.ceil((at + self.every_s - start) / interval_s - 1e-9))
+            seen.update(range(k0, min(k1, k0 + max(n, 1))))
+        return Arrival(hi - lo, sum(1 for k in seen if lo <= k < hi))
 
 
 def missing_ranges(arrived: Sequence[bool] | Iterable[bool], start: float, end: float, interval_s: float,

@@ -197,9 +197,11 @@ def summarize(rule_family: str, rule: str, site_name: str, evidence: Mapping[str
 
 def rule_family(rule: str) -> str:
     """The summary template of a rule id: `balance_sequential` the sequential test's, any other `balance_*`
-    window the balance one, a data-quality rule its own."""
+    window the balance one, a permit or calibration rule the compliance one, a data-quality rule its own."""
     if rule == "balance_sequential":
         return "sequential"
+    if rule.split(":")[0] in _COMPLIANCE_WORDS:
+        return "compliance"
     return "balance" if rule.startswith("balance_") else rule
 
 

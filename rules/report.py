@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from collector.model import Meter, Role, Site, expected_interval
-from rules.arrival import NOTHING, Arrival, arrival
+from rules.arrival import NOTHING, Arrival, Counted, arrival
 from rules.counters import StepKind, increase
 from rules.engine import Engine
 from rules.roles import role_on
@@ -261,13 +261,18 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
                          district: str | None = None,
                          online_threshold_pct: float = ONLINE_THRESHOLD_PCT,
                          maintenance: Mapping[str, Iterable[MaintenanceWindow]] | None = None,
-                         intervals: Mapping[tuple[str, str], timedelta] | None = None) -> DailyReport:
+                         intervals: Mapping[tuple[str, str], timedelta] | None = None,
+                         counted: Counted | None = None, today: date | None = None) -> DailyReport:
     """The report of one local day. `readings` should span `reading_span(day, …)`; readings outside it
     are left out. `alerts` None means no alert record was available (not that there were none).
+    A day whose readings stop before midnight is in progress, its figures up to the newest reading — unless
+    it is before `today` (the local date now): a day that is over is judged whole, what was not read in it
+    uncovered.
     `maintenance` holds windows declared outside the config (through the API), per site id; they are listed
     beside the config's. `intervals` gives each meter's expected reporting interval for the arrival rate
-    (default: `collector.model.expected_interval` without gateways). Sites are listed in config order,
-    grouped by district."""
+    (default: `collector.model.expected_interval` without gateways). `counted`: `readings` are the rows of a
+    downsampled series, and the arrival rate is counted from the readings each of its intervals held. Sites
+    are listed in config order, grouped by district."""
     import numpy as np
 
     chosen = [s for s in sites if district is None or s.district == district]
@@ -291,7 +296,7 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     if start.timestamp() % step or end.timestamp() % step:
         notes.append(f"local midnight is not on the {step:g}s evaluation grid: the day's edges are moved "
                      "back to the interval holding them")
-    if i1 > i0 and float(readings.ts[i1 - 1]) < end.timestamp():
+    if i1 > i0 and float(readings.ts[i1 - 1]) < end.timestamp() and (today is None or day >= today):
         # the day is in progress: its figures, coverage included, run up to the newest reading, not midnight
         upto = datetime.fromtimestamp(float(readings.ts[i1 - 1]) // step * step, tz)
         if upto > start:
@@ -305,9 +310,13 @@ def compute_daily_report(day: date, tz: tzinfo, sites: Sequence[Site], settings:
     for s in chosen:
         events = sum(_counter_events(readings, np.asarray(rows.get((s.id, m.id), []), dtype=np.int64),
                                      start.timestamp(), end.timestamp(), settings, s) for m in s.meters)
-        arrived = sum((arrival(readings.ts[rows.get((s.id, m.id), [])].tolist(), start.timestamp(),
-                               end.timestamp(), _interval(intervals, s.id, m).total_seconds())
-                       for m in s.meters), NOTHING)
+        if counted is not None:
+            arrived = sum((counted.arrival(s.id, m.id, start.timestamp(), end.timestamp(),
+                                           _interval(intervals, s.id, m).total_seconds()) for m in s.meters), NOTHING)
+        else:
+            arrived = sum((arrival(readings.ts[rows.get((s.id, m.id), [])].tolist(), start.timestamp(),
+                                   end.timestamp(), _interval(intervals, s.id, m).total_seconds())
+                           for m in s.meters), NOTHING)
         days.append(site_day(s, day, tz, engine.intervals(s.id, start, end), alert_list,
                              engine.maintenance(s.id), events, arrived))
     rank = {d: n for n, d in enumerate(dict.fromkeys(x.district for x in days))}

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from alerting.model import Language, Severity
 from collector.duration import Duration
 from collector.model import FreeText
+from collector.problems import ZhEn, error_text, followed, unknown_id
 
 __all__ = [
     "BalanceSettings",
@@ -77,9 +78,10 @@ class WindowRule(_Frozen):
     @model_validator(mode="after")
     def _has_threshold(self) -> WindowRule:
         if self.threshold_pct <= 0 and self.accuracy_factor <= 0:
-            raise ValueError("give threshold_pct or accuracy_factor (or both): a window needs a threshold")
+            raise ValueError(ZhEn("请给出 threshold_pct 或 accuracy_factor（或两者）：窗口需要阈值",
+                                  "give threshold_pct or accuracy_factor (or both): a window needs a threshold"))
         if self.window < timedelta(minutes=1):
-            raise ValueError("window must be at least 1m")
+            raise ValueError(ZhEn("window 至少为 1m", "window must be at least 1m"))
         return self
 
 
@@ -116,7 +118,8 @@ class BalanceSettings(_Frozen):
         names = [w.name for w in v]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"window names must be unique; rename {', '.join(dup)}")
+            raise ValueError(ZhEn(f"窗口名称须唯一；请重命名 {'、'.join(dup)}",
+                                  f"window names must be unique; rename {', '.join(dup)}"))
         return v
 
 
@@ -210,9 +213,10 @@ class MaintenanceWindow(_Frozen):
     def _ordered(self) -> MaintenanceWindow:
         for t in (self.start, self.end):
             if t.tzinfo is None:
-                raise ValueError("from/to need a UTC offset, e.g. 2026-05-01T08:00:00+08:00")
+                raise ValueError(ZhEn("from/to 须带 UTC 偏移，如 2026-05-01T08:00:00+08:00",
+                                      "from/to need a UTC offset, e.g. 2026-05-01T08:00:00+08:00"))
         if self.end <= self.start:
-            raise ValueError("`to` must be after `from`")
+            raise ValueError(ZhEn("`to` 须晚于 `from`", "`to` must be after `from`"))
         return self
 
 
@@ -263,7 +267,8 @@ class RulesSettings(RuleSet):
     def _divides_hour(cls, v: timedelta) -> timedelta:
         s = v.total_seconds()
         if s < 60 or s != int(s) or 3600 % int(s):
-            raise ValueError("must be a whole number of minutes dividing 1h (1m, 2m, 5m, 10m, 15m, 30m, 1h)")
+            raise ValueError(ZhEn("须为能整除 1h 的整分钟数（1m、2m、5m、10m、15m、30m、1h）",
+                                  "must be a whole number of minutes dividing 1h (1m, 2m, 5m, 10m, 15m, 30m, 1h)"))
         return v
 
     def base(self) -> dict[str, Any]:
@@ -292,19 +297,20 @@ class RulesSettings(RuleSet):
         for section, overrides in (("districts", self.districts), ("sites", self.sites)):
             for key, override in overrides.items():
                 if not isinstance(override, dict):
-                    yield ("rules", section, key), "must be a mapping of rule settings"
+                    yield ("rules", section, key), ZhEn("须为规则设置项的映射", "must be a mapping of rule settings")
                     continue
                 if section == "sites" and site_ids is not None and key not in site_ids:
-                    known = ", ".join(sorted(site_ids)) or "none are defined"
-                    yield ("rules", section, key), f"names no site under `sites:` (known: {known})"
+                    yield ("rules", section, key), unknown_id("`sites:` 下没有此站点", "site under `sites:`", site_ids)
                 try:
                     RuleSet.model_validate(_merge(base, override))
                 except ValidationError as err:
                     for e in err.errors(include_url=False):
                         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
-                        msg = e["msg"].removeprefix("Value error, ")
+                        msg = error_text(e)
                         if e["type"] == "extra_forbidden":
-                            msg = "is not a known rule setting (check the spelling; see docs/rules.md)"
+                            msg = followed(error_text(e, "is not a known rule setting"),
+                                           "（请检查拼写，参见 docs/rules.md）",
+                                           " (check the spelling; see docs/rules.md)")
                         yield ("rules", section, key, *loc), msg
 
 

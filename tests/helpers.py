@@ -1,4 +1,4 @@
-"""Small helpers shared by tests: readings factories and InfluxDB counting."""
+"""Small helpers shared by tests: readings factories, InfluxDB counting, config problems in English."""
 
 from __future__ import annotations
 
@@ -7,13 +7,23 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.model import Reading, Role, Site
+from collector.problems import ZhEn
+from gshp.config.errors import Problem
 from gshp.devstack import Influxd
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
+
+
+def in_english(problem: Problem) -> str:
+    """A config problem's line with the English half of its message alone: the text it had before it was
+    given in Chinese too."""
+    message = problem.message
+    return str(replace(problem, message=message.en if isinstance(message, ZhEn) else message))
 
 
 def make_site(site_id: str = "s1", name: str = "向阳荷花广场", district: str = "宛城区") -> Site:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from collector.duration import Duration
+from collector.problems import ZhEn
 
 __all__ = ["FanoutSettings"]
 
@@ -33,6 +34,8 @@ class FanoutSettings(BaseModel):
     @classmethod
     def _plain_topic(cls, v: str) -> str:
         if any(c in v for c in "+#\x00 ") or v.startswith(("/", "$")) or v.endswith("/") or "//" in v:
-            raise ValueError("must be plain topic levels such as gshp/readings: no wildcards (+, #), "
-                             "spaces, empty levels, or leading '$'")
+            raise ValueError(ZhEn("须为普通的主题层级，如 gshp/readings：不得有通配符（+、#）、空格、空层级"
+                                  "或开头的 '$'",
+                                  "must be plain topic levels such as gshp/readings: no wildcards (+, #), "
+                                  "spaces, empty levels, or leading '$'"))
         return v

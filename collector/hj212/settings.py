@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from collector.duration import Duration
 from collector.hj212.plan import DataKind
+from collector.problems import ZhEn
 from collector.telemetry.settings import ListenerSettings
 
 __all__ = ["Hj212Settings", "Hj212Station"]
@@ -35,7 +36,7 @@ class Hj212Settings(ListenerSettings):
         seen: set[str] = set()
         for s in self.stations:
             if s.mn in seen:
-                raise ValueError(f"station MN {s.mn!r} appears twice")
+                raise ValueError(ZhEn(f"站点 MN {s.mn!r} 出现了两次", f"station MN {s.mn!r} appears twice"))
             seen.add(s.mn)
         return self
 

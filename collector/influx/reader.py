@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from collector.influx.influxql import quote_ident, quote_literal
-from collector.influx.retention import series_source
+from collector.influx.retention import downsample_policy, series_source
 from collector.influx.settings import InfluxApi, InfluxSettings
 from collector.redact import redact
 
@@ -120,30 +120,55 @@ class InfluxReader:
         raw_since = datetime.now(UTC) - s.retention if s.retention is not None else None
         return series_source(measurement, start, stop, step, [d.every for d in s.downsample], raw_since)
 
-    def flow_rows(self, start: datetime, stop: datetime, site: str | None = None) -> Rows:
-        """Readings in [start, stop) as `Rows` with columns time, then `FLOW_COLUMNS` — sorted by time."""
-        where = f"time >= {_time(start)} AND time < {_time(stop)}"
+    def flow_rows(self, start: datetime, stop: datetime, site: str | None = None,
+                  level: timedelta | None = None) -> Rows:
+        """Readings in [start, stop) as `Rows` with columns time, then `FLOW_COLUMNS` — sorted by time.
+
+        With `level`, the rows of that downsampled series instead (`ds_1m` for 1 minute), plus the `readings`
+        column: one row per meter and interval, stamped at the interval's *end* (the time its last total was
+        read by), with its mean rate, last total, summed interval volumes and the readings it held."""
+        columns = FLOW_COLUMNS if level is None else (*FLOW_COLUMNS, "readings")
+        shift = timedelta(0) if level is None else level
+        where = f"time >= {_time(start - shift)} AND time < {_time(stop - shift)}"
         if site is not None:
             where += f" AND site = {quote_literal(site)}"
-        rows = self.rows(f"SELECT {', '.join(FLOW_COLUMNS)} FROM flow WHERE {where}")
-        at = [rows.columns.index(c) if c in rows.columns else None for c in ("time", *FLOW_COLUMNS)]
+        source = "flow" if level is None else f"{quote_ident(downsample_policy(level))}.flow"
+        rows = self.rows(f"SELECT {', '.join(columns)} FROM {source} WHERE {where}")
+        at = [rows.columns.index(c) if c in rows.columns else None for c in ("time", *columns)]
         values: list[list[Any]] = [[row[i] if i is not None else None for i in at] for row in rows.values]
+        if level is not None:
+            ms = round(level.total_seconds() * 1000)
+            for v in values:
+                v[0] += ms
         values.sort(key=lambda v: v[0])
-        return Rows(["time", *FLOW_COLUMNS], values)
+        return Rows(["time", *columns], values)
 
-    def flow(self, start: datetime, stop: datetime, site: str | None = None) -> pd.DataFrame:
+    def flow(self, start: datetime, stop: datetime, site: str | None = None,
+             level: timedelta | None = None) -> pd.DataFrame:
         """Readings in [start, stop): columns ts, site, meter, role, rate_m3h, total_m3, signal_pct,
-        error_code, volume_m3, period_s — sorted by ts."""
+        error_code, volume_m3, period_s — sorted by ts. With `level`, the downsampled rows of `flow_rows`, with
+        their `readings` column too."""
         import pandas as pd
 
-        rows = self.flow_rows(start, stop, site)
+        rows = self.flow_rows(start, stop, site, level)
         columns = ["ts", "site", "meter", "role", "rate_m3h", "total_m3", "signal_pct", "error_code", "volume_m3",
-                   "period_s"]
+                   "period_s", *(["readings"] if level is not None else [])]
         if not rows.values:
             return pd.DataFrame(columns=columns)
-        df = pd.DataFrame(rows.values, columns=["ts", *FLOW_COLUMNS])
+        df = pd.DataFrame(rows.values, columns=["ts", *rows.columns[1:]])
         df["ts"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
         return df[columns]
+
+    def downsampled_since(self, level: timedelta) -> datetime | None:
+        """The start of the oldest interval the downsampled series of `level` holds with its reading counts;
+        None when it holds none or cannot be read (no such policy or DBRP mapping, nothing downsampled yet, a
+        series without counts; an unreachable InfluxDB then fails the raw read that follows, with its reason)."""
+        try:
+            rows = self.rows(f"SELECT first(readings) FROM {quote_ident(downsample_policy(level))}.flow")
+        except QueryError:
+            return None
+        times = [t for t in rows.column("time") if t is not None]
+        return datetime.fromtimestamp(min(times) / 1000, UTC) if times else None
 
     def close(self) -> None:
         self._session.close()

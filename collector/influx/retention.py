@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from collector.duration import format_duration
 from collector.influx.influxql import quote_ident
 
-__all__ = ["DOWNSAMPLED", "Policy", "downsample_policy", "plan_retention", "series_source"]
+__all__ = ["DOWNSAMPLED", "Policy", "downsample_policy", "plan_retention", "report_level", "series_source"]
 
 DOWNSAMPLED: Mapping[str, str] = {
     "flow": ("mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3, min(signal_pct) AS signal_pct, "
@@ -106,3 +106,14 @@ def series_source(measurement: str, start: datetime, stop: datetime, step: timed
     if not long or not fitting or measurement not in DOWNSAMPLED:
         return quote_ident(measurement)
     return f"{quote_ident(downsample_policy(max(fitting)))}.{quote_ident(measurement)}"
+
+
+def report_level(levels: Sequence[timedelta], gap_tolerance: timedelta, bounds: Sequence[datetime]
+                 ) -> timedelta | None:
+    """The downsampled level a report over days with these `bounds` (local midnights) reads: the coarsest
+    whose interval is at most the gap tolerance — one missing interval is then a gap the rules would count as
+    missing coverage, as they would over raw readings — and divides every bound, so each day's first and last
+    totals fall on interval edges. None: no level gives the report's figures, read the raw readings."""
+    fitting = [every for every in levels if every <= gap_tolerance
+               and all(b.timestamp() % every.total_seconds() == 0 for b in bounds)]
+    return max(fitting, default=None)

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from collector.duration import Duration
+from collector.problems import ZhEn
 
 __all__ = ["Downsample", "InfluxApi", "InfluxSettings"]
 
@@ -28,9 +29,11 @@ class Downsample(BaseModel):
     @model_validator(mode="after")
     def _sizes(self) -> Downsample:
         if self.every < timedelta(seconds=1) or self.every.total_seconds() % 1:
-            raise ValueError("every: a whole number of seconds, at least 1s (e.g. 1m, 1h)")
+            raise ValueError(ZhEn("every：须为整数秒，至少 1s（如 1m、1h）",
+                                  "every: a whole number of seconds, at least 1s (e.g. 1m, 1h)"))
         if self.keep and self.keep < self.every:
-            raise ValueError("keep must be longer than every (or 0 to keep forever)")
+            raise ValueError(ZhEn("keep 须长于 every（或为 0，表示永久保留）",
+                                  "keep must be longer than every (or 0 to keep forever)"))
         return self
 
 
@@ -56,10 +59,12 @@ class InfluxSettings(BaseModel):
     @model_validator(mode="after")
     def _credentials(self) -> InfluxSettings:
         if self.api is InfluxApi.V2 and (not self.org or self.token is None):
-            raise ValueError("api v2 needs `org:` and `token:` (use api: v1 for InfluxDB 1.x)")
+            raise ValueError(ZhEn("api v2 需要 `org:` 和 `token:`（InfluxDB 1.x 请用 api: v1）",
+                                  "api v2 needs `org:` and `token:` (use api: v1 for InfluxDB 1.x)"))
         everies = [d.every for d in self.downsample]
         if len(set(everies)) != len(everies):
-            raise ValueError("downsample: each `every` may appear once")
+            raise ValueError(ZhEn("downsample：每个 `every` 只能出现一次", "downsample: each `every` may appear once"))
         if self.retention is not None and self.retention < timedelta(days=1):
-            raise ValueError("retention: at least 1d (raw readings are the evidence; 400d is a sound choice)")
+            raise ValueError(ZhEn("retention：至少 1d（原始读数即证据，400d 是稳妥的选择）",
+                                  "retention: at least 1d (raw readings are the evidence; 400d is a sound choice)"))
         return self

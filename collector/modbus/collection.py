@@ -11,7 +11,7 @@ from collector.modbus.profile import Profile
 from collector.modbus.registry import PROFILES, ProfileRegistry
 from collector.modbus.settings import Gateway, Transport
 from collector.model import Meter, Site
-from collector.problems import MeterProblem
+from collector.problems import KNOWN_ZH, MeterProblem, ZhEn
 
 __all__ = ["CollectionPlan", "GatewayPlan", "MeterPlan", "plan_collection"]
 
@@ -71,21 +71,26 @@ def plan_collection(gateways: Iterable[Gateway], sites: Iterable[Site],
                 continue
             gw = by_id.get(src.gateway)
             if gw is None:  # reported, and the meter's other settings checked all the same
-                problems.append(_problem((i, j), site, meter, "modbus.gateway", f"no gateway {src.gateway!r} "
-                                         f"(known: {', '.join(sorted(by_id)) or 'none'})"))
+                known = sorted(by_id)
+                problems.append(_problem((i, j), site, meter, "modbus.gateway", ZhEn(
+                    f"没有网关 {src.gateway!r}{KNOWN_ZH}{'、'.join(known) or '无'}）",
+                    f"no gateway {src.gateway!r} (known: {', '.join(known) or 'none'})")))
             else:
                 if src.unit == 0 and gw.transport is not Transport.TCP:
                     problems.append(_problem((i, j), site, meter, "modbus.unit",
-                                             "0 is the broadcast address on a serial line; use 1-247"))
+                                             ZhEn("0 是串行线路上的广播地址；请用 1-247",
+                                                  "0 is the broadcast address on a serial line; use 1-247")))
                 other = units.get((gw.id, src.unit))
                 if other is not None:
                     problems.append(_problem((i, j), site, meter, "modbus.unit",
-                                             f"unit {src.unit} on gateway {gw.id} is also {other}"))
+                                             ZhEn(f"网关 {gw.id} 上的从站地址 {src.unit} 已属于 {other}",
+                                                  f"unit {src.unit} on gateway {gw.id} is also {other}")))
                 units[(gw.id, src.unit)] = f"{site.id}/{meter.id}"
             try:
                 profile = profiles.get(src.profile)
             except ProfileError as exc:
-                problems.append(_problem((i, j), site, meter, "modbus.profile", str(exc)))
+                said: str = exc.args[0] if exc.args else str(exc)  # in both languages as raised
+                problems.append(_problem((i, j), site, meter, "modbus.profile", said))
                 continue
             if gw is None:
                 continue

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from collector.modbus.errors import ProfileError
 from collector.modbus.profile import Profile
+from collector.problems import KNOWN_ZH, ZhEn
 
 __all__ = ["PROFILES", "ProfileRegistry", "parse_profile"]
 
@@ -55,8 +56,9 @@ class ProfileRegistry:
         try:
             return self._profiles[name]
         except KeyError:
-            raise ProfileError(f"unknown register profile {name!r} (known: {', '.join(self.names())})") \
-                from None
+            known = self.names()
+            raise ProfileError(ZhEn(f"没有寄存器配置 {name!r}{KNOWN_ZH}{'、'.join(known) or '无'}）",
+                                    f"unknown register profile {name!r} (known: {', '.join(known)})")) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._profiles

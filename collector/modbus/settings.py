@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collector.duration import Duration
 from collector.model import Slug
+from collector.problems import ZhEn
 
 __all__ = ["Gateway", "Transport"]
 
@@ -56,15 +57,17 @@ class Gateway(BaseModel):
     def _addressing(self) -> Gateway:
         if self.transport is Transport.SERIAL:
             if not self.device:
-                raise ValueError("a serial gateway needs `device:` (e.g. /dev/ttyUSB0)")
+                raise ValueError(ZhEn("串口网关需要 `device:`（如 /dev/ttyUSB0）",
+                                      "a serial gateway needs `device:` (e.g. /dev/ttyUSB0)"))
         elif not self.host or self.port is None:
-            raise ValueError(f"a {self.transport.value} gateway needs `host:` and `port:`")
+            raise ValueError(ZhEn(f"{self.transport.value} 网关需要 `host:` 和 `port:`",
+                                  f"a {self.transport.value} gateway needs `host:` and `port:`"))
         if self.timeout >= self.interval:
-            raise ValueError("`timeout` must be shorter than `interval`")
+            raise ValueError(ZhEn("`timeout` 须短于 `interval`", "`timeout` must be shorter than `interval`"))
         if self.timeout <= timedelta(0):
-            raise ValueError("`timeout` must be positive")
+            raise ValueError(ZhEn("`timeout` 须为正", "`timeout` must be positive"))
         if self.jitter >= self.interval:
-            raise ValueError("`jitter` must be shorter than `interval`")
+            raise ValueError(ZhEn("`jitter` 须短于 `interval`", "`jitter` must be shorter than `interval`"))
         return self
 
     @property

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from collector.duration import Duration
+from collector.problems import ZhEn
 
 __all__ = ["MqttProtocol", "MqttSettings", "MqttTls"]
 
@@ -29,7 +30,8 @@ class MqttTls(BaseModel):
     @model_validator(mode="after")
     def _pair(self) -> MqttTls:
         if (self.cert is None) != (self.key is None):
-            raise ValueError("a client certificate needs both `cert:` and `key:`")
+            raise ValueError(ZhEn("客户端证书需要同时给出 `cert:` 和 `key:`",
+                                  "a client certificate needs both `cert:` and `key:`"))
         return self
 
 
@@ -81,7 +83,9 @@ class MqttSettings(BaseModel):
     @model_validator(mode="after")
     def _bounds(self) -> MqttSettings:
         if self.reconnect_min > self.reconnect_max:
-            raise ValueError("`reconnect_min` must not exceed `reconnect_max`")
+            raise ValueError(ZhEn("`reconnect_min` 不得大于 `reconnect_max`",
+                                  "`reconnect_min` must not exceed `reconnect_max`"))
         if self.batch_max > self.max_inflight:
-            raise ValueError("`batch_max` must not exceed `max_inflight` (a batch waits for its acks)")
+            raise ValueError(ZhEn("`batch_max` 不得大于 `max_inflight`（一批要等它的确认）",
+                                  "`batch_max` must not exceed `max_inflight` (a batch waits for its acks)"))
         return self

@@ -16,7 +16,7 @@ from collector.mqtt.decode import Binding
 from collector.mqtt.errors import PlanError
 from collector.mqtt.profile import PayloadFormat, PayloadProfile
 from collector.mqtt.registers import NO_REGISTER_CODEC, RegisterCodec
-from collector.problems import MeterProblem
+from collector.problems import KNOWN_ZH, MeterProblem, ZhEn
 
 __all__ = ["Route", "Router", "TopicFilter", "plan_routes"]
 
@@ -35,22 +35,24 @@ class TopicFilter:
     @classmethod
     def parse(cls, text: str) -> TopicFilter:
         if not text or len(text.encode()) > 65535:
-            raise ValueError("a topic filter is 1..65535 bytes")
+            raise ValueError(ZhEn("主题长度须为 1..65535 字节", "a topic filter is 1..65535 bytes"))
         if "\x00" in text:
-            raise ValueError("a topic filter must not contain NUL")
+            raise ValueError(ZhEn("主题不得含 NUL 字符", "a topic filter must not contain NUL"))
         if text.startswith("$share/"):
-            raise ValueError("write the plain topic; the shared group comes from mqtt.shared_group")
+            raise ValueError(ZhEn("请写普通主题；共享订阅组取自 mqtt.shared_group",
+                                  "write the plain topic; the shared group comes from mqtt.shared_group"))
         levels = tuple(text.split("/"))
         key_level = None
         for i, lv in enumerate(levels):
             if lv == "#" and i != len(levels) - 1:
-                raise ValueError("'#' must be the last level")
+                raise ValueError(ZhEn("'#' 须为最后一级", "'#' must be the last level"))
             if lv == KEY_LEVEL:
                 if key_level is not None:
-                    raise ValueError("only one {key} level per topic")
+                    raise ValueError(ZhEn("每个主题只能有一级 {key}", "only one {key} level per topic"))
                 key_level = i
             elif ("+" in lv and lv != "+") or ("#" in lv and lv != "#") or ("{" in lv or "}" in lv):
-                raise ValueError(f"level {lv!r}: wildcards '+', '#' and '{{key}}' fill a whole level")
+                raise ValueError(ZhEn(f"层级 {lv!r}：通配符 '+'、'#' 和 '{{key}}' 须独占一整级",
+                                      f"level {lv!r}: wildcards '+', '#' and '{{key}}' fill a whole level"))
         wild = any(lv in ("+", "#", KEY_LEVEL) for lv in levels)
         return cls(text, key_level, wild, levels if wild else None)
 
@@ -129,44 +131,54 @@ def plan_routes(sites: Iterable[Site], profiles: Mapping[str, PayloadProfile],
             try:
                 tf = TopicFilter.parse(m.mqtt.topic)
             except ValueError as exc:
-                problems.append(MeterProblem(f"{where}.topic {m.mqtt.topic!r}: {exc}", site=i, meter=j,
-                                             field="mqtt.topic", message=str(exc)))
+                said: str = exc.args[0] if exc.args else str(exc)  # in both languages as raised
+                problems.append(MeterProblem(f"{where}.topic {m.mqtt.topic!r}: {said}", site=i, meter=j,
+                                             field="mqtt.topic", message=said))
                 continue
             profile = profiles.get(m.mqtt.profile)
             if profile is None:
-                message = (f"is not a known payload profile (known: {', '.join(sorted(profiles))}; "
-                           "add your own in mqtt.profiles_dir)")
+                known = sorted(profiles)
+                message = ZhEn(f"不是已知的报文配置{KNOWN_ZH}{'、'.join(known)}；可在 mqtt.profiles_dir 中添加自己的）",
+                               f"is not a known payload profile (known: {', '.join(known)}; "
+                               "add your own in mqtt.profiles_dir)")
                 problems.append(MeterProblem(f"{where}.profile {m.mqtt.profile!r} {message}", site=i, meter=j,
                                              field="mqtt.profile", message=message))
                 continue
             if (profile.format is PayloadFormat.REGISTERS and profile.registers is not None
                     and not codec.knows(profile.registers.profile)):
-                message = f"needs register profile {profile.registers.profile!r}, which is not available"
+                message = ZhEn(f"需要寄存器配置 {profile.registers.profile!r}，但它不可用",
+                               f"needs register profile {profile.registers.profile!r}, which is not available")
                 problems.append(MeterProblem(f"{where}.profile {profile.name!r} {message}", site=i, meter=j,
                                              field="mqtt.profile", message=message))
             key = m.mqtt.key or m.id
             entry = by_filter.setdefault(tf.text, (tf, profile, {}))
             first_at.setdefault(tf.text, (i, j))
             if entry[1].name != profile.name:
-                message = (f"topic {tf.text!r} is already decoded with profile {entry[1].name!r}; "
-                           "meters sharing a topic share its profile")
+                message = ZhEn(f"主题 {tf.text!r} 已按报文配置 {entry[1].name!r} 解码；"
+                               "共用一个主题的计量表共用其报文配置",
+                               f"topic {tf.text!r} is already decoded with profile {entry[1].name!r}; "
+                               "meters sharing a topic share its profile")
                 problems.append(MeterProblem(f"{where}: {message}", site=i, meter=j,
                                              field="mqtt.profile", message=message))
                 continue
             if key in entry[2]:
                 other = entry[2][key]
-                message = (f"key {key!r} on topic {tf.text!r} is already meter {other.site}/{other.meter}; "
-                           "give one of them a distinct mqtt.key")
+                message = ZhEn(f"主题 {tf.text!r} 上的键 {key!r} 已属于计量表 {other.site}/{other.meter}；"
+                               "请给其中一个不同的 mqtt.key",
+                               f"key {key!r} on topic {tf.text!r} is already meter {other.site}/{other.meter}; "
+                               "give one of them a distinct mqtt.key")
                 problems.append(MeterProblem(f"{where}: {message}", site=i, meter=j,
                                              field="mqtt.key" if m.mqtt.key else "mqtt.topic", message=message))
                 continue
             entry[2][key] = Binding(site.id, m.id, m.role, key)
     for tf, profile, meters in by_filter.values():
         if len(meters) > 1 and tf.key_level is None and not profile.keyed:
-            names = ", ".join(f"{b.site}/{b.meter}" for b in meters.values())
-            message = (f"topic {tf.text!r} is shared by {names}, but profile {profile.name!r} cannot say which "
-                       "meter a message is for: give each meter its own topic, use a {key} level, or a profile "
-                       "with keyed records")
+            names = [f"{b.site}/{b.meter}" for b in meters.values()]
+            message = ZhEn(f"主题 {tf.text!r} 由 {'、'.join(names)} 共用，但报文配置 {profile.name!r} 无法区分消息属于"
+                           "哪个计量表：请给每个计量表各自的主题，或用一级 {key}，或用带键记录的报文配置",
+                           f"topic {tf.text!r} is shared by {', '.join(names)}, but profile {profile.name!r} cannot "
+                           "say which meter a message is for: give each meter its own topic, use a {key} level, or "
+                           "a profile with keyed records")
             site_at, meter_at = first_at[tf.text]
             problems.append(MeterProblem(message, site=site_at, meter=meter_at, field="mqtt.topic",
                                          message=message))

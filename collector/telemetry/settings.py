@@ -7,6 +7,7 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from collector.duration import Duration
+from collector.problems import ZhEn
 
 __all__ = ["ListenerSettings"]
 
@@ -35,7 +36,8 @@ class ListenerSettings(BaseModel):
     @classmethod
     def _port_in_range(cls, v: str) -> str:
         if int(v.rsplit(":", 1)[1]) > 65535:
-            raise ValueError("must be HOST:PORT with a port of 0-65535, e.g. 0.0.0.0:9212")
+            raise ValueError(ZhEn("须为 主机:端口，端口在 0-65535 之间，如 0.0.0.0:9212",
+                                  "must be HOST:PORT with a port of 0-65535, e.g. 0.0.0.0:9212"))
         return v
 
     @property

@@ -1,6 +1,6 @@
-"""What the routes receive through FastAPI dependencies: the parts of the service they need (store, live
-state, reader, engine, clock, audit chain, cases), the caller (`Principal`, by role) and the one visibility check
-(`Scope`) every site, district and alert passes through.
+"""What the routes receive through FastAPI dependencies: each part of the service a route touches (store, live
+state, reader, engine, zone, clock, audit chain, cases…) by its own alias, the caller (`Principal`, by role) and
+the one visibility check (`Scope`) every site, district, alert, outline and report passes through.
 
 A site, alert or district of another district answers exactly as one that does not exist: 404 on a path,
 422 in a filter, so a district-limited token learns nothing of the others.
@@ -8,10 +8,11 @@ A site, alert or district of another district answers exactly as one that does n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
@@ -21,7 +22,9 @@ from collector.influx.reader import InfluxReader
 from collector.model import Site
 from gshp.api.auth import Authenticator, Principal, Role
 from gshp.api.errors import refused
+from gshp.api.status import SiteStatuses
 from gshp.arrival import ArrivalTracker
+from gshp.citymap import TileLayer
 from gshp.clock import Clock
 from gshp.config import Config
 from gshp.evidence import ServiceKey
@@ -34,21 +37,30 @@ from rules.store import AlertStore
 __all__ = [
     "Admin",
     "ApiContext",
+    "Arrivals",
     "Audit",
+    "CaseClosed",
     "Cases",
-    "Ctx",
     "Enforcer",
     "EnforcerScope",
+    "EvidenceKey",
+    "HealthCheck",
     "Live",
     "ManagedSite",
+    "Outlines",
     "Reader",
     "Rules",
     "Scope",
+    "ServiceClock",
+    "Settings",
+    "Statuses",
     "Store",
+    "Tiles",
     "Times",
     "ViewedSite",
     "Viewer",
     "ViewerScope",
+    "Zone",
     "scope_of",
 ]
 
@@ -61,7 +73,12 @@ BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
 class Times:
     """Every time the API answers, in the configured zone's offset."""
 
-    tz: tzinfo
+    tz: ZoneInfo
+
+    @property
+    def name(self) -> str:
+        """The zone's IANA name, e.g. Asia/Shanghai."""
+        return self.tz.key
 
     def at(self, value: datetime | str) -> datetime:
         t = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
@@ -73,7 +90,8 @@ class Times:
 
 @dataclass(frozen=True)
 class ApiContext:
-    """The parts of the running service the API uses; each route asks for the ones it needs."""
+    """The parts of the running service the API uses, kept on the application (a reload replaces it); routes
+    receive each part through its own dependency below, never the whole."""
 
     config: Config
     store: AlertStore
@@ -92,54 +110,78 @@ class ApiContext:
     outlines: dict[str, Any] | None = None
     """The district outlines of `map.districts` (`gshp.citymap.load_outlines`), loaded at start."""
 
-    @property
-    def times(self) -> Times:
-        return Times(self.config.tz)
-
-    def newest_data(self, sites: Sequence[Site]) -> datetime:
-        """The newest reading time of these sites (the service's clock before any): history windows end there,
-        not at wall-clock time, which a simulated data clock may be far ahead of or behind."""
-        seen = [t for t in (self.live.last_seen(s.id) for s in sites) if t is not None]
-        return max(seen) if seen else self.clock.now()
-
-    def default_window(self, sites: Sequence[Site], start: datetime | None, stop: datetime | None,
-                       span: timedelta = timedelta(hours=24)) -> tuple[datetime, datetime]:
-        """A history route's [from, to): missing ends make the last `span` of data."""
-        if stop is None:
-            stop = start + span if start is not None else self.newest_data(sites) + timedelta(seconds=1)
-        return (start if start is not None else stop - span), stop
-
 
 def _context(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
 
-Ctx = Annotated[ApiContext, Depends(_context)]
+_Ctx = Annotated[ApiContext, Depends(_context)]
 
 
-def _store(ctx: Ctx) -> AlertStore:
+def _store(ctx: _Ctx) -> AlertStore:
     return ctx.store
 
 
-def _live(ctx: Ctx) -> LiveState:
+def _live(ctx: _Ctx) -> LiveState:
     return ctx.live
 
 
-def _reader(ctx: Ctx) -> InfluxReader:
+def _reader(ctx: _Ctx) -> InfluxReader:
     return ctx.reader
 
 
-def _engine(ctx: Ctx) -> Engine:
+def _engine(ctx: _Ctx) -> Engine:
     return ctx.engine
 
 
-def _audit(ctx: Ctx) -> AuditChain:
+def _audit(ctx: _Ctx) -> AuditChain:
     return ctx.audit
 
 
-def _cases(ctx: Ctx) -> CaseStore:
+def _cases(ctx: _Ctx) -> CaseStore:
     return ctx.cases
+
+
+def _config(ctx: _Ctx) -> Config:
+    return ctx.config
+
+
+def _times(ctx: _Ctx) -> Times:
+    return Times(ctx.config.tz)
+
+
+def _clock(ctx: _Ctx) -> Clock:
+    return ctx.clock
+
+
+def _arrival(ctx: _Ctx) -> ArrivalTracker:
+    return ctx.arrival
+
+
+def _evidence_key(ctx: _Ctx) -> ServiceKey:
+    return ctx.evidence_key
+
+
+def _health(ctx: _Ctx) -> Callable[[], dict[str, Any]]:
+    return ctx.health
+
+
+def _case_closed(ctx: _Ctx) -> Callable[[str, str], None]:
+    return ctx.case_closed
+
+
+def _outlines(ctx: _Ctx) -> dict[str, Any] | None:
+    return ctx.outlines
+
+
+def _tiles(ctx: _Ctx) -> TileLayer | None:
+    return ctx.config.map.tiles
+
+
+def _statuses(ctx: _Ctx) -> SiteStatuses:
+    return SiteStatuses(store=ctx.store, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules,
+                        tz=ctx.config.tz, arrival=ctx.arrival, clock=ctx.clock)
 
 
 Store = Annotated[AlertStore, Depends(_store)]
@@ -148,10 +190,26 @@ Reader = Annotated[InfluxReader, Depends(_reader)]
 Rules = Annotated[Engine, Depends(_engine)]
 Audit = Annotated[AuditChain, Depends(_audit)]
 Cases = Annotated[CaseStore, Depends(_cases)]
-
+Settings = Annotated[Config, Depends(_config)]
+"""The whole config: for what reads it whole (a report, an evidence package)."""
+Zone = Annotated[Times, Depends(_times)]
+"""The configured zone, in which every time is answered."""
+ServiceClock = Annotated[Clock, Depends(_clock)]
+"""The service's clock: data time on a simulated clock."""
+Arrivals = Annotated[ArrivalTracker, Depends(_arrival)]
+EvidenceKey = Annotated[ServiceKey, Depends(_evidence_key)]
+HealthCheck = Annotated[Callable[[], dict[str, Any]], Depends(_health)]
+CaseClosed = Annotated[Callable[[str, str], None], Depends(_case_closed)]
+"""Notify that an incident's case was closed (incident id, outcome), once the close is stored."""
+Outlines = Annotated[dict[str, Any] | None, Depends(_outlines)]
+"""Every district outline of `map.districts` (None without), before `Scope.outlines` keeps the caller's."""
+Tiles = Annotated[TileLayer | None, Depends(_tiles)]
+"""The map's tile layer of `map.tiles` (None without)."""
+Statuses = Annotated[SiteStatuses, Depends(_statuses)]
+"""The statuses of sites now, on the service's clock."""
 
 def _principal(role: Role) -> Callable[..., Principal]:
-    def dependency(request: Request, ctx: Ctx, _: Annotated[Any, Depends(BEARER)]) -> Principal:
+    def dependency(request: Request, ctx: _Ctx, _: Annotated[Any, Depends(BEARER)]) -> Principal:
         return ctx.auth.require(role)(request)
 
     return dependency
@@ -214,6 +272,26 @@ class Scope:
             raise refused(404, f"没有辖区 {district!r}", f"no district {district!r}")
         return district
 
+    def report_district(self, district: str | None) -> str | None:
+        """The district of a report: the one named (404 when not the caller's); without one, the only district
+        of a token limited to one (422 when it has several) or every district (None)."""
+        if district is not None:
+            return self.district(district)
+        if self.who.districts is None:
+            return None
+        if len(self.who.districts) != 1:
+            raise refused(422, "district：请选择您的一个辖区", "district: choose one of your districts")
+        return next(iter(self.who.districts))
+
+    def outlines(self, outlines: Mapping[str, Any] | None, district: str | None = None) -> dict[str, Any] | None:
+        """The district outlines (a GeoJSON FeatureCollection, each feature's district in its properties) the
+        caller may see, with or without sites: of `district` alone with one."""
+        if outlines is None:
+            return None
+        names = [(f, f["properties"]["district"]) for f in outlines["features"]]
+        return {"type": "FeatureCollection", "features": [
+            f for f, name in names if self.who.sees(name) and (district is None or name == district)]}
+
     def filter(self, district: str | None = None, site: str | None = None) -> list[Site]:
         """The visible sites a list filter names (all visible ones without a filter); 422 naming the choices
         when the filter names a district or site the caller does not know."""
@@ -228,7 +306,7 @@ class Scope:
 
 
 def scope_of(role: Role) -> Callable[..., Scope]:
-    def dependency(ctx: Ctx, who: Principal = Depends(_ROLES[role])) -> Scope:  # noqa: B008 (a closure's dependency)
+    def dependency(ctx: _Ctx, who: Principal = Depends(_ROLES[role])) -> Scope:  # noqa: B008 (a closure's dependency)
         return Scope(who, {s.id: s for s in ctx.config.sites})
 
     return dependency

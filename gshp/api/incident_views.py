@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerting.case import Case
-from alerting.model import Incident
+from alerting.model import Incident, IncidentKind
 from gshp.api.deps import Times
 from gshp.api.models import (
     AlertOut,
@@ -34,8 +34,11 @@ def case_out(case: Case, times: Times) -> CaseOut:
 
 
 def drained_since_start(engine: Engine, incident: Incident) -> dict[str, Any] | None:
-    """While the incident is open, the water its site drained since it began (from the engine's ledgers)."""
-    return engine.volumes_since(incident.site, incident.started_at) if incident.open else None
+    """While a discharge incident is open, the water its site drained since it began (from the engine's
+    ledgers). Other kinds get none: a reminder or a meter fault says nothing about drained water."""
+    if not incident.open or incident.kind is not IncidentKind.DISCHARGE:
+        return None
+    return engine.volumes_since(incident.site, incident.started_at)
 
 
 def incident_out(incident: Incident, case: Case, times: Times, drained: dict[str, Any] | None = None) -> IncidentOut:

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from alerting.model import Alert, AlertKind, AlertState, Severity
 from collector.model import Site
 from gshp.api.arrival import arrival_figures, site_arrival_summary
 from gshp.arrival import ArrivalTracker
+from gshp.clock import Clock
 from gshp.evaluation import BOARD_WINDOWS
 from gshp.live import LiveFlows, LiveState, reading_event
 from rules.arrival import NOTHING, Arrival
 from rules.engine import Engine
+from rules.report import day_bounds
 from rules.settings import RulesSettings
+from rules.store import AlertStore
 
-__all__ = ["STATUSES", "SiteStatus", "district_counts", "drained_sum", "site_status"]
+__all__ = ["STATUSES", "SiteStatus", "SiteStatuses", "district_counts", "drained_sum", "site_status"]
 
 STATUSES = ("discharge", "offline", "fault", "normal", "unknown")
 """In order of precedence: a suspected discharge outranks everything."""
@@ -74,6 +77,25 @@ def site_status(site: Site, open_alerts: Iterable[Alert], *, live: LiveState, en
         {name: engine.balance(site.id, window, now) for name, window in BOARD_WINDOWS.items()},
         len(firing), meters, arrived,
         None if day_start is None else _aged(engine.volumes_since(site.id, day_start), now, offline_after))
+
+
+@dataclass(frozen=True)
+class SiteStatuses:
+    """The statuses of sites now on the service's clock, with what they drained since the local midnight."""
+
+    store: AlertStore
+    live: LiveState
+    engine: Engine
+    rules: RulesSettings
+    tz: tzinfo
+    arrival: ArrivalTracker
+    clock: Clock
+
+    def __call__(self, sites: Sequence[Site]) -> list[SiteStatus]:
+        firing, now = self.store.open_alerts(), self.clock.now()
+        midnight, _ = day_bounds(now.astimezone(self.tz).date(), self.tz)
+        return [site_status(s, firing, live=self.live, engine=self.engine, rules=self.rules, now=now,
+                            arrival=self.arrival, day_start=midnight) for s in sites]
 
 
 def _aged(volumes: dict[str, Any] | None, now: datetime, offline_after: float) -> dict[str, Any] | None:

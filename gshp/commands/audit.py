@@ -22,12 +22,14 @@ from pydantic import ValidationError
 from collector.influx.reader import InfluxReader, QueryError
 from gshp.anchor import chain_name, latest_anchor
 from gshp.commands.configfile import ALWAYS, load_config_or_exit
+from gshp.config import Config
 from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.shard import ShardSettings
 from rules.audit import Anchor, parse_anchor, verify
 
-USES = ALWAYS | {"influx", "shard"}
-"""The config sections this command reads."""
+USES = ALWAYS | {"shard"}
+"""The config sections `audit head` and `audit list` read (where each process keeps its chain); `audit verify`
+reads `influx` besides, for the newest anchor, unless `--offline`."""
 
 
 def register(sub: Any) -> None:
@@ -69,9 +71,8 @@ def _process_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", metavar="K/N", default=None, help="…and of this shard (as given to `gshp run`)")
 
 
-def _process(args: argparse.Namespace) -> tuple[Path, str]:
+def _process(args: argparse.Namespace, config: Config) -> tuple[Path, str]:
     """The chain's database and its anchor name for the process `gshp run --role --shard` would run."""
-    config = load_config_or_exit(args.config, USES)
     role = ProcessRole(args.role)
     try:
         shard = ShardSettings.model_validate(args.shard) if args.shard is not None else None
@@ -110,8 +111,8 @@ def _rows(path: Path) -> list[tuple[Any, ...]]:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config, USES)
-    path, chain = _process(args)
+    config = load_config_or_exit(args.config, USES if args.offline else USES | {"influx"})
+    path, chain = _process(args, config)
     anchors: list[Anchor] = list(args.anchor)
     unreachable: str | None = None
     if not args.offline:
@@ -152,7 +153,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    path, _ = _process(args)
+    path, _ = _process(args, load_config_or_exit(args.config, USES))
     where, params = ("WHERE subject = ?", [args.subject]) if args.subject is not None else ("", [])
     try:
         db = _open(path)
@@ -172,7 +173,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_head(args: argparse.Namespace) -> int:
-    path, _ = _process(args)
+    path, _ = _process(args, load_config_or_exit(args.config, USES))
     try:
         db = _open(path)
         try:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from collector.problems import ZhEn
 from gshp.config import ConfigError, load_config
 from gshp.config.planning import planning_problems
 from gshp.config.schema import config_warnings
@@ -29,15 +30,19 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
-        print(f"{len(err.problems)} problem(s) in {args.file}", file=sys.stderr)
+        n = len(err.problems)
+        print(ZhEn(f"{args.file} 中有 {n} 个问题", f"{n} problem(s) in {args.file}"), file=sys.stderr)
         return 2
     for warning in config_warnings(config):
-        print(f"{args.file}: warning: {warning}", file=sys.stderr)
+        print(f"{args.file}: {ZhEn(f'警告：{warning.zh}', f'warning: {warning.en}')}", file=sys.stderr)
     meters = sum(len(s.meters) for s in config.sites)
-    print(f"{args.file}: OK — {len(config.sites)} sites, {meters} meters, {len(config.gateways)} gateways, "
-          f"timezone {config.timezone}")
+    sites, gateways = len(config.sites), len(config.gateways)
+    print(f"{args.file}: " + ZhEn(f"配置有效：{sites} 个站点、{meters} 个计量表、{gateways} 个网关，"
+                                  f"时区 {config.timezone}",
+                                  f"OK — {sites} sites, {meters} meters, {gateways} gateways, "
+                                  f"timezone {config.timezone}"))
     if config.shard.sharded:
         plan = plan_shards(config.sites, config.gateways, config.shard.count)
         per = ", ".join(f"{k}: {len(plan.sites_of(k))}" for k in range(config.shard.count))
-        print(f"sites per shard of {config.shard.count} — {per}")
+        print(ZhEn(f"{config.shard.count} 个分片各有站点：{per}", f"sites per shard of {config.shard.count} — {per}"))
     return 0

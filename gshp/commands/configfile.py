@@ -20,8 +20,10 @@ def print_problems(err: ConfigError) -> int:
 
 
 ALWAYS = frozenset({"timezone", "state_dir", "log_level"})
-SITES = ALWAYS | {"sites", "gateways", "mqtt", "modbus_profiles"}
-"""The sections a command reading the sites uses: meters name their gateway or broker."""
+SITES = ALWAYS | {"sites", "gateways"}
+"""The sections a command reading the sites uses: the sites, and the gateways their Modbus meters name (which
+poll them, how often). A broker or listener section (`mqtt:`, `hj212:`, `szy206:`) is read only by the
+commands that talk to it."""
 
 
 def load_config_or_exit(path: str | PathLike[str], uses: Collection[str] | None = None,

@@ -14,8 +14,8 @@ from collector.duration import parse_duration
 from gshp.commands.configfile import ALWAYS, load_config_or_exit
 from gshp.sources import deadletter_path
 
-USES = ALWAYS | {"mqtt"}
-"""The config sections this command reads."""
+USES = ALWAYS
+"""The config sections this command reads: the dead letters are in `state_dir`, whichever source kept them."""
 
 
 def register(sub: Any) -> None:

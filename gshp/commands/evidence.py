@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
 def export(args: argparse.Namespace) -> int:
     from gshp.evidence.incident import export_incident  # pandas: imported by this command only
 
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config)  # every section: the package holds the hash of the whole config
     database = config.state_dir / "alerts.sqlite"
     if not database.exists():
         print(f"{args.config}: no alert database at {database}: is state_dir the service's?", file=sys.stderr)

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["format_table", "register", "run"]
 
 
-USES = SITES
-"""The config sections this command reads."""
+USES = SITES | {"modbus_profiles"}
+"""The config sections this command reads: the Modbus meters, their gateways and register profiles."""
 
 
 def register(sub: Any) -> None:
@@ -35,7 +35,8 @@ def register(sub: Any) -> None:
     p.add_argument("--count", type=int, default=0, help="stop after this many rounds (default: until ^C)")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table for people, json for one object per meter per line")
-    p.add_argument("--profiles", metavar="DIR", help="a directory of extra register profiles (*.yaml)")
+    p.add_argument("--profiles", metavar="DIR",
+                   help="a directory of extra register profiles (*.yaml), besides the config's `modbus_profiles`")
     p.set_defaults(func=run)
 
 
@@ -79,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config, USES)
     try:
         profiles = PROFILES
-        if args.profiles:
+        extra = [d for d in (config.modbus_profiles, args.profiles) if d]
+        if extra:
             profiles = PROFILES.copy()
-            profiles.load_dir(args.profiles)
+            for directory in extra:
+                profiles.load_dir(directory)
         plan = plan_collection(config.gateways, config.sites, profiles, only_site=args.site)
     except (ModbusConfigError, ProfileError) as err:
         print(f"{args.config}: {err}", file=sys.stderr)

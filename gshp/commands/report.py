@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.monthly is not None or args.annual is not None:
         return _period(args, config, source, store, language, started)
     n_sites = sum(1 for s in config.sites if args.district is None or s.district == args.district)
+    today = datetime.now(config.tz).date()
     bar = Bar(args.days * max(n_sites, 1), sys.stderr)
     reports: list[DailyReport] = []
     try:
@@ -163,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(base + done, f"{day.isoformat()} {what}")
 
             reports.append(build_daily_report(config, day, args.district, source, store,
-                                              online_threshold_pct=args.online_threshold, progress=progress))
+                                              online_threshold_pct=args.online_threshold, progress=progress,
+                                              today=today))
             bar.day_done(day, n + 1, args.days)
     except (ReportError, QueryError) as exc:
         return _failed(exc, bar, args.config)

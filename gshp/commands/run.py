@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from collector.problems import ZhEn
 from gshp.citymap import OutlineError
 from gshp.clock import Clock, DataClock, SystemClock
 from gshp.commands.configfile import load_config_or_exit
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             ApiSettings.model_validate({**config.api.model_dump(), "listen": args.listen})
         except ValidationError:
-            print(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8081", file=sys.stderr)
+            print(f"--listen {args.listen!r}: " + ZhEn("请写成 主机:端口，如 127.0.0.1:8081",
+                                                       "write HOST:PORT, e.g. 127.0.0.1:8081"), file=sys.stderr)
             return 2
     try:
         shard = ShardSettings.model_validate(args.shard) if args.shard is not None else None
@@ -123,6 +125,9 @@ def _warn_exposed(path: Path) -> None:
     except (OSError, UnicodeDecodeError):
         return
     if found:
-        log.warning("%s is readable by other users (mode %o) and holds secrets written into it: %s — "
-                    "run `chmod 600 %s`, or take them from the environment (${VAR})", path,
-                    path.stat().st_mode & 0o777, ", ".join(found), path)
+        mode, where = f"{path.stat().st_mode & 0o777:o}", ", ".join(found)
+        log.warning("%s %s", path, ZhEn(
+            f"可被其他用户读取（权限 {mode}），且其中直接写有密钥：{where} —— 请运行 `chmod 600 {path}`，"
+            "或改从环境变量（${VAR}）读取",
+            f"is readable by other users (mode {mode}) and holds secrets written into it: {where} — "
+            f"run `chmod 600 {path}`, or take them from the environment (${{VAR}})"))

@@ -26,6 +26,7 @@ from simulators.flow import DTU_SCENARIOS, Scenario, local_hour
 from simulators.modbus import ModelClock, PtyPair, image_size, parse_units, range_units, site_units
 
 if TYPE_CHECKING:
+    from gshp.config import Config
     from simulators.modbus import ModbusSimServer
 
 __all__ = ["register", "register_hj212", "register_modbus", "register_mqtt", "register_scenarios", "register_site",
@@ -33,7 +34,8 @@ __all__ = ["register", "register_hj212", "register_modbus", "register_mqtt", "re
 
 
 USES = SITES
-"""The config sections this command reads."""
+"""The config sections `gshp sim site` reads; `sim mqtt`, `sim hj212` and `sim szy206` read the section of
+their broker or listener besides."""
 
 
 def register(sub: Any) -> None:
@@ -315,7 +317,7 @@ def run_mqtt(args: argparse.Namespace) -> int:
     from simulators.city import site_physics
     from simulators.mqtt.publisher import DtuSimulator, SimPlan
 
-    config = load_config_or_exit(args.config, USES)
+    config = load_config_or_exit(args.config, USES | {"mqtt"})
     if config.mqtt is None:
         print(f"{args.config}: has no `mqtt:` section", file=sys.stderr)
         return 2
@@ -410,12 +412,11 @@ def register_szy206(group: Any) -> None:
     p.set_defaults(func=run_szy206)
 
 
-def _run_uplinks(args: argparse.Namespace, name: str, listen: str,
+def _run_uplinks(args: argparse.Namespace, config: Config, name: str, listen: str,
                  build: Any, answers: Any) -> int:
     from simulators.city import site_physics
     from simulators.datalogger import DataLogger, UplinkPlan, run_uplinks
 
-    config = load_config_or_exit(args.config)
     sites = [s for s in config.sites if not args.sites or s.id in args.sites]
     unknown = set(args.sites or ()) - {s.id for s in sites}
     if unknown:
@@ -457,7 +458,7 @@ def run_hj212(args: argparse.Namespace) -> int:
         faults = Hj212Faults(bad_crc=args.bad_crc, wrong_password=args.wrong_password)
         return hj212_stations(sites, passwords, config.tz, minute, faults)
 
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES | {"hj212"})
     if config.hj212 is None:
         print(f"{args.config}: has no `hj212:` section", file=sys.stderr)
         return 2
@@ -467,7 +468,7 @@ def run_hj212(args: argparse.Namespace) -> int:
         print(f"--interval {args.interval:g}s: minute data must span hj212.minute_interval ({minute:g}s)",
               file=sys.stderr)
         return 2
-    return _run_uplinks(args, "hj212", config.hj212.listen, build, hj212_answers)
+    return _run_uplinks(args, config, "hj212", config.hj212.listen, build, hj212_answers)
 
 
 def run_szy206(args: argparse.Namespace) -> int:
@@ -477,8 +478,8 @@ def run_szy206(args: argparse.Namespace) -> int:
         unit = config.szy206.flow_unit
         return szy206_terminals(sites, config.tz, unit, bad_crc=args.bad_crc)
 
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, USES | {"szy206"})
     if config.szy206 is None:
         print(f"{args.config}: has no `szy206:` section", file=sys.stderr)
         return 2
-    return _run_uplinks(args, "szy206", config.szy206.listen, build, szy206_answers)
+    return _run_uplinks(args, config, "szy206", config.szy206.listen, build, szy206_answers)

@@ -1,8 +1,10 @@
-"""Configuration errors that name the file, line, field, bad value and the fix."""
+"""Configuration errors that name the file, line, field, bad value and the fix, in Chinese and English."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from collector.problems import followed
 
 __all__ = ["ConfigError", "Problem"]
 
@@ -18,8 +20,11 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         field = f" {self.path}:" if self.path else ""
-        got = f" (got {self.value})" if self.value is not None else ""
-        return f"{where}:{field} {self.message}{got}"
+        message = self.message
+        if self.value is not None:  # in the Chinese of a message in both languages too
+            zh = "（填写值已隐藏）" if self.value == "(hidden)" else f"（填写值：{self.value}）"
+            message = followed(message, zh, f" (got {self.value})")
+        return f"{where}:{field} {message}"
 
 
 class ConfigError(Exception):

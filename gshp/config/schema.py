@@ -19,6 +19,7 @@ from collector.modbus.settings import Gateway
 from collector.model import FreeText, Site, TagText, expected_interval, meter_problems
 from collector.mqtt.settings import MqttSettings
 from collector.outbox import OutboxSettings
+from collector.problems import ZhEn, unknown_id
 from collector.seen import SeenSettings
 from collector.szy206.settings import Szy206Settings
 from gshp.citymap import MapSettings
@@ -82,15 +83,18 @@ class ApiSettings(_Frozen):
     def _host_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for host in v:
             if not HOST_PATTERN.match(host):
-                raise ValueError(f"{host!r} is not a host name: write a name or address as in a URL, with an "
-                                 "optional port, e.g. gshp.example.gov.cn, 10.0.0.8:8080 or [fd00::8]")
+                raise ValueError(ZhEn(f"{host!r} 不是主机名：请像在网址中那样写名称或地址，可带端口，"
+                                      "如 gshp.example.gov.cn、10.0.0.8:8080 或 [fd00::8]",
+                                      f"{host!r} is not a host name: write a name or address as in a URL, with an "
+                                      "optional port, e.g. gshp.example.gov.cn, 10.0.0.8:8080 or [fd00::8]"))
         return tuple(h.lower() for h in v)
 
     @field_validator("listen")
     @classmethod
     def _port_in_range(cls, v: str) -> str:
         if int(v.rsplit(":", 1)[1]) > 65535:
-            raise ValueError("must be HOST:PORT with a port of 0-65535, e.g. 127.0.0.1:8080")
+            raise ValueError(ZhEn("须为 主机:端口，端口在 0-65535 之间，如 127.0.0.1:8080",
+                                  "must be HOST:PORT with a port of 0-65535, e.g. 127.0.0.1:8080"))
         return v
 
     @property
@@ -144,7 +148,8 @@ class Config(_Frozen):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("is not an IANA time zone name (e.g. Asia/Shanghai, UTC)") from None
+            raise ValueError(ZhEn("不是 IANA 时区名（如 Asia/Shanghai、UTC）",
+                                  "is not an IANA time zone name (e.g. Asia/Shanghai, UTC)")) from None
         return v
 
     @property
@@ -165,15 +170,19 @@ class Config(_Frozen):
         raise KeyError(site_id)
 
 
-def config_warnings(config: Config) -> list[str]:
+def config_warnings(config: Config) -> list[ZhEn]:
     """What is valid but most likely not meant: a config that collects nothing or stores by default."""
     out = []
     if not config.sites:
-        out.append("lists no sites: nothing is collected or evaluated (add them under `sites:`, see "
-                   "deploy/examples/)")
+        out.append(ZhEn("未列出任何站点：不会采集或评估任何数据（在 `sites:` 下添加，参见 deploy/examples/）",
+                        "lists no sites: nothing is collected or evaluated (add them under `sites:`, see "
+                        "deploy/examples/)"))
     if "influx" not in config.model_fields_set:
-        out.append(f"has no `influx:` section: readings go to the default InfluxDB at {config.influx.url} "
-                   f"(api {config.influx.api.value}, database {config.influx.bucket}); say where they go")
+        influx = config.influx
+        out.append(ZhEn(f"没有 `influx:` 节：读数将写入默认的 InfluxDB {influx.url}（api {influx.api.value}，"
+                        f"数据库 {influx.bucket}）；请写明写入何处",
+                        f"has no `influx:` section: readings go to the default InfluxDB at {influx.url} "
+                        f"(api {influx.api.value}, database {influx.bucket}); say where they go"))
     return out
 
 
@@ -183,36 +192,52 @@ def cross_check(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
     gateways: set[str] = set()
     for i, g in enumerate(config.gateways):
         if g.id in gateways:
-            yield ("gateways", i, "id"), f"gateway id {g.id!r} appears twice"
+            yield ("gateways", i, "id"), ZhEn(f"网关编号 {g.id!r} 出现了两次", f"gateway id {g.id!r} appears twice")
         gateways.add(g.id)
     sites: set[str] = set()
     for i, s in enumerate(config.sites):
         if s.id in sites:
-            yield ("sites", i, "id"), f"site id {s.id!r} appears twice"
+            yield ("sites", i, "id"), ZhEn(f"站点编号 {s.id!r} 出现了两次", f"site id {s.id!r} appears twice")
         sites.add(s.id)
         for path, message in meter_problems(s.meters):
             yield ("sites", i, *path), message
         for j, m in enumerate(s.meters):
             if m.modbus is not None and m.modbus.gateway not in gateways:
-                known = ", ".join(sorted(gateways)) or "none are defined"
                 yield (("sites", i, "meters", j, "modbus", "gateway"),
-                       f"names no gateway under `gateways:` (known: {known})")
+                       unknown_id("`gateways:` 下没有此网关", "gateway under `gateways:`", gateways))
             if m.mqtt is not None and config.mqtt is None:
                 yield (("sites", i, "meters", j, "mqtt"),
-                       "an MQTT meter needs the `mqtt:` broker section")
+                       ZhEn("MQTT 计量表需要 `mqtt:`（消息服务器）一节",
+                            "an MQTT meter needs the `mqtt:` broker section"))
             yield from _telemetry_problems(config, i, j)
     districts = {s.district for s in config.sites}
     for name in config.rules.districts:
         if name not in districts:
-            known = ", ".join(sorted(districts)) or "none are defined"
-            yield ("rules", "districts", name), f"names no district of any site (known: {known})"
+            yield ("rules", "districts", name), _no_district(districts)
     yield from config.rules.problems({s.id: s.district for s in config.sites})
     yield from shard_problems(config, config.shard.count)
+    for i, t in enumerate(config.api.tokens):
+        for k, name in enumerate(t.districts or ()):
+            if name not in districts:
+                yield ("api", "tokens", i, "districts", k), _no_district(districts)
     receivers: set[str] = set()
     for i, r in enumerate(config.notify):
         if r.name in receivers:
-            yield ("notify", i, "name"), f"receiver name {r.name!r} appears twice"
+            yield ("notify", i, "name"), ZhEn(f"接收方名称 {r.name!r} 出现了两次",
+                                              f"receiver name {r.name!r} appears twice")
         receivers.add(r.name)
+        for k, name in enumerate(r.match.district):
+            if name not in districts:
+                yield ("notify", i, "match", "district", k), _no_district(districts)
+        for k, name in enumerate(r.match.site):
+            if name not in sites:
+                yield ("notify", i, "match", "site", k), unknown_id("`sites:` 下没有此站点", "site under `sites:`",
+                                                                    sites)
+
+
+def _no_district(districts: set[str]) -> str:
+    """A district no site is in: a token, receiver or override naming it would never see anything."""
+    return unknown_id("没有站点属于此辖区", "district of any site", districts)
 
 
 def _telemetry_problems(config: Config, i: int, j: int) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -221,12 +246,15 @@ def _telemetry_problems(config: Config, i: int, j: int) -> Iterator[tuple[tuple[
     m = config.sites[i].meters[j]
     if m.hj212 is not None:
         if config.hj212 is None:
-            yield ("sites", i, "meters", j, "hj212"), "an HJ 212 meter needs the `hj212:` listener section"
+            yield ("sites", i, "meters", j, "hj212"), ZhEn("HJ 212 计量表需要 `hj212:`（监听）一节",
+                                                           "an HJ 212 meter needs the `hj212:` listener section")
         elif m.hj212.mn not in {s.mn for s in config.hj212.stations}:
             yield (("sites", i, "meters", j, "hj212", "mn"),
-                   f"MN {m.hj212.mn!r} is not under `hj212: stations:` (add it with its password)")
+                   ZhEn(f"MN {m.hj212.mn!r} 不在 `hj212: stations:` 之下（连同其密码一起添加）",
+                        f"MN {m.hj212.mn!r} is not under `hj212: stations:` (add it with its password)"))
     if m.szy206 is not None and config.szy206 is None:
-        yield ("sites", i, "meters", j, "szy206"), "an SZY 206 meter needs the `szy206:` listener section"
+        yield ("sites", i, "meters", j, "szy206"), ZhEn("SZY 206 计量表需要 `szy206:`（监听）一节",
+                                                        "an SZY 206 meter needs the `szy206:` listener section")
 
 
 def shard_problems(config: Config, count: int) -> Iterator[tuple[tuple[str | int, ...], str]]:

@@ -2,27 +2,31 @@
 of the period gathered by `build_daily_report`, summed by `rules.period`, rendered as CSV, xlsx or HTML with
 the per-district compliance table in the style of the water-resources bulletins (水资源公报): extraction
 against the permitted quota, reinjection ratio, incidents, sealed sites checked, online rate (在线率) and
-arrival rate (到报率)."""
+arrival rate (到报率). Read from InfluxDB, each day comes from the downsampled series where one holds it and
+gives the same figures (`day_levels`), else from the raw readings."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
-from datetime import date, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from typing import Any
 
+from collector.duration import format_duration
+from collector.influx.retention import downsample_policy, report_level
 from gshp.config import Config
-from gshp.report.build import FlowReader, Progress, build_daily_report
+from gshp.report.build import Downsampled, FlowReader, LevelReader, Progress, build_daily_report
 from gshp.report.render import CONTENT_TYPES, Column, Rendered, ReportFormat, cell_text, env, xlsx_table
 from rules.period import DistrictPeriod, Period, PeriodReport, SitePeriod, compute_period_report, period_days
 from rules.replay import Readings
-from rules.report import ONLINE_THRESHOLD_PCT, DailyReport
+from rules.report import ONLINE_THRESHOLD_PCT, DailyReport, day_bounds, reading_span
 from rules.settings import Language
 from rules.store import AlertStore
 
-__all__ = ["PERIOD_DISTRICT_COLUMNS", "PERIOD_SITE_COLUMNS", "build_period_report", "render_period"]
+__all__ = ["PERIOD_DISTRICT_COLUMNS", "PERIOD_SITE_COLUMNS", "build_period_report", "day_levels", "render_period"]
 
 _STATUS = {"approved": ("已批准", "approved"), "construction": ("施工中", "construction"),
            "operating": ("运行中", "operating"), "suspended": ("暂停取水", "suspended"), "sealed": ("已封停", "sealed")}
@@ -100,25 +104,70 @@ PERIOD_DISTRICT_COLUMNS: tuple[Column, ...] = (
 )
 
 
+def day_levels(config: Config, district: str | None, days: Sequence[date], reader: LevelReader,
+               now: datetime) -> list[timedelta | None]:
+    """Per day, the downsampled level its figures are read from, None for the raw readings: the level
+    `collector.influx.retention.report_level` allows for these sites and days, for each day whose readings
+    (with their margins) it holds — from its first interval up to the last one its continuous query has
+    filled by `now`."""
+    sites = [s for s in config.sites if district is None or s.district == district]
+    if not sites or not days:
+        return [None] * len(days)
+    tolerance = min(config.rules.resolve(s.id, s.district).gap_tolerance for s in sites)
+    bounds = [b for d in days for b in day_bounds(d, config.tz)]
+    level = report_level([d.every for d in config.influx.downsample], tolerance, bounds)
+    since = reader.downsampled_since(level) if level is not None else None
+    if level is None or since is None:
+        return [None] * len(days)
+    spans = [reading_span(d, config.tz, config.rules, sites) for d in days]
+    return [level if since <= a and b <= now - level else None for a, b in spans]
+
+
+def _source_note(days: Sequence[date], levels: Sequence[timedelta | None]) -> str:
+    """Which days were read from which series, in runs of consecutive days."""
+    runs: list[tuple[date, date, timedelta | None]] = []
+    for d, level in zip(days, levels, strict=True):
+        if runs and runs[-1][2] == level:
+            runs[-1] = (runs[-1][0], d, level)
+        else:
+            runs.append((d, d, level))
+    parts = []
+    for a, b, level in runs:
+        span = a.isoformat() if a == b else f"{a.isoformat()} – {b.isoformat()}"
+        what = ("原始读数 raw readings" if level is None else
+                f"{format_duration(level)} 降采样序列 downsampled series ({downsample_policy(level)})")
+        parts.append(f"{span}: {what}")
+    return "数据来源 readings from: " + "; ".join(parts)
+
+
 def build_period_report(config: Config, period: Period, first: date, district: str | None,
-                        reader: FlowReader | Readings, store: AlertStore | None, today: date,
+                        reader: FlowReader | LevelReader | Readings, store: AlertStore | None, today: date,
                         online_threshold_pct: float = ONLINE_THRESHOLD_PCT,
-                        progress: Progress | None = None) -> PeriodReport:
-    """The month or year holding `first`, day by day up to `today` at most (a period in progress)."""
+                        progress: Progress | None = None, now: datetime | None = None) -> PeriodReport:
+    """The month or year holding `first`, day by day up to `today` at most (a period in progress). Read
+    through an `InfluxReader`, each day comes from the downsampled series `day_levels` picks for it (`now`:
+    the wall clock the continuous queries run by), else from the raw readings."""
     start, end = period_days(period, first)
     last = min(end, today + timedelta(days=1))
-    days: list[DailyReport] = []
     n_days = max((last - start).days, 1)
-    for n in range(n_days):
-        day = start + timedelta(days=n)
+    dates = [start + timedelta(days=n) for n in range(n_days)]
+    levels: list[timedelta | None] = [None] * n_days
+    if isinstance(reader, LevelReader):
+        levels = day_levels(config, district, dates, reader, now or datetime.now(UTC))
+    days: list[DailyReport] = []
+    for n, (day, level) in enumerate(zip(dates, levels, strict=True)):
 
         def step(done: int, total: int, what: str, n: int = n, day: date = day) -> None:
             if progress is not None:
                 progress(n * total + done, n_days * total, f"{day.isoformat()} {what}")
 
-        days.append(build_daily_report(config, day, district, reader, store, online_threshold_pct, step))
+        source = reader if level is None or not isinstance(reader, LevelReader) else Downsampled(reader, level)
+        days.append(build_daily_report(config, day, district, source, store, online_threshold_pct, step, today))
     incidents = store.incidents() if store is not None else None
-    return compute_period_report(period, days, config.sites, incidents, district)
+    report = compute_period_report(period, days, config.sites, incidents, district)
+    if not isinstance(reader, LevelReader):
+        return report
+    return replace(report, notes=(*report.notes, _source_note(dates, levels)))
 
 
 def _rows(r: PeriodReport) -> list[DistrictPeriod]:

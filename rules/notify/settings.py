@@ -27,6 +27,7 @@ from alerting.model import Severity
 from collector.duration import Duration
 from collector.model import FreeText
 from collector.mqtt.settings import MqttProtocol, MqttTls
+from collector.problems import ZhEn
 
 __all__ = [
     "DingTalkSettings",
@@ -87,7 +88,8 @@ class _Receiver(_Frozen):
     def _known_labels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         bad = [x for x in v if x not in GROUP_LABELS]
         if bad:
-            raise ValueError(f"cannot group by {', '.join(bad)}: use any of {', '.join(GROUP_LABELS)}")
+            raise ValueError(ZhEn(f"不能按 {'、'.join(bad)} 分组：可用 {'、'.join(GROUP_LABELS)}",
+                                  f"cannot group by {', '.join(bad)}: use any of {', '.join(GROUP_LABELS)}"))
         return v
 
 
@@ -98,9 +100,10 @@ _HEADER_BREAK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 def _http_url(v: str) -> str:
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http:// or https:// URL")
+        raise ValueError(ZhEn("须为 http:// 或 https:// 地址", "must be an http:// or https:// URL"))
     if any(c.isspace() or not c.isprintable() for c in v):
-        raise ValueError("must be a URL without spaces or control characters (percent-encode them: %20)")
+        raise ValueError(ZhEn("地址中不得有空格或控制字符（请用百分号编码：%20）",
+                              "must be a URL without spaces or control characters (percent-encode them: %20)"))
     return v
 
 
@@ -115,7 +118,8 @@ def _lift_query_secret(data: Any, param: str, field: str) -> Any:
         return data
     out = dict(data)
     if out.get(field) not in (None, "", found[0]):
-        raise ValueError(f"the url carries a {param} and `{field}` is set too: keep one of them")
+        raise ValueError(ZhEn(f"url 中带有 {param}，同时又设置了 `{field}`：只保留其一",
+                              f"the url carries a {param} and `{field}` is set too: keep one of them"))
     out[field] = found[0]
     out["url"] = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != param])))
     return out
@@ -141,8 +145,9 @@ class WebhookSettings(_Receiver):
         for name, value in v.items():
             if _HEADER_BREAK.search(value.get_secret_value()):
                 # the value is a secret: say where, never what
-                raise ValueError(f"the value of header {name} must not contain control characters (a line "
-                                 "break would start another header)")
+                raise ValueError(ZhEn(f"请求头 {name} 的值不得含控制字符（换行会开始另一个请求头）",
+                                      f"the value of header {name} must not contain control characters (a line "
+                                      "break would start another header)"))
         return v
 
 
@@ -166,7 +171,8 @@ class EmailSettings(_Receiver):
     @model_validator(mode="after")
     def _auth_pairs(self) -> EmailSettings:
         if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together: set both or neither")
+            raise ValueError(ZhEn("username 与 password 须成对出现：两者都设或都不设",
+                                  "username and password go together: set both or neither"))
         return self
 
 
@@ -236,10 +242,13 @@ class MqttReceiverSettings(_Receiver):
         try:
             v.format(district="d", site="s", rule="r", kind="k", severity="x", state="f", change="c")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"bad topic template ({exc}): use {{district}}, {{site}}, {{rule}}, {{kind}}, "
-                             "{severity}, {state}, {change}") from None
+            raise ValueError(ZhEn(f"主题模板有误（{exc}）：可用 {{district}}、{{site}}、{{rule}}、{{kind}}、"
+                                  "{severity}、{state}、{change}",
+                                  f"bad topic template ({exc}): use {{district}}, {{site}}, {{rule}}, {{kind}}, "
+                                  "{severity}, {state}, {change}")) from None
         if "#" in v or "+" in v:
-            raise ValueError("a topic to publish to cannot contain the wildcards # or +")
+            raise ValueError(ZhEn("发布用的主题不能含通配符 # 或 +",
+                                  "a topic to publish to cannot contain the wildcards # or +"))
         return v
 
 

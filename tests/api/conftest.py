@@ -127,8 +127,10 @@ OUTLINES = {"type": "FeatureCollection", "features": [
 """The city's two districts as rectangles (west, south, east, north) around its sites."""
 
 
-def city_yaml(state_dir: Path, influx_url: str, db: str, port: int, outlines: Path | None = None) -> str:
-    """The test city; `outlines`: a GeoJSON file for `map.districts`."""
+def city_yaml(state_dir: Path, influx_url: str, db: str, port: int, outlines: Path | None = None,
+              loopback_read: bool = False) -> str:
+    """The test city; `outlines`: a GeoJSON file for `map.districts`; `loopback_read`: reads need no token (as in
+    the demo)."""
     return f"""
 timezone: Asia/Shanghai
 state_dir: {state_dir}
@@ -136,6 +138,7 @@ influx: {{url: "{influx_url}", api: v1, bucket: {db}}}
 outbox: {{max_batch_age: 200ms}}
 api:
   listen: 127.0.0.1:{port}
+  loopback_read: {str(loopback_read).lower()}
   tokens:
     - {{token: {TOKENS['viewer']}, role: viewer, name: 水利局}}
     - {{token: {TOKENS['wancheng']}, role: enforcement, name: 宛城区执法大队, districts: [宛城区]}}

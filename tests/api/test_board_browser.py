@@ -14,13 +14,31 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from gshp.config import parse_config
+from gshp.devstack import Influxd, free_port
 from gshp.evidence import PublicKey, verify_package
-from tests.api.conftest import TOKENS, Running
+from tests.api.conftest import TOKENS, Running, city_yaml, serving
 
 pytestmark = pytest.mark.integration
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+ZH_TIME = re.compile(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}:\d{2}")
+EN_TIME = re.compile(rf"\d{{1,2}} {MONTH} \d{{4}}, \d{{2}}:\d{{2}}:\d{{2}}")
+"""A time as the board writes it in Chinese (2026年7月2日 09:30:05) and in English (2 Jul 2026, 09:30:05)."""
+
+
+def zh_time(iso: str) -> str:
+    t = datetime.fromisoformat(iso).astimezone(SHANGHAI)
+    return f"{t.year}年{t.month}月{t.day}日 {t:%H:%M:%S}"
+
+
+def en_time(iso: str) -> str:
+    t = datetime.fromisoformat(iso).astimezone(SHANGHAI)
+    return f"{t.day} {t:%b %Y, %H:%M:%S}"
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +153,13 @@ def test_the_site_page_shows_each_meters_record(browser: Browser, running: Runni
     page = open_board(browser, running, "viewer")
     page.goto(running.url + "/#/sites/hospital")
     record = page.locator("#meters tr[data-meter=E1] td.record")
-    expect(record).to_contain_text("TUF-2311-0042 · TUF-2000M · 2024-03-01", timeout=30_000)
-    expect(record).to_contain_text("宛计检字[2025]第118号 · 检定有效期至 2026-06-01")
+    expect(record).to_contain_text("TUF-2311-0042 · TUF-2000M · 2024年3月1日", timeout=30_000)
+    expect(record).to_contain_text("宛计检字[2025]第118号 · 检定有效期至 2026年6月1日")
     expect(record.locator(".badge")).to_have_text("已过期")  # next_due has passed
     expect(page.locator("#meters tr[data-meter=R1] td.record")).to_have_text("—")
+    page.locator("#lang").click()
+    expect(record).to_contain_text("TUF-2311-0042 · TUF-2000M · 1 Mar 2024")
+    expect(record).to_contain_text("宛计检字[2025]第118号 · calibration due 1 Jun 2026")
     page.close()
 
 
@@ -169,11 +190,19 @@ def test_the_report_picker_offers_the_latest_day_of_data_in_every_format(browser
         downloads[fmt] = Path(download.value.path()).read_bytes()
     assert downloads["csv"].decode("utf-8-sig").count("宛城区人民医院") >= 1
     assert downloads["xlsx"][:2] == b"PK" and b"<html" in downloads["html"][:500].lower()
+    chosen = page.locator("#reportDay")  # the day spelled out in the board's language, not the browser's
+    expect(chosen).to_have_text(re.compile(r"^\d{4}年\d{1,2}月\d{1,2}日$"))
     page.locator("#reportDate").fill("2026-06-30")  # a chosen day stays while the tables refresh
+    expect(chosen).to_have_text("2026年6月30日")
     page.evaluate("document.querySelector('#sites').dataset.old = '1'; renderOverview()")
     expect(page.locator("#sites")).not_to_have_attribute("data-old", "1")  # re-drawn
     expect(picker).to_have_value("2026-06-30")
+    expect(chosen).to_have_text("2026年6月30日")
     page.screenshot(path=str(ARTIFACTS / "board-report-picker.png"))
+    page.locator("#lang").click()
+    expect(chosen).to_have_text(re.compile(rf"^\d{{1,2}} {MONTH} \d{{4}}$"))
+    picker.fill("2026-07-01")
+    expect(chosen).to_have_text("1 Jul 2026")
     page.close()
 
 
@@ -181,13 +210,13 @@ def test_the_header_clock_says_it_shows_data_time_on_a_simulated_clock(browser: 
     page = open_board(browser, running, "viewer")
     clock = page.locator("#clock")
     expect(clock).to_have_attribute("data-kind", "data")
-    expect(clock).to_have_text(re.compile(r"^数据时间 \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"))
+    expect(clock).to_have_text(re.compile(rf"^数据时间 {ZH_TIME.pattern}$"))
 
     def service_now() -> datetime:
         return datetime.fromisoformat(running.get("/api/me").json()["clock"]["now"])
 
     before = service_now()
-    shown = datetime.strptime(clock.inner_text().split(" ", 1)[1], "%Y-%m-%d %H:%M:%S").replace(
+    shown = datetime.strptime(clock.inner_text().split(" ", 1)[1], "%Y年%m月%d日 %H:%M:%S").replace(
         tzinfo=ZoneInfo("Asia/Shanghai"))
     after = service_now()
     # data time runs 600 times faster than the browser's wall clock, ahead of it by 10 min per second since the
@@ -197,7 +226,10 @@ def test_the_header_clock_says_it_shows_data_time_on_a_simulated_clock(browser: 
     assert before - timedelta(minutes=30) <= shown <= after + timedelta(minutes=2), (before, shown, after)
     assert shown > datetime.now(UTC) + timedelta(minutes=5)  # not the wall clock
     page.locator("#lang").click()
-    expect(clock).to_have_text(re.compile(r"^Data time \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"))
+    expect(clock).to_have_text(re.compile(rf"^Data time {EN_TIME.pattern}$"))
+    english = datetime.strptime(clock.inner_text().split(" ", 2)[2], "%d %b %Y, %H:%M:%S").replace(
+        tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert shown <= english <= service_now() + timedelta(minutes=2), (shown, english)
     page.screenshot(path=str(ARTIFACTS / "board-data-time.png"))
     page.close()
 
@@ -376,6 +408,49 @@ def test_login_and_logout_are_buttons_that_show_role_and_districts(browser: Brow
     page.close()
 
 
+@pytest.fixture(scope="module")
+def open_read(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """The test city with `api.loopback_read` (as in the demo): reading needs no token, acting needs one."""
+    root = tmp_path_factory.mktemp("open-read")
+    config = parse_config(city_yaml(root / "state", influxd.url, "api_open_read", free_port(), loopback_read=True))
+    assert config.api.open_read
+    with serving(config) as running:
+        yield running
+
+
+def test_an_open_board_offers_login_and_shows_who_is_logged_in(browser: Browser, open_read: Running) -> None:
+    page = browser.new_page(locale="zh-CN")
+    page.goto(open_read.url + "/")
+    expect(page.locator("tr.site")).to_have_count(3)  # read without a token: no login asked for
+    expect(page.locator("#login")).not_to_be_visible()
+    who, login, logout = page.locator("#who"), page.locator("#loginBtn"), page.locator("#logout")
+    expect(who).to_have_text("本机只读 · 查看 · 全部区县")
+    expect(login).to_be_visible()
+    expect(login).to_have_text("登录")
+    expect(logout).to_be_hidden()
+    page.screenshot(path=str(ARTIFACTS / "board-open-read.png"))
+    login.click()
+    page.locator("#token").fill(TOKENS["wancheng"])
+    page.locator("#login button[value=ok]").click()
+    expect(who).to_have_text("宛城区执法大队 · 执法 · 宛城区")
+    expect(page.locator("tr.site")).to_have_count(2)  # the officer's district
+    expect(logout).to_be_visible()
+    expect(logout).to_have_text("退出")
+    expect(login).to_be_hidden()
+    page.screenshot(path=str(ARTIFACTS / "board-open-read-officer.png"))
+    page.locator("#lang").click()
+    expect(who).to_have_text("宛城区执法大队 · enforcement · 宛城区")
+    expect(logout).to_have_text("Log out")
+    logout.click()
+    expect(who).to_have_text("local read-only · viewer · all districts")  # reading goes on without the token
+    expect(login).to_be_visible()
+    expect(login).to_have_text("Log in")
+    expect(logout).to_be_hidden()
+    expect(page.locator("#login")).not_to_be_visible()
+    assert page.evaluate("localStorage.getItem('gshp.token')") is None
+    page.close()
+
+
 def test_a_district_chosen_under_another_token_is_forgotten(browser: Browser, running: Running) -> None:
     page = browser.new_page(locale="zh-CN")
     page.add_init_script(f"localStorage.setItem('gshp.token', '{TOKENS['wancheng']}');"
@@ -402,27 +477,33 @@ def test_the_incident_pages_fit_a_phone(browser: Browser, running: Running) -> N
     page.close()
 
 
-DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-
-
 def test_alert_and_incident_summaries_and_dates_follow_the_language(browser: Browser, running: Running) -> None:
-    page, alert, _ = _discharge_alert(browser, running, "viewer", "hospital")
+    page, alert, alert_id = _discharge_alert(browser, running, "viewer", "hospital")
+    since = running.get(f"/api/alerts/{alert_id}").json()["starts_at"]
     summary = alert.locator(".summary")
     expect(summary).to_contain_text("抽水")
-    expect(alert.locator(".muted").first).to_contain_text(DATE_TIME)
+    when = alert.locator(".muted").first
+    expect(when).to_contain_text(f"开始于 {zh_time(since)}")  # in Beijing time, the Chinese way
     page.locator("#lang").click()
     expect(summary).to_have_text(re.compile(r"^宛城区人民医院: .*extracted .* m³, reinjected .* deficit"))
-    when = alert.locator(".muted").first.inner_text()
-    assert DATE_TIME.search(when) and not re.search(r"\d{2}/\d{2}/\d{4}", when), when
+    expect(when).to_contain_text(f"Since {en_time(since)}")
+    assert not ZH_TIME.search(when.inner_text()) and not re.search(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4}",
+                                                                   when.inner_text()), when.inner_text()
     page.screenshot(path=str(ARTIFACTS / "board-site-en.png"), full_page=True)
     page.goto(running.url + "/#/incidents")
     row = page.locator("tr.incident.state-open", has_text="宛城区人民医院").first
     expect(row).to_be_visible(timeout=90_000)
-    expect(row.locator("td.onset")).to_have_text(DATE_TIME)
+    incident = running.get(f"/api/incidents/{row.get_attribute('data-incident')}").json()
+    expect(row.locator("td.onset")).to_have_text(en_time(incident["started_at"]))
     row.locator("a").click()
     expect(page.locator("#incidentSummary")).to_have_text(re.compile(r"^宛城区人民医院: suspected discharge, .*since"))
+    timeline = page.locator("ol.timeline li").first
+    expect(timeline).to_contain_text(en_time(incident["timeline"][0]["at"]))
     page.locator("#lang").click()
     expect(page.locator("#incidentSummary")).to_have_text(re.compile(r"^宛城区人民医院 疑似外排，"))
+    expect(timeline).to_contain_text(zh_time(incident["timeline"][0]["at"]))
+    expect(page.locator(".cards")).to_contain_text(zh_time(incident["started_at"]))
+    page.screenshot(path=str(ARTIFACTS / "incident-zh-dates.png"), full_page=True)
     page.close()
 
 

@@ -61,6 +61,20 @@ def test_one_open_discharge_incident_per_site_with_its_figures(running: Running,
     assert {a["id"] for a in detail["alerts"]} == set(detail["alert_ids"]) and detail["alerts"]
 
 
+def test_only_a_discharge_incident_tells_the_water_drained_since_it_began(running: Running,
+                                                                          hospital: dict[str, Any]) -> None:
+    # the hospital's meter E1 is past its calibration: a reminder says nothing about drained water
+    wait_until(lambda: any(i["kind"] == "calibration" for i in _all_open(running)), timeout=60, interval=0.5)
+    kinds = {i["kind"]: i for i in _all_open(running) if i["site"] == "hospital"}
+    assert kinds["discharge"]["drained"] is not None and kinds["calibration"]["drained"] is None
+    calibration = running.get(f"/api/incidents/{kinds['calibration']['id']}").json()
+    assert calibration["drained"] is None
+
+
+def _all_open(running: Running) -> list[dict[str, Any]]:
+    return list(running.get("/api/incidents", "admin", params={"state": "open"}).json()["incidents"])
+
+
 def test_filters_scope_and_order(running: Running, hospital: dict[str, Any]) -> None:
     wait_until(lambda: bool(open_incidents(running, "school")), timeout=90, interval=0.5)
     every = running.get("/api/incidents", "admin").json()["incidents"]

@@ -273,7 +273,8 @@ def test_demo_refuses_a_config_whose_servers_do_not_answer(tmp_path: Path) -> No
     theirs.write_text(f"mqtt: {{host: 127.0.0.1, port: {port}}}\n", encoding="utf-8")
     code, _, err = Demo(tmp_path / "demo", "--config", str(theirs)).wait(60)
     assert code == 2
-    assert f"{theirs}: mqtt: nothing answers at 127.0.0.1:{port}: start the broker, or leave `mqtt:` out" in err
+    assert f"{theirs}: mqtt: 127.0.0.1:{port} 无人应答" in err
+    assert f"/ nothing answers at 127.0.0.1:{port}: start the broker, or leave `mqtt:` out" in err
     assert not (tmp_path / "demo").exists()
 
 

@@ -77,7 +77,8 @@ def results(influxd: Influxd, db: str, q: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def stored(influxd: Influxd) -> str:
-    """A database holding three hours of two sites as `gshp run` writes them: flow, balance and alert points."""
+    """A database holding three hours of two sites as `gshp run` writes them: flow, balance, alert and incident
+    points."""
     db = "grafana_dashboard"
     writer = make_writer(InfluxSettings.model_validate({"url": influxd.url, "api": "v1", "bucket": db}))
     writer.ensure_target()
@@ -140,7 +141,23 @@ def test_every_dashboard_query_parses_and_returns_data(influxd: Influxd, stored:
         values = [v for s in series for row in s["values"] for v in row[1:] if v is not None]
         assert values, f"panel {title!r}: {q} returned only nulls"
         measurements |= {s["name"] for s in series}
-    assert {"balance", "alert"} <= measurements
+    assert {"balance", "alert", "incident"} <= measurements
+
+
+@pytest.mark.parametrize("name", INFLUX_DASHBOARDS)
+def test_incident_annotations_show_the_discharge_incident_with_its_summary(influxd: Influxd, stored: str,
+                                                                          name: str) -> None:
+    dashboard = json.loads((DASHBOARDS / name).read_text(encoding="utf-8"))
+    (annotation,) = [a for a in dashboard["annotations"]["list"] if '"incident"' in a["query"]]
+    variables = {"site": ({}, ["hehua-plaza"]), "district": ({"multi": True, "includeAll": True}, ["宛城区"])}
+    q = interpolate(annotation["query"], variables, T0, T0 + timedelta(hours=HOURS), "5m")
+    (series,) = results(influxd, stored, q)
+    rows = [dict(zip(series["columns"], v, strict=True)) for v in series["values"]]
+    assert rows and {r["change"] for r in rows} <= {"opened", "escalated", "reopened", "resolved"}
+    assert rows[0]["change"] == "opened" and rows[0]["kind"] == "discharge"
+    assert "向阳荷花广场" in rows[0]["summary"] and rows[0]["summary_en"]
+    for column in [*annotation["tagsColumn"].split(","), annotation["textColumn"]]:
+        assert column in series["columns"], column
 
 
 def test_the_site_picker_shows_names_and_filters_by_id(influxd: Influxd, stored: str) -> None:

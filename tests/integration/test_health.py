@@ -137,7 +137,9 @@ def test_start_up_waits_on_no_dependency_with_an_influxdb_that_never_answers(
             assert body is not None
             assert body["status"] == "degraded" and body["backfill"]["state"] == "running", body
             assert any("InfluxDB" in r["en"] for r in body["reasons"]), body
-            assert answered < imports + 3.0, (answered, imports)
+            # answering while the back-fill still runs is the proof; the time, judged against the imports
+            # measured beside it, allows a loaded machine to slow both alike
+            assert answered < 2 * imports + 3.0, (answered, imports)
 
             collector.wait_subscribed()
             dtus = SteadyDtus(mosquitto.port, "hung-influx-dtus", ["Q1", "Q2"],

@@ -112,3 +112,20 @@ def test_poll_rejects_an_unknown_profile(tmp_path: Path) -> None:
                          timeout=60)
     assert out.returncode == 2
     assert "tuf9000" in out.stderr and "known:" in out.stderr
+
+
+def test_poll_reads_the_register_profiles_the_config_names(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    shipped = Path(__file__).parents[2] / "collector" / "modbus" / "profiles" / "tuf2000m.yaml"
+    (profiles / "plant.yaml").write_text(shipped.read_text(encoding="utf-8").replace("name: tuf2000m",
+                                                                                     "name: plant-tuf"),
+                                         encoding="utf-8")
+    gw = f"{{id: gw1, transport: tcp, host: 127.0.0.1, port: {free_port()}, timeout: 1s}}"
+    cfg = _config(tmp_path, gw)
+    cfg.write_text(f"modbus_profiles: {profiles}\n" + cfg.read_text(encoding="utf-8").replace(
+        "unit: 3, profile: tuf2000m", "unit: 3, profile: plant-tuf"), encoding="utf-8")
+    out = subprocess.run([*GSHP, "poll", "--config", str(cfg), "--once"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1, out.stderr  # every meter tried (nothing listens), none refused as unknown
+    assert "hehua/R2  gw1:3  plant-tuf  FAILED connection" in out.stdout

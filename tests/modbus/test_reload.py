@@ -1,7 +1,7 @@
 """A config reload of a Modbus deployment: `gshp run`'s service and reloader, a real pymodbus simulator on
 loopback and a real influxd. Adding a site on the same gateway restarts the gateway's poller with the new
 plan: the new site's meters are polled and stored from then on, the kept site's polls go on, and health
-shows the new config's hash."""
+shows the new config's hash and when it was loaded, in the config's zone."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,7 @@ class Seen:
     added: bool  # the new site's meters polled and stored
     kept: bool  # the kept site's polls went on after the reload
     hashes: tuple[str, str]  # the config's sha256 in health, before and after
+    loaded: tuple[str, str]  # when it was loaded, in health, before and after
     sites: list[str]
 
 
@@ -84,12 +86,14 @@ async def _reload_adds_a_site(tmp_path: Path, influxd: Influxd, db: str) -> Seen
         try:
             assert await _until(lambda: _count(influxd, db, "s1") >= 10, 30)
             before = reloader.stamp.sha256
+            loaded = reloader.health()["config"]["loaded_at"]
             _write(path, *args, sites=2)
             outcome = await reloader.reload()
             s1_at_reload = _count(influxd, db, "s1")
             added = await _until(lambda: _count(influxd, db, "s2") >= 10, 30)
             kept = await _until(lambda: _count(influxd, db, "s1") >= s1_at_reload + 10, 30)
-            return Seen(outcome, added, kept, (before, reloader.health()["config"]["sha256"]),
+            after = reloader.health()["config"]
+            return Seen(outcome, added, kept, (before, after["sha256"]), (loaded, after["loaded_at"]),
                         [s.id for s in service.config.sites])
         finally:
             service.stop()
@@ -103,3 +107,6 @@ def test_a_reload_adding_a_modbus_site_polls_and_stores_it_and_keeps_polling_the
     assert "restarted" in seen.outcome.changes, seen.outcome.changes  # the gateway's poller, with the new plan
     assert seen.sites == ["s1", "s2"] and seen.added and seen.kept
     assert seen.hashes[0] != seen.hashes[1]
+    before, after = (datetime.fromisoformat(t) for t in seen.loaded)
+    assert before.utcoffset() == after.utcoffset() == timedelta(hours=8)  # the config's zone (Asia/Shanghai)
+    assert before < after

@@ -103,6 +103,7 @@ def test_reload_adds_a_site_and_a_token_removes_a_receiver_and_refuses_a_broken_
         service.wait_subscribed()
         started = health()["config"]
         assert len(started["sha256"]) == 64 and "reload" not in health()
+        assert datetime.fromisoformat(started["loaded_at"]).utcoffset() == timedelta(hours=8)  # Asia/Shanghai
         assert get("/api/me", NEW_TOKEN).status_code == 401
 
         # before: s1 drains for two hours, both receivers hear of its incident
@@ -121,6 +122,8 @@ def test_reload_adds_a_site_and_a_token_removes_a_receiver_and_refuses_a_broken_
         published += 120
         assert after["reload"]["ok"] is True, after
         assert after["config"]["sha256"] != started["sha256"]
+        loaded = datetime.fromisoformat(after["config"]["loaded_at"])
+        assert loaded.utcoffset() == timedelta(hours=8) and loaded > datetime.fromisoformat(started["loaded_at"])
         changes = after["reload"]["changes"]
         assert "sites +s2" in changes and "meters +s2/E1,s2/R1" in changes and "tokens +holder-ops" in changes
         assert "receivers -hook-removed" in changes and "mqtt topic filters +2 -0" in changes

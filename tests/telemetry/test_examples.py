@@ -16,6 +16,7 @@ from simulators.city import site_physics
 from simulators.flow import Scenario
 from simulators.hj212 import hj212_stations
 from simulators.szy206 import szy206_terminals
+from tests.helpers import in_english
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -75,7 +76,8 @@ sites:
     try:
         parse_config(text, "f.yaml", env={})
     except ConfigError as err:
-        lines = str(err)
+        lines = "\n".join(in_english(p) for p in err.problems)
+        assert "secretpw" not in str(err)
     else:
         raise AssertionError("the config must be refused")
     assert "f.yaml:11: sites[0].meters[0].hj212.mn: MN 'MN2' is not under `hj212: stations:`" in lines

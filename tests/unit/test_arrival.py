@@ -11,7 +11,7 @@ import pytest
 
 from collector.model import MQTT_INTERVAL, Meter, Reading, Role, expected_interval
 from gshp.config import parse_config
-from rules.arrival import Arrival, ArrivalBook, arrival, day_span, missing_ranges, slot_range, slots_of
+from rules.arrival import Arrival, ArrivalBook, Counted, arrival, day_span, missing_ranges, slot_range, slots_of
 from rules.balance import Condition
 from rules.quality import QUALITY_RULES, MeterTrack, QualityPlan
 from rules.settings import QualitySettings
@@ -128,3 +128,18 @@ sites:
     assert config.intervals() == {("s1", "E1"): timedelta(milliseconds=500), ("s1", "R1"): timedelta(minutes=5)}
     assert config.intervals(poll_speed=600)[("s1", "E1")] == timedelta(minutes=5)  # the demo's data time
     assert config.intervals(poll_speed=600)[("s1", "R1")] == timedelta(minutes=5)  # its own: device time already
+
+
+@pytest.mark.parametrize("interval_s", [10.0, 60.0, 600.0])
+def test_arrival_counted_from_minute_intervals_equals_the_count_over_the_readings(interval_s: float) -> None:
+    start, end = day_span(DAY, TZ)
+    times = [t for t in (start + k * interval_s for k in range(int((end - start) // interval_s)))
+             if not start + 3600 <= t < start + 2 * 3600 + 25]  # an hour and a bit missing
+    times += [start + 3 * 3600 + 1, start - 30.0, end + 30.0]  # a repeated slot, readings outside the day
+    buckets: dict[float, int] = {}
+    for t in times:
+        at = start + (t - start) // 60 * 60
+        buckets[at] = buckets.get(at, 0) + 1
+    counted = Counted(60.0, {("s1", "E1"): sorted(buckets.items())})
+    assert counted.arrival("s1", "E1", start, end, interval_s) == arrival(times, start, end, interval_s)
+    assert counted.arrival("s1", "R1", start, end, interval_s).arrived == 0

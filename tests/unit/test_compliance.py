@@ -14,7 +14,8 @@ import yaml
 from alerting.model import AlertKind, IncidentKind, Severity
 from bench.detection import run_scenario
 from collector.model import Site
-from gshp.config import ConfigError, parse_config
+from gshp.config import Config, ConfigError, parse_config
+from gshp.reload import config_changes
 from rules.balance import Condition
 from rules.compliance import (
     YearLedger,
@@ -119,8 +120,10 @@ def test_pumping_and_calibration_arithmetic() -> None:
 
 # ------------------------------------------------------------------------------------------ the engine
 
-def test_a_sealed_site_pumping_in_balance_fires_sealed_pumping_within_15_minutes() -> None:
-    engine = Engine([_site(status="sealed")], RulesSettings(), UTC)
+@pytest.mark.parametrize(("status", "words"), [("sealed", "已封停"), ("suspended", "暂停取水")])
+def test_a_sealed_or_suspended_site_pumping_in_balance_fires_sealed_pumping_within_15_minutes(
+        status: str, words: str) -> None:
+    engine = Engine([_site(status=status)], RulesSettings(), UTC)
     dry = list(flow(60, e_m3h=0.0, r_m3h=0.0))
     events = run(engine, dry + list(flow(60, start=T0 + timedelta(minutes=61), totals={"E1": 1000.0, "R1": 2000.0})),
                  T0 + timedelta(hours=2))
@@ -130,7 +133,8 @@ def test_a_sealed_site_pumping_in_balance_fires_sealed_pumping_within_15_minutes
     assert not [e for e in events if e.kind is AlertKind.DISCHARGE]
     inc = engine.store.incidents(kind="compliance")
     assert len(inc) == 1 and inc[0].severity is Severity.CRITICAL
-    assert fired[0].summary == "向阳荷花广场 停用或封停的井在取水：120.0 m³/h，许可状态已封停"
+    assert fired[0].summary == f"向阳荷花广场 停用或封停的井在取水：120.0 m³/h，许可状态{words}"
+    assert fired[0].evidence["status"] == status
 
 
 def test_an_operating_site_pumping_within_its_permit_raises_nothing() -> None:
@@ -179,6 +183,49 @@ def test_a_new_certificate_on_reload_resolves_the_reminder_and_keeps_the_meters_
     events = run(engine, [r for r in readings if r.ts > T0 + timedelta(hours=1)], T0 + timedelta(hours=2))
     assert [e.state for e in events if e.rule == "calibration_due:E1"] == ["resolved"]
     assert not [e for e in events if e.rule in ("meter_offline", "balance_hour")]
+
+
+def _reloaded(engine: Engine, before: Config, **permit: object) -> Config:
+    """The config file with the permit changed, loaded and taken by the running engine as a reload does."""
+    after = parse_config(_config({**PERMIT, **permit}), env={})
+    assert config_changes(before, after).sites.changed == ("hehua",)
+    engine.reconfigure(after.sites, after.rules)
+    return after
+
+
+def test_a_permit_sealed_by_a_reload_is_held_to_it_on_the_running_engine() -> None:
+    config = parse_config(_config(PERMIT), env={})
+    engine = Engine(config.sites, config.rules, UTC)
+    readings = list(flow(180))
+    split = T0 + timedelta(hours=1)
+    assert not _firing(run(engine, [r for r in readings if r.ts <= split], split), "sealed_pumping")
+    config = _reloaded(engine, config, status="sealed")
+    events = run(engine, [r for r in readings if r.ts > split], T0 + timedelta(hours=2))
+    fired = _firing(events, "sealed_pumping")
+    assert fired and fired[0].at - split <= timedelta(minutes=15) and fired[0].evidence["status"] == "sealed"
+    assert not [e for e in events if e.rule in ("meter_offline", "balance_hour")]  # the meters' ledgers kept
+    _reloaded(engine, config, status="operating")  # back in operation: resolved
+    later = run(engine, [r for r in readings if r.ts > T0 + timedelta(hours=2)], T0 + timedelta(hours=4))
+    assert [e.state for e in later if e.rule == "sealed_pumping"] == ["resolved"]
+
+
+def test_a_new_quota_by_a_reload_is_judged_against_the_years_extraction_so_far() -> None:
+    config = parse_config(_config(PERMIT), env={})
+    engines = [Engine(config.sites, config.rules, UTC) for _ in range(2)]
+    readings = list(flow(240))
+    split = T0 + timedelta(hours=2)
+    for engine in engines:
+        assert not _firing(run(engine, [r for r in readings if r.ts <= split], split), "quota_projection")
+    _reloaded(engines[0], config, annual_quota_m3=300)  # 240 m³ of 300 used: 80 %; 90 % at 270 m³
+    reloaded, kept = (run(engine, [r for r in readings if r.ts > split], T0 + timedelta(hours=4))
+                      for engine in engines)
+    (fired,) = _firing(reloaded, "quota_projection")
+    assert fired.evidence["annual_quota_m3"] == 300 and fired.evidence["reason"] == "used"
+    assert 270.0 <= fired.evidence["extracted_m3"] < 300.0  # the year's extraction was kept, not restarted
+    assert not _firing(kept, "quota_projection")
+    year = engines[0].compliance("hehua")
+    assert year["year"]["annual_quota_m3"] == 300
+    assert year["year"]["extracted_m3"] == engines[1].compliance("hehua")["year"]["extracted_m3"]
 
 
 def test_the_years_extraction_survives_a_restart_without_double_counting(tmp_path: Path) -> None:

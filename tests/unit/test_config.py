@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from pydantic.fields import FieldInfo
 from gshp.config import Config, ConfigError, load_config, parse_config
 from gshp.config.loader import _PATTERN_WORDS
 from gshp.config.planning import planning_problems
+from tests.helpers import in_english
 
 GOOD = """\
 timezone: Asia/Shanghai
@@ -40,7 +43,7 @@ api:    {listen: 127.0.0.1:8080}
 def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse_config(text, "city.yaml", env={"INFLUX_TOKEN": "t0ps3cret"} if env is None else env)
-    return [str(p) for p in info.value.problems]
+    return [in_english(p) for p in info.value.problems]
 
 
 def test_the_design_example_loads_with_interpolated_secrets_and_defaults() -> None:
@@ -99,6 +102,11 @@ def test_unknown_gateway_and_duplicate_site_ids_are_cross_checked() -> None:
     (msg,) = problems(text)
     assert msg.startswith("city.yaml:12: sites[0].meters[0].modbus.gateway: names no gateway")
     assert "known: gw-hehua" in msg and "(got 'gw-nowhere')" in msg
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "city.yaml", env={"INFLUX_TOKEN": "x"})
+    assert str(info.value.problems[0]).startswith("city.yaml:12: sites[0].meters[0].modbus.gateway: "
+                                                  "`gateways:` 下没有此网关（已有：gw-hehua）（填写值：'gw-nowhere'）/ "
+                                                  "names no gateway")
 
 
 def test_mqtt_meter_needs_a_broker_section() -> None:
@@ -164,7 +172,8 @@ def test_load_config_reports_unreadable_file(tmp_path: Path) -> None:
 # One file with problems of every layer: YAML (a key twice), the environment, single settings (a bad
 # enum, a number out of range, a HOST:PORT), a site's meters, checks across sections (gateway ids, a
 # gateway that does not exist, a rule override next to a bad base rule) and the collector's planning
-# (a register profile and a payload profile that do not exist, two meters on one unit, a shared topic).
+# (a register profile and a payload profile that do not exist, two meters on one unit, a shared topic), and
+# a receiver's setting misspelt, one not true or false, a bad URL and a missing name.
 MIXED = """\
 timezone: Asia/Shanghai
 state_dir: /tmp/gshp
@@ -199,6 +208,9 @@ rules:
   districts:
     宛城区: {quality: {running_m3h: -1}}
 api: {listen: localhost}
+notify:
+  - {name: hook, type: webhook, url: "ftp://x", timout: 5s, send_resolved: maybe}
+  - {type: webhook, url: "http://127.0.0.1:9/x"}
 """
 
 MIXED_EXPECTED = [  # (line, path, start of the message, value shown)
@@ -220,14 +232,29 @@ MIXED_EXPECTED = [  # (line, path, start of the message, value shown)
     (30, "rules.quality.silent_after", "'soon' is not a duration", "'soon'"),
     (32, "rules.districts.宛城区.quality.running_m3h", "Input should be greater than or equal to 0", "-1"),
     (33, "api.listen", "must be HOST:PORT, e.g. 127.0.0.1:8080", "'localhost'"),
+    (35, "notify[0].send_resolved", "Input should be a valid boolean, unable to interpret input", "'maybe'"),
+    (35, "notify[0].timout", "is not a known setting; did you mean 'timeout'?", "'5s'"),
+    (35, "notify[0].url", "must be an http:// or https:// URL", "'ftp://x'"),
+    (36, "notify[1].name", "is required", None),
 ]
 
 
-def _assert_mixed(lines: list[str], file: str) -> None:
+_HAN = re.compile("[\u4e00-\u9fff]")
+
+
+def _assert_mixed(lines: list[str], file: str, *, bilingual: bool = False) -> None:
+    """Each expected problem once at its line and setting; `bilingual`: as `中文 / English`, the Chinese (with
+    the value given) first, then the English as it has always read."""
     for line, path, message, value in MIXED_EXPECTED:
-        head = f"{file}:{line}: {path}: {message}"
-        found = [m for m in lines if m.startswith(head)]
+        where = f"{file}:{line}: {path}: "
+        head = f"{where}…/ {message}" if bilingual else where + message
+        found = [m for m in lines if m.startswith(where) and (f"/ {message}" in m if bilingual else
+                                                              m.startswith(head))]
         assert len(found) == 1, f"{head!r} not reported once in:\n" + "\n".join(lines)
+        if bilingual:
+            chinese = found[0][len(where):found[0].index(f"/ {message}")]
+            assert _HAN.search(chinese), found[0]
+            assert value is None or chinese.endswith(f"（填写值：{value}）"), found[0]
         if value is None:
             assert "(got " not in found[0], found[0]
         else:
@@ -238,18 +265,19 @@ def _assert_mixed(lines: list[str], file: str) -> None:
 def test_every_layer_reports_in_one_run_at_the_offending_node() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(MIXED, "mixed.yaml", env={}, checks=(planning_problems,))
-    _assert_mixed([str(p) for p in info.value.problems], "mixed.yaml")
+    _assert_mixed([in_english(p) for p in info.value.problems], "mixed.yaml")
 
 
-def test_check_config_cli_reports_every_layer_and_exits_2(tmp_path: Path) -> None:
+def test_check_config_cli_reports_every_layer_in_both_languages_and_exits_2(tmp_path: Path) -> None:
     f = tmp_path / "mixed.yaml"
     f.write_text(MIXED, encoding="utf-8")
     r = subprocess.run([sys.executable, "-m", "gshp.cli", "check-config", str(f)], capture_output=True, text=True,
-                       env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     *lines, summary = r.stderr.splitlines()
-    _assert_mixed(lines, str(f))
-    assert summary == f"{len(MIXED_EXPECTED)} problem(s) in {f}"
+    _assert_mixed(lines, str(f), bilingual=True)
+    n = len(MIXED_EXPECTED)
+    assert summary == f"{f} 中有 {n} 个问题 / {n} problem(s) in {f}"
 
 
 def test_planning_checks_pass_a_good_file_and_are_not_part_of_every_load() -> None:
@@ -259,7 +287,7 @@ def test_planning_checks_pass_a_good_file_and_are_not_part_of_every_load() -> No
     parse_config(unknown, "city.yaml", env=env)  # `gshp poll --profiles DIR` may bring the profile
     with pytest.raises(ConfigError) as info:
         parse_config(unknown, "city.yaml", env=env, checks=(planning_problems,))
-    (msg,) = [str(p) for p in info.value.problems]
+    (msg,) = [in_english(p) for p in info.value.problems]
     assert msg.startswith("city.yaml:12: sites[0].meters[0].modbus.profile: unknown register profile 'tuf9000'")
 
 
@@ -268,7 +296,7 @@ def test_planning_checks_report_a_missing_profile_directory() -> None:
                         'password: "${MQTT_PASSWORD:-}", profiles_dir: /nonexistent}')
     with pytest.raises(ConfigError) as info:
         parse_config(text, "city.yaml", env={"INFLUX_TOKEN": "x"}, checks=(planning_problems,))
-    (msg,) = [str(p) for p in info.value.problems]
+    (msg,) = [in_english(p) for p in info.value.problems]
     assert msg.startswith("city.yaml:4: mqtt.profiles_dir:") and "/nonexistent" in msg
 
 

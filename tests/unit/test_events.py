@@ -38,6 +38,15 @@ def test_summaries_render_every_language_from_the_rule_and_its_evidence():
         "en": "Resolved — S: reinjection meter silent while extraction runs (R1)"}
 
 
+def test_permit_and_calibration_alerts_are_summarised_in_words_when_re_rendered():
+    cal = {"rule": "calibration_due:E1", "meters": ["E1"], "meter": "E1", "next_due": "2026-06-01"}
+    assert summaries("calibration_due:E1", "S", cal, "firing") == {
+        "zh": "S 流量计检定证书过期：E1，应于2026-06-01前检定",
+        "en": "S: meter calibration past due — E1, next due 2026-06-01"}
+    rate = {"rule": "over_rate", "rate_m3h": 172.0, "max_rate_m3h": 150.0}
+    assert summaries("over_rate", "S", rate, "firing")["en"].endswith("172.0 m³/h, permitted 150 m³/h")
+
+
 def test_data_quality_summary_names_the_meters():
     ev = {"meters": ["R1", "R2"]}
     s = summarize("reinjection_silent", "reinjection_silent", "站", ev, Language.ZH, "firing")

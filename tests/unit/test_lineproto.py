@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from influxdb_client import Point
 
+from alerting.model import (
+    Incident,
+    IncidentChange,
+    IncidentKind,
+    IncidentNotice,
+    IncidentState,
+    Severity,
+    VolumeEstimate,
+)
 from collector.influx.lineproto import FlowSchema, format_line, to_ms
 from collector.influx.sitemeta import site_lines
 from collector.model import Reading, Role
+from gshp.evaluation import incident_line
 from tests.helpers import make_site
 
 HAZARDS = ["plain", "a b", "a,b", "a=b", 'q"uote', "back\\slash", "trail\\", "向阳荷花广场"]
@@ -58,3 +69,21 @@ def test_site_metadata_carries_the_name_as_a_field() -> None:
 def test_a_point_needs_a_field() -> None:
     with pytest.raises(ValueError, match="at least one field"):
         format_line("m", {"a": "b"}, {"x": None}, 0)
+
+
+@pytest.mark.parametrize("text", [h for h in HAZARDS if not h.endswith("\\")])
+def test_incident_line_matches_point_with_the_summaries_as_fields(text: str) -> None:
+    at = datetime(2026, 7, 1, 8, 30, tzinfo=UTC)
+    incident = Incident(
+        id="i1", site="s1", site_name=text, district=text, kind=IncidentKind.DISCHARGE, severity=Severity.HIGH,
+        state=IncidentState.OPEN, started_at=at, first_firing_at=at, ended_at=None, updated_at=at,
+        volume_m3=VolumeEstimate(120.5, 100.0, 141.0), peak_deficit_pct=40.0, mean_deficit_pct=38.5,
+        summary={"zh": f"疑似外排 {text}", "en": f"suspected discharge {text}"})
+    line = incident_line(IncidentNotice(IncidentChange.ESCALATED, at, incident))
+    tags = {"site": "s1", "kind": "discharge", "severity": "high", "district": text, "change": "escalated"}
+    fields: dict[str, object] = {"id": "i1", "state": "open", "summary": f"疑似外排 {text}",
+                                 "summary_en": f"suspected discharge {text}", "episodes": 1, "volume_m3": 120.5,
+                                 "volume_low_m3": 100.0, "volume_high_m3": 141.0, "peak_deficit_pct": 40.0}
+    assert line == point_line("incident", tags, fields, at)
+    bare = incident_line(IncidentNotice(IncidentChange.OPENED, at, replace(incident, volume_m3=None)))
+    assert "volume" not in bare and ",change=opened," in bare

@@ -51,20 +51,23 @@ def test_a_site_location_is_lat_lon_and_address() -> None:
 
 def test_latitude_and_longitude_out_of_range_are_refused_in_both_languages() -> None:
     lat, lon = _problems(SITE % (112.56, 200))
-    assert lat.startswith("city.yaml:5: sites[0].location.lat: 纬度须在 -90 到 90 之间 / latitude must be between")
+    assert lat.startswith("city.yaml:5: sites[0].location.lat: 纬度须在 -90 到 90 之间（填写值：112.56）/ "
+                          "latitude must be between")
     assert "(got 112.56)" in lat
-    assert lon.startswith("city.yaml:5: sites[0].location.lon: 经度须在 -180 到 180 之间 / longitude must be between")
+    assert lon.startswith("city.yaml:5: sites[0].location.lon: 经度须在 -180 到 180 之间（填写值：200）/ "
+                          "longitude must be between")
     assert "nan" in _problems(SITE % (".nan", 112.5))[0].lower()
 
 
 def test_a_location_needs_both_coordinates() -> None:
     (msg,) = _problems(SITE.replace("{lat: %s, lon: %s, address: 南阳市宛城区向阳路}", "{address: 向阳路, lat: 33}"))
-    assert "sites[0].location.lon: is required" in msg
+    assert "sites[0].location.lon: 为必填项 / is required" in msg
 
 
 def test_a_location_written_as_text_says_how_to_write_it() -> None:
     (msg,) = _problems(SITE.replace("{lat: %s, lon: %s, address: 南阳市宛城区向阳路}", "南阳市宛城区向阳路"))
-    assert "sites[0].location: 位置须写成 {lat, lon, address} / location is {lat, lon, address}" in msg
+    assert ("sites[0].location: 位置须写成 {lat, lon, address}（填写值：'南阳市宛城区向阳路'）/ "
+            "location is {lat, lon, address}") in msg
     assert "address: 南阳市宛城区向阳路}" in msg
 
 
@@ -142,7 +145,8 @@ def test_an_outline_file_that_is_not_usable_is_refused_whole(tmp_path: Path, con
 
 def test_a_missing_outline_file_is_named(tmp_path: Path) -> None:
     (msg,) = _problems(f"map: {{districts: {tmp_path / 'none.geojson'}}}\n", checks=(planning_problems,))
-    assert "map.districts: cannot be read: No such file or directory" in msg
+    assert "map.districts: 无法读取：No such file or directory（填写值：" in msg
+    assert "/ cannot be read: No such file or directory (got " in msg
 
 
 def test_the_service_refuses_to_start_with_an_outline_file_it_cannot_use(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import csv
 import io
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -58,16 +59,29 @@ def _readings() -> Readings:
 
 
 @pytest.fixture(scope="module")
-def month(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, PeriodReport]:
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, Readings, AlertStore]]:
     state = tmp_path_factory.mktemp("period")
     config = parse_config(CONFIG.replace("@STATE@", str(state)), env={})
     readings = _readings()
     store = AlertStore(state / "alerts.sqlite")
     for _ in replay(Engine(config.sites, config.rules, config.tz, store=store), readings):
         pass
-    report = build_period_report(config, Period.MONTHLY, date(2026, 2, 1), None, readings, store, date(2026, 12, 3))
+    yield config, readings, store
     store.close()
-    return config, report
+
+
+@pytest.fixture(scope="module")
+def month(replayed: tuple[Config, Readings, AlertStore]) -> tuple[Config, PeriodReport]:
+    config, readings, store = replayed
+    return config, build_period_report(config, Period.MONTHLY, date(2026, 2, 1), None, readings, store,
+                                       date(2026, 12, 3))
+
+
+@pytest.fixture(scope="module")
+def year(replayed: tuple[Config, Readings, AlertStore]) -> PeriodReport:
+    """The year 2026 on 31 March: a period in progress, of which the readings cover February."""
+    config, readings, store = replayed
+    return build_period_report(config, Period.ANNUAL, date(2026, 1, 1), None, readings, store, date(2026, 3, 31))
 
 
 def test_period_days_are_the_calendar_month_or_year() -> None:
@@ -131,14 +145,58 @@ def test_the_month_renders_as_xlsx_and_html(month: tuple[Config, PeriodReport]) 
     assert "发现取水9天（核查28/28天）" in html
 
 
-def test_gshp_report_monthly_writes_the_files(month: tuple[Config, PeriodReport], tmp_path: Path) -> None:
-    config, _ = month
+def test_the_year_so_far_holds_each_site_to_its_share_of_the_quota(year: PeriodReport) -> None:
+    assert (year.label, year.start, year.end) == ("2026", date(2026, 1, 1), date(2026, 4, 1))  # up to today
+    assert any(n.startswith("period in progress: figures up to 2026-03-31") for n in year.notes)
+    sites = {s.site: s for s in year.sites}
+    hehua, well = sites["hehua"], sites["well"]
+    assert hehua.days == 90 and hehua.quota_m3 == pytest.approx(300000 * 90 / 365)
+    assert hehua.extracted_m3 == pytest.approx(100 * (24 * 28 + 2), rel=1e-6)  # an hour either side of February
+    assert hehua.online_days == 28  # the days before and after the readings are not covered
+    assert well.must_be_dry and (well.checked_days, well.pumping_days) == (28, 9)
+    wancheng = year.districts[0]
+    assert (wancheng.sealed, wancheng.sealed_checked, wancheng.sealed_pumping) == (1, 0, 1)  # checked 28 of 90 days
+
+
+def test_the_year_renders_as_csv_xlsx_and_html_with_the_compliance_table(year: PeriodReport) -> None:
+    out = render_period(year, "csv")
+    assert out.filename == "gshp-annual-2026.csv"
+    rows = list(csv.reader(io.StringIO(out.body.decode("utf-8-sig"))))
+    col = {h.split(" ")[-1]: n for n, h in enumerate(rows[0])}
+    assert [(row[0], row[col["district"]]) for row in rows[1:4]] == [("district", "宛城区"), ("district", "卧龙区"),
+                                                                     ("total", "合计")]
+    assert rows[1][col["period"]] == "2026" and rows[1][col["sealed_pumping"]] == "1"
+    assert rows[1][col["sealed_checked"]] == "0" and rows[1][col["permitted_sites"]] == "2"
+    well = next(row for row in rows if row[col["site"]] == "well")
+    assert well[col["sealed_check"]] == "发现取水9天（核查28/90天）" and well[col["permit_status"]] == "已封停"
+    xlsx = render_period(year, "xlsx")
+    assert xlsx.filename == "gshp-annual-2026.xlsx"
+    wb = load_workbook(io.BytesIO(xlsx.body))
+    assert wb.sheetnames == ["区县合规", "站点", "说明"]
+    districts = list(wb["区县合规"].values)
+    assert [row[1] for row in districts[1:]] == ["宛城区", "卧龙区", "合计"] and districts[1][0] == "2026"
+    about = dict(row[:2] for row in wb["说明"].values)
+    assert about["报表"] == "地温空调取水许可合规年报 2026年" and about["统计期"] == "2026-01-01 – 2026-03-31"
+    html = render_period(year, "html", "en").body.decode("utf-8")
+    assert "Groundwater permit compliance, 2026" in html
+    compliance = html[html.index('<table class="compliance">'):html.index("</table>")]
+    assert "宛城区" in compliance and "Total" in compliance and "Found extracting" in compliance
+    assert "extraction on 9 day(s) (checked 28/90)" in html
+
+
+def _files(config: Config, tmp_path: Path) -> tuple[Path, Path]:
+    """The config file and the readings as CSV, for `gshp report`."""
     cfg = tmp_path / "gshp.yaml"
     cfg.write_text(CONFIG.replace("@STATE@", str(config.state_dir)), encoding="utf-8")
     csv_file = tmp_path / "readings.csv"
     df = pd.DataFrame({"ts": _readings().ts.astype(np.int64), "site": _readings().site,
                        "meter": _readings().meter, "rate_m3h": _readings().rate, "total_m3": _readings().total})
     df.to_csv(csv_file, index=False)
+    return cfg, csv_file
+
+
+def test_gshp_report_monthly_writes_the_files(month: tuple[Config, PeriodReport], tmp_path: Path) -> None:
+    cfg, csv_file = _files(month[0], tmp_path)
     out = tmp_path / "feb.xlsx"
     done = subprocess.run([sys.executable, "-m", "gshp.cli", "report", "--config", str(cfg), "--monthly", "2026-02",
                            "--readings", str(csv_file), "--format", "xlsx", "-o", str(out)],
@@ -149,3 +207,18 @@ def test_gshp_report_monthly_writes_the_files(month: tuple[Config, PeriodReport]
     bad = subprocess.run([sys.executable, "-m", "gshp.cli", "report", "--config", str(cfg), "--monthly", "2026-13"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "is not a month" in bad.stderr
+
+
+def test_gshp_report_annual_writes_the_year_so_far(month: tuple[Config, PeriodReport], tmp_path: Path) -> None:
+    cfg, csv_file = _files(month[0], tmp_path)
+    out = tmp_path / "2026.html"
+    done = subprocess.run([sys.executable, "-m", "gshp.cli", "report", "--config", str(cfg), "--annual", "2026",
+                           "--readings", str(csv_file), "--format", "html", "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "annual 2026, 3 site(s), 1 sealed" in done.stderr
+    html = out.read_text(encoding="utf-8")
+    assert "地温空调取水许可合规年报 2026年" in html
+    compliance = html[html.index('<table class="compliance">'):html.index("</table>")]
+    assert "宛城区" in compliance and "合计" in compliance and "发现取水站点数" in compliance
+    assert "发现取水9天（核查28/" in html  # of the days of the year so far: however late in the year this runs

@@ -258,6 +258,21 @@ def test_a_day_in_progress_is_covered_up_to_its_newest_reading_not_midnight() ->
     assert any("day in progress" in n and "14:30" in n for n in rep.notes)
     table = pd.read_csv(io.BytesIO(render(rep, "csv").body), encoding="utf-8-sig", dtype=str, keep_default_na=False)
     assert table["在线率(%) online_pct"].tolist()[2:] == ["100.00"] * 3  # not 0.00 % for every district
+    today = compute_daily_report(DAY, TZ, sites, RulesSettings(), _readings(rows), [], today=DAY)
+    assert today.sites == rep.sites and today.notes == rep.notes
+
+
+def test_a_day_that_is_over_is_judged_whole_when_its_readings_stop_early() -> None:
+    sites = [_site("a1", "宛城区")]
+    begin = START - timedelta(hours=2)
+    rows = [r for meter, total0 in (("E1", 5000.0), ("R1", 100.0))
+            for r in _rows("a1", meter, begin, 16 * 60 + 30, total0=total0)]  # the meters stop at 14:30 local
+    rep = compute_daily_report(DAY, TZ, sites, RulesSettings(), _readings(rows), [],
+                               today=DAY + timedelta(days=1))
+    (site,) = rep.sites
+    assert site.coverage_pct == pytest.approx(100.0 * 14.5 / 24, abs=0.5) and rep.total.online == 0
+    assert site.extracted_m3 == pytest.approx(60.0 * 14.5, abs=1.0)
+    assert not any("day in progress" in n for n in rep.notes)
 
 
 def test_alert_rules_are_named_in_the_reports_language() -> None:

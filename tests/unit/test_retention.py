@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
-from collector.influx.retention import Policy, plan_retention, series_source
+from collector.influx.retention import Policy, plan_retention, report_level, series_source
 
 DAY = timedelta(days=1)
 LEVELS = [(timedelta(minutes=1), 3650 * DAY), (timedelta(hours=1), 3650 * DAY)]
@@ -57,3 +57,14 @@ def test_long_ranges_read_the_coarsest_level_that_fits_the_step() -> None:
     old = t - timedelta(days=500)  # before what raw retention still holds, even over a short range
     assert series_source("balance", old, old + DAY, timedelta(hours=1), levels, raw_since=t) == '"ds_1h"."balance"'
     assert series_source("alert", t, t + 60 * DAY, timedelta(hours=1), levels) == '"alert"'
+
+
+def test_a_report_reads_the_coarsest_level_within_the_gap_tolerance_that_splits_its_days() -> None:
+    levels = [timedelta(minutes=1), timedelta(hours=1)]
+    shanghai = [datetime(2026, 2, d, tzinfo=timezone(timedelta(hours=8))) for d in (1, 2)]
+    assert report_level(levels, timedelta(minutes=10), shanghai) == timedelta(minutes=1)
+    assert report_level(levels, timedelta(hours=2), shanghai) == timedelta(hours=1)
+    kolkata = [datetime(2026, 2, d, tzinfo=timezone(timedelta(hours=5, minutes=30))) for d in (1, 2)]
+    assert report_level(levels, timedelta(hours=2), kolkata) == timedelta(minutes=1)  # hours start at :30 there
+    assert report_level(levels, timedelta(seconds=30), shanghai) is None  # a missed minute would go unseen
+    assert report_level([], timedelta(hours=2), shanghai) is None

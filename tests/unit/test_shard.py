@@ -24,7 +24,7 @@ from gshp.roles import ProcessRole, RoleError, for_process
 from gshp.shard import ShardSettings, plan_shards, shard_of
 from rules.engine import Engine
 from rules.replay import parse_readings
-from tests.helpers import make_site
+from tests.helpers import in_english, make_site
 
 CASES = Path(__file__).parents[1] / "cases" / "rules"
 
@@ -44,7 +44,7 @@ def city(extra: str = "", sites: int = 6, gateway_sites: tuple[int, ...] = ()) -
 def problems(text: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse_config(text, "city.yaml", env={})
-    return [str(p) for p in info.value.problems]
+    return [in_english(p) for p in info.value.problems]
 
 
 def test_shard_of_is_crc32_of_the_site_id_and_stable_across_processes() -> None:

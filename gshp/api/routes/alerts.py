@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from alerting.model import AlertKind, AlertState, Severity
-from gshp.api.deps import Admin, Audit, Ctx, EnforcerScope, Live, Store, ViewerScope
+from gshp.api.deps import Admin, Audit, EnforcerScope, Live, Store, ViewerScope, Zone
 from gshp.api.models import AlertDetail, AlertList, AlertOut, AuditEntry, AuditPage
 from gshp.api.params import From, To, parse_time
 from gshp.api.views import alert_out, transition_out
@@ -47,7 +47,7 @@ def _now() -> str:
 
 
 @router.get("/api/alerts")
-def list_alerts(scope: ViewerScope, ctx: Ctx, store: Store, state: AlertState | None = None,
+def list_alerts(scope: ViewerScope, times: Zone, store: Store, state: AlertState | None = None,
                 kind: AlertKind | None = None, severity: Severity | None = None, district: str | None = None,
                 site: str | None = None, from_: From = None, to: To = None,
                 limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> AlertList:
@@ -62,48 +62,48 @@ def list_alerts(scope: ViewerScope, ctx: Ctx, store: Store, state: AlertState | 
             continue
         if (start and a.starts_at < start) or (stop and a.starts_at >= stop):
             continue
-        out.append(alert_out(store, a, ctx.times))
+        out.append(alert_out(store, a, times))
         if len(out) >= limit:
             break
     return AlertList(alerts=out)
 
 
 @router.get("/api/alerts/{alert_id}")
-def get_alert(alert_id: str, scope: ViewerScope, ctx: Ctx, store: Store) -> AlertDetail:
+def get_alert(alert_id: str, scope: ViewerScope, times: Zone, store: Store) -> AlertDetail:
     a = scope.alert(store, alert_id)
-    return AlertDetail(**alert_out(store, a, ctx.times).model_dump(),
-                       transitions=[transition_out(t, ctx.times) for t in store.transitions(a.id)])
+    return AlertDetail(**alert_out(store, a, times).model_dump(),
+                       transitions=[transition_out(t, times) for t in store.transitions(a.id)])
 
 
 @router.post("/api/alerts/{alert_id}/ack")
-def ack_alert(alert_id: str, body: AckBody, scope: EnforcerScope, ctx: Ctx, store: Store, audit: Audit,
+def ack_alert(alert_id: str, body: AckBody, scope: EnforcerScope, times: Zone, store: Store, audit: Audit,
               live: Live) -> AlertOut:
     """Acknowledge (the first acknowledgement stays); it silences nothing (silences are explicit)."""
     a, who = scope.alert(store, alert_id), scope.who
     audited.acknowledge_alert(store, audit, scope.actor, a.id, _now(), body.comment or None)
     live.publish("ack", {"id": a.id, "site": a.site, "by": who.name}, a.site)
-    return alert_out(store, scope.alert(store, alert_id), ctx.times)
+    return alert_out(store, scope.alert(store, alert_id), times)
 
 
 @router.post("/api/alerts/{alert_id}/notes")
-def annotate_alert(alert_id: str, body: NoteBody, scope: EnforcerScope, ctx: Ctx, store: Store,
+def annotate_alert(alert_id: str, body: NoteBody, scope: EnforcerScope, times: Zone, store: Store,
                    audit: Audit) -> AlertOut:
     a = scope.alert(store, alert_id)
     audited.annotate_alert(store, audit, scope.actor, a.id, _now(), body.text)
-    return alert_out(store, scope.alert(store, alert_id), ctx.times)
+    return alert_out(store, scope.alert(store, alert_id), times)
 
 
 @router.post("/api/alerts/{alert_id}/close")
-def close_alert(alert_id: str, body: CloseBody, scope: EnforcerScope, ctx: Ctx, store: Store,
+def close_alert(alert_id: str, body: CloseBody, scope: EnforcerScope, times: Zone, store: Store,
                 audit: Audit) -> AlertOut:
     a = scope.alert(store, alert_id)
     outcome = body.outcome.value if isinstance(body.outcome, Outcome) else body.outcome
     audited.close_alert(store, audit, scope.actor, a.id, _now(), outcome, body.text)
-    return alert_out(store, scope.alert(store, alert_id), ctx.times)
+    return alert_out(store, scope.alert(store, alert_id), times)
 
 
 @router.get("/api/audit")
-def audit_entries(who: Admin, ctx: Ctx, audit: Audit,
+def audit_entries(who: Admin, times: Zone, audit: Audit,
                   limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> AuditPage:
-    return AuditPage(entries=[AuditEntry.model_validate({**e, "at": ctx.times.at(e["at"])})
+    return AuditPage(entries=[AuditEntry.model_validate({**e, "at": times.at(e["at"])})
                               for e in audit.entries(limit)])

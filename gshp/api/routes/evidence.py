@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from gshp.api.deps import Ctx, Viewer
+from gshp.api.deps import EvidenceKey, Viewer
 
 router = APIRouter(tags=["api"])
 
@@ -13,10 +13,10 @@ router = APIRouter(tags=["api"])
 @router.get("/api/evidence/key", response_class=Response, responses={200: {
     "content": {"application/x-pem-file": {}},
     "description": "the service's Ed25519 public key (PEM); its fingerprint in `X-Key-Fingerprint`"}})
-def evidence_key(_: Viewer, ctx: Ctx) -> Response:
+def evidence_key(_: Viewer, key: EvidenceKey) -> Response:
     """The public half of the key that signs every evidence package: give it to whoever checks a package
     (`gshp evidence verify FILE.zip --key KEY.pem`) and compare its fingerprint by another channel."""
-    public = ctx.evidence_key.public
+    public = key.public
     return Response(public.pem(), media_type="application/x-pem-file", headers={
         "X-Key-Fingerprint": public.fingerprint,
         "Content-Disposition": 'attachment; filename="gshp-evidence-key.pem"'})

@@ -6,19 +6,35 @@ wall-clock time: a simulated clock may run days ahead of it)."""
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter
 
 from collector.influx.reader import QueryError, quote_literal
-from gshp.api.deps import Ctx, Reader, ViewedSite
+from collector.model import Site
+from gshp.api.deps import Live, Reader, ServiceClock, ViewedSite, Zone
 from gshp.api.errors import refused
 from gshp.api.models import BalancePage, BalancePoint, MeterSeries, ReadingPoint, ReadingsPage
 from gshp.api.params import From, To, parse_time, step_seconds
+from gshp.clock import Clock
 from gshp.evaluation import BOARD_WINDOWS
+from gshp.live import LiveState
 
 router = APIRouter(tags=["api"])
+
+
+DEFAULT_SPAN = timedelta(hours=24)
+
+
+def default_window(live: LiveState, clock: Clock, site: Site, start: datetime | None,
+                   stop: datetime | None) -> tuple[datetime, datetime]:
+    """A history route's [from, to): missing ends make the last `DEFAULT_SPAN` of data, up to the site's newest
+    reading (the service's clock before any)."""
+    if stop is None:
+        newest = live.last_seen(site.id) or clock.now()
+        stop = start + DEFAULT_SPAN if start is not None else newest + timedelta(seconds=1)
+    return (start if start is not None else stop - DEFAULT_SPAN), stop
 
 
 def _value(v: Any) -> Any:
@@ -27,10 +43,10 @@ def _value(v: Any) -> Any:
 
 
 @router.get("/api/sites/{site_id}/readings")
-def site_readings(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None, to: To = None,
-                  step: str = "5m") -> ReadingsPage:
+def site_readings(site: ViewedSite, reader: Reader, live: Live, clock: ServiceClock, times: Zone,
+                  from_: From = None, to: To = None, step: str = "5m") -> ReadingsPage:
     """Mean rate and last total per meter and step, from InfluxDB (`ts` is the step's start)."""
-    start, stop = ctx.default_window([site], parse_time(from_, "from"), parse_time(to, "to"))
+    start, stop = default_window(live, clock, site, parse_time(from_, "from"), parse_time(to, "to"))
     step_s = step_seconds(step, start, stop)
     source = reader.source("flow", start, stop, timedelta(seconds=step_s))
     q = (f"SELECT mean(rate_m3h) AS rate_m3h, last(total_m3) AS total_m3 FROM {source} "
@@ -40,7 +56,6 @@ def site_readings(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None
         df = reader.query(q)
     except QueryError as exc:
         raise refused(503, "历史数据暂不可用", f"history is unavailable: {exc}") from None
-    times = ctx.times
     series: dict[str, MeterSeries] = {}
     for row in df.itertuples(index=False):
         d = row._asdict()
@@ -52,14 +67,14 @@ def site_readings(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None
 
 
 @router.get("/api/sites/{site_id}/balance")
-def site_balance(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None, to: To = None,
-                 window: str = "1h", step: str = "5m") -> BalancePage:
+def site_balance(site: ViewedSite, reader: Reader, live: Live, clock: ServiceClock, times: Zone,
+                 from_: From = None, to: To = None, window: str = "1h", step: str = "5m") -> BalancePage:
     """The balance over the trailing window 1h or 24h, as written at each evaluation, from InfluxDB:
     per step, the last balance written in it (`ts` is the step's start, as in `/readings`)."""
     if window not in BOARD_WINDOWS:
         raise refused(422, f"window：可选 {'、'.join(BOARD_WINDOWS)}（收到 {window!r}）",
                       f"window: {' or '.join(BOARD_WINDOWS)} (got {window!r})")
-    start, stop = ctx.default_window([site], parse_time(from_, "from"), parse_time(to, "to"))
+    start, stop = default_window(live, clock, site, parse_time(from_, "from"), parse_time(to, "to"))
     step_s = step_seconds(step, start, stop)
     # one selector with the other fields: every value of a step comes from the same balance point
     source = reader.source("balance", start, stop, timedelta(seconds=step_s))
@@ -71,7 +86,6 @@ def site_balance(site: ViewedSite, ctx: Ctx, reader: Reader, from_: From = None,
         df = reader.query(q)
     except QueryError as exc:
         raise refused(503, "历史数据暂不可用", f"history is unavailable: {exc}") from None
-    times = ctx.times
     points = [] if df.empty else [
         BalancePoint(ts=times.at(r["time"].to_pydatetime()), **{k: _value(r.get(k)) for k in (
             "extracted_m3", "reinjected_m3", "deficit_m3", "deficit_pct", "complete")})

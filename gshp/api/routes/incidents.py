@@ -20,12 +20,30 @@ from starlette.background import BackgroundTask
 from alerting.case import Case, CaseConflict, CaseError, CaseInputError, CaseStatus
 from alerting.model import Incident, IncidentKind, IncidentState
 from collector.influx.reader import QueryError
-from gshp.api.deps import Cases, Ctx, EnforcerScope, Live, Store, ViewerScope
+from gshp.api.deps import (
+    Audit,
+    CaseClosed,
+    Cases,
+    EnforcerScope,
+    EvidenceKey,
+    Live,
+    Reader,
+    Rules,
+    Scope,
+    ServiceClock,
+    Settings,
+    Store,
+    Times,
+    ViewerScope,
+    Zone,
+)
 from gshp.api.errors import refused
 from gshp.api.incident_views import drained_since_start, incident_detail, incident_out
 from gshp.api.models import IncidentDetail, IncidentList, IncidentOut
 from gshp.api.params import From, To, parse_time
 from gshp.api.views import alert_out
+from gshp.live import LiveState
+from rules.store import AlertStore
 
 router = APIRouter(tags=["incidents"])
 
@@ -59,7 +77,8 @@ def _rank(incident: Incident) -> tuple[int, int, float, float]:
 
 
 @router.get("/api/incidents")
-def list_incidents(scope: ViewerScope, ctx: Ctx, store: Store, cases: Cases, state: IncidentState | None = None,
+def list_incidents(scope: ViewerScope, times: Zone, store: Store, cases: Cases, engine: Rules,
+                   state: IncidentState | None = None,
                    case: CaseStatus | None = None, kind: IncidentKind | None = None, district: str | None = None,
                    site: str | None = None, from_: From = None, to: To = None,
                    limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> IncidentList:
@@ -72,20 +91,21 @@ def list_incidents(scope: ViewerScope, ctx: Ctx, store: Store, cases: Cases, sta
     if case is not None:
         found = [i for i in found if statuses.get(i.id, CaseStatus.NEW) is case]
     found.sort(key=_rank)
-    return IncidentList(incidents=[incident_out(i, cases.get(i.id), ctx.times, drained_since_start(ctx.engine, i))
+    return IncidentList(incidents=[incident_out(i, cases.get(i.id), times, drained_since_start(engine, i))
                                    for i in found[:limit]])
 
 
 @router.get("/api/incidents/{incident_id}")
-def get_incident(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Store, cases: Cases) -> IncidentDetail:
+def get_incident(incident_id: str, scope: ViewerScope, times: Zone, store: Store, cases: Cases,
+                 engine: Rules) -> IncidentDetail:
     """The incident, its case with the full history, its timeline of changes and the alerts behind it."""
     incident = scope.incident(store, incident_id)
-    alerts = [alert_out(store, a, ctx.times) for a in (store.get(x) for x in incident.alert_ids) if a is not None]
-    return incident_detail(incident, cases.get(incident.id), store.incident_changes(incident.id), alerts, ctx.times,
-                           drained_since_start(ctx.engine, incident))
+    alerts = [alert_out(store, a, times) for a in (store.get(x) for x in incident.alert_ids) if a is not None]
+    return incident_detail(incident, cases.get(incident.id), store.incident_changes(incident.id), alerts, times,
+                           drained_since_start(engine, incident))
 
 
-def _act(scope: EnforcerScope, ctx: Ctx, store: Store, live: Live, incident_id: str, action: str,
+def _act(scope: Scope, times: Times, store: AlertStore, live: LiveState, incident_id: str, action: str,
          change: Callable[[str], Case]) -> IncidentOut:
     """Run one case action on a visible incident: 422 for bad input, 409 when the case's state forbids it."""
     incident = scope.incident(store, incident_id)
@@ -99,48 +119,48 @@ def _act(scope: EnforcerScope, ctx: Ctx, store: Store, live: Live, incident_id: 
         raise refused(500, "案件未能修改", f"the case could not be changed: {exc}") from None
     live.publish("case", {"incident": incident.id, "site": incident.site, "action": action,
                           "status": case.status.value, "by": scope.who.name}, incident.site)
-    return incident_out(incident, case, ctx.times)
+    return incident_out(incident, case, times)
 
 
 @router.post("/api/incidents/{incident_id}/ack")
-def ack_incident(incident_id: str, body: AckBody, scope: EnforcerScope, ctx: Ctx, store: Store, cases: Cases,
+def ack_incident(incident_id: str, body: AckBody, scope: EnforcerScope, times: Zone, store: Store, cases: Cases,
                  live: Live) -> IncidentOut:
     """`new → acknowledged` (the first acknowledgement stays; a later one is kept in the history). It silences
     nothing: silences are explicit (`gshp notify silence`)."""
-    return _act(scope, ctx, store, live, incident_id, "ack",
+    return _act(scope, times, store, live, incident_id, "ack",
                 lambda i: cases.acknowledge(i, scope.actor, _now(), body.comment or None))
 
 
 @router.post("/api/incidents/{incident_id}/notes")
-def note_incident(incident_id: str, body: NoteBody, scope: EnforcerScope, ctx: Ctx, store: Store, cases: Cases,
+def note_incident(incident_id: str, body: NoteBody, scope: EnforcerScope, times: Zone, store: Store, cases: Cases,
                   live: Live) -> IncidentOut:
-    return _act(scope, ctx, store, live, incident_id, "note", lambda i: cases.note(i, scope.actor, _now(), body.text))
+    return _act(scope, times, store, live, incident_id, "note", lambda i: cases.note(i, scope.actor, _now(), body.text))
 
 
 @router.post("/api/incidents/{incident_id}/close")
-def close_incident(incident_id: str, body: CloseBody, scope: EnforcerScope, ctx: Ctx, store: Store, cases: Cases,
-                   live: Live) -> IncidentOut:
+def close_incident(incident_id: str, body: CloseBody, scope: EnforcerScope, times: Zone, store: Store, cases: Cases,
+                   live: Live, case_closed: CaseClosed) -> IncidentOut:
     """Close with an outcome (exact strings only). A closed case is 409: reopen it first. Once stored, the
     closing is notified (one message naming the outcome)."""
     def close(incident: str) -> Case:
         case = cases.close(incident, scope.actor, _now(), body.outcome, body.comment)
-        ctx.case_closed(incident, case.outcome.value if case.outcome else body.outcome)
+        case_closed(incident, case.outcome.value if case.outcome else body.outcome)
         return case
 
-    return _act(scope, ctx, store, live, incident_id, "close", close)
+    return _act(scope, times, store, live, incident_id, "close", close)
 
 
 @router.post("/api/incidents/{incident_id}/reopen")
-def reopen_incident(incident_id: str, body: ReopenBody, scope: EnforcerScope, ctx: Ctx, store: Store, cases: Cases,
-                    live: Live) -> IncidentOut:
+def reopen_incident(incident_id: str, body: ReopenBody, scope: EnforcerScope, times: Zone, store: Store,
+                    cases: Cases, live: Live) -> IncidentOut:
     """`closed → acknowledged` with a reason; the earlier verdict stays in the history."""
-    return _act(scope, ctx, store, live, incident_id, "reopen",
+    return _act(scope, times, store, live, incident_id, "reopen",
                 lambda i: cases.reopen(i, scope.actor, _now(), body.reason))
 
 
 @router.post("/api/incidents/{incident_id}/attachments", openapi_extra={"requestBody": {"required": True, "content": {
     t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/jpeg", "image/png", "application/pdf")}}})
-async def attach_to_incident(incident_id: str, request: Request, scope: EnforcerScope, ctx: Ctx, store: Store,
+async def attach_to_incident(incident_id: str, request: Request, scope: EnforcerScope, times: Zone, store: Store,
                              cases: Cases, live: Live, label: str = "") -> IncidentOut:
     """The request body is the file itself (a photo of the drain, a scanned sample form), its type in
     `Content-Type` (image/jpeg, image/png, application/pdf); `label` says what it shows. Stored in
@@ -160,7 +180,7 @@ async def attach_to_incident(incident_id: str, request: Request, scope: Enforcer
         cases.attach(incident, scope.actor, _now(), bytes(data), content_type, label)
         return cases.get(incident)
 
-    return _act(scope, ctx, store, live, incident_id, "attach", attach)
+    return _act(scope, times, store, live, incident_id, "attach", attach)
 
 
 @router.get("/api/incidents/{incident_id}/attachments/{attachment_id}", response_class=Response, responses={200: {
@@ -184,7 +204,8 @@ def get_attachment(incident_id: str, attachment_id: int, scope: ViewerScope, sto
 
 @router.get("/api/incidents/{incident_id}/evidence", response_class=Response, responses={200: {
     "content": {"application/zip": {}}, "description": "the signed evidence package (docs/evidence.md)"}})
-def incident_evidence(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Store) -> FileResponse:
+def incident_evidence(incident_id: str, scope: ViewerScope, config: Settings, store: Store, cases: Cases,
+                      audit: Audit, reader: Reader, key: EvidenceKey, clock: ServiceClock) -> FileResponse:
     """The evidence package: incident.json, readings.csv, audit.jsonl, report.html and the signed
     manifest.json; check it with `gshp evidence verify FILE.zip --key KEY.pem`. Built in a temporary file
     (a long incident's readings need not fit in memory), removed once sent."""
@@ -194,8 +215,8 @@ def incident_evidence(incident_id: str, scope: ViewerScope, ctx: Ctx, store: Sto
     with tempfile.NamedTemporaryFile(prefix="gshp-evidence-", suffix=".zip", delete=False) as f:
         path = Path(f.name)
         try:
-            export_incident(incident.id, f, config=ctx.config, store=store, cases=ctx.cases, audit=ctx.audit,
-                            reader=ctx.reader, key=ctx.evidence_key, now=ctx.clock.now())
+            export_incident(incident.id, f, config=config, store=store, cases=cases, audit=audit, reader=reader,
+                            key=key, now=clock.now())
         except QueryError as exc:
             path.unlink()
             raise refused(503, "读数暂不可用", f"the readings are unavailable: {exc}") from None

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from collector.influx.reader import InfluxReader, QueryError, quote_literal
 from collector.model import Role, Site
-from gshp.api.deps import Audit, Ctx, Enforcer, ManagedSite, Reader, Rules, Store, ViewedSite
+from gshp.api.deps import Audit, Enforcer, ManagedSite, Reader, Rules, ServiceClock, Store, ViewedSite, Zone
 from gshp.api.errors import refused
 from gshp.api.models import MaintenanceDeclared, MaintenanceList
 from gshp.api.views import maintenance_out
@@ -104,24 +104,24 @@ class MaintenanceBody(BaseModel):
 
 
 @router.get("/api/sites/{site_id}/maintenance")
-def list_maintenance(site: ViewedSite, ctx: Ctx, store: Store, engine: Rules) -> MaintenanceList:
+def list_maintenance(site: ViewedSite, times: Zone, store: Store, engine: Rules) -> MaintenanceList:
     """Declared maintenance (e.g. backwashing 回扬) of a site: config and API windows, past ones too."""
-    return MaintenanceList(site=site.id, maintenance=maintenance_out(store, engine, site, ctx.times))
+    return MaintenanceList(site=site.id, maintenance=maintenance_out(store, engine, site, times))
 
 
 @router.post("/api/sites/{site_id}/maintenance", status_code=201)
-def declare_maintenance(site: ManagedSite, body: MaintenanceBody, who: Enforcer, ctx: Ctx, store: Store,
-                        engine: Rules, audit: Audit, reader: Reader) -> MaintenanceDeclared:
+def declare_maintenance(site: ManagedSite, body: MaintenanceBody, who: Enforcer, times: Zone, clock: ServiceClock,
+                        store: Store, engine: Rules, audit: Audit, reader: Reader) -> MaintenanceDeclared:
     """Declare a maintenance window: a balance deficit inside it and under `volume_cap_m3` does not alert,
     one beyond the cap does. It may start at most 15 minutes in the past, and its cap is at most what the
     site can extract over it (its extraction meters' `max_flow_m3h`, else their highest rate in 30 days).
     Declared while an incident of the site is open, it excuses nothing: it is recorded on the incident as a
     claim for the officer to judge (`claim: true`). Stored (it survives a restart), audited, and listed in
     the site's history and the daily report; a declaration cannot be withdrawn."""
-    check_claim(site, body, reader, ctx.clock.now())
+    check_claim(site, body, reader, clock.now())
     window = body.window()
     stored = audited.declare_maintenance(store, audit, Actor(who.name, who.role), site.id, window,
                                          datetime.now(UTC).isoformat(timespec="seconds"))
     claim = engine.declare_maintenance(site.id, window, who.name, datetime.now(UTC))
     return MaintenanceDeclared(site=site.id, id=stored.id, claim=claim,
-                               maintenance=maintenance_out(store, engine, site, ctx.times))
+                               maintenance=maintenance_out(store, engine, site, times))

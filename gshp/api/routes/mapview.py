@@ -4,30 +4,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gshp.api.deps import Ctx, ViewerScope
+from gshp.api.deps import Outlines, Statuses, Tiles, ViewerScope
 from gshp.api.models import MapPage, MapSite, MapTiles, SiteLocation
-from gshp.api.routes.sites import statuses
 
 router = APIRouter(tags=["api"])
 
 
 @router.get("/api/map")
-def get_map(scope: ViewerScope, ctx: Ctx, district: str | None = None) -> MapPage:
+def get_map(scope: ViewerScope, statuses: Statuses, outlines: Outlines, tiles: Tiles,
+            district: str | None = None) -> MapPage:
     """Every visible site (of one district with `district`) with its location and status, the outlines of the
     caller's districts (of `district` alone with it) and the configured tile layer."""
     shown = scope.filter(district)
     sites = [MapSite(id=s.site.id, name=s.site.name, district=s.district, status=s.status,
                      alerts_firing=s.alerts_firing,
                      location=None if s.site.location is None else SiteLocation(**s.site.location.model_dump()))
-             for s in statuses(ctx, shown)]
-    outlines = None
-    if ctx.outlines is not None:
-        names = [(f, f["properties"]["district"]) for f in ctx.outlines["features"]]
-        outlines = {"type": "FeatureCollection",
-                    "features": [f for f, name in names
-                                 if (name == district if district is not None else scope.who.sees(name))]}
-    tiles = ctx.config.map.tiles
-    return MapPage(sites=sites, districts=scope.districts, outlines=outlines,
+             for s in statuses(shown)]
+    return MapPage(sites=sites, districts=scope.districts, outlines=scope.outlines(outlines, district),
                    tiles=None if tiles is None else MapTiles(
                        url=tiles.url, key=None if tiles.key is None else tiles.key.get_secret_value(),
                        subdomains=tiles.subdomains, attribution=tiles.attribution, max_zoom=tiles.max_zoom))

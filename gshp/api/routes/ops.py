@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gshp import __version__
-from gshp.api.deps import Ctx, Viewer
+from gshp.api.deps import HealthCheck, ServiceClock, Viewer, Zone
 from gshp.api.models import ClockOut, Health, Me
 from gshp.clock import SystemClock
 
@@ -15,9 +15,9 @@ router = APIRouter()
 
 
 @router.get("/healthz", tags=["ops"], response_model=Health)
-def healthz(ctx: Ctx) -> JSONResponse:
+def healthz(health: HealthCheck) -> JSONResponse:
     """`ok`, `degraded` (and why) or `full` (503: the outbox is full and sources are refused)."""
-    body = ctx.health()
+    body = health()
     return JSONResponse(body, status_code=503 if body["status"] == "full" else 200)
 
 
@@ -27,10 +27,10 @@ def prometheus_metrics() -> Response:
 
 
 @router.get("/api/me", tags=["api"])
-def me(who: Viewer, ctx: Ctx) -> Me:
+def me(who: Viewer, clock: ServiceClock, times: Zone) -> Me:
     """Who the caller is, and the service's clock: `system` (wall time) or `data` (a simulated clock, as in
     the demo: the board's header then says it shows data time)."""
-    clock = ClockOut(kind="system" if isinstance(ctx.clock, SystemClock) else "data",
-                     now=ctx.times.at(ctx.clock.now()), speed=round(1.0 / ctx.clock.wall_seconds(1.0), 6))
+    shown = ClockOut(kind="system" if isinstance(clock, SystemClock) else "data",
+                     now=times.at(clock.now()), speed=round(1.0 / clock.wall_seconds(1.0), 6))
     return Me(name=who.name, role=who.role, districts=sorted(who.districts) if who.districts is not None else None,
-              timezone=ctx.config.timezone, version=__version__, clock=clock)
+              timezone=times.name, version=__version__, clock=shown)

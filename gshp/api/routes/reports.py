@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from collector.influx.reader import QueryError
-from gshp.api.deps import Ctx, Reader, Store, ViewerScope
+from gshp.api.deps import Reader, ServiceClock, Settings, Store, ViewerScope
 from gshp.api.errors import refused
 from gshp.report import ReportFormat, render
 from rules.settings import Language
@@ -20,7 +20,8 @@ router = APIRouter(tags=["api"])
 @router.get("/api/reports/daily", response_class=Response, responses={200: {"content": {
     "text/csv": {}, "text/html": {},
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}, "description": "the report file"}})
-def daily_report(date: str, scope: ViewerScope, ctx: Ctx, reader: Reader, store: Store, district: str | None = None,
+def daily_report(date: str, scope: ViewerScope, config: Settings, reader: Reader, store: Store,
+                 clock: ServiceClock, district: str | None = None,
                  format: ReportFormat = ReportFormat.CSV, language: Language = Language.ZH) -> Response:
     """The daily balance report: csv, xlsx or html, zh or en; a district-limited token gets its district."""
     from gshp.report.build import build_daily_report  # imports pandas: only when a report is asked for
@@ -30,14 +31,10 @@ def daily_report(date: str, scope: ViewerScope, ctx: Ctx, reader: Reader, store:
         day = datetime.strptime(date, "%Y-%m-%d").date()
     except ValueError:
         raise refused(422, "date：请写成 YYYY-MM-DD", "date: write YYYY-MM-DD") from None
-    if district is not None:
-        scope.district(district)
-    elif scope.who.districts is not None:
-        if len(scope.who.districts) != 1:
-            raise refused(422, "district：请选择您的一个辖区", "district: choose one of your districts")
-        district = next(iter(scope.who.districts))
+    district = scope.report_district(district)
     try:
-        report = build_daily_report(ctx.config, day, district, reader, store)
+        report = build_daily_report(config, day, district, reader, store,
+                                    today=clock.now().astimezone(config.tz).date())
     except ReportError as exc:
         raise refused(422, "无法生成报表", str(exc)) from None
     except QueryError as exc:

@@ -118,11 +118,27 @@ function localParts(instant) {
   return Object.fromEntries(parts.map((p) => [p.type, p.value]));
 }
 
-/* A time as YYYY-MM-DD HH:MM:SS in the configured time zone, in either language. */
+const MONTHS_EN = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/* A calendar day in the board's language: 2026年7月2日 in Chinese, 2 Jul 2026 in English. */
+function fmtDay(year, month, day) {
+  return state.lang === "en" ? `${Number(day)} ${MONTHS_EN[Number(month) - 1]} ${year}`
+    : `${year}年${Number(month)}月${Number(day)}日`;
+}
+
+/* A time in the configured time zone, in the board's language: 2026年7月2日 09:30:05 in Chinese,
+   2 Jul 2026, 09:30:05 in English (24-hour clock in both). */
 function fmtTime(iso) {
   if (!iso) return "—";
   const p = localParts(new Date(iso));
-  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+  return `${fmtDay(p.year, p.month, p.day)}${state.lang === "en" ? "," : ""} ${p.hour}:${p.minute}:${p.second}`;
+}
+
+/* A calendar date the API gives as YYYY-MM-DD (a meter's installation, a calibration's due day, a report's
+   day), in the board's language. */
+function fmtDate(ymd) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(ymd || "");
+  return m ? fmtDay(m[1], m[2], m[3]) : (ymd || "—");
 }
 
 /* The calendar date (YYYY-MM-DD) of an instant in the configured time zone. */
@@ -312,6 +328,7 @@ function reportForm(day) {
     `<option value="${f}"${f === state.reportFormat ? " selected" : ""}>${f.toUpperCase()}</option>`).join("");
   return `<form id="reportForm" class="report"><label>${t("report")}
     <input type="date" id="reportDate" name="date" value="${esc(day)}" max="${esc(day)}" required></label>
+    <output id="reportDay" for="reportDate">${esc(fmtDate(day))}</output>
     <select id="reportFormat" name="format" aria-label="${t("format")}">${formats}</select>
     <button id="report" class="primary" type="submit">${t("download")}</button>
     <span id="reportError" role="alert"></span></form>`;
@@ -352,9 +369,13 @@ async function renderOverview(current = () => true) {
       state.reportFormat = $("#reportFormat").value;
       downloadReport($("#reportDate").value, state.reportFormat);
     });
-    $("#reportDate").addEventListener("input", (e) => { e.target.dataset.touched = "1"; });
+    $("#reportDate").addEventListener("input", (e) => {
+      e.target.dataset.touched = "1";
+      $("#reportDay").textContent = fmtDate(e.target.value);
+    });
   } else if (!$("#reportDate").dataset.touched) {
     $("#reportDate").value = day;  // a new day of data
+    $("#reportDay").textContent = fmtDate(day);
   }
   $("#reportDate").max = day;
   box.innerHTML = tables;
@@ -401,7 +422,7 @@ function chart(points) {
   const ticks = [lo, (lo + hi) / 2, hi].map((v) =>
     `<text x="2" y="${sy(v) + 4}" font-size="11" fill="#69737f">${num(v, 0)}</text>
      <line x1="${pad}" x2="${width - pad}" y1="${sy(v)}" y2="${sy(v)}" stroke="#eee"/>`).join("");
-  const fmt = (x) => new Intl.DateTimeFormat("zh-CN", {timeZone: state.tz, hour: "2-digit", minute: "2-digit", hour12: false}).format(new Date(x));
+  const fmt = (x) => { const p = localParts(new Date(x)); return `${p.hour}:${p.minute}`; };
   return `<svg viewBox="0 0 ${width} ${height}" role="img">${ticks}${lines}
     <text x="${pad}" y="${height - 8}" font-size="11" fill="#69737f">${fmt(x0)}</text>
     <text x="${width - pad}" y="${height - 8}" font-size="11" fill="#69737f" text-anchor="end">${fmt(x1)}</text></svg>
@@ -445,8 +466,8 @@ function alertCard(a) {
 function meterRecord(rec) {
   if (!rec) return "—";
   const cal = rec.calibration;
-  const parts = [rec.serial, rec.model, rec.installed].filter(Boolean).map(esc);
-  if (cal) parts.push(`${esc(cal.number)} · ${t("calDue")} ${esc(cal.next_due)}${cal.overdue ? ` <span class="badge status-fault">${t("overdue")}</span>` : ""}`);
+  const parts = [rec.serial, rec.model, rec.installed && fmtDate(rec.installed)].filter(Boolean).map(esc);
+  if (cal) parts.push(`${esc(cal.number)} · ${t("calDue")} ${esc(fmtDate(cal.next_due))}${cal.overdue ? ` <span class="badge status-fault">${t("overdue")}</span>` : ""}`);
   return parts.join(" · ") || "—";
 }
 
