@@ -327,7 +327,8 @@ def test_an_officer_walks_an_incident_from_the_list_to_the_evidence_package(brow
     page = open_board(browser, running, "wancheng")
     expect(page.locator("#who")).to_have_text("宛城区执法大队 · 执法 · 宛城区")
     page.locator("#navIncidents").click()
-    row = page.locator("section.district[data-district=宛城区] tr.incident.state-open", has_text="宛城区人民医院")
+    row = page.locator("section.district[data-district=宛城区] tr.incident.kind-discharge.state-open",
+                       has_text="宛城区人民医院")
     expect(row.first).to_be_visible(timeout=90_000)
     expect(page.locator("section.district[data-district=卧龙区]")).to_have_count(0)  # not this officer's district
     expect(row.first.locator("td.case")).to_have_text("待处理")
@@ -380,8 +381,8 @@ def test_an_officer_walks_an_incident_from_the_list_to_the_evidence_package(brow
 def test_the_site_page_lists_its_incidents(browser: Browser, running: Running) -> None:
     page = open_board(browser, running, "viewer")
     page.goto(running.url + "/#/sites/hospital")
-    expect(page.locator("#siteIncidents tr.incident").first).to_be_visible(timeout=90_000)
-    expect(page.locator("#siteIncidents tr.incident").first).to_contain_text("外排")
+    expect(page.locator("#siteIncidents tr.incident.kind-discharge").first).to_be_visible(timeout=90_000)
+    expect(page.locator("#siteIncidents tr.incident.kind-discharge").first).to_contain_text("外排")
     page.close()
 
 
@@ -491,7 +492,7 @@ def test_alert_and_incident_summaries_and_dates_follow_the_language(browser: Bro
                                                                    when.inner_text()), when.inner_text()
     page.screenshot(path=str(ARTIFACTS / "board-site-en.png"), full_page=True)
     page.goto(running.url + "/#/incidents")
-    row = page.locator("tr.incident.state-open", has_text="宛城区人民医院").first
+    row = page.locator("tr.incident.kind-discharge.state-open", has_text="宛城区人民医院").first
     expect(row).to_be_visible(timeout=90_000)
     incident = running.get(f"/api/incidents/{row.get_attribute('data-incident')}").json()
     expect(row.locator("td.onset")).to_have_text(en_time(incident["started_at"]))
@@ -519,7 +520,7 @@ def test_the_board_shows_water_drained_today_and_since_an_incident_began(browser
     page.goto(running.url + "/#/sites/hospital")
     expect(page.locator("#drainedToday")).to_have_text(m3)
     page.goto(running.url + "/#/incidents")
-    row = page.locator("tr.incident.state-open", has_text="宛城区人民医院").first
+    row = page.locator("tr.incident.kind-discharge.state-open", has_text="宛城区人民医院").first
     expect(row).to_be_visible(timeout=90_000)
     expect(row.locator("td.drained")).to_have_text(m3)
     assert float(row.locator("td.drained").inner_text().split()[0]) > 0

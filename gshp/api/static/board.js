@@ -594,7 +594,7 @@ function bandText(v) {
 function incidentTable(incidents, withDistrict = true) {
   if (!incidents.length) return `<p class="muted">${t("noIncidents")}</p>`;
   const rows = incidents.map((i) => `
-    <tr class="incident state-${esc(i.state)} severity-${esc(i.severity)}" data-incident="${esc(i.id)}">
+    <tr class="incident kind-${esc(i.kind)} state-${esc(i.state)} severity-${esc(i.severity)}" data-incident="${esc(i.id)}">
       <td class="name"><a href="#/incidents/${encodeURIComponent(i.id)}">${esc(i.site_name || i.site)}</a></td>
       ${withDistrict ? cell(t("district"), esc(i.district), "hide-narrow") : ""}
       ${cell(t("kindCol"), esc(t("kind_" + i.kind)), "kind")}
