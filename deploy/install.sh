@@ -43,7 +43,7 @@ echo "installed $("$opt/.venv/bin/gshp" --version) into $opt/.venv"
 if command -v gcc >/dev/null && "$opt/.venv/bin/python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(
     os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
   "$opt/.venv/bin/pip" install -q --disable-pip-version-check "$source_dir[compiled]" &&
-    GSHP_ENGINE=python "$opt/.venv/bin/python" -m rules.build_engine ||
+    (cd / && GSHP_ENGINE=python "$opt/.venv/bin/python" -m rules.build_engine) ||  # the installed package, not ./rules
     echo "the compiled rules engine was not built: the rules run in pure Python (backtests about 2× slower)"
 else
   echo "no C compiler (gcc, python3-dev): the rules run in pure Python (backtests about 2× slower)"
