@@ -155,11 +155,11 @@ def _incidents(url: str) -> dict[str, dict[str, Any]]:
 
 
 def test_demo_city_alerts_for_the_troubled_sites_only(tmp_path: Path) -> None:
-    # from 21:30 the day before, through the night (the night-only drain runs 22:00-06:00) until 15:30: the
+    # from 21:30 the day before, through the night (the night-only drain runs 22:00-06:00) until 17:30: the
     # night incident resolves once even its 6-hour window has cleared, and hours of data time remain to see it
     start = (datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=1)).replace(hour=21, minute=30, second=0,
                                                                                      microsecond=0)
-    demo = Demo(tmp_path / "demo", "--speed", "600", "--hours", "18", "--start", start.isoformat())
+    demo = Demo(tmp_path / "demo", "--speed", "600", "--hours", "20", "--start", start.isoformat())
     try:
         wait_until(lambda: _get(f"{demo.url}/healthz"), timeout=60, interval=0.5)
         config = demo.config()
@@ -188,7 +188,7 @@ def test_demo_city_alerts_for_the_troubled_sites_only(tmp_path: Path) -> None:
         # one incident per episode: the hospital's stays open and its volume grows; the night discharger's has
         # resolved by the morning and keeps its volume
         wait_until(lambda: _incidents(demo.url).get("卧龙区政务服务中心", {}).get("state") == "resolved",
-                   timeout=90, interval=1)
+                   timeout=120, interval=1)
         seen = _incidents(demo.url)
         night, hospital = seen["卧龙区政务服务中心"], seen["宛城区人民医院"]
         assert night["volume_m3"]["estimate"] > 0 and night["ended_at"] is not None
