@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
@@ -117,96 +117,43 @@ def _context(request: Request) -> ApiContext:
 
 
 _Ctx = Annotated[ApiContext, Depends(_context)]
+T = TypeVar("T")
 
 
-def _store(ctx: _Ctx) -> AlertStore:
-    return ctx.store
+def _part(get: Callable[[ApiContext], T]) -> Callable[..., T]:
+    """A dependency giving one part of the service (`get` of the context), so a route names only that part."""
+    def dependency(ctx: _Ctx) -> T:
+        return get(ctx)
+
+    return dependency
 
 
-def _live(ctx: _Ctx) -> LiveState:
-    return ctx.live
-
-
-def _reader(ctx: _Ctx) -> InfluxReader:
-    return ctx.reader
-
-
-def _engine(ctx: _Ctx) -> Engine:
-    return ctx.engine
-
-
-def _audit(ctx: _Ctx) -> AuditChain:
-    return ctx.audit
-
-
-def _cases(ctx: _Ctx) -> CaseStore:
-    return ctx.cases
-
-
-def _config(ctx: _Ctx) -> Config:
-    return ctx.config
-
-
-def _times(ctx: _Ctx) -> Times:
-    return Times(ctx.config.tz)
-
-
-def _clock(ctx: _Ctx) -> Clock:
-    return ctx.clock
-
-
-def _arrival(ctx: _Ctx) -> ArrivalTracker:
-    return ctx.arrival
-
-
-def _evidence_key(ctx: _Ctx) -> ServiceKey:
-    return ctx.evidence_key
-
-
-def _health(ctx: _Ctx) -> Callable[[], dict[str, Any]]:
-    return ctx.health
-
-
-def _case_closed(ctx: _Ctx) -> Callable[[str, str], None]:
-    return ctx.case_closed
-
-
-def _outlines(ctx: _Ctx) -> dict[str, Any] | None:
-    return ctx.outlines
-
-
-def _tiles(ctx: _Ctx) -> TileLayer | None:
-    return ctx.config.map.tiles
-
-
-def _statuses(ctx: _Ctx) -> SiteStatuses:
-    return SiteStatuses(store=ctx.store, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules,
-                        tz=ctx.config.tz, arrival=ctx.arrival, clock=ctx.clock)
-
-
-Store = Annotated[AlertStore, Depends(_store)]
-Live = Annotated[LiveState, Depends(_live)]
-Reader = Annotated[InfluxReader, Depends(_reader)]
-Rules = Annotated[Engine, Depends(_engine)]
-Audit = Annotated[AuditChain, Depends(_audit)]
-Cases = Annotated[CaseStore, Depends(_cases)]
-Settings = Annotated[Config, Depends(_config)]
+Store = Annotated[AlertStore, Depends(_part(lambda ctx: ctx.store))]
+Live = Annotated[LiveState, Depends(_part(lambda ctx: ctx.live))]
+Reader = Annotated[InfluxReader, Depends(_part(lambda ctx: ctx.reader))]
+Rules = Annotated[Engine, Depends(_part(lambda ctx: ctx.engine))]
+Audit = Annotated[AuditChain, Depends(_part(lambda ctx: ctx.audit))]
+Cases = Annotated[CaseStore, Depends(_part(lambda ctx: ctx.cases))]
+Settings = Annotated[Config, Depends(_part(lambda ctx: ctx.config))]
 """The whole config: for what reads it whole (a report, an evidence package)."""
-Zone = Annotated[Times, Depends(_times)]
+Zone = Annotated[Times, Depends(_part(lambda ctx: Times(ctx.config.tz)))]
 """The configured zone, in which every time is answered."""
-ServiceClock = Annotated[Clock, Depends(_clock)]
+ServiceClock = Annotated[Clock, Depends(_part(lambda ctx: ctx.clock))]
 """The service's clock: data time on a simulated clock."""
-Arrivals = Annotated[ArrivalTracker, Depends(_arrival)]
-EvidenceKey = Annotated[ServiceKey, Depends(_evidence_key)]
-HealthCheck = Annotated[Callable[[], dict[str, Any]], Depends(_health)]
-CaseClosed = Annotated[Callable[[str, str], None], Depends(_case_closed)]
+Arrivals = Annotated[ArrivalTracker, Depends(_part(lambda ctx: ctx.arrival))]
+EvidenceKey = Annotated[ServiceKey, Depends(_part(lambda ctx: ctx.evidence_key))]
+HealthCheck = Annotated[Callable[[], dict[str, Any]], Depends(_part(lambda ctx: ctx.health))]
+CaseClosed = Annotated[Callable[[str, str], None], Depends(_part(lambda ctx: ctx.case_closed))]
 """Notify that an incident's case was closed (incident id, outcome), once the close is stored."""
-Outlines = Annotated[dict[str, Any] | None, Depends(_outlines)]
+Outlines = Annotated[dict[str, Any] | None, Depends(_part(lambda ctx: ctx.outlines))]
 """Every district outline of `map.districts` (None without), before `Scope.outlines` keeps the caller's."""
-Tiles = Annotated[TileLayer | None, Depends(_tiles)]
+Tiles = Annotated[TileLayer | None, Depends(_part(lambda ctx: ctx.config.map.tiles))]
 """The map's tile layer of `map.tiles` (None without)."""
-Statuses = Annotated[SiteStatuses, Depends(_statuses)]
+Statuses = Annotated[SiteStatuses, Depends(_part(lambda ctx: SiteStatuses(
+    store=ctx.store, live=ctx.live, engine=ctx.engine, rules=ctx.config.rules, tz=ctx.config.tz,
+    arrival=ctx.arrival, clock=ctx.clock)))]
 """The statuses of sites now, on the service's clock."""
+
 
 def _principal(role: Role) -> Callable[..., Principal]:
     def dependency(request: Request, ctx: _Ctx, _: Annotated[Any, Depends(BEARER)]) -> Principal:

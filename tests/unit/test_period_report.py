@@ -195,26 +195,26 @@ def _files(config: Config, tmp_path: Path) -> tuple[Path, Path]:
     return cfg, csv_file
 
 
+def _report(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gshp.cli", "report", "--config", str(cfg), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_gshp_report_monthly_writes_the_files(month: tuple[Config, PeriodReport], tmp_path: Path) -> None:
     cfg, csv_file = _files(month[0], tmp_path)
     out = tmp_path / "feb.xlsx"
-    done = subprocess.run([sys.executable, "-m", "gshp.cli", "report", "--config", str(cfg), "--monthly", "2026-02",
-                           "--readings", str(csv_file), "--format", "xlsx", "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = _report(cfg, "--monthly", "2026-02", "--readings", str(csv_file), "--format", "xlsx", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert "monthly 2026-02, 3 site(s), 1 sealed" in done.stderr
     assert list(load_workbook(out)["区县合规"].values)[1][1] == "宛城区"
-    bad = subprocess.run([sys.executable, "-m", "gshp.cli", "report", "--config", str(cfg), "--monthly", "2026-13"],
-                         capture_output=True, text=True, timeout=60)
+    bad = _report(cfg, "--monthly", "2026-13")
     assert bad.returncode == 2 and "is not a month" in bad.stderr
 
 
 def test_gshp_report_annual_writes_the_year_so_far(month: tuple[Config, PeriodReport], tmp_path: Path) -> None:
     cfg, csv_file = _files(month[0], tmp_path)
     out = tmp_path / "2026.html"
-    done = subprocess.run([sys.executable, "-m", "gshp.cli", "report", "--config", str(cfg), "--annual", "2026",
-                           "--readings", str(csv_file), "--format", "html", "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = _report(cfg, "--annual", "2026", "--readings", str(csv_file), "--format", "html", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert "annual 2026, 3 site(s), 1 sealed" in done.stderr
     html = out.read_text(encoding="utf-8")
