@@ -9,7 +9,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from collector.modbus import PROFILES, CollectionPlan, ModbusConfigError, ProfileError, plan_collection
+from collector.modbus import CollectionPlan, ModbusConfigError, ProfileError, plan_collection
 from gshp.commands.configfile import SITES, load_config_or_exit
 
 if TYPE_CHECKING:
@@ -78,13 +78,13 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("collector.modbus").setLevel(logging.ERROR)
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     config = load_config_or_exit(args.config, USES)
+    from gshp.sources import register_profiles  # the service's sources: only for this command
+
     try:
-        profiles = PROFILES
-        extra = [d for d in (config.modbus_profiles, args.profiles) if d]
-        if extra:
-            profiles = PROFILES.copy()
-            for directory in extra:
-                profiles.load_dir(directory)
+        profiles = register_profiles(config)
+        if args.profiles:
+            profiles = profiles.copy()
+            profiles.load_dir(args.profiles)
         plan = plan_collection(config.gateways, config.sites, profiles, only_site=args.site)
     except (ModbusConfigError, ProfileError) as err:
         print(f"{args.config}: {err}", file=sys.stderr)
