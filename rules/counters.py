@@ -23,8 +23,8 @@ from enum import StrEnum
 from collector.model import ChangeKind
 from rules.settings import CounterSettings
 
-__all__ = ["REBASING", "Coverage", "GapCheck", "Increase", "Step", "StepKind", "classify_step", "increase",
-           "rebase_step"]
+__all__ = ["REBASING", "CounterPlan", "Coverage", "GapCheck", "Increase", "Step", "StepKind", "classify_step",
+           "increase", "rebase_step"]
 
 REBASING = frozenset({ChangeKind.SERIAL_CHANGED, ChangeKind.UNIT_CHANGED, ChangeKind.MULTIPLIER_CHANGED})
 """Meter changes after which the totalizer is another counter (a user scale factor only rescales flow)."""
@@ -63,6 +63,20 @@ class Step:
         return self.kind in (StepKind.WRAP, StepKind.RESET, StepKind.JUMP)
 
 
+class CounterPlan:
+    """`CounterSettings` for the per-reading path: plain attributes, read natively when compiled, where a
+    settings model's are read through Python."""
+
+    __slots__ = ("judge_gaps", "jump_margin", "max_flow_m3h", "noise_deadband_m3", "wrap_m3")
+
+    def __init__(self, settings: CounterSettings) -> None:
+        self.noise_deadband_m3: float = settings.noise_deadband_m3
+        self.max_flow_m3h: float = settings.max_flow_m3h
+        self.jump_margin: float = settings.jump_margin
+        self.wrap_m3: float | None = settings.wrap_m3
+        self.judge_gaps: bool = settings.judge_gaps
+
+
 @dataclass(frozen=True, slots=True)
 class GapCheck:
     """What a step across a gap is judged by besides max flow: the meter's higher rate on either side of
@@ -74,43 +88,43 @@ class GapCheck:
 
 
 def classify_step(prev_total: float, cur_total: float, dt_s: float, gap_tolerance_s: float,
-                  settings: CounterSettings, gap: GapCheck | None = None) -> Step:
+                  plan: CounterPlan, gap: GapCheck | None = None) -> Step:
     """Judge the totalizer step between two consecutive readings `dt_s` seconds apart; across a gap, its
     volume is unknown, and with `gap` given a forward step the meter cannot have passed is a jump."""
     delta = cur_total - prev_total
     if dt_s > gap_tolerance_s:
         # volume across a long gap is unknown; a large drop across it is still a reset (meter swapped)
-        if -delta > settings.noise_deadband_m3 and settings.wrap_m3 is None:
+        if -delta > plan.noise_deadband_m3 and plan.wrap_m3 is None:
             return Step(StepKind.RESET, None)
-        if gap is not None and delta > _gap_limit(dt_s, settings, gap):
+        if gap is not None and delta > _gap_limit(dt_s, plan, gap):
             return Step(StepKind.JUMP, None)
         return Step(StepKind.GAP, None)
-    plausible = settings.max_flow_m3h * max(dt_s, 1.0) / 3600.0 * settings.jump_margin
+    plausible = plan.max_flow_m3h * max(dt_s, 1.0) / 3600.0 * plan.jump_margin
     if delta >= 0:
-        if delta > plausible + settings.noise_deadband_m3:
+        if delta > plausible + plan.noise_deadband_m3:
             return Step(StepKind.JUMP, None)
         return Step(StepKind.NORMAL, delta)
-    if -delta <= settings.noise_deadband_m3:
+    if -delta <= plan.noise_deadband_m3:
         return Step(StepKind.NOISE, 0.0)
-    if settings.wrap_m3 is not None:
-        wrapped = delta % settings.wrap_m3
-        if wrapped <= plausible + settings.noise_deadband_m3:
+    if plan.wrap_m3 is not None:
+        wrapped = delta % plan.wrap_m3
+        if wrapped <= plausible + plan.noise_deadband_m3:
             return Step(StepKind.WRAP, wrapped)
-    if cur_total <= plausible + settings.noise_deadband_m3:
+    if cur_total <= plausible + plan.noise_deadband_m3:
         return Step(StepKind.RESET, cur_total)
     return Step(StepKind.RESET, None)
 
 
-def _gap_limit(dt_s: float, settings: CounterSettings, gap: GapCheck) -> float:
+def _gap_limit(dt_s: float, plan: CounterPlan, gap: GapCheck) -> float:
     """The largest forward step a meter can show across a gap of `dt_s` seconds."""
-    limit = settings.max_flow_m3h * dt_s / 3600.0 * settings.jump_margin
+    limit = plan.max_flow_m3h * dt_s / 3600.0 * plan.jump_margin
     if gap.rate_m3h is not None and dt_s <= gap.within_s:
         limit = min(limit, max(gap.rate_m3h, 0.0) * dt_s / 3600.0 * gap.margin)
-    return limit + settings.noise_deadband_m3
+    return limit + plan.noise_deadband_m3
 
 
 def rebase_step(prev_rate: float | None, cur_rate: float | None, dt_s: float, gap_tolerance_s: float,
-                settings: CounterSettings) -> Step:
+                plan: CounterPlan) -> Step:
     """The step across a rebasing meter change: the totalizer delta means nothing, so the volume is the
     rate (the mean of the two readings', or the one that is known) over `dt_s`, never negative and never
     more than the meter can pass; unknown across a gap or without any rate."""
@@ -120,7 +134,7 @@ def rebase_step(prev_rate: float | None, cur_rate: float | None, dt_s: float, ga
     if not rates:
         return Step(StepKind.REBASE, None)
     mean = max(0.0, sum(rates) / len(rates))
-    return Step(StepKind.REBASE, min(mean, settings.max_flow_m3h) * max(dt_s, 0.0) / 3600.0)
+    return Step(StepKind.REBASE, min(mean, plan.max_flow_m3h) * max(dt_s, 0.0) / 3600.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +162,11 @@ def increase(ts: Sequence[float], totals: Sequence[float], start: float, end: fl
         return Increase(None, Coverage.INCOMPLETE)
     volume = 0.0
     known = True
+    plan = CounterPlan(settings)
     ref = totals[0]  # the counter's reference: a noise dip does not lower it
     for i in range(1, n):
         t0, t1 = ts[i - 1], ts[i]
-        step = classify_step(ref, totals[i], t1 - t0, gap_tolerance_s, settings)
+        step = classify_step(ref, totals[i], t1 - t0, gap_tolerance_s, plan)
         if step.kind is not StepKind.NOISE:
             ref = totals[i]
         if t1 <= start or t0 >= end:

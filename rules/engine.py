@@ -59,7 +59,7 @@ from rules.compliance import (
     quota_state,
     rate_limit_m3h,
 )
-from rules.counters import REBASING, GapCheck, StepKind, classify_step, rebase_step
+from rules.counters import REBASING, CounterPlan, GapCheck, StepKind, classify_step, rebase_step
 from rules.counters import Step as CounterStep
 from rules.events import iso, summarize
 from rules.forensic import (
@@ -85,7 +85,7 @@ from rules.sequential import (
     cusum_start,
     cusum_update,
 )
-from rules.settings import Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
+from rules.settings import BalanceSettings, Language, MaintenanceWindow, RuleSet, RulesSettings, Severity, WindowRule
 from rules.store import AlertStore, Evaluation, StoreError
 from rules.windows import IntervalSeries, Ledger, interval_of
 
@@ -134,6 +134,7 @@ class _MeterState:
     ref_total: float | None = None  # counter reference: the last total, except that noise dips keep it
     unknown_until: float | None = None  # ledger already marked unknown up to here (frozen totalizer)
     rebase_at: float | None = None  # a rebasing meter change: the first total at or after it restarts the counter
+    seasonal: bool = False  # the meter has seasonal `roles:` (its role is judged at every evaluation)
 
 
 @dataclass(slots=True)
@@ -141,6 +142,8 @@ class _SiteState:
     site: Site
     rules: RuleSet
     meters: dict[str, _MeterState]
+    counting: CounterPlan
+    balance: _BalancePlan
     alerts: dict[str, AlertTrack] = field(default_factory=dict)
     cusum: CusumState = field(default_factory=CusumState)
     cusum_params: CusumParams | None = None
@@ -170,25 +173,24 @@ class _SiteState:
     rate_m3h: float | None = None  # extraction's mean rate over the newest complete interval
 
 
-@dataclass(frozen=True, slots=True)
 class _Snapshot:
-    """The evaluation state of a site, put back when the evaluation's write fails."""
+    """The evaluation state of a site, put back when the evaluation's write fails. A plain class with slots:
+    one is made per site and evaluation, and compiled, a frozen dataclass is made through Python."""
 
-    alerts: dict[str, AlertTrack]
-    cusum: CusumState
-    seq_next: int | None
-    seq_block: int | None
-    lag_fit: tuple[tuple[float, float, float], ...]
-    warm_log: tuple[tuple[tuple[float, ...], float], ...]
-    events_seen: tuple[int, ...]
-    last_balance_k: int | None
-    watch_since: float | None
-    year: YearLedger | None
+    __slots__ = ("alerts", "cusum", "events_seen", "lag_fit", "last_balance_k", "seq_block", "seq_next",
+                 "warm_log", "watch_since", "year")
 
-    @classmethod
-    def of(cls, st: _SiteState) -> _Snapshot:
-        return cls(dict(st.alerts), st.cusum, st.seq_next, st.seq_block, st.lag_fit, st.warm_log,
-                   st.events_seen, st.last_balance_k, st.watch_since, st.year)
+    def __init__(self, st: _SiteState) -> None:
+        self.alerts: dict[str, AlertTrack] = dict(st.alerts)
+        self.cusum: CusumState = st.cusum
+        self.seq_next: int | None = st.seq_next
+        self.seq_block: int | None = st.seq_block
+        self.lag_fit: tuple[tuple[float, float, float], ...] = st.lag_fit
+        self.warm_log: tuple[tuple[tuple[float, ...], float], ...] = st.warm_log
+        self.events_seen: tuple[int, ...] = st.events_seen
+        self.last_balance_k: int | None = st.last_balance_k
+        self.watch_since: float | None = st.watch_since
+        self.year: YearLedger | None = st.year
 
     def restore(self, st: _SiteState) -> None:
         st.alerts, st.cusum, st.seq_next = self.alerts, self.cusum, self.seq_next
@@ -226,7 +228,7 @@ class Engine:
         self._keep = keep
         # per RuleSet id: the set itself (kept, so its id is not reused), its quality plan, CUSUM parameters,
         # balance windows and forensic plan
-        self._plans: dict[int, tuple[RuleSet, QualityPlan, CusumParams, tuple[_WindowPlan, ...], ForensicPlan]] = {}
+        self._plans: dict[int, _Plans] = {}
         for site in sites:
             self._sites[site.id] = self._new_site(site, settings.resolve(site.id, site.district))
         self._restore()
@@ -241,27 +243,35 @@ class Engine:
         return retention
 
     def _new_meter(self, m: Meter, rs: RuleSet) -> _MeterState:
-        return _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, self._retention(rs)))
+        return _MeterState(m, MeterTrack(m.id, m.role), Ledger(self.step_s, self._retention(rs)),
+                           seasonal=bool(m.roles))
 
     def _new_site(self, site: Site, rs: RuleSet) -> _SiteState:
-        st = _SiteState(site, rs, {m.id: self._new_meter(m, rs) for m in site.meters},
-                        maintenance=list(rs.maintenance))
+        plans = self._plan(rs)
+        st = _SiteState(site, rs, {m.id: self._new_meter(m, rs) for m in site.meters}, plans.counting,
+                        plans.balance, maintenance=list(rs.maintenance))
         self._set_rules(st, rs)
         st.cusum = cusum_start(rs.sequential.baseline_bound_factor * sum(self._accuracy(st), 0.0))
         return st
 
-    def _set_rules(self, st: _SiteState, rs: RuleSet) -> None:
-        if id(rs) not in self._plans:  # one plan per rule set (shared by a district's sites; all frozen)
+    def _plan(self, rs: RuleSet) -> _Plans:
+        """The rule set planned for the hot path: one plan per rule set (shared by a district's sites)."""
+        if id(rs) not in self._plans:
             seq = rs.sequential
-            self._plans[id(rs)] = (rs, QualityPlan.of(rs.quality), CusumParams(
-                seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
-                seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day),
-                tuple(_WindowPlan.of(w, self.step_s) for w in rs.balance.windows), ForensicPlan.of(rs.forensic))
-        _, quality, cusum, windows, plan = self._plans[id(rs)]
-        st.rules, st.quality, st.gap_s, st.windows = rs, quality, rs.gap_tolerance.total_seconds(), windows
-        if not plan.any or st.prints is None or st.prints.plan != plan:  # a reload keeps them if unchanged
-            st.prints = SitePrints(plan) if plan.any else None
-        st.cusum_params = cusum
+            self._plans[id(rs)] = _Plans(
+                rs, QualityPlan.of(rs.quality), CusumParams(
+                    seq.drift_pct, seq.threshold_pct_h, seq.warmup.total_seconds() / 3600,
+                    seq.learn_half_life.total_seconds() / 3600, seq.max_drift_pct_day),
+                tuple(_WindowPlan.of(w, self.step_s) for w in rs.balance.windows), ForensicPlan.of(rs.forensic),
+                CounterPlan(rs.counters), _BalancePlan.of(rs.balance, self.step_s))
+        return self._plans[id(rs)]
+
+    def _set_rules(self, st: _SiteState, rs: RuleSet) -> None:
+        p = self._plan(rs)
+        st.rules, st.quality, st.gap_s, st.windows = rs, p.quality, rs.gap_tolerance.total_seconds(), p.windows
+        st.counting, st.balance, st.cusum_params = p.counting, p.balance, p.cusum
+        if not p.forensic.any or st.prints is None or st.prints.plan != p.forensic:  # a reload keeps them if unchanged
+            st.prints = SitePrints(p.forensic) if p.forensic.any else None
 
     def reconfigure(self, sites: Sequence[Site], settings: RulesSettings) -> None:
         """Take a new configuration while running (a config reload): added sites start empty (their open
@@ -454,7 +464,7 @@ class Engine:
                 ms.rebase_at = None
             if ms.total_ts is not None and ms.ref_total is not None:
                 dt = ts - ms.total_ts
-                c = st.rules.counters
+                c = st.counting
                 if rebase:
                     step = rebase_step(tr.last_rate, rate, dt, st.gap_s, c)
                     note_bridged(tr, ts, step.volume_m3)
@@ -483,7 +493,7 @@ class Engine:
                    total: float) -> CounterStep:
         """The counter step to `total` across a gap, judged by max flow and the meter's rate either side, and a
         jump there noted as a rescaled meter (the totalizer no longer counts what it counted: a meter change)."""
-        c = st.rules.counters
+        c, plan = st.rules.counters, st.counting
         assert ms.total_ts is not None and ms.ref_total is not None
         dt = ts - ms.total_ts
         # the rate bounds the step only when the meter ran on either side: stopped at both ends, it may have
@@ -491,7 +501,7 @@ class Engine:
         higher = max((r for r in (ms.track.last_rate, rate) if r is not None), default=None)
         running = higher is not None and higher > st.rules.quality.running_m3h
         gap = GapCheck(higher if running else None, c.gap_rate_margin, c.gap_rate_within.total_seconds())
-        step = classify_step(ms.ref_total, total, dt, st.gap_s, c, gap)
+        step = classify_step(ms.ref_total, total, dt, st.gap_s, plan, gap)
         if step.kind is StepKind.JUMP:
             self.stats.changes += 1
             note_change(ms.track, MeterChange(st.site.id, ms.meter.id, datetime.fromtimestamp(ts, UTC),
@@ -607,7 +617,7 @@ class Engine:
 
     def _evaluate_and_store(self, st: _SiteState, t: float) -> tuple[list[Alert], list[IncidentNotice]]:
         """One site at data time `t`, written before the site's state moves (`StoreError`: nothing moved)."""
-        snapshot = _Snapshot.of(st)
+        snapshot = _Snapshot(st)
         self._written, self._clears, self._ledgers = [], [], []
         site_alerts = self._evaluate_site(st, t)
         now = datetime.fromtimestamp(t, self.tz)
@@ -644,9 +654,10 @@ class Engine:
         if st.watch_since is None:
             st.watch_since = t
         events: list[Alert] = []
-        now_dt = datetime.fromtimestamp(t, UTC)
         for ms in st.meters.values():
-            role = role_at(ms.meter, now_dt, self.tz)
+            if not ms.seasonal:
+                continue
+            role = role_at(ms.meter, datetime.fromtimestamp(t, UTC), self.tz)
             if role is not ms.track.role:
                 ms.track.role = role
                 st.sides = None
@@ -805,7 +816,7 @@ class Engine:
 
     def _stable(self, st: _SiteState, a: float, b: float) -> bool:
         """No meter of the site changes its seasonal role over [a, b] (epoch seconds)."""
-        seasonal = [ms.meter for ms in st.meters.values() if ms.meter.roles]
+        seasonal = [ms.meter for ms in st.meters.values() if ms.seasonal]
         if not seasonal:
             return True
         a_dt, b_dt = datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
@@ -850,7 +861,7 @@ class Engine:
         """Water legitimately in transit over [ka, kb): the extra water on its way (see `transit_allowance`)
         plus the refilling of pipes that drained during a stop before the window (`refill_credit`); None
         when data was lost around that stop (what drained is unknown, so is the window's verdict)."""
-        lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
+        lag_k = st.balance.lag_k
         # the longest lag configured, and the site's own: after a stop the water of the last minutes has
         # already arrived, which the longest lag alone would count as still on its way
         own = self._lag(st) * 60.0 / self.step_s
@@ -863,7 +874,7 @@ class Engine:
             return moving
         # no further back than the site's data goes: before it, nothing is known to have drained
         since_k = math.ceil(max(f for f in firsts if f is not None) / self.step_s)
-        lookback = math.ceil(st.rules.balance.refill_lookback.total_seconds() / self.step_s)
+        lookback = st.balance.lookback_k
         look = min(lookback, ka - since_k - whole - 1)
         # read back an hour at a time: no stop in the last hour, nothing left to refill
         chunk = max(lag_k + 1, math.ceil(3600 / self.step_s))
@@ -913,7 +924,7 @@ class Engine:
         cap = sum((m.volume_cap_m3 for m in overlapping), 0.0)
         # the transit allowance can only lower the deficit: skip it when the window is clear without it
         clear_anyway = e > 0 and 100.0 * (e - r - cap) / e <= threshold * clear_ratio
-        low_m3 = st.rules.balance.low_load_fraction * min_m3
+        low_m3 = st.balance.low_load_fraction * min_m3
         transit = 0.0 if clear_anyway or e < low_m3 else self._transit(st, ext, ka, kb)
         bal = judge_balance(e, r, complete=e_ok and r_ok and stable and not frozen and transit is not None,
                             threshold_pct=threshold,
@@ -952,18 +963,18 @@ class Engine:
         if kb is None or kb == st.last_balance_k:
             return []
         st.last_balance_k = kb
-        clear_ratio = st.rules.balance.clear_ratio
+        clear_ratio = st.balance.clear_ratio
         acc_e, acc_r = self._accuracy(st)
         ext, rei = self._sides(st)
-        min_m3 = st.rules.quality.frozen_min_m3
+        assert st.quality is not None
+        min_m3 = st.quality.frozen_min_m3
         frozen = any(ms.track.frozen_candidate(min_m3) or ms.track.reverse_since is not None for ms in ext + rei)
         out = []
         for wp in st.windows:
-            w = wp.rule
-            threshold = balance_threshold_pct(w.threshold_pct, w.accuracy_factor, acc_e, acc_r)
-            bal, ev = self._window_balance(st, kb - wp.n, kb, threshold, clear_ratio, w.min_extracted_m3, frozen)
+            threshold = balance_threshold_pct(wp.threshold_pct, wp.accuracy_factor, acc_e, acc_r)
+            bal, ev = self._window_balance(st, kb - wp.n, kb, threshold, clear_ratio, wp.min_extracted_m3, frozen)
             out.extend(self._advance(st, wp.name, wp.info, bal.condition, kb * self.step_s, wp.hold_s,
-                                     wp.clear_for_s, partial(_window_evidence, w.window, ev)))
+                                     wp.clear_for_s, partial(_window_evidence, wp.rule.window, ev)))
         return out
 
     def _evaluate_sequential(self, st: _SiteState) -> list[Alert]:
@@ -989,7 +1000,7 @@ class Engine:
             st.events_seen = tuple(ms.track.events for ms in meters)
         out: list[Alert] = []
         events_now = tuple(ms.track.events for ms in meters)
-        lag_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / self.step_s)
+        lag_k = st.balance.lag_k
         max_block = max(m, math.ceil(seq.max_block.total_seconds() / self.step_s))
         acc_e, acc_r = self._accuracy(st)
         while st.seq_next < last_j:
@@ -1083,13 +1094,13 @@ class Engine:
             return cum[i] + (x - i) * vols[i]
 
         base = lag_k + 1
-        lag_max = round(st.rules.balance.transit_lag.total_seconds() / 60.0)
+        lag_max = st.balance.lag_max
         return [at(base + n - lag / step_min) - at(base - lag / step_min) for lag in range(lag_max + 1)]
 
     def _lag(self, st: _SiteState) -> int:
         """The site's transit lag in minutes: the one whose shifted extraction explains the reinjection best
         (least variance of the blocks' deficit); half the configured longest until enough is seen."""
-        lag_max = round(st.rules.balance.transit_lag.total_seconds() / 60.0)
+        lag_max = st.balance.lag_max
         fits = [(sxx / sw - (sx / sw) ** 2, lag) for lag, (sw, sx, sxx) in enumerate(st.lag_fit) if sw >= 6.0]
         return min(fits)[1] if fits and len(st.lag_fit) == lag_max + 1 else lag_max // 2
 
@@ -1269,7 +1280,7 @@ class _Volumes:
         self.step_s = engine.step_s
         self.baseline_pct = st.cusum.baseline_pct if st.cusum.warm else 0.0
         self.drift_pct = st.rules.sequential.drift_pct
-        self.transit_k = math.ceil(st.rules.balance.transit_lag.total_seconds() / engine.step_s)
+        self.transit_k = st.balance.lag_k
         self.accuracy_pct = engine._accuracy(st)
 
     def horizon(self) -> int | None:
@@ -1310,7 +1321,9 @@ def _instrument(m: Meter) -> Meter:
 
 def _renewed(ms: _MeterState, m: Meter) -> _MeterState:
     """A kept meter's state under its new configuration (a new record)."""
-    ms.meter = m
+    ms.meter, ms.seasonal = m, bool(m.roles)
+    if not ms.seasonal:
+        ms.track.role = m.role  # a seasonal one's is judged at the next evaluation
     return ms
 
 
@@ -1383,9 +1396,43 @@ class _WindowPlan:
     info: _RuleInfo
     hold_s: float
     clear_for_s: float
+    threshold_pct: float
+    accuracy_factor: float
+    min_extracted_m3: float
 
     @classmethod
     def of(cls, w: WindowRule, step_s: float) -> _WindowPlan:
         return cls(w, max(1, math.ceil(w.window.total_seconds() / step_s)), _window_rule(w),
                    _RuleInfo(AlertKind.DISCHARGE, w.severity, "balance"), w.hold.total_seconds(),
-                   w.clear_for.total_seconds())
+                   w.clear_for.total_seconds(), w.threshold_pct, w.accuracy_factor, w.min_extracted_m3)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plans:
+    """One rule set planned for the hot path (every part frozen)."""
+
+    rules: RuleSet
+    quality: QualityPlan
+    cusum: CusumParams
+    windows: tuple[_WindowPlan, ...]
+    forensic: ForensicPlan
+    counting: CounterPlan
+    balance: _BalancePlan
+
+
+@dataclass(frozen=True, slots=True)
+class _BalancePlan:
+    """`rules.balance` for the hot path: the lags in intervals and minutes (a settings model's attributes are
+    read through Python, a plan's natively when compiled)."""
+
+    clear_ratio: float
+    low_load_fraction: float
+    lag_k: int  # the longest transit lag, in intervals (rounded up)
+    lag_max: int  # the same in whole minutes
+    lookback_k: int  # how far back a refill after a stop is looked for, in intervals
+
+    @classmethod
+    def of(cls, b: BalanceSettings, step_s: float) -> _BalancePlan:
+        lag = b.transit_lag.total_seconds()
+        return cls(b.clear_ratio, b.low_load_fraction, math.ceil(lag / step_s), round(lag / 60.0),
+                   math.ceil(b.refill_lookback.total_seconds() / step_s))

@@ -107,6 +107,7 @@ class _MeterPrints:
     curvature: array[float] = field(default_factory=lambda: array("d"))  # their relative second differences
     matches: deque[Match] | None = None
     run: int = 0  # running readings since the meter last stopped, the last two of them below
+    smooth_count: int = 0  # how many of `curvature` are below the floor: the median is below it past half
     rate_1: float = 0.0
     rate_2: float = 0.0
     last_ts: float | None = None
@@ -152,7 +153,7 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
     if mp is None:
         mp = sp.meters[meter] = _MeterPrints(_name(sp.prints, meter))
     if plan.smooth:
-        _observe_rate(mp, rate, plan.smooth_readings)
+        _observe_rate(mp, rate, plan.smooth_readings, plan.smooth_floor)
     if total is None or not (plan.replay or plan.exact):
         return
     prev_ts, prev_total = mp.last_ts, mp.last_total
@@ -187,11 +188,11 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
         mp.matches.append(Match(ts, seen[1], seen[0]))
 
 
-def _observe_rate(mp: _MeterPrints, rate: float | None, keep: int) -> None:
+def _observe_rate(mp: _MeterPrints, rate: float | None, keep: int, floor: float) -> None:
     if rate is None or rate <= 0:
         del mp.rates[:]  # stopped: a start-up's ramp is not judged against the run before
         del mp.curvature[:]
-        mp.run = 0
+        mp.run = mp.smooth_count = 0
         return
     r = mp.rates
     r.append(rate)
@@ -203,8 +204,13 @@ def _observe_rate(mp: _MeterPrints, rate: float | None, keep: int) -> None:
     mp.run += 1
     if mp.run >= 3 and before > 0:
         c = mp.curvature
-        c.append(abs(rate - 2.0 * before + earlier) / before)
+        bend = abs(rate - 2.0 * before + earlier) / before
+        c.append(bend)
+        if bend < floor:
+            mp.smooth_count += 1
         if len(c) > keep:
+            if c[0] < floor:
+                mp.smooth_count -= 1
             del c[0]
 
 
@@ -291,11 +297,10 @@ def smooth_finding(sp: SitePrints, now: float) -> Finding:
     plan = sp.plan
     hits: dict[str, dict[str, object]] = {}
     for meter, mp in sp.meters.items():
-        if len(mp.curvature) < plan.smooth_readings:
-            continue
-        median = sorted(mp.curvature)[len(mp.curvature) // 2]
-        if median >= plan.smooth_floor:
-            continue  # jitters as a real meter does: judged first, it clears most meters at once
+        n = len(mp.curvature)
+        if n < plan.smooth_readings or mp.smooth_count <= n // 2:
+            continue  # the median is at or above the floor: jitters as a real meter does (most meters, at once)
+        median = sorted(mp.curvature)[n // 2]
         shown = sorted(set(mp.rates))
         if len(shown) * 2 < len(mp.rates):
             continue

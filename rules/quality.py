@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from collector.model import ChangeKind, MeterChange, Role
 from rules.balance import Condition
@@ -140,13 +140,20 @@ class QualityPlan:
         return cls(**values)
 
 
-@dataclass(frozen=True, slots=True)
 class Finding:
-    """What a detector found; datetimes in `evidence` are shown in the configured time zone."""
+    """What a detector found; datetimes in `evidence` are shown in the configured time zone. A plain class
+    with slots: every rule makes one per site and evaluation, and compiled, a dataclass is made through Python."""
 
-    condition: Condition
-    meters: tuple[str, ...] = ()
-    evidence: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("condition", "evidence", "meters")
+
+    def __init__(self, condition: Condition, meters: tuple[str, ...] = (),
+                 evidence: dict[str, Any] | None = None) -> None:
+        self.condition = condition
+        self.meters = meters
+        self.evidence: dict[str, Any] = {} if evidence is None else evidence
+
+    def __repr__(self) -> str:
+        return f"Finding({self.condition!r}, {self.meters!r}, {self.evidence!r})"
 
 
 Detector = Callable[[Sequence[MeterTrack], float, QualityPlan], Finding]
@@ -175,6 +182,10 @@ def register(name: str, kind: str, severity: Severity,
 
 
 _CLEAR = Finding(Condition.CLEAR)
+# roles as constants: compiled, a member of an enum of a module outside the build is read through Python each time
+_EXTRACTION: Final = Role.EXTRACTION
+_REINJECTION: Final = Role.REINJECTION
+_DISCHARGE: Final = Role.DISCHARGE
 
 
 def _any(hits: list[str], evidence: dict[str, Any] | None = None) -> Finding:
@@ -206,9 +217,9 @@ def _silent_hold(q: QualityPlan) -> float:
 
 @register("reinjection_silent", "data_quality", Severity.HIGH, _silent_hold)
 def reinjection_silent(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
-    running = [t for t in tracks if t.role is Role.EXTRACTION and t.last_ts is not None
+    running = [t for t in tracks if t.role is _EXTRACTION and t.last_ts is not None
                and now - t.last_ts <= q.silent_after and (t.last_rate or 0.0) > q.running_m3h]
-    reinjection = [t for t in tracks if t.role is Role.REINJECTION]
+    reinjection = [t for t in tracks if t.role is _REINJECTION]
     if not running or not reinjection:
         return Finding(Condition.CLEAR)
     limit = _silent_limit(q)
@@ -262,7 +273,7 @@ def signal_quality(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> 
 
 @register("discharge_flow", "discharge", Severity.HIGH, lambda q: q.discharge_hold)
 def discharge_flow(tracks: Sequence[MeterTrack], now: float, q: QualityPlan) -> Finding:
-    hits = [t.meter for t in tracks if t.role is Role.DISCHARGE and t.last_rate is not None
+    hits = [t.meter for t in tracks if t.role is _DISCHARGE and t.last_rate is not None
             and t.last_rate > q.discharge_m3h]
     if not hits:
         return _CLEAR

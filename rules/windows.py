@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = ["IntervalSeries", "Ledger", "WindowSum", "interval_of", "spread"]
 
 
-EXACT_SPAN = 16
+_NEVER: Final = -(1 << 62)
+EXACT_SPAN: Final = 16
 """Windows of up to this many intervals are summed interval by interval (the short windows and each hour at
 5-minute intervals); longer ones from running sums, which differ from that only in the last bits."""
 
@@ -69,7 +71,7 @@ class Ledger:
     from running sums (one more float64 an interval, brought up to date when read), so an evaluation costs
     the same whatever its windows' lengths."""
 
-    __slots__ = ("_base", "_cum", "_fresh", "_unknown", "_vol", "retention", "step_s")
+    __slots__ = ("_base", "_cum", "_fresh", "_unknown", "_unknown_top", "_vol", "retention", "step_s")
 
     def __init__(self, step_s: float, retention: int) -> None:
         if step_s <= 0 or retention < 1:
@@ -79,6 +81,7 @@ class Ledger:
         self._base: int | None = None  # interval index of _vol[0]
         self._vol = array("d")
         self._unknown = bytearray()  # 1: the interval's volume is unknown (lost, not zero)
+        self._unknown_top = _NEVER  # no interval after this one was ever marked unknown: none to look for
         self._cum = array("d", [0.0])  # _cum[i]: the sum of _vol[:i], up to date for i ≤ _fresh
         self._fresh = 0
 
@@ -146,6 +149,7 @@ class Ledger:
             i = self._slot(k)
             if i is not None:
                 self._unknown[i] = 1
+        self._unknown_top = max(self._unknown_top, k1)
 
     def window(self, k_start: int, k_end: int) -> WindowSum:
         """Sum of intervals k_start … k_end−1; incomplete if any is unknown or not kept."""
@@ -159,7 +163,7 @@ class Ledger:
         vol = self._vol
         i0 = k_start - base
         i1 = min(k_end - base, len(vol))
-        complete = k_end - base == i1 and self._unknown.find(1, i0, i1) < 0
+        complete = k_end - base == i1 and (k_start > self._unknown_top or self._unknown.find(1, i0, i1) < 0)
         if i1 - i0 <= EXACT_SPAN:  # added up in order
             return sum(vol[i0:i1], 0.0), complete
         cum = self._cum  # else the difference of running sums
@@ -185,7 +189,7 @@ class Ledger:
         i0, i1 = k_start - self._base, k_end - self._base
         size = len(self._vol)
         if i0 >= 0 and i1 <= size:
-            return self._vol[i0:i1].tolist(), self._unknown.find(1, i0, i1) < 0
+            return self._vol[i0:i1].tolist(), k_start > self._unknown_top or self._unknown.find(1, i0, i1) < 0
         lo, hi = max(i0, 0), min(i1, size)
         if lo >= hi:
             return [0.0] * n, False

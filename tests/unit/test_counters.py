@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from rules.counters import Coverage, StepKind, classify_step, increase
+from rules.counters import CounterPlan, Coverage, StepKind, classify_step, increase
 from rules.settings import CounterSettings
 
 S = CounterSettings()  # deadband 0.5 m³, max flow 1000 m³/h, margin 1.5
@@ -23,21 +23,21 @@ GAP = 600.0
     ],
 )
 def test_classify_step_judges_each_kind_of_totalizer_step(prev, cur, dt, kind, volume):
-    step = classify_step(prev, cur, dt, GAP, S)
+    step = classify_step(prev, cur, dt, GAP, CounterPlan(S))
     assert step.kind is kind
     assert step.volume_m3 == (pytest.approx(volume) if volume is not None else None)
 
 
 def test_rollover_at_the_known_wrap_point_counts_the_wrapped_volume():
     s = CounterSettings(wrap_m3=1_000_000.0)
-    step = classify_step(999_999.0, 2.0, 60, GAP, s)
+    step = classify_step(999_999.0, 2.0, 60, GAP, CounterPlan(s))
     assert step.kind is StepKind.WRAP
     assert step.volume_m3 == pytest.approx(3.0)
 
 
 def test_a_drop_is_never_a_negative_volume():
     for prev, cur in ((10.0, 9.0), (10.0, 0.0), (1e6, 5e5)):
-        v = classify_step(prev, cur, 60, GAP, S).volume_m3
+        v = classify_step(prev, cur, 60, GAP, CounterPlan(S)).volume_m3
         assert v is None or v >= 0
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from rules import forensic
 from rules.balance import Condition
-from rules.counters import GapCheck, StepKind, classify_step
+from rules.counters import CounterPlan, GapCheck, StepKind, classify_step
 from rules.forensic import (
     ForensicPlan,
     SitePrints,
@@ -169,11 +169,11 @@ S = CounterSettings()  # max flow 1000 m³/h, margin 1.5, deadband 0.5; across g
 )
 def test_a_step_across_a_gap_is_judged_by_max_flow_and_the_meters_rate(prev, cur, dt, rate, kind):
     gap = GapCheck(rate, S.gap_rate_margin, S.gap_rate_within.total_seconds())
-    assert classify_step(prev, cur, dt, 600.0, S, gap).kind is kind
+    assert classify_step(prev, cur, dt, 600.0, CounterPlan(S), gap).kind is kind
 
 
 def test_without_a_gap_check_a_step_across_a_gap_is_unknown_volume():
-    step = classify_step(20_000.0, 25_000.0, 720, 600.0, S)
+    step = classify_step(20_000.0, 25_000.0, 720, 600.0, CounterPlan(S))
     assert step.kind is StepKind.GAP and step.volume_m3 is None
 
 

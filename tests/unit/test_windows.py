@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from rules.counters import classify_step, increase
+from rules.counters import CounterPlan, classify_step, increase
 from rules.settings import CounterSettings
 from rules.windows import Ledger, interval_of, spread
 
@@ -25,7 +25,7 @@ def test_interval_of_is_epoch_aligned():
 
 def _feed(ledger: Ledger, ts: list[float], tot: list[float]) -> None:
     for i in range(1, len(ts)):
-        step = classify_step(tot[i - 1], tot[i], ts[i] - ts[i - 1], 600.0, S)
+        step = classify_step(tot[i - 1], tot[i], ts[i] - ts[i - 1], 600.0, CounterPlan(S))
         ledger.add(ts[i - 1], ts[i], step.volume_m3)
 
 
