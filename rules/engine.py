@@ -24,8 +24,6 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
-from itertools import pairwise
-from operator import add
 from typing import TYPE_CHECKING, Any
 
 from alerting.model import (
@@ -853,7 +851,8 @@ class Engine:
         for ms in meters:
             first = ms.track.first_ts
             v, known = ms.ledger.volumes(ka, kb)
-            vols = list(map(add, vols, v))
+            for i in range(len(vols)):  # compiled, a native loop: `map(add, …)` calls Python for each
+                vols[i] += v[i]
             ok = ok and first is not None and first <= ka * self.step_s and known
         return vols, ok
 
@@ -886,7 +885,7 @@ class Engine:
         r, r_ok = self._side(rei, ka - back, ka)
         e, e_ok = self._side(ext, ka - back - whole - 1, ka)  # e[j + 1] is extraction `whole` before r[j]
         rest = 1.0 - part
-        arriving = [rest * later + part * x for x, later in pairwise(e[:len(r) + 1])]
+        arriving = [rest * e[j + 1] + part * e[j] for j in range(len(r))]  # indexed: native when compiled
         began_before = bool(r) and look < lookback and stopped_interval(arriving[0], r[0])
         if began_before or (not (r_ok and e_ok) and any(map(stopped_interval, arriving, r))):
             return None  # the stop began before the data, or data was lost: what drained is unknown

@@ -38,6 +38,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import compress
+from typing import Final
 
 from collector.duration import format_duration
 from rules.balance import Condition
@@ -50,8 +51,8 @@ __all__ = ["MAX_PRINTS", "ForensicPlan", "Match", "SitePrints", "exact_finding",
 MAX_PRINTS = 50_000
 """Fingerprints one site keeps at most (the oldest go first, an eighth of them at once)."""
 
-_KEEP_MATCHES = 64  # matches one meter remembers (the newest)
-_SCALE = 1000  # tokens are quantised to 0.001 (m³, m³/h)
+_KEEP_MATCHES: Final = 64  # matches one meter remembers (the newest)
+_SCALE: Final = 1000  # tokens are quantised to 0.001 (m³, m³/h)
 VISIBLE_PCT = 0.1
 """An hour is judged for exactness only when the site's totalizers can show a deficit of this share of its
 extraction: honest meters' hourly deficits wander by tenths of a percent, whole-m³ totalizers round them away."""
@@ -97,14 +98,17 @@ class Match:
 
 @dataclass(slots=True)
 class _MeterPrints:
-    """Packed: the rates and curvatures in float arrays (8 bytes a value, not an object in a deque's 64-slot
-    block), the matches made at the first one — a city of 10 000 meters keeps them in a few MB. The tokens, a
-    dozen, are a list: compiled, a list of ints is read and written natively, an array through Python calls."""
+    """The rates and curvatures are rings of `smooth_readings` in lists (once full, the newest value takes the
+    oldest one's place): compiled, a list is read and written natively, where an array's append and delete
+    are Python calls — about 4 KB a meter at the default 60 readings. The tokens, a dozen, are a list too; the
+    matches are made at the first one."""
 
     index: int  # its place among the site's meters, as the fingerprints name it
     tokens: list[int] = field(default_factory=list)  # (step, flow) pairs, ≤ `shingle` of them
-    rates: array[float] = field(default_factory=lambda: array("d"))  # the last running rates, ≤ `smooth_readings`
-    curvature: array[float] = field(default_factory=lambda: array("d"))  # their relative second differences
+    rates: list[float] = field(default_factory=list)  # the last running rates, ≤ `smooth_readings`, a ring
+    curvature: list[float] = field(default_factory=list)  # their relative second differences, a ring
+    rate_at: int = 0  # where the oldest rate is once the ring is full
+    bend_at: int = 0  # where the oldest curvature is once that ring is full
     matches: deque[Match] | None = None
     run: int = 0  # running readings since the meter last stopped, the last two of them below
     smooth_count: int = 0  # how many of `curvature` are below the floor: the median is below it past half
@@ -162,7 +166,9 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
         return
     delta = total - prev_total
     if delta > 0 and mp.quantum != 1:
-        mp.quantum = math.gcd(mp.quantum, int(delta * _SCALE + 0.5))
+        units = int(delta * _SCALE + 0.5)
+        if mp.quantum == 0 or units % mp.quantum:  # a multiple of the resolution already found leaves it
+            mp.quantum = math.gcd(mp.quantum, units)
     if not plan.replay:
         return
     if delta <= 0 or rate is None or rate <= 0:
@@ -190,28 +196,32 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
 
 def _observe_rate(mp: _MeterPrints, rate: float | None, keep: int, floor: float) -> None:
     if rate is None or rate <= 0:
-        del mp.rates[:]  # stopped: a start-up's ramp is not judged against the run before
-        del mp.curvature[:]
-        mp.run = mp.smooth_count = 0
+        mp.rates, mp.curvature = [], []  # stopped: a start-up's ramp is not judged against the run before
+        mp.run = mp.smooth_count = mp.rate_at = mp.bend_at = 0
         return
     r = mp.rates
-    r.append(rate)
-    if len(r) > keep:
-        del r[0]
-    # the two rates before this one kept as numbers too: compiled, reading them back from the array is slower
+    if len(r) < keep:
+        r.append(rate)
+    else:  # full: the newest takes the oldest one's place
+        r[mp.rate_at] = rate
+        mp.rate_at = (mp.rate_at + 1) % keep
+    # the two rates before this one kept as numbers too: in the ring they are wherever it turned
     before, earlier = mp.rate_1, mp.rate_2
     mp.rate_1, mp.rate_2 = rate, before
     mp.run += 1
     if mp.run >= 3 and before > 0:
         c = mp.curvature
         bend = abs(rate - 2.0 * before + earlier) / before
-        c.append(bend)
         if bend < floor:
             mp.smooth_count += 1
-        if len(c) > keep:
-            if c[0] < floor:
+        if len(c) < keep:
+            c.append(bend)
+        else:
+            j = mp.bend_at
+            if c[j] < floor:
                 mp.smooth_count -= 1
-            del c[0]
+            c[j] = bend
+            mp.bend_at = (j + 1) % keep
 
 
 def _remember(p: _Prints, h: int, index: int, ts: float) -> tuple[str, float] | None:
