@@ -144,28 +144,25 @@ def csv_files(path: str) -> list[str]:
     return [str(p)]
 
 
-def site_rows(files: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Per file, how many rows each site has (only the `site` column is read)."""
+def file_sites(path: str) -> dict[str, int]:
+    """How many rows each site has in one CSV file (only the `site` column is read)."""
     import pandas as pd
 
     from rules.replay import text_column
 
-    out: dict[str, dict[str, int]] = {}
-    for f in files:
-        try:
-            with open(f, encoding="utf-8", newline="") as stream:
-                head = stream.readline()
-                if "site" not in [c.strip() for c in head.strip().split(",")]:
-                    raise ValueError(f"{f}: readings lack the column site; the header must be "
-                                     f"{','.join(COLUMNS)} (signal_pct,error_code optional)")
-                stream.seek(0)
-                col = pd.read_csv(stream, usecols=["site"], dtype=str, keep_default_na=False, skipinitialspace=True)
-        except OSError as exc:
-            raise ValueError(f"{f}: cannot be read ({exc.strerror}); check the path") from None
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{f}: readings are not CSV ({exc})") from None
-        out[f] = {str(k): int(v) for k, v in pd.Series(text_column(col["site"])[0]).value_counts().items()}
-    return out
+    try:
+        with open(path, encoding="utf-8", newline="") as stream:
+            head = stream.readline()
+            if "site" not in [c.strip() for c in head.strip().split(",")]:
+                raise ValueError(f"{path}: readings lack the column site; the header must be "
+                                 f"{','.join(COLUMNS)} (signal_pct,error_code optional)")
+            stream.seek(0)
+            col = pd.read_csv(stream, usecols=["site"], dtype=str, keep_default_na=False, skipinitialspace=True)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: readings are not CSV ({exc})") from None
+    return {str(k): int(v) for k, v in pd.Series(text_column(col["site"])[0]).value_counts().items()}
 
 
 def plan_csv(config: Config, rows: dict[str, dict[str, int]], jobs: int) -> tuple[list[Task], int]:
@@ -332,32 +329,54 @@ class Progress:
         sys.stderr.flush()
 
 
-def execute(tasks: Sequence[Task], config: Config, rule_sets: Sequence[RulesSettings], jobs: int,
+class Workers:
+    """The worker processes of one backtest, forked once (none for one job): they read the files' site columns
+    to plan the tasks, then run the tasks."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.pool: ProcessPoolExecutor | None = None
+        self.queue: Any = None  # where the workers report their progress
+
+    def __enter__(self) -> Workers:
+        if self.jobs > 1:
+            ctx = multiprocessing.get_context("fork")
+            self.queue = ctx.Queue()
+            self.pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
+                                            initargs=(self.queue,))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def sites_in(self, files: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Per file, how many rows each site has: the files read in parallel."""
+        counts = self.pool.map(file_sites, files) if self.pool is not None else map(file_sites, files)
+        return dict(zip(files, counts, strict=True))
+
+    def run(self, tasks: Sequence[Task], config: Config, rule_sets: Sequence[RulesSettings],
             on_rows: Callable[[int], None]) -> list[TaskResult]:
-    """Run the tasks, in `jobs` worker processes when there is more than one of either."""
-    known = frozenset(s.id for s in config.sites)
-    if jobs <= 1 or len(tasks) <= 1:
-        global _progress
+        """Run the tasks, in the worker processes when there is more than one of either."""
+        known = frozenset(s.id for s in config.sites)
+        if self.pool is None or len(tasks) <= 1:
+            global _progress
 
-        def report(message: tuple[int, int]) -> None:
-            on_rows(message[1])
+            def report(message: tuple[int, int]) -> None:
+                on_rows(message[1])
 
-        _progress = report
-        try:
-            return [run_task(i, t, config, rule_sets, known) for i, t in enumerate(tasks)]
-        finally:
-            _progress = None
-    ctx = multiprocessing.get_context("fork")
-    mq = ctx.Queue()
-    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(mq,)) as pool:
+            _progress = report
+            try:
+                return [run_task(i, t, config, rule_sets, known) for i, t in enumerate(tasks)]
+            finally:
+                _progress = None
         futures: dict[Future[TaskResult], int] = {
-            pool.submit(run_task, i, t, config, rule_sets, known): i for i, t in enumerate(tasks)}
+            self.pool.submit(run_task, i, t, config, rule_sets, known): i for i, t in enumerate(tasks)}
         pending = set(futures)
         while pending:
             _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(mq, on_rows)
-        _drain(mq, on_rows)
+            _drain(self.queue, on_rows)
+        _drain(self.queue, on_rows)
         return [f.result() for f in sorted(futures, key=futures.__getitem__)]
 
 
@@ -390,18 +409,20 @@ def run(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         if span[1] <= span[0]:
             return _fail("--stop must be after --start")
-        tasks, total = [Task((s.id,), span=span) for s in config.sites], 0
-    else:
+    with Workers(args.jobs) as workers:
+        if args.from_influx:
+            tasks, total = [Task((s.id,), span=span) for s in config.sites], 0
+        else:
+            try:
+                tasks, total = plan_csv(config, workers.sites_in(csv_files(args.readings)), args.jobs)
+            except (ValueError, ReplayError) as exc:
+                print(exc, file=sys.stderr)
+                return 2
+        bar = Progress(total * len(rule_sets))  # InfluxDB: rows unknown until read, no percentage
         try:
-            tasks, total = plan_csv(config, site_rows(csv_files(args.readings)), args.jobs)
-        except (ValueError, ReplayError) as exc:
-            print(exc, file=sys.stderr)
-            return 2
-    bar = Progress(total * len(rule_sets))  # InfluxDB: rows unknown until read, no percentage
-    try:
-        results = execute(tasks, config, rule_sets, args.jobs, bar.add)
-    except (QueryError, ReplayError) as exc:
-        return _fail(str(exc))
+            results = workers.run(tasks, config, rule_sets, bar.add)
+        except (QueryError, ReplayError) as exc:
+            return _fail(str(exc))
     rows = sum(r.rows for r in results)
     # the workers' last progress messages may still be in flight: the final line counts every row read
     bar.add(max(0, rows * len(rule_sets) - bar.done), final=True)
