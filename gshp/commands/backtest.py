@@ -79,6 +79,7 @@ class Task:
     sites: tuple[str, ...]
     files: tuple[str, ...] = ()
     strays: bool = False
+    whole: frozenset[str] = frozenset()  # the files holding only these sites: read without filtering
     span: tuple[datetime, datetime] | None = None  # --from-influx: [start, stop)
 
 
@@ -178,7 +179,8 @@ def plan_csv(config: Config, rows: dict[str, dict[str, int]], jobs: int) -> tupl
     tasks = []
     for files, sites in by_files.items():
         n = min(parts, len(sites))
-        tasks += [Task(tuple(sites[i::n]), files) for i in range(n)]
+        for part in (tuple(sites[i::n]) for i in range(n)):
+            tasks.append(Task(part, files, whole=frozenset(f for f in files if rows[f].keys() <= set(part))))
     stray_files = tuple(f for f, counts in rows.items() if set(counts) - set(known))
     if stray_files:
         tasks.append(Task((), stray_files, strays=True))
@@ -212,6 +214,11 @@ def _frame(task: Task, known: frozenset[str]) -> tuple[pd.DataFrame, np.ndarray[
     for f in task.files:
         with open(f, encoding="utf-8", newline="") as stream:
             df = read_frame(stream)
+        if f in task.whole:
+            frames.append(df)
+            lines.append(np.arange(len(df)) + 2)
+            names += [f] * len(df)
+            continue
         site = pd.Series(text_column(df["site"])[0])
         keep = site.isin(wanted).to_numpy()
         if task.strays:

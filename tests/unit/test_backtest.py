@@ -12,7 +12,8 @@ import yaml
 import rules
 from alerting.model import Alert
 from gshp.cli import main
-from gshp.commands.backtest import _note_alert
+from gshp.commands.backtest import _note_alert, plan_csv
+from gshp.config import load_config
 from rules.compiled import WORDS
 from simulators.scenarios import build
 from tests.unit.test_config_limits import BOMB
@@ -108,6 +109,21 @@ def test_bad_rows_name_their_file_and_line_and_unknown_sites_are_counted(case, t
     assert f"{data / 'a.csv'}:6: skipped: ts" in captured.err
     summary = json.loads(captured.out.splitlines()[-1])["summary"]
     assert summary["bad_rows"] == 1 and summary["unknown"] == 1
+
+
+def test_a_file_of_one_tasks_sites_alone_is_read_whole_and_names_its_bad_lines(case, tmp_path, capsys):
+    config = load_config(case / "config.yaml")
+    rows = {"a.csv": {"discharge-20": 9}, "b.csv": {"discharge-20": 1, "honest-small-0": 2}}
+    tasks, total = plan_csv(config, rows, jobs=1)
+    assert total == 12 and [(t.sites, t.whole) for t in tasks] == [
+        (("discharge-20",), frozenset({"a.csv"})), (("honest-small-0",), frozenset())]
+    data = tmp_path / "data"
+    data.mkdir()
+    text = (case / "data" / "discharge.csv").read_text(encoding="utf-8").splitlines()
+    text[5] = "not-a-time,discharge-20,E1,1,2"
+    (data / "a.csv").write_text("\n".join(text) + "\n", encoding="utf-8")
+    assert _backtest(case, "--readings", str(data)) == 0
+    assert f"{data / 'a.csv'}:6: skipped: ts" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("content", "message"), [
