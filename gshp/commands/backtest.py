@@ -10,6 +10,7 @@ rows go to stderr.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import multiprocessing
@@ -347,6 +348,7 @@ class Workers:
 
     def __enter__(self) -> Workers:
         if self.jobs > 1:
+            gc.freeze()  # what the workers inherit stays out of their collections: no pages copied to walk it
             ctx = multiprocessing.get_context("fork")
             self.queue = ctx.Queue()
             self.pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
