@@ -366,14 +366,14 @@ class Engine:
         """Rows start … stop−1 of parallel columns (epoch seconds): the bulk path of replay and backfill;
         `volume` and `period` (interval volumes) when the rows hold any. Indexed lists, each row one direct
         call: compiled, that is a native call with unboxed times, where a zip of slices makes a tuple a row."""
-        one = self._ingest_one
-        with self._lock:
+        with self._lock:  # compiled, `self._ingest_one(…)` is a native call: a bound method taken first is not
             if volume is not None and period is not None:
                 for i in range(start, stop):
-                    one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i], volume[i], period[i])
+                    self._ingest_one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i], volume[i],
+                                     period[i])
             else:
                 for i in range(start, stop):
-                    one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
+                    self._ingest_one(site[i], meter[i], ts[i], rate[i], total[i], signal[i], error[i])
 
     def note_changes(self, changes: Iterable[MeterChange]) -> None:
         """Take meter changes (a swapped meter, a new totalizer unit or multiplier, a touched scale factor),

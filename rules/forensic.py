@@ -98,15 +98,17 @@ class Match:
 
 @dataclass(slots=True)
 class _MeterPrints:
-    """The rates and curvatures are rings of `smooth_readings` in lists (once full, the newest value takes the
-    oldest one's place): compiled, a list is read and written natively, where an array's append and delete
-    are Python calls — about 4 KB a meter at the default 60 readings. The tokens, a dozen, are a list too; the
-    matches are made at the first one."""
+    """Packed: the rates and curvatures in float arrays (8 bytes a value, not an object in a deque's 64-slot
+    block), each a ring once `smooth_readings` long (the newest value takes the oldest one's place: one
+    write, where appending and deleting the first are two Python calls when compiled), the matches made at
+    the first one — a city of 10 000 meters keeps them in a few MB. The tokens, a dozen, are a list: compiled,
+    a list of ints is read and written natively, an array through Python calls."""
 
     index: int  # its place among the site's meters, as the fingerprints name it
-    tokens: list[int] = field(default_factory=list)  # (step, flow) pairs, ≤ `shingle` of them
-    rates: list[float] = field(default_factory=list)  # the last running rates, ≤ `smooth_readings`, a ring
-    curvature: list[float] = field(default_factory=list)  # their relative second differences, a ring
+    tokens: list[int] = field(default_factory=list)  # (step, flow) pairs, ≤ `shingle` of them, a ring
+    token_at: int = 0  # where the oldest pair is once the ring is full
+    rates: array[float] = field(default_factory=lambda: array("d"))  # the last running rates, a ring
+    curvature: array[float] = field(default_factory=lambda: array("d"))  # their relative second differences
     rate_at: int = 0  # where the oldest rate is once the ring is full
     bend_at: int = 0  # where the oldest curvature is once that ring is full
     matches: deque[Match] | None = None
@@ -172,22 +174,28 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
     if not plan.replay:
         return
     if delta <= 0 or rate is None or rate <= 0:
-        del mp.tokens[:]  # a stopped or stepping-back meter shows nothing a copy could be told by
+        if mp.tokens:
+            del mp.tokens[:]  # a stopped or stepping-back meter shows nothing a copy could be told by
+            mp.token_at = 0
         return
     # both are positive here: int(x + 0.5) rounds them (and is quicker than round on the hot path)
     step, flow = int(delta * _SCALE + 0.5), int(rate * _SCALE + 0.5)
-    tokens = mp.tokens
-    tokens.append(step)
-    tokens.append(flow)
-    if len(tokens) > 2 * plan.shingle:
-        del tokens[:2]
+    tokens, size = mp.tokens, 2 * plan.shingle
+    if len(tokens) < size:
+        tokens.append(step)
+        tokens.append(flow)
+    else:  # a ring once full: the newest pair takes the oldest one's place
+        i = mp.token_at
+        tokens[i], tokens[i + 1] = step, flow
+        mp.token_at = (i + 2) % size
     # a stretch is remembered by its last reading (the same stretch always is, wherever it recurs)
-    if (step + flow) % plan.sample or len(tokens) < 2 * plan.shingle or len(
+    if (step + flow) % plan.sample or len(tokens) < size or len(
             set(zip(tokens[::2], tokens[1::2], strict=True))) < plan.shingle:
         return  # not remembered; or a steady flow repeating its own readings: too little to tell a copy by
     p = sp.prints
     p.horizon = max(p.horizon, ts - plan.memory_s)
-    seen = _remember(p, hash(tuple(tokens)), mp.index, ts)
+    i = mp.token_at  # the oldest pair: the stretch in its order
+    seen = _remember(p, hash(tuple(tokens[i:] + tokens[:i])), mp.index, ts)
     if seen is not None and (seen[0] != meter or seen[1] < ts):
         if mp.matches is None:
             mp.matches = deque(maxlen=_KEEP_MATCHES)
@@ -196,8 +204,10 @@ def observe_reading(sp: SitePrints, meter: str, ts: float, rate: float | None, t
 
 def _observe_rate(mp: _MeterPrints, rate: float | None, keep: int, floor: float) -> None:
     if rate is None or rate <= 0:
-        mp.rates, mp.curvature = [], []  # stopped: a start-up's ramp is not judged against the run before
-        mp.run = mp.smooth_count = mp.rate_at = mp.bend_at = 0
+        if mp.run:  # stopped: a start-up's ramp is not judged against the run before (nothing kept at 0)
+            del mp.rates[:]
+            del mp.curvature[:]
+            mp.run = mp.smooth_count = mp.rate_at = mp.bend_at = 0
         return
     r = mp.rates
     if len(r) < keep:
@@ -205,7 +215,7 @@ def _observe_rate(mp: _MeterPrints, rate: float | None, keep: int, floor: float)
     else:  # full: the newest takes the oldest one's place
         r[mp.rate_at] = rate
         mp.rate_at = (mp.rate_at + 1) % keep
-    # the two rates before this one kept as numbers too: in the ring they are wherever it turned
+    # the two rates before this one kept as numbers too: compiled, reading them back from the array is slower
     before, earlier = mp.rate_1, mp.rate_2
     mp.rate_1, mp.rate_2 = rate, before
     mp.run += 1

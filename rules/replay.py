@@ -90,8 +90,8 @@ def text_column(col: pd.Series) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, n
     """A text column with surrounding blanks stripped ("" for a missing value), and each value's rank among
     the distinct ones, which sorts as the text does. Each distinct value is stripped once: a column of
     readings holds a handful of site and meter ids over millions of rows."""
-    codes, raw = pd.factorize(col.fillna("").astype(str))
-    ranks, names = pd.factorize(np.array([str(v).strip() for v in raw], dtype=object), sort=True)
+    codes, raw = pd.factorize(col)  # a missing value's code is −1: the "" appended last below
+    ranks, names = pd.factorize(np.array([str(v).strip() for v in raw] + [""], dtype=object), sort=True)
     rank = np.asarray(ranks, dtype=np.intp)[codes]
     return np.asarray(names, dtype=object)[rank], rank
 
@@ -119,10 +119,13 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False,
     n = len(df)
     line = np.arange(n) + 2 if lines is None else lines
     reasons = np.full(n, "", dtype=object)
+    flagged = np.zeros(n, dtype=bool)  # a row's first reason is its reason
 
     def flag(mask: Any, reason: str) -> None:
-        m = np.asarray(mask, dtype=bool) & (reasons == "")
-        reasons[m] = reason
+        m = np.asarray(mask, dtype=bool) & ~flagged
+        if m.any():
+            reasons[m] = reason
+            np.logical_or(flagged, m, out=flagged)
 
     ts_raw = df["ts"]
     if pd.api.types.is_datetime64_any_dtype(ts_raw):
@@ -184,7 +187,7 @@ def readings_from_frame(df: pd.DataFrame, strings: bool = False,
         flag(~np.isnan(error) & ~((np.abs(error) < 2.0**63) & (np.floor(error) == error)),
              "error_code must be an integer of at most 64 bits")
 
-    good = reasons == ""
+    good = ~flagged
     bad = [BadRow(int(ln), str(r)) for ln, r in zip(line[~good], reasons[~good], strict=True)]
     idx = np.flatnonzero(good)
     order = idx[np.lexsort((meter_rank[idx], site_rank[idx], secs[idx]))]

@@ -18,6 +18,7 @@ import os
 import queue
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -257,9 +258,9 @@ def run_task(task_id: int, task: Task, config: Config, rule_sets: Sequence[Rules
         bad = [("influx", b) for b in readings.bad]
     sites = tuple(s for s in config.sites if s.id in task.sites)
     results = {s.id: SiteResult(s.id) for s in sites}
-    for sid in readings.site:
+    for sid, count in Counter(readings.site).items():
         if sid in results:
-            results[sid].rows += 1
+            results[sid].rows = count
     out = TaskResult(list(results.values()), len(readings) + len(readings.bad), bad)
     for rules in rule_sets:
         engine = Engine(sites, rules, config.tz)
