@@ -101,7 +101,7 @@ def read_frame(stream: IO[str]) -> pd.DataFrame:
     lacks a required column."""
     try:
         # numbers parse natively; a column with any bad value stays text and is checked row by row
-        df = pd.read_csv(stream, dtype={"site": str, "meter": str}, keep_default_na=False, na_values=[""],
+        df = pd.read_csv(stream, dtype={"site": object, "meter": object}, keep_default_na=False, na_values=[""],
                          skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ReplayError(f"readings are not CSV ({exc}); expected the header {','.join(REQUIRED)}") from None

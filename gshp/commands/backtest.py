@@ -151,8 +151,6 @@ def file_sites(path: str) -> dict[str, int]:
     """How many rows each site has in one CSV file (only the `site` column is read)."""
     import pandas as pd
 
-    from rules.replay import text_column
-
     try:
         with open(path, encoding="utf-8", newline="") as stream:
             head = stream.readline()
@@ -160,12 +158,16 @@ def file_sites(path: str) -> dict[str, int]:
                 raise ValueError(f"{path}: readings lack the column site; the header must be "
                                  f"{','.join(COLUMNS)} (signal_pct,error_code optional)")
             stream.seek(0)
-            col = pd.read_csv(stream, usecols=["site"], dtype=str, keep_default_na=False, skipinitialspace=True)
+            col = pd.read_csv(stream, usecols=["site"], dtype=object, keep_default_na=False, skipinitialspace=True)
     except OSError as exc:
         raise ValueError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: readings are not CSV ({exc})") from None
-    return {str(k): int(v) for k, v in pd.Series(text_column(col["site"])[0]).value_counts().items()}
+    counts: dict[str, int] = {}  # counted as written, then each distinct id stripped once (as `text_column` does)
+    for value, n in col["site"].value_counts(dropna=False).items():
+        site = "" if pd.isna(value) else str(value).strip()
+        counts[site] = counts.get(site, 0) + int(n)
+    return counts
 
 
 def plan_csv(config: Config, rows: dict[str, dict[str, int]], jobs: int) -> tuple[list[Task], int]:
