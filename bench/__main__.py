@@ -32,6 +32,10 @@ def main() -> int:
             replace_table(args.update_readme.read_text(encoding="utf-8"), "")
         except (OSError, ValueError) as exc:
             p.error(f"--update-readme {args.update_readme}: {exc}")
+        unnamed = [name for name in args.only or () if not hasattr(importlib.import_module(name), "ROW_PREFIXES")]
+        if unnamed:  # its rows could not be told from the others': the whole table would be replaced by them
+            p.error(f"--update-readme with --only: {', '.join(unnamed)} names no ROW_PREFIXES; run every "
+                    f"benchmark to rewrite the whole table")
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("apscheduler", "pymodbus", "collector", "gshp", "rules"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -43,7 +47,7 @@ def main() -> int:
     if args.update_readme is not None:
         table = markdown(rows)
         modules = [importlib.import_module(name) for name in args.only or ()]
-        if modules and all(hasattr(m, "ROW_PREFIXES") for m in modules):  # keep the other benchmarks' rows
+        if modules:  # keep the other benchmarks' rows (every module names its own: checked above)
             prefixes = tuple(p for m in modules for p in m.ROW_PREFIXES)
             table = splice_rows(table_of(args.update_readme.read_text(encoding="utf-8")), table, prefixes)
         changed = update_readme(args.update_readme, table)

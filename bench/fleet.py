@@ -32,6 +32,8 @@ from bench.mqtt import count_flow, scrape  # noqa: E402
 from bench.table import Row  # noqa: E402
 from gshp.devstack import Influxd, Mosquitto, free_port  # noqa: E402
 
+ROW_PREFIXES = ("fleet:",)
+"""The README rows this bench writes (`python -m bench --only bench.fleet --update-readme README.md`)."""
 METERS_PER_SITE = 4
 ROLES = ("extraction", "extraction", "reinjection", "reinjection")
 T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=1)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.__main__ import main as bench_main
 from bench.detection import Outcome, rows
 from bench.readme import END, START, replace_table, splice_rows, table_of, update_readme
 from bench.table import Row, markdown, text
@@ -88,3 +89,13 @@ def test_splice_rows_replaces_only_one_benchmarks_rows_where_they_stood() -> Non
                                                           "| gshp replay"]
     assert "5 min" in got[3] and got[:2] == old.splitlines()[:2]
     assert table_of(f"x\n{START}\n{old}\n{END}\ny") == old
+
+
+def test_only_a_benchmark_naming_its_rows_may_update_the_readme_alone(tmp_path: Path, monkeypatch, capsys) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{START}\n| a | b |\n{END}\n", encoding="utf-8")
+    monkeypatch.setattr("sys.argv", ["bench", "--only", "bench.replay", "--update-readme", str(readme)])
+    with pytest.raises(SystemExit) as exit_:
+        bench_main()  # refused before any benchmark runs: its rows would replace every other one's
+    assert exit_.value.code == 2 and "bench.replay names no ROW_PREFIXES" in capsys.readouterr().err
+    assert readme.read_text(encoding="utf-8") == f"# x\n{START}\n| a | b |\n{END}\n"
