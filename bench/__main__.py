@@ -27,12 +27,13 @@ def main() -> int:
     p.add_argument("--update-readme", type=Path, metavar="FILE",
                    help=f"replace the table between {START} and {END} in FILE (e.g. README.md)")
     args = p.parse_args()
+    modules = [importlib.import_module(name) for name in args.only or ()]
     if args.update_readme is not None:  # before minutes of benchmarks: the file must have its markers
         try:
             replace_table(args.update_readme.read_text(encoding="utf-8"), "")
         except (OSError, ValueError) as exc:
             p.error(f"--update-readme {args.update_readme}: {exc}")
-        unnamed = [name for name in args.only or () if not hasattr(importlib.import_module(name), "ROW_PREFIXES")]
+        unnamed = [m.__name__ for m in modules if not hasattr(m, "ROW_PREFIXES")]
         if unnamed:  # its rows could not be told from the others': the whole table would be replaced by them
             p.error(f"--update-readme with --only: {', '.join(unnamed)} names no ROW_PREFIXES; run every "
                     f"benchmark to rewrite the whole table")
@@ -46,7 +47,6 @@ def main() -> int:
     print(markdown(rows) if args.markdown else text(rows))
     if args.update_readme is not None:
         table = markdown(rows)
-        modules = [importlib.import_module(name) for name in args.only or ()]
         if modules:  # keep the other benchmarks' rows (every module names its own: checked above)
             prefixes = tuple(p for m in modules for p in m.ROW_PREFIXES)
             table = splice_rows(table_of(args.update_readme.read_text(encoding="utf-8")), table, prefixes)

@@ -224,8 +224,7 @@ class Engine:
         self._ledgers: list[YearLedger] = []
         self._store_problem: str | None = None
         self._keep = keep
-        # per RuleSet id: the set itself (kept, so its id is not reused), its quality plan, CUSUM parameters,
-        # balance windows and forensic plan
+        # per RuleSet id: the set planned for the hot path (`_Plans`, which keeps the set so its id is not reused)
         self._plans: dict[int, _Plans] = {}
         for site in sites:
             self._sites[site.id] = self._new_site(site, settings.resolve(site.id, site.district))

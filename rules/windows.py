@@ -151,6 +151,10 @@ class Ledger:
                 self._unknown[i] = 1
         self._unknown_top = max(self._unknown_top, k1)
 
+    def _known(self, k_start: int, i0: int, i1: int) -> bool:
+        """No kept interval i0 … i1−1 (interval `k_start` on) is unknown: none is after the newest one marked."""
+        return k_start > self._unknown_top or self._unknown.find(1, i0, i1) < 0
+
     def window(self, k_start: int, k_end: int) -> WindowSum:
         """Sum of intervals k_start … k_end−1; incomplete if any is unknown or not kept."""
         return WindowSum(*self.total(k_start, k_end))
@@ -163,7 +167,7 @@ class Ledger:
         vol = self._vol
         i0 = k_start - base
         i1 = min(k_end - base, len(vol))
-        complete = k_end - base == i1 and (k_start > self._unknown_top or self._unknown.find(1, i0, i1) < 0)
+        complete = k_end - base == i1 and self._known(k_start, i0, i1)
         if i1 - i0 <= EXACT_SPAN:  # added up in order
             return sum(vol[i0:i1], 0.0), complete
         cum = self._cum  # else the difference of running sums
@@ -189,7 +193,7 @@ class Ledger:
         i0, i1 = k_start - self._base, k_end - self._base
         size = len(self._vol)
         if i0 >= 0 and i1 <= size:
-            return self._vol[i0:i1].tolist(), k_start > self._unknown_top or self._unknown.find(1, i0, i1) < 0
+            return self._vol[i0:i1].tolist(), self._known(k_start, i0, i1)
         lo, hi = max(i0, 0), min(i1, size)
         if lo >= hi:
             return [0.0] * n, False
